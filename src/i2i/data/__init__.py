@@ -1,0 +1,1 @@
+"""Data loading: datasets, transforms and inpainting masks."""

@@ -1,0 +1,100 @@
+"""The batch contract: the keys of a sample dict, defined once.
+
+Every dataset returns a dict that uses some of these keys; the default collate stacks them into a
+batch with a leading batch dimension B. Tasks read batches only through these constants.
+
+| key      | per sample             | dtype   | values                                  | used by          |
+|----------|------------------------|---------|-----------------------------------------|------------------|
+| "image"  | (3, H, W)              | float32 | [-1, 1], the real / target photo        | every task       |
+| "mask"   | (1, H, W)              | float32 | 1 = known pixel, 0 = hole               | inpainting       |
+| "edges"  | (1, H, W)              | float32 | [-1, 1], +1 on edges (white on black)   | edges -> photo   |
+| "label"  | (H, W)                 | int64   | class ids >= 0, resized with NEAREST    | labels -> photo  |
+| "index"  | scalar (int)           | int64   | the sample's index in its dataset       | fixed val masks  |
+
+After collation "index" is an int64 tensor of shape (B,).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+IMAGE = "image"
+MASK = "mask"
+EDGES = "edges"
+LABEL = "label"
+INDEX = "index"
+
+KEYS = (IMAGE, MASK, EDGES, LABEL, INDEX)
+
+# Float round-off from resizing may overshoot [-1, 1] by a hair; that is not a contract violation.
+_TOL = 1e-4
+
+
+def _fail(source: str, key: str, problem: str) -> ValueError:
+    return ValueError(f"{source}: sample[{key!r}] {problem}")
+
+
+def _check_float(
+    sample: Mapping[str, Any], key: str, channels: int, lo: float, hi: float, source: str
+) -> tuple[int, int]:
+    x = sample[key]
+    if not isinstance(x, torch.Tensor) or x.dtype != torch.float32:
+        raise _fail(source, key, f"must be a float32 tensor, got {_describe(x)}")
+    if x.ndim != 3 or x.shape[0] != channels:
+        raise _fail(source, key, f"must have shape ({channels}, H, W), got {tuple(x.shape)}")
+    if x.numel() and (x.min().item() < lo - _TOL or x.max().item() > hi + _TOL):
+        raise _fail(
+            source,
+            key,
+            f"values must lie in [{lo}, {hi}], got [{x.min().item():.4g}, {x.max().item():.4g}]",
+        )
+    return int(x.shape[1]), int(x.shape[2])
+
+
+def _describe(x: Any) -> str:
+    if isinstance(x, torch.Tensor):
+        return f"a {x.dtype} tensor of shape {tuple(x.shape)}"
+    return type(x).__name__
+
+
+def validate_sample(sample: Mapping[str, Any], source: str = "sample") -> None:
+    """Check one (uncollated) sample against the contract; raise ValueError naming `source`.
+
+    Only the keys present are checked, plus that their spatial sizes agree. Cheap enough to run
+    on the first few samples of a dataset, not meant for every step.
+    """
+    if not isinstance(sample, Mapping):
+        raise ValueError(f"{source}: a sample must be a dict, got {type(sample).__name__}")
+    unknown = [k for k in sample if k not in KEYS]
+    if unknown:
+        raise ValueError(f"{source}: unknown sample keys {unknown}; allowed keys are {list(KEYS)}")
+
+    sizes: dict[str, tuple[int, int]] = {}
+    if IMAGE in sample:
+        sizes[IMAGE] = _check_float(sample, IMAGE, 3, -1.0, 1.0, source)
+    if MASK in sample:
+        sizes[MASK] = _check_float(sample, MASK, 1, 0.0, 1.0, source)
+    if EDGES in sample:
+        sizes[EDGES] = _check_float(sample, EDGES, 1, -1.0, 1.0, source)
+    if LABEL in sample:
+        y = sample[LABEL]
+        if not isinstance(y, torch.Tensor) or y.dtype != torch.int64:
+            raise _fail(source, LABEL, f"must be an int64 tensor, got {_describe(y)}")
+        if y.ndim != 2:
+            raise _fail(source, LABEL, f"must have shape (H, W), got {tuple(y.shape)}")
+        if y.numel() and y.min().item() < 0:
+            raise _fail(source, LABEL, f"class ids must be >= 0, got min {y.min().item()}")
+        sizes[LABEL] = (int(y.shape[0]), int(y.shape[1]))
+    if INDEX in sample:
+        i = sample[INDEX]
+        ok = (isinstance(i, int) and not isinstance(i, bool)) or (
+            isinstance(i, torch.Tensor) and i.ndim == 0 and i.dtype == torch.int64
+        )
+        if not ok:
+            raise _fail(source, INDEX, f"must be an int or int64 scalar tensor, got {_describe(i)}")
+
+    if len(set(sizes.values())) > 1:
+        raise ValueError(f"{source}: spatial sizes (H, W) of the sample's keys differ: {sizes}")

@@ -1,0 +1,321 @@
+"""Image I/O and the folder-of-images dataset.
+
+Geometry: the shorter side is resized to cover the target (H, W) (bicubic with antialias), then
+a crop of exactly (H, W) is taken, at the centre for validation or at random for training.
+The crop is planned separately from the pixels (:func:`plan_crop` / :func:`apply_crop`) so that
+paired data (a photo and its label map) can share one geometry with different interpolations.
+
+Randomness (crop offsets, flips) comes from the global torch RNG, which Lightning's
+``seed_everything`` and its per-worker seeding make reproducible.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+import torchvision.transforms.v2.functional as TF
+from PIL import Image, ImageOps
+from torch.utils.data import Dataset
+from torchvision.transforms import InterpolationMode
+
+from i2i.data import batch
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+ON_CORRUPT = ("skip", "raise")
+SMALL_IMAGES = ("error", "upscale")
+VAL_DIR_NAMES = ("val", "valid", "validation", "test")
+MAX_ASPECT = 4
+
+
+class CorruptImageError(ValueError):
+    """An image file that cannot be decoded (truncated, wrong format, random bytes)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Files and splits
+
+
+def list_images(root: str | Path) -> list[Path]:
+    """All images under `root` at any depth, sorted; extensions are matched case-insensitively.
+
+    Hidden files and folders (names starting with '.', e.g. macOS '._x.jpg' resource forks,
+    which are not images) are ignored.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"Image folder {root} does not exist; place your images (jpg/png/webp) under {root}, "
+            "any sub-folder depth"
+        )
+    files = sorted(
+        p
+        for p in root.rglob("*")
+        if p.suffix.lower() in IMAGE_EXTENSIONS
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+        and p.is_file()
+    )
+    if not files:
+        raise FileNotFoundError(
+            f"Image folder {root} has no images; accepted extensions (any case, any sub-folder "
+            f"depth): {', '.join(IMAGE_EXTENSIONS)}"
+        )
+    return files
+
+
+def split_files(
+    files: Sequence[Path], val_fraction: float = 0.05, seed: int = 0
+) -> tuple[list[Path], list[Path]]:
+    """Split `files` into (train, val) by a seeded permutation; each part keeps sorted order.
+
+    The input is sorted first, so the split depends only on the set of files and the seed.
+    With val_fraction > 0 and at least 2 files, both parts are non-empty.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    files = sorted(Path(f) for f in files)
+    n = len(files)
+    n_val = round(n * val_fraction)
+    if val_fraction > 0 and n >= 2:
+        n_val = min(max(n_val, 1), n - 1)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    val_idx = set(perm[:n_val])
+    train = [f for i, f in enumerate(files) if i not in val_idx]
+    val = [f for i, f in enumerate(files) if i in val_idx]
+    return train, val
+
+
+def find_split_folders(root: str | Path) -> tuple[Path, Path] | None:
+    """(root/train, root/<val>) when both exist, <val> being val, valid, validation or test
+    (first match, names compared case-insensitively); otherwise None."""
+    root = Path(root)
+    if not root.is_dir():
+        return None
+    dirs = {p.name.lower(): p for p in sorted(root.iterdir()) if p.is_dir()}
+    if "train" not in dirs:
+        return None
+    for name in VAL_DIR_NAMES:
+        if name in dirs:
+            return dirs["train"], dirs[name]
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Decoding
+
+
+def load_image(path: str | Path, draft_size: tuple[int, int] | None = None) -> Image.Image:
+    """Decode `path` into an RGB PIL image (grayscale, palette, CMYK converted; alpha dropped).
+
+    EXIF orientation is applied so phone photos are upright. `draft_size` = (H, W) lets JPEG
+    decode at a reduced scale that still covers that size (a large speed-up for big photos).
+    Raises CorruptImageError when the file cannot be decoded.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            if draft_size is not None and img.format == "JPEG":
+                # Square request: EXIF rotation may swap the sides after decoding. JPEG draft
+                # never goes below the requested size, so the small-image check stays exact.
+                side = max(draft_size)
+                img.draft(None, (side, side))
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            return img.convert("RGB")
+    except Image.DecompressionBombError:
+        raise  # a huge but valid image is not corrupt; PIL's message explains the limit
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, EOFError... on bad data
+        raise CorruptImageError(
+            f"Cannot decode image {path} ({type(e).__name__}: {e}). Delete or replace this file, "
+            "or set on_corrupt='skip' to skip unreadable files with a warning."
+        ) from e
+
+
+def image_to_tensor(img: Image.Image) -> torch.Tensor:
+    """RGB PIL image -> float32 tensor (3, H, W) in [-1, 1]."""
+    x = TF.pil_to_tensor(img)
+    return x.to(torch.float32).div_(127.5).sub_(1.0)
+
+
+# --------------------------------------------------------------------------------------------
+# Geometry
+
+
+def _pow2_neighbours(v: int) -> str:
+    if v < 4:
+        return "4"
+    lo = 1 << (v.bit_length() - 1)
+    return f"{lo} or {lo * 2}"
+
+
+def check_resolution(resolution: int | Sequence[int]) -> tuple[int, int]:
+    """Normalise an int or (H, W) to (H, W); each side a power of two >= 4, aspect <= 4:1."""
+    if isinstance(resolution, int) and not isinstance(resolution, bool):
+        sides = (resolution, resolution)
+    elif (
+        isinstance(resolution, Sequence)
+        and not isinstance(resolution, str)
+        and len(resolution) == 2
+        and all(isinstance(s, int) and not isinstance(s, bool) for s in resolution)
+    ):
+        sides = (int(resolution[0]), int(resolution[1]))
+    else:
+        raise ValueError(f"resolution must be an int or an (H, W) pair of ints, got {resolution!r}")
+    for name, s in zip(("height", "width"), sides, strict=True):
+        if s < 4 or s & (s - 1):
+            raise ValueError(
+                f"resolution {resolution!r}: {name} {s} is not a power of two >= 4 (the generator "
+                f"halves it down to 4x4); nearest valid: {_pow2_neighbours(max(s, 1))}"
+            )
+    h, w = sides
+    if max(h, w) > MAX_ASPECT * min(h, w):
+        raise ValueError(
+            f"resolution {resolution!r}: aspect ratio {max(h, w) // min(h, w)}:1 exceeds "
+            f"{MAX_ASPECT}:1; use e.g. ({min(h, w)}, {min(h, w) * MAX_ASPECT}) or crop your images"
+        )
+    return h, w
+
+
+class CropPlan(NamedTuple):
+    """Resize the whole image to `resized` (H, W), then crop (top, left, height, width)."""
+
+    resized: tuple[int, int]
+    top: int
+    left: int
+    height: int
+    width: int
+
+
+def plan_crop(
+    size: tuple[int, int],
+    resolution: int | Sequence[int],
+    random_crop: bool,
+    small_images: str = "error",
+    source: str | Path = "image",
+) -> CropPlan:
+    """Plan the cover-resize and crop of an image of `size` (H, W) to `resolution`.
+
+    An image smaller than the resolution raises ValueError unless small_images='upscale'.
+    `random_crop` draws the offset from the global torch RNG; otherwise the crop is centred.
+    """
+    th, tw = check_resolution(resolution)
+    h, w = size
+    if small_images not in SMALL_IMAGES:
+        raise ValueError(f"small_images must be one of {SMALL_IMAGES}, got {small_images!r}")
+    if (h < th or w < tw) and small_images == "error":
+        raise ValueError(
+            f"Image {source} is {h}x{w} (HxW), smaller than the resolution {th}x{tw}. Use a lower "
+            f"resolution (this image fits {_floor_pow2(min(h, w))}) or set "
+            "small_images='upscale' to enlarge small images (they will look blurry)."
+        )
+    scale = max(th / h, tw / w)
+    # ceil with a guard against float error so both sides always cover the target
+    rh, rw = max(th, math.ceil(h * scale - 1e-6)), max(tw, math.ceil(w * scale - 1e-6))
+    if random_crop:
+        top = int(torch.randint(rh - th + 1, ()).item())
+        left = int(torch.randint(rw - tw + 1, ()).item())
+    else:
+        top, left = (rh - th) // 2, (rw - tw) // 2
+    return CropPlan((rh, rw), top, left, th, tw)
+
+
+def _floor_pow2(v: int) -> int:
+    return 1 << (max(v, 4).bit_length() - 1)
+
+
+def apply_crop(
+    img: Image.Image | torch.Tensor,
+    plan: CropPlan,
+    interpolation: InterpolationMode = InterpolationMode.BICUBIC,
+) -> Image.Image | torch.Tensor:
+    """Apply a CropPlan; use InterpolationMode.NEAREST for label maps."""
+    size = TF.get_size(img)  # [H, W] for PIL images and tensors alike
+    if tuple(size) != plan.resized:
+        antialias = interpolation != InterpolationMode.NEAREST
+        img = TF.resize(img, list(plan.resized), interpolation=interpolation, antialias=antialias)
+    return TF.crop(img, plan.top, plan.left, plan.height, plan.width)
+
+
+# --------------------------------------------------------------------------------------------
+# Dataset
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+class ImageFolderDataset(Dataset):
+    """Images from a folder (any depth) as {"image": (3, H, W) in [-1, 1], "index": int}."""
+
+    def __init__(
+        self,
+        root: str | Path,  # folder of images; listed recursively unless `files` is given
+        resolution: int | Sequence[int],  # output size: int or (H, W), powers of two
+        files: list[Path] | None = None,  # explicit file list (e.g. one half of split_files)
+        train: bool = True,  # random crop + optional flip; False: centre crop, deterministic
+        hflip: bool = True,  # random horizontal flip, only when train
+        on_corrupt: str = "skip",  # "skip": warn and use another file; "raise": CorruptImageError
+        small_images: str = "error",  # "error" or "upscale" images smaller than the resolution
+    ) -> None:
+        _check_choice("on_corrupt", on_corrupt, ON_CORRUPT)
+        _check_choice("small_images", small_images, SMALL_IMAGES)
+        self.root = Path(root)
+        self.resolution = check_resolution(resolution)
+        self.files = [Path(f) for f in files] if files is not None else list_images(self.root)
+        if not self.files:
+            raise ValueError(f"ImageFolderDataset over {self.root}: the file list is empty")
+        self.train = train
+        self.hflip = hflip
+        self.on_corrupt = on_corrupt
+        self.small_images = small_images
+        self._bad: set[int] = set()  # per worker process; avoids re-decoding known-bad files
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def load(self, i: int) -> torch.Tensor:
+        """Decode, crop and (maybe) flip file i; raises CorruptImageError on a bad file."""
+        path = self.files[i]
+        img = load_image(path, draft_size=self.resolution)
+        plan = plan_crop(
+            (img.height, img.width), self.resolution, self.train, self.small_images, path
+        )
+        img = apply_crop(img, plan)
+        x = image_to_tensor(img)
+        if self.train and self.hflip and torch.rand(()).item() < 0.5:
+            x = x.flip(-1)
+        return x
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        n = len(self.files)
+        if not -n <= i < n:
+            raise IndexError(f"index {i} out of range for a dataset of {n} images")
+        i %= n
+        # On a corrupt file, walk forward (wrapping) to the next decodable one; "index" then
+        # names the file actually returned, so fixed validation masks follow the image.
+        for j in (k % n for k in range(i, i + n)):
+            if j in self._bad:
+                continue
+            try:
+                return {batch.IMAGE: self.load(j), batch.INDEX: j}
+            except CorruptImageError as e:
+                if self.on_corrupt == "raise":
+                    raise
+                self._bad.add(j)
+                msg = f"Skipping corrupt image {self.files[j]}: {e}"
+                warnings.warn(msg, stacklevel=2)
+                log.warning(msg)
+        raise CorruptImageError(
+            f"All {n} images of {self.root} failed to decode; check the folder's files "
+            "(delete or replace corrupt ones)."
+        )

@@ -1,0 +1,288 @@
+"""Inpainting masks: the CoModGAN/MAT free-form generator and loaders for mask files.
+
+Convention used everywhere in ``i2i``: a mask is a float32 tensor of shape ``(1, H, W)``
+holding exactly 0 or 1, where **1 marks a KNOWN pixel and 0 marks the HOLE** to be filled.
+The hole ratio of a mask is therefore ``1 - mask.mean()``.
+
+Mask files on disk disagree about polarity (NVIDIA irregular masks, DeepFill v2, FcF and
+AOT-GAN paint the hole white; MAT, MI-GAN and the CoModGAN demo paint the known region
+white), so :func:`load_mask` and :class:`MaskFolder` make the caller state it explicitly.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, UnidentifiedImageError
+
+__all__ = [
+    "MASK_EXTENSIONS",
+    "POLARITIES",
+    "VARIANTS",
+    "MaskFolder",
+    "RandomMaskGenerator",
+    "load_mask",
+    "mask_hole_ratio",
+    "random_mask",
+]
+
+# Maximum number of tries (large rectangles, huge rectangles, brush strokes) per variant.
+# "large" is CoModGAN's RandomMask; "small" is the lighter variant from MAT.
+VARIANTS: dict[str, tuple[int, int, int]] = {"large": (10, 5, 20), "small": (5, 3, 9)}
+POLARITIES = ("white_is_known", "white_is_hole")
+MASK_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+# A hole_range that the generator can (almost) never satisfy, e.g. (0.0, 0.01), would
+# otherwise spin forever; this many rejected draws is far beyond any sane range.
+_MAX_ATTEMPTS = 10_000
+
+
+def _as_hw(size: int | tuple[int, int]) -> tuple[int, int]:
+    """Normalise ``size`` (int = square, or ``(H, W)``) and validate it."""
+    h, w = (size, size) if isinstance(size, int) else tuple(size)
+    if int(h) != h or int(w) != w or h < 1 or w < 1:
+        raise ValueError(f"size must be a positive int or (H, W) of positive ints, got {size!r}")
+    return int(h), int(w)
+
+
+def _check_hole_range(hole_range: tuple[float, float]) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in hole_range)
+    except (TypeError, ValueError):
+        raise ValueError(f"hole_range must be a pair (lo, hi), got {hole_range!r}") from None
+    if not 0.0 <= lo < hi <= 1.0:
+        raise ValueError(f"hole_range must satisfy 0 <= lo < hi <= 1, got {hole_range!r}")
+    return lo, hi
+
+
+def _check_variant(variant: str) -> tuple[int, int, int]:
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown mask variant {variant!r}; valid variants: {sorted(VARIANTS)}")
+    return VARIANTS[variant]
+
+
+def _count(rng: np.random.Generator, max_tries: int) -> int:
+    # rng.integers(0) raises; a zero budget (tiny coef) simply means "draw nothing".
+    return int(rng.integers(max_tries)) if max_tries > 0 else 0
+
+
+def _fill_rectangles(
+    known: np.ndarray, rng: np.random.Generator, max_tries: int, max_h: int, max_w: int
+) -> None:
+    """Punch up to ``max_tries - 1`` axis-aligned rectangular holes into ``known`` in place."""
+    h_img, w_img = known.shape
+    for _ in range(_count(rng, max_tries)):
+        w = int(rng.integers(max_w)) if max_w > 0 else 0
+        h = int(rng.integers(max_h)) if max_h > 0 else 0
+        # The corner may lie up to half a side outside the image, so holes touch the border
+        # as often as the centre; slicing clips them to the image.
+        x = int(rng.integers(-(w // 2), w_img - w + w // 2))
+        y = int(rng.integers(-(h // 2), h_img - h + h // 2))
+        known[max(y, 0) : max(y + h, 0), max(x, 0) : max(x + w, 0)] = 0
+
+
+def _brush_strokes(rng: np.random.Generator, max_tries: int, h: int, w: int) -> np.ndarray:
+    """DeepFill v2 free-form strokes; returns a bool array that is True on stroke pixels."""
+    canvas = Image.new("L", (w, h), 0)
+    draw = ImageDraw.Draw(canvas)
+    mean_angle, angle_range = 2 * math.pi / 5, 2 * math.pi / 15
+    average_radius = math.sqrt(h * h + w * w) / 8
+    for _ in range(_count(rng, max_tries)):
+        num_vertex = int(rng.integers(4, 18))
+        angle_min = mean_angle - rng.uniform(0, angle_range)
+        angle_max = mean_angle + rng.uniform(0, angle_range)
+        angles = rng.uniform(angle_min, angle_max, size=num_vertex)
+        # Alternate the turning direction so strokes zig-zag instead of curling up.
+        angles[::2] = 2 * math.pi - angles[::2]
+        radii = np.clip(
+            rng.normal(average_radius, average_radius // 2, size=num_vertex),
+            0,
+            2 * average_radius,
+        )
+        x, y = int(rng.integers(w)), int(rng.integers(h))
+        vertices = [(x, y)]
+        for angle, r in zip(angles.tolist(), radii.tolist(), strict=True):
+            x = int(min(max(x + r * math.cos(angle), 0), w))
+            y = int(min(max(y + r * math.sin(angle), 0), h))
+            vertices.append((x, y))
+        # Stroke width is in absolute pixels (not scaled with the image), as in the reference.
+        width = int(rng.uniform(12, 48))
+        draw.line(vertices, fill=255, width=width)
+        half = width // 2
+        for vx, vy in vertices:  # round joints and caps
+            draw.ellipse((vx - half, vy - half, vx + half, vy + half), fill=255)
+    strokes = np.asarray(canvas) > 0
+    if rng.random() < 0.5:
+        strokes = strokes[:, ::-1]
+    if rng.random() < 0.5:
+        strokes = strokes[::-1, :]
+    return strokes
+
+
+def random_mask(
+    size: int | tuple[int, int],
+    hole_range: tuple[float, float] = (0.0, 1.0),
+    rng: np.random.Generator | None = None,
+    variant: str = "large",
+) -> torch.Tensor:
+    """Draw a free-form mask as in CoModGAN's ``RandomMask`` (1 = known, 0 = hole).
+
+    Rectangles (two passes, sides below ``side // 2`` then below ``side``) and DeepFill v2
+    brush strokes are unioned into the hole; draws whose hole ratio is not strictly inside
+    ``hole_range`` are rejected and redrawn. The budget of tries scales with
+    ``min(lo + hi, 1)``. For a rectangular ``size=(H, W)`` the algorithm is applied on its
+    own terms per axis: rectangle widths/x use ``W``, heights/y use ``H``, strokes are
+    clipped to ``W x H`` and their segment length uses the diagonal ``sqrt(H^2 + W^2)``.
+
+    Returns a float32 tensor of shape ``(1, H, W)`` with values in {0, 1}.
+    """
+    h, w = _as_hw(size)
+    lo, hi = _check_hole_range(hole_range)
+    rect_tries, big_rect_tries, stroke_tries = _check_variant(variant)
+    rng = np.random.default_rng() if rng is None else rng
+    coef = min(lo + hi, 1.0)
+    for _ in range(_MAX_ATTEMPTS):
+        known = np.ones((h, w), dtype=np.uint8)
+        _fill_rectangles(known, rng, int(rect_tries * coef), h // 2, w // 2)
+        _fill_rectangles(known, rng, int(big_rect_tries * coef), h, w)
+        known[_brush_strokes(rng, int(stroke_tries * coef), h, w)] = 0
+        hole = 1.0 - np.count_nonzero(known) / known.size
+        if lo < hole < hi:
+            return torch.from_numpy(known.astype(np.float32))[None]
+    raise RuntimeError(
+        f"random_mask could not reach a hole ratio inside hole_range={hole_range!r} in "
+        f"{_MAX_ATTEMPTS} draws; widen the range (the generator's budget scales with lo + hi)"
+    )
+
+
+class RandomMaskGenerator:
+    """Picklable callable holding the settings of :func:`random_mask` (for DataLoaders)."""
+
+    def __init__(
+        self,
+        size: int | tuple[int, int],
+        hole_range: tuple[float, float] = (0.0, 1.0),
+        variant: str = "large",
+    ) -> None:
+        # Validate eagerly so a bad config fails at construction, not inside a worker.
+        self.size = _as_hw(size)
+        self.hole_range = _check_hole_range(hole_range)
+        _check_variant(variant)
+        self.variant = variant
+
+    def __call__(self, rng: np.random.Generator | None = None) -> torch.Tensor:
+        return random_mask(self.size, self.hole_range, rng, self.variant)
+
+    def sample(self, seed: int) -> torch.Tensor:
+        """Deterministic mask for ``seed`` (e.g. the validation image index)."""
+        return self(np.random.default_rng(seed))
+
+    def __repr__(self) -> str:
+        return (
+            f"RandomMaskGenerator(size={self.size}, hole_range={self.hole_range}, "
+            f"variant={self.variant!r})"
+        )
+
+
+def mask_hole_ratio(mask: torch.Tensor | np.ndarray) -> float:
+    """Fraction of hole pixels (0 = fully known, 1 = all hole) of a 1 = known mask."""
+    return 1.0 - float(mask.float().mean() if torch.is_tensor(mask) else np.mean(mask))
+
+
+def _check_polarity(polarity: str) -> None:
+    if polarity not in POLARITIES:
+        raise ValueError(f"unknown mask polarity {polarity!r}; valid values: {list(POLARITIES)}")
+
+
+def load_mask(
+    path: str | Path,
+    size: int | tuple[int, int] | None = None,
+    *,
+    polarity: str,
+    resize: bool = True,
+    max_hole_ratio: float | None = None,
+) -> torch.Tensor:
+    """Load a mask file as a float32 ``(1, H, W)`` tensor with 1 = known, 0 = hole.
+
+    Any PIL mode (L, RGB, RGBA, ...) is converted to grayscale and thresholded at 127
+    (values > 127 are "white"), which also cleans up JPEG artefacts. ``polarity`` must be
+    given: ``"white_is_hole"`` (NVIDIA irregular, DeepFill, FcF, AOT-GAN) or
+    ``"white_is_known"`` (MAT, MI-GAN, CoModGAN demo). If ``size`` differs from the file,
+    the mask is resized with NEAREST (keeps it binary) or, with ``resize=False``, rejected.
+    ``max_hole_ratio`` guards against an inverted polarity.
+    """
+    _check_polarity(polarity)
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"mask file not found: {path}")
+    try:
+        with Image.open(path) as img:
+            gray = img.convert("L")
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
+        raise ValueError(f"cannot read mask file {path}: {err}") from err
+    if size is not None:
+        h, w = _as_hw(size)
+        if gray.size != (w, h):
+            if not resize:
+                raise ValueError(
+                    f"mask {path} is {gray.height}x{gray.width} (HxW) but {h}x{w} was "
+                    "expected; resize the file, or pass resize=True to resize it with NEAREST"
+                )
+            gray = gray.resize((w, h), Image.Resampling.NEAREST)
+    white = np.asarray(gray) > 127
+    known = white if polarity == "white_is_known" else ~white
+    mask = torch.from_numpy(known.astype(np.float32))[None]
+    if max_hole_ratio is not None:
+        hole = mask_hole_ratio(mask)
+        if hole > max_hole_ratio:
+            other = POLARITIES[1 - POLARITIES.index(polarity)]
+            raise ValueError(
+                f"mask {path} has hole ratio {hole:.3f} > max_hole_ratio={max_hole_ratio} "
+                f"with polarity={polarity!r}; the polarity is probably inverted, "
+                f"try polarity={other!r}"
+            )
+    return mask
+
+
+class MaskFolder:
+    """Mask files found recursively under ``root`` (sorted), loaded with :func:`load_mask`."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        polarity: str,
+        size: int | tuple[int, int] | None = None,
+        resize: bool = True,
+        max_hole_ratio: float | None = None,
+    ) -> None:
+        _check_polarity(polarity)
+        self.root = Path(root)
+        self.polarity = polarity
+        self.size = size
+        self.resize = resize
+        self.max_hole_ratio = max_hole_ratio
+        files = self.root.rglob("*") if self.root.is_dir() else ()
+        self.files = sorted(
+            p for p in files if p.is_file() and p.suffix.lower() in MASK_EXTENSIONS
+        )
+        if not self.files:
+            raise FileNotFoundError(
+                f"no mask files found under {self.root} (missing or empty folder); place "
+                f"mask images ({', '.join(MASK_EXTENSIONS)}) there, with {polarity!r} polarity"
+            )
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return load_mask(
+            self.files[index],
+            self.size,
+            polarity=self.polarity,
+            resize=self.resize,
+            max_hole_ratio=self.max_hole_ratio,
+        )

@@ -1,0 +1,389 @@
+"""The StyleGAN2 primitives that the co-modulated generator and its discriminator are built from.
+
+Everything here is plain PyTorch (no custom CUDA), so it runs on CPU and GPU alike:
+
+- equalized learning rate: weights are stored N(0, 1) and scaled at run time by gain / sqrt(fan_in);
+- FIR [1, 3, 3, 1] up- and down-sampling (`upfirdn2d`);
+- `modulated_conv2d` with and without demodulation, with two equivalent code paths;
+- noise injection, minibatch standard deviation, and leaky ReLU with gain sqrt(2).
+
+Leaky ReLU is positively homogeneous (lrelu(g * y) = g * lrelu(y) for g > 0), so every layer folds its
+activation gain into the (tiny) weight scale and bias instead of paying one more pass over the
+activations. The result is identical; only the arithmetic order differs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LRELU_SLOPE = 0.2
+LRELU_GAIN = math.sqrt(2.0)
+FIR_KERNEL = (1.0, 3.0, 3.0, 1.0)
+
+Activation = Literal["linear", "lrelu"]
+ModConvImpl = Literal["auto", "grouped", "shared"]
+
+
+def assert_shape(tensor: torch.Tensor, shape: list[int | None], name: str = "tensor") -> None:
+    """Raise a readable error unless `tensor` has `shape` (None matches any size)."""
+    if tensor.ndim != len(shape) or any(
+        want is not None and have != want for have, want in zip(tensor.shape, shape, strict=True)
+    ):
+        raise ValueError(f"{name} has shape {list(tensor.shape)}, expected {shape} (None = any)")
+
+
+def activation_gain(activation: Activation) -> float:
+    return LRELU_GAIN if activation == "lrelu" else 1.0
+
+
+def bias_act(x: torch.Tensor, bias: torch.Tensor | None, activation: Activation) -> torch.Tensor:
+    """x + bias, then the activation. The gain must already be folded into x and bias."""
+    if bias is not None:
+        x = x + bias.reshape(1, -1, *([1] * (x.ndim - 2))).to(x.dtype)
+    if activation == "lrelu":
+        return F.leaky_relu(x, LRELU_SLOPE, inplace=bias is not None)
+    return x
+
+
+# --------------------------------------------------------------------------------------------------
+# FIR filtering
+
+
+def fir_filter(taps: tuple[float, ...] = FIR_KERNEL) -> torch.Tensor:
+    """The normalised separable 1-D filter (it sums to 1)."""
+    f = torch.tensor(taps, dtype=torch.float32)
+    return f / f.sum()
+
+
+def upfirdn2d(
+    x: torch.Tensor,
+    f: torch.Tensor,
+    up: int = 1,
+    down: int = 1,
+    padding: tuple[int, int, int, int] = (0, 0, 0, 0),
+    gain: float = 1.0,
+) -> torch.Tensor:
+    """Zero-insert upsample by `up`, pad (left, right, top, bottom), filter with the separable
+    symmetric filter `f` (1-D), then keep every `down`-th pixel. `gain` scales the 2-D filter."""
+    n, c, h, w = x.shape
+    if up > 1:
+        x = x.reshape(n, c, h, 1, w, 1)
+        x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
+        x = x.reshape(n, c, h * up, w * up)
+    x = F.pad(x, list(padding))
+    # Separable depthwise filtering: 2 * taps multiply-adds per pixel instead of taps^2.
+    f = (f * math.sqrt(gain)).to(device=x.device, dtype=x.dtype)
+    fw = f.reshape(1, 1, 1, -1).expand(c, 1, 1, -1)
+    fh = f.reshape(1, 1, -1, 1).expand(c, 1, -1, 1)
+    x = F.conv2d(x, fw, stride=(1, down), groups=c)
+    x = F.conv2d(x, fh, stride=(down, 1), groups=c)
+    return x
+
+
+def upsample2d(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    """2x FIR upsampling (H, W) -> (2H, 2W), as in the skip RGB path."""
+    taps = f.numel()
+    p0, p1 = (taps + 1) // 2, (taps - 2) // 2
+    return upfirdn2d(x, f, up=2, padding=(p0, p1, p0, p1), gain=4.0)
+
+
+def downsample2d(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    """2x FIR downsampling (H, W) -> (H/2, W/2)."""
+    taps = f.numel()
+    p0, p1 = (taps - 1) // 2, (taps - 2) // 2
+    return upfirdn2d(x, f, down=2, padding=(p0, p1, p0, p1))
+
+
+# --------------------------------------------------------------------------------------------------
+# Equalized learning rate layers
+
+
+class EqualLinear(nn.Module):
+    """Fully connected layer with equalized learning rate and an optional learning-rate multiplier."""
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        activation: Activation = "linear",
+        lr_multiplier: float = 1.0,  # the mapping network uses 0.01
+        bias_init: float = 0.0,
+    ):
+        super().__init__()
+        self.in_features, self.out_features, self.activation = in_features, out_features, activation
+        self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_multiplier)
+        self.bias = nn.Parameter(torch.full([out_features], float(bias_init))) if bias else None
+        gain = activation_gain(activation)
+        self.weight_scale = gain * lr_multiplier / math.sqrt(in_features)
+        self.bias_scale = gain * lr_multiplier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight * self.weight_scale
+        b = self.bias * self.bias_scale if self.bias is not None else None
+        if self.activation == "linear" and b is not None:
+            return torch.addmm(b.to(x.dtype).unsqueeze(0), x, w.to(x.dtype).t())
+        return bias_act(F.linear(x, w.to(x.dtype)), b, self.activation)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_features}, {self.out_features}, activation={self.activation}"
+
+
+class EqualConv2d(nn.Module):
+    """Convolution with equalized learning rate; `down=2` blurs with the FIR filter then strides."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        bias: bool = True,
+        activation: Activation = "linear",
+        down: int = 1,  # 1 or 2
+    ):
+        super().__init__()
+        if down not in (1, 2):
+            raise ValueError(f"down must be 1 or 2, got {down}")
+        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel_size
+        self.activation, self.down = activation, down
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        gain = activation_gain(activation)
+        self.weight_scale = gain / math.sqrt(in_channels * kernel_size**2)
+        self.bias_scale = gain
+        self.register_buffer("fir", fir_filter(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = (self.weight * self.weight_scale).to(x.dtype)
+        b = (self.bias * self.bias_scale).to(x.dtype) if self.bias is not None else None
+        k = self.kernel_size
+        if self.down == 2:
+            # Blur, then a strided conv: pad so that (H + pads - taps + 1 - k) / 2 + 1 = H / 2.
+            taps = self.fir.numel()
+            p = (taps - 2 + k - 1) // 2
+            x = upfirdn2d(x, self.fir, padding=(p, p, p, p))
+            x = F.conv2d(x, w, b, stride=2)
+        else:
+            x = F.conv2d(x, w, b, padding=k // 2)
+        if self.activation == "lrelu":
+            x = F.leaky_relu(x, LRELU_SLOPE, inplace=True)
+        return x
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"activation={self.activation}, down={self.down}, bias={self.bias is not None}"
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# Modulated convolution
+
+
+def _style_weight_scale(weight: torch.Tensor) -> float:
+    _, in_channels, kh, kw = weight.shape
+    return 1.0 / math.sqrt(in_channels * kh * kw)
+
+
+def modulated_conv2d_reference(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    styles: torch.Tensor,
+    demodulate: bool = True,
+    up: int = 1,
+    eps: float = 1e-8,
+) -> torch.Tensor:
+    """The definition, one sample at a time: scale the weight per input channel by the sample's
+    style, optionally normalise each output filter, convolve. Slow; tests compare against it."""
+    outputs = []
+    for xi, si in zip(x, styles, strict=True):
+        w = weight * _style_weight_scale(weight) * si.reshape(1, -1, 1, 1)
+        if demodulate:
+            w = w / torch.sqrt(w.square().sum(dim=(1, 2, 3), keepdim=True) + eps)
+        if up == 2:
+            outputs.append(F.conv_transpose2d(xi[None], w.transpose(0, 1), stride=2))
+        else:
+            outputs.append(F.conv2d(xi[None], w, padding=weight.shape[-1] // 2))
+    return torch.cat(outputs)
+
+
+def choose_modconv_impl(batch_size: int, device: torch.device) -> Literal["grouped", "shared"]:
+    """The faster path for this batch and device (measured by `make bench`).
+
+    Batch 1: a grouped conv is one ordinary conv with the sample's own weight, and skips the two
+    passes over the activations that the shared path needs. Larger batches: one shared-weight conv
+    over the whole batch beats per-sample groups on CPU (oneDNN) and in GPU backward passes.
+    """
+    return "grouped" if batch_size == 1 else "shared"
+
+
+def modulated_conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    styles: torch.Tensor,
+    demodulate: bool = True,
+    up: int = 1,
+    gain: float = 1.0,
+    impl: ModConvImpl = "auto",
+    eps: float = 1e-8,
+) -> torch.Tensor:
+    """StyleGAN2's modulated convolution, multiplied by `gain`.
+
+    x: (N, Cin, H, W); weight: (Cout, Cin, k, k), stored N(0, 1); styles: (N, Cin).
+    up=2 runs a stride-2 transposed conv ((H - 1) * 2 + k pixels; the caller FIR-filters it).
+    """
+    n, in_channels, h, w_ = x.shape
+    out_channels, _, kh, kw = weight.shape
+    assert_shape(styles, [n, in_channels], "styles")
+    if impl == "auto":
+        impl = choose_modconv_impl(n, x.device)
+    weight = weight * _style_weight_scale(weight)
+    styles = styles.to(weight.dtype)
+    dcoefs = None
+    if demodulate:
+        # sum over (Cin, k, k) of (w * s)^2 == (sum_k w^2) @ s^2: (N, Cout), no per-sample weights.
+        dcoefs = torch.rsqrt(styles.square() @ weight.square().sum(dim=(2, 3)).t() + eps)
+
+    if impl == "shared":
+        x = x * styles.to(x.dtype).reshape(n, -1, 1, 1)
+        if up == 2:
+            x = F.conv_transpose2d(x, weight.transpose(0, 1).to(x.dtype), stride=2)
+        else:
+            x = F.conv2d(x, weight.to(x.dtype), padding=kh // 2)
+        scale = dcoefs * gain if demodulate else None
+        if scale is not None:
+            return x * scale.to(x.dtype).reshape(n, -1, 1, 1)
+        return x * gain if gain != 1.0 else x
+
+    if impl != "grouped":
+        raise ValueError(f"impl must be 'auto', 'grouped' or 'shared', got {impl!r}")
+    w = weight.unsqueeze(0) * styles.reshape(n, 1, -1, 1, 1)  # (N, Cout, Cin, k, k)
+    if demodulate:
+        w = w * dcoefs.reshape(n, -1, 1, 1, 1)
+    if gain != 1.0:
+        w = w * gain
+    w = w.to(x.dtype)
+    x = x.reshape(1, n * in_channels, h, w_)
+    if up == 2:
+        w = w.transpose(1, 2).reshape(n * in_channels, out_channels, kh, kw)
+        x = F.conv_transpose2d(x, w, stride=2, groups=n)
+    else:
+        x = F.conv2d(x, w.reshape(n * out_channels, in_channels, kh, kw), padding=kh // 2, groups=n)
+    return x.reshape(n, out_channels, *x.shape[2:])
+
+
+NoiseMode = Literal["random", "const", "none"]
+
+
+class ModulatedConv2d(nn.Module):
+    """A modulated conv layer of the synthesis network: affine -> modulated conv -> (FIR up) ->
+    noise -> bias -> activation. With `demodulate=False, kernel_size=1, activation='linear',
+    use_noise=False` it is the ToRGB layer."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        style_dim: int,  # inputs of the affine map A (w_dim + global_dim under co-modulation)
+        resolution: tuple[int, int],  # output (H, W): the size of the constant noise
+        w_index: int | None,  # which broadcast w this layer reads; None when there is no w
+        kernel_size: int = 3,
+        up: int = 1,  # 1 or 2
+        demodulate: bool = True,
+        use_noise: bool = True,
+        activation: Activation = "lrelu",
+        impl: ModConvImpl = "auto",
+    ):
+        super().__init__()
+        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel_size
+        self.resolution, self.w_index, self.up = tuple(resolution), w_index, up
+        self.demodulate, self.use_noise, self.activation, self.impl = (
+            demodulate,
+            use_noise,
+            activation,
+            impl,
+        )
+        # style = A(input) + 1: the bias starts at 0 so every style starts at 1.
+        self.affine = EqualLinear(style_dim, in_channels, bias=True)
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
+        self.bias = nn.Parameter(torch.zeros(out_channels))
+        if use_noise:
+            self.noise_strength = nn.Parameter(torch.zeros([]))
+            self.register_buffer("noise_const", torch.randn(1, 1, *self.resolution))
+        self.register_buffer("fir", fir_filter(), persistent=False)
+
+    def styles(self, style_input: torch.Tensor) -> torch.Tensor:
+        return self.affine(style_input) + 1.0
+
+    def forward(self, x: torch.Tensor, style_input: torch.Tensor, noise_mode: NoiseMode = "random"):
+        gain = activation_gain(self.activation)
+        x = modulated_conv2d(
+            x,
+            self.weight,
+            self.styles(style_input),
+            demodulate=self.demodulate,
+            up=self.up,
+            gain=gain,
+            impl=self.impl,
+        )
+        if self.up == 2:
+            # Transposed conv gave 2H + 1 pixels; the FIR filter with one pixel of padding gives 2H.
+            x = upfirdn2d(x, self.fir, padding=(1, 1, 1, 1), gain=4.0)
+        if self.use_noise and noise_mode != "none":
+            if noise_mode == "const":
+                noise = self.noise_const
+            elif noise_mode == "random":
+                noise = torch.randn(x.shape[0], 1, *x.shape[2:], device=x.device, dtype=x.dtype)
+            else:
+                raise ValueError(f"noise_mode must be 'random', 'const' or 'none', got {noise_mode!r}")
+            x = x.add_(noise.to(x.dtype) * (self.noise_strength * gain).to(x.dtype))
+        return bias_act(x, self.bias * gain, self.activation)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, up={self.up}, "
+            f"demodulate={self.demodulate}, noise={self.use_noise}, w_index={self.w_index}, "
+            f"resolution={self.resolution}"
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# Discriminator helpers
+
+
+def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:
+    """Pixel norm: scale each vector to unit mean square."""
+    return x * torch.rsqrt(x.square().mean(dim=dim, keepdim=True) + eps)
+
+
+def mbstd_group_size(batch_size: int, max_group_size: int) -> int:
+    """Largest group size <= max_group_size that divides the batch (official: min(4, N))."""
+    return max(g for g in range(1, min(max_group_size, batch_size) + 1) if batch_size % g == 0)
+
+
+class MinibatchStdLayer(nn.Module):
+    """Appends the across-group standard deviation of the features as extra channels, which lets
+    the discriminator see a lack of variety in a batch of fakes."""
+
+    def __init__(self, group_size: int = 4, num_channels: int = 1):
+        super().__init__()
+        self.group_size, self.num_channels = group_size, num_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        g = mbstd_group_size(n, self.group_size)
+        f = self.num_channels
+        y = x.float().reshape(g, -1, f, c // f, h, w)  # [G, n/G, F, c/F, H, W]
+        y = y - y.mean(dim=0)
+        y = (y.square().mean(dim=0) + 1e-8).sqrt()  # [n/G, F, c/F, H, W]
+        y = y.mean(dim=(2, 3, 4))  # [n/G, F]
+        y = y.reshape(-1, f, 1, 1).repeat(g, 1, h, w).to(x.dtype)  # [N, F, H, W]
+        return torch.cat([x, y], dim=1)
+
+    def extra_repr(self) -> str:
+        return f"group_size={self.group_size}, num_channels={self.num_channels}"
