@@ -1,0 +1,120 @@
+"""Losses as pure functions returning one value per sample (reduce in the task).
+
+The official CoModGAN recipe is the non-saturating logistic G loss, the logistic D loss and a lazy
+R1 penalty on the reals; reconstruction losses exist as options with weight 0 by default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def g_nonsaturating_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    """softplus(-D(G(c))): the generator wants its fakes called real."""
+    return F.softplus(-fake_logits.float())
+
+
+def d_logistic_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """softplus(D(fake)) + softplus(-D(real))."""
+    return F.softplus(fake_logits.float()) + F.softplus(-real_logits.float())
+
+
+def r1_penalty(
+    discriminator: Callable[..., torch.Tensor], real: torch.Tensor, *d_args: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """||grad_x D(x, *d_args)||^2 per sample at the reals x, and the logits D(x).
+
+    Computed in fp32 even inside an autocast region: the squared gradient norm underflows and
+    loses its precision in bf16/fp16. The caller scales it by gamma / 2 (and the lazy interval).
+    Only the image receives the penalty, not the condition.
+    """
+    device_type = real.device.type
+    with torch.autocast(device_type=device_type, enabled=False):
+        real = real.detach().float().requires_grad_(True)
+        logits = discriminator(real, *(a.float() for a in d_args)).float()
+        (grad,) = torch.autograd.grad(logits.sum(), real, create_graph=True)
+    return grad.square().flatten(1).sum(dim=1), logits
+
+
+def masked_l1(
+    fake: torch.Tensor, real: torch.Tensor, mask: torch.Tensor | None = None, region: str = "hole"
+) -> torch.Tensor:
+    """Mean absolute error per sample; with a mask (1 = known) over the hole (or the known part).
+
+    The mean is over the pixels of the region (times channels), so the loss does not shrink with
+    the hole. A sample whose region is empty contributes 0.
+    """
+    diff = (fake.float() - real.float()).abs()
+    if mask is None:
+        return diff.flatten(1).mean(dim=1)
+    if region not in ("hole", "known"):
+        raise ValueError(f"region must be 'hole' or 'known', got {region!r}")
+    weight = (1 - mask.float()) if region == "hole" else mask.float()
+    weight = weight.expand_as(diff)
+    return (diff * weight).flatten(1).sum(dim=1) / weight.flatten(1).sum(dim=1).clamp_min(1)
+
+
+VGG16_FILE = "vgg16-397923af.pth"
+
+
+class PerceptualLoss(nn.Module):
+    """L1 between VGG-16 features (relu1_2, relu2_2, relu3_3, relu4_3) of images in [-1, 1].
+
+    `weights`: "imagenet" loads torchvision's ImageNet weights from the torch hub cache (offline:
+    place `vgg16-397923af.pth` in `$TORCH_HOME/hub/checkpoints/`), a path loads that file, and
+    None keeps random weights (for tests). The network is frozen and kept out of state dicts.
+    """
+
+    LAYER_ENDS = (4, 9, 16, 23)  # indices after relu1_2, relu2_2, relu3_3, relu4_3 in vgg16.features
+
+    def __init__(self, weights: str | Path | None = "imagenet"):
+        super().__init__()
+        from torchvision.models import vgg16
+
+        net = vgg16(weights=None).features[: self.LAYER_ENDS[-1]]
+        if weights is not None:
+            path = _torch_hub_file(VGG16_FILE) if weights == "imagenet" else Path(weights)
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"VGG-16 weights not found at {path}. Download "
+                    f"https://download.pytorch.org/models/{VGG16_FILE} and place it there "
+                    "(or pass weights=<path>)."
+                )
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            net.load_state_dict(
+                {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")},
+                strict=False,
+            )
+        net.requires_grad_(False).eval()
+        object.__setattr__(self, "net", net)  # not a submodule: stays out of checkpoints
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).reshape(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).reshape(1, 3, 1, 1))
+
+    def _apply(self, fn, recurse=True):
+        self.net._apply(fn, recurse)
+        return super()._apply(fn, recurse)
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = ((x + 1) / 2 - self.mean) / self.std
+        feats, start = [], 0
+        for end in self.LAYER_ENDS:
+            x = self.net[start:end](x)
+            feats.append(x)
+            start = end
+        return feats
+
+    def forward(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        losses = [
+            (a - b).abs().flatten(1).mean(dim=1)
+            for a, b in zip(self.features(fake), self.features(real), strict=True)
+        ]
+        return torch.stack(losses).sum(dim=0)
+
+
+def _torch_hub_file(name: str) -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / name

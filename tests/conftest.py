@@ -1,0 +1,29 @@
+"""Shared fixtures: tiny networks and the optional real sample data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+# Narrow channels so a 32-64 px generator builds and runs in milliseconds on CPU.
+TINY_G = dict(
+    z_dim=32, w_dim=32, mapping_layers=2, channel_base=256, channel_max=32, global_dim=64
+)
+TINY_D = dict(channel_base=256, channel_max=32)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def shared_data(*parts: str) -> Path:
+    """A folder of ../shared/data, or skip the test when it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real sample data not available at {path}")
+    return path
