@@ -266,9 +266,7 @@ class MaskFolder:
         self.resize = resize
         self.max_hole_ratio = max_hole_ratio
         files = self.root.rglob("*") if self.root.is_dir() else ()
-        self.files = sorted(
-            p for p in files if p.is_file() and p.suffix.lower() in MASK_EXTENSIONS
-        )
+        self.files = sorted(p for p in files if p.is_file() and p.suffix.lower() in MASK_EXTENSIONS)
         if not self.files:
             raise FileNotFoundError(
                 f"no mask files found under {self.root} (missing or empty folder); place "

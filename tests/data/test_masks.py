@@ -1,0 +1,201 @@
+"""Tests for i2i.data.masks (1 = known, 0 = hole)."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from i2i.data.masks import (
+    MaskFolder,
+    RandomMaskGenerator,
+    load_mask,
+    mask_hole_ratio,
+    random_mask,
+)
+
+SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+def _hole_ratios(n: int, size: int, seed: int, **kwargs) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.array([mask_hole_ratio(random_mask(size, rng=rng, **kwargs)) for _ in range(n)])
+
+
+# --- random_mask ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("size", "shape"), [(64, (1, 64, 64)), ((48, 80), (1, 48, 80))])
+def test_random_mask_shape_dtype_binary(size, shape):
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        mask = random_mask(size, rng=rng)
+        assert mask.shape == shape
+        assert mask.dtype == torch.float32
+        assert set(mask.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_random_mask_without_rng_works():
+    assert random_mask(32).shape == (1, 32, 32)
+
+
+# Reference: CoModGAN's RandomMask measured over 1,000 masks (mean hole 0.644 at 512,
+# 0.722 at 256; strokes have absolute pixel widths, so smaller images get more hole).
+@pytest.mark.parametrize(("size", "expected"), [(512, 0.644), (256, 0.722)])
+def test_random_mask_large_statistics(size, expected):
+    ratios = _hole_ratios(1000, size, seed=1234)
+    assert abs(ratios.mean() - expected) < 0.02, ratios.mean()
+    assert ratios.min() > 0.0 and ratios.max() < 1.0
+
+
+def test_random_mask_small_variant_statistics():
+    ratios = _hole_ratios(1000, 512, seed=1234, variant="small")
+    assert abs(ratios.mean() - 0.396) < 0.03, ratios.mean()
+
+
+def test_hole_range_respected():
+    ratios = _hole_ratios(200, 128, seed=3, hole_range=(0.2, 0.4))
+    assert np.all((ratios > 0.2) & (ratios < 0.4)), (ratios.min(), ratios.max())
+
+
+def test_default_range_never_empty_or_full():
+    ratios = _hole_ratios(300, 64, seed=4)
+    assert np.all((ratios > 0.0) & (ratios < 1.0))
+
+
+@pytest.mark.parametrize("hole_range", [(0.5, 0.5), (-0.1, 0.5), (0.2, 1.1), (0.6, 0.3)])
+def test_invalid_hole_range(hole_range):
+    with pytest.raises(ValueError, match="hole_range"):
+        random_mask(32, hole_range=hole_range)
+
+
+def test_invalid_variant_lists_valid_ones():
+    with pytest.raises(ValueError, match="large.*small"):
+        random_mask(32, variant="huge")
+
+
+def test_reproducible_with_seed():
+    a = random_mask(128, rng=np.random.default_rng(7))
+    b = random_mask(128, rng=np.random.default_rng(7))
+    c = random_mask(128, rng=np.random.default_rng(8))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_generator_sample_is_stable_and_picklable():
+    gen = RandomMaskGenerator(96, hole_range=(0.1, 0.9), variant="small")
+    clone = pickle.loads(pickle.dumps(gen))
+    assert torch.equal(gen.sample(5), gen.sample(5))
+    assert torch.equal(gen.sample(5), clone.sample(5))
+    assert not torch.equal(gen.sample(5), gen.sample(6))
+    assert gen(np.random.default_rng(0)).shape == (1, 96, 96)
+
+
+def test_generator_validates_eagerly():
+    with pytest.raises(ValueError, match="variant"):
+        RandomMaskGenerator(64, variant="nope")
+
+
+# --- load_mask -----------------------------------------------------------------------------
+
+
+def _write_mask(path: Path, white: np.ndarray, mode: str = "L") -> Path:
+    img = Image.fromarray(np.where(white, 255, 0).astype(np.uint8), "L").convert(mode)
+    img.save(path)
+    return path
+
+
+@pytest.fixture
+def white_square(tmp_path) -> tuple[Path, np.ndarray]:
+    white = np.zeros((32, 40), dtype=bool)
+    white[4:20, 10:30] = True  # 320 of 1280 pixels are white
+    return _write_mask(tmp_path / "m.png", white), white
+
+
+def test_load_mask_polarities_are_complementary(white_square):
+    path, white = white_square
+    known = load_mask(path, polarity="white_is_known")
+    hole = load_mask(path, polarity="white_is_hole")
+    assert known.shape == (1, 32, 40) and known.dtype == torch.float32
+    assert torch.equal(known[0], torch.from_numpy(white).float())
+    assert torch.equal(known + hole, torch.ones_like(known))
+    assert mask_hole_ratio(hole) == pytest.approx(0.25)
+
+
+def test_load_mask_rgba_and_rgb(tmp_path, white_square):
+    _, white = white_square
+    ref = load_mask(white_square[0], polarity="white_is_hole")
+    for mode in ("RGBA", "RGB"):
+        path = _write_mask(tmp_path / f"m_{mode}.png", white, mode)
+        assert torch.equal(load_mask(path, polarity="white_is_hole"), ref)
+
+
+def test_load_mask_resize(white_square):
+    path, _ = white_square
+    mask = load_mask(path, (64, 80), polarity="white_is_known")
+    assert mask.shape == (1, 64, 80)
+    assert set(mask.unique().tolist()) == {0.0, 1.0}  # NEAREST keeps it binary
+    with pytest.raises(ValueError, match=r"m\.png.*32x40.*64x80"):
+        load_mask(path, (64, 80), polarity="white_is_known", resize=False)
+    assert load_mask(path, (32, 40), polarity="white_is_known", resize=False).shape[1:] == (32, 40)
+
+
+def test_load_mask_polarity_required_and_validated(white_square):
+    path, _ = white_square
+    with pytest.raises(TypeError):
+        load_mask(path)  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="white_is_known.*white_is_hole"):
+        load_mask(path, polarity="black_is_hole")
+
+
+def test_load_mask_corrupt_file(tmp_path):
+    path = tmp_path / "broken.png"
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, 200, dtype=np.uint8).tobytes())
+    with pytest.raises(ValueError, match="broken.png"):
+        load_mask(path, polarity="white_is_hole")
+
+
+def test_load_mask_max_hole_ratio_trips_on_inverted_polarity(white_square):
+    path, _ = white_square
+    # 25% white: read as white_is_known it is 75% hole.
+    assert mask_hole_ratio(load_mask(path, polarity="white_is_hole", max_hole_ratio=0.5)) == 0.25
+    with pytest.raises(ValueError, match=r"m\.png.*0\.750.*white_is_hole"):
+        load_mask(path, polarity="white_is_known", max_hole_ratio=0.5)
+
+
+# --- MaskFolder ----------------------------------------------------------------------------
+
+
+def test_mask_folder_empty_or_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match="empty"):
+        MaskFolder(tmp_path, polarity="white_is_hole")
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        MaskFolder(tmp_path / "nowhere", polarity="white_is_hole")
+
+
+def test_mask_folder_lists_recursively_sorted(tmp_path, white_square):
+    _, white = white_square
+    (tmp_path / "sub").mkdir()
+    _write_mask(tmp_path / "sub" / "b.PNG", white)
+    _write_mask(tmp_path / "a.jpg", white)
+    (tmp_path / "notes.txt").write_text("not a mask")
+    folder = MaskFolder(tmp_path, polarity="white_is_hole", size=16)
+    assert [p.name for p in folder.files] == ["a.jpg", "m.png", "b.PNG"]
+    assert len(folder) == 3
+    assert folder[2].shape == (1, 16, 16)
+
+
+def test_nvidia_irregular_masks_real_data():
+    root = SHARED_DATA / "masks" / "nvidia_irregular_test"
+    if not root.is_dir():
+        pytest.skip(f"real mask data not available at {root}")
+    folder = MaskFolder(root, polarity="white_is_hole")  # NVIDIA: white = hole, 512x512
+    assert len(folder) >= 1
+    for i in range(len(folder)):
+        mask = folder[i]
+        assert mask.shape == (1, 512, 512)
+        assert 0.0 < mask_hole_ratio(mask) < 0.65, folder.files[i]
