@@ -3,13 +3,13 @@
 Every dataset returns a dict that uses some of these keys; the default collate stacks them into a
 batch with a leading batch dimension B. Tasks read batches only through these constants.
 
-| key      | per sample             | dtype   | values                                  | used by          |
-|----------|------------------------|---------|-----------------------------------------|------------------|
-| "image"  | (3, H, W)              | float32 | [-1, 1], the real / target photo        | every task       |
-| "mask"   | (1, H, W)              | float32 | 1 = known pixel, 0 = hole               | inpainting       |
-| "edges"  | (1, H, W)              | float32 | [-1, 1], +1 on edges (white on black)   | edges -> photo   |
-| "label"  | (H, W)                 | int64   | class ids >= 0, resized with NEAREST    | labels -> photo  |
-| "index"  | scalar (int)           | int64   | the sample's index in its dataset       | fixed val masks  |
+| key     | per sample | dtype   | values                                | used by         |
+|---------|------------|---------|---------------------------------------|-----------------|
+| "image" | (3, H, W)  | float32 | [-1, 1], the real / target photo      | every task      |
+| "mask"  | (1, H, W)  | float32 | 1 = known pixel, 0 = hole             | inpainting      |
+| "edges" | (1, H, W)  | float32 | [-1, 1], +1 on edges (white on black) | edges -> photo  |
+| "label" | (H, W)     | int64   | class ids >= 0, resized with NEAREST  | labels -> photo |
+| "index" | scalar int | int64   | the sample's index in its dataset     | fixed val masks |
 
 After collation "index" is an int64 tensor of shape (B,).
 """

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
 from PIL import Image, ImageOps
@@ -128,7 +129,7 @@ def load_image(path: str | Path, draft_size: tuple[int, int] | None = None) -> I
                 img.draft(None, (side, side))
             img.load()
             img = ImageOps.exif_transpose(img)
-            return img.convert("RGB")
+            return _to_rgb(img)
     except Image.DecompressionBombError:
         raise  # a huge but valid image is not corrupt; PIL's message explains the limit
     except FileNotFoundError:
@@ -138,6 +139,16 @@ def load_image(path: str | Path, draft_size: tuple[int, int] | None = None) -> I
             f"Cannot decode image {path} ({type(e).__name__}: {e}). Delete or replace this file, "
             "or set on_corrupt='skip' to skip unreadable files with a warning."
         ) from e
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode.startswith("I"):
+        # 16-bit grayscale (PNG "I;16" / "I"): PIL's convert would clip it to white; rescale.
+        arr = np.asarray(img, dtype=np.int64)
+        if arr.max(initial=0) > 255:
+            arr = arr >> 8
+        img = Image.fromarray(arr.clip(0, 255).astype(np.uint8))
+    return img.convert("RGB")
 
 
 def image_to_tensor(img: Image.Image) -> torch.Tensor:

@@ -1,0 +1,204 @@
+"""A procedural scenes dataset built into the package: no download, one source for all tasks.
+
+Each sample is a small scene: a sky-to-ground vertical gradient (class 0, "background") with 2-5
+overlapping shapes on top (classes 1.., later shapes drawn over earlier ones). Colour follows
+class (each class has its own hue family, with random variation and a linear shading inside the
+shape), so labels -> photo is learnable, while random layout, overlap and shading keep inpainting
+non-trivial. The same sample gives the photo ("image"), its label map ("label") and the label
+boundaries ("edges"), so it serves inpainting, edges -> photo and labels -> photo.
+
+Rendering: each shape's coverage is drawn with PIL at 4x and box-downsampled (antialiasing);
+colours are composited at 1x in numpy. The label map is the topmost shape whose 1x coverage is
+>= 1/2, i.e. hard (no antialias) and pixel-consistent with the photo. Every sample is a pure
+function of (seed, index).
+"""
+
+from __future__ import annotations
+
+import colorsys
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+from torch.utils.data import Dataset
+
+from i2i.data import batch
+
+CLASS_NAMES = ("background", "circle", "square", "triangle", "ellipse", "stripe")
+NUM_CLASSES = len(CLASS_NAMES)
+
+# Visualisation colours for label maps, one row per class (close to each class's hue family).
+PALETTE = np.array(
+    [
+        [64, 64, 64],  # background
+        [230, 40, 40],  # circle: red
+        [235, 200, 20],  # square: yellow
+        [40, 180, 60],  # triangle: green
+        [40, 100, 230],  # ellipse: blue
+        [200, 50, 200],  # stripe: magenta
+    ],
+    dtype=np.uint8,
+)
+
+# Base hue per shape class, spread around the colour wheel so classes are told apart by colour.
+_HUES = (0.0, 0.0, 0.14, 0.33, 0.61, 0.83)
+_SUPERSAMPLE = 4  # shapes are drawn at 4x and box-filtered down: antialiased edges
+
+
+def _size_hw(size: int | tuple[int, int]) -> tuple[int, int]:
+    h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    if h < 8 or w < 8:
+        raise ValueError(f"ShapesDataset size must be >= 8 on each side, got {size!r}")
+    return h, w
+
+
+def _polygon(cx: float, cy: float, radii: np.ndarray, angles: np.ndarray) -> list[float]:
+    xs = cx + radii * np.cos(angles)
+    ys = cy + radii * np.sin(angles)
+    return np.stack([xs, ys], 1).ravel().tolist()
+
+
+def _shape_outline(kind: int, rng: np.random.Generator, h: int, w: int) -> tuple:
+    """Geometry of one shape in 1x pixel coordinates: ("ellipse", box) or ("polygon", xy)."""
+    s = min(h, w)
+    r = rng.uniform(0.10, 0.22) * s
+    cx = rng.uniform(0.5 * r, w - 0.5 * r)
+    cy = rng.uniform(0.5 * r, h - 0.5 * r)
+    theta = rng.uniform(0, 2 * math.pi)
+    name = CLASS_NAMES[kind]
+    if name == "circle":
+        return "ellipse", [cx - r, cy - r, cx + r, cy + r], (cx, cy, r)
+    if name == "square":
+        # A square of half-side 0.9 r has its corners at 0.9 r * sqrt(2).
+        k = np.arange(4)
+        pts = _polygon(cx, cy, np.full(4, 0.9 * r * math.sqrt(2)), theta + k * math.pi / 2)
+        return "polygon", pts, (cx, cy, r)
+    if name == "triangle":
+        k = np.arange(3)
+        radii = 1.2 * r * rng.uniform(0.85, 1.15, 3)
+        angles = theta + k * 2 * math.pi / 3 + rng.uniform(-0.25, 0.25, 3)
+        return "polygon", _polygon(cx, cy, radii, angles), (cx, cy, r)
+    if name == "ellipse":
+        # Elongated (axis ratio ~1:2.3) and rotated, so it never looks like a circle.
+        a, b = 1.35 * r, 1.35 * r * rng.uniform(0.35, 0.55)
+        t = np.linspace(0, 2 * math.pi, 28, endpoint=False)
+        x, y = a * np.cos(t), b * np.sin(t)
+        c, si = math.cos(theta), math.sin(theta)
+        pts = np.stack([cx + c * x - si * y, cy + si * x + c * y], 1).ravel().tolist()
+        return "polygon", pts, (cx, cy, a)
+    if name == "stripe":
+        # A thick bar crossing much of the image.
+        half_len = rng.uniform(0.45, 0.7) * s
+        half_thick = rng.uniform(0.05, 0.09) * s
+        d = np.array([math.cos(theta), math.sin(theta)])
+        n = np.array([-d[1], d[0]])
+        c0 = np.array([cx, cy])
+        corners = [
+            c0 + sl * half_len * d + st * half_thick * n
+            for sl, st in ((-1, -1), (1, -1), (1, 1), (-1, 1))
+        ]
+        return "polygon", np.concatenate(corners).tolist(), (cx, cy, half_len)
+    raise AssertionError(f"unknown shape class {kind}")
+
+
+def _hsv(h: float, s: float, v: float) -> np.ndarray:
+    return np.array(colorsys.hsv_to_rgb(h % 1.0, s, v), dtype=np.float32)
+
+
+def label_edges(label: np.ndarray) -> np.ndarray:
+    """Boolean (H, W): True where any 4-neighbour (inside the image) has a different label."""
+    e = np.zeros(label.shape, dtype=bool)
+    dy = label[1:, :] != label[:-1, :]
+    dx = label[:, 1:] != label[:, :-1]
+    e[1:, :] |= dy
+    e[:-1, :] |= dy
+    e[:, 1:] |= dx
+    e[:, :-1] |= dx
+    return e
+
+
+def render_scene(
+    rng: np.random.Generator, size: tuple[int, int], num_classes: int = NUM_CLASSES
+) -> tuple[np.ndarray, np.ndarray]:
+    """Render one scene: (image float32 (H, W, 3) in [0, 1], label int64 (H, W))."""
+    h, w = size
+    ss = _SUPERSAMPLE
+    yy = (np.arange(h, dtype=np.float32) + 0.5)[:, None]
+    xx = (np.arange(w, dtype=np.float32) + 0.5)[None, :]
+
+    # Background: pale sky colour on top blending smoothly into a duller ground colour.
+    sky = _hsv(rng.uniform(0.50, 0.68), rng.uniform(0.10, 0.40), rng.uniform(0.70, 1.00))
+    ground = _hsv(rng.uniform(0.06, 0.30), rng.uniform(0.20, 0.50), rng.uniform(0.30, 0.60))
+    horizon, softness = rng.uniform(0.35, 0.75), rng.uniform(0.05, 0.25)
+    t = 1.0 / (1.0 + np.exp(-(yy / h - horizon) / softness))  # (H, 1)
+    image = np.broadcast_to(sky * (1 - t[..., None]) + ground * t[..., None], (h, w, 3)).copy()
+    label = np.zeros((h, w), dtype=np.int64)
+
+    for cls in rng.integers(1, num_classes, rng.integers(2, 6)):
+        kind, geom, (cx, cy, extent) = _shape_outline(int(cls), rng, h, w)
+        canvas = Image.new("L", (w * ss, h * ss), 0)
+        draw = ImageDraw.Draw(canvas)
+        scaled = [c * ss for c in geom]
+        if kind == "ellipse":
+            draw.ellipse(scaled, fill=255)
+        else:
+            draw.polygon(scaled, fill=255)
+        cover = np.asarray(canvas.reduce(ss), dtype=np.float32) * (1.0 / 255.0)
+
+        # Class hue with jitter; a linear shading ramp across the shape in a random direction.
+        base = _hsv(
+            _HUES[cls] + rng.uniform(-0.03, 0.03), rng.uniform(0.6, 0.95), rng.uniform(0.6, 0.9)
+        )
+        phi = rng.uniform(0, 2 * math.pi)
+        ramp = ((xx - cx) * math.cos(phi) + (yy - cy) * math.sin(phi)) / extent
+        shade = 1.0 + rng.uniform(0.15, 0.35) * np.clip(ramp, -1.0, 1.0)
+        colour = np.clip(base * shade[..., None], 0.0, 1.0)
+        a = cover[..., None]
+        image = image * (1.0 - a) + colour * a
+        label[cover >= 0.5] = cls
+    return image.astype(np.float32, copy=False), label
+
+
+class ShapesDataset(Dataset):
+    """Procedural scenes: {"image", "edges", "label", "index"}, deterministic in (seed, index)."""
+
+    def __init__(
+        self,
+        size: int | tuple[int, int] = 64,  # output size: int or (H, W), each side >= 8
+        length: int = 2048,  # number of distinct samples (the epoch length)
+        seed: int = 0,  # different seeds give disjoint-looking datasets (e.g. train vs val)
+        num_classes: int = NUM_CLASSES,  # 2..NUM_CLASSES: background + the first shape classes
+    ) -> None:
+        self.size = _size_hw(size)
+        if length < 1:
+            raise ValueError(f"ShapesDataset length must be >= 1, got {length}")
+        if seed < 0:
+            raise ValueError(f"ShapesDataset seed must be >= 0, got {seed}")
+        if not 2 <= num_classes <= NUM_CLASSES:
+            raise ValueError(
+                f"ShapesDataset num_classes must be in [2, {NUM_CLASSES}] (background + up to "
+                f"{NUM_CLASSES - 1} shape classes {CLASS_NAMES[1:]}), got {num_classes}"
+            )
+        self.length = length
+        self.seed = seed
+        self.num_classes = num_classes
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        if not -self.length <= i < self.length:
+            raise IndexError(f"index {i} out of range for a ShapesDataset of length {self.length}")
+        i %= self.length
+        image, label = render_scene(
+            np.random.default_rng([self.seed, i]), self.size, self.num_classes
+        )
+        edges = np.where(label_edges(label), 1.0, -1.0).astype(np.float32)
+        return {
+            batch.IMAGE: torch.from_numpy(image.transpose(2, 0, 1) * 2.0 - 1.0),
+            batch.EDGES: torch.from_numpy(edges)[None],
+            batch.LABEL: torch.from_numpy(label),
+            batch.INDEX: i,
+        }
