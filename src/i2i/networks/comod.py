@@ -28,6 +28,7 @@ from i2i.networks.layers import (
     NoiseMode,
     assert_shape,
     fir_filter,
+    memory_format,
     normalize_2nd_moment,
     upsample2d,
 )
@@ -204,7 +205,8 @@ class Decoder(nn.Module):
             return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
         e4 = skips[2]
-        x = self.fc(g).reshape(e4.shape) + e4
+        # Follow the encoder's memory format (channels_last is ~3x faster for the FIR filters).
+        x = e4 + self.fc(g).reshape(e4.shape).contiguous(memory_format=memory_format(e4))
         x = self.conv4(x, style_input(self.conv4), noise_mode)
         img = self.to_rgb4(x, style_input(self.to_rgb4), noise_mode)
         for level in range(3, self.ladder.top + 1):

@@ -37,6 +37,12 @@ def assert_shape(tensor: torch.Tensor, shape: list[int | None], name: str = "ten
         raise ValueError(f"{name} has shape {list(tensor.shape)}, expected {shape} (None = any)")
 
 
+def memory_format(x: torch.Tensor) -> torch.memory_format:
+    """channels_last if `x` is laid out that way (and not also plainly contiguous)."""
+    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
 def activation_gain(activation: Activation) -> float:
     return LRELU_GAIN if activation == "lrelu" else 1.0
 
@@ -69,19 +75,17 @@ def upfirdn2d(
     gain: float = 1.0,
 ) -> torch.Tensor:
     """Zero-insert upsample by `up`, pad (left, right, top, bottom), filter with the separable
-    symmetric filter `f` (1-D), then keep every `down`-th pixel. `gain` scales the 2-D filter."""
+    symmetric filter `f` (given 1-D), then keep every `down`-th pixel. `gain` scales the 2-D filter."""
     n, c, h, w = x.shape
     if up > 1:
         x = x.reshape(n, c, h, 1, w, 1)
         x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
         x = x.reshape(n, c, h * up, w * up)
     x = F.pad(x, list(padding))
-    # Separable depthwise filtering: 2 * taps multiply-adds per pixel instead of taps^2.
-    f = (f * math.sqrt(gain)).to(device=x.device, dtype=x.dtype)
-    fw = f.reshape(1, 1, 1, -1).expand(c, 1, 1, -1)
-    fh = f.reshape(1, 1, -1, 1).expand(c, 1, -1, 1)
-    x = F.conv2d(x, fw, stride=(1, down), groups=c)
-    x = F.conv2d(x, fh, stride=(down, 1), groups=c)
+    # One depthwise conv with the 2-D (outer product) kernel: in channels_last it runs about 3x
+    # faster on CPU than the two 1-D passes of a separable filter (measured by make bench).
+    f2d = (torch.outer(f, f) * gain).to(device=x.device, dtype=x.dtype)
+    x = F.conv2d(x, f2d.expand(c, 1, *f2d.shape), stride=down, groups=c)
     return x
 
 
@@ -124,11 +128,13 @@ class EqualLinear(nn.Module):
         self.bias_scale = gain * lr_multiplier
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.weight * self.weight_scale
-        b = self.bias * self.bias_scale if self.bias is not None else None
-        if self.activation == "linear" and b is not None:
-            return torch.addmm(b.to(x.dtype).unsqueeze(0), x, w.to(x.dtype).t())
-        return bias_act(F.linear(x, w.to(x.dtype)), b, self.activation)
+        # alpha scales the product, so the (up to 8M-element) weight is never rescaled in memory.
+        w = self.weight.to(x.dtype).t()
+        if self.bias is None:
+            return bias_act(torch.mm(x, w) * self.weight_scale, None, self.activation)
+        b = (self.bias * self.bias_scale).to(x.dtype).unsqueeze(0)
+        x = torch.addmm(b, x, w, alpha=self.weight_scale)
+        return F.leaky_relu_(x, LRELU_SLOPE) if self.activation == "lrelu" else x
 
     def extra_repr(self) -> str:
         return f"{self.in_features}, {self.out_features}, activation={self.activation}"
@@ -249,12 +255,16 @@ def modulated_conv2d(
         # sum over (Cin, k, k) of (w * s)^2 == (sum_k w^2) @ s^2: (N, Cout), no per-sample weights.
         dcoefs = torch.rsqrt(styles.square() @ weight.square().sum(dim=(2, 3)).t() + eps)
 
+    # oneDNN and cuDNN pick the output layout from the weight too: keep the input's layout.
+    fmt = memory_format(x)
     if impl == "shared":
         x = x * styles.to(x.dtype).reshape(n, -1, 1, 1)
         if up == 2:
-            x = F.conv_transpose2d(x, weight.transpose(0, 1).to(x.dtype), stride=2)
+            w = weight.transpose(0, 1).to(x.dtype).contiguous(memory_format=fmt)
+            x = F.conv_transpose2d(x, w, stride=2)
         else:
-            x = F.conv2d(x, weight.to(x.dtype), padding=kh // 2)
+            x = F.conv2d(x, weight.to(x.dtype).contiguous(memory_format=fmt), padding=kh // 2)
+        x = x.contiguous(memory_format=fmt)
         scale = dcoefs * gain if demodulate else None
         if scale is not None:
             return x * scale.to(x.dtype).reshape(n, -1, 1, 1)
@@ -262,19 +272,31 @@ def modulated_conv2d(
 
     if impl != "grouped":
         raise ValueError(f"impl must be 'auto', 'grouped' or 'shared', got {impl!r}")
-    w = weight.unsqueeze(0) * styles.reshape(n, 1, -1, 1, 1)  # (N, Cout, Cin, k, k)
+    # One pass over the weight: (N, Cout, Cin) coefficients first, then a broadcast multiply.
+    coefs = styles.reshape(n, 1, -1) * gain
     if demodulate:
-        w = w * dcoefs.reshape(n, -1, 1, 1, 1)
-    if gain != 1.0:
-        w = w * gain
+        coefs = coefs * dcoefs.reshape(n, -1, 1)
+    w = weight.unsqueeze(0) * coefs.unsqueeze(-1).unsqueeze(-1)  # (N, Cout, Cin, k, k)
     w = w.to(x.dtype)
+    if n == 1:
+        # One sample: an ordinary conv with its own weight. No reshapes, which would leave a
+        # batch stride that makes later ops fall back to the slow NCHW layout.
+        w = w[0]
+        if up == 2:
+            x = F.conv_transpose2d(x, w.transpose(0, 1).contiguous(memory_format=fmt), stride=2)
+        else:
+            x = F.conv2d(x, w.contiguous(memory_format=fmt), padding=kh // 2)
+        return x.contiguous(memory_format=fmt)
     x = x.reshape(1, n * in_channels, h, w_)
     if up == 2:
         w = w.transpose(1, 2).reshape(n * in_channels, out_channels, kh, kw)
-        x = F.conv_transpose2d(x, w, stride=2, groups=n)
+        x = F.conv_transpose2d(x, w.contiguous(memory_format=fmt), stride=2, groups=n)
     else:
-        x = F.conv2d(x, w.reshape(n * out_channels, in_channels, kh, kw), padding=kh // 2, groups=n)
-    return x.reshape(n, out_channels, *x.shape[2:])
+        w = w.reshape(n * out_channels, in_channels, kh, kw).contiguous(memory_format=fmt)
+        x = F.conv2d(x, w, padding=kh // 2, groups=n)
+    # Small transposed convs take a native path that returns NCHW: restore the layout (no-op
+    # when it is already right) so that the next layers stay fast.
+    return x.reshape(n, out_channels, *x.shape[2:]).contiguous(memory_format=fmt)
 
 
 NoiseMode = Literal["random", "const", "none"]

@@ -1,0 +1,99 @@
+"""Backbone benchmark: G and D speed at 256 against the FLOPs floor, and mask generation rate.
+
+    python benchmarks/backbone.py [--resolution 256] [--batches 1 8] [--quick]
+
+The floor of a measurement is its FLOPs (torch.utils.flop_counter) divided by the ceiling: the
+rate of one large 3x3 convolution measured in the same run. "x floor" is time / floor; 1.0 means
+the network runs as fast as the best single convolution on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from benchmarks.common import ceiling_gflops, count_flops, print_table, seconds
+from i2i.data.masks import random_mask
+from i2i.networks import CoModDiscriminator, CoModGenerator
+from i2i.networks.layers import ModulatedConv2d
+
+
+def set_impl(G: torch.nn.Module, impl: str) -> None:
+    for m in G.modules():
+        if isinstance(m, ModulatedConv2d):
+            m.impl = impl
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--resolution", type=int, default=256)
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="batch 1 only, one repetition")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    batches = [1] if args.quick else args.batches
+    device = torch.device(args.device)
+    r = args.resolution
+
+    ceiling = ceiling_gflops(args.device)
+    print(f"ceiling: 3x3 conv 512->512 @64x64 = {ceiling:.1f} GFLOP/s ({args.threads} threads, {device})")
+
+    torch.manual_seed(0)
+    G = CoModGenerator(r, cond_channels=4).to(device)
+    D = CoModDiscriminator(r, cond_channels=1).to(device)
+    rows = []
+    for batch in batches:
+        reps = 1 if args.quick else (3 if batch == 1 else 2)
+        cond = torch.randn(batch, 4, r, r, device=device).to(memory_format=torch.channels_last)
+        image = torch.randn(batch, 3, r, r, device=device).to(memory_format=torch.channels_last)
+
+        def g_forward():
+            with torch.no_grad():
+                return G(cond)
+
+        def g_forward_backward():
+            G.zero_grad(set_to_none=True)
+            G(cond).square().mean().backward()
+
+        def d_forward_backward():
+            D.zero_grad(set_to_none=True)
+            D(image, cond[:, :1]).sum().backward()
+
+        cases = [("G forward", g_forward, ("grouped", "shared")),
+                 ("G forward+backward", g_forward_backward, ("grouped", "shared")),
+                 ("D forward+backward", d_forward_backward, ("-",))]
+        for name, fn, impls in cases:
+            for impl in impls:
+                if impl != "-":
+                    set_impl(G, impl)
+                flops = count_flops(fn)
+                t = seconds(fn, reps=reps)
+                floor = flops / 1e9 / ceiling
+                rows.append({
+                    "what": name, "batch": batch, "modconv": impl,
+                    "GFLOP": f"{flops / 1e9:.0f}", "s": f"{t:.2f}",
+                    "GFLOP/s": f"{flops / 1e9 / t:.0f}", "x floor": f"{t / floor:.2f}",
+                    "img/s": f"{batch / t:.2f}",
+                })
+        set_impl(G, "auto")
+    print_table(rows, f"CoModGAN @{r}, fp32, channels_last, {device}")
+
+    rng = np.random.default_rng(0)
+    mask_rows = []
+    for size in (512, 256):
+        n = 50 if args.quick else 300
+        start = time.perf_counter()
+        holes = [1 - random_mask(size, rng=rng).mean().item() for _ in range(n)]
+        rate = n / (time.perf_counter() - start)
+        mask_rows.append({"size": size, "masks/s (1 process)": f"{rate:.0f}",
+                          "mean hole": f"{np.mean(holes):.3f}"})
+    print_table(mask_rows, "Free-form masks (RandomMask, large)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""Timing helpers shared by the benchmarks: median wall time and a markdown table."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def seconds(fn: Callable[[], object], reps: int = 3, warmup: int = 1) -> float:
+    """Median wall time of `fn` over `reps` runs after `warmup` runs."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """FLOPs of one call (a multiply-add counts 2), by torch.utils.flop_counter."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def ceiling_gflops(device: str = "cpu", reps: int = 5) -> float:
+    """The machine's practical rate: one large 3x3 conv (512 -> 512 at 64x64), the better of the
+    two memory formats, measured now so that it shares the machine's current load."""
+    best = 0.0
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        x = torch.randn(1, 512, 64, 64, device=device).to(memory_format=fmt)
+        w = torch.randn(512, 512, 3, 3, device=device).to(memory_format=fmt)
+        with torch.no_grad():
+            t = seconds(lambda x=x, w=w: F.conv2d(x, w, padding=1), reps=reps)
+        best = max(best, 2 * 9 * 512 * 512 * 64 * 64 / t / 1e9)
+    return best
+
+
+def print_table(rows: list[dict], title: str) -> None:
+    if not rows:
+        return
+    keys = list(rows[0])
+    cells = [[str(r[k]) for k in keys] for r in rows]
+    widths = [max(len(k), *(len(c[i]) for c in cells)) for i, k in enumerate(keys)]
+    print(f"\n### {title}\n")
+    print("| " + " | ".join(k.ljust(w) for k, w in zip(keys, widths, strict=True)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for c in cells:
+        print("| " + " | ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)) + " |")
+    print(flush=True)
