@@ -1,0 +1,6 @@
+"""Callbacks: when to sample, save and stop. Tasks never import a logger library."""
+
+from i2i.callbacks.resume import AtomicCheckpointIO, GracefulShutdown
+from i2i.callbacks.samples import SampleGrid
+
+__all__ = ["AtomicCheckpointIO", "GracefulShutdown", "SampleGrid"]

@@ -1,0 +1,45 @@
+"""Test-only callbacks, importable by `i2i` subprocesses started from the repository root."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+from lightning.pytorch.callbacks import Callback
+
+
+def state_digest(module: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+class RankDigest(Callback):
+    """Writes, per rank, a digest of G_ema and its w_avg at the end of training."""
+
+    def __init__(self, out_dir: str):
+        self.out_dir = out_dir
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        Path(self.out_dir).mkdir(parents=True, exist_ok=True)
+        G_ema = pl_module.generator_ema
+        record = {"rank": trainer.global_rank, "world_size": trainer.world_size,
+                  "g_ema": state_digest(G_ema), "w_avg": G_ema.w_avg.tolist(),
+                  "iteration": int(pl_module.iteration), "images_seen": int(pl_module.images_seen)}
+        (Path(self.out_dir) / f"rank{trainer.global_rank}.json").write_text(json.dumps(record))
+
+
+class SignalAt(Callback):
+    """Sends this process a signal after a given training iteration (as Ctrl-C or SLURM would)."""
+
+    def __init__(self, iteration: int, signum: int = 15):  # SIGTERM; a plain int for the CLI
+        self.iteration, self.signum = iteration, signum
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if int(pl_module.iteration) == self.iteration:
+            os.kill(os.getpid(), self.signum)

@@ -1,0 +1,181 @@
+"""The GAN task and the CLI end to end: recipe, exact resume, signals, configs, errors, DDP."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import lightning as L
+
+from i2i.callbacks import AtomicCheckpointIO
+from i2i.cli import I2ICLI, main
+from i2i.networks import CoModDiscriminator, CoModGenerator
+from i2i.tasks.base import GANTask
+from tests.conftest import TINY_D, TINY_G
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = str(REPO / "tests" / "configs" / "tiny.yaml")
+CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
+
+
+def run_cli(*args: str, tmp_path: Path, config: str = TINY):
+    root = str(tmp_path / "run")
+    return main(["fit", "--config", config, f"--trainer.default_root_dir={root}",
+                 f"--trainer.logger.init_args.save_dir={root}", *args])
+
+
+def test_official_recipe_settings():
+    task = GANTask(CoModGenerator(32, cond_channels=4, **TINY_G),
+                   CoModDiscriminator(32, cond_channels=1, **TINY_D))
+    opt_g, opt_d = task.configure_optimizers()
+    assert opt_g.param_groups[0]["lr"] == pytest.approx(0.0016)
+    assert opt_g.param_groups[0]["betas"] == pytest.approx((0.0, 0.99**0.8))
+    assert opt_d.param_groups[0]["lr"] == pytest.approx(0.002 * 16 / 17)
+    assert opt_d.param_groups[0]["betas"] == pytest.approx((0.0, 0.99 ** (16 / 17)))
+    assert task.ema_beta(32) == pytest.approx(0.5 ** (32 / 10_000))  # ~0.99778
+    assert task.ema_beta(32) == pytest.approx(0.99778, abs=1e-5)
+    # The half-life is in images: 4 ranks x 8 decay as fast as 1 rank x 32.
+    assert task.ema_beta(4 * 8) == task.ema_beta(32)
+    assert math.isclose(task.ema_beta(16) ** 2, task.ema_beta(32))
+
+
+def test_fit_logs_and_trains(tmp_path):
+    cli = run_cli("--trainer.max_steps=6", tmp_path=tmp_path)
+    task, trainer = cli.model, cli.trainer
+    assert int(task.iteration) == 3  # max_steps counts optimizer steps: G + D per iteration
+    assert int(task.images_seen) == 3 * 2
+    logged = trainer.callback_metrics
+    for key in ("train/loss_g", "train/loss_d", "train/r1", "train/logits_real",
+                "train/logits_fake", "train/kimg", "val/l1_hole"):
+        assert key in logged and torch.isfinite(logged[key]), key
+    assert logged["train/kimg"].item() == pytest.approx(0.006)
+    assert task.generator.w_avg.abs().sum() > 0  # the running average moved
+    torch.testing.assert_close(task.generator_ema.w_avg, task.generator.w_avg)
+    g = dict(task.generator.named_parameters())
+    assert any(not torch.equal(p, g[n]) for n, p in task.generator_ema.named_parameters())
+    ckpts = tmp_path / "run" / "checkpoints"
+    assert (ckpts / "last.ckpt").is_file() and list(ckpts.glob("best-*.ckpt"))
+    assert not list(ckpts.glob(".*tmp*"))  # atomic writes leave no temporaries
+    assert list((tmp_path / "run" / "samples").glob("iter*.png"))
+
+
+def _ema_state(task):
+    return {k: v.clone() for k, v in task.generator_ema.state_dict().items()}
+
+
+def _assert_same_training_state(a, b):
+    assert int(a.iteration) == int(b.iteration) and int(a.images_seen) == int(b.images_seen)
+    sa, sb = _ema_state(a), _ema_state(b)
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        torch.testing.assert_close(sa[k], sb[k], rtol=0, atol=1e-6, msg=f"G_ema.{k} differs")
+    for (n, p), q in zip(a.discriminator.named_parameters(), b.discriminator.parameters(),
+                         strict=True):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-6, msg=f"D.{n} differs")
+
+
+def test_resume_continues_exactly(tmp_path):
+    # 2N iterations in one go == N iterations, a checkpoint, then N more (N = 3: the lazy R1
+    # phase with interval 2 is odd at the cut, so a wrong phase after resuming would show).
+    straight = run_cli("--trainer.max_steps=12", tmp_path=tmp_path / "a").model
+    run_cli("--trainer.max_steps=6", tmp_path=tmp_path / "b")
+    resumed = run_cli("--trainer.max_steps=12", "--ckpt_path=last", tmp_path=tmp_path / "b").model
+    assert int(resumed.iteration) == 6
+    _assert_same_training_state(straight, resumed)
+
+
+def test_sigterm_leaves_a_checkpoint_that_resumes_exactly(tmp_path):
+    straight = run_cli("--trainer.max_steps=12", tmp_path=tmp_path / "a").model
+    cli = run_cli("--trainer.max_steps=12", "--trainer.callbacks+=tests.helpers.SignalAt",
+                  "--trainer.callbacks.iteration=4", tmp_path=tmp_path / "b")
+    assert int(cli.model.iteration) == 4  # stopped right after the signalled iteration
+    last = tmp_path / "b" / "run" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=False)["state_dict"]["iteration"].item() == 4
+    resumed = run_cli("--trainer.max_steps=12", "--ckpt_path=last", tmp_path=tmp_path / "b").model
+    _assert_same_training_state(straight, resumed)
+
+
+def test_atomic_checkpoint_keeps_the_old_file_on_failure(tmp_path):
+    path = tmp_path / "last.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"step": 1}, path)
+    with pytest.raises(Exception):
+        io.save_checkpoint({"step": 2, "bad": lambda: None}, path)  # unpicklable mid-write
+    assert torch.load(path)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
+def test_every_shipped_config_parses_and_instantiates(config):
+    cli = I2ICLI(GANTask, L.LightningDataModule, subclass_mode_model=True,
+                 subclass_mode_data=True, run=False,
+                 args=["--config", str(config), "--trainer.logger=false",
+                       "--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.strategy=auto"])
+    assert isinstance(cli.model, GANTask)
+    G = cli.model.generator
+    assert G.img_resolution == cli.datamodule.resolution
+    raw = yaml.safe_load(config.read_text())
+    assert cli.model.__class__.__name__ == raw["model"]["class_path"].rsplit(".", 1)[1]
+
+
+def test_print_config_and_typos(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", TINY, "--print_config"])
+    assert exit_info.value.code in (0, None)
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["init_args"]["generator"]["class_path"] == "i2i.networks.CoModGenerator"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", TINY, "--model.init_args.r1_gama=1"])
+    assert exit_info.value.code != 0
+    assert "r1_gama" in capsys.readouterr().err
+
+
+def test_bad_data_errors_name_the_problem(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match=str(empty)):
+        run_cli(f"--data.init_args.data_dir={empty}", tmp_path=tmp_path)
+    with pytest.raises(ValueError, match="power of two"):
+        run_cli("--data.init_args.resolution=48", tmp_path=tmp_path)
+    with pytest.raises(ValueError, match="mask_polarity"):
+        run_cli(f"--data.init_args.mask_dir={empty}", tmp_path=tmp_path)
+
+
+def test_wandb_is_offline_and_never_prompts(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    root = tmp_path / "run"
+    main(["fit", "--config", TINY, "--trainer.max_steps=2", f"--trainer.default_root_dir={root}",
+          "--trainer.logger=lightning.pytorch.loggers.WandbLogger",
+          f"--trainer.logger.save_dir={root}", "--trainer.logger.project=i2i-test"])
+    assert os.environ["WANDB_MODE"] == "offline"
+    runs = list((root / "wandb").glob("offline-run-*"))
+    assert runs and list(runs[0].glob("*.wandb"))
+
+
+def test_ddp_two_processes_keep_g_ema_and_w_avg_identical(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("MASTER_PORT", "LOCAL_RANK",
+                                                            "MASTER_ADDR", "WORLD_SIZE", "RANK")}
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env["WANDB_MODE"] = "disabled"
+    out = tmp_path / "digests"
+    cmd = [sys.executable, "-m", "i2i", "fit", "--config", TINY, "--trainer.devices=2",
+           "--trainer.accelerator=cpu", "--trainer.strategy=ddp_find_unused_parameters_true",
+           "--trainer.max_steps=6", f"--trainer.default_root_dir={tmp_path / 'run'}",
+           f"--trainer.logger.init_args.save_dir={tmp_path / 'run'}",
+           "--trainer.callbacks+=tests.helpers.RankDigest", f"--trainer.callbacks.out_dir={out}"]
+    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert records[0]["world_size"] == 2
+    assert records[0]["g_ema"] == records[1]["g_ema"]
+    assert records[0]["w_avg"] == records[1]["w_avg"]
+    assert records[0]["images_seen"] == 3 * 2 * 2  # iterations x batch x world size
