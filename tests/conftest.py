@@ -10,9 +10,7 @@ import torch
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 # Narrow channels so a 32-64 px generator builds and runs in milliseconds on CPU.
-TINY_G = dict(
-    z_dim=32, w_dim=32, mapping_layers=2, channel_base=256, channel_max=32, global_dim=64
-)
+TINY_G = dict(z_dim=32, w_dim=32, mapping_layers=2, channel_base=256, channel_max=32, global_dim=64)
 TINY_D = dict(channel_base=256, channel_max=32)
 
 

@@ -28,9 +28,14 @@ class RankDigest(Callback):
     def on_train_end(self, trainer, pl_module) -> None:
         Path(self.out_dir).mkdir(parents=True, exist_ok=True)
         G_ema = pl_module.generator_ema
-        record = {"rank": trainer.global_rank, "world_size": trainer.world_size,
-                  "g_ema": state_digest(G_ema), "w_avg": G_ema.w_avg.tolist(),
-                  "iteration": int(pl_module.iteration), "images_seen": int(pl_module.images_seen)}
+        record = {
+            "rank": trainer.global_rank,
+            "world_size": trainer.world_size,
+            "g_ema": state_digest(G_ema),
+            "w_avg": G_ema.w_avg.tolist(),
+            "iteration": int(pl_module.iteration),
+            "images_seen": int(pl_module.images_seen),
+        }
         (Path(self.out_dir) / f"rank{trainer.global_rank}.json").write_text(json.dumps(record))
 
 

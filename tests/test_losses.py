@@ -4,7 +4,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from i2i.losses import (
     PerceptualLoss,
@@ -44,7 +43,9 @@ def test_r1_is_fp32_under_autocast_and_differentiable():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         penalty, logits = r1_penalty(D, x.bfloat16(), cond.bfloat16())
     assert penalty.dtype == torch.float32 and logits.dtype == torch.float32
-    torch.testing.assert_close(penalty, r1_penalty(D, x.bfloat16().float(), cond.bfloat16().float())[0])
+    torch.testing.assert_close(
+        penalty, r1_penalty(D, x.bfloat16().float(), cond.bfloat16().float())[0]
+    )
     assert penalty.shape == ref.shape == (4,)
     penalty.sum().backward()  # create_graph: R1 trains D's weights
     # The input gradient cannot depend on the final bias; every other weight is trained by R1.
@@ -60,7 +61,9 @@ def test_masked_l1_averages_over_the_region():
     fake[:, :, :2] = 1.0  # wrong only in the hole
     fake[1, :, 2:] = 5.0  # sample 1 is also wrong in the known part
     torch.testing.assert_close(masked_l1(fake, real, mask), torch.tensor([1.0, 1.0]))
-    torch.testing.assert_close(masked_l1(fake, real, mask, region="known"), torch.tensor([0.0, 5.0]))
+    torch.testing.assert_close(
+        masked_l1(fake, real, mask, region="known"), torch.tensor([0.0, 5.0])
+    )
     torch.testing.assert_close(masked_l1(fake, real), torch.tensor([0.5, 3.0]))
     with pytest.raises(ValueError, match="region"):
         masked_l1(fake, real, mask, region="edges")

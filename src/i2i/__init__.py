@@ -1,2 +1,3 @@
 """i2i: conditional image-to-image translation with co-modulated GANs."""
+
 __version__ = "0.1.0"

@@ -17,10 +17,10 @@ import warnings
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.cli import LightningCLI
 
-from i2i.callbacks import GracefulShutdown, SampleGrid
+from i2i.callbacks import GracefulShutdown, IterationProgressBar, SampleGrid
 from i2i.tasks import GANTask
 
 
@@ -48,10 +48,18 @@ class I2ICLI(LightningCLI):
             }
         )
         # `--ckpt_path last` finds last.ckpt only if the folder is the same in every run.
-        parser.link_arguments("trainer.default_root_dir", "checkpoint.dirpath",
-                              compute_fn=_checkpoint_dir)
+        parser.link_arguments(
+            "trainer.default_root_dir", "checkpoint.dirpath", compute_fn=_checkpoint_dir
+        )
         parser.add_lightning_class_args(SampleGrid, "samples")
         parser.add_lightning_class_args(GracefulShutdown, "shutdown")
+
+    def instantiate_trainer(self, **kwargs) -> L.Trainer:
+        trainer = super().instantiate_trainer(**kwargs)
+        for callback in trainer.callbacks:
+            if type(callback) is TQDMProgressBar:  # Lightning's default bar: count iterations
+                callback.__class__ = IterationProgressBar
+        return trainer
 
     def after_fit(self) -> None:
         trainer = self.trainer
@@ -60,8 +68,10 @@ class I2ICLI(LightningCLI):
         lines = ["", "i2i: training finished"]
         ckpt = trainer.checkpoint_callback
         if ckpt is not None:
-            lines.append(f"  checkpoints : {ckpt.dirpath} (last: {ckpt.last_model_path or '-'}, "
-                         f"best: {ckpt.best_model_path or '-'})")
+            lines.append(
+                f"  checkpoints : {ckpt.dirpath} (last: {ckpt.last_model_path or '-'}, "
+                f"best: {ckpt.best_model_path or '-'})"
+            )
         for cb in trainer.callbacks:
             if isinstance(cb, SampleGrid) and cb.last_path is not None:
                 lines.append(f"  sample grid : {cb.last_path}")
@@ -69,7 +79,9 @@ class I2ICLI(LightningCLI):
             if type(logger).__name__ == "WandbLogger":
                 run_dir = Path(logger.experiment.dir).parent
                 mode = os.environ.get("WANDB_MODE", "online")
-                hint = f" (offline: upload with `wandb sync {run_dir}`)" if mode == "offline" else ""
+                hint = (
+                    f" (offline: upload with `wandb sync {run_dir}`)" if mode == "offline" else ""
+                )
                 lines.append(f"  W&B run     : {run_dir}{hint}")
             elif getattr(logger, "log_dir", None):
                 lines.append(f"  logs        : {logger.log_dir}")

@@ -70,7 +70,12 @@ class PerceptualLoss(nn.Module):
     None keeps random weights (for tests). The network is frozen and kept out of state dicts.
     """
 
-    LAYER_ENDS = (4, 9, 16, 23)  # indices after relu1_2, relu2_2, relu3_3, relu4_3 in vgg16.features
+    LAYER_ENDS = (
+        4,
+        9,
+        16,
+        23,
+    )  # indices after relu1_2, relu2_2, relu3_3, relu4_3 in vgg16.features
 
     def __init__(self, weights: str | Path | None = "imagenet"):
         super().__init__()

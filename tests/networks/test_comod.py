@@ -22,10 +22,13 @@ def num_params(module):
     return sum(p.numel() for p in module.parameters())
 
 
-@pytest.mark.parametrize("resolution,g_params,d_params", [
-    (512, 79_792_231, 28_982_913),
-    (256, 79_177_378, 28_864_257),
-])
+@pytest.mark.parametrize(
+    "resolution,g_params,d_params",
+    [
+        (512, 79_792_231, 28_982_913),
+        (256, 79_177_378, 28_864_257),
+    ],
+)
 def test_official_parameter_counts(resolution, g_params, d_params):
     with torch.device("meta"):  # no memory, no init cost
         G = CoModGenerator(resolution, cond_channels=4)

@@ -66,8 +66,10 @@ def naive_upfirdn2d(x, f2d, up, down, pad):
     return out[:, :, ::down, ::down]
 
 
-@pytest.mark.parametrize("up,down,pad,gain", [(2, 1, (2, 1, 2, 1), 4.0), (1, 2, (1, 1, 1, 1), 1.0),
-                                               (1, 1, (1, 2, 0, 3), 1.0)])
+@pytest.mark.parametrize(
+    "up,down,pad,gain",
+    [(2, 1, (2, 1, 2, 1), 4.0), (1, 2, (1, 1, 1, 1), 1.0), (1, 1, (1, 2, 0, 3), 1.0)],
+)
 def test_upfirdn2d_matches_2d_filter(up, down, pad, gain):
     x = torch.randn(2, 3, 8, 6, dtype=torch.float64)
     f = fir_filter().double()
@@ -113,8 +115,9 @@ def test_minibatch_std_against_naive():
     for members in ([0, 2], [1, 3]):
         std = (x[members].var(dim=0, unbiased=False) + 1e-8).sqrt().mean()
         for i in members:
-            torch.testing.assert_close(y[i, 6], torch.full((3, 3), std.item(), dtype=torch.float64),
-                                       rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(
+                y[i, 6], torch.full((3, 3), std.item(), dtype=torch.float64), rtol=1e-5, atol=1e-6
+            )
 
 
 def test_minibatch_std_odd_batch_uses_divisor():

@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 import yaml
-
-import lightning as L
 
 from i2i.callbacks import AtomicCheckpointIO
 from i2i.cli import I2ICLI, main
@@ -28,13 +28,23 @@ CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
 
 def run_cli(*args: str, tmp_path: Path, config: str = TINY):
     root = str(tmp_path / "run")
-    return main(["fit", "--config", config, f"--trainer.default_root_dir={root}",
-                 f"--trainer.logger.init_args.save_dir={root}", *args])
+    return main(
+        [
+            "fit",
+            "--config",
+            config,
+            f"--trainer.default_root_dir={root}",
+            f"--trainer.logger.init_args.save_dir={root}",
+            *args,
+        ]
+    )
 
 
 def test_official_recipe_settings():
-    task = GANTask(CoModGenerator(32, cond_channels=4, **TINY_G),
-                   CoModDiscriminator(32, cond_channels=1, **TINY_D))
+    task = GANTask(
+        CoModGenerator(32, cond_channels=4, **TINY_G),
+        CoModDiscriminator(32, cond_channels=1, **TINY_D),
+    )
     opt_g, opt_d = task.configure_optimizers()
     assert opt_g.param_groups[0]["lr"] == pytest.approx(0.0016)
     assert opt_g.param_groups[0]["betas"] == pytest.approx((0.0, 0.99**0.8))
@@ -53,8 +63,15 @@ def test_fit_logs_and_trains(tmp_path):
     assert int(task.iteration) == 3  # max_steps counts optimizer steps: G + D per iteration
     assert int(task.images_seen) == 3 * 2
     logged = trainer.callback_metrics
-    for key in ("train/loss_g", "train/loss_d", "train/r1", "train/logits_real",
-                "train/logits_fake", "train/kimg", "val/l1_hole"):
+    for key in (
+        "train/loss_g",
+        "train/loss_d",
+        "train/r1",
+        "train/logits_real",
+        "train/logits_fake",
+        "train/kimg",
+        "val/l1_hole",
+    ):
         assert key in logged and torch.isfinite(logged[key]), key
     assert logged["train/kimg"].item() == pytest.approx(0.006)
     assert task.generator.w_avg.abs().sum() > 0  # the running average moved
@@ -77,8 +94,9 @@ def _assert_same_training_state(a, b):
     assert sa.keys() == sb.keys()
     for k in sa:
         torch.testing.assert_close(sa[k], sb[k], rtol=0, atol=1e-6, msg=f"G_ema.{k} differs")
-    for (n, p), q in zip(a.discriminator.named_parameters(), b.discriminator.parameters(),
-                         strict=True):
+    for (n, p), q in zip(
+        a.discriminator.named_parameters(), b.discriminator.parameters(), strict=True
+    ):
         torch.testing.assert_close(p, q, rtol=0, atol=1e-6, msg=f"D.{n} differs")
 
 
@@ -94,8 +112,12 @@ def test_resume_continues_exactly(tmp_path):
 
 def test_sigterm_leaves_a_checkpoint_that_resumes_exactly(tmp_path):
     straight = run_cli("--trainer.max_steps=12", tmp_path=tmp_path / "a").model
-    cli = run_cli("--trainer.max_steps=12", "--trainer.callbacks+=tests.helpers.SignalAt",
-                  "--trainer.callbacks.iteration=4", tmp_path=tmp_path / "b")
+    cli = run_cli(
+        "--trainer.max_steps=12",
+        "--trainer.callbacks+=tests.helpers.SignalAt",
+        "--trainer.callbacks.iteration=4",
+        tmp_path=tmp_path / "b",
+    )
     assert int(cli.model.iteration) == 4  # stopped right after the signalled iteration
     last = tmp_path / "b" / "run" / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=False)["state_dict"]["iteration"].item() == 4
@@ -107,7 +129,7 @@ def test_atomic_checkpoint_keeps_the_old_file_on_failure(tmp_path):
     path = tmp_path / "last.ckpt"
     io = AtomicCheckpointIO()
     io.save_checkpoint({"step": 1}, path)
-    with pytest.raises(Exception):
+    with pytest.raises((AttributeError, TypeError, pickle.PicklingError)):
         io.save_checkpoint({"step": 2, "bad": lambda: None}, path)  # unpicklable mid-write
     assert torch.load(path)["step"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
@@ -115,10 +137,21 @@ def test_atomic_checkpoint_keeps_the_old_file_on_failure(tmp_path):
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
 def test_every_shipped_config_parses_and_instantiates(config):
-    cli = I2ICLI(GANTask, L.LightningDataModule, subclass_mode_model=True,
-                 subclass_mode_data=True, run=False,
-                 args=["--config", str(config), "--trainer.logger=false",
-                       "--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.strategy=auto"])
+    cli = I2ICLI(
+        GANTask,
+        L.LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        run=False,
+        args=[
+            "--config",
+            str(config),
+            "--trainer.logger=false",
+            "--trainer.accelerator=cpu",
+            "--trainer.devices=1",
+            "--trainer.strategy=auto",
+        ],
+    )
     assert isinstance(cli.model, GANTask)
     G = cli.model.generator
     assert G.img_resolution == cli.datamodule.resolution
@@ -153,25 +186,48 @@ def test_wandb_is_offline_and_never_prompts(tmp_path, monkeypatch):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.delenv("WANDB_MODE", raising=False)
     root = tmp_path / "run"
-    main(["fit", "--config", TINY, "--trainer.max_steps=2", f"--trainer.default_root_dir={root}",
-          "--trainer.logger=lightning.pytorch.loggers.WandbLogger",
-          f"--trainer.logger.save_dir={root}", "--trainer.logger.project=i2i-test"])
+    main(
+        [
+            "fit",
+            "--config",
+            TINY,
+            "--trainer.max_steps=2",
+            f"--trainer.default_root_dir={root}",
+            "--trainer.logger=lightning.pytorch.loggers.WandbLogger",
+            f"--trainer.logger.save_dir={root}",
+            "--trainer.logger.project=i2i-test",
+        ]
+    )
     assert os.environ["WANDB_MODE"] == "offline"
     runs = list((root / "wandb").glob("offline-run-*"))
     assert runs and list(runs[0].glob("*.wandb"))
 
 
 def test_ddp_two_processes_keep_g_ema_and_w_avg_identical(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in ("MASTER_PORT", "LOCAL_RANK",
-                                                            "MASTER_ADDR", "WORLD_SIZE", "RANK")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("MASTER_PORT", "LOCAL_RANK", "MASTER_ADDR", "WORLD_SIZE", "RANK")
+    }
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env["WANDB_MODE"] = "disabled"
     out = tmp_path / "digests"
-    cmd = [sys.executable, "-m", "i2i", "fit", "--config", TINY, "--trainer.devices=2",
-           "--trainer.accelerator=cpu", "--trainer.strategy=ddp_find_unused_parameters_true",
-           "--trainer.max_steps=6", f"--trainer.default_root_dir={tmp_path / 'run'}",
-           f"--trainer.logger.init_args.save_dir={tmp_path / 'run'}",
-           "--trainer.callbacks+=tests.helpers.RankDigest", f"--trainer.callbacks.out_dir={out}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "i2i",
+        "fit",
+        "--config",
+        TINY,
+        "--trainer.devices=2",
+        "--trainer.accelerator=cpu",
+        "--trainer.strategy=ddp_find_unused_parameters_true",
+        "--trainer.max_steps=6",
+        f"--trainer.default_root_dir={tmp_path / 'run'}",
+        f"--trainer.logger.init_args.save_dir={tmp_path / 'run'}",
+        "--trainer.callbacks+=tests.helpers.RankDigest",
+        f"--trainer.callbacks.out_dir={out}",
+    ]
     result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     records = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]

@@ -1,6 +1,7 @@
 """Callbacks: when to sample, save and stop. Tasks never import a logger library."""
 
+from i2i.callbacks.progress import IterationProgressBar
 from i2i.callbacks.resume import AtomicCheckpointIO, GracefulShutdown
 from i2i.callbacks.samples import SampleGrid
 
-__all__ = ["AtomicCheckpointIO", "GracefulShutdown", "SampleGrid"]
+__all__ = ["AtomicCheckpointIO", "GracefulShutdown", "IterationProgressBar", "SampleGrid"]

@@ -56,7 +56,9 @@ class GracefulShutdown(Callback):
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
 
     def _handler(self, signum, frame) -> None:
-        log.warning("Received signal %s: stopping after this iteration and saving last.ckpt", signum)
+        log.warning(
+            "Received signal %s: stopping after this iteration and saving last.ckpt", signum
+        )
         self._requested = True
         signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
 

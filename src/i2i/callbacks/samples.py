@@ -15,7 +15,9 @@ class SampleGrid(Callback):
     """Every `every_n_iterations` (and at the end of training), one row per sample with the
     task's panels (inpainting: masked input with the hole tinted | completion | real)."""
 
-    def __init__(self, every_n_iterations: int = 500, num_samples: int = 8, dirname: str = "samples"):
+    def __init__(
+        self, every_n_iterations: int = 500, num_samples: int = 8, dirname: str = "samples"
+    ):
         self.every_n_iterations, self.num_samples, self.dirname = (
             every_n_iterations,
             num_samples,
@@ -48,8 +50,13 @@ class SampleGrid(Callback):
         pl_module.train(was_training)
         panels = pl_module.visual_panels(batch, fake)
         rows = torch.stack(panels, dim=1).flatten(0, 1)  # sample-major: one row per sample
-        grid = make_grid(rows.float().clamp(-1, 1), nrow=len(panels), normalize=True,
-                         value_range=(-1, 1), padding=2)
+        grid = make_grid(
+            rows.float().clamp(-1, 1),
+            nrow=len(panels),
+            normalize=True,
+            value_range=(-1, 1),
+            padding=2,
+        )
         iteration = int(pl_module.iteration)
         folder = self.folder(trainer)
         folder.mkdir(parents=True, exist_ok=True)
@@ -59,5 +66,9 @@ class SampleGrid(Callback):
         self.last_path = path
         for logger in trainer.loggers:
             if hasattr(logger, "log_image"):  # WandbLogger
-                logger.log_image(key="samples", images=[grid], step=trainer.global_step,
-                                 caption=[f"iteration {iteration}"])
+                logger.log_image(
+                    key="samples",
+                    images=[grid],
+                    step=trainer.global_step,
+                    caption=[f"iteration {iteration}"],
+                )

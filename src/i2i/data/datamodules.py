@@ -60,7 +60,12 @@ class TrainStream(IterableDataset):
         start_batch: int = 0,
     ):
         self.dataset, self.batch_size, self.masks, self.keys = dataset, batch_size, masks, keys
-        self.seed, self.rank, self.world_size, self.start_batch = seed, rank, world_size, start_batch
+        self.seed, self.rank, self.world_size, self.start_batch = (
+            seed,
+            rank,
+            world_size,
+            start_batch,
+        )
         self._perm_epoch, self._perm = -1, np.arange(0)
 
     def __iter__(self):
@@ -95,8 +100,13 @@ class FixedMaskDataset(Dataset):
     """Validation samples with a mask FIXED per sample (seeded by its index), so that numbers
     compare across epochs and runs."""
 
-    def __init__(self, dataset: Dataset, masks: RandomMaskGenerator | MaskFolder | None,
-                 keys: tuple[str, ...], seed: int = 0):
+    def __init__(
+        self,
+        dataset: Dataset,
+        masks: RandomMaskGenerator | MaskFolder | None,
+        keys: tuple[str, ...],
+        seed: int = 0,
+    ):
         self.dataset, self.masks, self.keys, self.seed = dataset, masks, keys, seed
 
     def __len__(self) -> int:
@@ -168,10 +178,12 @@ class InpaintingDataModule(L.LightningDataModule):
             if hp.max_val_images is not None:
                 val_files = val_files[: hp.max_val_images]
             common = dict(on_corrupt=hp.on_corrupt, small_images=hp.small_images)
-            train = ImageFolderDataset(root, self.resolution, files=train_files, train=True,
-                                       hflip=hp.hflip, **common)
-            val = ImageFolderDataset(root, self.resolution, files=val_files, train=False,
-                                     hflip=False, **common)
+            train = ImageFolderDataset(
+                root, self.resolution, files=train_files, train=True, hflip=hp.hflip, **common
+            )
+            val = ImageFolderDataset(
+                root, self.resolution, files=val_files, train=False, hflip=False, **common
+            )
         self.train_dataset = train
         val_masks = self._mask_folder(hp.val_mask_dir) if hp.val_mask_dir else self.mask_generator
         self.val_dataset = FixedMaskDataset(val, val_masks, self.keys, seed=hp.seed)

@@ -105,7 +105,9 @@ class Encoder(nn.Module):
     ):
         super().__init__()
         self.ladder, self.dropout, self.dropout_at_inference = ladder, dropout, dropout_at_inference
-        self.from_rgb = EqualConv2d(cond_channels, ladder.channels(ladder.top), 1, activation="lrelu")
+        self.from_rgb = EqualConv2d(
+            cond_channels, ladder.channels(ladder.top), 1, activation="lrelu"
+        )
         self.blocks = nn.ModuleDict()
         for level in ladder.levels_down:
             c, c_next = ladder.channels(level), ladder.channels(level - 1)
@@ -355,7 +357,7 @@ class CoModGenerator(nn.Module):
 
 
 class DiscriminatorBlock(nn.Module):
-    """3x3 conv, blurred stride-2 3x3 conv, plus a blurred stride-2 1x1 skip; (x + skip) / sqrt 2."""
+    """3x3 conv, blurred stride-2 3x3 conv, plus a 1x1 stride-2 skip: (x + skip) / sqrt 2."""
 
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()

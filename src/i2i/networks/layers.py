@@ -7,8 +7,8 @@ Everything here is plain PyTorch (no custom CUDA), so it runs on CPU and GPU ali
 - `modulated_conv2d` with and without demodulation, with two equivalent code paths;
 - noise injection, minibatch standard deviation, and leaky ReLU with gain sqrt(2).
 
-Leaky ReLU is positively homogeneous (lrelu(g * y) = g * lrelu(y) for g > 0), so every layer folds its
-activation gain into the (tiny) weight scale and bias instead of paying one more pass over the
+Leaky ReLU is positively homogeneous (lrelu(g * y) = g * lrelu(y) for g > 0), so every layer folds
+its activation gain into the (tiny) weight scale and bias instead of paying one more pass over the
 activations. The result is identical; only the arithmetic order differs.
 """
 
@@ -75,7 +75,8 @@ def upfirdn2d(
     gain: float = 1.0,
 ) -> torch.Tensor:
     """Zero-insert upsample by `up`, pad (left, right, top, bottom), filter with the separable
-    symmetric filter `f` (given 1-D), then keep every `down`-th pixel. `gain` scales the 2-D filter."""
+    symmetric filter `f` (given 1-D), then keep every `down`-th pixel. `gain` scales the 2-D
+    filter."""
     n, c, h, w = x.shape
     if up > 1:
         x = x.reshape(n, c, h, 1, w, 1)
@@ -108,7 +109,7 @@ def downsample2d(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
 
 
 class EqualLinear(nn.Module):
-    """Fully connected layer with equalized learning rate and an optional learning-rate multiplier."""
+    """Fully connected layer with equalized learning rate and an optional lr multiplier."""
 
     def __init__(
         self,
@@ -155,7 +156,11 @@ class EqualConv2d(nn.Module):
         super().__init__()
         if down not in (1, 2):
             raise ValueError(f"down must be 1 or 2, got {down}")
-        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel_size
+        self.in_channels, self.out_channels, self.kernel_size = (
+            in_channels,
+            out_channels,
+            kernel_size,
+        )
         self.activation, self.down = activation, down
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
@@ -322,7 +327,11 @@ class ModulatedConv2d(nn.Module):
         impl: ModConvImpl = "auto",
     ):
         super().__init__()
-        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel_size
+        self.in_channels, self.out_channels, self.kernel_size = (
+            in_channels,
+            out_channels,
+            kernel_size,
+        )
         self.resolution, self.w_index, self.up = tuple(resolution), w_index, up
         self.demodulate, self.use_noise, self.activation, self.impl = (
             demodulate,
@@ -362,13 +371,16 @@ class ModulatedConv2d(nn.Module):
             elif noise_mode == "random":
                 noise = torch.randn(x.shape[0], 1, *x.shape[2:], device=x.device, dtype=x.dtype)
             else:
-                raise ValueError(f"noise_mode must be 'random', 'const' or 'none', got {noise_mode!r}")
+                raise ValueError(
+                    f"noise_mode must be 'random', 'const' or 'none', got {noise_mode!r}"
+                )
             x = x.add_(noise.to(x.dtype) * (self.noise_strength * gain).to(x.dtype))
         return bias_act(x, self.bias * gain, self.activation)
 
     def extra_repr(self) -> str:
         return (
-            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, up={self.up}, "
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"up={self.up}, "
             f"demodulate={self.demodulate}, noise={self.use_noise}, w_index={self.w_index}, "
             f"resolution={self.resolution}"
         )

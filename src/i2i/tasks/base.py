@@ -15,7 +15,10 @@ Evaluation and sampling always use G_ema.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import lightning as L
@@ -69,7 +72,9 @@ class GANTask(L.LightningModule):
         super().__init__()
         self.automatic_optimization = False
         # Injected callables become dicts in hparams under LightningCLI: keep them out.
-        self.save_hyperparameters(ignore=["generator", "discriminator", "optimizer_g", "optimizer_d"])
+        self.save_hyperparameters(
+            ignore=["generator", "discriminator", "optimizer_g", "optimizer_d"]
+        )
         self.generator, self.discriminator = generator, discriminator
         self.generator_ema = copy.deepcopy(generator).requires_grad_(False).eval()
         self.optimizer_g, self.optimizer_d = optimizer_g, optimizer_d
@@ -77,6 +82,8 @@ class GANTask(L.LightningModule):
         self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
         self.register_buffer("images_seen", torch.zeros((), dtype=torch.long))
         self._pending_rng: dict[str, Any] | None = None
+        # Wall time per training phase, filled only when a benchmark sets it to a defaultdict.
+        self.phase_seconds: defaultdict[str, float] | None = None
 
     # ---- setup -------------------------------------------------------------------------------
 
@@ -109,6 +116,19 @@ class GANTask(L.LightningModule):
 
     # ---- the training iteration ----------------------------------------------------------
 
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """A named range for profilers (`i2i/<name>`), and wall time when benchmarking."""
+        with torch.profiler.record_function(f"i2i/{name}"):
+            if self.phase_seconds is None:
+                yield
+                return
+            start = time.perf_counter()
+            yield
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            self.phase_seconds[name] += time.perf_counter() - start
+
     def split_batch(self, batch: dict) -> tuple[dict, dict]:
         """The loader yields 2 x batch_size samples: the first half for G, the second for D."""
         n = next(iter(batch.values())).shape[0]
@@ -126,8 +146,14 @@ class GANTask(L.LightningModule):
             }
         return batch
 
-    def generate(self, G: nn.Module, batch: dict, z: torch.Tensor | None = None,
-                 truncation_psi: float = 1.0, **kwargs) -> torch.Tensor:
+    def generate(
+        self,
+        G: nn.Module,
+        batch: dict,
+        z: torch.Tensor | None = None,
+        truncation_psi: float = 1.0,
+        **kwargs,
+    ) -> torch.Tensor:
         """The task's output for a batch: G on the task's condition, then the task's composite."""
         raw = G(self.condition(batch), z, truncation_psi=truncation_psi, **kwargs)
         return self.compose(raw, batch)
@@ -139,36 +165,49 @@ class GANTask(L.LightningModule):
         G, D, hp = self.generator, self.discriminator, self.hparams
 
         # G step: its own reals and masks.
-        D.requires_grad_(False)
-        fake = self.generate(G, g_batch, truncation_psi=hp.truncation_psi_train,
-                             style_mixing_prob=hp.style_mixing_prob, update_w_avg=True)
-        fake_logits = D(fake, self.d_condition(g_batch))
-        loss_g = g_nonsaturating_loss(fake_logits).mean()
-        if hp.l1_weight:
-            loss_g = loss_g + hp.l1_weight * self.reconstruction_loss(fake, g_batch).mean()
-        opt_g.zero_grad(set_to_none=True)
-        self.manual_backward(loss_g)
-        opt_g.step()
-        D.requires_grad_(True)
-        self.update_ema(n * self.world_size)
+        with self.phase("g_step"):
+            D.requires_grad_(False)
+            fake = self.generate(
+                G,
+                g_batch,
+                truncation_psi=hp.truncation_psi_train,
+                style_mixing_prob=hp.style_mixing_prob,
+                update_w_avg=True,
+            )
+            fake_logits = D(fake, self.d_condition(g_batch))
+            loss_g = g_nonsaturating_loss(fake_logits).mean()
+            if hp.l1_weight:
+                loss_g = loss_g + hp.l1_weight * self.reconstruction_loss(fake, g_batch).mean()
+            opt_g.zero_grad(set_to_none=True)
+            self.manual_backward(loss_g)
+            opt_g.step()
+            D.requires_grad_(True)
+            self.update_ema(n * self.world_size)
 
-        # D step: another real batch, fresh masks, fresh z; lazy R1 on this step's reals.
-        with torch.no_grad():
-            fake = self.generate(G, d_batch, truncation_psi=hp.truncation_psi_train,
-                                 style_mixing_prob=hp.style_mixing_prob)
-        d_cond = self.d_condition(d_batch)
-        real_logits = D(d_batch[B.IMAGE], d_cond)
-        fake_logits_d = D(fake, d_cond)
-        loss_d = d_logistic_loss(real_logits, fake_logits_d).mean()
-        run_r1 = hp.r1_interval > 0 and hp.r1_gamma > 0 and int(self.iteration) % hp.r1_interval == 0
-        if run_r1:
-            penalty, _ = r1_penalty(D, d_batch[B.IMAGE], d_cond)
-            r1 = penalty.mean()
-            loss_d = loss_d + r1 * (hp.r1_gamma / 2) * hp.r1_interval
+        # D step: another real batch, fresh masks, fresh z.
+        with self.phase("d_step"):
+            with torch.no_grad():
+                fake = self.generate(
+                    G,
+                    d_batch,
+                    truncation_psi=hp.truncation_psi_train,
+                    style_mixing_prob=hp.style_mixing_prob,
+                )
+            d_cond = self.d_condition(d_batch)
+            real_logits = D(d_batch[B.IMAGE], d_cond)
+            fake_logits_d = D(fake, d_cond)
+            loss_d = d_logistic_loss(real_logits, fake_logits_d).mean()
+            opt_d.zero_grad(set_to_none=True)
+            self.manual_backward(loss_d)
+        # Lazy R1 on the D step's reals: its gradient joins the D step's before the update.
+        if hp.r1_interval > 0 and hp.r1_gamma > 0 and int(self.iteration) % hp.r1_interval == 0:
+            with self.phase("r1"):
+                penalty, _ = r1_penalty(D, d_batch[B.IMAGE], d_cond)
+                r1 = penalty.mean()
+                self.manual_backward(r1 * (hp.r1_gamma / 2) * hp.r1_interval)
             self.log("train/r1", r1.detach(), batch_size=n)
-        opt_d.zero_grad(set_to_none=True)
-        self.manual_backward(loss_d)
-        opt_d.step()
+        with self.phase("d_step"):
+            opt_d.step()
 
         self.iteration += 1
         self.images_seen += n * self.world_size
@@ -197,8 +236,12 @@ class GANTask(L.LightningModule):
         if getattr(G, "mapping", None) is None:
             return None
         zs = [
-            torch.randn(G.z_dim, generator=torch.Generator().manual_seed(
-                self.hparams.eval_seed * 1_000_003 + int(i)))
+            torch.randn(
+                G.z_dim,
+                generator=torch.Generator().manual_seed(
+                    self.hparams.eval_seed * 1_000_003 + int(i)
+                ),
+            )
             for i in batch[B.INDEX]
         ]
         return torch.stack(zs).to(self.device)
@@ -210,15 +253,20 @@ class GANTask(L.LightningModule):
         batch = self.prepare(batch)
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(self.hparams.eval_seed + int(batch[B.INDEX][0]))
-            return self.generate(self.generator_ema, batch, self.eval_latents(batch),
-                                 truncation_psi=self.hparams.truncation_psi_eval)
+            return self.generate(
+                self.generator_ema,
+                batch,
+                self.eval_latents(batch),
+                truncation_psi=self.hparams.truncation_psi_eval,
+            )
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         fake = self.sample(batch)
         metrics = self.evaluation_metrics(fake.float(), batch)
         n = batch[B.IMAGE].shape[0]
-        self.log_dict({f"val/{k}": v for k, v in metrics.items()}, batch_size=n, sync_dist=True,
-                      prog_bar=True)
+        self.log_dict(
+            {f"val/{k}": v for k, v in metrics.items()}, batch_size=n, sync_dist=True, prog_bar=True
+        )
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         fake = self.sample(batch)
@@ -272,7 +320,9 @@ class GANTask(L.LightningModule):
         return [fake, batch[B.IMAGE]]
 
 
-def psnr(fake: torch.Tensor, real: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+def psnr(
+    fake: torch.Tensor, real: torch.Tensor, weight: torch.Tensor | None = None
+) -> torch.Tensor:
     """Peak signal-to-noise ratio in dB of images in [-1, 1] (range 2), per sample."""
     err = (fake - real).square()
     if weight is None:
@@ -281,5 +331,3 @@ def psnr(fake: torch.Tensor, real: torch.Tensor, weight: torch.Tensor | None = N
         w = weight.expand_as(err)
         mse = (err * w).flatten(1).sum(1) / w.flatten(1).sum(1).clamp_min(1)
     return 10 * torch.log10(4.0 / mse.clamp_min(1e-10))
-
-
