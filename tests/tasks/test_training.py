@@ -235,3 +235,42 @@ def test_ddp_two_processes_keep_g_ema_and_w_avg_identical(tmp_path):
     assert records[0]["g_ema"] == records[1]["g_ema"]
     assert records[0]["w_avg"] == records[1]["w_avg"]
     assert records[0]["images_seen"] == 3 * 2 * 2  # iterations x batch x world size
+
+
+def _write_masks(folder: Path, hole_fraction: float, n: int = 4) -> None:
+    """White = hole masks, the left `hole_fraction` of each image is the hole."""
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    for i in range(n):
+        img = Image.new("L", (48, 48), 0)
+        img.paste(255, (0, 0, int(48 * hole_fraction), 48))
+        img.save(folder / f"mask{i}.png")
+
+
+def test_mask_files_train_and_inverted_polarity_is_caught(tmp_path):
+    masks = tmp_path / "masks"
+    _write_masks(masks, hole_fraction=0.2)  # 48 px files for a 32 px run: resized (nearest)
+    root = tmp_path / "run"
+    common = ["--trainer.max_steps=2", f"--trainer.default_root_dir={root}",
+              f"--trainer.logger.init_args.save_dir={root}", f"--data.init_args.mask_dir={masks}",
+              f"--data.init_args.val_mask_dir={masks}"]
+    cli = main(["fit", "--config", TINY, "--data.init_args.mask_polarity=white_is_hole", *common])
+    hole = 1 - cli.datamodule.val_dataset[0]["mask"].mean().item()
+    assert hole == pytest.approx(0.2, abs=0.04)
+    with pytest.raises(ValueError, match="white_is_hole.*inverted|inverted.*white_is_hole"):
+        main(["fit", "--config", TINY, "--data.init_args.mask_polarity=white_is_known", *common])
+
+
+def test_bf16_mixed_precision_trains(tmp_path):
+    cli = run_cli("--trainer.precision=bf16-mixed", "--trainer.max_steps=4", tmp_path=tmp_path)
+    assert int(cli.model.iteration) == 2
+    assert torch.isfinite(cli.trainer.callback_metrics["train/loss_d"])
+    assert torch.isfinite(cli.trainer.callback_metrics["train/r1"])
+
+
+def test_make_train_lists_configs_for_an_unknown_task():
+    result = subprocess.run(["make", "train", "TASK=no_such_task"], cwd=REPO,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "Unknown TASK=no_such_task" in result.stdout and "demo" in result.stdout

@@ -29,10 +29,13 @@ from i2i.data.datasets import (
     list_images,
     split_files,
 )
-from i2i.data.masks import MaskFolder, RandomMaskGenerator
+from i2i.data.masks import MaskFolder, RandomMaskGenerator, mask_hole_ratio
 from i2i.data.synthetic import ShapesDataset
 
 MaskSource = Callable[[np.random.Generator], torch.Tensor]
+# Mask sets hide a minority of the image on average (NVIDIA irregular: 1-60%; CoModGAN's large
+# masks: 64% at 512, 72% at 256). A folder whose masks are mostly hole was probably read inverted.
+MAX_MEAN_HOLE = 0.75
 
 
 class FolderMasks:
@@ -122,7 +125,85 @@ class FixedMaskDataset(Dataset):
         return item
 
 
-class InpaintingDataModule(L.LightningDataModule):
+class StreamDataModule(L.LightningDataModule):
+    """The shared machinery of every i2i datamodule: the deterministic training stream, the fixed
+    validation set and the loaders. A subclass says which keys its task needs and builds its
+    train and validation datasets (map-style, returning dicts of the batch contract); tasks with
+    masks also give the mask sources."""
+
+    keys: tuple[str, ...] = (B.IMAGE, B.INDEX)
+
+    def __init__(self, batch_size: int, val_batch_size: int, num_workers: int, seed: int):
+        super().__init__()
+        self.batch_size, self.val_batch_size = batch_size, val_batch_size
+        self.num_workers, self.seed = num_workers, seed
+        self.train_dataset: Dataset | None = None
+        self.val_dataset: Dataset | None = None
+
+    # ---- what a subclass provides ------------------------------------------------------------
+
+    def build_datasets(self) -> tuple[Dataset, Dataset]:
+        """(train, val) map-style datasets of batch-contract dicts."""
+        raise NotImplementedError
+
+    def train_masks(self) -> MaskSource | None:
+        return None
+
+    def val_masks(self) -> RandomMaskGenerator | MaskFolder | None:
+        return None
+
+    # ---- the machinery ----------------------------------------------------------------------
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_dataset is not None:
+            return
+        train, val = self.build_datasets()
+        self.train_dataset = train
+        self.val_dataset = FixedMaskDataset(val, self.val_masks(), self.keys, seed=self.seed)
+
+    def _start_batch(self) -> int:
+        # A resumed run has restored the task's iteration counter before loaders are built.
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        return int(getattr(module, "iteration", 0))
+
+    def train_dataloader(self) -> DataLoader:
+        trainer = self.trainer
+        stream = TrainStream(
+            self.train_dataset, 2 * self.batch_size, self.train_masks(), self.keys, seed=self.seed,
+            rank=trainer.global_rank if trainer else 0,
+            world_size=trainer.world_size if trainer else 1,
+            start_batch=self._start_batch(),
+        )  # fmt: skip
+        return self._loader(stream, batch_size=None)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_dataset, batch_size=self.val_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self.val_dataloader()
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.val_dataloader()
+
+    def _loader(self, dataset: Dataset, batch_size: int | None) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            # Its own generator: building a loader must not consume the global RNG, or a resumed
+            # run would draw different latents than an uninterrupted one.
+            generator=torch.Generator().manual_seed(self.seed),
+        )
+
+    def sample_batch(self, n: int) -> dict[str, torch.Tensor]:
+        """The first n validation samples, collated: the fixed batch of the sample grids."""
+        if self.val_dataset is None:
+            self.setup("validate")
+        return default_collate([self.val_dataset[i] for i in range(min(n, len(self.val_dataset)))])
+
+
+class InpaintingDataModule(StreamDataModule):
     """Any folder of images (recursive; jpg/png/webp/bmp; grayscale and RGBA converted), or the
     embedded procedural shapes when `data_dir` is None. Masks: the official free-form generator,
     or mask files with an explicit polarity."""
@@ -142,12 +223,13 @@ class InpaintingDataModule(L.LightningDataModule):
         mask_dir: str | None = None,  # training masks from files instead of the generator
         val_mask_dir: str | None = None,  # validation masks from files (index i -> file i mod n)
         mask_polarity: str | None = None,  # required with mask files: white_is_known|white_is_hole
+        check_mask_polarity: bool = True,  # stop if mask files average > 75% hole (inverted?)
         on_corrupt: str = "skip",  # a corrupt image: "skip" with a warning naming it, or "raise"
         small_images: str = "error",  # an image smaller than the resolution: "error" | "upscale"
         synthetic_length: int = 4096,  # images in the embedded training set
         seed: int = 0,
     ):
-        super().__init__()
+        super().__init__(batch_size, val_batch_size, num_workers, seed)
         self.save_hyperparameters()
         self.resolution = check_resolution(resolution)
         if (mask_dir or val_mask_dir) and mask_polarity is None:
@@ -156,78 +238,65 @@ class InpaintingDataModule(L.LightningDataModule):
                 "masks, DeepFill) or 'white_is_known' (CoModGAN, MAT)"
             )
         self.mask_generator = RandomMaskGenerator(self.resolution, tuple(hole_range), mask_variant)
-        self.keys = (B.IMAGE, B.INDEX)
-        self.train_dataset: Dataset | None = None
-        self.val_dataset: Dataset | None = None
 
     def _mask_folder(self, root: str) -> MaskFolder:
-        return MaskFolder(root, polarity=self.hparams.mask_polarity, size=self.resolution)
+        """Mask files, resized with NEAREST to the resolution, with a polarity sanity check."""
+        folder = MaskFolder(root, polarity=self.hparams.mask_polarity, size=self.resolution)
+        probe = [mask_hole_ratio(folder[i]) for i in range(min(16, len(folder)))]
+        mean_hole = float(np.mean(probe))
+        if self.hparams.check_mask_polarity and mean_hole > MAX_MEAN_HOLE:
+            other = {"white_is_hole": "white_is_known", "white_is_known": "white_is_hole"}
+            raise ValueError(
+                f"masks in {root} are {mean_hole:.0%} hole on average with mask_polarity="
+                f"{self.hparams.mask_polarity!r}: the polarity is probably inverted. Set "
+                f"mask_polarity={other[self.hparams.mask_polarity]!r} (in i2i, 1 = known), or "
+                "check_mask_polarity=false if your masks really hide most of the image."
+            )
+        return folder
 
-    def setup(self, stage: str | None = None) -> None:
+    def train_masks(self) -> MaskSource:
+        hp = self.hparams
+        return FolderMasks(self._mask_folder(hp.mask_dir)) if hp.mask_dir else self.mask_generator
+
+    def val_masks(self) -> RandomMaskGenerator | MaskFolder:
+        hp = self.hparams
+        return self._mask_folder(hp.val_mask_dir) if hp.val_mask_dir else self.mask_generator
+
+    def build_datasets(self) -> tuple[Dataset, Dataset]:
         hp = self.hparams
         if hp.data_dir is None:
             train = ShapesDataset(self.resolution, length=hp.synthetic_length, seed=hp.seed)
             val = ShapesDataset(self.resolution, length=hp.max_val_images or 256, seed=hp.seed + 1)
-        else:
-            root = Path(hp.data_dir)
-            folders = find_split_folders(root)
-            if folders is not None:
-                train_files, val_files = list_images(folders[0]), list_images(folders[1])
-            else:
-                train_files, val_files = split_files(list_images(root), hp.val_fraction, hp.seed)
-            if hp.max_val_images is not None:
-                val_files = val_files[: hp.max_val_images]
-            common = dict(on_corrupt=hp.on_corrupt, small_images=hp.small_images)
-            train = ImageFolderDataset(
-                root, self.resolution, files=train_files, train=True, hflip=hp.hflip, **common
-            )
-            val = ImageFolderDataset(
-                root, self.resolution, files=val_files, train=False, hflip=False, **common
-            )
-        self.train_dataset = train
-        val_masks = self._mask_folder(hp.val_mask_dir) if hp.val_mask_dir else self.mask_generator
-        self.val_dataset = FixedMaskDataset(val, val_masks, self.keys, seed=hp.seed)
-
-    def _start_batch(self) -> int:
-        # A resumed run has restored the task's iteration counter before loaders are built.
-        module = self.trainer.lightning_module if self.trainer is not None else None
-        return int(getattr(module, "iteration", 0))
-
-    def train_dataloader(self) -> DataLoader:
-        hp = self.hparams
-        masks = FolderMasks(self._mask_folder(hp.mask_dir)) if hp.mask_dir else self.mask_generator
-        trainer = self.trainer
-        stream = TrainStream(
-            self.train_dataset, 2 * hp.batch_size, masks, self.keys, seed=hp.seed,
-            rank=trainer.global_rank if trainer else 0,
-            world_size=trainer.world_size if trainer else 1,
-            start_batch=self._start_batch(),
+            return train, val
+        return image_folder_split(
+            hp.data_dir, self.resolution, hp.val_fraction, hp.max_val_images, hp.seed,
+            hflip=hp.hflip, on_corrupt=hp.on_corrupt, small_images=hp.small_images,
         )  # fmt: skip
-        return self._loader(stream, batch_size=None)
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_dataset, batch_size=self.hparams.val_batch_size)
 
-    def test_dataloader(self) -> DataLoader:
-        return self.val_dataloader()
-
-    def predict_dataloader(self) -> DataLoader:
-        return self.val_dataloader()
-
-    def _loader(self, dataset: Dataset, batch_size: int | None) -> DataLoader:
-        workers = self.hparams.num_workers
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            num_workers=workers,
-            persistent_workers=workers > 0,
-            # Its own generator: building a loader must not consume the global RNG, or a resumed
-            # run would draw different latents than an uninterrupted one.
-            generator=torch.Generator().manual_seed(self.hparams.seed),
-        )
-
-    def sample_batch(self, n: int) -> dict[str, torch.Tensor]:
-        """The first n validation samples, collated: the fixed batch of the sample grids."""
-        if self.val_dataset is None:
-            self.setup("validate")
-        return default_collate([self.val_dataset[i] for i in range(min(n, len(self.val_dataset)))])
+def image_folder_split(
+    data_dir: str | Path,
+    resolution: tuple[int, int],
+    val_fraction: float,
+    max_val_images: int | None,
+    seed: int,
+    **dataset_kwargs: Any,
+) -> tuple[ImageFolderDataset, ImageFolderDataset]:
+    """Train and val ImageFolderDatasets: `train/` + `val/` sub-folders when present, otherwise a
+    seeded split of every image under `data_dir`."""
+    root = Path(data_dir)
+    folders = find_split_folders(root)
+    if folders is not None:
+        train_files, val_files = list_images(folders[0]), list_images(folders[1])
+    else:
+        train_files, val_files = split_files(list_images(root), val_fraction, seed)
+    if max_val_images is not None:
+        val_files = val_files[:max_val_images]
+    hflip = dataset_kwargs.pop("hflip", True)
+    train = ImageFolderDataset(
+        root, resolution, files=train_files, train=True, hflip=hflip, **dataset_kwargs
+    )
+    val = ImageFolderDataset(
+        root, resolution, files=val_files, train=False, hflip=False, **dataset_kwargs
+    )
+    return train, val
