@@ -30,7 +30,7 @@ from i2i.data.datasets import (
     split_files,
 )
 from i2i.data.masks import MaskFolder, RandomMaskGenerator, mask_hole_ratio
-from i2i.data.synthetic import ShapesDataset
+from i2i.data.synthetic import CLASS_NAMES, NUM_CLASSES, PALETTE, ShapesDataset
 
 MaskSource = Callable[[np.random.Generator], torch.Tensor]
 # Mask sets hide a minority of the image on average (NVIDIA irregular: 1-60%; CoModGAN's large
@@ -300,3 +300,44 @@ def image_folder_split(
         root, resolution, files=val_files, train=False, hflip=False, **dataset_kwargs
     )
     return train, val
+
+
+class ShapesDataModule(StreamDataModule):
+    """The embedded procedural scenes for the translation tasks: `condition="edges"` gives
+    {"image", "edges"} for edges -> photo, `"labels"` gives {"image", "label"} for labels ->
+    photo (6 classes, with `class_names` and `palette`). No download."""
+
+    def __init__(
+        self,
+        condition: str = "edges",  # "edges" or "labels"
+        resolution: int | tuple[int, int] = 64,
+        batch_size: int = 8,  # per process and step, for G and for D (the loader yields 2x)
+        val_batch_size: int = 16,
+        num_workers: int = 1,
+        length: int = 4096,  # training scenes
+        val_length: int = 256,
+        seed: int = 0,
+    ):
+        super().__init__(batch_size, val_batch_size, num_workers, seed)
+        if condition not in ("edges", "labels"):
+            raise ValueError(f"condition must be 'edges' or 'labels', got {condition!r}")
+        self.save_hyperparameters()
+        self.resolution = check_resolution(resolution)
+        self.keys = (B.IMAGE, B.EDGES if condition == "edges" else B.LABEL, B.INDEX)
+        self.num_classes, self.class_names = NUM_CLASSES, CLASS_NAMES
+        self.palette = PALETTE
+
+    @property
+    def spec(self):
+        """Class names and palette, in the form the label tasks and callbacks read."""
+        from types import SimpleNamespace
+
+        return SimpleNamespace(
+            num_classes=self.num_classes, class_names=self.class_names, palette=self.palette
+        )
+
+    def build_datasets(self) -> tuple[Dataset, Dataset]:
+        hp = self.hparams
+        train = ShapesDataset(self.resolution, length=hp.length, seed=hp.seed)
+        val = ShapesDataset(self.resolution, length=hp.val_length, seed=hp.seed + 1)
+        return train, val

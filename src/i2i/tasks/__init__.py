@@ -2,5 +2,6 @@
 
 from i2i.tasks.base import GANTask
 from i2i.tasks.inpainting import InpaintingTask
+from i2i.tasks.translation import EdgesToPhotoTask, LabelsToPhotoTask, TranslationTask
 
-__all__ = ["GANTask", "InpaintingTask"]
+__all__ = ["EdgesToPhotoTask", "GANTask", "InpaintingTask", "LabelsToPhotoTask", "TranslationTask"]

@@ -230,33 +230,27 @@ class GANTask(L.LightningModule):
 
     # ---- evaluation (always G_ema) ---------------------------------------------------------
 
-    def eval_latents(self, batch: dict) -> torch.Tensor | None:
-        """A fixed z per sample, seeded by its dataset index, so outputs compare across runs."""
+    def eval_latents(self, batch: dict, variant: int = 0) -> torch.Tensor | None:
+        """A fixed z per sample, seeded by its dataset index (and the variant, for several
+        samples of one input), so outputs compare across evaluations and runs."""
         G = self.generator_ema
         if getattr(G, "mapping", None) is None:
             return None
-        zs = [
-            torch.randn(
-                G.z_dim,
-                generator=torch.Generator().manual_seed(
-                    self.hparams.eval_seed * 1_000_003 + int(i)
-                ),
-            )
-            for i in batch[B.INDEX]
-        ]
+        seeds = [_seed(self.hparams.eval_seed, int(i), variant) for i in batch[B.INDEX]]
+        zs = [torch.randn(G.z_dim, generator=torch.Generator().manual_seed(s)) for s in seeds]
         return torch.stack(zs).to(self.device)
 
     @torch.no_grad()
-    def sample(self, batch: dict) -> torch.Tensor:
+    def sample(self, batch: dict, variant: int = 0) -> torch.Tensor:
         """G_ema's output for a batch with fixed latents and seeded noise; the global RNG is left
         untouched so that evaluation never changes the course of training."""
         batch = self.prepare(batch)
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            torch.manual_seed(self.hparams.eval_seed + int(batch[B.INDEX][0]))
+            torch.manual_seed(_seed(self.hparams.eval_seed, int(batch[B.INDEX][0]), variant))
             return self.generate(
                 self.generator_ema,
                 batch,
-                self.eval_latents(batch),
+                self.eval_latents(batch, variant),
                 truncation_psi=self.hparams.truncation_psi_eval,
             )
 
@@ -316,7 +310,8 @@ class GANTask(L.LightningModule):
         return {}
 
     def visual_panels(self, batch: dict, fake: torch.Tensor) -> list[torch.Tensor]:
-        """Images in [-1, 1] (N, 3, H, W) shown side by side in the sample grid."""
+        """Images in [-1, 1] (N, 3, H, W) shown side by side in the sample grid; `fake` is the
+        output for the default latents."""
         return [fake, batch[B.IMAGE]]
 
 
@@ -331,3 +326,8 @@ def psnr(
         w = weight.expand_as(err)
         mse = (err * w).flatten(1).sum(1) / w.flatten(1).sum(1).clamp_min(1)
     return 10 * torch.log10(4.0 / mse.clamp_min(1e-10))
+
+
+def _seed(*parts: int) -> int:
+    """A non-negative seed from integers (tuple hashes of ints do not vary between processes)."""
+    return hash(parts) & 0x7FFF_FFFF_FFFF_FFFF

@@ -1,0 +1,111 @@
+"""Image-to-image translation with the co-modulated generator, as the paper did for edges2shoes
+and edges2handbags, and labels -> photo with SPADE's label conventions.
+
+The condition is the whole input (no mask, no compositing); the discriminator sees
+concat(condition, image). Several latents for one input give different outputs: the sample grid
+shows `num_visual_samples` of them between the condition and the target.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from i2i.data import batch as B
+from i2i.losses import masked_l1
+from i2i.tasks.base import GANTask, psnr
+
+
+class TranslationTask(GANTask):
+    """Shared by the translation tasks: no compositing, optional L1 (weight 0 as in the paper),
+    and a grid of condition | several samples | target."""
+
+    def __init__(self, *args, num_visual_samples: int = 3, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.num_visual_samples = num_visual_samples
+
+    def d_condition(self, batch: dict) -> torch.Tensor:
+        return self.condition(batch)
+
+    def reconstruction_loss(self, fake: torch.Tensor, batch: dict) -> torch.Tensor:
+        return masked_l1(fake, batch[B.IMAGE])
+
+    def evaluation_metrics(self, fake: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
+        real = batch[B.IMAGE].float()
+        return {"l1": masked_l1(fake, real).mean(), "psnr": psnr(fake, real).mean()}
+
+    def show_condition(self, batch: dict) -> torch.Tensor:
+        """The condition as an RGB image in [-1, 1]."""
+        raise NotImplementedError
+
+    def visual_panels(self, batch: dict, fake: torch.Tensor) -> list[torch.Tensor]:
+        extra = [self.sample(batch, variant=k) for k in range(1, self.num_visual_samples)]
+        return [self.show_condition(batch), fake, *extra, batch[B.IMAGE]]
+
+
+class EdgesToPhotoTask(TranslationTask):
+    """Edges -> photo: the condition is the 1-channel edge map in [-1, 1] (+1 on edges)."""
+
+    def condition(self, batch: dict) -> torch.Tensor:
+        return batch[B.EDGES].to(batch[B.IMAGE].dtype)
+
+    def show_condition(self, batch: dict) -> torch.Tensor:
+        return batch[B.EDGES].float().expand(-1, 3, -1, -1)
+
+
+class LabelsToPhotoTask(TranslationTask):
+    """Labels -> photo: the condition is the one-hot label map (`num_classes` channels), plus the
+    instance-boundary map as one more channel when `instance_edges` (the batch's "edges")."""
+
+    def __init__(self, *args, num_classes: int, instance_edges: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.num_classes, self.instance_edges = num_classes, instance_edges
+        self.palette: torch.Tensor | None = None
+
+    @property
+    def cond_channels(self) -> int:
+        return self.num_classes + int(self.instance_edges)
+
+    def setup(self, stage: str) -> None:
+        for name, net in (("generator", self.generator), ("discriminator", self.discriminator)):
+            have = getattr(net, "cond_channels", self.cond_channels)
+            if have != self.cond_channels:
+                raise ValueError(
+                    f"{name}.cond_channels is {have}, but num_classes={self.num_classes}"
+                    f"{' + 1 instance-edge channel' if self.instance_edges else ''} gives "
+                    f"{self.cond_channels}: set {name}.init_args.cond_channels: "
+                    f"{self.cond_channels}"
+                )
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        spec = getattr(datamodule, "spec", None)
+        if spec is not None:
+            self.palette = torch.as_tensor(spec.palette, dtype=torch.float32) / 127.5 - 1
+
+    def condition(self, batch: dict) -> torch.Tensor:
+        label = batch[B.LABEL]
+        if label.dtype not in (torch.int64, torch.int32, torch.uint8):
+            raise ValueError(f"label maps must be integer class ids, got dtype {label.dtype}")
+        high = int(label.max())
+        if high >= self.num_classes or int(label.min()) < 0:
+            raise ValueError(
+                f"label value {high if high >= self.num_classes else int(label.min())} is outside "
+                f"0..{self.num_classes - 1} (num_classes={self.num_classes}) in the samples with "
+                f"index {batch[B.INDEX].tolist()}: check num_classes or the label files"
+            )
+        cond = F.one_hot(label.long(), self.num_classes).permute(0, 3, 1, 2)
+        cond = cond.to(batch[B.IMAGE].dtype)
+        if self.instance_edges:
+            cond = torch.cat([cond, (batch[B.EDGES].to(cond.dtype) + 1) / 2], dim=1)
+        return cond.contiguous(memory_format=torch.channels_last)
+
+    def show_condition(self, batch: dict) -> torch.Tensor:
+        palette = self.palette if self.palette is not None else default_palette(self.num_classes)
+        return palette.to(batch[B.LABEL].device)[batch[B.LABEL].long()].permute(0, 3, 1, 2)
+
+
+def default_palette(num_classes: int) -> torch.Tensor:
+    """Distinct colours in [-1, 1], (num_classes, 3), the same in every run."""
+    g = torch.Generator().manual_seed(1234)
+    palette = torch.rand(num_classes, 3, generator=g) * 2 - 1
+    palette[0] = -1.0  # class 0 (background / unlabeled in most sets) is black
+    return palette

@@ -1,0 +1,95 @@
+"""Edges -> photo and labels -> photo on the embedded shapes with tiny networks."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+
+from i2i.data.datamodules import ShapesDataModule
+from i2i.networks import CoModDiscriminator, CoModGenerator
+from i2i.tasks import EdgesToPhotoTask, LabelsToPhotoTask
+from tests.conftest import TINY_D, TINY_G
+
+
+def tiny_task(kind: str, cond_channels: int, **kwargs):
+    G = CoModGenerator(32, cond_channels=cond_channels, **TINY_G)
+    D = CoModDiscriminator(32, cond_channels=cond_channels, **TINY_D)
+    if kind == "edges":
+        return EdgesToPhotoTask(G, D, r1_interval=2, **kwargs)
+    return LabelsToPhotoTask(G, D, num_classes=6, r1_interval=2, **kwargs)
+
+
+def fast_dev_run(task, condition: str):
+    dm = ShapesDataModule(
+        condition,
+        resolution=32,
+        batch_size=2,
+        val_batch_size=4,
+        num_workers=0,
+        length=16,
+        val_length=8,
+    )
+    trainer = L.Trainer(
+        fast_dev_run=2,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(task, dm)
+    return trainer, dm
+
+
+@pytest.mark.parametrize("kind,channels", [("edges", 1), ("labels", 6)])
+def test_fast_dev_run(kind, channels):
+    task = tiny_task(kind, channels)
+    trainer, dm = fast_dev_run(task, kind)
+    assert int(task.iteration) == 1  # fast_dev_run=2 caps optimizer steps: G + D = 1 iteration
+    assert torch.isfinite(trainer.callback_metrics["train/loss_g"])
+    batch = dm.sample_batch(2)
+    cond = task.condition(batch)
+    assert cond.shape == (2, channels, 32, 32)
+    assert torch.equal(task.d_condition(batch), cond)  # D sees the same condition
+    if kind == "labels":
+        assert torch.equal(cond.sum(dim=1), torch.ones(2, 32, 32))  # one-hot
+    panels = task.visual_panels(batch, task.sample(batch))
+    assert len(panels) == 1 + 3 + 1  # condition | 3 samples | target
+    assert all(p.shape == (2, 3, 32, 32) for p in panels)
+
+
+def test_several_latents_give_different_outputs():
+    task = tiny_task("edges", 1)
+    fast_dev_run(task, "edges")
+    batch = ShapesDataModule("edges", resolution=32, num_workers=0).sample_batch(4)
+    a, b = task.sample(batch, variant=0), task.sample(batch, variant=1)
+    assert (a - b).abs().mean() > 1e-3  # diversity
+    assert torch.equal(a, task.sample(batch, variant=0))  # and each is reproducible
+
+
+def test_no_compositing_in_translation():
+    task = tiny_task("edges", 1)
+    raw = torch.randn(2, 3, 32, 32)
+    assert torch.equal(task.compose(raw, {}), raw)
+
+
+def test_label_errors_name_the_fix():
+    task = tiny_task("labels", 5)  # wrong: 6 classes need 6 channels
+    with pytest.raises(ValueError, match="cond_channels: 6"):
+        fast_dev_run(task, "labels")
+    task = tiny_task("labels", 6)
+    batch = ShapesDataModule("labels", resolution=32, num_workers=0).sample_batch(2)
+    batch["label"][0, 0, 0] = 9
+    with pytest.raises(ValueError, match="label value 9"):
+        task.condition(batch)
+
+
+def test_instance_edges_add_a_channel():
+    G = CoModGenerator(32, cond_channels=7, **TINY_G)
+    D = CoModDiscriminator(32, cond_channels=7, **TINY_D)
+    task = LabelsToPhotoTask(G, D, num_classes=6, instance_edges=True)
+    batch = ShapesDataModule("labels", resolution=32, num_workers=0).sample_batch(2)
+    batch["edges"] = torch.where(torch.rand(2, 1, 32, 32) > 0.9, 1.0, -1.0)
+    cond = task.condition(batch)
+    assert cond.shape == (2, 7, 32, 32)
+    assert torch.equal(cond[:, 6:], (batch["edges"] + 1) / 2)
