@@ -93,3 +93,36 @@ def test_instance_edges_add_a_channel():
     cond = task.condition(batch)
     assert cond.shape == (2, 7, 32, 32)
     assert torch.equal(cond[:, 6:], (batch["edges"] + 1) / 2)
+
+
+def test_label_grid_logs_to_wandb_with_class_legend(tmp_path, monkeypatch):
+    from lightning.pytorch.loggers import WandbLogger
+
+    from i2i.callbacks import SampleGrid
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    task = tiny_task("labels", 6)
+    dm = ShapesDataModule(
+        "labels", resolution=32, batch_size=2, num_workers=0, length=16, val_length=8
+    )
+    logger = WandbLogger(save_dir=str(tmp_path), project="i2i-test")
+    logged = []
+    monkeypatch.setattr(logger, "log_image", lambda **kw: logged.append(kw))
+    grid = SampleGrid(every_n_iterations=1, num_samples=2)
+    trainer = L.Trainer(
+        max_steps=2,
+        accelerator="cpu",
+        logger=logger,
+        callbacks=[grid],
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        limit_val_batches=0,
+        default_root_dir=str(tmp_path),
+    )
+    trainer.fit(task, dm)
+    overlays = [kw for kw in logged if kw["key"] == "samples/labels"]
+    assert overlays, "no label overlay was logged"
+    mask = overlays[-1]["masks"][0]["labels"]
+    assert mask["class_labels"][1] == "circle"  # the legend comes from the datamodule
+    assert mask["mask_data"].shape == (32, 32)
+    assert list((tmp_path / "samples").glob("iter*.png"))

@@ -10,6 +10,8 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_only
 from torchvision.utils import make_grid, save_image
 
+from i2i.data import batch as B
+
 
 class SampleGrid(Callback):
     """Every `every_n_iterations` (and at the end of training), one row per sample with the
@@ -72,3 +74,18 @@ class SampleGrid(Callback):
                     step=trainer.global_step,
                     caption=[f"iteration {iteration}"],
                 )
+                self._log_label_overlays(logger, batch, fake, pl_module, trainer.global_step)
+
+    @staticmethod
+    def _log_label_overlays(logger, batch: dict, fake: torch.Tensor, pl_module, step: int) -> None:
+        """Labels -> photo: each output with its label map as a W&B mask, the class names as
+        the legend, so a dashboard can toggle classes on and off."""
+        class_labels = getattr(pl_module, "class_labels", None)
+        if B.LABEL not in batch or not class_labels:
+            return
+        images = [((f.float().clamp(-1, 1) + 1) / 2).permute(1, 2, 0).cpu().numpy() for f in fake]
+        masks = [
+            {"labels": {"mask_data": label.cpu().numpy(), "class_labels": class_labels}}
+            for label in batch[B.LABEL]
+        ]
+        logger.log_image(key="samples/labels", images=images, step=step, masks=masks)

@@ -61,6 +61,7 @@ class LabelsToPhotoTask(TranslationTask):
         super().__init__(*args, **kwargs)
         self.num_classes, self.instance_edges = num_classes, instance_edges
         self.palette: torch.Tensor | None = None
+        self.class_labels: dict[int, str] = {i: f"class {i}" for i in range(num_classes)}
 
     @property
     def cond_channels(self) -> int:
@@ -80,6 +81,7 @@ class LabelsToPhotoTask(TranslationTask):
         spec = getattr(datamodule, "spec", None)
         if spec is not None:
             self.palette = torch.as_tensor(spec.palette, dtype=torch.float32) / 127.5 - 1
+            self.class_labels = dict(enumerate(spec.class_names))
 
     def condition(self, batch: dict) -> torch.Tensor:
         label = batch[B.LABEL]
