@@ -1,0 +1,311 @@
+"""Datamodules for labels -> photo: COCO-Stuff, Cityscapes, ADE20K and any label folder.
+
+Each yields batches with "image", "label" (int64 class ids) and "index", plus "edges" (instance
+boundaries in [-1, 1]) when `instance_edges` is on, through the deterministic training stream of
+:class:`StreamDataModule`. Each exposes the label set (`.spec`), `.num_classes` and
+`.cond_channels` (num_classes, + 1 for the instance-edge channel): the generator and the
+discriminator need those numbers as their `cond_channels`.
+
+Folder layouts and conventions follow SPADE (see :mod:`i2i.data.labels`); dataset folders are
+checked when the datamodule is built, so a wrong path fails before any training starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from torch.utils.data import Dataset, Subset
+
+from i2i.data import batch as B
+from i2i.data.datamodules import StreamDataModule
+from i2i.data.datasets import check_resolution, split_files
+from i2i.data.labels import (
+    CITYSCAPES_SUFFIXES,
+    LabelRecord,
+    LabelSpec,
+    PairedLabelDataset,
+    ade20k_folders,
+    ade20k_spec,
+    cityscapes_folders,
+    cityscapes_spec,
+    coco_stuff_folders,
+    coco_stuff_spec,
+    generic_spec,
+    get_spec,
+    pair_files,
+)
+
+# (data_dir, split) -> (photo folder, label folder, instance folder or None)
+FolderFinder = Callable[[str, str], tuple[Path, Path, Path | None]]
+
+
+class LabelDataModule(StreamDataModule):
+    """What the labels -> photo datamodules share: keys, label set, condition channels, and
+    train / val datasets built from (photo, label, instance) records."""
+
+    def __init__(
+        self,
+        spec: LabelSpec,
+        instance_edges: bool,
+        resolution: int | tuple[int, int],
+        batch_size: int,
+        val_batch_size: int,
+        num_workers: int,
+        seed: int,
+    ):
+        super().__init__(batch_size, val_batch_size, num_workers, seed)
+        self._spec, self.instance_edges = spec, bool(instance_edges)
+        self.resolution = check_resolution(resolution)
+        # An instance (not class) attribute: the stream and the val set keep only these keys.
+        self.keys = (B.IMAGE, B.LABEL, B.INDEX) + ((B.EDGES,) if self.instance_edges else ())
+
+    @property
+    def spec(self) -> LabelSpec:
+        """The label set: class names, palette, raw-value mapping."""
+        return self._spec
+
+    @property
+    def num_classes(self) -> int:
+        return self._spec.num_classes
+
+    @property
+    def cond_channels(self) -> int:
+        """Channels of the condition the task builds: one-hot classes (+ instance edges)."""
+        return self.num_classes + int(self.instance_edges)
+
+    def _datasets(
+        self, train: list[LabelRecord], val: list[LabelRecord]
+    ) -> tuple[Dataset, Dataset]:
+        hp = self.hparams
+        common = dict(
+            spec=self._spec, resolution=self.resolution, instance_edges=self.instance_edges,
+            small_images=hp.small_images,
+        )  # fmt: skip
+        train_ds = PairedLabelDataset(train, train=True, hflip=hp.hflip, **common)
+        val_ds: Dataset = PairedLabelDataset(val, train=False, hflip=False, **common)
+        if hp.max_val_images is not None and len(val) > hp.max_val_images:
+            # A prefix subset: sample k of the subset is sample k of the dataset ("index" agrees).
+            val_ds = Subset(val_ds, range(hp.max_val_images))
+        return train_ds, val_ds
+
+
+def _split_records(
+    finder: FolderFinder, data_dir: str, split: str, instance_edges: bool, suffixes=("", "", "")
+) -> list[LabelRecord]:
+    img, lab, inst = finder(data_dir, split)
+    return pair_files(img, lab, inst if instance_edges else None, *suffixes)
+
+
+def _check_instances(finder: FolderFinder, data_dir: str, what: str) -> None:
+    for split in ("train", "val"):
+        if finder(data_dir, split)[2] is None:
+            raise FileNotFoundError(
+                f"instance_edges=true but {what} in {data_dir} has no instance maps for the "
+                f"{split!r} split; add them (see the layout in the docs) or set "
+                "instance_edges: false"
+            )
+
+
+class CocoStuffDataModule(LabelDataModule):
+    """COCO-Stuff 2017 (183 classes: 0..181 and 255 = unlabeled -> 182), SPADE layout
+    data_dir/{train,val}_{img,label,inst}, or the cocostuff release layout
+    data_dir/images/{train,val}2017 + data_dir/annotations/{train,val}2017 (no instance maps).
+    Download: https://github.com/nightrome/cocostuff."""
+
+    def __init__(
+        self,
+        data_dir: str,  # COCO-Stuff root (see the class doc for the layouts)
+        resolution: int | tuple[int, int] = 256,  # (H, W) or H = W; the paper used 512
+        batch_size: int = 4,  # per process and step, for G and for D (the loader yields 2x)
+        val_batch_size: int = 8,  # validation batch size
+        num_workers: int = 2,  # loader worker processes
+        instance_edges: bool = True,  # add the instance-boundary channel (SPADE's default)
+        hflip: bool = True,  # random horizontal flips in training
+        max_val_images: int | None = 2000,  # cap on validation images (None = all 5000)
+        small_images: str = "upscale",  # photos under the resolution: "upscale" | "error"
+        seed: int = 0,  # seeds the training stream
+    ):
+        super().__init__(
+            coco_stuff_spec(), instance_edges, resolution, batch_size, val_batch_size,
+            num_workers, seed,
+        )  # fmt: skip
+        self.save_hyperparameters()
+        for split in ("train", "val"):
+            coco_stuff_folders(data_dir, split)  # fails early, naming the layout and the URL
+        if instance_edges:
+            _check_instances(coco_stuff_folders, data_dir, "COCO-Stuff")
+
+    def build_datasets(self) -> tuple[Dataset, Dataset]:
+        d, ie = self.hparams.data_dir, self.instance_edges
+        return self._datasets(
+            _split_records(coco_stuff_folders, d, "train", ie),
+            _split_records(coco_stuff_folders, d, "val", ie),
+        )
+
+
+class CityscapesDataModule(LabelDataModule):
+    """Cityscapes raw labelIds (35 classes), 2:1 aspect. Layout data_dir/leftImg8bit/{split}/
+    <city>/*_leftImg8bit.png + data_dir/gtFine/{split}/<city>/*_gtFine_{labelIds,instanceIds}.png
+    (or pix2pixHD's {train,test}_{img,label,inst}). Download (login required):
+    https://www.cityscapes-dataset.com."""
+
+    def __init__(
+        self,
+        data_dir: str,  # Cityscapes root with leftImg8bit/ and gtFine/
+        resolution: int | tuple[int, int] = (256, 512),  # (H, W); keep 1:2 for Cityscapes
+        batch_size: int = 4,  # per process and step, for G and for D (the loader yields 2x)
+        val_batch_size: int = 8,  # validation batch size
+        num_workers: int = 2,  # loader worker processes
+        instance_edges: bool = True,  # add the instance-boundary channel (SPADE's default)
+        hflip: bool = True,  # random horizontal flips in training
+        max_val_images: int | None = 2000,  # cap on validation images (None = all 500)
+        small_images: str = "error",  # photos under the resolution: "error" | "upscale"
+        seed: int = 0,  # seeds the training stream
+    ):
+        super().__init__(
+            cityscapes_spec(), instance_edges, resolution, batch_size, val_batch_size,
+            num_workers, seed,
+        )  # fmt: skip
+        self.save_hyperparameters()
+        for split in ("train", "val"):
+            cityscapes_folders(data_dir, split)  # fails early, naming the layout and the URL
+        if instance_edges:
+            _check_instances(cityscapes_folders, data_dir, "Cityscapes")
+
+    def build_datasets(self) -> tuple[Dataset, Dataset]:
+        d, ie = self.hparams.data_dir, self.instance_edges
+        return self._datasets(
+            _split_records(cityscapes_folders, d, "train", ie, CITYSCAPES_SUFFIXES),
+            _split_records(cityscapes_folders, d, "val", ie, CITYSCAPES_SUFFIXES),
+        )
+
+
+class ADE20KDataModule(LabelDataModule):
+    """ADE20K SceneParsing, ADEChallengeData2016 (151 classes, 0 = other; no instance maps):
+    data_dir/images/{training,validation}/*.jpg + data_dir/annotations/.../*.png.
+    Download: http://sceneparsing.csail.mit.edu."""
+
+    def __init__(
+        self,
+        data_dir: str,  # ADEChallengeData2016 (or the folder containing it)
+        resolution: int | tuple[int, int] = 256,  # (H, W) or H = W; powers of two
+        batch_size: int = 4,  # per process and step, for G and for D (the loader yields 2x)
+        val_batch_size: int = 8,  # validation batch size
+        num_workers: int = 2,  # loader worker processes
+        hflip: bool = True,  # random horizontal flips in training
+        max_val_images: int | None = 2000,  # cap on validation images (None = all)
+        small_images: str = "upscale",  # photos under the resolution: "upscale" | "error"
+        seed: int = 0,  # seeds the training stream
+    ):
+        super().__init__(
+            ade20k_spec(), False, resolution, batch_size, val_batch_size, num_workers, seed
+        )
+        self.save_hyperparameters()
+        for split in ("train", "val"):
+            ade20k_folders(data_dir, split)  # fails early, naming the layout and the URL
+
+    def build_datasets(self) -> tuple[Dataset, Dataset]:
+        d = self.hparams.data_dir
+        return self._datasets(
+            _split_records(ade20k_folders, d, "train", False),
+            _split_records(ade20k_folders, d, "val", False),
+        )
+
+
+class LabelFolderDataModule(LabelDataModule):
+    """Your own data: a photo folder and a label folder (single-channel PNGs of class ids),
+    matched by file stem, optionally an instance folder; validation from val_* folders or a
+    seeded split. `label_set` reuses a named set's classes and conventions for such folders."""
+
+    def __init__(
+        self,
+        image_dir: str,  # photos, any sub-folder depth
+        label_dir: str,  # label maps with the photos' stems (after removing label_suffix)
+        num_classes: int | None = None,  # required for label_set "generic": raw values 0..n-1
+        label_set: str = "generic",  # "generic" | "coco_stuff" | "cityscapes" | "ade20k"
+        class_names: list[str] | None = None,  # generic only: names, default class_0, ...
+        ignore_value: int | None = None,  # generic only: raw value of "unlabeled" -> class n
+        instance_dir: str | None = None,  # instance-id maps, needed for instance_edges
+        val_image_dir: str | None = None,  # validation photos; None: split off val_fraction
+        val_label_dir: str | None = None,  # validation label maps (with val_image_dir)
+        val_instance_dir: str | None = None,  # validation instance maps (with instance_edges)
+        image_suffix: str | None = None,  # stripped from photo stems; None: the set's default
+        label_suffix: str | None = None,  # stripped from label stems ("_gtFine_labelIds")
+        instance_suffix: str | None = None,  # stripped from instance stems
+        resolution: int | tuple[int, int] = 256,  # (H, W) or H = W; powers of two
+        val_fraction: float = 0.05,  # used when no val_image_dir is given
+        max_val_images: int | None = 2000,  # cap on validation images (None = all)
+        instance_edges: bool = False,  # add the instance-boundary channel (needs instance_dir)
+        hflip: bool = True,  # random horizontal flips in training
+        small_images: str = "error",  # photos under the resolution: "error" | "upscale"
+        batch_size: int = 4,  # per process and step, for G and for D (the loader yields 2x)
+        val_batch_size: int = 8,  # validation batch size
+        num_workers: int = 2,  # loader worker processes
+        seed: int = 0,  # seeds the training stream and the train/val split
+    ):
+        spec = _folder_spec(label_set, num_classes, class_names, ignore_value)
+        super().__init__(
+            spec, instance_edges, resolution, batch_size, val_batch_size, num_workers, seed
+        )
+        self.save_hyperparameters()
+        layout = "photos in image_dir, label maps (PNG class ids) with the same names in label_dir"
+        for name in ("image_dir", "label_dir", "instance_dir", "val_image_dir", "val_label_dir",
+                     "val_instance_dir"):  # fmt: skip
+            folder = getattr(self.hparams, name)
+            if folder is not None and not Path(folder).is_dir():
+                raise FileNotFoundError(f"{name} {folder} does not exist; expected {layout}")
+        if (val_image_dir is None) != (val_label_dir is None):
+            raise ValueError("give both val_image_dir and val_label_dir, or neither")
+        if instance_edges and (
+            instance_dir is None or (val_image_dir is not None and val_instance_dir is None)
+        ):
+            raise ValueError(
+                "instance_edges=true needs instance_dir (and val_instance_dir with val_image_dir)"
+            )
+        default = CITYSCAPES_SUFFIXES if label_set == "cityscapes" else ("", "", "")
+        given = (image_suffix, label_suffix, instance_suffix)
+        self.suffixes = tuple(d if g is None else g for g, d in zip(given, default, strict=True))
+
+    def build_datasets(self) -> tuple[Dataset, Dataset]:
+        hp, ie = self.hparams, self.instance_edges
+        train = pair_files(hp.image_dir, hp.label_dir, hp.instance_dir if ie else None,
+                           *self.suffixes)  # fmt: skip
+        if hp.val_image_dir is not None:
+            val = pair_files(hp.val_image_dir, hp.val_label_dir,
+                             hp.val_instance_dir if ie else None, *self.suffixes)  # fmt: skip
+        else:
+            _, val_images = split_files([r.image for r in train], hp.val_fraction, hp.seed)
+            chosen = set(val_images)
+            total = len(train)
+            val = [r for r in train if r.image in chosen]
+            train = [r for r in train if r.image not in chosen]
+            if not val:
+                raise ValueError(
+                    f"no validation samples: {hp.image_dir} has {total} pair(s) and "
+                    f"val_fraction={hp.val_fraction}; give val_image_dir/val_label_dir or a "
+                    "val_fraction > 0 with at least 2 pairs"
+                )
+        return self._datasets(train, val)
+
+
+def _folder_spec(
+    label_set: str, num_classes: int | None, class_names: list[str] | None, ignore: int | None
+) -> LabelSpec:
+    if label_set == "generic":
+        if num_classes is None:
+            raise ValueError(
+                "label_set 'generic' needs num_classes (label values 0..num_classes-1)"
+            )
+        return generic_spec(num_classes, class_names, ignore)
+    spec = get_spec(label_set)
+    if class_names is not None or ignore is not None:
+        raise ValueError(
+            f"class_names and ignore_value are for label_set 'generic'; {label_set!r} fixes them"
+        )
+    if num_classes is not None and num_classes != spec.num_classes:
+        raise ValueError(
+            f"num_classes={num_classes} but label_set {label_set!r} has {spec.num_classes} "
+            "classes; leave num_classes unset"
+        )
+    return spec

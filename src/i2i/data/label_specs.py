@@ -1,0 +1,289 @@
+"""Label sets for labels -> photo: class names, colours and the raw-value -> class-id mapping.
+
+A :class:`LabelSpec` says how the integers stored in a dataset's label files become contiguous
+class ids 0..num_classes-1 (the channels of the one-hot condition), following SPADE's conventions:
+
+| spec         | raw values in the files              | classes | mapping                       |
+|--------------|--------------------------------------|--------:|-------------------------------|
+| "coco_stuff" | 0..181, 255 = unlabeled              |     183 | identity, 255 -> 182          |
+| "cityscapes" | raw labelIds 0..33 (not trainIds)    |      35 | identity, id 34 reserved      |
+| "ade20k"     | ADEChallengeData2016: 0 = other, 1.. |     151 | identity                      |
+| generic      | 0..n-1 (+ an optional ignore value)  | n (+1)  | identity, ignore -> class n   |
+
+Names come from the official lists: the COCO-Stuff labels.txt (whose ids are 1-based with
+0 = unlabeled; the label PNGs store id - 1, so PNG value 0 is "person"), the Cityscapes labels
+table (labels.py of cityscapesScripts) and the SceneParsing objectInfo150 list (first synonym).
+"""
+
+from __future__ import annotations
+
+import colorsys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+# ---------------------------------------------------------------------------------------------
+# Name tables. Stored as comma-separated text so that a formatter keeps them compact; the spec
+# constructors check the counts.
+
+# COCO-Stuff PNG values 0..90: the 91 COCO thing ids of the original paper, 11 of which have no
+# annotations in COCO 2017 ("street sign", "hat", "shoe", "eye glasses", "plate", "mirror",
+# "window", "desk", "door", "blender", "hair brush") and so never occur in the label maps.
+_COCO_THINGS = """
+person, bicycle, car, motorcycle, airplane, bus, train, truck, boat, traffic light,
+fire hydrant, street sign, stop sign, parking meter, bench, bird, cat, dog, horse, sheep, cow,
+elephant, bear, zebra, giraffe, hat, backpack, umbrella, shoe, eye glasses, handbag, tie,
+suitcase, frisbee, skis, snowboard, sports ball, kite, baseball bat, baseball glove, skateboard,
+surfboard, tennis racket, bottle, plate, wine glass, cup, fork, knife, spoon, bowl, banana,
+apple, sandwich, orange, broccoli, carrot, hot dog, pizza, donut, cake, chair, couch,
+potted plant, bed, mirror, dining table, window, desk, toilet, door, tv, laptop, mouse, remote,
+keyboard, cell phone, microwave, oven, toaster, sink, refrigerator, blender, book, clock, vase,
+scissors, teddy bear, hair drier, toothbrush, hair brush
+"""
+# COCO-Stuff PNG values 91..181: the 91 stuff classes.
+_COCO_STUFF = """
+banner, blanket, branch, bridge, building-other, bush, cabinet, cage, cardboard, carpet,
+ceiling-other, ceiling-tile, cloth, clothes, clouds, counter, cupboard, curtain, desk-stuff,
+dirt, door-stuff, fence, floor-marble, floor-other, floor-stone, floor-tile, floor-wood, flower,
+fog, food-other, fruit, furniture-other, grass, gravel, ground-other, hill, house, leaves,
+light, mat, metal, mirror-stuff, moss, mountain, mud, napkin, net, paper, pavement, pillow,
+plant-other, plastic, platform, playingfield, railing, railroad, river, road, rock, roof, rug,
+salad, sand, sea, shelf, sky-other, skyscraper, snow, solid-other, stairs, stone, straw,
+structural-other, table, tent, textile-other, towel, tree, vegetable, wall-brick,
+wall-concrete, wall-other, wall-panel, wall-stone, wall-tile, wall-wood, water-other,
+waterdrops, window-blind, window-other, wood
+"""
+
+# ADE20K SceneParsing classes 1..150 (objectInfo150, first synonym of each entry; 21 is "car").
+_ADE20K = """
+wall, building, sky, floor, tree, ceiling, road, bed, windowpane, grass, cabinet, sidewalk,
+person, earth, door, table, mountain, plant, curtain, chair, car, water, painting, sofa, shelf,
+house, sea, mirror, rug, field, armchair, seat, fence, desk, rock, wardrobe, lamp, bathtub,
+railing, cushion, base, box, column, signboard, chest of drawers, counter, sand, sink,
+skyscraper, fireplace, refrigerator, grandstand, path, stairs, runway, case, pool table, pillow,
+screen door, stairway, river, bridge, bookcase, blind, coffee table, toilet, flower, book, hill,
+bench, countertop, stove, palm, kitchen island, computer, swivel chair, boat, bar,
+arcade machine, hovel, bus, towel, light, truck, tower, chandelier, awning, streetlight, booth,
+television receiver, airplane, dirt track, apparel, pole, land, bannister, escalator, ottoman,
+bottle, buffet, poster, stage, van, ship, fountain, conveyer belt, canopy, washer, plaything,
+swimming pool, stool, barrel, basket, waterfall, tent, bag, minibike, cradle, oven, ball, food,
+step, tank, trade name, microwave, pot, animal, bicycle, lake, dishwasher, screen, blanket,
+sculpture, hood, sconce, vase, traffic light, tray, ashcan, fan, pier, crt screen, plate,
+monitor, bulletin board, shower, radiator, glass, clock, flag
+"""
+
+# Cityscapes raw label ids 0..33 with their official colours. License plate (id -1) is not
+# stored in labelIds PNGs; id 34 is kept as a reserved class because SPADE uses 35 channels.
+_CITYSCAPES = (
+    ("unlabeled", (0, 0, 0)),
+    ("ego vehicle", (0, 0, 0)),
+    ("rectification border", (0, 0, 0)),
+    ("out of roi", (0, 0, 0)),
+    ("static", (0, 0, 0)),
+    ("dynamic", (111, 74, 0)),
+    ("ground", (81, 0, 81)),
+    ("road", (128, 64, 128)),
+    ("sidewalk", (244, 35, 232)),
+    ("parking", (250, 170, 160)),
+    ("rail track", (230, 150, 140)),
+    ("building", (70, 70, 70)),
+    ("wall", (102, 102, 156)),
+    ("fence", (190, 153, 153)),
+    ("guard rail", (180, 165, 180)),
+    ("bridge", (150, 100, 100)),
+    ("tunnel", (150, 120, 90)),
+    ("pole", (153, 153, 153)),
+    ("polegroup", (153, 153, 153)),
+    ("traffic light", (250, 170, 30)),
+    ("traffic sign", (220, 220, 0)),
+    ("vegetation", (107, 142, 35)),
+    ("terrain", (152, 251, 152)),
+    ("sky", (70, 130, 180)),
+    ("person", (220, 20, 60)),
+    ("rider", (255, 0, 0)),
+    ("car", (0, 0, 142)),
+    ("truck", (0, 0, 70)),
+    ("bus", (0, 60, 100)),
+    ("caravan", (0, 0, 90)),
+    ("trailer", (0, 0, 110)),
+    ("train", (0, 80, 100)),
+    ("motorcycle", (0, 0, 230)),
+    ("bicycle", (119, 11, 32)),
+    ("reserved", (0, 0, 0)),
+)
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(n.strip() for n in text.split(",") if n.strip())
+
+
+def distinct_palette(num_classes: int, black: Sequence[int] = ()) -> np.ndarray:
+    """Deterministic, well-spread colours (num_classes, 3) uint8; the classes in `black` (e.g.
+    "unlabeled") are drawn black so that they read as "no class" in sample grids.
+
+    Hues step by the golden ratio (neighbouring ids get far-apart hues); saturation and value
+    cycle with co-prime periods so that classes sharing a hue still differ.
+    """
+    golden = 0.6180339887498949
+    rows = []
+    for i in range(num_classes):
+        s = (0.95, 0.7, 0.5)[i % 3]
+        v = (0.95, 0.75, 0.55, 0.85)[i % 4]
+        rgb = colorsys.hsv_to_rgb((i * golden) % 1.0, s, v)
+        rows.append([round(c * 255) for c in rgb])
+    palette = np.array(rows, dtype=np.uint8).reshape(num_classes, 3)
+    for i in black:
+        palette[i] = 0
+    return palette
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class LabelSpec:
+    """A label set: names and colours of the classes, and how raw file values map onto them.
+
+    Raw values 0..`identity_range`-1 keep their value; `special` maps further raw values (such
+    as 255 = unlabeled) onto class ids; any other value is an error.
+    """
+
+    name: str
+    num_classes: int
+    class_names: tuple[str, ...]
+    palette: np.ndarray  # uint8 (num_classes, 3), for sample grids and W&B overlays
+    identity_range: int = -1  # raw values below it are class ids as they are; -1: num_classes
+    special: Mapping[int, int] = field(default_factory=dict)  # raw value -> class id
+    hint: str = ""  # appended to out-of-range errors: what usually causes them for this set
+
+    def __post_init__(self) -> None:
+        if self.identity_range < 0:
+            object.__setattr__(self, "identity_range", self.num_classes)
+        object.__setattr__(self, "class_names", tuple(self.class_names))
+        if len(self.class_names) != self.num_classes:
+            raise ValueError(
+                f"label set {self.name!r}: {len(self.class_names)} class names for "
+                f"{self.num_classes} classes"
+            )
+        palette = np.asarray(self.palette)
+        if palette.shape != (self.num_classes, 3) or palette.dtype != np.uint8:
+            raise ValueError(
+                f"label set {self.name!r}: palette must be uint8 ({self.num_classes}, 3), got "
+                f"{palette.dtype} {palette.shape}"
+            )
+        if not 0 < self.identity_range <= self.num_classes:
+            raise ValueError(f"label set {self.name!r}: bad identity_range {self.identity_range}")
+        for raw, cls in self.special.items():
+            if raw < self.identity_range or not 0 <= cls < self.num_classes:
+                raise ValueError(
+                    f"label set {self.name!r}: special mapping {raw} -> {cls} must map a value "
+                    f">= {self.identity_range} onto a class in 0..{self.num_classes - 1}"
+                )
+
+    def valid_values(self) -> str:
+        """The accepted raw values, in words (for error messages)."""
+        text = f"0..{self.identity_range - 1}"
+        for raw, cls in sorted(self.special.items()):
+            text += f", {raw} (-> class {cls} {self.class_names[cls]!r})"
+        return text
+
+    def to_class_ids(self, raw: np.ndarray, path: str | Path = "label map") -> np.ndarray:
+        """Map the raw values of one label file to int64 class ids 0..num_classes-1.
+
+        Raises ValueError naming `path`, the offending values and the valid range when a value
+        is not part of the label set (usually a wrong number of classes or the wrong dataset).
+        """
+        raw = np.asarray(raw)
+        if raw.dtype.kind not in "iub":
+            raise ValueError(
+                f"Label map {path}: values must be integers, got dtype {raw.dtype}; save label "
+                "maps as single-channel PNGs of class ids"
+            )
+        ids = raw.astype(np.int64)
+        out = ids.copy()
+        valid = (ids >= 0) & (ids < self.identity_range)
+        for value, cls in self.special.items():
+            hit = ids == value
+            out[hit] = cls
+            valid |= hit
+        if not valid.all():
+            bad = np.unique(ids[~valid])
+            shown = ", ".join(str(v) for v in bad[:10]) + (" ..." if len(bad) > 10 else "")
+            raise ValueError(
+                f"Label map {path} has value(s) {shown} outside the {self.name} label set "
+                f"(valid raw values: {self.valid_values()}; {self.num_classes} classes). "
+                f"{self.hint or 'Check the dataset choice or num_classes.'}"
+            )
+        return out
+
+
+def coco_stuff_spec() -> LabelSpec:
+    """COCO-Stuff 2017 as SPADE uses it: 182 classes + 255 = unlabeled as class 182."""
+    names = _names(_COCO_THINGS) + _names(_COCO_STUFF) + ("unlabeled",)
+    return LabelSpec(
+        "coco_stuff", 183, names, distinct_palette(183, black=(182,)),
+        identity_range=182, special={255: 182},
+        hint="COCO-Stuff label maps are the stuffthingmaps PNGs (0..181, 255 = unlabeled).",
+    )  # fmt: skip
+
+
+def cityscapes_spec() -> LabelSpec:
+    """Cityscapes raw labelIds (35 classes as in SPADE: ids 0..33, 34 reserved)."""
+    names = tuple(n for n, _ in _CITYSCAPES)
+    palette = np.array([c for _, c in _CITYSCAPES], dtype=np.uint8)
+    return LabelSpec(
+        "cityscapes", 35, names, palette,
+        hint="Use the *_gtFine_labelIds.png files (raw ids 0..33), not trainIds or colour maps.",
+    )  # fmt: skip
+
+
+def ade20k_spec() -> LabelSpec:
+    """ADE20K SceneParsing (ADEChallengeData2016): 0 = other, 1..150 the classes."""
+    return LabelSpec(
+        "ade20k", 151, ("other",) + _names(_ADE20K), distinct_palette(151, black=(0,)),
+        hint="Expected ADEChallengeData2016 annotations (0..150); full-format ADE20K _seg.png "
+        "files need decode_ade20k_full_seg and a mapping to these 150 classes first.",
+    )  # fmt: skip
+
+
+def generic_spec(
+    num_classes: int,
+    class_names: Sequence[str] | None = None,
+    ignore_value: int | None = None,
+) -> LabelSpec:
+    """A user label set: raw values 0..num_classes-1 are the classes.
+
+    With `ignore_value` (e.g. 255), pixels of that value become one more class, id num_classes,
+    named "unlabeled" (as COCO-Stuff's 255), so the spec then has num_classes + 1 classes.
+    """
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    if class_names is None:
+        class_names = tuple(f"class_{i}" for i in range(num_classes))
+    if len(class_names) != num_classes:
+        raise ValueError(f"{len(class_names)} class_names given for num_classes={num_classes}")
+    names = tuple(str(n) for n in class_names)
+    if ignore_value is None:
+        return LabelSpec("generic", num_classes, names, distinct_palette(num_classes))
+    if ignore_value < num_classes:
+        raise ValueError(
+            f"ignore_value {ignore_value} is one of the classes 0..{num_classes - 1}; use a value "
+            f">= num_classes (typically 255) or no ignore_value"
+        )
+    n = num_classes + 1
+    return LabelSpec(
+        "generic", n, names + ("unlabeled",), distinct_palette(n, black=(num_classes,)),
+        identity_range=num_classes, special={ignore_value: num_classes},
+    )  # fmt: skip
+
+
+SPECS = {"coco_stuff": coco_stuff_spec, "cityscapes": cityscapes_spec, "ade20k": ade20k_spec}
+
+
+def get_spec(name: str) -> LabelSpec:
+    """A named label set: "coco_stuff", "cityscapes" or "ade20k"."""
+    if name not in SPECS:
+        raise ValueError(f"unknown label set {name!r}; choose one of {sorted(SPECS)} or 'generic'")
+    return SPECS[name]()

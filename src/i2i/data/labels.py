@@ -1,0 +1,460 @@
+"""Label maps for labels -> photo: reading, instance edges, paired datasets, visualisation.
+
+A sample is {"image": (3, H, W) float in [-1, 1], "label": (H, W) int64 class ids, "index"},
+plus "edges": (1, H, W) float in [-1, 1], +1 on instance boundaries, when `instance_edges`.
+
+Geometry: photo, label map and instance map share one crop plan (:func:`plan_crop`) and one flip
+draw; the photo is resized bicubic, label and instance maps with NEAREST only (so no new class
+ids appear) and stay integers. Instance boundaries are computed after resizing, at the output
+resolution, so they are one pixel wide as in SPADE.
+
+Photos are read WITHOUT applying EXIF orientation (unlike :func:`load_image`): label maps are
+annotated on the stored pixels and carry no EXIF, so rotating only the photo would misalign them.
+
+Label sets (class names, colours, raw-value mapping) live in :mod:`i2i.data.label_specs`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from i2i.data import batch
+from i2i.data.datasets import (
+    SMALL_IMAGES,
+    CorruptImageError,
+    CropPlan,
+    apply_crop,
+    check_resolution,
+    image_to_tensor,
+    list_images,
+    plan_crop,
+)
+from i2i.data.label_specs import (
+    SPECS,
+    LabelSpec,
+    ade20k_spec,
+    cityscapes_spec,
+    coco_stuff_spec,
+    distinct_palette,
+    generic_spec,
+    get_spec,
+)
+from i2i.data.synthetic import label_edges
+
+__all__ = [
+    "CITYSCAPES_SUFFIXES", "SPECS", "LabelSpec", "ade20k_spec", "cityscapes_spec",
+    "coco_stuff_spec", "distinct_palette", "generic_spec", "get_spec", "LabelRecord",
+    "instance_edges", "decode_ade20k_full_seg", "read_label_map", "pair_files",
+    "PairedLabelDataset", "LabelFolderDataset", "CocoStuffDataset", "CityscapesDataset",
+    "ADE20KDataset", "colorize", "wandb_class_labels", "coco_stuff_folders",
+    "cityscapes_folders", "ade20k_folders",
+]  # fmt: skip
+
+LOSSY_EXTENSIONS = (".jpg", ".jpeg", ".webp")
+CITYSCAPES_SUFFIXES = ("_leftImg8bit", "_gtFine_labelIds", "_gtFine_instanceIds")
+
+URL_COCO_STUFF = "https://github.com/nightrome/cocostuff"
+URL_CITYSCAPES = "https://www.cityscapes-dataset.com (login required)"
+URL_ADE20K = "http://sceneparsing.csail.mit.edu"
+
+
+# ---------------------------------------------------------------------------------------------
+# Label maps
+
+
+def instance_edges(instance: np.ndarray) -> np.ndarray:
+    """Boolean (H, W) boundary map of an instance map: True where any 4-neighbour inside the
+    image has a different id (SPADE's instance-edge channel)."""
+    instance = np.asarray(instance)
+    if instance.ndim != 2:
+        raise ValueError(f"instance map must be 2-D (H, W), got shape {instance.shape}")
+    return label_edges(instance)
+
+
+def decode_ade20k_full_seg(rgb: np.ndarray) -> np.ndarray:
+    """Class indices (H, W) int64 of a FULL-format ADE20K ``*_seg.png`` (H, W, 3) uint8.
+
+    The full format stores class = R // 10 * 256 + G (an index into the release's objects list,
+    0 = unlabeled) and the instance in B. These are not the 150 SceneParsing classes.
+    """
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] < 3:
+        raise ValueError(f"expected an (H, W, 3) RGB array of a _seg.png, got shape {rgb.shape}")
+    r, g = rgb[..., 0].astype(np.int64), rgb[..., 1].astype(np.int64)
+    return r // 10 * 256 + g
+
+
+def read_label_map(path: str | Path) -> np.ndarray:
+    """The raw integer values of a single-channel label / instance file (PNG modes L, P, I;16,
+    I, 1; an RGB file is accepted only when its three channels are equal)."""
+    path = Path(path)
+    if path.suffix.lower() in LOSSY_EXTENSIONS:
+        raise ValueError(
+            f"Label map {path} is {path.suffix} (lossy): compression changes class ids at region "
+            "borders. Use lossless single-channel PNGs of class ids."
+        )
+    try:
+        with Image.open(path) as img:
+            img.load()
+            mode = img.mode
+            # "P" keeps the palette INDICES, which are the class ids; never convert it to RGB.
+            arr = np.asarray(img)
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # PIL raises OSError, SyntaxError, ValueError... on bad data
+        raise CorruptImageError(
+            f"Cannot decode label map {path} ({type(e).__name__}: {e}); replace this file"
+        ) from e
+    if arr.ndim == 3:
+        if (
+            arr.shape[2] >= 3
+            and (arr[..., 0] == arr[..., 1]).all()
+            and (arr[..., 0] == arr[..., 2]).all()
+        ):
+            return arr[..., 0]
+        raise ValueError(
+            f"Label map {path} is a colour image (mode {mode}): labels must be single-channel "
+            "class ids (for ADE20K full-format _seg.png use decode_ade20k_full_seg; for Cityscapes "
+            "the *_gtFine_labelIds.png files, not *_color.png)"
+        )
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8)
+    return arr
+
+
+# ---------------------------------------------------------------------------------------------
+# Pairing files
+
+
+class LabelRecord(NamedTuple):
+    """One sample's files: the photo, its label map and (optionally) its instance map."""
+
+    image: Path
+    label: Path
+    instance: Path | None = None
+
+
+def _keyed(files: list[Path], suffix: str, folder: Path) -> dict[str, Path]:
+    """{stem without `suffix`: path}; files whose stem lacks the suffix are ignored (Cityscapes
+    keeps labelIds, instanceIds and colour maps in one folder)."""
+    out: dict[str, Path] = {}
+    for f in files:
+        if suffix and not f.stem.endswith(suffix):
+            continue
+        key = f.stem[: len(f.stem) - len(suffix)] if suffix else f.stem
+        if key in out:
+            raise ValueError(
+                f"Two files in {folder} have the same name key {key!r}: {out[key]} and {f}; "
+                "files are matched by name, so keep names unique"
+            )
+        out[key] = f
+    if not out:
+        raise FileNotFoundError(f"No files ending in {suffix!r} (before the extension) in {folder}")
+    return out
+
+
+def _missing(what: str, keys: Sequence[str], have: dict[str, Path], where: Path, pattern: str):
+    names = ", ".join(str(have[k]) for k in keys[:5]) + (" ..." if len(keys) > 5 else "")
+    return ValueError(
+        f"{len(keys)} {what} without a partner in {where} (expected {pattern}): {names}. "
+        "Every photo needs a label map (and instance map) of the same name, and vice versa."
+    )
+
+
+def pair_files(
+    image_dir: str | Path,
+    label_dir: str | Path,
+    instance_dir: str | Path | None = None,
+    image_suffix: str = "",
+    label_suffix: str = "",
+    instance_suffix: str = "",
+) -> list[LabelRecord]:
+    """Match photos, label maps and instance maps (any sub-folder depth) by file stem, after
+    removing the given name suffixes; a file without its partner is an error naming it."""
+    image_dir, label_dir = Path(image_dir), Path(label_dir)
+    images = _keyed(list_images(image_dir), image_suffix, image_dir)
+    labels = _keyed(list_images(label_dir), label_suffix, label_dir)
+    lonely = sorted(set(images) - set(labels))
+    if lonely:
+        raise _missing("photo(s)", lonely, images, label_dir, f"<name>{label_suffix}.png")
+    lonely = sorted(set(labels) - set(images))
+    if lonely:
+        raise _missing("label map(s)", lonely, labels, image_dir, f"<name>{image_suffix}.jpg/png")
+    instances: dict[str, Path] = {}
+    if instance_dir is not None:
+        instance_dir = Path(instance_dir)
+        instances = _keyed(list_images(instance_dir), instance_suffix, instance_dir)
+        lonely = sorted(set(images) - set(instances))
+        if lonely:
+            raise _missing("photo(s)", lonely, images, instance_dir, f"<name>{instance_suffix}.png")
+    return [LabelRecord(images[k], labels[k], instances.get(k)) for k in sorted(images)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Datasets
+
+
+def _load_photo(path: Path, draft: tuple[int, int]) -> tuple[Image.Image, tuple[int, int]]:
+    """(RGB photo, its stored size (H, W)); JPEGs may decode at a reduced scale covering `draft`
+    (the crop plan resizes the photo to the label's geometry anyway)."""
+    try:
+        with Image.open(path) as img:
+            size = (img.height, img.width)
+            if img.format == "JPEG":
+                side = max(draft)
+                img.draft(None, (side, side))
+            img.load()
+            return img.convert("RGB"), size
+    except (FileNotFoundError, Image.DecompressionBombError):
+        raise
+    except Exception as e:
+        raise CorruptImageError(
+            f"Cannot decode photo {path} ({type(e).__name__}: {e}); replace this file"
+        ) from e
+
+
+def _crop_map(arr: np.ndarray, plan: CropPlan) -> np.ndarray:
+    """Resize (NEAREST only: no new ids appear) and crop an integer map with a CropPlan."""
+    if arr.shape != plan.resized:
+        # PIL mode "I" (int32) holds every label and instance id (Cityscapes: up to 33999), and
+        # PIL's NEAREST samples pixel centres, matching the bicubic resize of the photo (torch's
+        # "nearest" picks top-left samples, a shift of up to half a source pixel).
+        img = Image.fromarray(arr.astype(np.int32))
+        img = img.resize((plan.resized[1], plan.resized[0]), Image.Resampling.NEAREST)
+        arr = np.asarray(img)
+    crop = arr[plan.top : plan.top + plan.height, plan.left : plan.left + plan.width]
+    return crop.astype(np.int64)
+
+
+class PairedLabelDataset(Dataset):
+    """Photo + label map (+ instance map) samples from a list of :class:`LabelRecord`."""
+
+    def __init__(
+        self,
+        records: Sequence[LabelRecord],  # the files, one record per sample
+        spec: LabelSpec,  # label set: maps raw file values to class ids 0..num_classes-1
+        resolution: int | Sequence[int],  # output size: int or (H, W), powers of two
+        train: bool = True,  # random crop + optional flip; False: centre crop, deterministic
+        hflip: bool = True,  # random horizontal flip, only when train
+        instance_edges: bool = False,  # add "edges": instance boundaries (needs instance maps)
+        small_images: str = "error",  # a photo smaller than the resolution: "error" | "upscale"
+    ) -> None:
+        if small_images not in SMALL_IMAGES:
+            raise ValueError(f"small_images must be one of {SMALL_IMAGES}, got {small_images!r}")
+        self.records = list(records)
+        if not self.records:
+            raise ValueError(f"{type(self).__name__}: no samples (the file list is empty)")
+        if instance_edges:
+            lacking = [r.image for r in self.records if r.instance is None]
+            if lacking:
+                raise ValueError(
+                    f"instance_edges=True but {len(lacking)} photo(s) have no instance map, e.g. "
+                    f"{lacking[0]}; give the instance folder or set instance_edges=false"
+                )
+        self.spec, self.resolution = spec, check_resolution(resolution)
+        self.train, self.hflip, self.instance_edges = train, hflip, instance_edges
+        self.small_images = small_images
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        n = len(self.records)
+        if not -n <= i < n:
+            raise IndexError(f"index {i} out of range for a dataset of {n} samples")
+        i %= n
+        rec = self.records[i]
+        raw = read_label_map(rec.label)
+        photo, photo_size = _load_photo(rec.image, self.resolution)
+        if photo_size != raw.shape:
+            raise ValueError(
+                f"Photo {rec.image} is {photo_size[1]}x{photo_size[0]} (WxH) but its label map "
+                f"{rec.label} is {raw.shape[1]}x{raw.shape[0]}: the pair does not match (wrong "
+                "file, or one of them was resized). Label maps must have the photo's size."
+            )
+        label = self.spec.to_class_ids(raw, rec.label)
+        inst = None
+        if self.instance_edges:
+            inst = read_label_map(rec.instance)
+            if inst.shape != raw.shape:
+                raise ValueError(
+                    f"Instance map {rec.instance} is {inst.shape[1]}x{inst.shape[0]} (WxH) but "
+                    f"label map {rec.label} is {raw.shape[1]}x{raw.shape[0]}: they must match"
+                )
+
+        # One crop plan and one flip draw for all maps, so they stay pixel-aligned.
+        plan = plan_crop(raw.shape, self.resolution, self.train, self.small_images, rec.image)
+        flip = self.train and self.hflip and torch.rand(()).item() < 0.5
+        image = image_to_tensor(apply_crop(photo, plan))
+        label_t = torch.from_numpy(_crop_map(label, plan))
+        if flip:
+            image, label_t = image.flip(-1), label_t.flip(-1)
+        sample = {batch.IMAGE: image, batch.LABEL: label_t.contiguous(), batch.INDEX: i}
+        if inst is not None:
+            inst_c = _crop_map(inst, plan)
+            edges = torch.from_numpy(instance_edges(inst_c)).unsqueeze(0).float() * 2 - 1
+            sample[batch.EDGES] = edges.flip(-1).contiguous() if flip else edges
+        return sample
+
+
+class LabelFolderDataset(PairedLabelDataset):
+    """A folder of photos and a folder of label maps (and optionally instance maps), matched by
+    file stem after removing the given suffixes."""
+
+    def __init__(
+        self,
+        image_dir: str | Path,  # photos (jpg/png/...), any sub-folder depth
+        label_dir: str | Path,  # single-channel PNG label maps, same stems as the photos
+        spec: LabelSpec,  # e.g. generic_spec(num_classes) or cityscapes_spec()
+        resolution: int | Sequence[int],
+        instance_dir: str | Path | None = None,  # instance-id maps, same stems
+        image_suffix: str = "",  # removed from photo stems before matching ("_leftImg8bit")
+        label_suffix: str = "",  # removed from label stems ("_gtFine_labelIds")
+        instance_suffix: str = "",  # removed from instance stems ("_gtFine_instanceIds")
+        **kwargs: Any,  # train, hflip, instance_edges, small_images: see PairedLabelDataset
+    ) -> None:
+        records = pair_files(
+            image_dir, label_dir, instance_dir, image_suffix, label_suffix, instance_suffix
+        )
+        super().__init__(records, spec, resolution, **kwargs)
+
+
+# ---- the named datasets: folder layouts ------------------------------------------------------
+
+
+def _first_layout(root: Path, layouts: list[tuple[Path, ...]], what: str, url: str):
+    """The first layout whose photo and label folders exist, else FileNotFoundError."""
+    for folders in layouts:
+        if folders[0].is_dir() and folders[1].is_dir():
+            return folders
+    expected = "; or ".join(f"{f[0]} + {f[1]}" for f in layouts)
+    state = "does not exist" if not root.is_dir() else "does not have the expected layout"
+    raise FileNotFoundError(
+        f"{what} folder {root} {state}. Expected photo + label folders: {expected}. "
+        f"Download from {url}."
+    )
+
+
+def coco_stuff_folders(root: str | Path, split: str) -> tuple[Path, Path, Path | None]:
+    """(photos, labels, instances or None) of a COCO-Stuff split ("train" or "val"):
+    SPADE's root/{split}_img, {split}_label, {split}_inst, or the cocostuff release's
+    root/images/{split}2017 + root/annotations/{split}2017 (stuffthingmaps, no instances)."""
+    root = Path(root)
+    spade = (root / f"{split}_img", root / f"{split}_label", root / f"{split}_inst")
+    release = (root / "images" / f"{split}2017", root / "annotations" / f"{split}2017")
+    img, lab, *inst = _first_layout(root, [spade, release], "COCO-Stuff", URL_COCO_STUFF)
+    return img, lab, (inst[0] if inst and inst[0].is_dir() else None)
+
+
+def cityscapes_folders(root: str | Path, split: str) -> tuple[Path, Path, Path | None]:
+    """(photos, labels, instances or None) of a Cityscapes split: the official
+    root/leftImg8bit/{split}/<city>/ + root/gtFine/{split}/<city>/, or pix2pixHD's
+    root/{split}_img, {split}_label, {split}_inst (pix2pixHD names the val split "test")."""
+    root = Path(root)
+    layouts = [(root / "leftImg8bit" / split, root / "gtFine" / split, root / "gtFine" / split)]
+    for s in (split, "test") if split == "val" else (split,):
+        layouts.append((root / f"{s}_img", root / f"{s}_label", root / f"{s}_inst"))
+    img, lab, inst = _first_layout(root, layouts, "Cityscapes", URL_CITYSCAPES)
+    return img, lab, (inst if inst.is_dir() else None)
+
+
+def ade20k_folders(root: str | Path, split: str) -> tuple[Path, Path, None]:
+    """(photos, labels, None) of ADEChallengeData2016: {root}/images/{training,validation} and
+    {root}/annotations/...; `root` may also be the folder that contains ADEChallengeData2016."""
+    root = Path(root)
+    name = {"train": "training", "val": "validation"}.get(split, split)
+    layouts = [
+        (r / "images" / name, r / "annotations" / name)
+        for r in (root, root / "ADEChallengeData2016")
+    ]
+    img, lab = _first_layout(root, layouts, "ADE20K (ADEChallengeData2016)", URL_ADE20K)
+    return img, lab, None
+
+
+class CocoStuffDataset(PairedLabelDataset):
+    """COCO-Stuff (SPADE conventions: 0..181, 255 = unlabeled -> class 182; 183 classes)."""
+
+    def __init__(
+        self,
+        root: str | Path,  # folder with train_img/, train_label/, train_inst/, val_... (SPADE)
+        split: str = "train",  # "train" or "val"
+        resolution: int | Sequence[int] = 256,
+        **kwargs: Any,  # train, hflip, instance_edges, small_images: see PairedLabelDataset
+    ) -> None:
+        img, lab, inst = coco_stuff_folders(root, split)
+        records = pair_files(img, lab, inst if kwargs.get("instance_edges") else None)
+        super().__init__(records, coco_stuff_spec(), resolution, **kwargs)
+
+
+class CityscapesDataset(PairedLabelDataset):
+    """Cityscapes raw labelIds (35 classes), instance boundaries from *_gtFine_instanceIds.png.
+    Keep its 2:1 aspect: resolution (256, 512)."""
+
+    def __init__(
+        self,
+        root: str | Path,  # folder with leftImg8bit/ and gtFine/ (or pix2pixHD's train_img/...)
+        split: str = "train",  # "train" or "val"
+        resolution: int | Sequence[int] = (256, 512),
+        **kwargs: Any,  # train, hflip, instance_edges, small_images: see PairedLabelDataset
+    ) -> None:
+        img, lab, inst = cityscapes_folders(root, split)
+        records = pair_files(
+            img, lab, inst if kwargs.get("instance_edges") else None, *CITYSCAPES_SUFFIXES
+        )
+        super().__init__(records, cityscapes_spec(), resolution, **kwargs)
+
+
+class ADE20KDataset(PairedLabelDataset):
+    """ADE20K SceneParsing, ADEChallengeData2016 format (151 classes, 0 = other); the challenge
+    release has no instance maps."""
+
+    def __init__(
+        self,
+        root: str | Path,  # ADEChallengeData2016 (or its parent folder)
+        split: str = "train",  # "train"/"training" or "val"/"validation"
+        resolution: int | Sequence[int] = 256,
+        **kwargs: Any,  # train, hflip, small_images: see PairedLabelDataset
+    ) -> None:
+        img, lab, _ = ade20k_folders(root, split)
+        if kwargs.get("instance_edges"):
+            raise ValueError(
+                "ADEChallengeData2016 has no instance maps: set instance_edges=false (as SPADE "
+                "does for ADE20K)"
+            )
+        super().__init__(pair_files(img, lab), ade20k_spec(), resolution, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Visualisation
+
+
+def colorize(label: torch.Tensor, palette: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """Label map(s) (N, H, W) or (H, W) of class ids -> colour images (N, 3, H, W) in [-1, 1]
+    using a (num_classes, 3) uint8 palette."""
+    if label.ndim == 2:
+        label = label.unsqueeze(0)
+    if label.ndim != 3 or label.dtype.is_floating_point:
+        raise ValueError(
+            f"colorize expects integer labels (N, H, W) or (H, W), got {label.dtype} "
+            f"{tuple(label.shape)}"
+        )
+    colours = torch.as_tensor(np.asarray(palette), dtype=torch.float32, device=label.device)
+    label = label.long()
+    if label.numel() and (int(label.min()) < 0 or int(label.max()) >= len(colours)):
+        raise ValueError(
+            f"label values {int(label.min())}..{int(label.max())} do not fit a palette of "
+            f"{len(colours)} colours"
+        )
+    return (colours[label] / 127.5 - 1.0).permute(0, 3, 1, 2).contiguous()
+
+
+def wandb_class_labels(spec: LabelSpec) -> dict[int, str]:
+    """{class id: name}, the `class_labels` of a W&B mask overlay."""
+    return dict(enumerate(spec.class_names))

@@ -1,0 +1,236 @@
+"""Tests for the labels -> photo datamodules: layouts, batches, condition channels, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from i2i.data import batch as B
+from i2i.data.label_datamodules import (
+    ADE20KDataModule,
+    CityscapesDataModule,
+    CocoStuffDataModule,
+    LabelDataModule,
+    LabelFolderDataModule,
+)
+from tests.conftest import shared_data
+
+LOADER = dict(batch_size=1, val_batch_size=2, num_workers=0)
+
+
+def _blocks(h: int, w: int, values: np.ndarray, seed: int) -> np.ndarray:
+    """A blocky map of `values` (8x8 blocks), like a coarse label map."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(values), (h // 8, w // 8)).repeat(8, 0).repeat(8, 1)
+    return values[idx]
+
+
+def _write(path: Path, arr: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+
+
+def _photo(h: int, w: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def _write_cityscapes(root: Path, h: int = 64, w: int = 128) -> Path:
+    ids = np.array([7, 11, 23, 26, 33], np.uint8)
+    for split, city, n in (("train", "aachen", 3), ("val", "frankfurt", 2)):
+        for i in range(n):
+            stem = f"{city}_{i:06d}_000019"
+            label = _blocks(h, w, ids, i)
+            inst = label.astype(np.uint16) * 1000 + (np.arange(w) >= w // 2).astype(np.uint16)
+            _write(root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png", _photo(h, w, i))
+            gt = root / "gtFine" / split / city
+            _write(gt / f"{stem}_gtFine_labelIds.png", label)
+            _write(gt / f"{stem}_gtFine_instanceIds.png", inst)
+            _write(gt / f"{stem}_gtFine_color.png", _photo(h, w, 99))  # must be ignored
+    return root
+
+
+def _write_coco(root: Path) -> Path:
+    ids = np.array([0, 57, 181, 255], np.uint8)
+    for split, n in (("train", 3), ("val", 2)):
+        for i in range(n):
+            label = _blocks(48, 64, ids, i)
+            _write(root / f"{split}_img" / f"{i:012d}.png", _photo(48, 64, i))
+            _write(root / f"{split}_label" / f"{i:012d}.png", label)
+            _write(root / f"{split}_inst" / f"{i:012d}.png", label)
+    return root
+
+
+def _write_ade(root: Path) -> Path:
+    ids = np.arange(151, dtype=np.uint8)
+    for split, n in (("training", 3), ("validation", 2)):
+        for i in range(n):
+            stem = f"ADE_{split[:5]}_{i:08d}"
+            _write(root / "images" / split / f"{stem}.png", _photo(64, 96, i))
+            _write(root / "annotations" / split / f"{stem}.png", _blocks(64, 96, ids, i))
+    return root
+
+
+def _write_folder(root: Path, n: int = 5) -> Path:
+    ids = np.array([0, 1, 2, 255], np.uint8)
+    for i in range(n):
+        _write(root / "photos" / f"p{i}.png", _photo(64, 64, i))
+        _write(root / "labels" / f"p{i}.png", _blocks(64, 64, ids, i))
+        _write(root / "inst" / f"p{i}.png", _blocks(64, 64, ids, i + 7))
+    return root
+
+
+def _check(dm: LabelDataModule, size: tuple[int, int]) -> dict[str, torch.Tensor]:
+    """setup, one training batch and sample_batch(2): keys, shapes, dtypes, value ranges."""
+    dm.setup("fit")
+    train = next(iter(dm.train_dataloader()))
+    sample = dm.sample_batch(2)
+    for b, n in ((train, 2 * dm.batch_size), (sample, 2)):
+        assert set(b) == set(dm.keys)
+        assert b[B.IMAGE].shape == (n, 3, *size) and b[B.IMAGE].dtype == torch.float32
+        assert b[B.LABEL].shape == (n, *size) and b[B.LABEL].dtype == torch.int64
+        assert 0 <= b[B.LABEL].min() and b[B.LABEL].max() < dm.num_classes
+        if dm.instance_edges:
+            assert b[B.EDGES].shape == (n, 1, *size)
+            assert set(b[B.EDGES].unique().tolist()) <= {-1.0, 1.0}
+    assert dm.cond_channels == dm.num_classes + int(dm.instance_edges)
+    assert sample[B.INDEX].tolist() == [0, 1]
+    return train
+
+
+def test_cityscapes_datamodule_official_layout(tmp_path: Path) -> None:
+    root = _write_cityscapes(tmp_path / "cityscapes")
+    dm = CityscapesDataModule(str(root), resolution=(32, 64), **LOADER)
+    assert dm.num_classes == 35 and dm.cond_channels == 36 and B.EDGES in dm.keys
+    assert dm.spec.class_names[26] == "car"
+    batch = _check(dm, (32, 64))
+    assert set(batch[B.LABEL].unique().tolist()) <= {7, 11, 23, 26, 33}
+    assert CityscapesDataModule(str(root), instance_edges=False).cond_channels == 35
+    assert CityscapesDataModule(str(root)).resolution == (256, 512)
+
+
+def test_datamodule_stream_is_deterministic(tmp_path: Path) -> None:
+    root = _write_cityscapes(tmp_path / "cityscapes")
+    batches = []
+    for _ in range(2):
+        dm = CityscapesDataModule(str(root), resolution=(32, 64), **LOADER)
+        dm.setup("fit")
+        batches.append(next(iter(dm.train_dataloader())))
+    for key in (B.IMAGE, B.LABEL, B.EDGES, B.INDEX):
+        assert torch.equal(batches[0][key], batches[1][key])
+
+
+def test_coco_stuff_datamodule_spade_layout(tmp_path: Path) -> None:
+    dm = CocoStuffDataModule(str(_write_coco(tmp_path / "coco")), resolution=32, **LOADER)
+    assert (dm.num_classes, dm.cond_channels) == (183, 184)
+    batch = _check(dm, (32, 32))
+    assert set(batch[B.LABEL].unique().tolist()) <= {0, 57, 181, 182}  # 255 -> 182
+
+
+def test_ade20k_datamodule(tmp_path: Path) -> None:
+    root = _write_ade(tmp_path / "ADEChallengeData2016")
+    dm = ADE20KDataModule(str(root), resolution=32, **LOADER)
+    assert (dm.num_classes, dm.cond_channels) == (151, 151) and B.EDGES not in dm.keys
+    _check(dm, (32, 32))
+    assert ADE20KDataModule(str(tmp_path)).num_classes == 151  # the parent folder works too
+
+
+def test_label_folder_datamodule_generic_split(tmp_path: Path) -> None:
+    root = _write_folder(tmp_path)
+    dm = LabelFolderDataModule(
+        str(root / "photos"), str(root / "labels"), num_classes=3, ignore_value=255,
+        instance_dir=str(root / "inst"), instance_edges=True, resolution=32, val_fraction=0.4,
+        **LOADER,
+    )  # fmt: skip
+    assert (dm.num_classes, dm.cond_channels) == (4, 5)
+    _check(dm, (32, 32))
+    assert len(dm.train_dataset) == 3 and len(dm.val_dataset) == 2
+    train_files = {r.image for r in dm.train_dataset.records}
+    val_files = {r.image for r in dm.val_dataset.dataset.records}
+    assert not train_files & val_files
+
+
+def test_label_folder_datamodule_errors(tmp_path: Path) -> None:
+    root = _write_folder(tmp_path)
+    photos, labels = str(root / "photos"), str(root / "labels")
+    with pytest.raises(ValueError, match="needs num_classes"):
+        LabelFolderDataModule(photos, labels)
+    with pytest.raises(ValueError, match="num_classes=3 but label_set 'cityscapes' has 35"):
+        LabelFolderDataModule(photos, labels, num_classes=3, label_set="cityscapes")
+    with pytest.raises(FileNotFoundError, match=r"label_dir .*nope"):
+        LabelFolderDataModule(photos, str(tmp_path / "nope"), num_classes=3)
+    with pytest.raises(ValueError, match="instance_dir"):
+        LabelFolderDataModule(photos, labels, num_classes=3, instance_edges=True)
+    with pytest.raises(ValueError, match="both val_image_dir and val_label_dir"):
+        LabelFolderDataModule(photos, labels, num_classes=3, val_image_dir=photos)
+    dm = LabelFolderDataModule(photos, labels, num_classes=3, resolution=32, **LOADER)
+    with pytest.raises(ValueError, match=r"value\(s\) 255.*0\.\.2"):  # 255 needs ignore_value
+        _check(dm, (32, 32))
+
+
+@pytest.mark.parametrize(
+    ("cls", "layout", "url"),
+    [
+        (CocoStuffDataModule, "train_img", r"github\.com/nightrome/cocostuff"),
+        (CityscapesDataModule, "leftImg8bit", r"cityscapes-dataset\.com \(login required\)"),
+        (ADE20KDataModule, "images", r"sceneparsing\.csail\.mit\.edu"),
+    ],
+)
+def test_missing_dataset_folder(tmp_path: Path, cls, layout: str, url: str) -> None:
+    missing = tmp_path / "not_here"
+    with pytest.raises(FileNotFoundError, match=rf"{missing}.*does not exist.*{layout}.*{url}"):
+        cls(str(missing))
+
+
+def test_coco_stuff_without_instance_maps(tmp_path: Path) -> None:
+    root = _write_coco(tmp_path / "coco")
+    for split in ("train", "val"):
+        for f in (root / f"{split}_inst").iterdir():
+            f.unlink()
+        (root / f"{split}_inst").rmdir()
+    with pytest.raises(FileNotFoundError, match="instance_edges: false"):
+        CocoStuffDataModule(str(root))
+    assert CocoStuffDataModule(str(root), instance_edges=False).cond_channels == 183
+
+
+# ----------------------------------------------------------------------------- real samples
+
+
+def test_cityscapes_datamodule_real_samples(tmp_path: Path) -> None:
+    """The shared samples linked into the official layout, at the default 256x512."""
+    shared = shared_data("cityscapes")
+    for split, src, city in (("train", "pix2pixHD_train", "aachen"),
+                             ("val", "val_frankfurt", "frankfurt")):  # fmt: skip
+        for sub, dst in (("img", "leftImg8bit"), ("label", "gtFine"), ("inst", "gtFine")):
+            for f in sorted((shared / src / f"{sub}_1024x512").iterdir())[:2]:
+                link = tmp_path / dst / split / city / f.name
+                link.parent.mkdir(parents=True, exist_ok=True)
+                link.symlink_to(f)
+    dm = CityscapesDataModule(str(tmp_path), **LOADER)
+    batch = _check(dm, (256, 512))
+    assert (batch[B.EDGES] > 0).float().mean() > 0.01  # real scenes have many instance borders
+
+
+def test_coco_stuff_datamodule_real_samples() -> None:
+    dm = CocoStuffDataModule(str(shared_data("coco_stuff", "spade")), resolution=64, **LOADER)
+    _check(dm, (64, 64))
+    assert len(dm.train_dataset) == 13 and len(dm.val_dataset) == 8
+
+
+def test_label_folder_datamodule_cityscapes_sample_folders() -> None:
+    """The shared sample layout works through LabelFolderDataModule with label_set cityscapes
+    (its default name suffixes pair *_leftImg8bit with *_gtFine_labelIds)."""
+    train = shared_data("cityscapes", "pix2pixHD_train")
+    val = shared_data("cityscapes", "val_frankfurt")
+    dm = LabelFolderDataModule(
+        str(train / "img_1024x512"), str(train / "label_1024x512"), label_set="cityscapes",
+        instance_dir=str(train / "inst_1024x512"), val_image_dir=str(val / "img_1024x512"),
+        val_label_dir=str(val / "label_1024x512"), val_instance_dir=str(val / "inst_1024x512"),
+        instance_edges=True, resolution=(64, 128), **LOADER,
+    )  # fmt: skip
+    assert dm.cond_channels == 36
+    _check(dm, (64, 128))
+    assert len(dm.train_dataset) == 8 and len(dm.val_dataset) == 3
