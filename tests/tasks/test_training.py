@@ -252,9 +252,13 @@ def test_mask_files_train_and_inverted_polarity_is_caught(tmp_path):
     masks = tmp_path / "masks"
     _write_masks(masks, hole_fraction=0.2)  # 48 px files for a 32 px run: resized (nearest)
     root = tmp_path / "run"
-    common = ["--trainer.max_steps=2", f"--trainer.default_root_dir={root}",
-              f"--trainer.logger.init_args.save_dir={root}", f"--data.init_args.mask_dir={masks}",
-              f"--data.init_args.val_mask_dir={masks}"]
+    common = [
+        "--trainer.max_steps=2",
+        f"--trainer.default_root_dir={root}",
+        f"--trainer.logger.init_args.save_dir={root}",
+        f"--data.init_args.mask_dir={masks}",
+        f"--data.init_args.val_mask_dir={masks}",
+    ]
     cli = main(["fit", "--config", TINY, "--data.init_args.mask_polarity=white_is_hole", *common])
     hole = 1 - cli.datamodule.val_dataset[0]["mask"].mean().item()
     assert hole == pytest.approx(0.2, abs=0.04)
@@ -270,7 +274,8 @@ def test_bf16_mixed_precision_trains(tmp_path):
 
 
 def test_make_train_lists_configs_for_an_unknown_task():
-    result = subprocess.run(["make", "train", "TASK=no_such_task"], cwd=REPO,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        ["make", "train", "TASK=no_such_task"], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode != 0
     assert "Unknown TASK=no_such_task" in result.stdout and "demo" in result.stdout
