@@ -181,8 +181,9 @@ def test_label_folder_datamodule_errors(tmp_path: Path) -> None:
 )
 def test_missing_dataset_folder(tmp_path: Path, cls, layout: str, url: str) -> None:
     missing = tmp_path / "not_here"
+    dm = cls(str(missing))  # construction is cheap (configs instantiate without the data)
     with pytest.raises(FileNotFoundError, match=rf"{missing}.*does not exist.*{layout}.*{url}"):
-        cls(str(missing))
+        dm.setup("fit")
 
 
 def test_coco_stuff_without_instance_maps(tmp_path: Path) -> None:
@@ -192,7 +193,7 @@ def test_coco_stuff_without_instance_maps(tmp_path: Path) -> None:
             f.unlink()
         (root / f"{split}_inst").rmdir()
     with pytest.raises(FileNotFoundError, match="instance_edges: false"):
-        CocoStuffDataModule(str(root))
+        CocoStuffDataModule(str(root)).setup("fit")
     assert CocoStuffDataModule(str(root), instance_edges=False).cond_channels == 183
 
 

@@ -29,6 +29,7 @@ from i2i.data.datasets import (
     list_images,
     split_files,
 )
+from i2i.data.label_specs import LabelSpec
 from i2i.data.masks import MaskFolder, RandomMaskGenerator, mask_hole_ratio
 from i2i.data.synthetic import CLASS_NAMES, NUM_CLASSES, PALETTE, ShapesDataset
 
@@ -324,17 +325,8 @@ class ShapesDataModule(StreamDataModule):
         self.save_hyperparameters()
         self.resolution = check_resolution(resolution)
         self.keys = (B.IMAGE, B.EDGES if condition == "edges" else B.LABEL, B.INDEX)
-        self.num_classes, self.class_names = NUM_CLASSES, CLASS_NAMES
-        self.palette = PALETTE
-
-    @property
-    def spec(self):
-        """Class names and palette, in the form the label tasks and callbacks read."""
-        from types import SimpleNamespace
-
-        return SimpleNamespace(
-            num_classes=self.num_classes, class_names=self.class_names, palette=self.palette
-        )
+        self.spec = LabelSpec("shapes", NUM_CLASSES, CLASS_NAMES, PALETTE)
+        self.num_classes = NUM_CLASSES
 
     def build_datasets(self) -> tuple[Dataset, Dataset]:
         hp = self.hparams

@@ -131,13 +131,11 @@ class CocoStuffDataModule(LabelDataModule):
             num_workers, seed,
         )  # fmt: skip
         self.save_hyperparameters()
-        for split in ("train", "val"):
-            coco_stuff_folders(data_dir, split)  # fails early, naming the layout and the URL
-        if instance_edges:
-            _check_instances(coco_stuff_folders, data_dir, "COCO-Stuff")
 
     def build_datasets(self) -> tuple[Dataset, Dataset]:
         d, ie = self.hparams.data_dir, self.instance_edges
+        if ie:
+            _check_instances(coco_stuff_folders, d, "COCO-Stuff")
         return self._datasets(
             _split_records(coco_stuff_folders, d, "train", ie),
             _split_records(coco_stuff_folders, d, "val", ie),
@@ -168,13 +166,11 @@ class CityscapesDataModule(LabelDataModule):
             num_workers, seed,
         )  # fmt: skip
         self.save_hyperparameters()
-        for split in ("train", "val"):
-            cityscapes_folders(data_dir, split)  # fails early, naming the layout and the URL
-        if instance_edges:
-            _check_instances(cityscapes_folders, data_dir, "Cityscapes")
 
     def build_datasets(self) -> tuple[Dataset, Dataset]:
         d, ie = self.hparams.data_dir, self.instance_edges
+        if ie:
+            _check_instances(cityscapes_folders, d, "Cityscapes")
         return self._datasets(
             _split_records(cityscapes_folders, d, "train", ie, CITYSCAPES_SUFFIXES),
             _split_records(cityscapes_folders, d, "val", ie, CITYSCAPES_SUFFIXES),
@@ -202,8 +198,6 @@ class ADE20KDataModule(LabelDataModule):
             ade20k_spec(), False, resolution, batch_size, val_batch_size, num_workers, seed
         )
         self.save_hyperparameters()
-        for split in ("train", "val"):
-            ade20k_folders(data_dir, split)  # fails early, naming the layout and the URL
 
     def build_datasets(self) -> tuple[Dataset, Dataset]:
         d = self.hparams.data_dir

@@ -1,0 +1,412 @@
+"""Resumable dataset downloads and safe archive extraction (standard library only).
+
+:func:`download_and_extract` fetches an HTTP(S) or file:// URL into ``root/<archive>.part``,
+continuing a partial file with an HTTP Range request, checks the size (and the SHA-256 when one is
+known), renames the finished file atomically to ``root/<archive>`` and extracts it (.tar.gz, .tgz,
+.tar or .zip) into ``root``. Extraction goes to a hidden staging folder first, rejects any member
+that would land outside it (absolute paths, ``..``, links pointing out, device files), and only
+then moves the top-level entries into ``root``: an interrupted extraction never leaves a
+half-filled dataset folder that looks complete.
+
+A corrupt or mismatched archive raises :class:`ArchiveError` and is deleted, so a retry starts
+clean. A network failure raises :class:`DownloadError` whose message names the URL, the archive
+file and where to put the archive (or the extracted folder) by hand; a partial ``.part`` file is
+kept so that the next call resumes it.
+
+:data:`PIX2PIX_DATASETS` lists the pix2pix edges archives. Their SHA-256 checksums are not known
+offline, so they are None: those downloads are checked by size (the server's Content-Length) and
+by a full decompression (gzip CRC), not by hash.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+import os
+import shutil
+import tarfile
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+import zlib
+from dataclasses import dataclass
+from http.client import HTTPException
+from pathlib import Path, PureWindowsPath
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 1 << 20
+_TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar")
+_ZIP_SUFFIXES = (".zip",)
+# What a damaged archive raises while it is read (gzip.BadGzipFile: bad header or CRC).
+_CORRUPT = (tarfile.TarError, zipfile.BadZipFile, gzip.BadGzipFile, EOFError, zlib.error)
+
+
+class DownloadError(RuntimeError):
+    """A download that could not complete; the message says how to install the data by hand."""
+
+
+class ArchiveError(DownloadError):
+    """A downloaded or placed archive that is corrupt, unsafe or not the expected file."""
+
+
+@dataclass(frozen=True)
+class Pix2PixArchive:
+    """One pix2pix dataset archive (files are 256x512 JPEGs: edges left, photo right)."""
+
+    url: str
+    approx_size_gb: float  # informational only: the exact byte count is not known offline
+    num_train: int
+    num_val: int
+    sha256: str | None = None  # unknown offline; see the module docstring
+
+
+_PIX2PIX_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/{}.tar.gz"
+
+PIX2PIX_DATASETS: dict[str, Pix2PixArchive] = {
+    "edges2shoes": Pix2PixArchive(_PIX2PIX_URL.format("edges2shoes"), 2.0, 49_825, 200),
+    "edges2handbags": Pix2PixArchive(_PIX2PIX_URL.format("edges2handbags"), 8.0, 138_567, 200),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Public entry points
+
+
+def download_and_extract(
+    url: str,
+    root: str | Path,
+    archive_name: str | None = None,
+    sha256: str | None = None,
+    expected_size: int | None = None,
+    timeout: float = 30,
+    *,
+    retries: int = 3,
+    keep_archive: bool = True,
+    layout_hint: str | None = None,
+) -> Path:
+    """Download `url` into `root`, verify it and extract it into `root`; return the archive path.
+
+    `archive_name` defaults to the last part of the URL path; its suffix picks the format
+    (.tar.gz, .tgz, .tar, .zip). An archive already at ``root/archive_name`` is verified and
+    extracted without downloading. `expected_size` is the exact byte count, `sha256` the hex
+    digest; either is checked when given. `timeout` (seconds) bounds connecting and each read.
+    `retries`: resumptions after a connection that drops mid-transfer (a refused connection fails
+    at once). `keep_archive`: keep the archive after extracting (False deletes it to save disk).
+    `layout_hint` (e.g. "data/x/train/ exists") completes the "extract it yourself" instruction.
+    Raises DownloadError (network; a partial .part file is kept for resuming), ArchiveError (bad
+    file; deleted), or FileExistsError when an extracted entry would overwrite a non-empty folder.
+    """
+    root = Path(root)
+    name = archive_name or Path(urllib.parse.urlparse(url).path).name
+    if not name or not name.lower().endswith(_TAR_SUFFIXES + _ZIP_SUFFIXES):
+        raise ValueError(
+            f"Cannot tell the archive format of {name!r} (from {url}); pass archive_name ending "
+            f"in one of {_TAR_SUFFIXES + _ZIP_SUFFIXES}"
+        )
+    root.mkdir(parents=True, exist_ok=True)
+    archive = root / name
+    manual = _manual_steps(url, archive, layout_hint)
+
+    if not archive.exists():
+        part = archive.with_name(name + ".part")
+        if url.startswith("file:"):
+            _copy_file_url(url, part, manual)
+        else:
+            _http_download(url, part, expected_size, timeout, retries, manual)
+        _verify(part, url, expected_size, sha256, manual)
+        os.replace(part, archive)  # atomic: a file named like the archive is always complete
+    else:
+        log.info("Using the existing archive %s", archive)
+        _verify(archive, url, expected_size, sha256, manual)
+
+    _extract(archive, root, url, manual)
+    if not keep_archive:
+        archive.unlink()
+    return archive
+
+
+def ensure_pix2pix(
+    name: str, root: str | Path, download: bool = True, url: str | None = None
+) -> Path:
+    """``root/<name>`` with its train/ and val/ folders, downloading the pix2pix archive if needed.
+
+    `name` is a key of PIX2PIX_DATASETS; `url` overrides the official address (a mirror). With
+    download=False a missing dataset raises FileNotFoundError naming the URL and the layout.
+    The archive is deleted after a successful extraction (they are 2-8 GB).
+    """
+    if name not in PIX2PIX_DATASETS:
+        raise ValueError(f"Unknown pix2pix dataset {name!r}; known: {sorted(PIX2PIX_DATASETS)}")
+    info = PIX2PIX_DATASETS[name]
+    url = url or info.url
+    root = Path(root)
+    folder = root / name
+    if _has_splits(folder):
+        return folder
+    layout = f"{folder / 'train'}/*.jpg and {folder / 'val'}/*.jpg exist"
+    if not download:
+        raise FileNotFoundError(
+            f"pix2pix dataset {name!r} not found: expected {folder}/train/ and {folder}/val/ "
+            f"holding 256x512 JPEGs (edges left, photo right). Download {url} "
+            f"(~{info.approx_size_gb:.1f} GB) and extract it into {root} so that {layout}; or "
+            f"save it as {root / (name + '.tar.gz')} and set download=True (then it is only "
+            "verified and extracted); or set download=True to fetch it."
+        )
+    free = shutil.disk_usage(_existing_parent(root)).free
+    if free < 2.2 * info.approx_size_gb * 1e9:  # archive + extracted JPEGs, briefly both
+        log.warning(
+            "Only %.1f GB free under %s; %s needs about %.1f GB while extracting",
+            free / 1e9,
+            root,
+            name,
+            2.2 * info.approx_size_gb,
+        )
+    log.info("Downloading %s (~%.1f GB) from %s into %s", name, info.approx_size_gb, url, root)
+    download_and_extract(
+        url, root, f"{name}.tar.gz", sha256=info.sha256, keep_archive=False, layout_hint=layout
+    )
+    if not _has_splits(folder):
+        raise ArchiveError(
+            f"The archive from {url} was extracted into {root} but {folder}/train/ and "
+            f"{folder}/val/ are missing; check {root} and place the folders by hand ({layout})."
+        )
+    return folder
+
+
+# --------------------------------------------------------------------------------------------
+# Download
+
+
+def _manual_steps(url: str, archive: Path, layout_hint: str | None) -> str:
+    where = f"extract it yourself into {archive.parent}"
+    if layout_hint:
+        where += f" so that {layout_hint}"
+    return (
+        f"To install it by hand: download {url} (file name: {archive.name}) and save it as "
+        f"{archive}, then run again to verify and extract it; or {where}."
+    )
+
+
+def _copy_file_url(url: str, part: Path, manual: str) -> None:
+    source = Path(urllib.request.url2pathname(urllib.parse.urlparse(url).path))
+    try:
+        shutil.copyfile(source, part)
+    except OSError as e:
+        part.unlink(missing_ok=True)
+        raise DownloadError(f"Could not copy {url} ({type(e).__name__}: {e}). {manual}") from e
+
+
+def _content_range(value: str | None) -> tuple[int | None, int | None]:
+    """(first byte, total) from 'bytes 100-199/200' or 'bytes */200'; None where absent."""
+    if not value or not value.startswith("bytes "):
+        return None, None
+    span, _, total = value[6:].partition("/")
+    first = int(span.split("-")[0]) if span and span != "*" else None
+    return first, int(total) if total.strip().isdigit() else None
+
+
+def _http_download(
+    url: str, part: Path, expected_size: int | None, timeout: float, retries: int, manual: str
+) -> None:
+    """Fill `part` with the whole resource, resuming what is already there."""
+    attempt = 0
+    while True:
+        have = part.stat().st_size if part.exists() else 0
+        if expected_size is not None and have > expected_size:
+            part.unlink()  # longer than the real file: a leftover of something else
+            have = 0
+        headers = {"User-Agent": "i2i-downloader"}
+        if have:
+            headers["Range"] = f"bytes={have}-"
+        try:
+            response = urllib.request.urlopen(
+                urllib.request.Request(url, headers=headers), timeout=timeout
+            )
+        except urllib.error.HTTPError as e:
+            total = _content_range(e.headers.get("Content-Range"))[1] if e.headers else None
+            if e.code == 416 and have and total == have:
+                return  # the partial file already holds every byte
+            if e.code == 416 and have:
+                part.unlink()  # the server's file is shorter than our part: start over
+                continue
+            raise DownloadError(
+                f"Could not download {url}: HTTP {e.code} {e.reason}. {manual}"
+            ) from e
+        except (urllib.error.URLError, OSError, HTTPException) as e:
+            reason = getattr(e, "reason", e)
+            kept = f" The partial file {part} is kept; run again to resume." if have else ""
+            raise DownloadError(
+                f"Could not download {url} ({type(e).__name__}: {reason}).{kept} {manual}"
+            ) from e
+
+        with response:
+            if response.status == 206:
+                first, total = _content_range(response.headers.get("Content-Range"))
+                if first != have:
+                    part.unlink()  # a range we did not ask for: do not splice, start over
+                    continue
+                mode = "ab"
+            else:  # 200: the server ignored the Range header (or there was none)
+                length = response.headers.get("Content-Length")
+                total = int(length) if length and length.isdigit() else None
+                mode, have = "wb", 0
+            if expected_size is not None and total is not None and total != expected_size:
+                part.unlink(missing_ok=True)
+                raise ArchiveError(
+                    f"{url} is {total} bytes, expected {expected_size}: not the expected file "
+                    f"(a changed or wrong URL). {manual}"
+                )
+            received, error = _copy_stream(response, part, mode, have, total, url)
+
+        if received == total or (total is None and error is None):
+            return  # complete; with no announced length, the extraction checks the archive
+        if total is not None and received > total:
+            part.unlink()
+            raise ArchiveError(
+                f"{url} sent {received} bytes, more than the announced {total}; "
+                f"the partial file was removed. {manual}"
+            )
+        attempt += 1
+        made_progress = received > have
+        if attempt <= retries and made_progress and total is not None:
+            msg = "Connection to %s dropped at %d of %d bytes (%s); resuming"
+            log.warning(msg, url, received, total, error)
+            continue
+        why = f"{type(error).__name__}: {error}" if error else "the connection closed early"
+        raise DownloadError(
+            f"Download of {url} stopped at {received} of {total or '?'} bytes ({why}). The "
+            f"partial file {part} is kept; run again to resume. {manual}"
+        )
+
+
+def _copy_stream(
+    response, part: Path, mode: str, have: int, total: int | None, url: str
+) -> tuple[int, BaseException | None]:
+    """Append the response body to `part`; return (bytes in part, the network error if any).
+
+    Only reading the response is guarded: a local write error (disk full) propagates as is.
+    """
+    received, step = have, max((total or 0) // 20, 256 * _CHUNK)
+    next_log = have + step
+    with open(part, mode) as f:
+        while True:
+            try:
+                chunk = response.read(_CHUNK)
+            except (OSError, HTTPException) as e:  # timeouts and resets are OSErrors
+                return received, e
+            if not chunk:
+                return received, None
+            f.write(chunk)
+            received += len(chunk)
+            if received >= next_log:
+                share = f" ({received / total:.0%})" if total else ""
+                log.info("%s: %.0f MB%s", url, received / 1e6, share)
+                next_log = received + step
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _verify(
+    path: Path, url: str, expected_size: int | None, sha256: str | None, manual: str
+) -> None:
+    """Size and checksum checks; a failing file is deleted."""
+    size = path.stat().st_size
+    problem = None
+    if expected_size is not None and size != expected_size:
+        problem = f"is {size} bytes, expected {expected_size}"
+    elif sha256 is not None and (digest := _sha256(path)) != sha256.lower():
+        problem = f"has SHA-256 {digest}, expected {sha256.lower()}"
+    if problem:
+        path.unlink()
+        raise ArchiveError(
+            f"The archive {path} (from {url}) {problem}; it was deleted, so a retry downloads it "
+            f"again. {manual}"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Extraction
+
+
+def _safe_target(staging: Path, name: str, archive: Path) -> Path:
+    """The extraction path of member `name`, or ArchiveError when it would escape `staging`."""
+    target = (staging / name).resolve()
+    if (
+        name.startswith(("/", "\\"))
+        or PureWindowsPath(name).drive
+        or not target.is_relative_to(staging.resolve())
+    ):
+        raise ArchiveError(f"{archive}: member {name!r} would be written outside {staging.parent}")
+    return target
+
+
+def _check_tar_member(member: tarfile.TarInfo, staging: Path, archive: Path) -> None:
+    _safe_target(staging, member.name, archive)
+    if member.issym():  # a symlink's target is relative to the link's own folder
+        _safe_target(staging, str(Path(member.name).parent / member.linkname), archive)
+    elif member.islnk():
+        _safe_target(staging, member.linkname, archive)
+    elif not (member.isfile() or member.isdir()):
+        raise ArchiveError(f"{archive}: member {member.name!r} is a device or pipe; refusing it")
+
+
+def _extract(archive: Path, root: Path, url: str, manual: str) -> None:
+    """Extract via a staging folder, then move the top-level entries into `root`."""
+    staging = root / f".{archive.name}.extracting"
+    shutil.rmtree(staging, ignore_errors=True)  # leftovers of an interrupted run
+    staging.mkdir()
+    try:
+        if archive.name.lower().endswith(_ZIP_SUFFIXES):
+            with zipfile.ZipFile(archive) as zf:
+                for info in zf.infolist():
+                    _safe_target(staging, info.filename, archive)
+                    zf.extract(info, staging)  # reads and checks each member's CRC
+        else:
+            with tarfile.open(archive, "r:*") as tar:
+                for member in tar:  # one sequential pass: no re-reading of a huge archive
+                    _check_tar_member(member, staging, archive)
+                    tar.extract(member, staging, filter="data")
+                if tar.fileobj is not None:
+                    # tarfile stops at the end-of-archive block; reading on to EOF makes gzip
+                    # check its CRC, which catches damage inside file contents.
+                    while tar.fileobj.read(_CHUNK):
+                        pass
+    except (*_CORRUPT, ArchiveError, tarfile.FilterError) as e:
+        shutil.rmtree(staging, ignore_errors=True)
+        archive.unlink(missing_ok=True)
+        detail = e if isinstance(e, ArchiveError) else f"{type(e).__name__}: {e}"
+        raise ArchiveError(
+            f"The archive {archive} (from {url}) is corrupt or unsafe ({detail}); it was deleted, "
+            f"so a retry downloads it again. {manual}"
+        ) from e
+
+    for entry in sorted(staging.iterdir()):
+        dest = root / entry.name
+        if dest.is_dir() and not dest.is_symlink() and not any(dest.iterdir()):
+            dest.rmdir()  # an empty placeholder folder (e.g. created by a config) is replaced
+        if dest.exists() or dest.is_symlink():
+            raise FileExistsError(
+                f"Extracting {archive} would overwrite {dest}; remove or rename {dest} and run "
+                f"again (the extracted copy is in {staging})."
+            )
+        os.replace(entry, dest)
+    staging.rmdir()
+
+
+def _has_splits(folder: Path) -> bool:
+    return (folder / "train").is_dir() and (folder / "val").is_dir()
+
+
+def _existing_parent(path: Path) -> Path:
+    path = path.resolve()
+    while not path.exists():
+        path = path.parent
+    return path

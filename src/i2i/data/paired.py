@@ -1,0 +1,491 @@
+"""Paired edges -> photo datasets: {"image", "edges", "index"} with ONE geometry for both.
+
+Three sources:
+
+- :class:`SideBySideDataset`: pix2pix files, A|B side by side (width = 2 x height).
+  ``direction="AtoB"`` (default) takes the LEFT half (A) as the condition (edges) and the right
+  half (B) as the photo; ``"BtoA"`` swaps them. edges2shoes / edges2handbags are AtoB.
+- :class:`TwoFolderDataset`: a condition folder and a photo folder, files matched by name.
+- :class:`CannyEdgesDataset`: any photo folder; edges computed with ``kornia.filters.canny``.
+
+Conventions (the batch contract): "edges" is (1, H, W) float32 in [-1, 1] with +1 on the edge
+lines (white on black). pix2pix edge images are black lines on white paper, so they are
+INVERTED (``edge_polarity="black_on_white"``, the default); maps that already are white lines on
+black use ``edge_polarity="white_on_black"``. Colour edge files are converted to grey first.
+
+Geometry: the crop is planned once on the photo (:func:`plan_crop`) and applied to both halves,
+and one flip draw is applied to both, so condition and target stay pixel-aligned. Randomness
+comes from the global torch RNG, which the training stream seeds per sample. Edge maps are
+resized with BILINEAR + antialias and kept as float: a downscaled 1-px line becomes a fainter
+but unbroken stroke, whereas NEAREST would drop or break it (aliasing); the generator takes a
+float condition, so grey values are fine. At 256 the pix2pix halves are not resized at all.
+
+Canny edges are computed on the photo after its cover-resize and BEFORE the crop (so they do not
+depend on the random crop and can be cached), on [0, 1] grayscale with kornia's defaults
+low_threshold=0.1, high_threshold=0.2 and a Gaussian blur of sigma=1 (kernel 2*ceil(2*sigma)+1;
+sigma=0 disables it). kornia's thresholds apply to the unnormalised Sobel magnitude (a unit step
+is about 2.6 after the blur), so 0.1 / 0.2 keep fairly faint edges too (~5-10 % of the pixels of
+a typical photo). Canny is slow on CPU (up to seconds per 256 px image for its hysteresis), so
+``cache_dir`` stores each computed map as a PNG keyed by the file's path, mtime and size, the
+resize and the Canny settings (and kornia's version): changing any of them recomputes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import tempfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import kornia
+import numpy as np
+import torch
+import torchvision.transforms.v2.functional as TF
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision.transforms import InterpolationMode
+
+from i2i.data import batch
+from i2i.data.datasets import (
+    ON_CORRUPT,
+    SMALL_IMAGES,
+    CorruptImageError,
+    CropPlan,
+    apply_crop,
+    check_resolution,
+    image_to_tensor,
+    list_images,
+    load_image,
+    plan_crop,
+)
+
+log = logging.getLogger(__name__)
+
+DIRECTIONS = ("AtoB", "BtoA")
+EDGE_POLARITIES = ("black_on_white", "white_on_black")
+# Two files of a pair may differ in size (e.g. edges stored at half size) but not in shape.
+_ASPECT_TOLERANCE = 0.02
+# An edge map is sparse lines: pix2pix edges are 1-6 % ink, Canny at 0.1/0.2 about 5-10 %.
+MAX_EDGE_INK = 0.5  # above: almost surely inverted polarity (or a photo as the condition)
+WARN_EDGE_INK = 0.15  # above: dense for an edge map; the condition may be the photo half
+
+
+def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    """ValueError naming the argument and its allowed values."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+def edges_to_tensor(img: Image.Image, polarity: str = "black_on_white") -> torch.Tensor:
+    """An edge image (any mode) -> (1, H, W) float32 in [-1, 1], +1 on the lines."""
+    check_choice("edge_polarity", polarity, EDGE_POLARITIES)
+    grey = np.asarray(img.convert("L"), dtype=np.float32)
+    # grey / 127.5 - 1 maps white to +1; black_on_white lines must become +1, hence the sign.
+    sign = -1.0 if polarity == "black_on_white" else 1.0
+    return torch.from_numpy(sign * (grey * (1.0 / 127.5) - 1.0))[None]
+
+
+def split_side_by_side(
+    img: Image.Image, direction: str, source: str | Path = "image"
+) -> tuple[Image.Image, Image.Image]:
+    """(condition, photo) halves of an A|B file; AtoB: A (left) is the condition."""
+    check_choice("direction", direction, DIRECTIONS)
+    w, h = img.size
+    if w != 2 * h:
+        raise ValueError(
+            f"{source} is {w}x{h} (WxH) but a side-by-side pair must be exactly twice as wide as "
+            f"high (two square halves, e.g. 512x256). Use layout='two_folders' for separate "
+            "condition and photo files, or remove this file."
+        )
+    left, right = img.crop((0, 0, h, h)), img.crop((h, 0, w, h))
+    return (left, right) if direction == "AtoB" else (right, left)
+
+
+def transform_pair(
+    photo: Image.Image,
+    edges: torch.Tensor,
+    resolution: tuple[int, int],
+    train: bool,
+    hflip: bool,
+    small_images: str = "error",
+    source: str | Path = "image",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Crop/resize `photo` (bicubic) and `edges` (1, h, w) (bilinear) with ONE plan, one flip.
+
+    `edges` may have a different size than `photo` when its aspect ratio is the same: it is
+    resized straight to the photo's planned size, so the pixels still line up.
+    """
+    plan = plan_crop((photo.height, photo.width), resolution, train, small_images, source)
+    image = image_to_tensor(apply_crop(photo, plan))
+    e = apply_crop(edges, plan, InterpolationMode.BILINEAR).clamp_(-1.0, 1.0)
+    # Draw once, apply to both: independent draws would mirror only one half of the pair.
+    if train and hflip and torch.rand(()).item() < 0.5:
+        image, e = image.flip(-1), e.flip(-1)
+    return image, e
+
+
+def edge_ink(edges: torch.Tensor) -> float:
+    """Mean of the edge map mapped to [0, 1]: the share of 'ink'. Unchanged by resizing."""
+    return float(edges.add(1.0).mul(0.5).mean())
+
+
+def check_edge_maps(dataset: Dataset, num: int = 8, hint: str = "") -> None:
+    """Sanity-check the condition maps of the first `num` samples of `dataset`.
+
+    Average ink > 50 % raises ValueError (inverted polarity, or a photo taken as the condition);
+    > 15 % warns (dense for an edge map: check the direction). `hint` is added to the message.
+    """
+    n = min(num, len(dataset))
+    if n == 0:
+        return
+    ink = float(np.mean([edge_ink(dataset[i][batch.EDGES]) for i in range(n)]))
+    where = f" ({hint})" if hint else ""
+    if ink > MAX_EDGE_INK:
+        raise ValueError(
+            f"The edge maps of the first {n} samples{where} are {ink:.0%} edge on average, but "
+            "edge maps are sparse lines: the polarity is probably inverted. If your edges are "
+            "white lines on black set edge_polarity='white_on_black' (black lines on white, as "
+            "in pix2pix, is 'black_on_white'); also check direction (AtoB = left/A is the edges)."
+        )
+    if ink > WARN_EDGE_INK:
+        msg = (
+            f"The edge maps of the first {n} samples{where} are {ink:.0%} edge on average, dense "
+            "for an edge map (pix2pix edges: 1-6 %): the condition may be the photo half. Check "
+            "direction (AtoB = left/A is the edges, as in edges2shoes)."
+        )
+        warnings.warn(msg, stacklevel=2)
+        log.warning(msg)
+
+
+# --------------------------------------------------------------------------------------------
+# Datasets
+
+
+class _PairedDataset(Dataset):
+    """Shared resolution, flip and corrupt-file handling; subclasses implement `load`."""
+
+    def __init__(
+        self,
+        resolution: int | Sequence[int],
+        train: bool,
+        hflip: bool,
+        on_corrupt: str,
+        small_images: str,
+        edge_polarity: str = "black_on_white",
+    ) -> None:
+        check_choice("on_corrupt", on_corrupt, ON_CORRUPT)
+        check_choice("small_images", small_images, SMALL_IMAGES)
+        check_choice("edge_polarity", edge_polarity, EDGE_POLARITIES)
+        self.resolution = check_resolution(resolution)
+        self.train, self.hflip = train, hflip
+        self.on_corrupt, self.small_images = on_corrupt, small_images
+        self.edge_polarity = edge_polarity
+        self._bad: set[int] = set()  # per worker process
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def load(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(image (3, H, W), edges (1, H, W)) of sample i; CorruptImageError on a bad file."""
+        raise NotImplementedError
+
+    def describe(self, i: int) -> str:
+        raise NotImplementedError
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"index {i} out of range for a dataset of {n} pairs")
+        i %= n
+        # As ImageFolderDataset: on a corrupt file walk forward to the next decodable pair, and
+        # "index" names the pair actually returned.
+        for j in (k % n for k in range(i, i + n)):
+            if j in self._bad:
+                continue
+            try:
+                image, edges = self.load(j)
+                return {batch.IMAGE: image, batch.EDGES: edges, batch.INDEX: j}
+            except CorruptImageError as e:
+                if self.on_corrupt == "raise":
+                    raise
+                self._bad.add(j)
+                msg = f"Skipping corrupt pair {self.describe(j)}: {e}"
+                warnings.warn(msg, stacklevel=2)
+                log.warning(msg)
+        raise CorruptImageError(f"All {n} pairs of {type(self).__name__} failed to decode")
+
+
+class SideBySideDataset(_PairedDataset):
+    """pix2pix A|B files (W = 2H); `direction` says which half is the condition."""
+
+    def __init__(
+        self,
+        root: str | Path,  # folder of A|B images; listed recursively unless `files` is given
+        resolution: int | Sequence[int],  # output size: int or (H, W), powers of two
+        files: list[Path] | None = None,  # explicit file list (e.g. one part of a split)
+        direction: str = "AtoB",  # AtoB: left (A) = edges, right (B) = photo; BtoA: swapped
+        train: bool = True,  # random crop + optional flip; False: centre crop, deterministic
+        hflip: bool = True,  # random horizontal flip of both halves, only when train
+        edge_polarity: str = "black_on_white",  # pix2pix edges: black lines on white
+        on_corrupt: str = "skip",  # "skip": warn and use another file; "raise"
+        small_images: str = "error",  # "error" or "upscale" halves smaller than the resolution
+    ) -> None:
+        super().__init__(resolution, train, hflip, on_corrupt, small_images, edge_polarity)
+        check_choice("direction", direction, DIRECTIONS)
+        self.root, self.direction = Path(root), direction
+        self.files = [Path(f) for f in files] if files is not None else list_images(self.root)
+        if not self.files:
+            raise ValueError(f"SideBySideDataset over {self.root}: the file list is empty")
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def describe(self, i: int) -> str:
+        return str(self.files[i])
+
+    def load(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        path = self.files[i]
+        h, w = self.resolution
+        img = load_image(path, draft_size=(h, 2 * w))  # each half must still cover (h, w)
+        condition, photo = split_side_by_side(img, self.direction, path)
+        edges = edges_to_tensor(condition, self.edge_polarity)
+        return transform_pair(
+            photo, edges, self.resolution, self.train, self.hflip, self.small_images, path
+        )
+
+
+def _pair_key(path: Path, root: Path) -> str:
+    # Relative path without extension: "shoes/12.png" pairs with "shoes/12.jpg" only.
+    return path.relative_to(root).with_suffix("").as_posix()
+
+
+def _keyed(files: Sequence[Path], root: Path) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for f in files:
+        key = _pair_key(Path(f), root)
+        if key in out:
+            raise ValueError(
+                f"{out[key]} and {f} have the same name without extension, so the pairing is "
+                "ambiguous; rename or remove one of them."
+            )
+        out[key] = Path(f)
+    return out
+
+
+def _name_some(paths: list[Path], limit: int = 10) -> str:
+    more = f" and {len(paths) - limit} more" if len(paths) > limit else ""
+    return ", ".join(str(p) for p in paths[:limit]) + more
+
+
+def match_pairs(
+    condition_dir: str | Path,
+    image_dir: str | Path,
+    condition_files: Sequence[Path] | None = None,
+    image_files: Sequence[Path] | None = None,
+) -> list[tuple[Path, Path]]:
+    """(condition, photo) pairs matched by path relative to their folder, without extension.
+
+    Every file must have a partner: ValueError names the unmatched files on both sides.
+    """
+    cdir, idir = Path(condition_dir), Path(image_dir)
+    cond = _keyed(condition_files if condition_files is not None else list_images(cdir), cdir)
+    imgs = _keyed(image_files if image_files is not None else list_images(idir), idir)
+    lonely_c = [cond[k] for k in sorted(cond.keys() - imgs.keys())]
+    lonely_i = [imgs[k] for k in sorted(imgs.keys() - cond.keys())]
+    if lonely_c or lonely_i:
+        parts = []
+        if lonely_c:
+            parts.append(
+                f"{len(lonely_c)} condition file(s) without a photo: {_name_some(lonely_c)}"
+            )
+        if lonely_i:
+            parts.append(f"{len(lonely_i)} photo(s) without a condition: {_name_some(lonely_i)}")
+        raise ValueError(
+            f"Unpaired files between {cdir} (conditions) and {idir} (photos); files are matched "
+            f"by name without extension, relative to their folder. {'; '.join(parts)}. Add the "
+            "missing partners or remove these files."
+        )
+    return [(cond[k], imgs[k]) for k in sorted(cond)]
+
+
+class TwoFolderDataset(_PairedDataset):
+    """Condition (edge) images and photos in two folders, paired by :func:`match_pairs`."""
+
+    def __init__(
+        self,
+        condition_dir: str | Path,  # the edge maps
+        image_dir: str | Path,  # the photos (targets)
+        resolution: int | Sequence[int],  # output size: int or (H, W), powers of two
+        pairs: list[tuple[Path, Path]] | None = None,  # explicit (condition, photo) pairs
+        train: bool = True,  # random crop + optional flip; False: centre crop, deterministic
+        hflip: bool = True,  # random horizontal flip of both, only when train
+        edge_polarity: str = "black_on_white",  # "white_on_black" for maps with white lines
+        on_corrupt: str = "skip",  # "skip": warn and use another pair; "raise"
+        small_images: str = "error",  # "error" or "upscale" photos smaller than the resolution
+    ) -> None:
+        super().__init__(resolution, train, hflip, on_corrupt, small_images, edge_polarity)
+        self.condition_dir, self.image_dir = Path(condition_dir), Path(image_dir)
+        self.pairs = pairs if pairs is not None else match_pairs(condition_dir, image_dir)
+        if not self.pairs:
+            raise ValueError(f"TwoFolderDataset over {self.image_dir}: the pair list is empty")
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def describe(self, i: int) -> str:
+        return f"{self.pairs[i][0]} + {self.pairs[i][1]}"
+
+    def load(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        cpath, ipath = self.pairs[i]
+        photo = load_image(ipath, draft_size=self.resolution)
+        condition = load_image(cpath, draft_size=self.resolution)
+        a, b = photo.width / photo.height, condition.width / condition.height
+        if abs(a / b - 1.0) > _ASPECT_TOLERANCE:
+            raise ValueError(
+                f"{cpath} ({condition.width}x{condition.height}) and {ipath} "
+                f"({photo.width}x{photo.height}) have different aspect ratios, so they cannot be "
+                "aligned; fix or remove this pair."
+            )
+        edges = edges_to_tensor(condition, self.edge_polarity)
+        return transform_pair(
+            photo, edges, self.resolution, self.train, self.hflip, self.small_images, ipath
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Canny edges from photos
+
+
+def canny_edges(
+    photo: torch.Tensor, low_threshold: float = 0.1, high_threshold: float = 0.2, sigma: float = 1.0
+) -> torch.Tensor:
+    """(3, H, W) photo in [-1, 1] -> (1, H, W) edges in {-1, +1} via kornia's Canny.
+
+    Thresholds are on kornia's magnitude of [0, 1] grayscale (see the module docstring);
+    sigma <= 0 skips the Gaussian blur.
+    """
+    if not 0 < low_threshold <= high_threshold:
+        raise ValueError(
+            f"Canny thresholds need 0 < low <= high, got low={low_threshold}, high={high_threshold}"
+        )
+    kernel = 2 * math.ceil(2 * sigma) + 1 if sigma > 0 else 1
+    s = sigma if sigma > 0 else 1.0  # ignored by kornia when the kernel is 1
+    x = photo.add(1.0).mul_(0.5).clamp_(0.0, 1.0)[None]
+    _, edges = kornia.filters.canny(x, low_threshold, high_threshold, kernel, (s, s))
+    return edges[0].mul_(2.0).sub_(1.0)
+
+
+class EdgeCache:
+    """Computed edge maps on disk, one PNG (0 / 255) per (file, settings) key."""
+
+    def __init__(self, cache_dir: str | Path) -> None:
+        self.dir = Path(cache_dir)
+
+    @staticmethod
+    def key(path: Path, settings: str) -> str:
+        st = path.stat()
+        raw = (
+            f"{path.resolve()}|{st.st_mtime_ns}|{st.st_size}|{settings}|kornia {kornia.__version__}"
+        )
+        return hashlib.sha256(raw.encode()).hexdigest()[:40]
+
+    def path(self, key: str) -> Path:
+        return self.dir / key[:2] / f"{key}.png"  # sub-folders: no folder of 100k files
+
+    def load(self, key: str) -> torch.Tensor | None:
+        file = self.path(key)
+        if not file.exists():
+            return None
+        try:
+            with Image.open(file) as img:
+                arr = np.asarray(img.convert("L"))
+        except OSError:
+            return None  # unreadable (e.g. disk trouble): recompute and rewrite
+        return torch.from_numpy(np.where(arr > 127, 1.0, -1.0).astype(np.float32))[None]
+
+    def save(self, key: str, edges: torch.Tensor) -> None:
+        file = self.path(key)
+        file.parent.mkdir(parents=True, exist_ok=True)
+        arr = np.where(edges[0].numpy() > 0, 255, 0).astype(np.uint8)
+        # Write then rename: loader workers may compute the same file concurrently, and a reader
+        # must never see a half-written PNG.
+        fd, tmp = tempfile.mkstemp(dir=file.parent, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                Image.fromarray(arr).save(f, format="PNG")
+            os.replace(tmp, file)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+class CannyEdgesDataset(_PairedDataset):
+    """Photos from a folder with Canny edge maps computed from them (optionally cached)."""
+
+    def __init__(
+        self,
+        root: str | Path,  # folder of photos; listed recursively unless `files` is given
+        resolution: int | Sequence[int],  # output size: int or (H, W), powers of two
+        files: list[Path] | None = None,  # explicit file list (e.g. one part of a split)
+        train: bool = True,  # random crop + optional flip; False: centre crop, deterministic
+        hflip: bool = True,  # random horizontal flip of both, only when train
+        low_threshold: float = 0.1,  # Canny hysteresis thresholds (see the module docstring)
+        high_threshold: float = 0.2,
+        sigma: float = 1.0,  # Gaussian blur before Canny; 0 = none
+        cache_dir: str | Path | None = None,  # where to keep computed edge maps; None = no cache
+        on_corrupt: str = "skip",  # "skip": warn and use another file; "raise"
+        small_images: str = "error",  # "error" or "upscale" photos smaller than the resolution
+    ) -> None:
+        super().__init__(resolution, train, hflip, on_corrupt, small_images)
+        if not 0 < low_threshold <= high_threshold:
+            raise ValueError(
+                f"Canny thresholds need 0 < low_threshold <= high_threshold, got "
+                f"{low_threshold} and {high_threshold}"
+            )
+        self.root = Path(root)
+        self.files = [Path(f) for f in files] if files is not None else list_images(self.root)
+        if not self.files:
+            raise ValueError(f"CannyEdgesDataset over {self.root}: the file list is empty")
+        self.low, self.high, self.sigma = float(low_threshold), float(high_threshold), float(sigma)
+        self.cache = EdgeCache(cache_dir) if cache_dir is not None else None
+        self.computed = 0  # Canny runs in this process (tests use it to see cache hits)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def describe(self, i: int) -> str:
+        return str(self.files[i])
+
+    def edges_for(self, path: Path, photo: torch.Tensor) -> torch.Tensor:
+        """Canny edges of the resized `photo` (3, H, W) of file `path`, from the cache if there."""
+        h, w = photo.shape[-2:]
+        settings = f"canny low={self.low} high={self.high} sigma={self.sigma} size={h}x{w}"
+        key = self.cache.key(path, settings) if self.cache is not None else ""
+        if self.cache is not None and (hit := self.cache.load(key)) is not None:
+            if hit.shape[-2:] == (h, w):
+                return hit
+        edges = canny_edges(photo, self.low, self.high, self.sigma)
+        self.computed += 1
+        if self.cache is not None:
+            self.cache.save(key, edges)
+        return edges
+
+    def load(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        path = self.files[i]
+        img = load_image(path, draft_size=self.resolution)
+        plan = plan_crop(
+            (img.height, img.width), self.resolution, self.train, self.small_images, path
+        )
+        rh, rw = plan.resized
+        full = image_to_tensor(apply_crop(img, CropPlan(plan.resized, 0, 0, rh, rw)))
+        edges = self.edges_for(path, full)
+        image = TF.crop(full, plan.top, plan.left, plan.height, plan.width)
+        edges = TF.crop(edges, plan.top, plan.left, plan.height, plan.width)
+        if self.train and self.hflip and torch.rand(()).item() < 0.5:  # one draw for both
+            image, edges = image.flip(-1), edges.flip(-1)
+        return image, edges

@@ -1,0 +1,374 @@
+"""Datamodules for edges -> photo: batches of {"image", "edges", "index"} (the batch contract).
+
+- :class:`PairedDataModule`: your own pairs, either pix2pix side-by-side files or two folders.
+- :class:`Edges2ShoesDataModule`, :class:`Edges2HandbagsDataModule`: the pix2pix archives
+  (``root/train/*.jpg``, ``root/val/*.jpg``; 256x512 JPEGs, edges LEFT, photo RIGHT: AtoB),
+  downloaded on first use when ``download=True`` (2 GB and 8 GB).
+- :class:`EdgesFromPhotosDataModule`: any photo folder, edges computed with Canny.
+
+The training stream, validation set and loaders come from :class:`StreamDataModule`; the pair
+geometry (one crop and one flip for both halves) from :mod:`i2i.data.paired`. Constructor
+arguments are plain types, so a LightningCLI YAML can set every one of them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch.utils.data import Dataset
+
+from i2i.data import batch as B
+from i2i.data.datamodules import StreamDataModule
+from i2i.data.datasets import (
+    ON_CORRUPT,
+    SMALL_IMAGES,
+    check_resolution,
+    find_split_folders,
+    list_images,
+    split_files,
+)
+from i2i.data.download import PIX2PIX_DATASETS, ensure_pix2pix
+from i2i.data.paired import (
+    DIRECTIONS,
+    EDGE_POLARITIES,
+    CannyEdgesDataset,
+    SideBySideDataset,
+    TwoFolderDataset,
+    check_choice,
+    check_edge_maps,
+    match_pairs,
+)
+
+LAYOUTS = ("side_by_side", "two_folders")
+
+
+def _file_split(
+    root: Path, val_fraction: float, seed: int, max_val: int | None
+) -> tuple[list[Path], list[Path]]:
+    """train/ + val/ sub-folders when present, else a seeded split of every image under root."""
+    folders = find_split_folders(root)
+    if folders is not None:
+        train, val = list_images(folders[0]), list_images(folders[1])
+    else:
+        train, val = split_files(list_images(root), val_fraction, seed)
+    return train, val[:max_val] if max_val is not None else val
+
+
+def _two_folder_pairs(
+    root: Path, cond: str, photo: str, val_fraction: float, seed: int, max_val: int | None
+) -> tuple[tuple[Path, Path, list], tuple[Path, Path, list]]:
+    """((cond_dir, photo_dir, pairs) for train, the same for val) from one of three layouts."""
+    cdir, pdir = root / cond, root / photo
+    csplit, psplit = find_split_folders(cdir), find_split_folders(pdir)
+    if csplit and psplit:  # root/A/train, root/A/val, root/B/train, root/B/val (pix2pix)
+        parts = [(c, p, match_pairs(c, p)) for c, p in zip(csplit, psplit, strict=True)]
+    elif (split := find_split_folders(root)) and all(
+        (s / d).is_dir() for s in split for d in (cond, photo)
+    ):  # root/train/A, root/train/B, root/val/A, root/val/B
+        parts = [(s / cond, s / photo, match_pairs(s / cond, s / photo)) for s in split]
+    elif cdir.is_dir() and pdir.is_dir():  # root/A, root/B: split the pairs by seed
+        pairs = dict(match_pairs(cdir, pdir))
+        train, val = split_files(list(pairs), val_fraction, seed)
+        parts = [(cdir, pdir, [(c, pairs[c]) for c in part]) for part in (train, val)]
+    else:
+        raise FileNotFoundError(
+            f"layout='two_folders' found no condition folder {cond!r} and photo folder {photo!r} "
+            f"under {root}. Accepted layouts: {root}/{cond}/ + {root}/{photo}/ (split by "
+            f"val_fraction), {root}/{cond}/{{train,val}}/ + {root}/{photo}/{{train,val}}/, or "
+            f"{root}/{{train,val}}/{cond}/ + .../{photo}/. Set a_subdir / b_subdir to your names."
+        )
+    (tc, tp, tpairs), (vc, vp, vpairs) = parts
+    return (tc, tp, tpairs), (vc, vp, vpairs[:max_val] if max_val is not None else vpairs)
+
+
+class _EdgesDataModule(StreamDataModule):
+    """Shared by the edges -> photo datamodules: the keys and argument checks."""
+
+    keys = (B.IMAGE, B.EDGES, B.INDEX)
+
+    def _check_common(self, resolution, on_corrupt: str, small_images: str) -> tuple[int, int]:
+        check_choice("on_corrupt", on_corrupt, ON_CORRUPT)
+        check_choice("small_images", small_images, SMALL_IMAGES)
+        return check_resolution(resolution)
+
+
+class PairedDataModule(_EdgesDataModule):
+    """Your own edges -> photo pairs: pix2pix side-by-side files, or two folders of files
+    matched by name. Splits: train/ and val/ sub-folders when present, else a seeded split."""
+
+    def __init__(
+        self,
+        data_dir: str,  # the dataset folder (see layout)
+        layout: str = "side_by_side",  # "side_by_side": A|B files; "two_folders": A/ and B/
+        direction: str = "AtoB",  # AtoB: A (left half / a_subdir) = edges, B = photo; BtoA: swap
+        resolution: int | tuple[int, int] = 256,  # (H, W) or H = W; powers of two
+        batch_size: int = 4,  # per process and step, for G and for D (the loader yields 2x)
+        val_batch_size: int = 8,  # validation batch size
+        num_workers: int = 2,  # loader worker processes
+        hflip: bool = True,  # random horizontal flip of both halves while training
+        val_fraction: float = 0.05,  # share held out when there are no train/ and val/ folders
+        max_val_images: int | None = 2000,  # cap on validation pairs (None = all)
+        a_subdir: str = "A",  # two_folders: the folder of the A side (edges when AtoB)
+        b_subdir: str = "B",  # two_folders: the folder of the B side (photos when AtoB)
+        edge_polarity: str = "black_on_white",  # pix2pix edges; "white_on_black" otherwise
+        check_edges: bool = True,  # stop if the edge maps look inverted, warn if photo-like
+        on_corrupt: str = "skip",  # a corrupt image: "skip" with a warning naming it, or "raise"
+        small_images: str = "error",  # an image smaller than the resolution: "error" | "upscale"
+        seed: int = 0,  # split, shuffling and augmentation seed
+    ) -> None:
+        super().__init__(batch_size, val_batch_size, num_workers, seed)
+        self.save_hyperparameters()
+        check_choice("layout", layout, LAYOUTS)
+        check_choice("direction", direction, DIRECTIONS)
+        check_choice("edge_polarity", edge_polarity, EDGE_POLARITIES)
+        self.resolution = self._check_common(resolution, on_corrupt, small_images)
+
+    def build_datasets(self) -> tuple[Dataset, Dataset]:
+        hp = self.hparams
+        root = Path(hp.data_dir)
+        if not root.is_dir():
+            raise FileNotFoundError(f"PairedDataModule: data_dir {root} does not exist")
+        common = dict(
+            edge_polarity=hp.edge_polarity, on_corrupt=hp.on_corrupt, small_images=hp.small_images
+        )
+        if hp.layout == "side_by_side":
+            train_files, val_files = _file_split(root, hp.val_fraction, hp.seed, hp.max_val_images)
+            train = SideBySideDataset(
+                root,
+                self.resolution,
+                train_files,
+                hp.direction,
+                train=True,
+                hflip=hp.hflip,
+                **common,
+            )
+            val = SideBySideDataset(
+                root, self.resolution, val_files, hp.direction, train=False, hflip=False, **common
+            )
+            hint = f"left half of {root}'s files" if hp.direction == "AtoB" else "right half"
+        else:
+            a, b = hp.a_subdir, hp.b_subdir
+            cond, photo = (a, b) if hp.direction == "AtoB" else (b, a)
+            (tc, tp, tpairs), (vc, vp, vpairs) = _two_folder_pairs(
+                root, cond, photo, hp.val_fraction, hp.seed, hp.max_val_images
+            )
+            train = TwoFolderDataset(
+                tc, tp, self.resolution, tpairs, train=True, hflip=hp.hflip, **common
+            )
+            val = TwoFolderDataset(
+                vc, vp, self.resolution, vpairs, train=False, hflip=False, **common
+            )
+            hint = f"files of {vc}"
+        if hp.check_edges:
+            check_edge_maps(val, hint=f"{hint}, direction={hp.direction!r}")
+        return train, val
+
+
+class _Pix2PixDataModule(_EdgesDataModule):
+    """A pix2pix edges archive; subclasses name it and give the defaults."""
+
+    dataset_name = ""
+
+    def __init__(
+        self,
+        root: str,
+        download: bool,
+        url: str | None,
+        resolution: int | tuple[int, int],
+        batch_size: int,
+        val_batch_size: int,
+        num_workers: int,
+        hflip: bool,
+        direction: str,
+        max_val_images: int | None,
+        check_edges: bool,
+        on_corrupt: str,
+        small_images: str,
+        seed: int,
+    ) -> None:
+        super().__init__(batch_size, val_batch_size, num_workers, seed)
+        self.save_hyperparameters()
+        check_choice("direction", direction, DIRECTIONS)
+        self.resolution = self._check_common(resolution, on_corrupt, small_images)
+
+    def dataset_folder(self) -> Path:
+        """The folder holding train/ and val/, downloading the archive first if allowed."""
+        hp, name = self.hparams, self.dataset_name
+        root = Path(hp.root)
+        if (root / "train").is_dir() and (root / "val").is_dir():
+            return root
+        if root.name != name:  # the archive always extracts to a folder named `name`
+            info = PIX2PIX_DATASETS[name]
+            raise FileNotFoundError(
+                f"{root} has no train/ and val/ folders. Download {hp.url or info.url} "
+                f"(~{info.approx_size_gb:.1f} GB), extract it and move its {name}/train and "
+                f"{name}/val folders into {root}; or set root to a path ending in '{name}' so "
+                "that download=True can place them."
+            )
+        return ensure_pix2pix(name, root.parent, download=hp.download, url=hp.url)
+
+    def prepare_data(self) -> None:
+        # Lightning calls this once per node before setup(): the download happens here, once.
+        self.dataset_folder()
+
+    def build_datasets(self) -> tuple[Dataset, Dataset]:
+        hp = self.hparams
+        folder = self.dataset_folder()
+        val_files = list_images(folder / "val")
+        if hp.max_val_images is not None:
+            val_files = val_files[: hp.max_val_images]
+        common = dict(on_corrupt=hp.on_corrupt, small_images=hp.small_images)
+        train = SideBySideDataset(
+            folder / "train",
+            self.resolution,
+            None,
+            hp.direction,
+            train=True,
+            hflip=hp.hflip,
+            **common,
+        )
+        val = SideBySideDataset(
+            folder / "val",
+            self.resolution,
+            val_files,
+            hp.direction,
+            train=False,
+            hflip=False,
+            **common,
+        )
+        if hp.check_edges:
+            check_edge_maps(val, hint=f"{folder / 'val'}, direction={hp.direction!r}")
+        return train, val
+
+
+class Edges2ShoesDataModule(_Pix2PixDataModule):
+    """pix2pix edges2shoes (49,825 train / 200 val pairs, ~2.0 GB) at 256, edges -> photo."""
+
+    dataset_name = "edges2shoes"
+
+    def __init__(
+        self,
+        root: str = "data/edges2shoes",  # holds train/ and val/; the archive extracts here
+        download: bool = True,  # fetch the archive when root lacks train/ and val/
+        url: str | None = None,  # a mirror of the archive; None = the official pix2pix URL
+        resolution: int | tuple[int, int] = 256,  # the data is 256; powers of two
+        batch_size: int = 4,  # per process and step, for G and for D (the loader yields 2x)
+        val_batch_size: int = 8,  # validation batch size
+        num_workers: int = 2,  # loader worker processes
+        hflip: bool = True,  # random horizontal flip of both halves while training
+        direction: str = "AtoB",  # AtoB: the left half (edges) is the condition
+        max_val_images: int | None = None,  # cap on validation pairs (None = all 200)
+        check_edges: bool = True,  # stop if the edge maps look inverted, warn if photo-like
+        on_corrupt: str = "skip",  # a corrupt image: "skip" with a warning naming it, or "raise"
+        small_images: str = "error",  # an image smaller than the resolution: "error" | "upscale"
+        seed: int = 0,  # shuffling and augmentation seed
+    ) -> None:
+        super().__init__(
+            root,
+            download,
+            url,
+            resolution,
+            batch_size,
+            val_batch_size,
+            num_workers,
+            hflip,
+            direction,
+            max_val_images,
+            check_edges,
+            on_corrupt,
+            small_images,
+            seed,
+        )
+
+
+class Edges2HandbagsDataModule(_Pix2PixDataModule):
+    """pix2pix edges2handbags (138,567 train / 200 val pairs, ~8.0 GB) at 256, edges -> photo."""
+
+    dataset_name = "edges2handbags"
+
+    def __init__(
+        self,
+        root: str = "data/edges2handbags",  # holds train/ and val/; the archive extracts here
+        download: bool = True,  # fetch the archive when root lacks train/ and val/
+        url: str | None = None,  # a mirror of the archive; None = the official pix2pix URL
+        resolution: int | tuple[int, int] = 256,  # the data is 256; powers of two
+        batch_size: int = 4,  # per process and step, for G and for D (the loader yields 2x)
+        val_batch_size: int = 8,  # validation batch size
+        num_workers: int = 2,  # loader worker processes
+        hflip: bool = True,  # random horizontal flip of both halves while training
+        direction: str = "AtoB",  # AtoB: the left half (edges) is the condition
+        max_val_images: int | None = None,  # cap on validation pairs (None = all 200)
+        check_edges: bool = True,  # stop if the edge maps look inverted, warn if photo-like
+        on_corrupt: str = "skip",  # a corrupt image: "skip" with a warning naming it, or "raise"
+        small_images: str = "error",  # an image smaller than the resolution: "error" | "upscale"
+        seed: int = 0,  # shuffling and augmentation seed
+    ) -> None:
+        super().__init__(
+            root,
+            download,
+            url,
+            resolution,
+            batch_size,
+            val_batch_size,
+            num_workers,
+            hflip,
+            direction,
+            max_val_images,
+            check_edges,
+            on_corrupt,
+            small_images,
+            seed,
+        )
+
+
+class EdgesFromPhotosDataModule(_EdgesDataModule):
+    """Any folder of photos; the edge maps are computed with Canny (kornia) and can be cached.
+    Splits: train/ and val/ sub-folders when present, else a seeded split."""
+
+    def __init__(
+        self,
+        data_dir: str,  # folder of photos (recursive; jpg/png/webp/bmp)
+        cache_dir: str | None = None,  # keep computed edge maps here (Canny is slow on CPU)
+        low_threshold: float = 0.1,  # Canny hysteresis thresholds on kornia's gradient
+        high_threshold: float = 0.2,  # magnitude of [0, 1] grayscale (see i2i.data.paired)
+        sigma: float = 1.0,  # Gaussian blur before Canny; 0 = none
+        resolution: int | tuple[int, int] = 256,  # (H, W) or H = W; powers of two
+        batch_size: int = 4,  # per process and step, for G and for D (the loader yields 2x)
+        val_batch_size: int = 8,  # validation batch size
+        num_workers: int = 2,  # loader worker processes
+        hflip: bool = True,  # random horizontal flip of photo and edges while training
+        val_fraction: float = 0.05,  # share held out when there are no train/ and val/ folders
+        max_val_images: int | None = 2000,  # cap on validation images (None = all)
+        on_corrupt: str = "skip",  # a corrupt image: "skip" with a warning naming it, or "raise"
+        small_images: str = "error",  # an image smaller than the resolution: "error" | "upscale"
+        seed: int = 0,  # split, shuffling and augmentation seed
+    ) -> None:
+        super().__init__(batch_size, val_batch_size, num_workers, seed)
+        self.save_hyperparameters()
+        self.resolution = self._check_common(resolution, on_corrupt, small_images)
+        if not 0 < low_threshold <= high_threshold:
+            raise ValueError(
+                "Canny thresholds need 0 < low_threshold <= high_threshold, got "
+                f"{low_threshold} and {high_threshold}"
+            )
+
+    def build_datasets(self) -> tuple[Dataset, Dataset]:
+        hp = self.hparams
+        train_files, val_files = _file_split(
+            Path(hp.data_dir), hp.val_fraction, hp.seed, hp.max_val_images
+        )
+        common = dict(
+            low_threshold=hp.low_threshold,
+            high_threshold=hp.high_threshold,
+            sigma=hp.sigma,
+            cache_dir=hp.cache_dir,
+            on_corrupt=hp.on_corrupt,
+            small_images=hp.small_images,
+        )
+        train = CannyEdgesDataset(
+            hp.data_dir, self.resolution, train_files, train=True, hflip=hp.hflip, **common
+        )
+        val = CannyEdgesDataset(
+            hp.data_dir, self.resolution, val_files, train=False, hflip=False, **common
+        )
+        return train, val
