@@ -1,0 +1,1 @@
+"""P-IDS / U-IDS and FID features."""
