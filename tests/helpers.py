@@ -48,3 +48,18 @@ class SignalAt(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if int(pl_module.iteration) == self.iteration:
             os.kill(os.getpid(), self.signum)
+
+
+class TinyFeatures(torch.nn.Module):
+    """A fixed random projection of pooled pixels: a stand-in for Inception in tests (no
+    download). It receives images unchanged, as a custom feature module does."""
+
+    def __init__(self, num_features: int = 16, seed: int = 0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.register_buffer("projection", torch.randn(3 * 4 * 4, num_features, generator=g))
+        self.num_features = num_features
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        pooled = torch.nn.functional.adaptive_avg_pool2d(images.float(), 4).flatten(1)
+        return pooled @ self.projection

@@ -7,7 +7,8 @@
 
 Every run gets a checkpoint callback (last + best, written atomically, in
 <trainer.default_root_dir>/checkpoints), a sample-grid callback and a graceful stop on Ctrl-C or
-SIGTERM. Weights & Biases runs offline unless W&B is configured (WANDB_API_KEY or WANDB_MODE).
+SIGTERM, and the metrics callback (P-IDS / U-IDS / FID; the full protocol under `i2i test`).
+Weights & Biases runs offline unless W&B is configured (WANDB_API_KEY or WANDB_MODE).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.cli import LightningCLI
 
 from i2i.callbacks import GracefulShutdown, IterationProgressBar, SampleGrid
+from i2i.callbacks.evaluation import GANMetrics
 from i2i.tasks import GANTask
 
 
@@ -53,6 +55,7 @@ class I2ICLI(LightningCLI):
         )
         parser.add_lightning_class_args(SampleGrid, "samples")
         parser.add_lightning_class_args(GracefulShutdown, "shutdown")
+        parser.add_lightning_class_args(GANMetrics, "metrics")
 
     def instantiate_trainer(self, **kwargs) -> L.Trainer:
         trainer = super().instantiate_trainer(**kwargs)

@@ -1,1 +1,29 @@
-"""P-IDS / U-IDS and FID features."""
+"""Evaluation metrics: P-IDS / U-IDS (CoModGAN) and FID on the FID network's Inception features.
+
+- :class:`InceptionDiscriminativeScore`: the torchmetrics metric (DDP-aware).
+- :func:`fit_linear_svc`: scikit-learn's ``LinearSVC(dual=False)`` reproduced in torch.
+- :func:`inception_feature_extractor`: the 2048-d pool3 features, loaded offline.
+"""
+
+from i2i.metrics.features import (
+    INCEPTION_FILENAME,
+    INCEPTION_URL,
+    download_inception_weights,
+    inception_feature_extractor,
+    quantize_images,
+)
+from i2i.metrics.ids import InceptionDiscriminativeScore, discriminative_scores, frechet_distance
+from i2i.metrics.svm import fit_linear_svc, solve_linear_svc
+
+__all__ = [
+    "INCEPTION_FILENAME",
+    "INCEPTION_URL",
+    "InceptionDiscriminativeScore",
+    "discriminative_scores",
+    "download_inception_weights",
+    "fit_linear_svc",
+    "frechet_distance",
+    "inception_feature_extractor",
+    "quantize_images",
+    "solve_linear_svc",
+]

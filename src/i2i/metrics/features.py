@@ -1,4 +1,4 @@
-"""Inception-v3 pool3 features of the FID network, loaded offline, and the official uint8 quantisation.
+"""Inception-v3 pool3 features of the FID network, loaded offline; the official uint8 quantisation.
 
 The network is torch-fidelity's ``FeatureExtractorInceptionV3`` ("inception-v3-compat"): the
 2015-12-05 TensorFlow Inception graph of FID, converted to PyTorch, the same weights file that
@@ -6,9 +6,10 @@ torchmetrics' FID uses. Its forward takes uint8 images of any size, resizes them
 the TF1-compatible bilinear resize of the original graph (no antialiasing, unlike torchmetrics'
 FID default) and returns the 2048-d average-pooled features ("pool3").
 
-Nothing is downloaded implicitly: the weights file is looked up in ``torch.hub.get_dir()/checkpoints``
-(``$TORCH_HOME/hub/checkpoints``) or given explicitly, and its SHA-256 is checked against the prefix
-in its name (torch hub's convention). ``download_inception_weights`` fetches it when online.
+Nothing is downloaded implicitly: the weights file is looked up in torch hub's cache,
+``torch.hub.get_dir()/checkpoints`` (``$TORCH_HOME/hub/checkpoints``), or given explicitly, and its
+SHA-256 is checked against the prefix in its name (torch hub's convention).
+``download_inception_weights`` fetches it when online.
 """
 
 from __future__ import annotations
@@ -98,7 +99,9 @@ class _FidelityInceptionV3(FeatureExtractorInceptionV3):
         placeholder = io.BytesIO()
         torch.save({}, placeholder)
         placeholder.seek(0)
-        super().__init__("inception-v3-compat", ["2048"], feature_extractor_weights_path=placeholder)
+        super().__init__(
+            "inception-v3-compat", ["2048"], feature_extractor_weights_path=placeholder
+        )
 
     def load_state_dict(
         self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
@@ -129,7 +132,8 @@ class InceptionFeatures(nn.Module):
 
     def __init__(self, net: FeatureExtractorInceptionV3) -> None:
         super().__init__()
-        self.net = net.requires_grad_(False).eval()
+        self.net = net.requires_grad_(False)
+        self.eval()
 
     def train(self, mode: bool = True) -> InceptionFeatures:
         return super().train(False)

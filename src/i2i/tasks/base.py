@@ -254,19 +254,25 @@ class GANTask(L.LightningModule):
                 truncation_psi=self.hparams.truncation_psi_eval,
             )
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        fake = self.sample(batch)
-        metrics = self.evaluation_metrics(fake.float(), batch)
+    def validation_step(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
+        return self._evaluate(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
+        return self._evaluate(batch, "test")
+
+    def _evaluate(self, batch: dict, stage: str) -> dict[str, torch.Tensor]:
+        """G_ema on a batch: logs the task's cheap metrics and returns the output, which metric
+        callbacks (P-IDS / U-IDS / FID) read."""
+        fake = self.sample(batch).float()
+        metrics = self.evaluation_metrics(fake, batch)
         n = batch[B.IMAGE].shape[0]
         self.log_dict(
-            {f"val/{k}": v for k, v in metrics.items()}, batch_size=n, sync_dist=True, prog_bar=True
+            {f"{stage}/{k}": v for k, v in metrics.items()},
+            batch_size=n,
+            sync_dist=True,
+            prog_bar=stage == "val",
         )
-
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        fake = self.sample(batch)
-        n = batch[B.IMAGE].shape[0]
-        metrics = self.evaluation_metrics(fake.float(), batch)
-        self.log_dict({f"test/{k}": v for k, v in metrics.items()}, batch_size=n, sync_dist=True)
+        return {"fake": fake}
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         return {"fake": self.sample(batch).clamp(-1, 1), B.INDEX: batch[B.INDEX]}
