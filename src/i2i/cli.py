@@ -96,7 +96,12 @@ class I2ICLI(LightningCLI):
 
 def main(args: list[str] | None = None) -> I2ICLI:
     configure_wandb_environment()
+    # Noise a user cannot act on: torch's LeafSpec notice, Lightning noting that G_ema is in eval
+    # mode (on purpose; Lightning keeps submodule modes), and jsonargparse deprecations raised
+    # inside Lightning's CLI.
     warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+    os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
     return I2ICLI(
         GANTask,
         L.LightningDataModule,

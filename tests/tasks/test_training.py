@@ -185,8 +185,9 @@ def test_bad_data_errors_name_the_problem(tmp_path):
 def test_wandb_is_offline_and_never_prompts(tmp_path, monkeypatch):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setattr(os, "environ", os.environ.copy())  # the CLI's default stays in this test
     root = tmp_path / "run"
-    main(
+    cli = main(
         [
             "fit",
             "--config",
@@ -198,6 +199,7 @@ def test_wandb_is_offline_and_never_prompts(tmp_path, monkeypatch):
             "--trainer.logger.project=i2i-test",
         ]
     )
+    cli.trainer.logger.experiment.finish()  # later tests start their own runs
     assert os.environ["WANDB_MODE"] == "offline"
     runs = list((root / "wandb").glob("offline-run-*"))
     assert runs and list(runs[0].glob("*.wandb"))
