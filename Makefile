@@ -33,6 +33,7 @@ test-full: ## Run every test, slow ones included (GPU tests skip without a GPU)
 lint: ## Ruff lint of the sources, tests and benchmarks
 	.venv/bin/ruff check src tests benchmarks
 
-bench: ## Speed benchmarks: backbone vs the FLOPs floor, masks/s, training throughput
+bench: ## Speed benchmarks: backbone vs the FLOPs floor, masks/s, training throughput, P-IDS vs sklearn
 	$(PY) -m benchmarks.backbone
 	$(PY) -m benchmarks.training
+	$(PY) -m benchmarks.metrics

@@ -32,6 +32,12 @@ def test_modulated_conv_paths_equal_naive_loop(impl, demodulate, up, kernel):
     # The gain is a plain multiplier on the output.
     got2 = modulated_conv2d(x, weight, styles, demodulate=demodulate, up=up, impl=impl, gain=2.5)
     torch.testing.assert_close(got2, 2.5 * want, rtol=1e-10, atol=1e-10)
+    # A fused bias is a per-output-channel offset after the gain.
+    bias = torch.randn(4, dtype=torch.float64)
+    got3 = modulated_conv2d(
+        x, weight, styles, demodulate=demodulate, up=up, impl=impl, gain=2.5, bias=bias
+    )
+    torch.testing.assert_close(got3, 2.5 * want + bias.reshape(1, -1, 1, 1), rtol=1e-10, atol=1e-10)
 
 
 def test_modulated_conv_reference_is_per_sample_conv():
