@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
 from collections import defaultdict
 
@@ -46,8 +47,10 @@ def measure(name: str, args: list[str], iterations: int, r1_interval_official: i
         subclass_mode_model=True,
         subclass_mode_data=True,
         run=False,
+        save_config_callback=None,
         args=[
             *args,
+            f"--trainer.default_root_dir={tempfile.mkdtemp(prefix='i2i-bench-')}",
             "--trainer.logger=false",
             "--checkpoint.monitor=null",
             "--checkpoint.save_last=false",
