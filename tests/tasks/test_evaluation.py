@@ -114,3 +114,25 @@ def test_missing_lpips_weights_are_named(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="alexnet-owt-7be5be79.pth"):
         build_lpips()
+
+
+def test_i2i_test_on_the_demo_config(tmp_path):
+    """The shipped demo config itself (untrained: no checkpoint), with a tiny feature network."""
+    root = tmp_path / "demo"
+    main(
+        [
+            "test",
+            "--config",
+            "configs/demo.yaml",
+            f"--trainer.default_root_dir={root}",
+            "--trainer.logger=false",
+            "--trainer.limit_test_batches=3",
+            "--data.init_args.num_workers=0",
+            "--data.init_args.hole_range=[0.0, 1.0]",
+            *FEATURES,
+        ]
+    )
+    report = json.loads((root / "test_results.json").read_text())
+    assert report["results"]["n"] == 3 * 16  # limit_test_batches x val_batch_size
+    assert list(report["buckets"]) == [bucket_name(*b) for b in BUCKETS]
+    assert report["protocol"]["task"] == "InpaintingTask"
