@@ -165,29 +165,32 @@ class PairedDataModule(_EdgesDataModule):
 
 
 class _Pix2PixDataModule(_EdgesDataModule):
-    """A pix2pix edges archive; subclasses name it and give the defaults."""
+    """A pix2pix edges archive (256x512 JPEGs, edges left, photo right); subclasses name it."""
 
     dataset_name = ""
 
     def __init__(
         self,
-        root: str,
-        download: bool,
-        url: str | None,
-        resolution: int | tuple[int, int],
-        batch_size: int,
-        val_batch_size: int,
-        num_workers: int,
-        hflip: bool,
-        direction: str,
-        max_val_images: int | None,
-        check_edges: bool,
-        on_corrupt: str,
-        small_images: str,
-        seed: int,
+        root: str | None = None,  # holds train/ and val/; None = data/<dataset name>
+        download: bool = True,  # fetch the archive when root lacks train/ and val/
+        url: str | None = None,  # a mirror of the archive; None = the official pix2pix URL
+        resolution: int | tuple[int, int] = 256,  # the data is 256; powers of two
+        batch_size: int = 4,  # per process and step, for G and for D (the loader yields 2x)
+        val_batch_size: int = 8,  # validation batch size
+        num_workers: int = 2,  # loader worker processes
+        hflip: bool = True,  # random horizontal flip of both halves while training
+        direction: str = "AtoB",  # AtoB: the left half (edges) is the condition
+        max_val_images: int | None = None,  # cap on validation pairs (None = all 200)
+        check_edges: bool = True,  # stop if the edge maps look inverted, warn if photo-like
+        on_corrupt: str = "skip",  # a corrupt image: "skip" with a warning naming it, or "raise"
+        small_images: str = "error",  # an image smaller than the resolution: "error" | "upscale"
+        seed: int = 0,  # shuffling and augmentation seed
     ) -> None:
         super().__init__(batch_size, val_batch_size, num_workers, seed)
+        if root is None:
+            root = f"data/{self.dataset_name}"
         self.save_hyperparameters()
+        self.hparams.root = root
         check_choice("direction", direction, DIRECTIONS)
         self.resolution = self._check_common(resolution, on_corrupt, small_images)
 
@@ -242,83 +245,17 @@ class _Pix2PixDataModule(_EdgesDataModule):
 
 
 class Edges2ShoesDataModule(_Pix2PixDataModule):
-    """pix2pix edges2shoes (49,825 train / 200 val pairs, ~2.0 GB) at 256, edges -> photo."""
+    """pix2pix edges2shoes (49,825 train / 200 val pairs, ~2.0 GB) at 256, edges -> photo;
+    `root` defaults to data/edges2shoes."""
 
     dataset_name = "edges2shoes"
 
-    def __init__(
-        self,
-        root: str = "data/edges2shoes",  # holds train/ and val/; the archive extracts here
-        download: bool = True,  # fetch the archive when root lacks train/ and val/
-        url: str | None = None,  # a mirror of the archive; None = the official pix2pix URL
-        resolution: int | tuple[int, int] = 256,  # the data is 256; powers of two
-        batch_size: int = 4,  # per process and step, for G and for D (the loader yields 2x)
-        val_batch_size: int = 8,  # validation batch size
-        num_workers: int = 2,  # loader worker processes
-        hflip: bool = True,  # random horizontal flip of both halves while training
-        direction: str = "AtoB",  # AtoB: the left half (edges) is the condition
-        max_val_images: int | None = None,  # cap on validation pairs (None = all 200)
-        check_edges: bool = True,  # stop if the edge maps look inverted, warn if photo-like
-        on_corrupt: str = "skip",  # a corrupt image: "skip" with a warning naming it, or "raise"
-        small_images: str = "error",  # an image smaller than the resolution: "error" | "upscale"
-        seed: int = 0,  # shuffling and augmentation seed
-    ) -> None:
-        super().__init__(
-            root,
-            download,
-            url,
-            resolution,
-            batch_size,
-            val_batch_size,
-            num_workers,
-            hflip,
-            direction,
-            max_val_images,
-            check_edges,
-            on_corrupt,
-            small_images,
-            seed,
-        )
-
 
 class Edges2HandbagsDataModule(_Pix2PixDataModule):
-    """pix2pix edges2handbags (138,567 train / 200 val pairs, ~8.0 GB) at 256, edges -> photo."""
+    """pix2pix edges2handbags (138,567 train / 200 val pairs, ~8.0 GB) at 256, edges -> photo;
+    `root` defaults to data/edges2handbags."""
 
     dataset_name = "edges2handbags"
-
-    def __init__(
-        self,
-        root: str = "data/edges2handbags",  # holds train/ and val/; the archive extracts here
-        download: bool = True,  # fetch the archive when root lacks train/ and val/
-        url: str | None = None,  # a mirror of the archive; None = the official pix2pix URL
-        resolution: int | tuple[int, int] = 256,  # the data is 256; powers of two
-        batch_size: int = 4,  # per process and step, for G and for D (the loader yields 2x)
-        val_batch_size: int = 8,  # validation batch size
-        num_workers: int = 2,  # loader worker processes
-        hflip: bool = True,  # random horizontal flip of both halves while training
-        direction: str = "AtoB",  # AtoB: the left half (edges) is the condition
-        max_val_images: int | None = None,  # cap on validation pairs (None = all 200)
-        check_edges: bool = True,  # stop if the edge maps look inverted, warn if photo-like
-        on_corrupt: str = "skip",  # a corrupt image: "skip" with a warning naming it, or "raise"
-        small_images: str = "error",  # an image smaller than the resolution: "error" | "upscale"
-        seed: int = 0,  # shuffling and augmentation seed
-    ) -> None:
-        super().__init__(
-            root,
-            download,
-            url,
-            resolution,
-            batch_size,
-            val_batch_size,
-            num_workers,
-            hflip,
-            direction,
-            max_val_images,
-            check_edges,
-            on_corrupt,
-            small_images,
-            seed,
-        )
 
 
 class EdgesFromPhotosDataModule(_EdgesDataModule):
