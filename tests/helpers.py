@@ -29,6 +29,7 @@ class RankDigest(Callback):
         Path(self.out_dir).mkdir(parents=True, exist_ok=True)
         G_ema = pl_module.generator_ema
         record = {
+            "draw": torch.randn(4).tolist(),  # the rank's training stream after its last step
             "rank": trainer.global_rank,
             "world_size": trainer.world_size,
             "g_ema": state_digest(G_ema),

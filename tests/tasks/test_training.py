@@ -235,6 +235,7 @@ def test_ddp_two_processes_keep_g_ema_and_w_avg_identical(tmp_path):
     records = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert records[0]["world_size"] == 2
     assert records[0]["g_ema"] == records[1]["g_ema"]
+    assert records[0]["draw"] != records[1]["draw"]  # each rank draws its own latents
     assert records[0]["w_avg"] == records[1]["w_avg"]
     assert records[0]["images_seen"] == 3 * 2 * 2  # iterations x batch x world size
 

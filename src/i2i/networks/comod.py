@@ -16,6 +16,7 @@ import math
 from typing import Literal
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -271,9 +272,14 @@ class CoModGenerator(nn.Module):
 
     @torch.no_grad()
     def update_w_avg(self, w: torch.Tensor, beta: float | None = None) -> None:
-        """Move the running average of w toward the mean of this batch of w (N, w_dim)."""
+        """Move the running average of w toward the mean of this batch of w (N, w_dim); under
+        torch.distributed, the mean over every process's batch, so w_avg stays identical."""
         beta = self.w_avg_beta if beta is None else beta
-        self.w_avg.copy_(w.detach().float().mean(dim=0).lerp(self.w_avg, beta))
+        mean = w.detach().float().mean(dim=0)
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.all_reduce(mean)
+            mean /= dist.get_world_size()
+        self.w_avg.copy_(mean.lerp(self.w_avg, beta))
 
     def truncate(
         self, ws: torch.Tensor, psi: float = 1.0, cutoff: int | None = None

@@ -15,11 +15,11 @@ Evaluation and sampling always use G_ema.
 from __future__ import annotations
 
 import copy
+import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import lightning as L
 import torch
@@ -81,7 +81,6 @@ class GANTask(L.LightningModule):
         # Counters live in the state dict, so a resumed run continues them exactly.
         self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
         self.register_buffer("images_seen", torch.zeros((), dtype=torch.long))
-        self._pending_rng: dict[str, Any] | None = None
         # Wall time per training phase, filled only when a benchmark sets it to a defaultdict.
         self.phase_seconds: defaultdict[str, float] | None = None
 
@@ -277,23 +276,14 @@ class GANTask(L.LightningModule):
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         return {"fake": self.sample(batch).clamp(-1, 1), B.INDEX: batch[B.INDEX]}
 
-    # ---- exact resume: the RNG streams travel with the checkpoint ------------------------------
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["i2i_rng"] = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available() and self.device.type == "cuda":
-            checkpoint["i2i_rng"]["cuda"] = torch.cuda.get_rng_state(self.device)
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        # Restored at the first training batch, after the sanity check and loader start-up.
-        self._pending_rng = checkpoint.get("i2i_rng")
+    # ---- randomness: one stream per rank and iteration -------------------------------------
 
     def on_train_batch_start(self, batch, batch_idx) -> None:
-        if self._pending_rng is not None:
-            torch.set_rng_state(self._pending_rng["torch"])
-            if "cuda" in self._pending_rng and self.device.type == "cuda":
-                torch.cuda.set_rng_state(self._pending_rng["cuda"], self.device)
-            self._pending_rng = None
+        # Latents, mixing, noise and dropout draw from a stream seeded by (seed, rank, iteration):
+        # every rank draws its own latents (seed_everything alone gives all ranks the same), and
+        # a resumed run draws exactly what an uninterrupted one would, with no RNG state to save.
+        base = int(os.environ.get("PL_GLOBAL_SEED", 0))
+        torch.manual_seed(_seed(base, self.global_rank, int(self.iteration)))
 
     # ---- task hooks ------------------------------------------------------------------------
 
