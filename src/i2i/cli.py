@@ -18,10 +18,10 @@ import warnings
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.cli import LightningCLI
 
-from i2i.callbacks import GracefulShutdown, IterationProgressBar, SampleGrid
+from i2i.callbacks import GracefulShutdown, IterationProgressBar, LastAndBestCheckpoint, SampleGrid
 from i2i.callbacks.evaluation import GANMetrics
 from i2i.tasks import GANTask
 
@@ -40,7 +40,7 @@ def _checkpoint_dir(default_root_dir: str | None) -> str:
 
 class I2ICLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(LastAndBestCheckpoint, "checkpoint")
         parser.set_defaults(
             {
                 "checkpoint.save_last": True,

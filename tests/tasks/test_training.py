@@ -105,6 +105,9 @@ def test_resume_continues_exactly(tmp_path):
     # phase with interval 2 is odd at the cut, so a wrong phase after resuming would show).
     straight = run_cli("--trainer.max_steps=12", tmp_path=tmp_path / "a").model
     run_cli("--trainer.max_steps=6", tmp_path=tmp_path / "b")
+    # last.ckpt is the end of the run (iteration 3), not the last validation (2) nor the best.
+    last = tmp_path / "b" / "run" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=False)["state_dict"]["iteration"].item() == 3
     resumed = run_cli("--trainer.max_steps=12", "--ckpt_path=last", tmp_path=tmp_path / "b").model
     assert int(resumed.iteration) == 6
     _assert_same_training_state(straight, resumed)

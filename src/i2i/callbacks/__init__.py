@@ -1,7 +1,13 @@
 """Callbacks: when to sample, save and stop. Tasks never import a logger library."""
 
 from i2i.callbacks.progress import IterationProgressBar
-from i2i.callbacks.resume import AtomicCheckpointIO, GracefulShutdown
+from i2i.callbacks.resume import AtomicCheckpointIO, GracefulShutdown, LastAndBestCheckpoint
 from i2i.callbacks.samples import SampleGrid
 
-__all__ = ["AtomicCheckpointIO", "GracefulShutdown", "IterationProgressBar", "SampleGrid"]
+__all__ = [
+    "AtomicCheckpointIO",
+    "GracefulShutdown",
+    "IterationProgressBar",
+    "LastAndBestCheckpoint",
+    "SampleGrid",
+]

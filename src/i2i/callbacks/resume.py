@@ -96,3 +96,37 @@ def last_checkpoint_path(trainer: L.Trainer) -> Path:
     dirpath = getattr(callback, "dirpath", None) or Path(trainer.default_root_dir) / "checkpoints"
     name = ModelCheckpoint.CHECKPOINT_NAME_LAST + ModelCheckpoint.FILE_EXTENSION
     return Path(dirpath) / name
+
+
+class LastAndBestCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint whose `last.ckpt` is really the last state.
+
+    Lightning 2.6 writes last.ckpt only together with a new top-k checkpoint, so a run whose final
+    validation is not its best would `--ckpt_path last` into the past. This one also writes it
+    after every validation and at the end of training.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._last_written_step = -1
+
+    def _save_last_checkpoint(self, trainer: L.Trainer, monitor_candidates) -> None:
+        super()._save_last_checkpoint(trainer, monitor_candidates)
+        self._last_written_step = trainer.global_step
+
+    def _refresh_last(self, trainer: L.Trainer) -> None:
+        if (
+            self.save_last
+            and not self._should_skip_saving_checkpoint(trainer)
+            and self._last_written_step != trainer.global_step
+        ):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not trainer.sanity_checking:
+            self._refresh_last(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_end(trainer, pl_module)
+        self._refresh_last(trainer)
