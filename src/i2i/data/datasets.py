@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -308,25 +308,42 @@ class ImageFolderDataset(Dataset):
         return x
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        n = len(self.files)
-        if not -n <= i < n:
-            raise IndexError(f"index {i} out of range for a dataset of {n} images")
-        i %= n
-        # On a corrupt file, walk forward (wrapping) to the next decodable one; "index" then
-        # names the file actually returned, so fixed validation masks follow the image.
-        for j in (k % n for k in range(i, i + n)):
-            if j in self._bad:
-                continue
-            try:
-                return {batch.IMAGE: self.load(j), batch.INDEX: j}
-            except CorruptImageError as e:
-                if self.on_corrupt == "raise":
-                    raise
-                self._bad.add(j)
-                msg = f"Skipping corrupt image {self.files[j]}: {e}"
-                warnings.warn(msg, stacklevel=2)
-                log.warning(msg)
-        raise CorruptImageError(
-            f"All {n} images of {self.root} failed to decode; check the folder's files "
-            "(delete or replace corrupt ones)."
-        )
+        j, image = load_skipping_corrupt(
+            i, len(self.files), self.load, self._bad, self.on_corrupt,
+            describe=lambda k: str(self.files[k]), item="image", where=str(self.root),
+        )  # fmt: skip
+        return {batch.IMAGE: image, batch.INDEX: j}
+
+
+def load_skipping_corrupt(
+    i: int,
+    n: int,
+    load: Callable[[int], Any],
+    bad: set[int],
+    on_corrupt: str,
+    describe: Callable[[int], str],
+    item: str = "image",
+    where: str = "the dataset",
+) -> tuple[int, Any]:
+    """(j, load(j)) for the item at i. On a corrupt file (CorruptImageError) with
+    on_corrupt="skip", warn once naming it (it is remembered in `bad`, per worker process) and
+    walk forward, wrapping, to the next decodable item: j names the item actually returned, so
+    fixed validation masks follow the image. With on_corrupt="raise", the error propagates."""
+    if not -n <= i < n:
+        raise IndexError(f"index {i} out of range for a dataset of {n} {item}s")
+    i %= n
+    for j in (k % n for k in range(i, i + n)):
+        if j in bad:
+            continue
+        try:
+            return j, load(j)
+        except CorruptImageError as e:
+            if on_corrupt == "raise":
+                raise
+            bad.add(j)
+            msg = f"Skipping corrupt {item} {describe(j)}: {e}"
+            warnings.warn(msg, stacklevel=3)
+            log.warning(msg)
+    raise CorruptImageError(
+        f"All {n} {item}s of {where} failed to decode; delete or replace the corrupt files."
+    )

@@ -54,13 +54,13 @@ from i2i.data import batch
 from i2i.data.datasets import (
     ON_CORRUPT,
     SMALL_IMAGES,
-    CorruptImageError,
     CropPlan,
     apply_crop,
     check_resolution,
     image_to_tensor,
     list_images,
     load_image,
+    load_skipping_corrupt,
     plan_crop,
 )
 
@@ -198,26 +198,11 @@ class _PairedDataset(Dataset):
         raise NotImplementedError
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        n = len(self)
-        if not -n <= i < n:
-            raise IndexError(f"index {i} out of range for a dataset of {n} pairs")
-        i %= n
-        # As ImageFolderDataset: on a corrupt file walk forward to the next decodable pair, and
-        # "index" names the pair actually returned.
-        for j in (k % n for k in range(i, i + n)):
-            if j in self._bad:
-                continue
-            try:
-                image, edges = self.load(j)
-                return {batch.IMAGE: image, batch.EDGES: edges, batch.INDEX: j}
-            except CorruptImageError as e:
-                if self.on_corrupt == "raise":
-                    raise
-                self._bad.add(j)
-                msg = f"Skipping corrupt pair {self.describe(j)}: {e}"
-                warnings.warn(msg, stacklevel=2)
-                log.warning(msg)
-        raise CorruptImageError(f"All {n} pairs of {type(self).__name__} failed to decode")
+        j, (image, edges) = load_skipping_corrupt(
+            i, len(self), self.load, self._bad, self.on_corrupt, self.describe, item="pair",
+            where=type(self).__name__,
+        )  # fmt: skip
+        return {batch.IMAGE: image, batch.EDGES: edges, batch.INDEX: j}
 
 
 class SideBySideDataset(_PairedDataset):
