@@ -20,8 +20,8 @@ def tiny_task(kind: str, cond_channels: int, **kwargs):
     return LabelsToPhotoTask(G, D, num_classes=6, r1_interval=2, **kwargs)
 
 
-def fast_dev_run(task, condition: str):
-    dm = ShapesDataModule(
+def shapes(condition: str) -> ShapesDataModule:
+    return ShapesDataModule(
         condition,
         resolution=32,
         batch_size=2,
@@ -30,6 +30,10 @@ def fast_dev_run(task, condition: str):
         length=16,
         val_length=8,
     )
+
+
+def fast_dev_run(task, datamodule):
+    """One iteration (fast_dev_run=2 caps optimizer steps: G + D) and one validation batch."""
     trainer = L.Trainer(
         fast_dev_run=2,
         accelerator="cpu",
@@ -37,14 +41,15 @@ def fast_dev_run(task, condition: str):
         enable_progress_bar=False,
         enable_model_summary=False,
     )
-    trainer.fit(task, dm)
-    return trainer, dm
+    trainer.fit(task, datamodule)
+    return trainer
 
 
 @pytest.mark.parametrize("kind,channels", [("edges", 1), ("labels", 6)])
 def test_fast_dev_run(kind, channels):
     task = tiny_task(kind, channels)
-    trainer, dm = fast_dev_run(task, kind)
+    dm = shapes(kind)
+    trainer = fast_dev_run(task, dm)
     assert int(task.iteration) == 1  # fast_dev_run=2 caps optimizer steps: G + D = 1 iteration
     assert torch.isfinite(trainer.callback_metrics["train/loss_g"])
     batch = dm.sample_batch(2)
@@ -60,7 +65,7 @@ def test_fast_dev_run(kind, channels):
 
 def test_several_latents_give_different_outputs():
     task = tiny_task("edges", 1)
-    fast_dev_run(task, "edges")
+    fast_dev_run(task, shapes("edges"))
     batch = ShapesDataModule("edges", resolution=32, num_workers=0).sample_batch(4)
     a, b = task.sample(batch, variant=0), task.sample(batch, variant=1)
     assert (a - b).abs().mean() > 1e-3  # diversity
@@ -76,7 +81,7 @@ def test_no_compositing_in_translation():
 def test_label_errors_name_the_fix():
     task = tiny_task("labels", 5)  # wrong: 6 classes need 6 channels
     with pytest.raises(ValueError, match="cond_channels: 6"):
-        fast_dev_run(task, "labels")
+        fast_dev_run(task, shapes("labels"))
     task = tiny_task("labels", 6)
     batch = ShapesDataModule("labels", resolution=32, num_workers=0).sample_batch(2)
     batch["label"][0, 0, 0] = 9
@@ -143,14 +148,7 @@ def test_edges2shoes_real_pairs_train(tmp_path):
         root=str(root), download=False, resolution=32, batch_size=2, val_batch_size=2, num_workers=0
     )
     task = tiny_task("edges", 1)
-    trainer = L.Trainer(
-        fast_dev_run=2,
-        accelerator="cpu",
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    trainer.fit(task, dm)
+    trainer = fast_dev_run(task, dm)
     batch = dm.sample_batch(2)
     assert batch["edges"].shape == (2, 1, 32, 32)
     assert (batch["edges"] > 0).float().mean() < 0.3  # sparse white lines: the edge half
@@ -172,14 +170,7 @@ def test_cityscapes_real_pairs_train_rectangular(tmp_path):
     G = CoModGenerator((32, 64), cond_channels=dm.cond_channels, **TINY_G)
     D = CoModDiscriminator((32, 64), cond_channels=dm.cond_channels, **TINY_D)
     task = LabelsToPhotoTask(G, D, num_classes=dm.num_classes, instance_edges=True)
-    trainer = L.Trainer(
-        fast_dev_run=2,
-        accelerator="cpu",
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    trainer.fit(task, dm)
+    fast_dev_run(task, dm)
     assert dm.cond_channels == 36
     assert task.class_labels[26] == "car"
     assert task.sample(dm.sample_batch(2)).shape == (2, 3, 32, 64)

@@ -91,6 +91,25 @@ class _EdgesDataModule(StreamDataModule):
         check_choice("small_images", small_images, SMALL_IMAGES)
         return check_resolution(resolution)
 
+    def _side_by_side(
+        self, train_root: Path, val_root: Path, train_files, val_files, **kwargs
+    ) -> tuple[SideBySideDataset, SideBySideDataset]:
+        """Train (random crop, flips) and val (centre crop) datasets of A|B files."""
+        hp = self.hparams
+        train = SideBySideDataset(
+            train_root,
+            self.resolution,
+            train_files,
+            hp.direction,
+            train=True,
+            hflip=hp.hflip,
+            **kwargs,
+        )
+        val = SideBySideDataset(
+            val_root, self.resolution, val_files, hp.direction, train=False, hflip=False, **kwargs
+        )
+        return train, val
+
 
 class PairedDataModule(_EdgesDataModule):
     """Your own edges -> photo pairs: pix2pix side-by-side files, or two folders of files
@@ -133,18 +152,7 @@ class PairedDataModule(_EdgesDataModule):
         )
         if hp.layout == "side_by_side":
             train_files, val_files = _file_split(root, hp.val_fraction, hp.seed, hp.max_val_images)
-            train = SideBySideDataset(
-                root,
-                self.resolution,
-                train_files,
-                hp.direction,
-                train=True,
-                hflip=hp.hflip,
-                **common,
-            )
-            val = SideBySideDataset(
-                root, self.resolution, val_files, hp.direction, train=False, hflip=False, **common
-            )
+            train, val = self._side_by_side(root, root, train_files, val_files, **common)
             hint = f"left half of {root}'s files" if hp.direction == "AtoB" else "right half"
         else:
             a, b = hp.a_subdir, hp.b_subdir
@@ -221,24 +229,7 @@ class _Pix2PixDataModule(_EdgesDataModule):
         if hp.max_val_images is not None:
             val_files = val_files[: hp.max_val_images]
         common = dict(on_corrupt=hp.on_corrupt, small_images=hp.small_images)
-        train = SideBySideDataset(
-            folder / "train",
-            self.resolution,
-            None,
-            hp.direction,
-            train=True,
-            hflip=hp.hflip,
-            **common,
-        )
-        val = SideBySideDataset(
-            folder / "val",
-            self.resolution,
-            val_files,
-            hp.direction,
-            train=False,
-            hflip=False,
-            **common,
-        )
+        train, val = self._side_by_side(folder / "train", folder / "val", None, val_files, **common)
         if hp.check_edges:
             check_edge_maps(val, hint=f"{folder / 'val'}, direction={hp.direction!r}")
         return train, val
