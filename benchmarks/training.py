@@ -57,7 +57,7 @@ def measure(name: str, args: list[str], iterations: int, r1_interval_official: i
             "--checkpoint.save_top_k=0",
             "--trainer.enable_progress_bar=false",
             "--trainer.limit_val_batches=0",
-            f"--trainer.max_steps={2 * iterations}",
+            f"--model.init_args.max_iterations={iterations}",
             "--model.init_args.r1_interval=2",
             "--samples.every_n_iterations=0",
         ],

@@ -42,7 +42,7 @@ def test_i2i_test_writes_every_bucket(tmp_path):
         "--data.init_args.hole_range=[0.0, 1.0]",
         *FEATURES,
     ]
-    main(["fit", "--config", TINY, "--trainer.max_steps=2", *common])
+    main(["fit", "--config", TINY, "--model.init_args.max_iterations=1", *common])
     ckpt = root / "checkpoints" / "last.ckpt"
     main(
         ["test", "--config", TINY, f"--ckpt_path={ckpt}", "--trainer.limit_test_batches=5", *common]
@@ -67,7 +67,7 @@ def test_validation_logs_ids_and_fid(tmp_path):
             "fit",
             "--config",
             TINY,
-            "--trainer.max_steps=4",
+            "--model.init_args.max_iterations=2",
             f"--trainer.default_root_dir={root}",
             f"--trainer.logger.init_args.save_dir={root}",
             "--metrics.every_n_validations=1",

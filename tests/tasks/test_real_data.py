@@ -23,7 +23,7 @@ def test_inpainting_trains_on_real_photos(category, tmp_path):
             f"--data.init_args.data_dir={folder}",
             "--data.init_args.val_fraction=0.1",
             "--data.init_args.small_images=upscale",
-            "--trainer.max_steps=4",
+            "--model.init_args.max_iterations=2",
             f"--trainer.default_root_dir={root}",
             f"--trainer.logger.init_args.save_dir={root}",
         ]

@@ -58,7 +58,7 @@ def test_official_recipe_settings():
 
 
 def test_fit_logs_and_trains(tmp_path):
-    cli = run_cli("--trainer.max_steps=6", tmp_path=tmp_path)
+    cli = run_cli("--model.init_args.max_iterations=3", tmp_path=tmp_path)
     task, trainer = cli.model, cli.trainer
     assert int(task.iteration) == 3  # max_steps counts optimizer steps: G + D per iteration
     assert int(task.images_seen) == 3 * 2
@@ -103,20 +103,22 @@ def _assert_same_training_state(a, b):
 def test_resume_continues_exactly(tmp_path):
     # 2N iterations in one go == N iterations, a checkpoint, then N more (N = 3: the lazy R1
     # phase with interval 2 is odd at the cut, so a wrong phase after resuming would show).
-    straight = run_cli("--trainer.max_steps=12", tmp_path=tmp_path / "a").model
-    run_cli("--trainer.max_steps=6", tmp_path=tmp_path / "b")
+    straight = run_cli("--model.init_args.max_iterations=6", tmp_path=tmp_path / "a").model
+    run_cli("--model.init_args.max_iterations=3", tmp_path=tmp_path / "b")
     # last.ckpt is the end of the run (iteration 3), not the last validation (2) nor the best.
     last = tmp_path / "b" / "run" / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=False)["state_dict"]["iteration"].item() == 3
-    resumed = run_cli("--trainer.max_steps=12", "--ckpt_path=last", tmp_path=tmp_path / "b").model
+    resumed = run_cli(
+        "--model.init_args.max_iterations=6", "--ckpt_path=last", tmp_path=tmp_path / "b"
+    ).model
     assert int(resumed.iteration) == 6
     _assert_same_training_state(straight, resumed)
 
 
 def test_sigterm_leaves_a_checkpoint_that_resumes_exactly(tmp_path):
-    straight = run_cli("--trainer.max_steps=12", tmp_path=tmp_path / "a").model
+    straight = run_cli("--model.init_args.max_iterations=6", tmp_path=tmp_path / "a").model
     cli = run_cli(
-        "--trainer.max_steps=12",
+        "--model.init_args.max_iterations=6",
         "--trainer.callbacks+=tests.helpers.SignalAt",
         "--trainer.callbacks.iteration=4",
         tmp_path=tmp_path / "b",
@@ -124,7 +126,9 @@ def test_sigterm_leaves_a_checkpoint_that_resumes_exactly(tmp_path):
     assert int(cli.model.iteration) == 4  # stopped right after the signalled iteration
     last = tmp_path / "b" / "run" / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=False)["state_dict"]["iteration"].item() == 4
-    resumed = run_cli("--trainer.max_steps=12", "--ckpt_path=last", tmp_path=tmp_path / "b").model
+    resumed = run_cli(
+        "--model.init_args.max_iterations=6", "--ckpt_path=last", tmp_path=tmp_path / "b"
+    ).model
     _assert_same_training_state(straight, resumed)
 
 
@@ -195,7 +199,7 @@ def test_wandb_is_offline_and_never_prompts(tmp_path, monkeypatch):
             "fit",
             "--config",
             TINY,
-            "--trainer.max_steps=2",
+            "--model.init_args.max_iterations=1",
             f"--trainer.default_root_dir={root}",
             "--trainer.logger=lightning.pytorch.loggers.WandbLogger",
             f"--trainer.logger.save_dir={root}",
@@ -227,7 +231,7 @@ def test_ddp_two_processes_keep_g_ema_and_w_avg_identical(tmp_path):
         "--trainer.devices=2",
         "--trainer.accelerator=cpu",
         "--trainer.strategy=ddp_find_unused_parameters_true",
-        "--trainer.max_steps=6",
+        "--model.init_args.max_iterations=3",
         f"--trainer.default_root_dir={tmp_path / 'run'}",
         f"--trainer.logger.init_args.save_dir={tmp_path / 'run'}",
         "--trainer.callbacks+=tests.helpers.RankDigest",
@@ -259,7 +263,7 @@ def test_mask_files_train_and_inverted_polarity_is_caught(tmp_path):
     _write_masks(masks, hole_fraction=0.2)  # 48 px files for a 32 px run: resized (nearest)
     root = tmp_path / "run"
     common = [
-        "--trainer.max_steps=2",
+        "--model.init_args.max_iterations=1",
         f"--trainer.default_root_dir={root}",
         f"--trainer.logger.init_args.save_dir={root}",
         f"--data.init_args.mask_dir={masks}",
@@ -273,7 +277,9 @@ def test_mask_files_train_and_inverted_polarity_is_caught(tmp_path):
 
 
 def test_bf16_mixed_precision_trains(tmp_path):
-    cli = run_cli("--trainer.precision=bf16-mixed", "--trainer.max_steps=4", tmp_path=tmp_path)
+    cli = run_cli(
+        "--trainer.precision=bf16-mixed", "--model.init_args.max_iterations=2", tmp_path=tmp_path
+    )
     assert int(cli.model.iteration) == 2
     assert torch.isfinite(cli.trainer.callback_metrics["train/loss_d"])
     assert torch.isfinite(cli.trainer.callback_metrics["train/r1"])

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import math
-
 from lightning.pytorch.callbacks import TQDMProgressBar
 
 
 class IterationProgressBar(TQDMProgressBar):
-    """Lightning sizes the bar by `max_steps`, assuming one optimizer step per batch; a GAN
-    iteration makes one per network, so the bar would end at 50%. This one divides by them."""
+    """Lightning sizes the bar by `max_steps`, which counts optimizer steps (a GAN iteration
+    makes two or three); this one sizes it by the task's `max_iterations`."""
 
     @property
     def total_train_batches(self) -> int | float:
-        trainer = self.trainer
-        if trainer.max_epochs == -1 and trainer.max_steps and trainer.max_steps > 0:
-            steps_per_batch = max(len(trainer.optimizers), 1)
-            remaining = math.ceil((trainer.max_steps - trainer.global_step) / steps_per_batch)
-            return min(trainer.num_training_batches, remaining)
+        module = self.trainer.lightning_module
+        max_iterations = getattr(module.hparams, "max_iterations", None)
+        if max_iterations is not None:
+            remaining = max(max_iterations - int(module.iteration), 0)
+            return min(self.trainer.num_training_batches, remaining)
         return super().total_train_batches

@@ -65,6 +65,7 @@ class GANTask(L.LightningModule):
         truncation_psi_train: float = 0.5,  # official quirk: training truncates toward w_avg
         truncation_psi_eval: float = 1.0,  # evaluation and sampling: no truncation
         l1_weight: float = 0.0,  # reconstruction term, off in the official recipe
+        max_iterations: int | None = None,  # stop after this many iterations (None = no limit)
         max_kimg: float | None = None,  # stop after this many thousand images (None = no limit)
         channels_last: bool = True,  # ~3x faster FIR filters on CPU; good for GPUs too
         eval_seed: int = 0,  # seeds z and noise in validation, so numbers compare across runs
@@ -223,8 +224,15 @@ class GANTask(L.LightningModule):
         self.log("train/kimg", self.kimg, batch_size=n)
         self.log("train/iteration", float(self.iteration), batch_size=n)
 
+    def finished(self) -> bool:
+        """Whether the run has reached its length (`max_iterations` or `max_kimg`)."""
+        hp = self.hparams
+        return (hp.max_iterations is not None and int(self.iteration) >= hp.max_iterations) or (
+            hp.max_kimg is not None and self.kimg >= hp.max_kimg
+        )
+
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        if self.hparams.max_kimg is not None and self.kimg >= self.hparams.max_kimg:
+        if self.finished():
             self.trainer.should_stop = True
 
     # ---- evaluation (always G_ema) ---------------------------------------------------------
