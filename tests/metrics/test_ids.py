@@ -147,14 +147,17 @@ def test_quantize_images_formula() -> None:
         xd = x.to(dtype)
         q = feats.quantize_images(xd)
         assert q.dtype == torch.uint8
-        ref = np.clip(np.round(xd.numpy() * 127.5 + 127.5), 0, 255).astype(np.uint8)
+        # The official TensorFlow formula, computed independently in NumPy.
+        ref = np.clip(np.floor(xd.numpy() * 127.5 + 128), 0, 255).astype(np.uint8)
         assert np.array_equal(q.numpy(), ref)
     assert feats.quantize_images(torch.tensor([-1.0, 1.0, -5.0, 5.0])).tolist() == [0, 255, 0, 255]
-    # Exact halves round to even like torch.round: 127.5 -> 128, 0.5 -> 0, 1.5 -> 2, 254.5 -> 254
-    halves = torch.tensor([127.5, 0.5, 1.5, 254.5], dtype=torch.float64)
+    # Exact halves k + 0.5 go UP (TF's floor(x + 0.5)), where round-half-to-even would give
+    # 128, 0, 2, 254: the two rules differ on every even k.
+    halves = torch.tensor([127.5, 0.5, 1.5, 254.5, 2.5], dtype=torch.float64)
     xs = (halves - 127.5) / 127.5
     assert torch.equal(xs * 127.5 + 127.5, halves)  # these inputs hit the halves exactly
-    assert feats.quantize_images(xs).tolist() == [128, 0, 2, 254]
+    assert feats.quantize_images(xs).tolist() == [128, 1, 2, 255, 3]
+    assert torch.round(halves).tolist() == [128, 0, 2, 254, 2]  # what the old rule gave
     with pytest.raises(ValueError, match="float"):
         feats.quantize_images(torch.zeros(3, dtype=torch.uint8))
 

@@ -162,11 +162,12 @@ def inception_feature_extractor(
 
 
 def quantize_images(x: Tensor) -> Tensor:
-    """Float images in [-1, 1] -> uint8 as the official evaluation does: round(x * 127.5 + 127.5),
-    clipped to [0, 255]. Halves round to even (torch.round)."""
+    """Float images in [-1, 1] -> uint8 as the official (TensorFlow) evaluation does:
+    floor(x * 127.5 + 128), clipped to [0, 255]. That is round-half-UP of x * 127.5 + 127.5
+    (a value k + 0.5 goes to k + 1), not torch.round's round-half-to-even."""
     if not x.is_floating_point():
         raise ValueError(f"quantize_images expects float images in [-1, 1], got dtype {x.dtype}")
-    return (x * 127.5 + 127.5).round().clamp(0, 255).to(torch.uint8)
+    return (x * 127.5 + 128).floor().clamp(0, 255).to(torch.uint8)
 
 
 def download_inception_weights(dest_dir: str | os.PathLike | None = None) -> Path:
