@@ -25,6 +25,7 @@ from torchmetrics import Metric
 from torchmetrics.utilities.distributed import gather_all_tensors
 
 from i2i.metrics.features import inception_feature_extractor, quantize_images
+from i2i.metrics.fid_stats import frechet_distance_from_moments
 from i2i.metrics.svm import solve_linear_svc
 
 __all__ = ["InceptionDiscriminativeScore", "discriminative_scores", "frechet_distance"]
@@ -86,11 +87,7 @@ def frechet_distance(real: Tensor, fake: Tensor) -> Tensor:
         centred = feats - mean
         stats.append((mean, centred.T @ centred / (feats.shape[0] - 1)))
     (mu_r, cov_r), (mu_f, cov_f) = stats
-    evals, evecs = torch.linalg.eigh(cov_r)
-    root_r = (evecs * evals.clamp_min(0).sqrt()) @ evecs.T
-    inner = root_r @ cov_f @ root_r
-    trace_root = torch.linalg.eigvalsh(0.5 * (inner + inner.T)).clamp_min(0).sqrt().sum()
-    return (mu_r - mu_f).square().sum() + cov_r.trace() + cov_f.trace() - 2 * trace_root
+    return frechet_distance_from_moments(mu_r, cov_r, mu_f, cov_f)
 
 
 class InceptionDiscriminativeScore(Metric):
