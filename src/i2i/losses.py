@@ -25,20 +25,33 @@ def d_logistic_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> tor
 
 
 def r1_penalty(
-    discriminator: Callable[..., torch.Tensor], real: torch.Tensor, *d_args: torch.Tensor
+    discriminator: Callable[..., torch.Tensor],
+    real: torch.Tensor,
+    *d_args: torch.Tensor,
+    include_condition: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """||grad_x D(x, *d_args)||^2 per sample at the reals x, and the logits D(x).
+    """||grad D(x, *d_args)||^2 per sample at the reals x, and the logits D(x).
 
+    The gradient is taken with respect to the image x, and with `include_condition` also with
+    respect to the first of `d_args` (the condition D sees beside the image): the official edges
+    model's reals are photo + RGB condition, so its R1 covers every input channel of D.
     Computed in fp32 even inside an autocast region: the squared gradient norm underflows and
     loses its precision in bf16/fp16. The caller scales it by gamma / 2 (and the lazy interval).
-    Only the image receives the penalty, not the condition.
     """
     device_type = real.device.type
     with torch.autocast(device_type=device_type, enabled=False):
         real = real.detach().float().requires_grad_(True)
-        logits = discriminator(real, *(a.float() for a in d_args)).float()
-        (grad,) = torch.autograd.grad(logits.sum(), real, create_graph=True)
-    return grad.square().flatten(1).sum(dim=1), logits
+        args = [a.float() for a in d_args]
+        inputs = [real]
+        if include_condition:
+            if not args:
+                raise ValueError("include_condition=True needs the condition as the first d_arg")
+            args[0] = args[0].detach().requires_grad_(True)
+            inputs.append(args[0])
+        logits = discriminator(real, *args).float()
+        grads = torch.autograd.grad(logits.sum(), inputs, create_graph=True)
+    penalty = sum(g.square().flatten(1).sum(dim=1) for g in grads)
+    return penalty, logits
 
 
 def masked_l1(

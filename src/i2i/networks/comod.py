@@ -275,7 +275,7 @@ class CoModGenerator(nn.Module):
         """Move the running average of w toward the mean of this batch of w (N, w_dim); under
         torch.distributed, the mean over every process's batch, so w_avg stays identical."""
         beta = self.w_avg_beta if beta is None else beta
-        mean = w.detach().float().mean(dim=0)
+        mean = w.detach().to(self.w_avg.dtype).mean(dim=0)
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             dist.all_reduce(mean)
             mean /= dist.get_world_size()
@@ -307,9 +307,13 @@ class CoModGenerator(nn.Module):
         truncation_cutoff: int | None = None,
         style_mixing_prob: float = 0.0,
         update_w_avg: bool = False,
+        style_mixing_per_sample: bool = False,
     ) -> torch.Tensor:
         """z (N, z_dim) -> ws (N, num_ws, w_dim): mapping, w_avg update, style mixing (a second z
-        and a random crossover layer), then truncation toward w_avg (w only, never g)."""
+        and a random crossover layer), then truncation toward w_avg (w only, never g).
+
+        Style mixing draws, as the official code, one coin and one crossover layer for the whole
+        minibatch; `style_mixing_per_sample` draws them per sample instead."""
         if self.mapping is None:
             raise RuntimeError("modulation='cond' has no mapping network and no w")
         assert_shape(z, [None, self.z_dim], "z")
@@ -320,8 +324,9 @@ class CoModGenerator(nn.Module):
         if style_mixing_prob > 0:
             n = z.shape[0]
             w2 = self.mapping(torch.randn_like(z)).unsqueeze(1).expand_as(ws)
-            crossover = torch.randint(1, self.num_ws, (n,), device=z.device)
-            mixed = torch.rand(n, device=z.device) < style_mixing_prob
+            draws = n if style_mixing_per_sample else 1
+            crossover = torch.randint(1, self.num_ws, (draws,), device=z.device).expand(n)
+            mixed = (torch.rand(draws, device=z.device) < style_mixing_prob).expand(n)
             crossover = torch.where(mixed, crossover, torch.full_like(crossover, self.num_ws))
             ws = self.mix_styles(ws, w2, crossover)
         return self.truncate(ws, truncation_psi, truncation_cutoff)
@@ -347,12 +352,16 @@ class CoModGenerator(nn.Module):
         noise_mode: NoiseMode = "random",  # per-pixel noise: fresh, the fixed buffer, or off
         style_mixing_prob: float = 0.0,  # official training: 0.5
         update_w_avg: bool = False,  # training: track the running average of w
+        style_mixing_per_sample: bool = False,  # official: one draw per minibatch
     ) -> torch.Tensor:
         ws = None
         if self.mapping is not None:
             if z is None:
-                z = torch.randn(cond.shape[0], self.z_dim, device=cond.device)
-            ws = self.map(z, truncation_psi, truncation_cutoff, style_mixing_prob, update_w_avg)
+                z = torch.randn(cond.shape[0], self.z_dim, device=cond.device, dtype=cond.dtype)
+            ws = self.map(
+                z, truncation_psi, truncation_cutoff, style_mixing_prob, update_w_avg,
+                style_mixing_per_sample,
+            )  # fmt: skip
         return self.synthesize(cond, ws, noise_mode)
 
     def extra_repr(self) -> str:

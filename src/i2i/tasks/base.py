@@ -1,12 +1,17 @@
 """The GAN task base: the official CoModGAN training recipe as a LightningModule.
 
-Manual optimization, one injected optimizer per network:
-- G step: non-saturating logistic loss on its own real batch and masks, style mixing 0.5, truncation
-  psi 0.5 during training (the official quirk), the running w_avg update, then the G_ema update;
-- D step: logistic loss on another real batch with its own masks, plus lazy R1 (gamma 10, every
-  16 iterations, multiplied by 16), R1 in fp32 under mixed precision;
-- the lazy-regularization correction of lr and beta2 on both networks (G as if regularized every 4
-  iterations, as the official code does, D every `r1_interval`).
+Manual optimization, one injected optimizer per network. One iteration:
+- G step: non-saturating logistic loss on its own real batch and masks, style mixing 0.5 (one coin
+  and one crossover layer per minibatch and process, as official), truncation psi 0.5 during
+  training (the official quirk), then the G_ema update;
+- D step: logistic loss on another real batch with its own masks and fresh latents;
+- on every `r1_interval`-th iteration, the lazy R1 as its OWN Adam step of D right after the D
+  step, on the same reals, with the penalty alone (gamma / 2 x interval, in fp32 under mixed
+  precision), sharing D's optimizer state: 17 D updates per 16 iterations, which is what the
+  lazy-regularization correction of lr and beta2 assumes (applied to both networks, G as if
+  regularized every 4 iterations, as the official code does);
+- w_avg moves on every training-mode generator pass (the G step's and the D step's), from the
+  batch mean of w before mixing and truncation.
 
 Subclasses say what the condition is, what the discriminator sees and how the output is composed.
 Evaluation and sampling always use G_ema.
@@ -48,6 +53,13 @@ def lazy_regularization_correction(optimizer: torch.optim.Optimizer, interval: i
             group["betas"] = tuple(beta**c for beta in group["betas"])
 
 
+def set_tf32(allow: bool) -> None:
+    """TF32 for fp32 matmuls and cuDNN convolutions on GPUs. Off by default, so that `precision:
+    32` computes in fp32 as the official code does (PyTorch turns cuDNN's TF32 on by default)."""
+    torch.backends.cuda.matmul.allow_tf32 = allow
+    torch.backends.cudnn.allow_tf32 = allow
+
+
 class GANTask(L.LightningModule):
     """Shared GAN training for every task; subclasses override the small hooks at the bottom."""
 
@@ -62,12 +74,14 @@ class GANTask(L.LightningModule):
         g_reg_interval: int = 4,  # official: G's lr/beta2 corrected as if regularized every 4
         ema_halflife_kimg: float = 10.0,  # G_ema half-life in thousands of images (global batch)
         style_mixing_prob: float = 0.5,
+        style_mixing_per_sample: bool = False,  # official: one coin and crossover per minibatch
         truncation_psi_train: float = 0.5,  # official quirk: training truncates toward w_avg
         truncation_psi_eval: float = 1.0,  # evaluation and sampling: no truncation
         l1_weight: float = 0.0,  # reconstruction term, off in the official recipe
         max_iterations: int | None = None,  # stop after this many iterations (None = no limit)
         max_kimg: float | None = None,  # stop after this many thousand images (None = no limit)
         channels_last: bool = True,  # ~3x faster FIR filters on CPU; good for GPUs too
+        allow_tf32: bool = False,  # GPUs: TF32 matmuls and convolutions (fast, ~10-bit mantissa)
         eval_seed: int = 0,  # seeds z and noise in validation, so numbers compare across runs
     ):
         super().__init__()
@@ -86,6 +100,9 @@ class GANTask(L.LightningModule):
         self.phase_seconds: defaultdict[str, float] | None = None
 
     # ---- setup -------------------------------------------------------------------------------
+
+    def setup(self, stage: str) -> None:
+        set_tf32(self.hparams.allow_tf32)
 
     def configure_optimizers(self):
         opt_g = self.optimizer_g(self.generator.parameters())
@@ -163,17 +180,16 @@ class GANTask(L.LightningModule):
         g_batch, d_batch = (self.prepare(b) for b in self.split_batch(batch))
         n = g_batch[B.IMAGE].shape[0]
         G, D, hp = self.generator, self.discriminator, self.hparams
+        mixing = dict(
+            style_mixing_prob=hp.style_mixing_prob,
+            style_mixing_per_sample=hp.style_mixing_per_sample,
+            update_w_avg=True,  # every training-mode pass moves w_avg, as the official graph
+        )
 
         # G step: its own reals and masks.
         with self.phase("g_step"):
             D.requires_grad_(False)
-            fake = self.generate(
-                G,
-                g_batch,
-                truncation_psi=hp.truncation_psi_train,
-                style_mixing_prob=hp.style_mixing_prob,
-                update_w_avg=True,
-            )
+            fake = self.generate(G, g_batch, truncation_psi=hp.truncation_psi_train, **mixing)
             fake_logits = D(fake, self.d_condition(g_batch))
             loss_g = g_nonsaturating_loss(fake_logits).mean()
             if hp.l1_weight:
@@ -182,32 +198,35 @@ class GANTask(L.LightningModule):
             self.manual_backward(loss_g)
             opt_g.step()
             D.requires_grad_(True)
-            self.update_ema(n * self.world_size)
 
         # D step: another real batch, fresh masks, fresh z.
         with self.phase("d_step"):
             with torch.no_grad():
-                fake = self.generate(
-                    G,
-                    d_batch,
-                    truncation_psi=hp.truncation_psi_train,
-                    style_mixing_prob=hp.style_mixing_prob,
-                )
+                fake = self.generate(G, d_batch, truncation_psi=hp.truncation_psi_train, **mixing)
             d_cond = self.d_condition(d_batch)
             real_logits = D(d_batch[B.IMAGE], d_cond)
             fake_logits_d = D(fake, d_cond)
             loss_d = d_logistic_loss(real_logits, fake_logits_d).mean()
             opt_d.zero_grad(set_to_none=True)
             self.manual_backward(loss_d)
-        # Lazy R1 on the D step's reals: its gradient joins the D step's before the update.
-        if hp.r1_interval > 0 and hp.r1_gamma > 0 and int(self.iteration) % hp.r1_interval == 0:
-            with self.phase("r1"):
-                penalty, _ = r1_penalty(D, d_batch[B.IMAGE], d_cond)
-                r1 = penalty.mean()
-                self.manual_backward(r1 * (hp.r1_gamma / 2) * hp.r1_interval)
-            self.log("train/r1", r1.detach(), batch_size=n)
-        with self.phase("d_step"):
             opt_d.step()
+        # G_ema after the D pass (as the official loop runs it with the D step), so that its
+        # buffers take this iteration's last w_avg.
+        self.update_ema(n * self.world_size)
+
+        # Lazy R1: its own optimizer step of D, on the D step's reals, with the penalty alone.
+        if self.is_r1_iteration():
+            with self.phase("r1"):
+                penalty, _ = r1_penalty(
+                    D, d_batch[B.IMAGE], d_cond, include_condition=self.r1_includes_condition
+                )
+                r1 = penalty.mean()
+                # Zeros, not None: parameters that R1 does not reach (the output bias) still
+                # take their (zero-gradient) Adam step, as the official optimizer does.
+                opt_d.zero_grad(set_to_none=False)
+                self.manual_backward(r1 * (hp.r1_gamma / 2) * hp.r1_interval)
+                opt_d.step()
+            self.log("train/r1", r1.detach(), batch_size=n)
 
         self.iteration += 1
         self.images_seen += n * self.world_size
@@ -223,6 +242,14 @@ class GANTask(L.LightningModule):
         )
         self.log("train/kimg", self.kimg, batch_size=n)
         self.log("train/iteration", float(self.iteration), batch_size=n)
+
+    def is_r1_iteration(self) -> bool:
+        hp = self.hparams
+        return hp.r1_interval > 0 and hp.r1_gamma > 0 and int(self.iteration) % hp.r1_interval == 0
+
+    # Whether R1 also differentiates through the discriminator's condition: the official edges
+    # model feeds D a 6-channel real (photo + RGB condition), so its R1 covers both.
+    r1_includes_condition: bool = False
 
     def finished(self) -> bool:
         """Whether the run has reached its length (`max_iterations` or `max_kimg`)."""

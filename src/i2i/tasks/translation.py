@@ -44,7 +44,15 @@ class TranslationTask(GANTask):
 
 
 class EdgesToPhotoTask(TranslationTask):
-    """Edges -> photo: the condition is the 1-channel edge map in [-1, 1] (+1 on edges)."""
+    """Edges -> photo: the condition is the edge map in [-1, 1]: 1 channel (+1 on edges), or the
+    3-channel RGB edges image of the pix2pix file as the official code feeds it. The
+    discriminator sees concat(condition, image), and R1 covers both (the official reals are the
+    photo and its condition as one 6-channel image); `r1_includes_condition=False` restricts it
+    to the photo."""
+
+    def __init__(self, *args, r1_includes_condition: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.r1_includes_condition = r1_includes_condition
 
     def condition(self, batch: dict) -> torch.Tensor:
         return batch[B.EDGES].to(batch[B.IMAGE].dtype)
@@ -68,6 +76,7 @@ class LabelsToPhotoTask(TranslationTask):
         return self.num_classes + int(self.instance_edges)
 
     def setup(self, stage: str) -> None:
+        super().setup(stage)
         for name, net in (("generator", self.generator), ("discriminator", self.discriminator)):
             have = getattr(net, "cond_channels", self.cond_channels)
             if have != self.cond_channels:
