@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import warnings
 from pathlib import Path
@@ -306,3 +307,127 @@ def test_real_faces_folder_loads() -> None:
             assert sample[batch.INDEX] == i
     rgba = [f for f in ds.files if Image.open(f).mode == "RGBA"]
     assert rgba, "the faces folder is expected to hold RGBA PNGs"
+
+
+# ----------------------------------------------------------------------------- unreadable folders
+
+
+def test_unreadable_subfolder_is_named_not_dropped_silently(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # chmod 000 does not stop root (the tests may run as root), so the OS refusal is simulated
+    # where os.walk meets it: os.scandir raising PermissionError for one folder.
+    kept = _save(_noise(8, 8), tmp_path / "ok" / "a.png")
+    _save(_noise(8, 8), tmp_path / "locked" / "b.png")
+    locked = tmp_path / "locked"
+    real_scandir = os.scandir
+
+    def scandir(path=".", *args, **kwargs):
+        if Path(path) == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with caplog.at_level(logging.WARNING), pytest.warns(UserWarning) as warned:
+        files = list_images(tmp_path)
+    assert files == [kept]
+    msg = " ".join(str(w.message) for w in warned)
+    assert str(locked) in msg and "Permission denied" in msg and "chmod" in msg
+    assert any(str(locked) in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads folders despite chmod 000"
+)
+def test_chmod_000_subfolder_warns(tmp_path: Path) -> None:
+    kept = _save(_noise(8, 8), tmp_path / "ok" / "a.png")
+    locked = tmp_path / "locked"
+    _save(_noise(8, 8), locked / "b.png")
+    locked.chmod(0)
+    try:
+        with pytest.warns(UserWarning, match=re.escape(str(locked))):
+            assert list_images(tmp_path) == [kept]
+    finally:
+        locked.chmod(0o755)
+
+
+# ----------------------------------------------------------------------------- one image
+
+
+@pytest.mark.parametrize(("n", "fraction", "why"), [(1, 0.05, "at least two"), (5, 0.0, "none")])
+def test_split_without_validation_names_folder_count_and_fix(n, fraction, why) -> None:
+    files = [Path(f"img_{i}.png") for i in range(n)]
+    with pytest.raises(ValueError) as info:
+        split_files(files, fraction, where="data/mine")
+    msg = str(info.value)
+    assert f"data/mine has {n} image(s)" in msg and why in msg
+    assert "data/mine/val/" in msg
+
+
+# ----------------------------------------------------------------------------- preprocessing
+
+
+def _tensor(arr: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float() / 127.5 - 1
+
+
+def test_center_crop_without_resize_matches_slicing(tmp_path: Path) -> None:
+    img = _noise(100, 80)
+    _save(img, tmp_path / "a.png")
+    ds = ImageFolderDataset(tmp_path, 64, train=True, train_crop="center", resize="none")
+    ref = _tensor(np.asarray(img)[18:82, 8:72])  # (100-64)//2, (80-64)//2: no resize at all
+    for seed in range(3):  # the centre crop does not move in training
+        torch.manual_seed(seed)
+        x = ds[0][batch.IMAGE]
+        assert torch.equal(x, ref) or torch.equal(x, ref.flip(-1))
+    rand = ImageFolderDataset(tmp_path, 64, train=True, hflip=False, resize="none")
+    crops = set()
+    for seed in range(8):
+        torch.manual_seed(seed)
+        crops.add(rand[0][batch.IMAGE].sum().item())
+    assert len(crops) > 1, "train_crop='random' (the default) should move the crop"
+
+
+def test_crop_or_pad_pads_black_like_tf(tmp_path: Path) -> None:
+    img = _noise(40, 100)  # shorter than 64: padded; wider: centre-cropped
+    _save(img, tmp_path / "a.png")
+    ds = ImageFolderDataset(
+        tmp_path, 64, train=False, resize="none", small_images="pad", train_crop="center"
+    )
+    x = ds[0][batch.IMAGE]
+    # Naive reference: tf.image.resize_with_crop_or_pad on uint8 pads with 0 -> -1 in [-1, 1].
+    canvas = np.zeros((64, 64, 3), np.uint8)
+    canvas[12:52] = np.asarray(img)[:, 18:82]  # pad (64-40)//2 = 12 on top, crop (100-64)//2
+    assert torch.equal(x, _tensor(canvas))
+    assert x[:, :12].eq(-1).all() and x[:, 52:].eq(-1).all()
+    with pytest.raises(ValueError, match="smaller than the resolution"):
+        ImageFolderDataset(tmp_path, 64, train=False, resize="none")[0]
+
+
+@pytest.mark.parametrize("resize", ["cover", "none"])
+def test_pil_bilinear_matches_pil(tmp_path: Path, resize: str) -> None:
+    img = _noise(100, 80)
+    _save(img, tmp_path / "a.png")
+    small = "upscale" if resize == "none" else "error"
+    kwargs = dict(train=False, resize=resize, small_images=small)
+    pil = ImageFolderDataset(tmp_path, 32, resample="pil_bilinear", **kwargs)[0][batch.IMAGE]
+    bic = ImageFolderDataset(tmp_path, 32, **kwargs)[0][batch.IMAGE]
+    if resize == "cover":  # cover 32: 100x80 -> 40x32 (HxW), centre crop rows 4..36
+        ref = np.asarray(img.resize((32, 40), Image.Resampling.BILINEAR))[4:36]
+        assert torch.equal(pil, _tensor(ref))
+        ref_bic = np.asarray(img.resize((32, 40), Image.Resampling.BICUBIC))[4:36]
+        assert torch.equal(bic, _tensor(ref_bic))  # today's default: PIL bicubic (antialiased)
+        assert not torch.equal(pil, bic)
+    else:  # no resize: 100x80 is larger than 32, so both filters give the same plain crop
+        assert torch.equal(pil, bic) and torch.equal(pil, _tensor(np.asarray(img)[34:66, 24:56]))
+
+
+def test_preprocessing_options_validated(tmp_path: Path) -> None:
+    _save(_noise(64, 64), tmp_path / "a.png")
+    for kwargs, word in (
+        ({"train_crop": "middle"}, "train_crop"),
+        ({"resize": "stretch"}, "resize"),
+        ({"resample": "lanczos"}, "resample"),
+    ):
+        with pytest.raises(ValueError, match=word):
+            ImageFolderDataset(tmp_path, 64, **kwargs)

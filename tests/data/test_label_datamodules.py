@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -167,8 +168,12 @@ def test_label_folder_datamodule_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="both val_image_dir and val_label_dir"):
         LabelFolderDataModule(photos, labels, num_classes=3, val_image_dir=photos)
     dm = LabelFolderDataModule(photos, labels, num_classes=3, resolution=32, **LOADER)
-    with pytest.raises(ValueError, match=r"value\(s\) 255.*0\.\.2"):  # 255 needs ignore_value
-        _check(dm, (32, 32))
+    # Found at setup for every file, before any sample is drawn; 255 needs ignore_value.
+    with pytest.raises(ValueError, match=r"5 label map\(s\) with values outside") as info:
+        dm.setup("fit")
+    msg = str(info.value)
+    assert "p0.png (values 255)" in msg and "valid raw values are 0..2" in msg
+    assert "ignore_value: 255" in msg
 
 
 @pytest.mark.parametrize(
@@ -235,3 +240,68 @@ def test_label_folder_datamodule_cityscapes_sample_folders() -> None:
     assert dm.cond_channels == 36
     _check(dm, (64, 128))
     assert len(dm.train_dataset) == 8 and len(dm.val_dataset) == 3
+
+
+# ----------------------------------------------------------------------------- setup checks
+
+
+def test_label_problems_found_at_setup_for_every_file(tmp_path: Path) -> None:
+    root = _write_folder(tmp_path, n=6)
+    _write(root / "labels" / "p3.png", _blocks(32, 64, np.array([0, 1], np.uint8), 3))  # size
+    _write(root / "labels" / "p4.png", _blocks(64, 64, np.array([0, 7, 9], np.uint8), 4))
+    dm = LabelFolderDataModule(
+        str(root / "photos"), str(root / "labels"), num_classes=3, ignore_value=255,
+        resolution=32, val_fraction=0.4, **LOADER,
+    )  # fmt: skip
+    with pytest.raises(ValueError) as info:
+        dm.setup("fit")
+    msg = str(info.value)
+    assert "1 photo(s) whose label map has a different size" in msg
+    assert "p3.png (photo 64x64, label map" in msg and "64x32 WxH" in msg
+    assert "1 label map(s) with values outside the generic label set" in msg
+    assert "p4.png (values 7, 9)" in msg and "num_classes: 10" in msg
+
+
+def test_label_values_are_read_once_then_cached(tmp_path: Path, monkeypatch) -> None:
+    import i2i.data.labels as labels_module
+
+    root = _write_folder(tmp_path, n=4)
+    reads: list[str] = []
+    real = labels_module.read_label_map
+
+    def counting(path):
+        reads.append(Path(path).name)
+        return real(path)
+
+    monkeypatch.setattr(labels_module, "read_label_map", counting)
+
+    def setup() -> LabelFolderDataModule:
+        dm = LabelFolderDataModule(
+            str(root / "photos"), str(root / "labels"), num_classes=3, ignore_value=255,
+            resolution=32, val_fraction=0.5, **LOADER,
+        )  # fmt: skip
+        dm.setup("fit")
+        return dm
+
+    setup()
+    assert sorted(reads) == ["p0.png", "p1.png", "p2.png", "p3.png"]
+    caches = list((Path(os.environ["I2I_CACHE_DIR"]) / "label_stats").glob("labels-*.json"))
+    assert len(caches) == 1
+    reads.clear()
+    setup()
+    assert reads == []  # the second run reads no label map
+    _write(root / "labels" / "p2.png", _blocks(64, 64, np.array([0, 5], np.uint8), 2))
+    with pytest.raises(ValueError, match=r"p2\.png \(values 5\)"):
+        setup()
+    assert reads == ["p2.png"]  # only the changed file is read again
+
+
+def test_label_folder_one_pair_says_validation_needs_two(tmp_path: Path) -> None:
+    root = _write_folder(tmp_path, n=1)
+    dm = LabelFolderDataModule(str(root / "photos"), str(root / "labels"), num_classes=3,
+                               ignore_value=255, **LOADER)  # fmt: skip
+    with pytest.raises(ValueError) as info:
+        dm.setup("fit")
+    msg = str(info.value)
+    assert f"{root / 'photos'} has 1 photo/label pair(s)" in msg and "at least two" in msg
+    assert "val_image_dir and val_label_dir" in msg

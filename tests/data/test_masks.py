@@ -11,8 +11,10 @@ import torch
 from PIL import Image
 
 from i2i.data.masks import (
+    KNOWN_MASK_SETS,
     MaskFolder,
     RandomMaskGenerator,
+    judge_hole_ratios,
     load_mask,
     mask_hole_ratio,
     random_mask,
@@ -199,3 +201,78 @@ def test_nvidia_irregular_masks_real_data():
         mask = folder[i]
         assert mask.shape == (1, 512, 512)
         assert 0.0 < mask_hole_ratio(mask) < 0.65, folder.files[i]
+
+
+# --- alpha masks and known sets ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("colour", [(255, 255, 255), (0, 0, 0)])
+def test_alpha_only_mask_reads_the_alpha_channel(tmp_path, colour):
+    # One colour everywhere, the hole cut out as transparency (an editor's cut-out): grey
+    # conversion ignores alpha and sees a blank mask; the alpha channel holds the shape.
+    alpha = np.full((32, 40), 255, np.uint8)
+    alpha[4:20, 10:30] = 0  # 320 of 1280 pixels transparent
+    rgba = np.dstack([np.full((32, 40, 3), colour, np.uint8), alpha])
+    path = tmp_path / "cutout.png"
+    Image.fromarray(rgba, "RGBA").save(path)
+    known = load_mask(path, polarity="white_is_known")  # alpha as grey: transparent = black
+    assert mask_hole_ratio(known) == pytest.approx(0.25)
+    assert torch.equal(known[0], torch.from_numpy(alpha > 127).float())
+    hole = load_mask(path, polarity="white_is_hole")  # opaque = white = hole
+    assert mask_hole_ratio(hole) == pytest.approx(0.75)
+    la = tmp_path / "cutout_la.png"
+    Image.fromarray(rgba, "RGBA").convert("LA").save(la)
+    assert torch.equal(load_mask(la, polarity="white_is_known"), known)
+
+
+def test_rgba_with_varying_colour_keeps_the_grey_level(tmp_path, white_square):
+    _, white = white_square
+    rgba = np.dstack([np.repeat(np.where(white, 255, 0)[..., None], 3, 2), np.zeros_like(white)])
+    rgba[..., 3] = 0
+    rgba[0, 0, 3] = 255  # alpha varies too, but the colour carries the mask
+    path = tmp_path / "rgba.png"
+    Image.fromarray(rgba.astype(np.uint8), "RGBA").save(path)
+    mask = load_mask(path, polarity="white_is_known")
+    assert torch.equal(mask[0], torch.from_numpy(white).float())
+
+
+def test_judge_hole_ratios_flags_inverted_sets():
+    nvidia = np.linspace(0.02, 0.58, 24)  # NVIDIA irregular, read the right way
+    assert judge_hole_ratios(nvidia, "white_is_hole") is None
+    inverted = judge_hole_ratios(1 - nvidia, "white_is_known")  # 70% hole: passes the 75% limit
+    assert inverted is not None and "nvidia_irregular" in inverted
+    assert "'white_is_hole'" in inverted and "30.0%" in inverted and "70.0%" in inverted
+    # CoModGAN-style masks of 73% hole on average, spread 20-95%, read as white_is_hole: 27%.
+    comod = np.array([0.2, 0.35, 0.6, 0.8, 0.85, 0.9, 0.9, 0.95, 0.9, 0.85, 0.8, 0.65])
+    assert judge_hole_ratios(comod, "white_is_known") is None
+    msg = judge_hole_ratios(1 - comod, "white_is_hole")
+    assert msg is not None and "comodgan" in msg
+    assert f"{(1 - comod).mean():.1%}" in msg and f"{comod.mean():.1%}" in msg
+    # A named set is checked on its own terms.
+    assert judge_hole_ratios(comod, "white_is_known", mask_set="comodgan") is None
+    named = judge_hole_ratios(nvidia, "white_is_known", mask_set="nvidia_irregular")
+    assert named is not None and "white_is_hole" in named
+    with pytest.raises(ValueError, match="nvidia_irregular"):
+        judge_hole_ratios(nvidia, "white_is_hole", mask_set="nvidia")
+    assert {s.polarity for s in KNOWN_MASK_SETS.values()} == {"white_is_hole", "white_is_known"}
+
+
+def test_nvidia_irregular_masks_real_data_fit_the_table():
+    root = SHARED_DATA / "masks" / "nvidia_irregular_test"
+    if not root.is_dir():
+        pytest.skip(f"real mask data not available at {root}")
+    folder = MaskFolder(root, polarity="white_is_hole", size=64)
+    ratios = np.array([mask_hole_ratio(folder[i]) for i in range(len(folder))])
+    assert judge_hole_ratios(ratios, "white_is_hole") is None
+    assert judge_hole_ratios(ratios, "white_is_hole", mask_set="nvidia_irregular") is None
+    assert "nvidia_irregular" in judge_hole_ratios(1 - ratios, "white_is_known")
+
+
+def test_deepfill_rgba_masks_real_data_unchanged():
+    root = SHARED_DATA / "places" / "deepfillv2_places2" / "masks"
+    if not root.is_dir():
+        pytest.skip(f"real mask data not available at {root}")
+    expected = {"case1_mask.png": 0.098, "case3_mask.png": 0.059, "case4_mask.png": 0.138}
+    for name, ratio in expected.items():  # RGBA with varying colour: read as grey, white = hole
+        mask = load_mask(root / name, polarity="white_is_hole")
+        assert mask_hole_ratio(mask) == pytest.approx(ratio, abs=0.002), name

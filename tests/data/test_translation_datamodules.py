@@ -237,3 +237,108 @@ def test_real_edges2shoes_via_paired_datamodule() -> None:
     flipped = PairedDataModule(str(root), direction="BtoA", num_workers=0, val_fraction=0.5)
     with pytest.warns(UserWarning, match="direction"):
         flipped.setup("fit")
+
+
+# ----------------------------------------------------------------------------- 3-channel edges
+
+
+def test_edges_channels_3_is_the_rgb_half_as_it_is(tmp_path: Path) -> None:
+    root = _write_ab_splits(tmp_path / "data" / "edges2shoes", n_train=2, n_val=2)
+    kwargs = dict(download=False, resolution=64, batch_size=1, val_batch_size=2, num_workers=0)
+    dm = Edges2ShoesDataModule(str(root), edges_channels=3, **kwargs)
+    assert dm.cond_channels == 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the edge check reads black-on-white RGB correctly
+        dm.setup("fit")
+    sample = dm.val_dataset[0]
+    validate_sample(sample, "edges_channels=3")
+    left = np.asarray(Image.open(dm.val_dataset.dataset.files[0]).convert("RGB"))[:, :64]
+    ref = torch.from_numpy(left.copy()).permute(2, 0, 1).float() / 127.5 - 1
+    assert torch.equal(sample[batch.EDGES], ref)  # not inverted, not grey: the file's pixels
+    assert sample[batch.EDGES].mean() > 0.5  # white paper is +1
+    b = next(iter(dm.train_dataloader()))
+    assert b[batch.EDGES].shape == (2, 3, 64, 64)
+    grey = Edges2ShoesDataModule(str(root), **kwargs)
+    assert grey.cond_channels == 1
+    grey.setup("fit")
+    assert grey.val_dataset[0][batch.EDGES].shape == (1, 64, 64)
+    with pytest.raises(ValueError, match="edges_channels"):
+        Edges2ShoesDataModule(str(root), edges_channels=2)
+
+
+def test_edges_channels_3_two_folders(tmp_path: Path) -> None:
+    for i in range(4):
+        edges, photo = _pair(i)
+        for sub, img in (("A", edges), ("B", photo)):
+            (tmp_path / sub).mkdir(exist_ok=True)
+            img.save(tmp_path / sub / f"{i}.png")
+    dm = PairedDataModule(
+        str(tmp_path), layout="two_folders", edges_channels=3, resolution=64, num_workers=0,
+        val_fraction=0.5,
+    )  # fmt: skip
+    dm.setup("fit")
+    s = dm.val_dataset[0]
+    cpath = dm.val_dataset.dataset.pairs[0][0]
+    ref = np.asarray(Image.open(cpath).convert("RGB"))
+    assert torch.equal(s[batch.EDGES], torch.from_numpy(ref.copy()).permute(2, 0, 1) / 127.5 - 1)
+
+
+def test_batch_contract_allows_1_or_3_edge_channels() -> None:
+    for c in (1, 3):
+        validate_sample({batch.EDGES: torch.zeros(c, 8, 8)}, "ok")
+    with pytest.raises(ValueError, match=r"C = 1 or 3.*\(2, 8, 8\)"):
+        validate_sample({batch.EDGES: torch.zeros(2, 8, 8)}, "bad")
+
+
+# ----------------------------------------------------------------------------- setup checks
+
+
+def test_side_by_side_problems_found_at_setup(tmp_path: Path) -> None:
+    root = _write_ab_splits(tmp_path / "pairs", n_train=3, n_val=2)
+    Image.new("RGB", (100, 64)).save(root / "train" / "odd.png")  # not two square halves
+    Image.new("RGB", (32, 16)).save(root / "train" / "tiny_AB.png")  # halves of 16 < 32
+    dm = PairedDataModule(str(root), resolution=RES, num_workers=0)
+    with pytest.raises(ValueError) as info:
+        dm.setup("fit")
+    msg = str(info.value)
+    assert "1 file(s) that are not side-by-side pairs" in msg and "odd.png (100x64 WxH)" in msg
+    assert "layout='two_folders'" in msg
+    assert "1 pair(s) smaller than the resolution 32x32" in msg and "tiny_AB.png (16x16)" in msg
+    assert "small_images: upscale" in msg
+
+
+def test_two_folder_aspect_mismatch_found_at_setup(tmp_path: Path) -> None:
+    for i in range(3):
+        edges, photo = _pair(i)
+        for sub, img in (("A", edges), ("B", photo)):
+            (tmp_path / sub).mkdir(exist_ok=True)
+            img.save(tmp_path / sub / f"{i}.png")
+    Image.new("RGB", (64, 32), (255, 255, 255)).save(tmp_path / "A" / "1.png")
+    dm = PairedDataModule(str(tmp_path), layout="two_folders", resolution=RES, num_workers=0,
+                          val_fraction=0.3)  # fmt: skip
+    with pytest.raises(ValueError, match=r"1 pair\(s\) whose condition and photo differ") as info:
+        dm.setup("fit")
+    assert "1.png" in str(info.value) and "64x32 vs 64x64 WxH" in str(info.value)
+
+
+@pytest.mark.parametrize("layout", ["side_by_side", "two_folders", "photos"])
+def test_one_sample_says_validation_needs_two(tmp_path: Path, layout: str) -> None:
+    edges, photo = _pair(0)
+    if layout == "side_by_side":
+        _ab(0).save(tmp_path / "0_AB.png")
+        dm = PairedDataModule(str(tmp_path), num_workers=0)
+        where, what = tmp_path, "1 image(s)"
+    elif layout == "two_folders":
+        for sub, img in (("A", edges), ("B", photo)):
+            (tmp_path / sub).mkdir()
+            img.save(tmp_path / sub / "0.png")
+        dm = PairedDataModule(str(tmp_path), layout="two_folders", num_workers=0)
+        where, what = tmp_path / "A", "1 pair(s)"
+    else:
+        photo.save(tmp_path / "0.png")
+        dm = EdgesFromPhotosDataModule(str(tmp_path), num_workers=0)
+        where, what = tmp_path, "1 image(s)"
+    with pytest.raises(ValueError) as info:
+        dm.setup("fit")
+    msg = str(info.value)
+    assert f"{where} has {what}" in msg and "at least two" in msg and "val" in msg

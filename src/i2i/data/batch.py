@@ -7,9 +7,14 @@ batch with a leading batch dimension B. Tasks read batches only through these co
 |---------|------------|---------|---------------------------------------|-----------------|
 | "image" | (3, H, W)  | float32 | [-1, 1], the real / target photo      | every task      |
 | "mask"  | (1, H, W)  | float32 | 1 = known pixel, 0 = hole             | inpainting      |
-| "edges" | (1, H, W)  | float32 | [-1, 1], +1 on edges (white on black) | edges -> photo  |
+| "edges" | (C, H, W)  | float32 | [-1, 1], see below                    | edges -> photo  |
 | "label" | (H, W)     | int64   | class ids >= 0, resized with NEAREST  | labels -> photo |
 | "index" | scalar int | int64   | the sample's index in its dataset     | fixed val masks |
+
+"edges" has C = 1 (a grey edge map, +1 on the lines: white on black; also the instance
+boundaries of labels -> photo) or C = 3 (the RGB condition image as it is in the file, e.g. the
+black-on-white edges half of a pix2pix file: the official CoModGAN condition; the edges
+datamodules' ``edges_channels: 3``).
 
 After collation "index" is an int64 tensor of shape (B,).
 """
@@ -28,6 +33,7 @@ LABEL = "label"
 INDEX = "index"
 
 KEYS = (IMAGE, MASK, EDGES, LABEL, INDEX)
+EDGES_CHANNELS = (1, 3)
 
 # Float round-off from resizing may overshoot [-1, 1] by a hair; that is not a contract violation.
 _TOL = 1e-4
@@ -38,13 +44,20 @@ def _fail(source: str, key: str, problem: str) -> ValueError:
 
 
 def _check_float(
-    sample: Mapping[str, Any], key: str, channels: int, lo: float, hi: float, source: str
+    sample: Mapping[str, Any],
+    key: str,
+    channels: int | tuple[int, ...],
+    lo: float,
+    hi: float,
+    source: str,
 ) -> tuple[int, int]:
     x = sample[key]
+    allowed = (channels,) if isinstance(channels, int) else channels
     if not isinstance(x, torch.Tensor) or x.dtype != torch.float32:
         raise _fail(source, key, f"must be a float32 tensor, got {_describe(x)}")
-    if x.ndim != 3 or x.shape[0] != channels:
-        raise _fail(source, key, f"must have shape ({channels}, H, W), got {tuple(x.shape)}")
+    if x.ndim != 3 or x.shape[0] not in allowed:
+        c = " or ".join(str(a) for a in allowed)
+        raise _fail(source, key, f"must have shape (C, H, W) with C = {c}, got {tuple(x.shape)}")
     if x.numel() and (x.min().item() < lo - _TOL or x.max().item() > hi + _TOL):
         raise _fail(
             source,
@@ -78,7 +91,7 @@ def validate_sample(sample: Mapping[str, Any], source: str = "sample") -> None:
     if MASK in sample:
         sizes[MASK] = _check_float(sample, MASK, 1, 0.0, 1.0, source)
     if EDGES in sample:
-        sizes[EDGES] = _check_float(sample, EDGES, 1, -1.0, 1.0, source)
+        sizes[EDGES] = _check_float(sample, EDGES, EDGES_CHANNELS, -1.0, 1.0, source)
     if LABEL in sample:
         y = sample[LABEL]
         if not isinstance(y, torch.Tensor) or y.dtype != torch.int64:

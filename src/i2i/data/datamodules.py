@@ -12,6 +12,8 @@ and the D step the second, so each has its own reals and masks, as in the offici
 
 from __future__ import annotations
 
+import logging
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,24 +21,52 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, IterableDataset, default_collate, get_worker_info
+from torch.utils.data import (
+    DataLoader,
+    Dataset,
+    IterableDataset,
+    Subset,
+    default_collate,
+    get_worker_info,
+)
 
 from i2i.data import batch as B
 from i2i.data.datasets import (
+    FOLDER_SMALL_IMAGES,
+    ON_CORRUPT,
+    RESAMPLES,
+    RESIZES,
+    TRAIN_CROPS,
+    CorruptImageError,
     ImageFolderDataset,
+    check_choice,
     check_resolution,
     find_split_folders,
     list_images,
     split_files,
 )
 from i2i.data.label_specs import LabelSpec
-from i2i.data.masks import MaskFolder, RandomMaskGenerator, mask_hole_ratio
+from i2i.data.masks import (
+    KNOWN_MASK_SETS,
+    POLARITIES,
+    MaskFolder,
+    RandomMaskGenerator,
+    judge_hole_ratios,
+    mask_hole_ratio,
+)
+from i2i.data.scan import Findings, scan_enabled
 from i2i.data.synthetic import CLASS_NAMES, NUM_CLASSES, PALETTE, ShapesDataset
+
+log = logging.getLogger(__name__)
 
 MaskSource = Callable[[np.random.Generator], torch.Tensor]
 # Mask sets hide a minority of the image on average (NVIDIA irregular: 1-60%; CoModGAN's large
 # masks: 64% at 512, 72% at 256). A folder whose masks are mostly hole was probably read inverted.
 MAX_MEAN_HOLE = 0.75
+# Masks that hide (almost) nothing teach nothing: all-known files, a hole drawn only in an alpha
+# channel that was dropped, or a polarity that turns the hole into the known part.
+MIN_MEAN_HOLE = 0.005
+MASK_PROBE = 64  # mask files measured at setup, spread evenly over the folder
 
 
 class FolderMasks:
@@ -159,6 +189,8 @@ class StreamDataModule(L.LightningDataModule):
         if self.train_dataset is not None:
             return
         train, val = self.build_datasets()
+        if scan_enabled():
+            check_files((train, val), type(self).__name__)
         self.train_dataset = train
         self.val_dataset = FixedMaskDataset(val, self.val_masks(), self.keys, seed=self.seed)
 
@@ -204,6 +236,21 @@ class StreamDataModule(L.LightningDataModule):
         return default_collate([self.val_dataset[i] for i in range(min(n, len(self.val_dataset)))])
 
 
+def check_files(datasets: tuple[Dataset, ...], where: str) -> None:
+    """Run the setup check (`scan`) of each dataset that has one and raise ONE error listing
+    every problem (see :mod:`i2i.data.scan`); a Subset checks only its samples."""
+    findings = Findings()
+    for ds in datasets:
+        indices = None
+        if isinstance(ds, Subset):
+            ds, indices = ds.dataset, list(ds.indices)
+        if hasattr(ds, "scan"):
+            ds.scan(findings, indices)
+    if findings:
+        error = CorruptImageError if findings.corrupt_only else ValueError
+        raise error(findings.message(where))
+
+
 class InpaintingDataModule(StreamDataModule):
     """Any folder of images (recursive; jpg/png/webp/bmp; grayscale and RGBA converted), or the
     embedded procedural shapes when `data_dir` is None. Masks: the official free-form generator,
@@ -225,8 +272,12 @@ class InpaintingDataModule(StreamDataModule):
         val_mask_dir: str | None = None,  # validation masks from files (index i -> file i mod n)
         mask_polarity: str | None = None,  # required with mask files: white_is_known|white_is_hole
         check_mask_polarity: bool = True,  # stop if mask files average > 75% hole (inverted?)
+        mask_set: str | None = None,  # a known set to check the masks against, e.g. comodgan
         on_corrupt: str = "skip",  # a corrupt image: "skip" with a warning naming it, or "raise"
-        small_images: str = "error",  # an image smaller than the resolution: "error" | "upscale"
+        small_images: str = "error",  # an image under the resolution: "error"|"upscale"|"pad"
+        train_crop: str = "random",  # training crop: "random" | "center" (validation: centre)
+        resize: str = "cover",  # "cover": resize to cover, then crop; "none": crop or pad only
+        resample: str = "bicubic_antialias",  # or "pil_bilinear", the official dataset tool's
         synthetic_length: int = 4096,  # images in the embedded training set
         seed: int = 0,
     ):
@@ -238,21 +289,66 @@ class InpaintingDataModule(StreamDataModule):
                 "mask_dir/val_mask_dir need mask_polarity: 'white_is_hole' (NVIDIA irregular "
                 "masks, DeepFill) or 'white_is_known' (CoModGAN, MAT)"
             )
+        for name, value, choices in (
+            ("on_corrupt", on_corrupt, ON_CORRUPT),
+            ("small_images", small_images, FOLDER_SMALL_IMAGES),
+            ("train_crop", train_crop, TRAIN_CROPS),
+            ("resize", resize, RESIZES),
+            ("resample", resample, RESAMPLES),
+        ):
+            check_choice(name, value, choices)  # a bad config fails here, not at setup
+        if mask_polarity is not None and mask_polarity not in POLARITIES:
+            raise ValueError(f"mask_polarity must be one of {POLARITIES}, got {mask_polarity!r}")
+        if mask_set is not None and mask_set not in KNOWN_MASK_SETS:
+            raise ValueError(f"unknown mask_set {mask_set!r}; known: {sorted(KNOWN_MASK_SETS)}")
         self.mask_generator = RandomMaskGenerator(self.resolution, tuple(hole_range), mask_variant)
+        self._mask_folders: dict[str, MaskFolder] = {}  # checked once per folder
+
+    def setup(self, stage: str | None = None) -> None:
+        super().setup(stage)  # checks the images and the validation masks
+        if self.hparams.mask_dir:
+            self.train_masks()  # and the training masks now, not at the first batch
 
     def _mask_folder(self, root: str) -> MaskFolder:
-        """Mask files, resized with NEAREST to the resolution, with a polarity sanity check."""
-        folder = MaskFolder(root, polarity=self.hparams.mask_polarity, size=self.resolution)
-        probe = [mask_hole_ratio(folder[i]) for i in range(min(16, len(folder)))]
-        mean_hole = float(np.mean(probe))
-        if self.hparams.check_mask_polarity and mean_hole > MAX_MEAN_HOLE:
-            other = {"white_is_hole": "white_is_known", "white_is_known": "white_is_hole"}
+        """Mask files, resized with NEAREST to the resolution, with sanity checks of their hole
+        ratio measured on up to MASK_PROBE files: logged always, an error when (almost) nothing
+        or most of the image is hole, a warning when the polarity looks inverted."""
+        hp = self.hparams
+        if root in self._mask_folders:
+            return self._mask_folders[root]
+        folder = MaskFolder(root, polarity=hp.mask_polarity, size=self.resolution)
+        n = len(folder)
+        picks = np.unique(np.linspace(0, n - 1, min(MASK_PROBE, n)).round().astype(int))
+        ratios = np.array([mask_hole_ratio(folder[int(i)]) for i in picks])
+        mean_hole = float(ratios.mean())
+        polarity = hp.mask_polarity
+        other = POLARITIES[1 - POLARITIES.index(polarity)]
+        log.info(
+            "mask folder %s: mean hole ratio %.1f%% over %d of %d masks with mask_polarity=%r "
+            "(with %r it would be %.1f%%)", root, 100 * mean_hole, len(picks), n, polarity,
+            other, 100 * (1 - mean_hole),
+        )  # fmt: skip
+        if mean_hole < MIN_MEAN_HOLE:
+            raise ValueError(
+                f"masks in {root} hide almost nothing: {mean_hole:.2%} hole on average over "
+                f"{len(picks)} of {n} files with mask_polarity={polarity!r} (at least "
+                f"{MIN_MEAN_HOLE:.1%} needed). Likely causes: the masks are all-known (blank) "
+                "files; the hole is drawn only in an alpha channel over a varying colour (save "
+                "the mask as a grey image); or the polarity is inverted and the hole is read as "
+                f"known (mask_polarity={other!r} would give {1 - mean_hole:.1%} hole)."
+            )
+        if hp.check_mask_polarity and mean_hole > MAX_MEAN_HOLE:
             raise ValueError(
                 f"masks in {root} are {mean_hole:.0%} hole on average with mask_polarity="
-                f"{self.hparams.mask_polarity!r}: the polarity is probably inverted. Set "
-                f"mask_polarity={other[self.hparams.mask_polarity]!r} (in i2i, 1 = known), or "
+                f"{polarity!r}: the polarity is probably inverted. Set "
+                f"mask_polarity={other!r} (in i2i, 1 = known), or "
                 "check_mask_polarity=false if your masks really hide most of the image."
             )
+        if hp.check_mask_polarity and (doubt := judge_hole_ratios(ratios, polarity, hp.mask_set)):
+            msg = f"{root}: {doubt}"
+            warnings.warn(msg, stacklevel=2)
+            log.warning(msg)
+        self._mask_folders[root] = folder
         return folder
 
     def train_masks(self) -> MaskSource:
@@ -272,6 +368,7 @@ class InpaintingDataModule(StreamDataModule):
         return image_folder_split(
             hp.data_dir, self.resolution, hp.val_fraction, hp.max_val_images, hp.seed,
             hflip=hp.hflip, on_corrupt=hp.on_corrupt, small_images=hp.small_images,
+            train_crop=hp.train_crop, resize=hp.resize, resample=hp.resample,
         )  # fmt: skip
 
 
@@ -290,13 +387,14 @@ def image_folder_split(
     if folders is not None:
         train_files, val_files = list_images(folders[0]), list_images(folders[1])
     else:
-        train_files, val_files = split_files(list_images(root), val_fraction, seed)
+        train_files, val_files = split_files(list_images(root), val_fraction, seed, root)
     if max_val_images is not None:
         val_files = val_files[:max_val_images]
     hflip = dataset_kwargs.pop("hflip", True)
     train = ImageFolderDataset(
         root, resolution, files=train_files, train=True, hflip=hflip, **dataset_kwargs
     )
+    # Validation always centre-crops (train_crop only concerns training).
     val = ImageFolderDataset(
         root, resolution, files=val_files, train=False, hflip=False, **dataset_kwargs
     )

@@ -1,7 +1,14 @@
 """Image I/O and the folder-of-images dataset.
 
-Geometry: the shorter side is resized to cover the target (H, W) (bicubic with antialias), then
-a crop of exactly (H, W) is taken, at the centre for validation or at random for training.
+Geometry: by default (resize="cover") the shorter side is resized to cover the target (H, W),
+then a crop of exactly (H, W) is taken, at the centre for validation or at random for training
+(train_crop="center" keeps the centre in training too). resize="none" crops without resizing,
+as the official Places2 preprocessing does (TF's ``resize_with_crop_or_pad``). The resampling
+filter is "bicubic_antialias" (PIL's bicubic, which antialiases) or "pil_bilinear" (PIL's
+bilinear, what the official dataset tool used). An image smaller than the resolution is an
+error, is upscaled to cover it (small_images="upscale"), or, for :class:`ImageFolderDataset`,
+padded with black (-1 in [-1, 1]; TF pads uint8 images with 0) around its centre
+(small_images="pad").
 The crop is planned separately from the pixels (:func:`plan_crop` / :func:`apply_crop`) so that
 paired data (a photo and its label map) can share one geometry with different interpolations.
 
@@ -13,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,12 +34,17 @@ from torch.utils.data import Dataset
 from torchvision.transforms import InterpolationMode
 
 from i2i.data import batch
+from i2i.data.scan import Findings, header_size, parallel_map
 
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 ON_CORRUPT = ("skip", "raise")
 SMALL_IMAGES = ("error", "upscale")
+FOLDER_SMALL_IMAGES = (*SMALL_IMAGES, "pad")  # ImageFolderDataset can also pad with black
+RESIZES = ("cover", "none")  # cover-resize then crop | crop (or pad) without resizing
+TRAIN_CROPS = ("random", "center")
+RESAMPLES = ("bicubic_antialias", "pil_bilinear")
 VAL_DIR_NAMES = ("val", "valid", "validation", "test")
 MAX_ASPECT = 4
 
@@ -40,15 +53,51 @@ class CorruptImageError(ValueError):
     """An image file that cannot be decoded (truncated, wrong format, random bytes)."""
 
 
+def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    """ValueError naming the argument and its allowed values."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
 # --------------------------------------------------------------------------------------------
 # Files and splits
+
+
+def walk_files(root: str | Path, extensions: Sequence[str]) -> list[Path]:
+    """Files under `root` at any depth whose extension (any case) is in `extensions`, sorted.
+
+    Hidden files and folders (names starting with '.', e.g. macOS '._x.jpg' resource forks)
+    are skipped; symlinked folders are not entered. A sub-folder that cannot be read (no
+    permission, I/O error) is skipped with a warning naming it, never silently.
+    """
+    root = Path(root)
+
+    def unreadable(err: OSError) -> None:
+        if Path(err.filename or "") == root:
+            raise err  # the folder itself: the caller's error says what to do
+        msg = (
+            f"Cannot read folder {err.filename} ({err.strerror or err}); its files are left out. "
+            "Fix its permissions (e.g. chmod -R a+rX) or move it out of the dataset folder."
+        )
+        warnings.warn(msg, stacklevel=4)
+        log.warning(msg)
+
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            if not name.startswith(".") and os.path.splitext(name)[1].lower() in extensions:
+                path = Path(dirpath, name)
+                if path.is_file():
+                    found.append(path)
+    return sorted(found)
 
 
 def list_images(root: str | Path) -> list[Path]:
     """All images under `root` at any depth, sorted; extensions are matched case-insensitively.
 
     Hidden files and folders (names starting with '.', e.g. macOS '._x.jpg' resource forks,
-    which are not images) are ignored.
+    which are not images) are ignored; an unreadable sub-folder is skipped with a warning.
     """
     root = Path(root)
     if not root.is_dir():
@@ -56,13 +105,7 @@ def list_images(root: str | Path) -> list[Path]:
             f"Image folder {root} does not exist; place your images (jpg/png/webp) under {root}, "
             "any sub-folder depth"
         )
-    files = sorted(
-        p
-        for p in root.rglob("*")
-        if p.suffix.lower() in IMAGE_EXTENSIONS
-        and not any(part.startswith(".") for part in p.relative_to(root).parts)
-        and p.is_file()
-    )
+    files = walk_files(root, IMAGE_EXTENSIONS)
     if not files:
         raise FileNotFoundError(
             f"Image folder {root} has no images; accepted extensions (any case, any sub-folder "
@@ -72,17 +115,33 @@ def list_images(root: str | Path) -> list[Path]:
 
 
 def split_files(
-    files: Sequence[Path], val_fraction: float = 0.05, seed: int = 0
+    files: Sequence[Path],
+    val_fraction: float = 0.05,
+    seed: int = 0,
+    where: str | Path = "the dataset folder",
+    item: str = "image",
+    separate: str = "",
 ) -> tuple[list[Path], list[Path]]:
     """Split `files` into (train, val) by a seeded permutation; each part keeps sorted order.
 
     The input is sorted first, so the split depends only on the set of files and the seed.
-    With val_fraction > 0 and at least 2 files, both parts are non-empty.
+    With val_fraction > 0 and at least 2 files, both parts are non-empty; otherwise ValueError
+    naming `where` (the folder), the count of `item`s and how to give a separate validation
+    set (`separate`; default: train/ and val/ sub-folders of `where`).
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     files = sorted(Path(f) for f in files)
     n = len(files)
+    if n < 2 or val_fraction == 0:
+        separate = separate or f"a val/ folder ({where}/train/ and {where}/val/)"
+        if n >= 2:
+            why = f"val_fraction={val_fraction} holds out none of them. Set val_fraction > 0"
+        else:
+            why = f"validation needs at least two (one held out, one to train on). Add {item}s"
+        raise ValueError(
+            f"{where} has {n} {item}(s) and no separate validation set: {why}, or give {separate}."
+        )
     n_val = round(n * val_fraction)
     if val_fraction > 0 and n >= 2:
         n_val = min(max(n_val, 1), n - 1)
@@ -212,22 +271,33 @@ def plan_crop(
     random_crop: bool,
     small_images: str = "error",
     source: str | Path = "image",
+    resize: str = "cover",
 ) -> CropPlan:
-    """Plan the cover-resize and crop of an image of `size` (H, W) to `resolution`.
+    """Plan the resize and crop of an image of `size` (H, W) to `resolution`.
 
-    An image smaller than the resolution raises ValueError unless small_images='upscale'.
+    resize="cover" resizes the image so that it just covers the resolution; "none" keeps its
+    size. An image smaller than the resolution raises ValueError with small_images="error", is
+    cover-resized with "upscale", or with "pad" keeps its size and the plan's top/left are
+    negative along the short sides: the crop reaches outside the image, centred as in TF's
+    ``resize_with_crop_or_pad``, and a PIL crop fills the outside with black.
     `random_crop` draws the offset from the global torch RNG; otherwise the crop is centred.
     """
     th, tw = check_resolution(resolution)
     h, w = size
-    if small_images not in SMALL_IMAGES:
-        raise ValueError(f"small_images must be one of {SMALL_IMAGES}, got {small_images!r}")
-    if (h < th or w < tw) and small_images == "error":
+    if small_images not in FOLDER_SMALL_IMAGES:
+        raise ValueError(f"small_images must be one of {FOLDER_SMALL_IMAGES}, got {small_images!r}")
+    check_choice("resize", resize, RESIZES)
+    small = h < th or w < tw
+    if small and small_images == "error":
         raise ValueError(
             f"Image {source} is {h}x{w} (HxW), smaller than the resolution {th}x{tw}. Use a lower "
             f"resolution (this image fits {_floor_pow2(min(h, w))}) or set "
             "small_images='upscale' to enlarge small images (they will look blurry)."
         )
+    if (resize == "none" and not small) or (small and small_images == "pad"):
+        top = _offset(h, th, random_crop)
+        left = _offset(w, tw, random_crop)
+        return CropPlan((h, w), top, left, th, tw)
     scale = max(th / h, tw / w)
     # ceil with a guard against float error so both sides always cover the target
     rh, rw = max(th, math.ceil(h * scale - 1e-6)), max(tw, math.ceil(w * scale - 1e-6))
@@ -239,6 +309,14 @@ def plan_crop(
     return CropPlan((rh, rw), top, left, th, tw)
 
 
+def _offset(have: int, want: int, random_crop: bool) -> int:
+    if have < want:  # pad: centred, the extra pixel of an odd difference at the end (as TF)
+        return -((want - have) // 2)
+    if random_crop:
+        return int(torch.randint(have - want + 1, ()).item())
+    return (have - want) // 2
+
+
 def _floor_pow2(v: int) -> int:
     return 1 << (max(v, 4).bit_length() - 1)
 
@@ -247,22 +325,29 @@ def apply_crop(
     img: Image.Image | torch.Tensor,
     plan: CropPlan,
     interpolation: InterpolationMode = InterpolationMode.BICUBIC,
+    resample: str = "bicubic_antialias",
 ) -> Image.Image | torch.Tensor:
-    """Apply a CropPlan; use InterpolationMode.NEAREST for label maps."""
+    """Apply a CropPlan; use InterpolationMode.NEAREST for label maps. resample="pil_bilinear"
+    resizes a PIL image with PIL's bilinear filter instead of `interpolation` (the official
+    dataset tool's choice). A crop reaching outside a PIL image fills it with black."""
+    check_choice("resample", resample, RESAMPLES)
     size = TF.get_size(img)  # [H, W] for PIL images and tensors alike
     if tuple(size) != plan.resized:
-        antialias = interpolation != InterpolationMode.NEAREST
-        img = TF.resize(img, list(plan.resized), interpolation=interpolation, antialias=antialias)
+        if resample == "pil_bilinear" and isinstance(img, Image.Image):
+            img = img.resize((plan.resized[1], plan.resized[0]), Image.Resampling.BILINEAR)
+        else:
+            antialias = interpolation != InterpolationMode.NEAREST
+            img = TF.resize(
+                img, list(plan.resized), interpolation=interpolation, antialias=antialias
+            )
+    if isinstance(img, Image.Image):  # PIL fills outside the image with 0: black for RGB
+        t, left = plan.top, plan.left
+        return img.crop((left, t, left + plan.width, t + plan.height))
     return TF.crop(img, plan.top, plan.left, plan.height, plan.width)
 
 
 # --------------------------------------------------------------------------------------------
 # Dataset
-
-
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
 
 
 class ImageFolderDataset(Dataset):
@@ -276,10 +361,17 @@ class ImageFolderDataset(Dataset):
         train: bool = True,  # random crop + optional flip; False: centre crop, deterministic
         hflip: bool = True,  # random horizontal flip, only when train
         on_corrupt: str = "skip",  # "skip": warn and use another file; "raise": CorruptImageError
-        small_images: str = "error",  # "error" or "upscale" images smaller than the resolution
+        small_images: str = "error",  # images under the resolution: "error" | "upscale" | "pad"
+        train_crop: str = "random",  # where training crops: "random" | "center" (val: centre)
+        resize: str = "cover",  # "cover": resize to cover, then crop; "none": crop (or pad) only
+        resample: str = "bicubic_antialias",  # resize filter: or "pil_bilinear" (official tool)
     ) -> None:
-        _check_choice("on_corrupt", on_corrupt, ON_CORRUPT)
-        _check_choice("small_images", small_images, SMALL_IMAGES)
+        check_choice("on_corrupt", on_corrupt, ON_CORRUPT)
+        check_choice("small_images", small_images, FOLDER_SMALL_IMAGES)
+        check_choice("train_crop", train_crop, TRAIN_CROPS)
+        check_choice("resize", resize, RESIZES)
+        check_choice("resample", resample, RESAMPLES)
+        self.train_crop, self.resize, self.resample = train_crop, resize, resample
         self.root = Path(root)
         self.resolution = check_resolution(resolution)
         self.files = [Path(f) for f in files] if files is not None else list_images(self.root)
@@ -297,11 +389,16 @@ class ImageFolderDataset(Dataset):
     def load(self, i: int) -> torch.Tensor:
         """Decode, crop and (maybe) flip file i; raises CorruptImageError on a bad file."""
         path = self.files[i]
-        img = load_image(path, draft_size=self.resolution)
+        # JPEG draft decodes at a reduced scale: only where we resize anyway and the filter is
+        # ours; pil_bilinear reproduces the official tool, which resized the full decode.
+        draft = self.resize == "cover" and self.resample == "bicubic_antialias"
+        img = load_image(path, draft_size=self.resolution if draft else None)
+        random_crop = self.train and self.train_crop == "random"
         plan = plan_crop(
-            (img.height, img.width), self.resolution, self.train, self.small_images, path
-        )
-        img = apply_crop(img, plan)
+            (img.height, img.width), self.resolution, random_crop, self.small_images, path,
+            self.resize,
+        )  # fmt: skip
+        img = apply_crop(img, plan, resample=self.resample)
         x = image_to_tensor(img)
         if self.train and self.hflip and torch.rand(()).item() < 0.5:
             x = x.flip(-1)
@@ -313,6 +410,73 @@ class ImageFolderDataset(Dataset):
             describe=lambda k: str(self.files[k]), item="image", where=str(self.root),
         )  # fmt: skip
         return {batch.IMAGE: image, batch.INDEX: j}
+
+    def scan(self, findings: Findings, indices: Sequence[int] | None = None) -> None:
+        """Check every file's header at setup: unreadable ones are dropped (on_corrupt="skip",
+        with a warning) or reported, images under the resolution are reported."""
+        sizes = scan_headers(self.files, self.on_corrupt, findings, str(self.root))
+        self.files = [f for f in self.files if f in sizes]
+        for path, size in sizes.items():
+            note_small(findings, path, size, self.resolution, self.small_images)
+
+
+def scan_headers(
+    files: Sequence[Path],
+    on_corrupt: str,
+    findings: Findings,
+    where: str,
+    exif: bool = True,
+    item: str = "image",
+) -> dict[Path, tuple[int, int]]:
+    """{file: (H, W)} from the headers of `files` (EXIF-rotated with `exif`). A file whose
+    header cannot be read is left out with a warning (on_corrupt="skip"), or reported in
+    `findings` ("raise"); when every file is unreadable, CorruptImageError."""
+    sizes: dict[Path, tuple[int, int]] = {}
+    results = parallel_map(lambda f: header_size(f, exif), list(files), f"{item} headers")
+    for path, size in zip(files, results, strict=True):
+        if not isinstance(size, Exception):
+            sizes[Path(path)] = size
+            continue
+        if isinstance(size, FileNotFoundError):
+            findings.add("missing", "file(s) missing", "Fix: check the paths.", path)
+        elif on_corrupt == "raise":
+            findings.add(
+                "corrupt", f"{item}(s) whose header cannot be read",
+                "Fix: delete or replace these files, or set on_corrupt: skip to leave them out.",
+                path, f"{type(size).__name__}: {size}",
+            )  # fmt: skip
+        else:
+            msg = f"Skipping corrupt {item} {path}: cannot read its header ({size})"
+            warnings.warn(msg, stacklevel=3)
+            log.warning(msg)
+    if files and not sizes and on_corrupt == "skip":
+        raise CorruptImageError(
+            f"All {len(files)} {item}s of {where} failed to decode; delete or replace the "
+            "corrupt files."
+        )
+    return sizes
+
+
+def note_small(
+    findings: Findings,
+    path: str | Path,
+    size: tuple[int, int],
+    resolution: tuple[int, int],
+    small_images: str,
+    item: str = "image",
+) -> None:
+    """Report `path` when it is smaller than `resolution` and small_images is "error"."""
+    (h, w), (th, tw) = size, resolution
+    if small_images != "error" or (h >= th and w >= tw):
+        return
+    fit = min(findings.extra.get("small_fit", 1 << 30), _floor_pow2(min(h, w)))
+    findings.extra["small_fit"] = fit
+    findings.add(
+        "small", f"{item}(s) smaller than the resolution {th}x{tw} (HxW)",
+        f"Fix: set small_images: upscale (they are enlarged and look blurry), a lower resolution "
+        f"(all of them fit {fit}), or remove these files.",
+        path, f"{h}x{w}",
+    )  # fmt: skip
 
 
 def load_skipping_corrupt(

@@ -269,17 +269,13 @@ class LabelFolderDataModule(LabelDataModule):
             val = pair_files(hp.val_image_dir, hp.val_label_dir,
                              hp.val_instance_dir if ie else None, *self.suffixes)  # fmt: skip
         else:
-            _, val_images = split_files([r.image for r in train], hp.val_fraction, hp.seed)
+            _, val_images = split_files(
+                [r.image for r in train], hp.val_fraction, hp.seed, hp.image_dir,
+                "photo/label pair", "val_image_dir and val_label_dir",
+            )  # fmt: skip
             chosen = set(val_images)
-            total = len(train)
             val = [r for r in train if r.image in chosen]
             train = [r for r in train if r.image not in chosen]
-            if not val:
-                raise ValueError(
-                    f"no validation samples: {hp.image_dir} has {total} pair(s) and "
-                    f"val_fraction={hp.val_fraction}; give val_image_dir/val_label_dir or a "
-                    "val_fraction > 0 with at least 2 pairs"
-                )
         return self._datasets(train, val)
 
 

@@ -34,7 +34,9 @@ from i2i.data.datasets import (
     check_resolution,
     image_to_tensor,
     list_images,
+    note_small,
     plan_crop,
+    scan_headers,
 )
 from i2i.data.label_specs import (
     SPECS,
@@ -46,6 +48,7 @@ from i2i.data.label_specs import (
     generic_spec,
     get_spec,
 )
+from i2i.data.scan import Findings, label_stats
 from i2i.data.synthetic import label_edges
 
 __all__ = [
@@ -302,6 +305,69 @@ class PairedLabelDataset(Dataset):
             edges = torch.from_numpy(instance_edges(inst_c)).unsqueeze(0).float() * 2 - 1
             sample[batch.EDGES] = edges.flip(-1).contiguous() if flip else edges
         return sample
+
+    def scan(self, findings: Findings, indices: Sequence[int] | None = None) -> None:
+        """Check every record at setup (or those at `indices`): photo, label and instance map
+        sizes from the headers, and the label values, read once and cached (see
+        :mod:`i2i.data.scan`), against the label set."""
+        recs = self.records if indices is None else [self.records[k] for k in indices]
+        where = str(recs[0].image.parent) if recs else "the label dataset"
+        photos = scan_headers([r.image for r in recs], "raise", findings, where, exif=False,
+                              item="photo")  # fmt: skip
+        stats = label_stats([r.label for r in recs], read_label_map)
+        inst_sizes: dict[Path, tuple[int, int]] = {}
+        if self.instance_edges:
+            inst_sizes = scan_headers([r.instance for r in recs], "raise", findings, where,
+                                      exif=False, item="instance map")  # fmt: skip
+        spec = self.spec
+        for rec, st in zip(recs, stats, strict=True):
+            if isinstance(st, Exception):
+                findings.add(
+                    "label_unreadable", "label map(s) that cannot be used",
+                    "Fix: label maps must be lossless single-channel PNGs of class ids; replace "
+                    "these files.", rec.label, f"{type(st).__name__}: {st}",
+                )  # fmt: skip
+                continue
+            size = (st.height, st.width)
+            photo = photos.get(rec.image)
+            if photo is not None and photo != size:
+                findings.add(
+                    "size_mismatch", "photo(s) whose label map has a different size",
+                    "Fix: label maps must have their photo's size (wrong file, or one of the "
+                    "two was resized); replace the label map or the photo.",
+                    rec.image, f"photo {photo[1]}x{photo[0]}, label map {rec.label} "
+                    f"{st.width}x{st.height} WxH",
+                )  # fmt: skip
+            inst = inst_sizes.get(rec.instance) if rec.instance is not None else None
+            if inst is not None and inst != size:
+                findings.add(
+                    "instance_mismatch", "instance map(s) of a different size than the label map",
+                    "Fix: instance maps must have the label map's size; replace them.",
+                    rec.instance, f"{inst[1]}x{inst[0]} vs {st.width}x{st.height} WxH",
+                )  # fmt: skip
+            bad = [
+                v for v in st.values
+                if not (0 <= v < spec.identity_range or v in spec.special)
+            ]  # fmt: skip
+            if bad:
+                top = max(findings.extra.get("label_max", 0), max(st.values))
+                findings.extra["label_max"] = top
+                shown = ", ".join(str(v) for v in bad[:10]) + (" ..." if len(bad) > 10 else "")
+                if spec.name == "generic" and 255 in bad:
+                    fix = "If 255 marks unlabeled pixels, set ignore_value: 255."
+                elif spec.name == "generic":
+                    fix = (
+                        f"Set num_classes to hold them (the largest value found is {top}: "
+                        f"num_classes: {top + 1}), or ignore_value for an 'unlabeled' value."
+                    )
+                else:
+                    fix = spec.hint or "Check the dataset choice."
+                findings.add(
+                    "label_range", f"label map(s) with values outside the {spec.name} label set",
+                    f"Fix: valid raw values are {spec.valid_values()} ({spec.num_classes} "
+                    f"classes). {fix}", rec.label, f"values {shown}",
+                )  # fmt: skip
+            note_small(findings, rec.label, size, self.resolution, self.small_images, "sample")
 
 
 class LabelFolderDataset(PairedLabelDataset):

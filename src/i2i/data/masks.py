@@ -7,23 +7,36 @@ The hole ratio of a mask is therefore ``1 - mask.mean()``.
 Mask files on disk disagree about polarity (NVIDIA irregular masks, DeepFill v2, FcF and
 AOT-GAN paint the hole white; MAT, MI-GAN and the CoModGAN demo paint the known region
 white), so :func:`load_mask` and :class:`MaskFolder` make the caller state it explicitly.
+
+A mask with transparency whose colour is the same everywhere and whose alpha varies (a cut-out
+painted in an editor) is read from its alpha channel: alpha is taken as the grey level, so
+opaque (255) is "white" and transparent (0) is "black", and the stated polarity applies to it
+as to any grey mask (white_is_known: transparent = hole; white_is_hole: opaque = hole).
+
+:data:`KNOWN_MASK_SETS` lists published mask sets with their polarity and hole ratios;
+:func:`judge_hole_ratios` compares measured ratios with it to flag a polarity that looks wrong.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
+from i2i.data.datasets import walk_files
+
 __all__ = [
+    "KNOWN_MASK_SETS",
     "MASK_EXTENSIONS",
     "POLARITIES",
     "VARIANTS",
     "MaskFolder",
     "RandomMaskGenerator",
+    "judge_hole_ratios",
     "load_mask",
     "mask_hole_ratio",
     "random_mask",
@@ -34,6 +47,89 @@ __all__ = [
 VARIANTS: dict[str, tuple[int, int, int]] = {"large": (10, 5, 20), "small": (5, 3, 9)}
 POLARITIES = ("white_is_known", "white_is_hole")
 MASK_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+class KnownMaskSet(NamedTuple):
+    """A published mask set: file polarity and hole ratios (hole / area, 0..1)."""
+
+    polarity: str
+    per_mask: tuple[float, float]  # range of one mask's hole ratio
+    mean: tuple[float, float]  # plausible mean over a sample of the set
+    about: str
+
+
+KNOWN_MASK_SETS: dict[str, KnownMaskSet] = {
+    "nvidia_irregular": KnownMaskSet(
+        "white_is_hole", (0.01, 0.60), (0.05, 0.45),
+        "NVIDIA irregular masks (PConv, Liu et al. 2018): 6 bins of 1-10% ... 50-60% hole",
+    ),
+    "comodgan": KnownMaskSet(
+        "white_is_known", (0.0, 1.0), (0.40, 0.75),
+        "CoModGAN free-form masks: 0-100% hole, mean 64% at 512 and 72% at 256",
+    ),
+    "mat": KnownMaskSet(
+        "white_is_known", (0.0, 1.0), (0.30, 0.75),
+        "MAT masks (CoModGAN's generator; its small variant averages 40% at 512)",
+    ),
+}  # fmt: skip
+_PER_MASK_SLACK = 0.02  # resizing a mask to the resolution moves its ratio a little
+_PER_MASK_SHARE = 0.9  # a set fits when this share of the sampled masks is in its range
+
+
+def _fits(s: KnownMaskSet, ratios: np.ndarray) -> bool:
+    lo, hi = s.per_mask[0] - _PER_MASK_SLACK, s.per_mask[1] + _PER_MASK_SLACK
+    inside = float(np.mean((ratios >= lo) & (ratios <= hi)))
+    return s.mean[0] <= float(ratios.mean()) <= s.mean[1] and inside >= _PER_MASK_SHARE
+
+
+def _describe_set(name: str, s: KnownMaskSet) -> str:
+    return (
+        f"{name} ({s.about}; {s.polarity}, {s.per_mask[0]:.0%}-{s.per_mask[1]:.0%} hole per "
+        f"mask, mean {s.mean[0]:.0%}-{s.mean[1]:.0%})"
+    )
+
+
+def judge_hole_ratios(
+    ratios: np.ndarray | list[float], polarity: str, mask_set: str | None = None
+) -> str | None:
+    """A warning (or None) when hole ratios measured with `polarity` look inverted.
+
+    With `mask_set` (a key of KNOWN_MASK_SETS) the ratios are compared with that set only.
+    Without it: when no known set of the stated polarity fits but one of the other polarity
+    fits the inverted ratios, or when the inverted ratios fit a set with a narrow per-mask range
+    (NVIDIA's 1-60%) that the stated reading does not, the polarity is probably wrong.
+    """
+    _check_polarity(polarity)
+    r = np.asarray(ratios, dtype=np.float64)
+    other = POLARITIES[1 - POLARITIES.index(polarity)]
+    said = (
+        f"measured {r.mean():.1%} hole on average ({r.min():.0%}-{r.max():.0%} per mask) with "
+        f"mask_polarity={polarity!r}; with {other!r} they would be {1 - r.mean():.1%} "
+        f"({1 - r.max():.0%}-{1 - r.min():.0%})"
+    )
+    if mask_set is not None:
+        if mask_set not in KNOWN_MASK_SETS:
+            raise ValueError(f"unknown mask_set {mask_set!r}; known: {sorted(KNOWN_MASK_SETS)}")
+        s = KNOWN_MASK_SETS[mask_set]
+        if s.polarity == polarity and _fits(s, r):
+            return None
+        return (
+            f"Masks {said}, but mask_set={mask_set!r} is {_describe_set(mask_set, s)}. Check "
+            f"mask_polarity (the set's is {s.polarity!r}) and that these are its masks."
+        )
+    stated = [n for n, s in KNOWN_MASK_SETS.items() if s.polarity == polarity and _fits(s, r)]
+    inverted = [n for n, s in KNOWN_MASK_SETS.items() if s.polarity == other and _fits(s, 1 - r)]
+    narrow = [n for n in inverted if KNOWN_MASK_SETS[n].per_mask != (0.0, 1.0)]
+    narrow_stated = [n for n in stated if KNOWN_MASK_SETS[n].per_mask != (0.0, 1.0)]
+    if inverted and (not stated or (narrow and not narrow_stated)):
+        looks = "; ".join(_describe_set(n, KNOWN_MASK_SETS[n]) for n in inverted)
+        return (
+            f"Masks {said}. Read with {other!r} they match {looks}, so mask_polarity is probably "
+            f"inverted: set mask_polarity={other!r} (in i2i, 1 = known), or name the set with "
+            "mask_set if you are sure."
+        )
+    return None
+
 
 # A hole_range that the generator can (almost) never satisfy, e.g. (0.0, 0.01), would
 # otherwise spin forever; this many rejected draws is far beyond any sane range.
@@ -208,8 +304,9 @@ def load_mask(
     """Load a mask file as a float32 ``(1, H, W)`` tensor with 1 = known, 0 = hole.
 
     Any PIL mode (L, RGB, RGBA, ...) is converted to grayscale and thresholded at 127
-    (values > 127 are "white"), which also cleans up JPEG artefacts. ``polarity`` must be
-    given: ``"white_is_hole"`` (NVIDIA irregular, DeepFill, FcF, AOT-GAN) or
+    (values > 127 are "white"), which also cleans up JPEG artefacts; a file of one colour with
+    a varying alpha channel is read from its alpha (opaque = white, see the module doc).
+    ``polarity`` must be given: ``"white_is_hole"`` (NVIDIA irregular, DeepFill, FcF, AOT-GAN) or
     ``"white_is_known"`` (MAT, MI-GAN, CoModGAN demo). If ``size`` differs from the file,
     the mask is resized with NEAREST (keeps it binary) or, with ``resize=False``, rejected.
     ``max_hole_ratio`` guards against an inverted polarity.
@@ -220,7 +317,7 @@ def load_mask(
         raise FileNotFoundError(f"mask file not found: {path}")
     try:
         with Image.open(path) as img:
-            gray = img.convert("L")
+            gray = _grey(img)
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
         raise ValueError(f"cannot read mask file {path}: {err}") from err
     if size is not None:
@@ -247,6 +344,17 @@ def load_mask(
     return mask
 
 
+def _grey(img: Image.Image) -> Image.Image:
+    """The grey level of a mask file: its alpha channel when only alpha varies (see the module
+    doc), else PIL's grey conversion."""
+    if "A" in img.getbands() or (img.mode == "P" and "transparency" in img.info):
+        rgba = np.asarray(img.convert("RGBA"))
+        colour, alpha = rgba[..., :3], rgba[..., 3]
+        if alpha.min() != alpha.max() and (colour == colour[:1, :1]).all():
+            return Image.fromarray(np.ascontiguousarray(alpha), "L")
+    return img.convert("L")
+
+
 class MaskFolder:
     """Mask files found recursively under ``root`` (sorted), loaded with :func:`load_mask`."""
 
@@ -265,8 +373,7 @@ class MaskFolder:
         self.size = size
         self.resize = resize
         self.max_hole_ratio = max_hole_ratio
-        files = self.root.rglob("*") if self.root.is_dir() else ()
-        self.files = sorted(p for p in files if p.is_file() and p.suffix.lower() in MASK_EXTENSIONS)
+        self.files = walk_files(self.root, MASK_EXTENSIONS) if self.root.is_dir() else []
         if not self.files:
             raise FileNotFoundError(
                 f"no mask files found under {self.root} (missing or empty folder); place "

@@ -8,10 +8,14 @@ Three sources:
 - :class:`TwoFolderDataset`: a condition folder and a photo folder, files matched by name.
 - :class:`CannyEdgesDataset`: any photo folder; edges computed with ``kornia.filters.canny``.
 
-Conventions (the batch contract): "edges" is (1, H, W) float32 in [-1, 1] with +1 on the edge
-lines (white on black). pix2pix edge images are black lines on white paper, so they are
-INVERTED (``edge_polarity="black_on_white"``, the default); maps that already are white lines on
-black use ``edge_polarity="white_on_black"``. Colour edge files are converted to grey first.
+Conventions (the batch contract): with ``edges_channels=1`` (the default) "edges" is
+(1, H, W) float32 in [-1, 1] with +1 on the edge lines (white on black). pix2pix edge images are
+black lines on white paper, so they are INVERTED (``edge_polarity="black_on_white"``, the
+default); maps that already are white lines on black use ``edge_polarity="white_on_black"``.
+Colour edge files are converted to grey first. With ``edges_channels=3`` "edges" is the
+condition image as it is in the file, RGB (3, H, W) in [-1, 1], NOT inverted: the official
+CoModGAN condition (for pix2pix files: black lines, -1, on white paper, +1); edge_polarity then
+only tells the sanity check which way the file is drawn.
 
 Geometry: the crop is planned once on the photo (:func:`plan_crop`) and applied to both halves,
 and one flip draw is applied to both, so condition and target stay pixel-aligned. Randomness
@@ -53,6 +57,7 @@ from torchvision.transforms import InterpolationMode
 from i2i.data import batch
 from i2i.data.datasets import (
     ON_CORRUPT,
+    RESAMPLES,
     SMALL_IMAGES,
     CropPlan,
     apply_crop,
@@ -61,13 +66,17 @@ from i2i.data.datasets import (
     list_images,
     load_image,
     load_skipping_corrupt,
+    note_small,
     plan_crop,
+    scan_headers,
 )
+from i2i.data.scan import Findings
 
 log = logging.getLogger(__name__)
 
 DIRECTIONS = ("AtoB", "BtoA")
 EDGE_POLARITIES = ("black_on_white", "white_on_black")
+EDGES_CHANNELS = (1, 3)  # grey edge map (+1 on lines) | the RGB condition image as it is
 # Two files of a pair may differ in size (e.g. edges stored at half size) but not in shape.
 _ASPECT_TOLERANCE = 0.02
 # An edge map is sparse lines: pix2pix edges are 1-6 % ink, Canny at 0.1/0.2 about 5-10 %.
@@ -88,6 +97,18 @@ def edges_to_tensor(img: Image.Image, polarity: str = "black_on_white") -> torch
     # grey / 127.5 - 1 maps white to +1; black_on_white lines must become +1, hence the sign.
     sign = -1.0 if polarity == "black_on_white" else 1.0
     return torch.from_numpy(sign * (grey * (1.0 / 127.5) - 1.0))[None]
+
+
+def condition_to_tensor(
+    img: Image.Image, polarity: str = "black_on_white", channels: int = 1
+) -> torch.Tensor:
+    """The condition image -> "edges": (1, H, W) via :func:`edges_to_tensor` (+1 on the lines),
+    or with channels=3 the RGB image as it is, (3, H, W) in [-1, 1]."""
+    if channels not in EDGES_CHANNELS:
+        raise ValueError(f"edges_channels must be one of {EDGES_CHANNELS}, got {channels!r}")
+    if channels == 3:
+        return image_to_tensor(img.convert("RGB"))
+    return edges_to_tensor(img, polarity)
 
 
 def split_side_by_side(
@@ -114,14 +135,16 @@ def transform_pair(
     hflip: bool,
     small_images: str = "error",
     source: str | Path = "image",
+    resample: str = "bicubic_antialias",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Crop/resize `photo` (bicubic) and `edges` (1, h, w) (bilinear) with ONE plan, one flip.
+    """Crop/resize `photo` (`resample`: bicubic or PIL bilinear) and `edges` (C, h, w)
+    (bilinear, antialiased) with ONE plan and one flip.
 
     `edges` may have a different size than `photo` when its aspect ratio is the same: it is
     resized straight to the photo's planned size, so the pixels still line up.
     """
     plan = plan_crop((photo.height, photo.width), resolution, train, small_images, source)
-    image = image_to_tensor(apply_crop(photo, plan))
+    image = image_to_tensor(apply_crop(photo, plan, resample=resample))
     e = apply_crop(edges, plan, InterpolationMode.BILINEAR).clamp_(-1.0, 1.0)
     # Draw once, apply to both: independent draws would mirror only one half of the pair.
     if train and hflip and torch.rand(()).item() < 0.5:
@@ -129,9 +152,15 @@ def transform_pair(
     return image, e
 
 
-def edge_ink(edges: torch.Tensor) -> float:
-    """Mean of the edge map mapped to [0, 1]: the share of 'ink'. Unchanged by resizing."""
-    return float(edges.add(1.0).mul(0.5).mean())
+def edge_ink(edges: torch.Tensor, polarity: str = "white_on_black") -> float:
+    """The share of 'ink' of an edge map in [-1, 1], unchanged by resizing: the mean of its
+    lines mapped to [0, 1]. A 1-channel map from the datasets is white on black (+1 = line);
+    a 3-channel condition is as in its file, drawn with `polarity`."""
+    grey = edges.mean(0) if edges.shape[0] == 3 else edges
+    ink = grey.add(1.0).mul(0.5).mean()
+    if edges.shape[0] == 3 and polarity == "black_on_white":
+        ink = 1.0 - ink
+    return float(ink)
 
 
 def check_edge_maps(dataset: Dataset, num: int = 8, hint: str = "") -> None:
@@ -143,7 +172,8 @@ def check_edge_maps(dataset: Dataset, num: int = 8, hint: str = "") -> None:
     n = min(num, len(dataset))
     if n == 0:
         return
-    ink = float(np.mean([edge_ink(dataset[i][batch.EDGES]) for i in range(n)]))
+    drawn = getattr(dataset, "edge_polarity", "black_on_white")
+    ink = float(np.mean([edge_ink(dataset[i][batch.EDGES], drawn) for i in range(n)]))
     where = f" ({hint})" if hint else ""
     if ink > MAX_EDGE_INK:
         raise ValueError(
@@ -177,14 +207,22 @@ class _PairedDataset(Dataset):
         on_corrupt: str,
         small_images: str,
         edge_polarity: str = "black_on_white",
+        edges_channels: int = 1,
+        resample: str = "bicubic_antialias",
     ) -> None:
         check_choice("on_corrupt", on_corrupt, ON_CORRUPT)
         check_choice("small_images", small_images, SMALL_IMAGES)
         check_choice("edge_polarity", edge_polarity, EDGE_POLARITIES)
+        check_choice("resample", resample, RESAMPLES)
+        if edges_channels not in EDGES_CHANNELS:
+            raise ValueError(
+                f"edges_channels must be one of {EDGES_CHANNELS}, got {edges_channels!r}"
+            )
         self.resolution = check_resolution(resolution)
         self.train, self.hflip = train, hflip
         self.on_corrupt, self.small_images = on_corrupt, small_images
-        self.edge_polarity = edge_polarity
+        self.edge_polarity, self.edges_channels = edge_polarity, edges_channels
+        self.resample = resample
         self._bad: set[int] = set()  # per worker process
 
     def __len__(self) -> int:
@@ -219,8 +257,13 @@ class SideBySideDataset(_PairedDataset):
         edge_polarity: str = "black_on_white",  # pix2pix edges: black lines on white
         on_corrupt: str = "skip",  # "skip": warn and use another file; "raise"
         small_images: str = "error",  # "error" or "upscale" halves smaller than the resolution
+        edges_channels: int = 1,  # 1: grey edge map, +1 on lines; 3: the RGB half as it is
+        resample: str = "bicubic_antialias",  # photo resize filter, or "pil_bilinear"
     ) -> None:
-        super().__init__(resolution, train, hflip, on_corrupt, small_images, edge_polarity)
+        super().__init__(
+            resolution, train, hflip, on_corrupt, small_images, edge_polarity, edges_channels,
+            resample,
+        )  # fmt: skip
         check_choice("direction", direction, DIRECTIONS)
         self.root, self.direction = Path(root), direction
         self.files = [Path(f) for f in files] if files is not None else list_images(self.root)
@@ -238,10 +281,25 @@ class SideBySideDataset(_PairedDataset):
         h, w = self.resolution
         img = load_image(path, draft_size=(h, 2 * w))  # each half must still cover (h, w)
         condition, photo = split_side_by_side(img, self.direction, path)
-        edges = edges_to_tensor(condition, self.edge_polarity)
+        edges = condition_to_tensor(condition, self.edge_polarity, self.edges_channels)
         return transform_pair(
-            photo, edges, self.resolution, self.train, self.hflip, self.small_images, path
-        )
+            photo, edges, self.resolution, self.train, self.hflip, self.small_images, path,
+            self.resample,
+        )  # fmt: skip
+
+    def scan(self, findings: Findings, indices: Sequence[int] | None = None) -> None:
+        """Every file's header at setup: A|B shape (width = 2 x height) and half size."""
+        sizes = scan_headers(self.files, self.on_corrupt, findings, str(self.root), item="pair")
+        self.files = [f for f in self.files if f in sizes]
+        for path, (h, w) in sizes.items():
+            if w != 2 * h:
+                findings.add(
+                    "not_pair", "file(s) that are not side-by-side pairs (width = 2 x height)",
+                    "Fix: use layout='two_folders' for separate condition and photo files, or "
+                    "remove these files.", path, f"{w}x{h} WxH",
+                )  # fmt: skip
+            else:
+                note_small(findings, path, (h, h), self.resolution, self.small_images, "pair")
 
 
 def _pair_key(path: Path, root: Path) -> str:
@@ -312,8 +370,13 @@ class TwoFolderDataset(_PairedDataset):
         edge_polarity: str = "black_on_white",  # "white_on_black" for maps with white lines
         on_corrupt: str = "skip",  # "skip": warn and use another pair; "raise"
         small_images: str = "error",  # "error" or "upscale" photos smaller than the resolution
+        edges_channels: int = 1,  # 1: grey edge map, +1 on lines; 3: the RGB file as it is
+        resample: str = "bicubic_antialias",  # photo resize filter, or "pil_bilinear"
     ) -> None:
-        super().__init__(resolution, train, hflip, on_corrupt, small_images, edge_polarity)
+        super().__init__(
+            resolution, train, hflip, on_corrupt, small_images, edge_polarity, edges_channels,
+            resample,
+        )  # fmt: skip
         self.condition_dir, self.image_dir = Path(condition_dir), Path(image_dir)
         self.pairs = pairs if pairs is not None else match_pairs(condition_dir, image_dir)
         if not self.pairs:
@@ -336,10 +399,27 @@ class TwoFolderDataset(_PairedDataset):
                 f"({photo.width}x{photo.height}) have different aspect ratios, so they cannot be "
                 "aligned; fix or remove this pair."
             )
-        edges = edges_to_tensor(condition, self.edge_polarity)
+        edges = condition_to_tensor(condition, self.edge_polarity, self.edges_channels)
         return transform_pair(
-            photo, edges, self.resolution, self.train, self.hflip, self.small_images, ipath
-        )
+            photo, edges, self.resolution, self.train, self.hflip, self.small_images, ipath,
+            self.resample,
+        )  # fmt: skip
+
+    def scan(self, findings: Findings, indices: Sequence[int] | None = None) -> None:
+        """Every pair's headers at setup: photo size and matching aspect ratios."""
+        where = str(self.image_dir)
+        photos = scan_headers([p for _, p in self.pairs], self.on_corrupt, findings, where)
+        conds = scan_headers([c for c, _ in self.pairs], self.on_corrupt, findings, where)
+        self.pairs = [(c, p) for c, p in self.pairs if c in conds and p in photos]
+        for cpath, ipath in self.pairs:
+            (ph, pw), (ch, cw) = photos[ipath], conds[cpath]
+            if abs((pw / ph) / (cw / ch) - 1.0) > _ASPECT_TOLERANCE:
+                findings.add(
+                    "aspect", "pair(s) whose condition and photo differ in aspect ratio",
+                    "Fix: the two files of a pair must show the same area; fix or remove them.",
+                    f"{cpath} + {ipath}", f"{cw}x{ch} vs {pw}x{ph} WxH",
+                )  # fmt: skip
+            note_small(findings, ipath, (ph, pw), self.resolution, self.small_images, "photo")
 
 
 # --------------------------------------------------------------------------------------------
@@ -439,6 +519,13 @@ class CannyEdgesDataset(_PairedDataset):
         self.low, self.high, self.sigma = float(low_threshold), float(high_threshold), float(sigma)
         self.cache = EdgeCache(cache_dir) if cache_dir is not None else None
         self.computed = 0  # Canny runs in this process (tests use it to see cache hits)
+
+    def scan(self, findings: Findings, indices: Sequence[int] | None = None) -> None:
+        """Every photo's header at setup: unreadable ones and photos under the resolution."""
+        sizes = scan_headers(self.files, self.on_corrupt, findings, str(self.root), item="photo")
+        self.files = [f for f in self.files if f in sizes]
+        for path, size in sizes.items():
+            note_small(findings, path, size, self.resolution, self.small_images, "photo")
 
     def __len__(self) -> int:
         return len(self.files)

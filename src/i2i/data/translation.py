@@ -6,6 +6,12 @@
   downloaded on first use when ``download=True`` (2 GB and 8 GB).
 - :class:`EdgesFromPhotosDataModule`: any photo folder, edges computed with Canny.
 
+``edges_channels`` picks the condition: 1 (default) = the grey edge map, +1 on the lines; 3 = the
+RGB condition image as it is in the file, in [-1, 1] (the official CoModGAN choice). The
+generator's and discriminator's ``cond_channels`` must equal it (``.cond_channels`` here).
+``resample`` picks the photo's resize filter ("bicubic_antialias" or the official tool's
+"pil_bilinear"); the pix2pix archives are 256 px, so at 256 nothing is resized.
+
 The training stream, validation set and loaders come from :class:`StreamDataModule`; the pair
 geometry (one crop and one flip for both halves) from :mod:`i2i.data.paired`. Constructor
 arguments are plain types, so a LightningCLI YAML can set every one of them.
@@ -21,6 +27,7 @@ from i2i.data import batch as B
 from i2i.data.datamodules import StreamDataModule
 from i2i.data.datasets import (
     ON_CORRUPT,
+    RESAMPLES,
     SMALL_IMAGES,
     check_resolution,
     find_split_folders,
@@ -31,6 +38,7 @@ from i2i.data.download import PIX2PIX_DATASETS, ensure_pix2pix
 from i2i.data.paired import (
     DIRECTIONS,
     EDGE_POLARITIES,
+    EDGES_CHANNELS,
     CannyEdgesDataset,
     SideBySideDataset,
     TwoFolderDataset,
@@ -50,7 +58,7 @@ def _file_split(
     if folders is not None:
         train, val = list_images(folders[0]), list_images(folders[1])
     else:
-        train, val = split_files(list_images(root), val_fraction, seed)
+        train, val = split_files(list_images(root), val_fraction, seed, root)
     return train, val[:max_val] if max_val is not None else val
 
 
@@ -68,7 +76,10 @@ def _two_folder_pairs(
         parts = [(s / cond, s / photo, match_pairs(s / cond, s / photo)) for s in split]
     elif cdir.is_dir() and pdir.is_dir():  # root/A, root/B: split the pairs by seed
         pairs = dict(match_pairs(cdir, pdir))
-        train, val = split_files(list(pairs), val_fraction, seed)
+        train, val = split_files(
+            list(pairs), val_fraction, seed, cdir, "pair",
+            f"{cdir}/{{train,val}}/ and {pdir}/{{train,val}}/ folders",
+        )  # fmt: skip
         parts = [(cdir, pdir, [(c, pairs[c]) for c in part]) for part in (train, val)]
     else:
         raise FileNotFoundError(
@@ -89,7 +100,17 @@ class _EdgesDataModule(StreamDataModule):
     def _check_common(self, resolution, on_corrupt: str, small_images: str) -> tuple[int, int]:
         check_choice("on_corrupt", on_corrupt, ON_CORRUPT)
         check_choice("small_images", small_images, SMALL_IMAGES)
+        hp = self.hparams
+        check_choice("resample", hp.get("resample", "bicubic_antialias"), RESAMPLES)
+        channels = hp.get("edges_channels", 1)
+        if channels not in EDGES_CHANNELS:
+            raise ValueError(f"edges_channels must be one of {EDGES_CHANNELS}, got {channels!r}")
         return check_resolution(resolution)
+
+    @property
+    def cond_channels(self) -> int:
+        """Channels of the "edges" condition: the networks' cond_channels must match."""
+        return int(self.hparams.get("edges_channels", 1))
 
     def _side_by_side(
         self, train_root: Path, val_root: Path, train_files, val_files, **kwargs
@@ -103,11 +124,14 @@ class _EdgesDataModule(StreamDataModule):
             hp.direction,
             train=True,
             hflip=hp.hflip,
+            edges_channels=hp.edges_channels,
+            resample=hp.resample,
             **kwargs,
         )
         val = SideBySideDataset(
-            val_root, self.resolution, val_files, hp.direction, train=False, hflip=False, **kwargs
-        )
+            val_root, self.resolution, val_files, hp.direction, train=False, hflip=False,
+            edges_channels=hp.edges_channels, resample=hp.resample, **kwargs,
+        )  # fmt: skip
         return train, val
 
 
@@ -133,6 +157,8 @@ class PairedDataModule(_EdgesDataModule):
         check_edges: bool = True,  # stop if the edge maps look inverted, warn if photo-like
         on_corrupt: str = "skip",  # a corrupt image: "skip" with a warning naming it, or "raise"
         small_images: str = "error",  # an image smaller than the resolution: "error" | "upscale"
+        edges_channels: int = 1,  # 1: grey edge map, +1 on lines; 3: the RGB condition as is
+        resample: str = "bicubic_antialias",  # photo resize filter, or "pil_bilinear"
         seed: int = 0,  # split, shuffling and augmentation seed
     ) -> None:
         super().__init__(batch_size, val_batch_size, num_workers, seed)
@@ -160,6 +186,7 @@ class PairedDataModule(_EdgesDataModule):
             (tc, tp, tpairs), (vc, vp, vpairs) = _two_folder_pairs(
                 root, cond, photo, hp.val_fraction, hp.seed, hp.max_val_images
             )
+            common.update(edges_channels=hp.edges_channels, resample=hp.resample)
             train = TwoFolderDataset(
                 tc, tp, self.resolution, tpairs, train=True, hflip=hp.hflip, **common
             )
@@ -192,6 +219,8 @@ class _Pix2PixDataModule(_EdgesDataModule):
         check_edges: bool = True,  # stop if the edge maps look inverted, warn if photo-like
         on_corrupt: str = "skip",  # a corrupt image: "skip" with a warning naming it, or "raise"
         small_images: str = "error",  # an image smaller than the resolution: "error" | "upscale"
+        edges_channels: int = 1,  # 1: grey edge map, +1 on lines; 3: the RGB half as it is
+        resample: str = "bicubic_antialias",  # photo resize filter, or "pil_bilinear"
         seed: int = 0,  # shuffling and augmentation seed
     ) -> None:
         super().__init__(batch_size, val_batch_size, num_workers, seed)
