@@ -303,3 +303,15 @@ def test_real_edges2handbags_two_folders() -> None:
         validate_sample(s)
         assert s[batch.EDGES].shape == (1, 128, 128)
         assert edge_ink(s[batch.EDGES]) < 0.15
+
+
+def test_side_by_side_pil_bilinear_matches_pil(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    path = save(side_by_side(outline_edges(64, 64, BOX), photo), tmp_path / "ab.png")
+    got = SideBySideDataset(tmp_path, 32, [path], train=False, resample="pil_bilinear")[0]
+    ref = np.asarray(photo.resize((32, 32), Image.Resampling.BILINEAR))
+    ref_t = torch.from_numpy(ref.copy()).permute(2, 0, 1).float() / 127.5 - 1
+    assert torch.equal(got[batch.IMAGE], ref_t)
+    default = SideBySideDataset(tmp_path, 32, [path], train=False)[0]
+    assert not torch.equal(default[batch.IMAGE], ref_t)  # bicubic by default

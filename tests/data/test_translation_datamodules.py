@@ -342,3 +342,17 @@ def test_one_sample_says_validation_needs_two(tmp_path: Path, layout: str) -> No
         dm.setup("fit")
     msg = str(info.value)
     assert f"{where} has {what}" in msg and "at least two" in msg and "val" in msg
+
+
+def test_real_edges2shoes_three_channel_condition() -> None:
+    root = shared_data("edges2shoes", "hzycool_val")
+    dm = PairedDataModule(
+        str(root), resolution=256, num_workers=0, val_fraction=0.5, edges_channels=3,
+        resample="pil_bilinear",
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # sparse black lines on white: the check stays quiet
+        dm.setup("fit")
+    s = dm.val_dataset[0]
+    left = np.asarray(Image.open(dm.val_dataset.dataset.files[0]).convert("RGB"))[:, :256]
+    assert torch.equal(s[batch.EDGES], torch.from_numpy(left.copy()).permute(2, 0, 1) / 127.5 - 1)

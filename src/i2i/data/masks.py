@@ -125,8 +125,9 @@ def judge_hole_ratios(
         looks = "; ".join(_describe_set(n, KNOWN_MASK_SETS[n]) for n in inverted)
         return (
             f"Masks {said}. Read with {other!r} they match {looks}, so mask_polarity is probably "
-            f"inverted: set mask_polarity={other!r} (in i2i, 1 = known), or name the set with "
-            "mask_set if you are sure."
+            f"inverted: set mask_polarity={other!r} (in i2i, 1 = known). If the polarity is "
+            "right (hole ratios alone cannot always tell), name the set with mask_set (e.g. "
+            "comodgan) or set check_mask_polarity: false to silence this warning."
         )
     return None
 

@@ -223,6 +223,7 @@ class _PairedDataset(Dataset):
         self.on_corrupt, self.small_images = on_corrupt, small_images
         self.edge_polarity, self.edges_channels = edge_polarity, edges_channels
         self.resample = resample
+        self._draft = resample == "bicubic_antialias"  # reduced JPEG decode only with our filter
         self._bad: set[int] = set()  # per worker process
 
     def __len__(self) -> int:
@@ -279,7 +280,9 @@ class SideBySideDataset(_PairedDataset):
     def load(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         path = self.files[i]
         h, w = self.resolution
-        img = load_image(path, draft_size=(h, 2 * w))  # each half must still cover (h, w)
+        # Each half must still cover (h, w); no reduced JPEG decode where the official filter
+        # (PIL bilinear on the full decode) is asked for.
+        img = load_image(path, draft_size=(h, 2 * w) if self._draft else None)
         condition, photo = split_side_by_side(img, self.direction, path)
         edges = condition_to_tensor(condition, self.edge_polarity, self.edges_channels)
         return transform_pair(
@@ -390,8 +393,9 @@ class TwoFolderDataset(_PairedDataset):
 
     def load(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         cpath, ipath = self.pairs[i]
-        photo = load_image(ipath, draft_size=self.resolution)
-        condition = load_image(cpath, draft_size=self.resolution)
+        draft = self.resolution if self._draft else None
+        photo = load_image(ipath, draft_size=draft)
+        condition = load_image(cpath, draft_size=draft)
         a, b = photo.width / photo.height, condition.width / condition.height
         if abs(a / b - 1.0) > _ASPECT_TOLERANCE:
             raise ValueError(
