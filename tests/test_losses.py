@@ -80,3 +80,118 @@ def test_perceptual_loss_zero_on_identical_and_missing_weights_named(tmp_path):
     assert y.grad is not None and not any(True for _ in loss.parameters())  # frozen, not saved
     with pytest.raises(FileNotFoundError, match="vgg16-397923af.pth"):
         PerceptualLoss(weights=tmp_path / "vgg16-397923af.pth")
+
+
+# ---- the GAN objectives ------------------------------------------------------------------------
+
+
+def test_gan_objectives_match_their_formulas():
+    from i2i.losses import gan_objective
+
+    real, fake = torch.tensor([2.0, -1.0, 0.5]), torch.tensor([0.5, -3.0, 1.5])
+    sig = torch.sigmoid
+    want = {
+        "minimax": (-torch.log(sig(real)) - torch.log(1 - sig(fake)), torch.log(1 - sig(fake))),
+        "nonsaturating": (
+            -torch.log(sig(real)) - torch.log(1 - sig(fake)),
+            -torch.log(sig(fake)),
+        ),
+        "lsgan": ((real - 1) ** 2 + fake**2, (fake - 1) ** 2),
+        "hinge": (
+            torch.clamp(1 - real, min=0) + torch.clamp(1 + fake, min=0),
+            -fake,
+        ),
+        "wgan": (fake - real, -fake),
+    }
+    for name, (d_want, g_want) in want.items():
+        d_loss, g_loss = gan_objective(name)
+        torch.testing.assert_close(d_loss(real, fake), d_want, msg=name)
+        torch.testing.assert_close(g_loss(fake), g_want, msg=name)
+    with pytest.raises(ValueError, match="unknown GAN objective 'wgan-gp'.*lsgan"):
+        gan_objective("wgan-gp")
+
+
+def test_one_sided_label_smoothing():
+    from i2i.losses import smoothed_d_logistic_loss
+
+    real, fake = torch.tensor([2.0, -1.0]), torch.tensor([0.5, -3.0])
+    for t in (0.75, 0.9):
+        want = -(t * torch.log(torch.sigmoid(real)) + (1 - t) * torch.log(1 - torch.sigmoid(real)))
+        want = want - torch.log(1 - torch.sigmoid(fake))
+        torch.testing.assert_close(smoothed_d_logistic_loss(real, fake, t), want)
+    torch.testing.assert_close(
+        smoothed_d_logistic_loss(real, fake, 1.0), d_logistic_loss(real, fake)
+    )
+
+
+def test_gradient_penalty_of_a_linear_critic():
+    from i2i.losses import gradient_penalty
+
+    a = torch.randn(3, 4, 4)
+
+    def critic(x):
+        return (x * a).flatten(1).sum(1)
+
+    gp = gradient_penalty(critic, torch.randn(5, 3, 4, 4), torch.randn(5, 3, 4, 4), weight=10.0)
+    torch.testing.assert_close(gp, torch.full((5,), 10 * (a.norm().item() - 1) ** 2))
+
+
+MODES = torch.tensor([[2.0, 2.0], [-2.0, -2.0], [2.0, -2.0], [-2.0, 2.0]])
+
+
+def _train_gmm(objective: str, flip_g: bool, steps: int = 300) -> tuple[float, float]:
+    """A tiny GAN on a mixture of four 2-D Gaussians: mean distance of its samples to the
+    nearest mode, before and after training."""
+    from torch import nn
+
+    from i2i.losses import gan_objective, gradient_penalty
+
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+
+    def mlp(out):
+        return nn.Sequential(
+            nn.Linear(2, 64), nn.LeakyReLU(0.2), nn.Linear(64, 64), nn.LeakyReLU(0.2),
+            nn.Linear(64, out),
+        )  # fmt: skip
+
+    G, D = mlp(2), mlp(1)
+    opt_g = torch.optim.Adam(G.parameters(), 1e-3, betas=(0.5, 0.9))
+    opt_d = torch.optim.Adam(D.parameters(), 1e-3, betas=(0.5, 0.9))
+    d_loss, g_loss = gan_objective(objective)
+    z_eval = torch.randn(512, 2, generator=gen)
+
+    def distance() -> float:
+        with torch.no_grad():
+            return torch.cdist(G(z_eval), MODES).min(1).values.mean().item()
+
+    before = distance()
+    critic_steps = 5 if objective == "wgan" else 1  # WGAN-GP's usual n_critic
+    for _ in range(steps):
+        for _ in range(critic_steps):
+            real = MODES[torch.randint(4, (128,), generator=gen)] + 0.1 * torch.randn(128, 2)
+            fake = G(torch.randn(128, 2, generator=gen))
+            loss = d_loss(D(real).squeeze(1), D(fake.detach()).squeeze(1)).mean()
+            if objective == "wgan":
+                loss = loss + gradient_penalty(lambda x: D(x).squeeze(1), real, fake).mean()
+            opt_d.zero_grad()
+            loss.backward()
+            opt_d.step()
+        loss_g = g_loss(D(G(torch.randn(128, 2, generator=gen))).squeeze(1)).mean()
+        opt_g.zero_grad()
+        (-loss_g if flip_g else loss_g).backward()
+        opt_g.step()
+    return before, distance()
+
+
+@pytest.mark.parametrize("objective", ["minimax", "nonsaturating", "lsgan", "hinge", "wgan"])
+def test_each_objective_moves_samples_towards_the_data(objective):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matmuls: threads only add overhead
+    try:
+        before, after = _train_gmm(objective, flip_g=False)
+        _, flipped = _train_gmm(objective, flip_g=True)  # the wrong sign must not get there
+    finally:
+        torch.set_num_threads(threads)
+    assert after < 0.75 * before, (before, after)
+    assert flipped > after + 0.5, (after, flipped)

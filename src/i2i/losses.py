@@ -24,6 +24,98 @@ def d_logistic_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> tor
     return F.softplus(fake_logits.float()) + F.softplus(-real_logits.float())
 
 
+# ---- the GAN objectives, by name -------------------------------------------------------------
+# Each takes the discriminator's raw outputs (logits or critic values) and returns one value per
+# sample; `GAN_OBJECTIVES[name]` gives the pair (d_loss(real, fake), g_loss(fake)).
+
+
+def d_minimax_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """-log D(x) - log(1 - D(G(z))) with D = sigmoid(logits): the original GAN's D loss (the
+    same as the logistic loss of the non-saturating variant)."""
+    return d_logistic_loss(real_logits, fake_logits)
+
+
+def g_minimax_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    """log(1 - D(G(z))) = -softplus(logits): the saturating G loss of the minimax game, whose
+    gradient vanishes when D rejects the fakes confidently (why non-saturating exists)."""
+    return -F.softplus(fake_logits.float())
+
+
+def d_lsgan_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """Least squares (Mao et al. 2017) with targets 1 (real) and 0 (fake):
+    (D(x) - 1)^2 + D(G(z))^2."""
+    return (real_logits.float() - 1).square() + fake_logits.float().square()
+
+
+def g_lsgan_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    """(D(G(z)) - 1)^2: the generator wants its fakes scored as real."""
+    return (fake_logits.float() - 1).square()
+
+
+def d_hinge_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """relu(1 - D(x)) + relu(1 + D(G(z))) (SAGAN, SPADE)."""
+    return F.relu(1 - real_logits.float()) + F.relu(1 + fake_logits.float())
+
+
+def g_hinge_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    """-D(G(z))."""
+    return -fake_logits.float()
+
+
+def d_wgan_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """The critic's Wasserstein loss D(G(z)) - D(x); add `gradient_penalty` (WGAN-GP)."""
+    return fake_logits.float() - real_logits.float()
+
+
+def g_wgan_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    """-D(G(z))."""
+    return -fake_logits.float()
+
+
+def gradient_penalty(
+    critic: Callable[..., torch.Tensor],
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    *d_args: torch.Tensor,
+    weight: float = 10.0,
+) -> torch.Tensor:
+    """WGAN-GP (Gulrajani et al. 2017): weight * (||grad D(x_hat)||_2 - 1)^2 per sample at
+    x_hat = eps * real + (1 - eps) * fake, eps ~ U(0, 1) per sample; fp32 like R1."""
+    device_type = real.device.type
+    with torch.autocast(device_type=device_type, enabled=False):
+        eps = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device)
+        x_hat = (eps * real.detach().float() + (1 - eps) * fake.detach().float()).requires_grad_()
+        out = critic(x_hat, *(a.float() for a in d_args)).float()
+        (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)
+    return weight * (grad.flatten(1).norm(dim=1) - 1).square()
+
+
+def smoothed_d_logistic_loss(
+    real_logits: torch.Tensor, fake_logits: torch.Tensor, real_target: float = 0.9
+) -> torch.Tensor:
+    """The logistic D loss with one-sided label smoothing: the reals' target is `real_target`
+    (e.g. 0.9, or GLCIC's 0.75) instead of 1; the fakes' stays 0."""
+    return F.binary_cross_entropy_with_logits(
+        real_logits.float(), torch.full_like(real_logits.float(), real_target), reduction="none"
+    ) + F.softplus(fake_logits.float())
+
+
+GAN_OBJECTIVES: dict[str, tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]]] = {
+    "minimax": (d_minimax_loss, g_minimax_loss),
+    "nonsaturating": (d_logistic_loss, g_nonsaturating_loss),
+    "lsgan": (d_lsgan_loss, g_lsgan_loss),
+    "hinge": (d_hinge_loss, g_hinge_loss),
+    "wgan": (d_wgan_loss, g_wgan_loss),  # pair it with gradient_penalty (WGAN-GP)
+}
+
+
+def gan_objective(name: str) -> tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]]:
+    """(d_loss, g_loss) of a GAN objective by name."""
+    if name not in GAN_OBJECTIVES:
+        raise ValueError(f"unknown GAN objective {name!r}; choose one of {sorted(GAN_OBJECTIVES)}")
+    return GAN_OBJECTIVES[name]
+
+
 def r1_penalty(
     discriminator: Callable[..., torch.Tensor],
     real: torch.Tensor,
