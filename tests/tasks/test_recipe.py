@@ -210,3 +210,33 @@ def test_every_network_runs_in_float64():
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in G.parameters())
     penalty, _ = r1_penalty(D, img.detach(), cond[:, :1], include_condition=True)
     assert torch.isfinite(penalty).all()
+
+
+CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
+def test_config_networks_match_their_data(config):
+    import yaml
+
+    raw = yaml.safe_load(config.read_text())
+    model, data = raw["model"]["init_args"], raw["data"]["init_args"]
+    g_cond = model["generator"]["init_args"]["cond_channels"]
+    d_cond = model["discriminator"]["init_args"]["cond_channels"]
+    task = raw["model"]["class_path"].rsplit(".", 1)[1]
+    if task == "InpaintingTask":
+        assert (g_cond, d_cond) == (4, 1)
+    elif task == "EdgesToPhotoTask":
+        assert g_cond == d_cond == data.get("edges_channels", 1)
+    else:
+        assert g_cond == d_cond == model["num_classes"] + int(model.get("instance_edges", False))
+    assert "max_iterations" in model or "max_kimg" in model  # every run has a length
+
+
+def test_edges_task_names_a_channel_mismatch():
+    G = CoModGenerator(32, cond_channels=1, **TINY_G)
+    D = CoModDiscriminator(32, cond_channels=1, **TINY_D)
+    dm = shapes("edges")
+    dm.cond_channels = 3  # as an edges_channels: 3 datamodule says
+    with pytest.raises(ValueError, match="generator.init_args.cond_channels: 3"):
+        fast_dev_run(EdgesToPhotoTask(G, D), dm)

@@ -54,6 +54,18 @@ class EdgesToPhotoTask(TranslationTask):
         super().__init__(*args, **kwargs)
         self.r1_includes_condition = r1_includes_condition
 
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        want = getattr(datamodule, "cond_channels", None)
+        for name, net in (("generator", self.generator), ("discriminator", self.discriminator)):
+            have = getattr(net, "cond_channels", want)
+            if want is not None and have != want:
+                raise ValueError(
+                    f"{name}.cond_channels is {have}, but the data gives {want}-channel edges "
+                    f"(data.init_args.edges_channels): set {name}.init_args.cond_channels: {want}"
+                )
+
     def condition(self, batch: dict) -> torch.Tensor:
         return batch[B.EDGES].to(batch[B.IMAGE].dtype)
 
