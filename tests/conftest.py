@@ -19,6 +19,13 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _i2i_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """i2i's caches (label statistics, FID reference statistics) in a temporary folder, never
+    in ~; subprocesses started by a test inherit it."""
+    monkeypatch.setenv("I2I_CACHE_DIR", str(tmp_path_factory.mktemp("i2i_cache")))
+
+
 def shared_data(*parts: str) -> Path:
     """A folder of ../shared/data, or skip the test when it is absent."""
     path = SHARED_DATA.joinpath(*parts)
