@@ -7,36 +7,61 @@ and every rank takes part, so it is safe under DDP.
 
 Under `test`, the whole protocol runs and is written to `<default_root_dir>/<output>` (JSON) and
 to the loggers (scalars, plus a W&B table of the mask-size buckets):
-- inpainting: FID, P-IDS, U-IDS overall and per hole-ratio bucket [0,.2) [.2,.4) [.4,.6) [.6,.8)
-  [.8,1], with PSNR, SSIM and L1 in the hole as secondary numbers;
-- translation: FID (against the validation reals, or the training targets as the paper did) and
-  diversity: the mean LPIPS (AlexNet) between the outputs of two latents for the same input.
+- inpainting: FID, P-IDS, U-IDS over the whole evaluation set (N pairs: one mask and one z per
+  image; 10,000 for FFHQ, 36,500 for Places2), and per hole-ratio bucket [0,.2) [.2,.4) [.4,.6)
+  [.6,.8) [.8,1]. By default each bucket is a SEPARATE full-N run, as the official `ids10k-h0..h4`:
+  G_ema completes every evaluated image again with a mask drawn with that bucket's hole_range
+  (fixed per image and bucket). `buckets: binned` splits the pairs of the one run by hole ratio
+  instead (cheap; the only option with mask files). PSNR, SSIM and L1 in the hole are secondary
+  numbers. A run that scores fewer pairs than `official_num_pairs` says so (warning + JSON flag).
+- translation: FID against the validation reals, or against ALL the training targets as the paper
+  did (statistics cached on disk, see `i2i.metrics.fid_stats`), and diversity: the mean LPIPS
+  (AlexNet) over `diversity_pairs` pairs of outputs per input, each pair two fresh latents
+  (200 inputs x 10 = the official 2,000 pairs).
 The JSON records the protocol: seeds, sample counts, masks, features, truncation.
+
+Under DDP each rank scores its share of the images (Lightning's DistributedSampler, without the
+samples it repeats to even out the shares) and the separate bucket runs re-use each rank's share.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchmetrics import MeanMetric
+from torchmetrics.aggregation import CatMetric
 from torchmetrics.functional.image import structural_similarity_index_measure
 
 from i2i.data import batch as B
+from i2i.data.masks import MaskFolder, RandomMaskGenerator
 from i2i.losses import masked_l1
 from i2i.metrics import InceptionDiscriminativeScore
+from i2i.metrics.features import quantize_images
+from i2i.metrics.fid_stats import (
+    FeatureStats,
+    deterministic_view,
+    frechet_distance_from_moments,
+    reference_statistics,
+)
 from i2i.tasks.base import psnr
 from i2i.tasks.inpainting import InpaintingTask
 
 log = logging.getLogger(__name__)
 
 BUCKETS = ((0.0, 0.2), (0.2, 0.4), (0.4, 0.6), (0.6, 0.8), (0.8, 1.0))
+BUCKET_MODES = ("separate", "binned", "none")
 LPIPS_FILE = "alexnet-owt-7be5be79.pth"
 
 
@@ -50,6 +75,33 @@ def bucket_index(hole_ratio: torch.Tensor) -> torch.Tensor:
     return torch.bucketize(hole_ratio, edges, right=True)
 
 
+class BucketMaskDataset(Dataset):
+    """The validation images `indices` of `dataset` with masks drawn by `masks` (one bucket's
+    hole_range), fixed per image and bucket: seeded by (seed, 2, bucket, image index)."""
+
+    def __init__(
+        self,
+        dataset: Dataset,  # the validation images (without masks)
+        indices: Sequence[int],  # their "index" values to evaluate, in order
+        masks: RandomMaskGenerator,
+        keys: Sequence[str],  # the batch keys the task needs
+        seed: int,  # the datamodule's seed
+        bucket: int,  # the bucket's number, 0..4
+    ):
+        self.dataset, self.indices, self.masks = dataset, list(indices), masks
+        self.keys, self.seed, self.bucket = tuple(keys), int(seed), int(bucket)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        item = self.dataset[self.indices[i]]
+        item = {key: item[key] for key in self.keys if key in item}
+        rng = np.random.default_rng([self.seed, 2, self.bucket, int(item[B.INDEX])])
+        item[B.MASK] = self.masks(rng)
+        return item
+
+
 class GANMetrics(Callback):
     """See the module docstring. The feature network is built when first needed, so a run that
     never evaluates needs no Inception weights."""
@@ -60,24 +112,44 @@ class GANMetrics(Callback):
         weights_path: str | None = None,  # the Inception weights file; default: torch hub cache
         check_hash: bool = True,
         every_n_validations: int = 0,  # 0: only under `test`; k: every k-th validation in fit
-        buckets: bool = True,  # inpainting: per hole-ratio bucket numbers under `test`
+        buckets: str = "separate",  # inpainting under `test`: "separate" full runs per hole_range
+        # (official), "binned" (one run split by hole ratio: cheap), or "none"
+        official_num_pairs: int | None = None,  # the paper's N for this dataset (10000 FFHQ,
+        # 36500 Places2, 200 edges); fewer pairs: a warning and a flag in the JSON. None: custom
         diversity: str = "lpips",  # translation: "lpips" (AlexNet), "l1", or "none"
+        diversity_pairs: int = 10,  # pairs of latents per input (200 inputs x 10 = official 2,000)
         fid_reference: str = "val",  # translation: "val" reals, or "train" targets (the paper)
-        fid_train_samples: int = 10_000,  # training targets for fid_reference="train"
+        fid_train_samples: int | None = None,  # cap on training targets (None: all, the paper)
+        fid_stats_dir: str
+        | None = None,  # reference-statistics cache; None: ~/.cache/i2i/fid_stats
+        cache_fid_stats: bool = True,  # False: recompute the training statistics every run
         output: str = "test_results.json",  # written in the run folder (default_root_dir)
     ):
+        if buckets not in BUCKET_MODES:
+            raise ValueError(f"buckets must be one of {BUCKET_MODES}, got {buckets!r}")
         if diversity not in ("lpips", "l1", "none"):
             raise ValueError(f"diversity must be 'lpips', 'l1' or 'none', got {diversity!r}")
+        if diversity_pairs < 1:
+            raise ValueError(f"diversity_pairs must be >= 1, got {diversity_pairs}")
         if fid_reference not in ("val", "train"):
             raise ValueError(f"fid_reference must be 'val' or 'train', got {fid_reference!r}")
         self.feature, self.weights_path, self.check_hash = feature, weights_path, check_hash
         self.every_n_validations, self.buckets = every_n_validations, buckets
-        self.diversity, self.fid_reference = diversity, fid_reference
-        self.fid_train_samples, self.output = fid_train_samples, output
+        self.official_num_pairs = official_num_pairs
+        self.diversity, self.diversity_pairs = diversity, diversity_pairs
+        self.fid_reference, self.fid_train_samples = fid_reference, fid_train_samples
+        self.fid_stats_dir, self.cache_fid_stats = fid_stats_dir, cache_fid_stats
+        self.output = output
         self._validations = 0
         self._active = False
         self._ids: dict[str, InceptionDiscriminativeScore] = {}
         self._means: dict[str, MeanMetric] = {}
+        self._diversity: CatMetric | None = None
+        self._indices: list[int] = []  # the evaluated images' "index" on this rank
+        self._rank_samples = 0  # samples this rank's test loader has given so far
+        self._bucket_mode = "none"
+        self._bucket_note: str | None = None
+        self._reference: dict[str, Any] = {}
         self._lpips: nn.Module | None = None
         self._extractor: nn.Module | None = None
         self.results: dict[str, Any] | None = None
@@ -107,13 +179,40 @@ class GANMetrics(Callback):
         device = pl_module.device
         self._ids = {"all": self._new_ids(device, compute_fid=True)}
         self._means = {}
-        if test and self.buckets and self._is_inpainting(pl_module):
+        if test and self._bucket_mode != "none":
             for low, high in BUCKETS:
                 self._ids[bucket_name(low, high)] = self._new_ids(device, compute_fid=True)
 
     @staticmethod
     def _is_inpainting(pl_module: L.LightningModule) -> bool:
         return isinstance(pl_module, InpaintingTask)
+
+    def _choose_bucket_mode(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """'separate' needs the free-form generator; mask files only allow binning."""
+        self._bucket_mode, self._bucket_note = self.buckets, None
+        if not self._is_inpainting(pl_module):
+            self._bucket_mode = "none"
+            return
+        if self.buckets != "separate":
+            return
+        dm = trainer.datamodule
+        val = getattr(dm, "val_dataset", None)
+        masks = getattr(val, "masks", None)
+        if isinstance(masks, MaskFolder):
+            self._bucket_mode = "binned"
+            self._bucket_note = (
+                "validation masks from mask files (val_mask_dir): only binning makes sense, a "
+                "file has one hole ratio, so the buckets bin the pairs of the one run; separate "
+                "per-bucket runs need the free-form generator"
+            )
+        elif not isinstance(getattr(dm, "mask_generator", None), RandomMaskGenerator) or not (
+            hasattr(val, "dataset") and hasattr(dm, "keys")
+        ):
+            self._bucket_mode = "binned"
+            self._bucket_note = (
+                f"{type(dm).__name__} has no free-form mask generator and fixed validation set "
+                "(mask_generator, val_dataset.dataset): the buckets bin the pairs of the one run"
+            )
 
     # ---- validation during fit -------------------------------------------------------------
 
@@ -142,39 +241,100 @@ class GANMetrics(Callback):
     # ---- the test protocol -----------------------------------------------------------------
 
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._choose_bucket_mode(trainer, pl_module)
         self._reset(pl_module, test=True)
+        self._indices, self._rank_samples, self._reference = [], 0, {}
+        self._diversity = CatMetric().to(pl_module.device)
         if not self._is_inpainting(pl_module) and self.diversity == "lpips" and self._lpips is None:
             self._lpips = build_lpips().to(pl_module.device)
 
+    def _unrepeated(self, trainer: L.Trainer, n: int) -> int:
+        """How many of this batch's n samples are not DistributedSampler's repeats (it pads the
+        ranks' shares to equal length with samples from the start of the set)."""
+        start, self._rank_samples = self._rank_samples, self._rank_samples + n
+        loader = trainer.test_dataloaders
+        sampler = getattr(loader, "sampler", None)
+        if not isinstance(sampler, DistributedSampler) or sampler.shuffle:
+            return n
+        size, rank, replicas = len(sampler.dataset), sampler.rank, sampler.num_replicas
+        # The k-th sample of this rank is sample rank + k * replicas of the padded sequence.
+        return sum(1 for k in range(start, start + n) if rank + k * replicas < size)
+
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
-        real, fake = batch[B.IMAGE].float(), outputs["fake"]
-        device = pl_module.device
+        keep = self._unrepeated(trainer, batch[B.IMAGE].shape[0])
+        if keep == 0:
+            return
+        batch = {k: v[:keep] for k, v in batch.items()}
+        real, fake = batch[B.IMAGE].float(), outputs["fake"][:keep]
+        self._indices.extend(int(i) for i in batch[B.INDEX])
         self._ids["all"].update(real, fake)
         if self._is_inpainting(pl_module):
-            mask = batch[B.MASK].float()
-            hole = 1 - mask.flatten(1).mean(1)
-            self._mean("hole_ratio", device).update(hole)
-            self._mean("l1_hole", device).update(masked_l1(fake, real, mask))
-            self._mean("psnr_hole", device).update(psnr(fake, real, 1 - mask))
-            self._mean("ssim_hole", device).update(ssim_in_region(fake, real, 1 - mask))
-            if self.buckets:
+            hole = self._update_inpainting("", real, fake, batch[B.MASK].float(), pl_module.device)
+            if self._bucket_mode == "binned":
                 for k, index in enumerate(bucket_index(hole).tolist()):
-                    name = bucket_name(*BUCKETS[index])
-                    self._ids[name].update(real[k : k + 1], fake[k : k + 1])
-                    self._mean(f"{name}/l1_hole", device).update(
-                        masked_l1(fake[k : k + 1], real[k : k + 1], mask[k : k + 1])
+                    one = slice(k, k + 1)
+                    self._ids[bucket_name(*BUCKETS[index])].update(real[one], fake[one])
+                    self._update_inpainting(
+                        bucket_name(*BUCKETS[index]) + "/",
+                        real[one],
+                        fake[one],
+                        batch[B.MASK][one].float(),
+                        pl_module.device,
                     )
         elif self.diversity != "none":
-            other = pl_module.sample(batch, variant=1).float()
+            self._update_diversity(pl_module, batch, fake)
+
+    def _update_inpainting(self, prefix: str, real, fake, mask, device) -> torch.Tensor:
+        hole = 1 - mask.flatten(1).mean(1)
+        self._mean(f"{prefix}hole_ratio", device).update(hole)
+        self._mean(f"{prefix}l1_hole", device).update(masked_l1(fake, real, mask))
+        self._mean(f"{prefix}psnr_hole", device).update(psnr(fake, real, 1 - mask))
+        self._mean(f"{prefix}ssim_hole", device).update(ssim_in_region(fake, real, 1 - mask))
+        return hole
+
+    def _update_diversity(self, pl_module: L.LightningModule, batch: dict, fake) -> None:
+        """Pair p of an input: the outputs of latent variants 2p and 2p + 1 (z seeded by
+        (eval_seed, index, variant)), clamped to [-1, 1] as the official metric."""
+        for p in range(self.diversity_pairs):
+            first = fake if p == 0 else pl_module.sample(batch, variant=2 * p).float()
+            second = pl_module.sample(batch, variant=2 * p + 1).float()
+            first, second = first.clamp(-1, 1), second.clamp(-1, 1)
             if self.diversity == "lpips":
-                value = self._lpips(fake.clamp(-1, 1), other.clamp(-1, 1)).flatten()
+                value = self._lpips(first, second).flatten()
             else:
-                value = (fake - other).abs().flatten(1).mean(1)
-            self._mean(f"diversity_{self.diversity}", device).update(value)
+                value = (first - second).abs().flatten(1).mean(1)
+            self._diversity.update(value.float())
+
+    def _separate_buckets(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """The official per-bucket protocol: each bucket a full run over the evaluated images
+        (this rank's share), masks drawn with the bucket's hole_range."""
+        dm = trainer.datamodule
+        generator: RandomMaskGenerator = dm.mask_generator
+        device = pl_module.device
+        for k, (low, high) in enumerate(BUCKETS):
+            name = bucket_name(low, high)
+            masks = RandomMaskGenerator(generator.size, (low, high), generator.variant)
+            data = BucketMaskDataset(
+                dm.val_dataset.dataset, self._indices, masks, dm.keys, dm.seed, k
+            )
+            loader = DataLoader(
+                data,
+                batch_size=getattr(dm, "val_batch_size", 8),
+                num_workers=getattr(dm, "num_workers", 0),
+            )
+            for batch in loader:
+                batch = {key: value.to(device) for key, value in batch.items()}
+                real, mask = batch[B.IMAGE].float(), batch[B.MASK].float()
+                fake = pl_module.sample(batch).float()
+                self._ids[name].update(real, fake)
+                self._update_inpainting(f"{name}/", real, fake, mask, device)
+            rank_zero_info(f"i2i: bucket {name} scored (hole_range [{low}, {high}])")
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._bucket_mode == "separate":
+            self._separate_buckets(trainer, pl_module)
         results: dict[str, Any] = {}
-        buckets: dict[str, dict[str, float | int | None]] = {}
+        buckets: dict[str, dict[str, Any]] = {}
         for name, metric in self._ids.items():
             count = _synced_count(metric, trainer)
             scores = _compute(metric) if count > 1 else {}
@@ -182,7 +342,8 @@ class GANMetrics(Callback):
             if name == "all":
                 results.update(entry)
             else:
-                buckets[name] = entry
+                low, high = BUCKETS[[bucket_name(*b) for b in BUCKETS].index(name)]
+                buckets[name] = {"hole_range": [low, high], **entry}
         for name, mean in self._means.items():
             value = float(mean.compute()) if mean.update_called else None
             if "/" in name:
@@ -190,17 +351,30 @@ class GANMetrics(Callback):
                 buckets.setdefault(bucket, {})[key] = value
             else:
                 results[name] = value
+        if not self._is_inpainting(pl_module) and self.diversity != "none":
+            values = self._diversity.compute() if self._diversity.update_called else None
+            if values is not None and values.numel():
+                values = values.double().flatten()
+                results[f"diversity_{self.diversity}"] = float(values.mean())
+                results[f"diversity_{self.diversity}_std"] = float(values.std(unbiased=False))
+                results["diversity_pairs"] = int(values.numel())
         if not self._is_inpainting(pl_module) and self.fid_reference == "train":
             results["fid_train_reference"] = self._fid_against_train(trainer, pl_module)
         pl_module.log_dict(
             {f"test/{k}": float(v) for k, v in results.items() if isinstance(v, float)},
             sync_dist=False,
         )
-        self.results = {
-            "results": results,
-            "buckets": buckets,
-            "protocol": self._protocol(trainer, pl_module, results),
-        }
+        protocol = self._protocol(trainer, pl_module, results)
+        self.results = {"results": results, "buckets": buckets, "protocol": protocol}
+        if protocol["below_official_num_pairs"] and trainer.is_global_zero:
+            message = (
+                f"i2i test scored {results.get('n')} pairs, fewer than the official protocol's "
+                f"{self.official_num_pairs} for this dataset: P-IDS / U-IDS / FID are biased "
+                "and not comparable with published numbers (score the whole evaluation set: "
+                "data max_val_images: null, no limit_test_batches)"
+            )
+            warnings.warn(message, UserWarning, stacklevel=2)
+            log.warning(message)
         if trainer.is_global_zero:
             path = Path(trainer.default_root_dir) / self.output
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -208,40 +382,59 @@ class GANMetrics(Callback):
             print(f"\ni2i: evaluation written to {path}", flush=True)
             self._log_table(trainer, buckets)
 
-    def _fid_against_train(self, trainer: L.Trainer, pl_module: L.LightningModule) -> float:
-        """FID of the outputs against the training targets' features (the paper's edges FID)."""
-        from i2i.metrics.features import quantize_images
-        from i2i.metrics.ids import frechet_distance
+    def _sum_fn(self, trainer: L.Trainer, device: torch.device):
+        if trainer.world_size <= 1:
+            return lambda t: t
+        return lambda t: trainer.strategy.reduce(t.to(device), reduce_op="sum").cpu()
 
-        dataset = trainer.datamodule.train_dataset
+    def _fid_against_train(self, trainer: L.Trainer, pl_module: L.LightningModule) -> float:
+        """FID of the outputs of every rank against the statistics of the training targets (the
+        paper's edges FID: all of them by default), computed once and cached on disk."""
         metric = self._ids["all"]
-        n = min(self.fid_train_samples, len(dataset))
-        feats = []
-        for start in range(0, n, 32):
-            images = torch.stack([dataset[i][B.IMAGE] for i in range(start, min(n, start + 32))])
-            images = images.to(pl_module.device)
-            if getattr(metric, "inception_protocol", False):
-                images = quantize_images(images)
-            with torch.no_grad():
-                feats.append(self._extractor(images).float().cpu())
-        fake = torch.cat([f.cpu() for f in metric.fake_features])
-        return float(frechet_distance(torch.cat(feats), fake))
+        sum_fn = self._sum_fn(trainer, pl_module.device)
+        # The local features (compute() restores each rank's own state): add up every rank's.
+        fake = FeatureStats.of(torch.cat(list(metric.fake_features))).reduce(sum_fn)
+        dm = trainer.datamodule
+        quantize = getattr(metric, "inception_protocol", False)
+        mean, cov, count, info = reference_statistics(
+            deterministic_view(dm.train_dataset),
+            self._extractor,
+            preprocess=quantize_images if quantize else None,
+            max_samples=self.fid_train_samples,
+            cache_dir=self.fid_stats_dir,
+            use_cache=self.cache_fid_stats,
+            device=pl_module.device,
+            batch_size=32,
+            num_workers=getattr(dm, "num_workers", 0),
+            rank=trainer.global_rank,
+            world_size=trainer.world_size,
+            sum_fn=sum_fn,
+            broadcast_fn=lambda obj: trainer.strategy.broadcast(obj, src=0),
+        )
+        self._reference = {"num_reference": count, "num_fakes": fake.count, **info}
+        return float(frechet_distance_from_moments(mean, cov, *fake.mean_cov()))
 
     def _protocol(self, trainer: L.Trainer, pl_module: L.LightningModule, results) -> dict:
         hp = pl_module.hparams
         dm = trainer.datamodule
         feature = (
             "inception-v3-compat pool3 (2048), weights-inception-2015-12-05-6726825d.pth, "
-            "images quantised to uint8"
+            "images quantised to uint8 as TF: floor(x * 127.5 + 128) clipped to [0, 255]"
             if isinstance(self.feature, int)
             else f"custom module {type(self.feature).__name__}"
         )
+        n = results.get("n")
+        official = self.official_num_pairs
         protocol = {
             "task": type(pl_module).__name__,
             "checkpoint": getattr(trainer, "ckpt_path", None),
             "iteration": int(getattr(pl_module, "iteration", 0)),
             "kimg": float(getattr(pl_module, "kimg", 0.0)),
-            "num_pairs": results.get("n"),
+            "num_pairs": n,
+            "official_num_pairs": official,
+            "below_official_num_pairs": (
+                bool(n is not None and n < official) if official is not None else None
+            ),
             "generator": "G_ema",
             "truncation_psi": hp.get("truncation_psi_eval"),
             "latents": f"z fixed per image: seeded by (eval_seed={hp.get('eval_seed')}, index)",
@@ -257,25 +450,64 @@ class GANMetrics(Callback):
             }
             protocol["data"]["class"] = type(dm).__name__
         if self._is_inpainting(pl_module):
+            masks = getattr(getattr(dm, "val_dataset", None), "masks", None)
             protocol["masks"] = (
-                "fixed per validation image: RandomMask seeded by "
+                f"mask files {masks.root} ({masks.polarity}), image index i -> file i mod "
+                f"{len(masks)}"
+                if isinstance(masks, MaskFolder)
+                else "fixed per validation image: RandomMask seeded by "
                 f"(seed * 1000003 + index), seed={getattr(dm, 'seed', None)}"
             )
-            protocol["buckets"] = [bucket_name(*b) for b in BUCKETS] if self.buckets else []
+            protocol["buckets"] = self._bucket_protocol(dm)
         else:
             protocol["fid_reference"] = self.fid_reference
+            if self.fid_reference == "train":
+                protocol["fid_reference_data"] = {
+                    "images": "the training targets as stored (no random crop, no flip)",
+                    "requested": "all"
+                    if self.fid_train_samples is None
+                    else self.fid_train_samples,
+                    **self._reference,
+                }
             protocol["diversity"] = (
-                f"mean {self.diversity.upper()} between two latents per input"
+                {
+                    "metric": "LPIPS (AlexNet)" if self.diversity == "lpips" else "mean abs (L1)",
+                    "pairs_per_input": self.diversity_pairs,
+                    "num_inputs": n,
+                    "num_pairs": results.get("diversity_pairs"),
+                    "pairs": "pair p of input i: the outputs for latent variants 2p and 2p + 1, "
+                    "z seeded by (eval_seed, index, variant), clamped to [-1, 1]",
+                }
                 if self.diversity != "none"
                 else None
             )
         return protocol
 
+    def _bucket_protocol(self, dm) -> dict[str, Any]:
+        mode = self._bucket_mode
+        out: dict[str, Any] = {
+            "mode": mode,
+            "requested": self.buckets,
+            "names": [bucket_name(*b) for b in BUCKETS] if mode != "none" else [],
+        }
+        if mode == "separate":
+            generator = dm.mask_generator
+            out["masks"] = (
+                "a separate full run per bucket over the same images: RandomMask with the "
+                f"bucket's hole_range (variant={generator.variant!r}), fixed per image and "
+                f"bucket: seeded by (seed={dm.seed}, 2, bucket, index)"
+            )
+        elif mode == "binned":
+            out["masks"] = "the pairs of the one run, binned by their mask's hole ratio"
+        if self._bucket_note:
+            out["note"] = self._bucket_note
+        return out
+
     @staticmethod
     def _log_table(trainer: L.Trainer, buckets: dict) -> None:
         if not buckets:
             return
-        columns = ["bucket", *sorted({k for v in buckets.values() for k in v})]
+        columns = ["bucket", *sorted({k for v in buckets.values() for k in v} - {"hole_range"})]
         rows = [[name, *(entry.get(c) for c in columns[1:])] for name, entry in buckets.items()]
         for logger in trainer.loggers:
             if hasattr(logger, "log_table"):  # WandbLogger
@@ -289,8 +521,6 @@ def _synced_count(metric: InceptionDiscriminativeScore, trainer: L.Trainer) -> i
 
 
 def _compute(metric: InceptionDiscriminativeScore) -> dict[str, torch.Tensor]:
-    import warnings
-
     with warnings.catch_warnings():
         # Buckets are often smaller than the feature dimension; the JSON keeps their counts.
         warnings.filterwarnings("ignore", message=".*fewer.*samples.*")
