@@ -120,3 +120,16 @@ def test_dataset_identity_and_deterministic_view():
     assert "_reads" not in identity
     view = deterministic_view(data)
     assert view.train is False and data.train is True  # a copy: training data untouched
+
+
+def test_default_cache_folder_follows_i2i_cache_dir(tmp_path, monkeypatch):
+    from i2i.metrics.fid_stats import default_stats_dir
+
+    monkeypatch.setenv("I2I_CACHE_DIR", str(tmp_path))
+    assert default_stats_dir() == tmp_path / "fid_stats"
+    monkeypatch.delenv("I2I_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_stats_dir() == tmp_path / "xdg" / "i2i" / "fid_stats"
+    data = CountingImages(5)
+    reference_statistics(data, TinyFeatures(num_features=3))  # no cache_dir: the default
+    assert len(list((tmp_path / "xdg" / "i2i" / "fid_stats").glob("*.pt"))) == 1

@@ -108,9 +108,10 @@ def frechet_distance_from_moments(
 
 
 def default_stats_dir() -> Path:
-    """``$I2I_CACHE/fid_stats``, else ``$XDG_CACHE_HOME/i2i/fid_stats`` (``~/.cache/i2i/...``)."""
-    if os.environ.get("I2I_CACHE"):
-        return Path(os.environ["I2I_CACHE"]).expanduser() / "fid_stats"
+    """``$I2I_CACHE_DIR/fid_stats``, else ``$XDG_CACHE_HOME/i2i/fid_stats`` (``~/.cache/...``),
+    next to i2i's other caches."""
+    if env := os.environ.get("I2I_CACHE_DIR"):
+        return Path(env).expanduser() / "fid_stats"
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base).expanduser() / "i2i" / "fid_stats"
 
