@@ -1,7 +1,12 @@
 """Callbacks: when to sample, save and stop. Tasks never import a logger library."""
 
 from i2i.callbacks.progress import IterationProgressBar
-from i2i.callbacks.resume import AtomicCheckpointIO, GracefulShutdown, LastAndBestCheckpoint
+from i2i.callbacks.resume import (
+    AtomicCheckpointIO,
+    GracefulShutdown,
+    LastAndBestCheckpoint,
+    RunRecord,
+)
 from i2i.callbacks.samples import SampleGrid
 
 __all__ = [
@@ -9,5 +14,6 @@ __all__ = [
     "GracefulShutdown",
     "IterationProgressBar",
     "LastAndBestCheckpoint",
+    "RunRecord",
     "SampleGrid",
 ]

@@ -1,10 +1,18 @@
-"""Checkpoints that are never half-written, and a stop on Ctrl-C or SIGTERM that leaves one."""
+"""Checkpoints that are never half-written, a stop on Ctrl-C or SIGTERM that leaves one, and a
+crash that leaves one too.
+
+Write failures (a full disk, a folder that cannot be written) become one line naming the file and
+the free space; stale temporaries of a killed save are found and removed at the next start.
+"""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import shutil
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,32 +23,154 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 log = logging.getLogger(__name__)
 
+LAST = ModelCheckpoint.CHECKPOINT_NAME_LAST + ModelCheckpoint.FILE_EXTENSION
+
+
+class RunError(RuntimeError):
+    """A problem with a run's files or settings that the message fully explains: the `i2i`
+    command prints it as is, without a traceback."""
+
+
+class CheckpointWriteError(RunError):
+    """A checkpoint (or the start-up probe) could not be written: full disk, permissions, a path
+    through a file."""
+
+
+def _nearest_existing(path: Path) -> Path:
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return Path(".")
+
+
+def free_space(path: str | Path) -> str:
+    """Free space on the filesystem that holds `path` (or its nearest existing parent)."""
+    try:
+        free = shutil.disk_usage(_nearest_existing(Path(path).absolute())).free
+    except OSError:
+        return "unknown free space"
+    for unit, size in (("GB", 1 << 30), ("MB", 1 << 20), ("kB", 1 << 10)):
+        if free >= size:
+            return f"{free / size:.1f} {unit} free"
+    return f"{free} bytes free"
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return "the disk is full"
+    if isinstance(error, OSError) and error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"no permission to write ({error.strerror})"
+    if isinstance(error, NotADirectoryError):
+        return "a part of the path is a file, not a folder"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+
+
+def _is_write_failure(error: BaseException) -> bool:
+    # torch.save reports a failed write to a file it opened itself as "unexpected pos N vs M".
+    return isinstance(error, OSError) or (
+        isinstance(error, RuntimeError) and "unexpected pos" in str(error)
+    )
+
+
+def write_error(path: Path, error: BaseException, what: str = "the checkpoint") -> str:
+    return f"could not write {what} {path}: {_reason(error)} ({free_space(path.parent)} there)"
+
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Writes beside the target and renames: a crash mid-write leaves the previous file intact.
 
     (Lightning's own save goes through a temporary file in the system temp folder, which is not
-    an atomic rename when that folder is on another filesystem.)
+    an atomic rename when that folder is on another filesystem.) A failed write raises
+    CheckpointWriteError naming the file and the free space.
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         try:
-            with open(tmp, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.write(checkpoint, tmp)
             os.replace(tmp, path)
+        except (OSError, RuntimeError) as e:
+            if not _is_write_failure(e):
+                raise
+            raise CheckpointWriteError(write_error(path, e)) from e
         finally:
-            tmp.unlink(missing_ok=True)
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
+
+    def write(self, checkpoint: dict[str, Any], tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            torch.save(checkpoint, f)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def probe_writable(folder: str | Path) -> None:
+    """Create `folder` and write, sync and remove a small file in it: a folder that cannot hold
+    checkpoints fails at start-up, not at the first save hours later."""
+    folder = Path(folder)
+    probe = folder / f".i2i-write-probe-{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(probe, "wb") as f:
+            f.write(b"\0" * 4096)
+            f.flush()
+            os.fsync(f.fileno())
+        probe.unlink()
+    except OSError as e:
+        raise CheckpointWriteError(
+            f"cannot write checkpoints in {folder}: {_reason(e)} ({free_space(folder)} there); "
+            "choose another --trainer.default_root_dir"
+        ) from e
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | Path, started: float | None = None) -> list[Path]:
+    """Delete `.{name}.tmp-{pid}` files that a save killed mid-write left in `folder`: those
+    whose process is gone, or that are older than `started` (this process's start)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    started = time.time() if started is None else started
+    removed = []
+    for tmp in sorted(folder.glob(".*.tmp-*")):
+        pid_text = tmp.name.rsplit("-", 1)[-1]
+        pid = int(pid_text) if pid_text.isdigit() else None
+        try:
+            stale = pid is None or pid == os.getpid() or not _pid_alive(pid)
+            stale = stale or tmp.stat().st_mtime < started
+            if stale:
+                tmp.unlink()
+                removed.append(tmp)
+        except OSError:
+            continue
+    return removed
 
 
 class GracefulShutdown(Callback):
     """On SIGINT (Ctrl-C) or SIGTERM (SLURM, Kubernetes), finish the current iteration, write
     `last.ckpt` and stop, so that `i2i fit ... --ckpt_path last` continues exactly. A second
-    signal falls through to the default behaviour (an immediate stop).
+    signal falls through to the previous handler (an immediate stop).
+
+    On an exception during training it writes `last.ckpt` too when the state is consistent, that
+    is when the failure came between iterations (data loading, validation, a callback) or in an
+    iteration before it changed anything: the checkpoint then holds the last completed iteration.
+    An exception in the middle of an iteration (after a network's training forward, which may
+    already have moved w_avg or an optimizer) leaves the previous last.ckpt as it is.
 
     It also installs AtomicCheckpointIO for every checkpoint the trainer writes.
     """
@@ -50,6 +180,12 @@ class GracefulShutdown(Callback):
     def __init__(self) -> None:
         self._requested = False
         self._previous: dict[int, Any] = {}
+        self._hooks: list[Any] = []
+        self._dirty_at: int | None = None  # the iteration an unfinished step started from
+        self._training = False
+        self.signal: int | None = None  # the signal that stopped the run
+        self.stopped_at: int | None = None  # the iteration saved by the stop
+        self.saved: Path | None = None  # the checkpoint written by a stop or after an error
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
@@ -60,59 +196,135 @@ class GracefulShutdown(Callback):
             "Received signal %s: stopping after this iteration and saving last.ckpt", signum
         )
         self._requested = True
+        self.signal = signum
         signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._requested = False
+        self._requested, self.signal, self.stopped_at, self.saved = False, None, None, None
         for sig in self.SIGNALS:
             try:
                 self._previous[sig] = signal.getsignal(sig)
                 signal.signal(sig, self._handler)
             except ValueError:  # not the main thread: leave signals alone
                 pass
+        self._training, self._dirty_at = True, None
+        for module in _trained_networks(pl_module):
+            self._hooks.append(module.register_forward_pre_hook(self._mark_dirty(pl_module)))
+
+    def _mark_dirty(self, pl_module):
+        def hook(module, args):
+            if self._dirty_at is None and pl_module.trainer.training:
+                self._dirty_at = int(pl_module.iteration)
+
+        return hook
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._dirty_at = None  # the iteration is complete
         # Any rank's signal stops all of them, at the same iteration.
         if not trainer.strategy.reduce_boolean_decision(self._requested, all=False):
             return
-        path = last_checkpoint_path(trainer)
-        trainer.save_checkpoint(path)
-        if trainer.is_global_zero:
-            print(f"\nInterrupted: saved {path}. Resume with --ckpt_path last", flush=True)
+        self.signal = self.signal or signal.SIGTERM  # another rank's signal
+        self.saved = save_last(trainer)
+        self.stopped_at = int(pl_module.iteration)
         trainer.should_stop = True
 
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        if not self._training or isinstance(exception, CheckpointWriteError | KeyboardInterrupt):
+            return
+        self._training = False
+        iteration = int(pl_module.iteration)
+        if self._dirty_at is not None and iteration == self._dirty_at:
+            if trainer.is_global_zero:
+                print(
+                    f"\ni2i: the error came in the middle of iteration {iteration + 1}; "
+                    f"{last_checkpoint_path(trainer)} was left as it was (a half-done iteration "
+                    "is not a state to resume from)",
+                    flush=True,
+                )
+            return
+        if trainer.world_size > 1:  # saving is a collective: the other ranks may be gone
+            return
+        try:
+            self.saved = save_last(trainer)
+        except Exception as e:  # never hide the original error
+            print(f"\ni2i: could not save last.ckpt after the error: {e}", flush=True)
+            return
+        print(
+            f"\ni2i: saved {self.saved} (iteration {iteration}, the last completed one) "
+            "before the error below",
+            flush=True,
+        )
+
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._training = False
         for sig, previous in self._previous.items():
             try:
                 signal.signal(sig, previous)
             except (ValueError, TypeError):
                 pass
         self._previous.clear()
+        self.teardown(trainer, pl_module, "fit")
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        for handle in self._hooks:
+            handle.remove()
+        self._hooks.clear()
+
+
+def _trained_networks(pl_module: L.LightningModule) -> list[torch.nn.Module]:
+    """The modules whose training forward starts changing the state (w_avg, optimizers)."""
+    named = [getattr(pl_module, n, None) for n in ("generator", "discriminator")]
+    named = [m for m in named if isinstance(m, torch.nn.Module)]
+    return named or [m for n, m in pl_module.named_children() if "ema" not in n]
+
+
+def save_last(trainer: L.Trainer) -> Path:
+    """Write last.ckpt now, through the checkpoint callback when there is one, so that it stays
+    the one `last.ckpt` (a save behind its back makes it write `last-v1.ckpt` next time)."""
+    callback = trainer.checkpoint_callback
+    if isinstance(callback, LastAndBestCheckpoint):
+        callback.save_last_now(trainer)
+        return Path(callback.last_model_path)
+    path = last_checkpoint_path(trainer)
+    trainer.save_checkpoint(path)
+    return path
 
 
 def last_checkpoint_path(trainer: L.Trainer) -> Path:
     """Where `--ckpt_path last` looks: the ModelCheckpoint folder's last.ckpt."""
     callback = trainer.checkpoint_callback
     dirpath = getattr(callback, "dirpath", None) or Path(trainer.default_root_dir) / "checkpoints"
-    name = ModelCheckpoint.CHECKPOINT_NAME_LAST + ModelCheckpoint.FILE_EXTENSION
-    return Path(dirpath) / name
+    return Path(dirpath) / LAST
 
 
 class LastAndBestCheckpoint(ModelCheckpoint):
-    """ModelCheckpoint whose `last.ckpt` is really the last state.
+    """ModelCheckpoint whose `last.ckpt` is really the last state, and the only one.
 
     Lightning 2.6 writes last.ckpt only together with a new top-k checkpoint, so a run whose final
     validation is not its best would `--ckpt_path last` into the past. This one also writes it
-    after every validation and at the end of training.
+    after every validation, at the end of training and when GracefulShutdown stops the run, and
+    it never writes `last-v1.ckpt` beside an existing last.ckpt (the version counter is off).
     """
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, *args, enable_version_counter: bool = False, **kwargs):
+        super().__init__(*args, enable_version_counter=enable_version_counter, **kwargs)
         self._last_written_step = -1
 
     def _save_last_checkpoint(self, trainer: L.Trainer, monitor_candidates) -> None:
         super()._save_last_checkpoint(trainer, monitor_candidates)
         self._last_written_step = trainer.global_step
+
+    def save_last_now(self, trainer: L.Trainer) -> None:
+        """Write last.ckpt for the current state, unless it already holds this step."""
+        saved = self.save_last
+        self.save_last = saved or True
+        try:
+            if self._last_written_step != trainer.global_step or not self.last_model_path:
+                self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        finally:
+            self.save_last = saved
 
     def _refresh_last(self, trainer: L.Trainer) -> None:
         if (
@@ -130,3 +342,17 @@ class LastAndBestCheckpoint(ModelCheckpoint):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_end(trainer, pl_module)
         self._refresh_last(trainer)
+
+
+class RunRecord(Callback):
+    """Records the model's resolved config (task class, injected networks and their arguments)
+    in every checkpoint under `i2i`, so that resuming with another task or size can name the
+    difference (Lightning's `hyper_parameters` lack the injected networks)."""
+
+    KEY = "i2i"
+
+    def __init__(self, model_config: dict) -> None:
+        self.model_config = model_config
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module, checkpoint: dict) -> None:
+        checkpoint[self.KEY] = {"model": self.model_config}
