@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 
 import torch
@@ -64,3 +66,42 @@ class TinyFeatures(torch.nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         pooled = torch.nn.functional.adaptive_avg_pool2d(images.float(), 4).flatten(1)
         return pooled @ self.projection
+
+
+class Heartbeat(Callback):
+    """Writes the last completed iteration to a file, and slows iterations down by `delay`
+    seconds, so that a test can signal a subprocess in the middle of training."""
+
+    def __init__(self, path: str, delay: float = 0.0):
+        self.path, self.delay = path, delay
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        Path(self.path).write_text(str(int(pl_module.iteration)))
+        time.sleep(self.delay)
+
+
+class RaiseAt(Callback):
+    """Raises at the start of training iteration `iteration` (1-based), as a failing data
+    pipeline or step would: iterations 1 .. iteration - 1 are complete."""
+
+    def __init__(self, iteration: int):
+        self.iteration = iteration
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if int(pl_module.iteration) == self.iteration - 1:
+            raise RuntimeError(f"test failure at the start of iteration {self.iteration}")
+
+
+class FullDisk(Callback):
+    """Makes every checkpoint write fail as on a full disk (ENOSPC)."""
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        from i2i.callbacks import AtomicCheckpointIO
+
+        class FullDiskIO(AtomicCheckpointIO):
+            def write(self, checkpoint, tmp) -> None:
+                with open(tmp, "wb") as f:
+                    f.write(b"partial")
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        trainer.strategy.checkpoint_io = FullDiskIO()

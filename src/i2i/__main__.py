@@ -1,3 +1,5 @@
+import sys
+
 from i2i.cli import main
 
-main()
+sys.exit(main())

@@ -2,28 +2,67 @@
 
     i2i fit --config configs/demo.yaml
     i2i fit --config configs/demo.yaml --ckpt_path last        # resume exactly
+    i2i fit --config configs/demo.yaml --overwrite             # start afresh in a used folder
     i2i validate|test|predict --config ... --ckpt_path PATH
     i2i fit --config configs/demo.yaml --print_config           # the full resolved config
 
 Every run gets a checkpoint callback (last + best, written atomically, in
 <trainer.default_root_dir>/checkpoints), a sample-grid callback and a graceful stop on Ctrl-C or
 SIGTERM, and the metrics callback (P-IDS / U-IDS / FID; the full protocol under `i2i test`).
+Everything a run writes lives under its `trainer.default_root_dir`, logs included (the logger's
+`save_dir` follows it unless given on the command line).
 Weights & Biases runs offline unless W&B is configured (WANDB_API_KEY or WANDB_MODE).
+
+Before anything is written or any process group is built, `fit` checks: the data (downloads
+happen here, once), the accelerator, a checkpoint to resume (damaged, another task or size,
+already finished), a folder that holds another run, a folder that cannot be written, and stale
+temporaries of a killed save. Such problems end in a few lines that say what to do; the exit
+status is 0 on success, 1 on an error, 2 on a bad option, 130 / 143 after Ctrl-C / SIGTERM.
 """
 
 from __future__ import annotations
 
+import difflib
+import inspect
+import json
 import os
+import re
+import shlex
+import shutil
+import signal
+import sys
+import textwrap
+import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities import rank_zero_only
 
-from i2i.callbacks import GracefulShutdown, IterationProgressBar, LastAndBestCheckpoint, SampleGrid
+from i2i.callbacks import (
+    GracefulShutdown,
+    IterationProgressBar,
+    LastAndBestCheckpoint,
+    RunRecord,
+    SampleGrid,
+)
 from i2i.callbacks.evaluation import GANMetrics
+from i2i.callbacks.resume import (
+    LAST,
+    RunError,
+    probe_writable,
+    remove_stale_temporaries,
+)
+from i2i.data.download import DownloadError
 from i2i.tasks import GANTask
+
+STARTED = time.time()
+# Errors whose message says everything: printed as one `i2i: error:` line, exit status 1.
+USER_ERRORS = (RunError, DownloadError, FileNotFoundError)
 
 
 def configure_wandb_environment() -> None:
@@ -38,7 +77,247 @@ def _checkpoint_dir(default_root_dir: str | None) -> str:
     return str(Path(default_root_dir or ".") / "checkpoints")
 
 
+# ---- short errors for unknown keys -----------------------------------------------------------
+
+
+def _init_parameters(class_path: str) -> list[str]:
+    """The constructor arguments a class accepts (following **kwargs up its bases)."""
+    module_name, _, name = class_path.rpartition(".")
+    try:
+        cls = getattr(__import__(module_name, fromlist=[name]), name)
+    except (ImportError, AttributeError):
+        return []
+    names: list[str] = []
+    for klass in cls.__mro__ if isinstance(cls, type) else [cls]:
+        init = getattr(klass, "__init__", None)
+        try:
+            params = inspect.signature(init).parameters.values()
+        except (TypeError, ValueError):
+            continue
+        names += [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            break
+    return list(dict.fromkeys(n for n in names if n != "self"))
+
+
+def _parser_keys(parser: Any) -> list[str]:
+    """Every option key of a parser and of its subcommand parsers ("trainer.max_steps", ...)."""
+    keys = []
+    for action in getattr(parser, "_actions", []):
+        choices = getattr(action, "choices", None)
+        if (
+            isinstance(choices, dict)
+            and choices
+            and all(hasattr(p, "_actions") for p in choices.values())
+        ):
+            for sub in choices.values():
+                keys += _parser_keys(sub)
+        elif action.dest and action.dest not in ("help", "config", "print_config"):
+            keys.append(action.dest)
+    return list(dict.fromkeys(keys))
+
+
+def _unknown_key(message: str) -> tuple[str, str | None] | None:
+    """(the unknown key's full path, the class that rejected it) from jsonargparse's message."""
+    option = re.search(r"Option '([^']+)' is not accepted", message)
+    if option:
+        # `Parser key "model": ... class_path 'X': Parser key "generator": ... class_path 'Y'`
+        path = []
+        for key in re.findall(r'Parser key "([^"]+)"', message):
+            path += [key, "init_args"]
+        classes = re.findall(r"class_path '([^']+)'", message)
+        return ".".join([*path, option.group(1)]), classes[-1] if classes else None
+    flag = re.search(r"nrecognized arguments: --?([\w.\-]+)", message)
+    if flag:
+        return flag.group(1), None
+    key = re.search(r"does not accept option '([^']+)'", message) or re.search(
+        r"Key '([^']+)' is not expected", message
+    )
+    if key:
+        return key.group(1), None
+    return None
+
+
+def describe_unknown_key(message: str, parser: Any) -> str | None:
+    """A few lines: the unknown key, the close matches, and the keys accepted beside it."""
+    found = _unknown_key(message)
+    if found is None:
+        return None
+    key, class_path = found
+    group, _, name = key.rpartition(".")
+    if class_path:
+        accepted = _init_parameters(class_path)
+        where = f"{group} ({class_path})"
+    else:
+        prefix = f"{group}." if group else ""
+        keys = [k for k in _parser_keys(parser) if k.startswith(prefix)]
+        accepted = list(dict.fromkeys(k[len(prefix) :].split(".")[0] for k in keys))
+        where = group or "the top level"
+    close = difflib.get_close_matches(name, accepted, n=3, cutoff=0.6)
+    lines = [f"i2i: error: unknown key {key!r}"]
+    if close:
+        lines.append(f"  did you mean: {', '.join(f'{group}.{c}' if group else c for c in close)}")
+    if accepted:
+        listed = textwrap.wrap(", ".join(accepted), 96)
+        if len(listed) > 8:
+            listed = [*listed[:8], "..."]
+        lines.append(f"  accepted keys of {where}:")
+        lines += [f"    {line}" for line in listed]
+    lines.append("  (all options: i2i fit --help; the resolved config: i2i fit ... --print_config)")
+    return "\n".join(lines)
+
+
+class I2IArgumentParser(LightningArgumentParser):
+    """Lightning's parser, with a few lines instead of the usage screen for an unknown key."""
+
+    def error(self, message: str, ex: Exception | None = None):
+        if self.exit_on_error:
+            short = describe_unknown_key(str(message), self)
+            if short is not None:
+                print(short, file=sys.stderr)
+                sys.exit(2)
+        return super().error(message, ex)
+
+
+def _import_path(value: Any) -> str:
+    name = getattr(value, "__qualname__", None) or type(value).__qualname__
+    return f"{getattr(value, '__module__', None) or type(value).__module__}.{name}"
+
+
+# ---- checkpoints: damaged, another task or size, finished ------------------------------------
+
+
+def _load(path: Path) -> dict:
+    """The checkpoint's contents, memory-mapped where the file format allows (cheap)."""
+    try:
+        return torch.load(path, map_location="cpu", mmap=True, weights_only=False)
+    except RuntimeError as e:
+        if "mmap" not in str(e):  # the legacy format cannot be memory-mapped: read it
+            raise
+        return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def _iteration_of(checkpoint: dict) -> str:
+    state = checkpoint.get("state_dict", {})
+    return f"iteration {int(state['iteration'])}" if "iteration" in state else "loads"
+
+
+def check_loadable(path: Path) -> dict:
+    """Load a checkpoint, or say it is damaged and which checkpoints beside it load."""
+    try:
+        return _load(path)
+    except Exception as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        others = []
+        for other in sorted(path.parent.glob("*.ckpt")):
+            if other.resolve() == path.resolve():
+                continue
+            try:
+                others.append(f"{other} ({_iteration_of(_load(other))})")
+            except Exception:
+                continue
+        lines = [
+            f"the checkpoint {path} is damaged and cannot be loaded (truncated or not a "
+            f"checkpoint: {reason[:160]})"
+        ]
+        if others:
+            lines.append("  checkpoints beside it that load: " + "; ".join(others))
+            lines.append("  resume from one of them with --ckpt_path=<file>")
+        else:
+            lines.append("  no other checkpoint beside it loads; start afresh with --overwrite")
+        raise RunError("\n".join(lines)) from None
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for k, v in tree.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: tree}
+
+
+def _network_config(model_config: dict, model: L.LightningModule) -> dict[str, Any]:
+    """The part of a model config that decides shapes: the task class and the injected
+    networks (class paths and arguments); run-length and loss settings may change on resume."""
+    init_args = model_config.get("init_args") or {}
+    kept: dict[str, Any] = {"class_path": model_config.get("class_path")}
+    for name, value in init_args.items():
+        if isinstance(getattr(model, name, None), torch.nn.Module) and isinstance(value, dict):
+            kept.update(_flatten(value, f"{name}."))
+    return kept
+
+
+def check_compatible(
+    path: Path, checkpoint: dict, model: L.LightningModule, model_config: dict
+) -> None:
+    """Say which task class or network setting differs between a checkpoint and the config,
+    before Lightning fails with a raw `size mismatch`."""
+    expected = model.state_dict()
+    state = checkpoint.get("state_dict") or {}
+    mismatched = [
+        f"{k}: checkpoint {list(state[k].shape)}, config {list(v.shape)}"
+        for k, v in expected.items()
+        if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(v.shape)
+    ]
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    recorded = (checkpoint.get(RunRecord.KEY) or {}).get("model")
+    differences = []
+    if recorded:
+        old, new = _network_config(recorded, model), _network_config(model_config, model)
+        for k in sorted(old.keys() | new.keys(), key=lambda k: (k != "class_path", k)):
+            if old.get(k) != new.get(k):
+                name = "task (model.class_path)" if k == "class_path" else k
+                differences.append(f"{name}: checkpoint {old.get(k)}, config {new.get(k)}")
+    task_differs = bool(differences) and differences[0].startswith("task")
+    if not (mismatched or missing or unexpected or task_differs):
+        if differences:
+            print(f"i2i: note: {path} was trained with " + "; ".join(differences), flush=True)
+        return
+    lines = [f"the checkpoint {path} is of another task or size than this config:"]
+    if differences:
+        lines += [f"  {d}" for d in differences[:8]]
+    else:  # a checkpoint from before the record: name the first mismatching tensors
+        lines += [f"  {m}" for m in mismatched[:5]]
+        if missing or unexpected:
+            lines.append(
+                f"  {len(missing)} tensor(s) missing from the checkpoint (e.g. "
+                f"{(missing or ['-'])[0]}), {len(unexpected)} unexpected (e.g. "
+                f"{(unexpected or ['-'])[0]})"
+            )
+    lines.append("  use the config the checkpoint was trained with, or another --ckpt_path")
+    raise RunError("\n".join(lines))
+
+
+# ---- the CLI -------------------------------------------------------------------------------
+
+
 class I2ICLI(LightningCLI):
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("parser_class", I2IArgumentParser)
+        self.exit_code = 0
+        self.skipped_reason: str | None = None  # fit had nothing to do
+        super().__init__(*args, **kwargs)
+
+    def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+        if args is None:
+            self.argv = sys.argv[1:]
+        else:
+            self.argv = [str(a) for a in args] if isinstance(args, list | tuple) else []
+        super().parse_arguments(parser, args)
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning would read the checkpoint here (a damaged one ends in a traceback) and
+        replace the config's model settings with the checkpoint's hyperparameters: the config
+        and the command line stay the truth here (a resumed run may get a longer run length),
+        and a checkpoint that does not fit them is named in `check_checkpoint`."""
+        self._checkpoint: tuple[Path, dict] | None = None
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path and Path(ckpt_path).is_file() and rank_zero_only.rank == 0:
+            self._checkpoint = (Path(ckpt_path), check_loadable(Path(ckpt_path)))
+
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(LastAndBestCheckpoint, "checkpoint")
         parser.set_defaults(
@@ -56,16 +335,228 @@ class I2ICLI(LightningCLI):
         parser.add_lightning_class_args(SampleGrid, "samples")
         parser.add_lightning_class_args(GracefulShutdown, "shutdown")
         parser.add_lightning_class_args(GANMetrics, "metrics")
+        parser.add_argument(
+            "--overwrite",
+            action="store_true",
+            help="fit: start afresh in a folder that holds another run, deleting its checkpoints, "
+            "samples and config.yaml (to continue that run instead: --ckpt_path last)",
+        )
+
+    # ---- before anything is instantiated: where the logs go ---------------------------------
+
+    def _sub_config(self):
+        return self.config[self.subcommand] if self.subcommand else self.config
+
+    def before_instantiate_classes(self) -> None:
+        """The logger writes under trainer.default_root_dir, unless its save_dir is given on the
+        command line: a run's files never land in a folder the config hard-codes."""
+        config = self._sub_config()
+        root = config.trainer.default_root_dir
+        if root is None or any("logger" in a and "save_dir" in a for a in self.argv):
+            return
+        loggers = config.trainer.logger
+        for logger in loggers if isinstance(loggers, list) else [loggers]:
+            init_args = getattr(logger, "init_args", None)
+            if init_args is not None and "save_dir" in init_args:
+                init_args.save_dir = str(root)
+
+    # ---- before the trainer (and any process group) exists: data and accelerator ------------
 
     def instantiate_trainer(self, **kwargs) -> L.Trainer:
+        if self.subcommand is not None and rank_zero_only.rank == 0:
+            self.preflight()
         trainer = super().instantiate_trainer(**kwargs)
         for callback in trainer.callbacks:
             if type(callback) is TQDMProgressBar:  # Lightning's default bar: count iterations
                 callback.__class__ = IterationProgressBar
+        trainer.callbacks.append(RunRecord(self.model_config()))
         return trainer
+
+    def model_config(self) -> dict:
+        """The resolved model config as plain data (callables by their import path), so that
+        checkpoints that record it still load with `weights_only=True`."""
+        model = self._sub_config().model
+        config = model.as_dict() if hasattr(model, "as_dict") else dict(model or {})
+        return json.loads(json.dumps(config, default=_import_path))
+
+    def config_files(self) -> str:
+        files = self._sub_config().get("config") or []
+        return ", ".join(str(getattr(f, "relative", f)) for f in files) or "the configuration"
+
+    def accelerator_problem(self) -> str | None:
+        trainer = self._sub_config().trainer
+        accelerator, devices = str(trainer.accelerator), trainer.devices
+        if accelerator not in ("gpu", "cuda"):
+            return None
+        available = torch.cuda.device_count()
+        wanted = devices if isinstance(devices, int) and devices > 0 else None
+        if available and (wanted is None or wanted <= available):
+            return None
+        if available:
+            return (
+                f"{self.config_files()} asks for {wanted} GPUs; this machine has {available}: "
+                f"add --trainer.devices={available} (the global batch shrinks accordingly)"
+            )
+        return (
+            f"{self.config_files()} asks for accelerator {accelerator} x {devices} devices; this "
+            "machine has no GPU: add --trainer.accelerator=cpu --trainer.devices=1 "
+            "--trainer.strategy=auto (very slow at this size: fine for a smoke test with "
+            "--model.init_args.max_iterations=2), or run it on a GPU machine"
+        )
+
+    def preflight(self) -> None:
+        """Data first (a missing dataset is downloaded or named here, once, in this process),
+        then the accelerator: both before Lightning builds a process group or launches ranks."""
+        accelerator_problem = self.accelerator_problem()
+        prepare = getattr(self.datamodule, "prepare_data", None)
+        if callable(prepare) and self.subcommand in ("fit", "validate", "test", "predict"):
+            try:
+                prepare()
+            except USER_ERRORS:
+                if accelerator_problem:
+                    print(f"i2i: error: {accelerator_problem}", file=sys.stderr, flush=True)
+                raise
+        if accelerator_problem:
+            raise RunError(accelerator_problem)
+
+    # ---- the subcommands -----------------------------------------------------------------
+
+    def resolve_checkpoint(self, ckpt_path: str | None) -> Path | None:
+        if ckpt_path is None or ckpt_path in ("best", "hpc", "registry") or "://" in ckpt_path:
+            return None
+        if ckpt_path == "last":
+            path = Path(self.trainer.checkpoint_callback.dirpath or "") / LAST
+            return path if path.exists() else None
+        path = Path(ckpt_path)
+        if not path.is_file():
+            beside = sorted(path.parent.glob("*.ckpt")) if path.parent.is_dir() else []
+            listed = ", ".join(str(p) for p in beside) or "none"
+            raise RunError(f"no checkpoint at {path} (checkpoints in {path.parent}: {listed})")
+        return path
+
+    def check_checkpoint(self, ckpt_path: str | None) -> dict | None:
+        """Damaged, or another task or size: a few lines instead of Lightning's traceback."""
+        path = self.resolve_checkpoint(ckpt_path)
+        if path is None or rank_zero_only.rank != 0:
+            return None
+        if self._checkpoint is not None and self._checkpoint[0] == path:
+            checkpoint = self._checkpoint[1]
+        else:
+            checkpoint = check_loadable(path)
+        check_compatible(path, checkpoint, self.model, self.model_config())
+        return checkpoint
+
+    def fit(self, model, ckpt_path: str | None = None, **kwargs) -> None:
+        checkpoint = self.check_checkpoint(ckpt_path)
+        if checkpoint is not None and self._already_finished(model, checkpoint):
+            return
+        if rank_zero_only.rank == 0:  # Lightning's launched ranks re-run this command
+            if ckpt_path is None:
+                self._check_run_folder()
+            ckpt_dir = Path(self.trainer.checkpoint_callback.dirpath)
+            removed = remove_stale_temporaries(ckpt_dir, STARTED)
+            if removed:
+                print(
+                    f"i2i: removed {len(removed)} stale temporary file(s) of an interrupted "
+                    f"checkpoint save in {ckpt_dir}: {', '.join(p.name for p in removed)}",
+                    flush=True,
+                )
+            probe_writable(ckpt_dir)
+        self.trainer.fit(model, ckpt_path=ckpt_path, **kwargs)
+
+    def validate(self, model, ckpt_path: str | None = None, **kwargs):
+        self.check_checkpoint(ckpt_path)
+        return self.trainer.validate(model, ckpt_path=ckpt_path, **kwargs)
+
+    def test(self, model, ckpt_path: str | None = None, **kwargs):
+        self.check_checkpoint(ckpt_path)
+        return self.trainer.test(model, ckpt_path=ckpt_path, **kwargs)
+
+    def predict(self, model, ckpt_path: str | None = None, **kwargs):
+        self.check_checkpoint(ckpt_path)
+        return self.trainer.predict(model, ckpt_path=ckpt_path, **kwargs)
+
+    def _already_finished(self, model: L.LightningModule, checkpoint: dict) -> bool:
+        """A resumed run already at its length: say so and touch nothing."""
+        finished = getattr(model, "finished", None)
+        state = checkpoint.get("state_dict") or {}
+        if not callable(finished) or "iteration" not in state:
+            return False
+        counters = ("iteration", "images_seen")
+        saved = {k: getattr(model, k).clone() for k in counters if k in state}
+        with torch.no_grad():
+            for k in saved:
+                getattr(model, k).copy_(state[k])
+            done = bool(finished())
+            iteration = int(model.iteration)
+            for k, v in saved.items():
+                getattr(model, k).copy_(v)
+        if not done:
+            return False
+        hp = model.hparams
+        length = (
+            f"max_iterations={hp.max_iterations}"
+            if getattr(hp, "max_iterations", None) is not None
+            else f"max_kimg={getattr(hp, 'max_kimg', None)}"
+        )
+        self.skipped_reason = (
+            f"i2i: nothing to do: the checkpoint is at iteration {iteration}, the end of this "
+            f"run ({length}); no file was changed. To train further, raise "
+            "--model.init_args.max_iterations (or max_kimg)."
+        )
+        return True
+
+    def _check_run_folder(self) -> None:
+        """Refuse to start a new run over another one (mixed checkpoints, overwritten config)."""
+        root = Path(self.trainer.default_root_dir)
+        ckpt_dir = Path(self.trainer.checkpoint_callback.dirpath)
+        checkpoints = sorted(ckpt_dir.glob("*.ckpt")) if ckpt_dir.is_dir() else []
+        config = root / "config.yaml"
+        if not checkpoints and not config.is_file():
+            return
+        found = [config.name] if config.is_file() else []
+        if checkpoints:
+            found.append(f"{len(checkpoints)} checkpoint(s) in {ckpt_dir.name}/")
+        if not self._sub_config().get("overwrite"):
+            raise RunError(
+                f"{root} already holds a run ({', '.join(found)}). To continue it: "
+                "--ckpt_path last; to start afresh there, deleting its checkpoints, samples and "
+                "config.yaml: --overwrite; or choose another --trainer.default_root_dir"
+            )
+        samples = [cb for cb in self.trainer.callbacks if isinstance(cb, SampleGrid)]
+        for path in [ckpt_dir, *(cb.folder(self.trainer) for cb in samples)]:
+            shutil.rmtree(path, ignore_errors=True)
+        for name in ("config.yaml", "test_results.json"):
+            (root / name).unlink(missing_ok=True)
+        print(f"i2i: --overwrite: deleted the previous run's files in {root}", flush=True)
+
+    def resume_command(self, checkpoint: Path) -> str:
+        args, skip = [], False
+        for arg in self.argv:
+            if skip:
+                skip = False
+            elif arg == "--ckpt_path":
+                skip = True
+            elif not arg.startswith("--ckpt_path=") and arg != "--overwrite":
+                args.append(arg)
+        return shlex.join(["i2i", *args, f"--ckpt_path={checkpoint}"])
 
     def after_fit(self) -> None:
         trainer = self.trainer
+        shutdown = next((cb for cb in trainer.callbacks if isinstance(cb, GracefulShutdown)), None)
+        if self.skipped_reason is not None:
+            print(self.skipped_reason, flush=True)
+            return
+        if shutdown is not None and shutdown.signal is not None:
+            self.exit_code = 128 + int(shutdown.signal)
+            if trainer.is_global_zero:
+                name = signal.Signals(shutdown.signal).name
+                print(
+                    f"\ni2i: interrupted at iteration {shutdown.stopped_at} ({name}); saved "
+                    f"{shutdown.saved}; resume with: {self.resume_command(shutdown.saved)}",
+                    flush=True,
+                )
+            return
         if not trainer.is_global_zero:
             return
         lines = ["", "i2i: training finished"]
@@ -94,7 +585,9 @@ class I2ICLI(LightningCLI):
         print("\n".join(lines), flush=True)
 
 
-def main(args: list[str] | None = None) -> I2ICLI:
+def run_cli(args: list[str] | None = None, **kwargs) -> I2ICLI:
+    """The `i2i` command in-process (tests, notebooks): returns the CLI object, with `.model`,
+    `.trainer` and `.exit_code`; errors raise."""
     configure_wandb_environment()
     # Noise a user cannot act on: torch's LeafSpec notice, Lightning noting that G_ema is in eval
     # mode (on purpose; Lightning keeps submodule modes), and jsonargparse deprecations raised
@@ -102,15 +595,21 @@ def main(args: list[str] | None = None) -> I2ICLI:
     warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
     os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
-    return I2ICLI(
-        GANTask,
-        L.LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        save_config_kwargs={"overwrite": True},
-        args=args,
-    )
+    kwargs.setdefault("subclass_mode_model", True)
+    kwargs.setdefault("subclass_mode_data", True)
+    kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+    return I2ICLI(GANTask, L.LightningDataModule, args=args, **kwargs)
+
+
+def main(args: list[str] | None = None) -> int:
+    """The console script: the exit status (0 success, 1 error, 2 bad option, 128 + signal
+    after a graceful stop). Errors that explain themselves print one message, no traceback."""
+    try:
+        return run_cli(args).exit_code
+    except USER_ERRORS as e:
+        print(f"i2i: error: {e}", file=sys.stderr, flush=True)
+        return 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

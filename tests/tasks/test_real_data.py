@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from i2i.cli import main
+from i2i.cli import run_cli as main  # in-process: returns the CLI object, errors raise
 from i2i.data.datamodules import InpaintingDataModule
 from tests.conftest import shared_data
 from tests.tasks.test_training import TINY

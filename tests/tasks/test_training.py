@@ -17,6 +17,7 @@ import yaml
 
 from i2i.callbacks import AtomicCheckpointIO
 from i2i.cli import I2ICLI, main
+from i2i.cli import run_cli as run_i2i
 from i2i.networks import CoModDiscriminator, CoModGenerator
 from i2i.tasks.base import GANTask
 from tests.conftest import TINY_D, TINY_G
@@ -28,7 +29,7 @@ CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
 
 def run_cli(*args: str, tmp_path: Path, config: str = TINY):
     root = str(tmp_path / "run")
-    return main(
+    return run_i2i(
         [
             "fit",
             "--config",
@@ -194,7 +195,7 @@ def test_wandb_is_offline_and_never_prompts(tmp_path, monkeypatch):
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.setattr(os, "environ", os.environ.copy())  # the CLI's default stays in this test
     root = tmp_path / "run"
-    cli = main(
+    cli = run_i2i(
         [
             "fit",
             "--config",
@@ -269,11 +270,16 @@ def test_mask_files_train_and_inverted_polarity_is_caught(tmp_path):
         f"--data.init_args.mask_dir={masks}",
         f"--data.init_args.val_mask_dir={masks}",
     ]
-    cli = main(["fit", "--config", TINY, "--data.init_args.mask_polarity=white_is_hole", *common])
+    cli = run_i2i(
+        ["fit", "--config", TINY, "--data.init_args.mask_polarity=white_is_hole", *common]
+    )
     hole = 1 - cli.datamodule.val_dataset[0]["mask"].mean().item()
     assert hole == pytest.approx(0.2, abs=0.04)
     with pytest.raises(ValueError, match="white_is_hole.*inverted|inverted.*white_is_hole"):
-        main(["fit", "--config", TINY, "--data.init_args.mask_polarity=white_is_known", *common])
+        run_i2i(
+            ["fit", "--config", TINY, "--data.init_args.mask_polarity=white_is_known", *common]
+            + ["--overwrite"]  # the same folder as the run above
+        )
 
 
 def test_bf16_mixed_precision_trains(tmp_path):

@@ -1,0 +1,119 @@
+"""The `i2i` command as the user runs it: exit status, where files go, short errors, and the
+paper configs on a machine without GPU or data (all as subprocesses)."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+import torch
+import yaml
+
+from tests.clirun import REPO, TINY, env, fit_args, i2i, output
+
+CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
+
+
+def test_console_script_exits_0_and_every_file_lands_in_the_run_folder(tmp_path):
+    # A config that hard-codes its run folder and W&B's save_dir, run with another folder.
+    configured, root = tmp_path / "configured", tmp_path / "elsewhere"
+    config = yaml.safe_load(TINY.read_text())
+    config["trainer"]["default_root_dir"] = str(configured)
+    config["trainer"]["logger"] = {
+        "class_path": "lightning.pytorch.loggers.WandbLogger",
+        "init_args": {"project": "i2i-test", "save_dir": str(configured)},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = i2i(
+        *fit_args(root, "--model.init_args.max_iterations=2", config=path), WANDB_MODE="offline"
+    )
+    assert result.returncode == 0, output(result)[-3000:]
+    assert "I2ICLI object" not in output(result)  # the console script printed its return value
+    assert "i2i: training finished" in result.stdout and str(root) in result.stdout
+    assert not configured.exists()
+    assert (root / "checkpoints" / "last.ckpt").is_file() and (root / "config.yaml").is_file()
+    assert list((root / "samples").glob("*.png"))
+    assert list((root / "wandb").glob("offline-run-*/*.wandb"))
+
+
+def test_shipped_configs_do_not_hard_code_the_log_folder():
+    for config in CONFIGS:
+        logger = yaml.safe_load(config.read_text())["trainer"].get("logger") or {}
+        assert "save_dir" not in (logger.get("init_args") or {}), config.name
+
+
+def _assert_short_typo_error(result, typo: str) -> None:
+    text = output(result)
+    assert result.returncode == 2, text[-2000:]
+    lines = text.strip().splitlines()
+    assert len(lines) < 15, text
+    assert typo in lines[0] and "did you mean: model.init_args.r1_gamma" in text
+    assert "r1_interval" in text  # the other keys of the group are listed
+
+
+def test_a_typo_in_a_flag_names_the_close_key():
+    result = i2i("fit", "--config", str(TINY), "--model.init_args.r1_gama=1")
+    _assert_short_typo_error(result, "model.init_args.r1_gama")
+
+
+def test_a_typo_in_a_config_file_names_the_close_key(tmp_path):
+    config = yaml.safe_load(TINY.read_text())
+    config["model"]["init_args"]["r1_gama"] = 1
+    path = tmp_path / "typo.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = i2i("fit", "--config", str(path), module=True)
+    _assert_short_typo_error(result, "model.init_args.r1_gama")
+
+
+def make_train(task: str, args: str, timeout: float = 240):
+    # Offline for sure: a proxy that refuses connections (urllib honours it).
+    proxy = "http://127.0.0.1:9"
+    return subprocess.run(
+        ["make", "train", f"TASK={task}", f"ARGS={args}"],
+        cwd=REPO,
+        env=env(http_proxy=proxy, https_proxy=proxy, HTTP_PROXY=proxy, HTTPS_PROXY=proxy),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _i2i_lines(result) -> list[str]:
+    """Output lines, without make's own `make: *** [...] Error 1` trailer."""
+    return [line for line in output(result).strip().splitlines() if not line.startswith("make:")]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the no-GPU message needs a machine without")
+def test_make_train_edges2shoes_without_data_or_gpu_names_the_url_and_folder(tmp_path):
+    folder = tmp_path / "edges2shoes"
+    result = make_train("edges2shoes", f"--data.init_args.root={folder}")
+    assert result.returncode != 0
+    lines = _i2i_lines(result)
+    assert "Traceback" not in output(result) and "No supported gpu backend" not in output(result)
+    assert "edges2shoes.tar.gz" in lines[-1] and str(tmp_path) in lines[-1]
+    assert "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/edges2shoes.tar.gz" in lines[-1]
+    # The GPU-sized config also says what to change on this machine.
+    assert any("--trainer.accelerator=cpu" in line for line in lines)
+    # Two CPU processes: still one message, from the main process, before any process group.
+    args = f"--data.init_args.root={folder} --trainer.accelerator=cpu --trainer.devices=2"
+    result = make_train("edges2shoes", args)
+    assert result.returncode != 0
+    text = output(result)
+    assert "gloo" not in text.lower() and "Traceback" not in text
+    assert text.count("i2i: error") == 1
+    assert "edges2shoes.tar.gz" in _i2i_lines(result)[-1]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the no-GPU message needs a machine without")
+def test_a_gpu_config_on_a_cpu_machine_says_what_to_change(tmp_path):
+    folder = tmp_path / "edges2shoes"
+    for split in ("train", "val"):
+        (folder / split).mkdir(parents=True)  # the data is there: only the GPU is missing
+    result = i2i("fit", "--config", "configs/edges2shoes.yaml", f"--data.init_args.root={folder}")
+    assert result.returncode == 1
+    text = output(result)
+    assert "Traceback" not in text and "No supported gpu backend" not in text
+    last = text.strip().splitlines()[-1]
+    assert "configs/edges2shoes.yaml asks for accelerator gpu x 8 devices" in last
+    assert "--trainer.accelerator=cpu --trainer.devices=1" in last

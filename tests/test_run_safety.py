@@ -1,0 +1,198 @@
+"""Run safety, as the user meets it: `i2i fit` subprocesses that are signalled, crash, resume,
+meet a used, unwritable or full folder, or a damaged or foreign checkpoint."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.clirun import REPO, command, env, fit_args, i2i, iteration, output
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """A finished 4-iteration tiny run (tiny.yaml hard-codes its logger's save_dir elsewhere)."""
+    root = tmp_path_factory.mktemp("finished") / "run"
+    result = i2i(*fit_args(root))
+    assert result.returncode == 0, output(result)[-3000:]
+    return root
+
+
+def copy_run(finished: Path, tmp_path: Path) -> Path:
+    root = tmp_path / "run"
+    shutil.copytree(finished, root)  # copy2: modification times are kept
+    return root
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, bytes]]:
+    return {
+        str(p.relative_to(root)): (p.stat().st_mtime_ns, p.read_bytes())
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def error_block(text: str) -> list[str]:
+    lines = text.strip().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("i2i: error"))
+    return lines[start:]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_stops_with_one_last_checkpoint_and_its_exit_status(tmp_path, signum):
+    root, beat = tmp_path / "run", tmp_path / "beat"
+    args = fit_args(
+        root,
+        "--model.init_args.max_iterations=1000",
+        "--trainer.callbacks+=tests.helpers.Heartbeat",
+        f"--trainer.callbacks.path={beat}",
+        "--trainer.callbacks.delay=3",
+    )
+    proc = subprocess.Popen(
+        command(*args), cwd=REPO, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    deadline = time.time() + 240
+    while not beat.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert beat.exists(), "training never started"
+    proc.send_signal(signum)  # during iteration 1's callbacks: before the first validation
+    out = proc.communicate(timeout=240)[0].decode()
+    assert proc.returncode == 128 + signum, out[-3000:]
+    assert "training finished" not in out
+    lasts = sorted(p.name for p in (root / "checkpoints").glob("last*.ckpt"))
+    assert lasts == ["last.ckpt"], lasts  # not a stale last.ckpt beside last-v1.ckpt
+    line = next(line for line in out.splitlines() if "interrupted at iteration" in line)
+    stopped = int(line.split("interrupted at iteration ")[1].split()[0])
+    assert iteration(root / "checkpoints" / "last.ckpt") == stopped >= 1
+    resume = line.split("resume with: ")[1]
+    assert resume.startswith("i2i fit ") and f"--ckpt_path={root}/checkpoints/last.ckpt" in resume
+    if signum == signal.SIGTERM:  # the printed command resumes (one more iteration)
+        args = resume.split()[1:] + [f"--model.init_args.max_iterations={stopped + 1}"]
+        result = i2i(*args)
+        assert result.returncode == 0, output(result)[-3000:]
+        assert iteration(root / "checkpoints" / "last.ckpt") == stopped + 1
+
+
+def test_a_folder_holding_another_run_is_refused_unless_resumed_or_overwritten(finished, tmp_path):
+    root = copy_run(finished, tmp_path)
+    before = snapshot(root)
+    result = i2i(*fit_args(root, "--model.init_args.max_iterations=2"))
+    assert result.returncode == 1
+    block = error_block(output(result))
+    assert "already holds a run" in block[0] and "--ckpt_path last" in block[0]
+    assert "--overwrite" in block[0] and len(block) <= 3
+    assert snapshot(root) == before
+    started = time.time()
+    result = i2i(*fit_args(root, "--model.init_args.max_iterations=2", "--overwrite"))
+    assert result.returncode == 0, output(result)[-3000:]
+    ckpts = list((root / "checkpoints").glob("*.ckpt"))
+    assert ckpts and all(p.stat().st_mtime >= started for p in ckpts)  # no old checkpoint left
+    assert iteration(root / "checkpoints" / "last.ckpt") == 2
+
+
+def test_resuming_a_finished_run_does_nothing(finished, tmp_path):
+    # The CSV logs follow trainer.default_root_dir, not the save_dir tiny.yaml hard-codes.
+    assert (finished / "lightning_logs" / "version_0" / "metrics.csv").is_file()
+    root = copy_run(finished, tmp_path)
+    before = snapshot(root)
+    result = i2i(*fit_args(root, "--ckpt_path=last"))
+    assert result.returncode == 0, output(result)[-3000:]
+    assert "nothing to do" in result.stdout and "iteration 4" in result.stdout
+    assert snapshot(root) == before
+
+
+def test_a_damaged_checkpoint_is_named_with_the_ones_that_load(finished, tmp_path):
+    root = copy_run(finished, tmp_path)
+    last = root / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # a killed copy
+    result = i2i(*fit_args(root, f"--ckpt_path={last}"))
+    assert result.returncode == 1
+    text = output(result)
+    assert "Traceback" not in text and "PytorchStreamReader" not in text.split("(")[0]
+    block = error_block(text)
+    assert len(block) <= 4, block
+    assert str(last) in block[0] and "damaged" in block[0]
+    assert "best-" in "\n".join(block[1:])  # the best checkpoint beside it loads
+
+
+def test_a_checkpoint_of_another_size_names_the_difference(finished, tmp_path):
+    root = copy_run(finished, tmp_path)
+    last = root / "checkpoints" / "last.ckpt"
+    other = "--model.init_args.generator.init_args.cond_channels=2"
+    result = i2i(*fit_args(root, other, f"--ckpt_path={last}"))
+    assert result.returncode == 1
+    text = output(result)
+    assert "Traceback" not in text and "size mismatch" not in text
+    assert "generator.init_args.cond_channels: checkpoint 4, config 2" in text
+    # A checkpoint without the record: the first mismatching tensors are named.
+    old = root / "old.ckpt"
+    checkpoint = torch.load(last, weights_only=False)
+    del checkpoint["i2i"]
+    torch.save(checkpoint, old)
+    result = i2i(*fit_args(root, other, f"--ckpt_path={old}"))
+    assert result.returncode == 1
+    text = output(result)
+    assert "Traceback" not in text and "size mismatch" not in text
+    assert "generator." in error_block(text)[1] and "checkpoint [" in error_block(text)[1]
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_crash_saves_last_and_the_run_resumes(tmp_path):
+    root = tmp_path / "run"
+    last = root / "checkpoints" / "last.ckpt"
+    args = fit_args(root, "--model.init_args.max_iterations=6")
+    crash = ["--trainer.callbacks+=tests.helpers.RaiseAt", "--trainer.callbacks.iteration=4"]
+    result = i2i(*args, *crash)
+    assert result.returncode == 1
+    text = output(result)
+    assert "test failure at the start of iteration 4" in text
+    # Iterations 1-3 are complete and nothing of iteration 4 ran: last.ckpt holds iteration 3
+    # (the last validation, at iteration 2, had written 2).
+    assert f"saved {last} (iteration 3" in text
+    assert iteration(last) == 3
+    assert [p.name for p in last.parent.glob("last*.ckpt")] == ["last.ckpt"]
+    # A save killed mid-write left temporaries; the next start removes them and says so.
+    stale = [last.parent / f".last.ckpt.tmp-{_dead_pid()}", last.parent / ".best-9.ckpt.tmp-1"]
+    for path in stale:
+        path.write_bytes(b"partial")
+    os.utime(stale[1], (1, 1))  # pid 1 is alive, but the file is older than the start
+    result = i2i(*args, "--ckpt_path=last", module=True)
+    assert result.returncode == 0, output(result)[-3000:]
+    assert "removed 2 stale temporary file(s)" in result.stdout
+    assert not any(p.exists() for p in stale)
+    assert iteration(last) == 6
+
+
+def test_an_unwritable_folder_fails_at_start(tmp_path):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where the run folder should go")
+    result = i2i(*fit_args(blocker / "run"))
+    assert result.returncode == 1
+    block = error_block(output(result))
+    assert "Traceback" not in output(result) and len(block) == 1
+    assert f"cannot write checkpoints in {blocker}/run/checkpoints" in block[0]
+    assert "free" in block[0]
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_the_free_space(tmp_path):
+    root = tmp_path / "run"
+    result = i2i(*fit_args(root, "--trainer.callbacks+=tests.helpers.FullDisk"))
+    assert result.returncode == 1
+    text = output(result)
+    assert "Traceback" not in text and "unexpected pos" not in text
+    block = error_block(text)
+    assert len(block) == 1 and f"could not write the checkpoint {root}/checkpoints/" in block[0]
+    assert "the disk is full" in block[0] and "free there" in block[0]
+    assert not list((root / "checkpoints").glob(".*tmp*"))
