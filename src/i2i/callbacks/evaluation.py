@@ -253,6 +253,8 @@ class GANMetrics(Callback):
         ranks' shares to equal length with samples from the start of the set)."""
         start, self._rank_samples = self._rank_samples, self._rank_samples + n
         loader = trainer.test_dataloaders
+        if isinstance(loader, list | tuple):
+            loader = loader[0] if loader else None
         sampler = getattr(loader, "sampler", None)
         if not isinstance(sampler, DistributedSampler) or sampler.shuffle:
             return n
@@ -321,6 +323,7 @@ class GANMetrics(Callback):
                 data,
                 batch_size=getattr(dm, "val_batch_size", 8),
                 num_workers=getattr(dm, "num_workers", 0),
+                generator=torch.Generator().manual_seed(0),  # leave the global RNG alone
             )
             for batch in loader:
                 batch = {key: value.to(device) for key, value in batch.items()}

@@ -3,6 +3,7 @@
 - :class:`InceptionDiscriminativeScore`: the torchmetrics metric (DDP-aware).
 - :func:`fit_linear_svc`: scikit-learn's ``LinearSVC(dual=False)`` reproduced in torch.
 - :func:`inception_feature_extractor`: the 2048-d pool3 features, loaded offline.
+- :func:`reference_statistics`: FID statistics of a dataset, split across processes, cached on disk.
 """
 
 from i2i.metrics.features import (
@@ -12,12 +13,14 @@ from i2i.metrics.features import (
     inception_feature_extractor,
     quantize_images,
 )
+from i2i.metrics.fid_stats import FeatureStats, reference_statistics
 from i2i.metrics.ids import InceptionDiscriminativeScore, discriminative_scores, frechet_distance
 from i2i.metrics.svm import fit_linear_svc, solve_linear_svc
 
 __all__ = [
     "INCEPTION_FILENAME",
     "INCEPTION_URL",
+    "FeatureStats",
     "InceptionDiscriminativeScore",
     "discriminative_scores",
     "download_inception_weights",
@@ -25,5 +28,6 @@ __all__ = [
     "frechet_distance",
     "inception_feature_extractor",
     "quantize_images",
+    "reference_statistics",
     "solve_linear_svc",
 ]

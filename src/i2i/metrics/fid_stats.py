@@ -250,7 +250,12 @@ def reference_statistics(
         return mean, cov, count, {"cache": str(broadcast_fn(path)), "cache_hit": True}
 
     indices = list(range(rank, n, world_size))
-    loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, num_workers=num_workers)
+    loader = DataLoader(
+        Subset(dataset, indices),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        generator=torch.Generator().manual_seed(0),  # leave the global RNG alone
+    )
     stats: FeatureStats | None = None
     extractor = extractor.eval()
     for batch in loader:
