@@ -14,6 +14,7 @@ export UV_PYTHON_DOWNLOADS := never
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "  TASK=<name> picks configs/<name>.yaml for train (default: demo); ARGS='--flag=value ...' adds CLI overrides"
+	@echo "  resume a stopped run: ARGS='--ckpt_path last'; start afresh in a used run folder: ARGS=--overwrite"
 
 install: ## Create .venv with the pinned, tested stack (uv, from uv.lock)
 	@command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet "uv==0.13.8"

@@ -81,15 +81,22 @@ class Heartbeat(Callback):
 
 
 class RaiseAt(Callback):
-    """Raises at the start of training iteration `iteration` (1-based), as a failing data
-    pipeline or step would: iterations 1 .. iteration - 1 are complete."""
+    """Raises in training iteration `iteration` (1-based): iterations 1 .. iteration - 1 are
+    complete. `where`: "start" (before the iteration's step, as a failing data pipeline would)
+    or "optimizer" (before its first optimizer step: the G forward has run)."""
 
-    def __init__(self, iteration: int):
-        self.iteration = iteration
+    def __init__(self, iteration: int, where: str = "start"):
+        self.iteration, self.where = iteration, where
+
+    def _raise(self, pl_module, where: str) -> None:
+        if where == self.where and int(pl_module.iteration) == self.iteration - 1:
+            raise RuntimeError(f"test failure at the {where} of iteration {self.iteration}")
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if int(pl_module.iteration) == self.iteration - 1:
-            raise RuntimeError(f"test failure at the start of iteration {self.iteration}")
+        self._raise(pl_module, "start")
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        self._raise(pl_module, "optimizer")
 
 
 class FullDisk(Callback):

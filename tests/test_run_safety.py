@@ -175,6 +175,19 @@ def test_a_crash_saves_last_and_the_run_resumes(tmp_path):
     assert iteration(last) == 6
 
 
+def test_a_crash_in_the_middle_of_an_iteration_leaves_last_as_it_was(tmp_path):
+    root = tmp_path / "run"
+    last = root / "checkpoints" / "last.ckpt"
+    crash = ["--trainer.callbacks+=tests.helpers.RaiseAt", "--trainer.callbacks.iteration=4"]
+    crash.append("--trainer.callbacks.where=optimizer")  # after iteration 4's G forward
+    result = i2i(*fit_args(root, "--model.init_args.max_iterations=6", *crash))
+    assert result.returncode == 1
+    text = output(result)
+    assert "test failure at the optimizer of iteration 4" in text
+    assert f"middle of iteration 4; {last} was left as it was" in text
+    assert iteration(last) == 2  # the last validation wrote it; memory holds half of iteration 4
+
+
 def test_an_unwritable_folder_fails_at_start(tmp_path):
     blocker = tmp_path / "blocker"
     blocker.write_text("a file where the run folder should go")

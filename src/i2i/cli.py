@@ -207,7 +207,9 @@ def check_loadable(path: Path) -> dict:
     try:
         return _load(path)
     except Exception as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        reason = (
+            str(e).strip().splitlines()[0].split(". ")[0] if str(e).strip() else type(e).__name__
+        )
         others = []
         for other in sorted(path.parent.glob("*.ckpt")):
             if other.resolve() == path.resolve():

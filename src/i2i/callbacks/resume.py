@@ -236,25 +236,23 @@ class GracefulShutdown(Callback):
         self._training = False
         iteration = int(pl_module.iteration)
         if self._dirty_at is not None and iteration == self._dirty_at:
-            if trainer.is_global_zero:
-                print(
-                    f"\ni2i: the error came in the middle of iteration {iteration + 1}; "
-                    f"{last_checkpoint_path(trainer)} was left as it was (a half-done iteration "
-                    "is not a state to resume from)",
-                    flush=True,
-                )
+            exception.add_note(
+                f"i2i: the error came in the middle of iteration {iteration + 1}; "
+                f"{last_checkpoint_path(trainer)} was left as it was (a half-done iteration is "
+                "not a state to resume from)"
+            )
             return
         if trainer.world_size > 1:  # saving is a collective: the other ranks may be gone
             return
         try:
             self.saved = save_last(trainer)
         except Exception as e:  # never hide the original error
-            print(f"\ni2i: could not save last.ckpt after the error: {e}", flush=True)
+            exception.add_note(f"i2i: could not save last.ckpt after this error: {e}")
             return
-        print(
-            f"\ni2i: saved {self.saved} (iteration {iteration}, the last completed one) "
-            "before the error below",
-            flush=True,
+        # A note ends the traceback: the last lines say what was saved.
+        exception.add_note(
+            f"i2i: saved {self.saved} (iteration {iteration}, the last completed one) before "
+            "this error; resume with --ckpt_path last"
         )
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
