@@ -23,6 +23,7 @@ status is 0 on success, 1 on an error, 2 on a bad option, 130 / 143 after Ctrl-C
 from __future__ import annotations
 
 import difflib
+import errno
 import inspect
 import json
 import os
@@ -56,6 +57,7 @@ from i2i.callbacks.resume import (
     RunError,
     probe_writable,
     remove_stale_temporaries,
+    write_error,
 )
 from i2i.data.download import DownloadError
 from i2i.tasks import GANTask
@@ -63,6 +65,7 @@ from i2i.tasks import GANTask
 STARTED = time.time()
 # Errors whose message says everything: printed as one `i2i: error:` line, exit status 1.
 USER_ERRORS = (RunError, DownloadError, FileNotFoundError)
+WRITE_ERRNOS = (errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EROFS, errno.EDQUOT)
 
 
 def configure_wandb_environment() -> None:
@@ -296,6 +299,9 @@ def check_compatible(
 
 
 class I2ICLI(LightningCLI):
+    """LightningCLI with i2i's callbacks, run-safety checks and short errors; `exit_code` is the
+    command's exit status once it has run."""
+
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("parser_class", I2IArgumentParser)
         self.exit_code = 0
@@ -442,7 +448,7 @@ class I2ICLI(LightningCLI):
         if path is None or rank_zero_only.rank != 0:
             return None
         if self._checkpoint is not None and self._checkpoint[0] == path:
-            checkpoint = self._checkpoint[1]
+            checkpoint, self._checkpoint = self._checkpoint[1], None
         else:
             checkpoint = check_loadable(path)
         check_compatible(path, checkpoint, self.model, self.model_config())
@@ -549,7 +555,7 @@ class I2ICLI(LightningCLI):
         if self.skipped_reason is not None:
             print(self.skipped_reason, flush=True)
             return
-        if shutdown is not None and shutdown.signal is not None:
+        if shutdown is not None and shutdown.stopped_at is not None:  # a signal stopped it
             self.exit_code = 128 + int(shutdown.signal)
             if trainer.is_global_zero:
                 name = signal.Signals(shutdown.signal).name
@@ -610,6 +616,11 @@ def main(args: list[str] | None = None) -> int:
         return run_cli(args).exit_code
     except USER_ERRORS as e:
         print(f"i2i: error: {e}", file=sys.stderr, flush=True)
+        return 1
+    except OSError as e:  # a full disk or a read-only folder outside checkpoints (logs, samples)
+        if e.errno not in WRITE_ERRNOS or not e.filename:
+            raise
+        print(f"i2i: error: {write_error(Path(e.filename), e, 'the file')}", file=sys.stderr)
         return 1
 
 
