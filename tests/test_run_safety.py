@@ -95,6 +95,7 @@ def test_a_folder_holding_another_run_is_refused_unless_resumed_or_overwritten(f
     ckpts = list((root / "checkpoints").glob("*.ckpt"))
     assert ckpts and all(p.stat().st_mtime >= started for p in ckpts)  # no old checkpoint left
     assert iteration(root / "checkpoints" / "last.ckpt") == 2
+    assert "overwrite: false" in (root / "lightning_logs" / "version_1" / "config.yaml").read_text()
 
 
 def test_resuming_a_finished_run_does_nothing(finished, tmp_path):

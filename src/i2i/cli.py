@@ -461,6 +461,8 @@ class I2ICLI(LightningCLI):
         if rank_zero_only.rank == 0:  # Lightning's launched ranks re-run this command
             if ckpt_path is None:
                 self._check_run_folder()
+            # Done: the saved config.yaml must not delete the next run's folder when reused.
+            self._sub_config().overwrite = False
             ckpt_dir = Path(self.trainer.checkpoint_callback.dirpath)
             removed = remove_stale_temporaries(ckpt_dir, STARTED)
             if removed:
