@@ -152,8 +152,23 @@ def describe_unknown_key(message: str, parser: Any) -> str | None:
         accepted = _init_parameters(class_path)
         where = f"{group} ({class_path})"
     else:
+        # The first part of the key that names nothing: `chekpoint` in `chekpoint.monitor`.
+        known = _parser_keys(parser)
+        parts = key.split(".")
+        depth = next(
+            (
+                i
+                for i in range(len(parts))
+                if not any(
+                    k == ".".join(parts[: i + 1]) or k.startswith(".".join(parts[: i + 1]) + ".")
+                    for k in known
+                )
+            ),
+            len(parts) - 1,
+        )
+        group, name = ".".join(parts[:depth]), parts[depth]
         prefix = f"{group}." if group else ""
-        keys = [k for k in _parser_keys(parser) if k.startswith(prefix)]
+        keys = [k for k in known if k.startswith(prefix)]
         accepted = list(dict.fromkeys(k[len(prefix) :].split(".")[0] for k in keys))
         where = group or "the top level"
     close = difflib.get_close_matches(name, accepted, n=3, cutoff=0.6)
@@ -176,9 +191,12 @@ class I2IArgumentParser(LightningArgumentParser):
     def error(self, message: str, ex: Exception | None = None):
         if self.exit_on_error:
             short = describe_unknown_key(str(message), self)
-            if short is not None:
-                print(short, file=sys.stderr)
-                sys.exit(2)
+            if short is None:  # another problem: jsonargparse's message without the usage screen
+                lines = str(message).strip().splitlines()
+                lines = [*lines[:12], "  ..."] if len(lines) > 12 else lines
+                short = "i2i: error: " + "\n".join(lines) + "\n  (all options: i2i fit --help)"
+            print(short, file=sys.stderr)
+            sys.exit(2)
         return super().error(message, ex)
 
 
