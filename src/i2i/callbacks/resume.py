@@ -275,7 +275,15 @@ def _trained_networks(pl_module: L.LightningModule) -> list[torch.nn.Module]:
     """The modules whose training forward starts changing the state (w_avg, optimizers)."""
     named = [getattr(pl_module, n, None) for n in ("generator", "discriminator")]
     named = [m for m in named if isinstance(m, torch.nn.Module)]
-    return named or [m for n, m in pl_module.named_children() if "ema" not in n]
+    if named:
+        return named
+    containers = (torch.nn.ModuleDict, torch.nn.ModuleList)
+    children = [
+        (f"{n}.{k}", c)
+        for n, m in pl_module.named_children()
+        for k, c in (m.named_children() if isinstance(m, containers) else [("", m)])
+    ]
+    return [m for n, m in children if "ema" not in n.lower()]
 
 
 def save_last(trainer: L.Trainer) -> Path:
