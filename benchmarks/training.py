@@ -21,7 +21,7 @@ from lightning.pytorch.callbacks import Callback
 
 from benchmarks.common import print_table
 from i2i.cli import I2ICLI, configure_wandb_environment
-from i2i.tasks import GANTask
+from i2i.tasks import ImageTask
 
 
 class IterationTimer(Callback):
@@ -42,7 +42,7 @@ class IterationTimer(Callback):
 
 def measure(name: str, args: list[str], iterations: int, r1_interval_official: int = 16) -> dict:
     cli = I2ICLI(
-        GANTask,
+        ImageTask,
         L.LightningDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,

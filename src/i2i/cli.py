@@ -60,7 +60,7 @@ from i2i.callbacks.resume import (
     write_error,
 )
 from i2i.data.download import DownloadError
-from i2i.tasks import GANTask
+from i2i.tasks import ImageTask
 
 STARTED = time.time()
 # Errors whose message says everything: printed as one `i2i: error:` line, exit status 1.
@@ -389,6 +389,10 @@ class I2ICLI(LightningCLI):
     # ---- before the trainer (and any process group) exists: data and accelerator ------------
 
     def instantiate_trainer(self, **kwargs) -> L.Trainer:
+        # The task says how many batches one training step consumes; the datamodule's loader
+        # yields that many (CoModGAN: 2, its G and D steps each take their own reals).
+        if hasattr(self.datamodule, "batches_per_step"):
+            self.datamodule.batches_per_step = self.model.batches_per_step
         if self.subcommand is not None and rank_zero_only.rank == 0:
             self.preflight()
         trainer = super().instantiate_trainer(**kwargs)
@@ -626,7 +630,7 @@ def run_cli(args: list[str] | None = None, **kwargs) -> I2ICLI:
     kwargs.setdefault("subclass_mode_model", True)
     kwargs.setdefault("subclass_mode_data", True)
     kwargs.setdefault("save_config_kwargs", {"overwrite": True})
-    return I2ICLI(GANTask, L.LightningDataModule, args=args, **kwargs)
+    return I2ICLI(ImageTask, L.LightningDataModule, args=args, **kwargs)
 
 
 def main(args: list[str] | None = None) -> int:

@@ -87,6 +87,7 @@ def _write_folder(root: Path, n: int = 5) -> Path:
 def _check(dm: LabelDataModule, size: tuple[int, int]) -> dict[str, torch.Tensor]:
     """setup, one training batch and sample_batch(2): keys, shapes, dtypes, value ranges."""
     dm.setup("fit")
+    dm.batches_per_step = 2  # as the CLI sets it for CoModGAN: a G half and a D half
     train = next(iter(dm.train_dataloader()))
     sample = dm.sample_batch(2)
     for b, n in ((train, 2 * dm.batch_size), (sample, 2)):

@@ -75,7 +75,8 @@ def _check_batch(b: dict[str, torch.Tensor], n: int) -> None:
 
 def _run(dm) -> None:
     dm.setup("fit")
-    _check_batch(next(iter(dm.train_dataloader())), 2 * dm.batch_size)  # G half + D half
+    dm.batches_per_step = 2  # as the CLI sets it for CoModGAN: a G half and a D half
+    _check_batch(next(iter(dm.train_dataloader())), 2 * dm.batch_size)
     _check_batch(dm.sample_batch(2), 2)
     _check_batch(next(iter(dm.val_dataloader())), min(dm.val_batch_size, len(dm.val_dataset)))
     validate_sample(dm.val_dataset[0], type(dm).__name__)
@@ -256,8 +257,9 @@ def test_edges_channels_3_is_the_rgb_half_as_it_is(tmp_path: Path) -> None:
     ref = torch.from_numpy(left.copy()).permute(2, 0, 1).float() / 127.5 - 1
     assert torch.equal(sample[batch.EDGES], ref)  # not inverted, not grey: the file's pixels
     assert sample[batch.EDGES].mean() > 0.5  # white paper is +1
+    dm.batches_per_step = 2
     b = next(iter(dm.train_dataloader()))
-    assert b[batch.EDGES].shape == (2, 3, 64, 64)
+    assert b[batch.EDGES].shape == (2 * dm.batch_size, 3, 64, 64)
     grey = Edges2ShoesDataModule(str(root), **kwargs)
     assert grey.cond_channels == 1
     grey.setup("fit")

@@ -15,12 +15,7 @@ import torch
 from torch.utils.data import default_collate
 
 from i2i.callbacks.evaluation import BUCKETS, bucket_index, bucket_name, ssim_in_region
-from i2i.cli import main
-
-try:  # the in-process CLI that returns the CLI object (main() may return an exit status)
-    from i2i.cli import run_cli
-except ImportError:
-    run_cli = main
+from i2i.cli import run_cli
 from i2i.data import batch as B
 from i2i.data.masks import RandomMaskGenerator, mask_hole_ratio
 from i2i.metrics import InceptionDiscriminativeScore, frechet_distance
@@ -108,7 +103,7 @@ def test_i2i_test_scores_each_bucket_as_a_separate_run(tmp_path):
         assert entry["fid"] == pytest.approx(expected["fid"], rel=1e-4), k
 
     # The cheap option bins the one [0, 1] run: the buckets share its 24 pairs.
-    main([*test, *common, "--metrics.buckets=binned"])
+    run_cli([*test, *common, "--metrics.buckets=binned"])
     report = json.loads((root / "test_results.json").read_text())
     assert sum(b["n"] for b in report["buckets"].values()) == 24
     assert report["protocol"]["buckets"]["mode"] == "binned"
@@ -126,7 +121,7 @@ def test_mask_files_allow_only_binned_buckets(tmp_path):
         img.paste(255, (0, 0, 4 * (i + 1), 32))
         img.save(masks / f"m{i}.png")
     root = tmp_path / "run"
-    main(
+    run_cli(
         [
             "test",
             "--config",
@@ -312,7 +307,7 @@ def test_missing_lpips_weights_are_named(tmp_path, monkeypatch):
 def test_i2i_test_on_the_demo_config(tmp_path):
     """The shipped demo config itself (untrained: no checkpoint), with a tiny feature network."""
     root = tmp_path / "demo"
-    main(
+    run_cli(
         [
             "test",
             "--config",

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from i2i.cli import main
+from i2i.cli import run_cli
 from i2i.data.datamodules import InpaintingDataModule
 from i2i.losses import r1_penalty
 from i2i.networks import CoModDiscriminator, CoModGenerator
@@ -21,7 +21,7 @@ TINY = str(REPO / "tests" / "configs" / "tiny.yaml")
 
 def fit_tiny(tmp_path: Path, *args: str):
     root = str(tmp_path / "run")
-    return main(
+    return run_cli(
         [
             "fit",
             "--config",
@@ -128,7 +128,7 @@ def test_r1_covers_the_condition_when_asked():
 
 def test_edges_r1_includes_the_condition_labels_and_inpainting_do_not(monkeypatch):
     seen = []
-    import i2i.tasks.base as base
+    import i2i.tasks.comod as base
 
     original = base.r1_penalty
 
@@ -240,3 +240,16 @@ def test_edges_task_names_a_channel_mismatch():
     dm.cond_channels = 3  # as an edges_channels: 3 datamodule says
     with pytest.raises(ValueError, match="generator.init_args.cond_channels: 3"):
         fast_dev_run(EdgesToPhotoTask(G, D), dm)
+
+
+def test_the_loader_yields_the_batches_a_task_consumes(tmp_path):
+    # The task declares it (CoModGAN: 2, a G half and a D half); the CLI links it into the data.
+    assert InpaintingTask.batches_per_step == 2
+    cli = fit_tiny(tmp_path, "--model.init_args.max_iterations=1")
+    assert cli.datamodule.batches_per_step == 2
+    batch = next(iter(cli.datamodule.train_dataloader()))
+    assert batch["image"].shape[0] == 2 * cli.datamodule.batch_size
+    dm = InpaintingDataModule(resolution=32, batch_size=3, num_workers=0, synthetic_length=8)
+    dm.setup("fit")
+    dm.batches_per_step = 1
+    assert next(iter(dm.train_dataloader()))["image"].shape[0] == 3

@@ -19,7 +19,7 @@ from i2i.callbacks import AtomicCheckpointIO
 from i2i.cli import I2ICLI, main
 from i2i.cli import run_cli as run_i2i
 from i2i.networks import CoModDiscriminator, CoModGenerator
-from i2i.tasks.base import GANTask
+from i2i.tasks import CoModGANTask, ImageTask
 from tests.conftest import TINY_D, TINY_G
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,7 +42,7 @@ def run_cli(*args: str, tmp_path: Path, config: str = TINY):
 
 
 def test_official_recipe_settings():
-    task = GANTask(
+    task = CoModGANTask(
         CoModGenerator(32, cond_channels=4, **TINY_G),
         CoModDiscriminator(32, cond_channels=1, **TINY_D),
     )
@@ -146,7 +146,7 @@ def test_atomic_checkpoint_keeps_the_old_file_on_failure(tmp_path):
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
 def test_every_shipped_config_parses_and_instantiates(config):
     cli = I2ICLI(
-        GANTask,
+        ImageTask,
         L.LightningDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
@@ -160,7 +160,7 @@ def test_every_shipped_config_parses_and_instantiates(config):
             "--trainer.strategy=auto",
         ],
     )
-    assert isinstance(cli.model, GANTask)
+    assert isinstance(cli.model, ImageTask)
     G = cli.model.generator
     assert G.img_resolution == cli.datamodule.resolution
     raw = yaml.safe_load(config.read_text())

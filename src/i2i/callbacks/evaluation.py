@@ -55,8 +55,7 @@ from i2i.metrics.fid_stats import (
     frechet_distance_from_moments,
     reference_statistics,
 )
-from i2i.tasks.base import psnr
-from i2i.tasks.inpainting import InpaintingTask
+from i2i.metrics.image import psnr
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +184,7 @@ class GANMetrics(Callback):
 
     @staticmethod
     def _is_inpainting(pl_module: L.LightningModule) -> bool:
-        return isinstance(pl_module, InpaintingTask)
+        return getattr(pl_module, "evaluation", None) == "inpainting"  # the task says
 
     def _choose_bucket_mode(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """'separate' needs the free-form generator; mask files only allow binning."""

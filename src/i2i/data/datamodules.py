@@ -6,8 +6,11 @@ e = p // n (a permutation seeded by (seed, e)), with its random augmentation and
 (seed, p). A resumed run starts the stream at the iteration it stopped at, so it continues the
 exact sequence (Lightning alone restarts an interrupted epoch from its first batch).
 
-Each training batch holds 2 x `batch_size` samples per process: the G step takes the first half
-and the D step the second, so each has its own reals and masks, as in the official recipe.
+Each training batch holds `batches_per_step` x `batch_size` samples per process: the task says
+how many batches one training step consumes (CoModGAN: 2, the G step takes the first half and
+the D step the second, so each has its own reals and masks, as in the official recipe). The CLI
+sets the datamodule's `batches_per_step` from the task; left None, the loader asks the trainer's
+task.
 """
 
 from __future__ import annotations
@@ -163,6 +166,8 @@ class StreamDataModule(L.LightningDataModule):
     masks also give the mask sources."""
 
     keys: tuple[str, ...] = (B.IMAGE, B.INDEX)
+    #: Batches of `batch_size` per training step, set from the task (see the module doc).
+    batches_per_step: int | None = None
 
     def __init__(self, batch_size: int, val_batch_size: int, num_workers: int, seed: int):
         super().__init__()
@@ -194,6 +199,12 @@ class StreamDataModule(L.LightningDataModule):
         self.train_dataset = train
         self.val_dataset = FixedMaskDataset(val, self.val_masks(), self.keys, seed=self.seed)
 
+    def _batches_per_step(self) -> int:
+        if self.batches_per_step is not None:
+            return self.batches_per_step
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        return int(getattr(module, "batches_per_step", 1))
+
     def _start_batch(self) -> int:
         # A resumed run has restored the task's iteration counter before loaders are built.
         module = self.trainer.lightning_module if self.trainer is not None else None
@@ -202,7 +213,8 @@ class StreamDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         trainer = self.trainer
         stream = TrainStream(
-            self.train_dataset, 2 * self.batch_size, self.train_masks(), self.keys, seed=self.seed,
+            self.train_dataset, self._batches_per_step() * self.batch_size, self.train_masks(),
+            self.keys, seed=self.seed,
             rank=trainer.global_rank if trainer else 0,
             world_size=trainer.world_size if trainer else 1,
             start_batch=self._start_batch(),
@@ -260,7 +272,7 @@ class InpaintingDataModule(StreamDataModule):
         self,
         data_dir: str | None = None,  # None: the embedded shapes data, no download
         resolution: int | tuple[int, int] = 256,  # (H, W) or H = W; powers of two
-        batch_size: int = 4,  # per process and step, for G and for D (the loader yields 2x)
+        batch_size: int = 4,  # per process, per use (CoModGAN: G and D each; see batches_per_step)
         val_batch_size: int = 8,
         num_workers: int = 2,
         val_fraction: float = 0.05,  # used when data_dir has no train/ and val/ sub-folders
@@ -410,7 +422,7 @@ class ShapesDataModule(StreamDataModule):
         self,
         condition: str = "edges",  # "edges" or "labels"
         resolution: int | tuple[int, int] = 64,
-        batch_size: int = 8,  # per process and step, for G and for D (the loader yields 2x)
+        batch_size: int = 8,  # per process, per use (CoModGAN: G and D each; see batches_per_step)
         val_batch_size: int = 16,
         num_workers: int = 1,
         length: int = 4096,  # training scenes

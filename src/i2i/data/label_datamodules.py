@@ -117,7 +117,7 @@ class CocoStuffDataModule(LabelDataModule):
         self,
         data_dir: str,  # COCO-Stuff root (see the class doc for the layouts)
         resolution: int | tuple[int, int] = 256,  # (H, W) or H = W; the paper used 512
-        batch_size: int = 4,  # per process and step, for G and for D (the loader yields 2x)
+        batch_size: int = 4,  # per process, per use (CoModGAN: G and D each; see batches_per_step)
         val_batch_size: int = 8,  # validation batch size
         num_workers: int = 2,  # loader worker processes
         instance_edges: bool = True,  # add the instance-boundary channel (SPADE's default)
@@ -152,7 +152,7 @@ class CityscapesDataModule(LabelDataModule):
         self,
         data_dir: str,  # Cityscapes root with leftImg8bit/ and gtFine/
         resolution: int | tuple[int, int] = (256, 512),  # (H, W); keep 1:2 for Cityscapes
-        batch_size: int = 4,  # per process and step, for G and for D (the loader yields 2x)
+        batch_size: int = 4,  # per process, per use (CoModGAN: G and D each; see batches_per_step)
         val_batch_size: int = 8,  # validation batch size
         num_workers: int = 2,  # loader worker processes
         instance_edges: bool = True,  # add the instance-boundary channel (SPADE's default)
@@ -186,7 +186,7 @@ class ADE20KDataModule(LabelDataModule):
         self,
         data_dir: str,  # ADEChallengeData2016 (or the folder containing it)
         resolution: int | tuple[int, int] = 256,  # (H, W) or H = W; powers of two
-        batch_size: int = 4,  # per process and step, for G and for D (the loader yields 2x)
+        batch_size: int = 4,  # per process, per use (CoModGAN: G and D each; see batches_per_step)
         val_batch_size: int = 8,  # validation batch size
         num_workers: int = 2,  # loader worker processes
         hflip: bool = True,  # random horizontal flips in training
@@ -233,7 +233,7 @@ class LabelFolderDataModule(LabelDataModule):
         instance_edges: bool = False,  # add the instance-boundary channel (needs instance_dir)
         hflip: bool = True,  # random horizontal flips in training
         small_images: str = "error",  # photos under the resolution: "error" | "upscale"
-        batch_size: int = 4,  # per process and step, for G and for D (the loader yields 2x)
+        batch_size: int = 4,  # per process, per use (CoModGAN: G and D each; see batches_per_step)
         val_batch_size: int = 8,  # validation batch size
         num_workers: int = 2,  # loader worker processes
         seed: int = 0,  # seeds the training stream and the train/val split

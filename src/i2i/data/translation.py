@@ -145,7 +145,7 @@ class PairedDataModule(_EdgesDataModule):
         layout: str = "side_by_side",  # "side_by_side": A|B files; "two_folders": A/ and B/
         direction: str = "AtoB",  # AtoB: A (left half / a_subdir) = edges, B = photo; BtoA: swap
         resolution: int | tuple[int, int] = 256,  # (H, W) or H = W; powers of two
-        batch_size: int = 4,  # per process and step, for G and for D (the loader yields 2x)
+        batch_size: int = 4,  # per process, per use (CoModGAN: G and D each; see batches_per_step)
         val_batch_size: int = 8,  # validation batch size
         num_workers: int = 2,  # loader worker processes
         hflip: bool = True,  # random horizontal flip of both halves while training
@@ -210,7 +210,7 @@ class _Pix2PixDataModule(_EdgesDataModule):
         download: bool = True,  # fetch the archive when root lacks train/ and val/
         url: str | None = None,  # a mirror of the archive; None = the official pix2pix URL
         resolution: int | tuple[int, int] = 256,  # the data is 256; powers of two
-        batch_size: int = 4,  # per process and step, for G and for D (the loader yields 2x)
+        batch_size: int = 4,  # per process, per use (CoModGAN: G and D each; see batches_per_step)
         val_batch_size: int = 8,  # validation batch size
         num_workers: int = 2,  # loader worker processes
         hflip: bool = True,  # random horizontal flip of both halves while training
@@ -290,7 +290,7 @@ class EdgesFromPhotosDataModule(_EdgesDataModule):
         high_threshold: float = 0.2,  # magnitude of [0, 1] grayscale (see i2i.data.paired)
         sigma: float = 1.0,  # Gaussian blur before Canny; 0 = none
         resolution: int | tuple[int, int] = 256,  # (H, W) or H = W; powers of two
-        batch_size: int = 4,  # per process and step, for G and for D (the loader yields 2x)
+        batch_size: int = 4,  # per process, per use (CoModGAN: G and D each; see batches_per_step)
         val_batch_size: int = 8,  # validation batch size
         num_workers: int = 2,  # loader worker processes
         hflip: bool = True,  # random horizontal flip of photo and edges while training

@@ -1,7 +1,36 @@
-"""LightningModules: thin tasks over the shared GAN training recipe."""
+"""LightningModules: thin tasks over plain networks.
 
-from i2i.tasks.base import GANTask
-from i2i.tasks.inpainting import InpaintingTask
-from i2i.tasks.translation import EdgesToPhotoTask, LabelsToPhotoTask, TranslationTask
+- `ImageTask` (base.py): what every system shares (counters, run length, sampling with fixed
+  seeds, evaluation hooks, grid panels, `batches_per_step`).
+- `AdversarialTask` (adversarial.py): networks, optimizers and training phases as data, the GAN
+  objective by name.
+- `CoModGANTask` (comod.py): the official CoModGAN recipe on top.
+- Problems as mixins: `Inpainting`, `EdgesToPhoto`, `LabelsToPhoto`; a task is a problem over a
+  system (`InpaintingTask` = Inpainting + CoModGAN).
+"""
 
-__all__ = ["EdgesToPhotoTask", "GANTask", "InpaintingTask", "LabelsToPhotoTask", "TranslationTask"]
+from i2i.tasks.adversarial import AdversarialTask, Phase
+from i2i.tasks.base import ImageTask
+from i2i.tasks.comod import CoModGANTask
+from i2i.tasks.inpainting import Inpainting, InpaintingTask
+from i2i.tasks.translation import (
+    EdgesToPhoto,
+    EdgesToPhotoTask,
+    LabelsToPhoto,
+    LabelsToPhotoTask,
+    Translation,
+)
+
+__all__ = [
+    "AdversarialTask",
+    "CoModGANTask",
+    "EdgesToPhoto",
+    "EdgesToPhotoTask",
+    "ImageTask",
+    "Inpainting",
+    "InpaintingTask",
+    "LabelsToPhoto",
+    "LabelsToPhotoTask",
+    "Phase",
+    "Translation",
+]

@@ -1,29 +1,28 @@
-"""The GAN task base: the official CoModGAN training recipe as a LightningModule.
+"""What every system shares: `ImageTask`.
 
-Manual optimization, one injected optimizer per network. One iteration:
-- G step: non-saturating logistic loss on its own real batch and masks, style mixing 0.5 (one coin
-  and one crossover layer per minibatch and process, as official), truncation psi 0.5 during
-  training (the official quirk), then the G_ema update;
-- D step: logistic loss on another real batch with its own masks and fresh latents;
-- on every `r1_interval`-th iteration, the lazy R1 as its OWN Adam step of D right after the D
-  step, on the same reals, with the penalty alone (gamma / 2 x interval, in fp32 under mixed
-  precision), sharing D's optimizer state: 17 D updates per 16 iterations, which is what the
-  lazy-regularization correction of lr and beta2 assumes (applied to both networks, G as if
-  regularized every 4 iterations, as the official code does);
-- w_avg moves on every training-mode generator pass (the G step's and the D step's), from the
-  batch mean of w before mixing and truncation.
+A task is a thin LightningModule over plain networks. This base holds what does not depend on how
+a system is trained:
+- the iteration and image counters (in the state dict, so a resumed run continues them) and the
+  run length (`max_iterations` or `max_kimg`);
+- the training randomness: one stream per (seed, rank, iteration), so every rank draws its own
+  latents and a resumed run draws exactly what an uninterrupted one would;
+- sampling with fixed latents and seeds (`sample`), the validation / test / predict steps, the
+  task's cheap metrics and the sample-grid panels;
+- `batches_per_step`: how many batches of `batch_size` one training step consumes per process
+  (CoModGAN: 2, its G and D steps each take their own reals); the CLI links it into the
+  datamodule, which yields batches of `batches_per_step x batch_size`.
 
-Subclasses say what the condition is, what the discriminator sees and how the output is composed.
-Evaluation and sampling always use G_ema.
+Problems (inpainting, edges -> photo, labels -> photo) are mixins in their own files that say
+what the condition is, how the output is composed and what is measured; systems (CoModGAN,
+pix2pix, ...) say how the networks are trained.
 """
 
 from __future__ import annotations
 
-import copy
 import os
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import lightning as L
@@ -31,26 +30,6 @@ import torch
 from torch import nn
 
 from i2i.data import batch as B
-from i2i.losses import d_logistic_loss, g_nonsaturating_loss, r1_penalty
-
-OptimizerCallable = Callable[[Iterable], torch.optim.Optimizer]
-
-
-def default_adam(params: Iterable) -> torch.optim.Optimizer:
-    """The official base optimizer (before the lazy-regularization correction)."""
-    return torch.optim.Adam(params, lr=0.002, betas=(0.0, 0.99), eps=1e-8)
-
-
-def lazy_regularization_correction(optimizer: torch.optim.Optimizer, interval: int) -> None:
-    """StyleGAN2's correction for a penalty applied every `interval` steps: lr * c, betas ** c,
-    with c = interval / (interval + 1). Both networks get it in the official recipe."""
-    if interval <= 0:
-        return
-    c = interval / (interval + 1)
-    for group in optimizer.param_groups:
-        group["lr"] = group["lr"] * c
-        if "betas" in group:
-            group["betas"] = tuple(beta**c for beta in group["betas"])
 
 
 def set_tf32(allow: bool) -> None:
@@ -60,24 +39,24 @@ def set_tf32(allow: bool) -> None:
     torch.backends.cudnn.allow_tf32 = allow
 
 
-class GANTask(L.LightningModule):
-    """Shared GAN training for every task; subclasses override the small hooks at the bottom."""
+class ImageTask(L.LightningModule):
+    """The base of every system; subclasses implement `training_step` (or the adversarial
+    layer's phases), `generate` and the problem hooks at the bottom."""
+
+    #: Batches of `batch_size` that one training step consumes per process.
+    batches_per_step: int = 1
+    #: What the evaluation protocol measures: "inpainting" (masks, hole-ratio buckets, hole
+    #: metrics) or "translation" (FID, diversity between latents).
+    evaluation: str = "translation"
+    #: Whether the condition is an image (edges) rather than a mask or a one-hot map: the
+    #: official CoModGAN edges model feeds D a 6-channel real, so its R1 covers both.
+    condition_is_image: bool = False
+    #: Constructor arguments kept out of `hparams`: injected networks and optimizer callables
+    #: (LightningCLI would turn the callables into dicts).
+    not_hyperparameters: tuple[str, ...] = ()
 
     def __init__(
         self,
-        generator: nn.Module,
-        discriminator: nn.Module,
-        optimizer_g: OptimizerCallable = default_adam,  # base lr/betas; the correction is applied
-        optimizer_d: OptimizerCallable = default_adam,
-        r1_gamma: float = 10.0,  # R1 weight; the penalty is gamma / 2 * ||grad||^2
-        r1_interval: int = 16,  # lazy R1 every this many iterations (0 = never)
-        g_reg_interval: int = 4,  # official: G's lr/beta2 corrected as if regularized every 4
-        ema_halflife_kimg: float = 10.0,  # G_ema half-life in thousands of images (global batch)
-        style_mixing_prob: float = 0.5,
-        style_mixing_per_sample: bool = False,  # official: one coin and crossover per minibatch
-        truncation_psi_train: float = 0.5,  # official quirk: training truncates toward w_avg
-        truncation_psi_eval: float = 1.0,  # evaluation and sampling: no truncation
-        l1_weight: float = 0.0,  # reconstruction term, off in the official recipe
         max_iterations: int | None = None,  # stop after this many iterations (None = no limit)
         max_kimg: float | None = None,  # stop after this many thousand images (None = no limit)
         channels_last: bool = True,  # ~3x faster FIR filters on CPU; good for GPUs too
@@ -85,53 +64,53 @@ class GANTask(L.LightningModule):
         eval_seed: int = 0,  # seeds z and noise in validation, so numbers compare across runs
     ):
         super().__init__()
-        self.automatic_optimization = False
-        # Injected callables become dicts in hparams under LightningCLI: keep them out.
-        self.save_hyperparameters(
-            ignore=["generator", "discriminator", "optimizer_g", "optimizer_d"]
-        )
-        self.generator, self.discriminator = generator, discriminator
-        self.generator_ema = copy.deepcopy(generator).requires_grad_(False).eval()
-        self.optimizer_g, self.optimizer_d = optimizer_g, optimizer_d
+        # Collects the arguments of every subclass's __init__ too (they are on the stack).
+        self.save_hyperparameters(ignore=list(self.not_hyperparameters))
         # Counters live in the state dict, so a resumed run continues them exactly.
         self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
         self.register_buffer("images_seen", torch.zeros((), dtype=torch.long))
         # Wall time per training phase, filled only when a benchmark sets it to a defaultdict.
         self.phase_seconds: defaultdict[str, float] | None = None
 
-    # ---- setup -------------------------------------------------------------------------------
+    # ---- setup and counters ------------------------------------------------------------------
 
     def setup(self, stage: str) -> None:
         set_tf32(self.hparams.allow_tf32)
-
-    def configure_optimizers(self):
-        opt_g = self.optimizer_g(self.generator.parameters())
-        opt_d = self.optimizer_d(self.discriminator.parameters())
-        lazy_regularization_correction(opt_g, self.hparams.g_reg_interval)
-        lazy_regularization_correction(opt_d, self.hparams.r1_interval)
-        return opt_g, opt_d
 
     @property
     def world_size(self) -> int:
         return self.trainer.world_size if self._trainer is not None else 1
 
-    def ema_beta(self, global_batch: int) -> float:
-        """Per-step EMA decay for a half-life of `ema_halflife_kimg` thousand images."""
-        return 0.5 ** (global_batch / max(self.hparams.ema_halflife_kimg * 1000, 1e-8))
-
-    @torch.no_grad()
-    def update_ema(self, global_batch: int) -> None:
-        beta = self.ema_beta(global_batch)
-        ema_params = list(self.generator_ema.parameters())
-        torch._foreach_lerp_(ema_params, list(self.generator.parameters()), 1 - beta)
-        for b_ema, b in zip(self.generator_ema.buffers(), self.generator.buffers(), strict=True):
-            b_ema.copy_(b)  # w_avg and constant noise follow G
-
     @property
     def kimg(self) -> float:
         return self.images_seen.item() / 1000
 
-    # ---- the training iteration ----------------------------------------------------------
+    def finished(self) -> bool:
+        """Whether the run has reached its length (`max_iterations` or `max_kimg`)."""
+        hp = self.hparams
+        return (hp.max_iterations is not None and int(self.iteration) >= hp.max_iterations) or (
+            hp.max_kimg is not None and self.kimg >= hp.max_kimg
+        )
+
+    def count_iteration(self, images_per_process: int) -> None:
+        """Advance the counters by one iteration of `images_per_process` images per rank."""
+        self.iteration += 1
+        self.images_seen += images_per_process * self.world_size
+        self.log("train/kimg", self.kimg, batch_size=images_per_process)
+        self.log("train/iteration", float(self.iteration), batch_size=images_per_process)
+
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        # Latents, mixing, noise and dropout draw from a stream seeded by (seed, rank, iteration):
+        # every rank draws its own latents (seed_everything alone gives all ranks the same), and
+        # a resumed run draws exactly what an uninterrupted one would, with no RNG state to save.
+        base = int(os.environ.get("PL_GLOBAL_SEED", 0))
+        torch.manual_seed(derive_seed(base, self.global_rank, int(self.iteration)))
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        if self.finished():
+            self.trainer.should_stop = True
+
+    # ---- the training step's helpers -----------------------------------------------------
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -146,14 +125,19 @@ class GANTask(L.LightningModule):
                 torch.cuda.synchronize(self.device)
             self.phase_seconds[name] += time.perf_counter() - start
 
-    def split_batch(self, batch: dict) -> tuple[dict, dict]:
-        """The loader yields 2 x batch_size samples: the first half for G, the second for D."""
+    def split_batch(self, batch: dict) -> list[dict]:
+        """The loader yields `batches_per_step` x batch_size samples: one part per use, in order
+        (CoModGAN: the first half for G, the second for D)."""
+        parts = self.batches_per_step
         n = next(iter(batch.values())).shape[0]
-        if n < 2 or n % 2:
-            raise ValueError(f"a training batch needs an even size (G half + D half), got {n}")
-        g_batch = {k: v[: n // 2] for k, v in batch.items()}
-        d_batch = {k: v[n // 2 :] for k, v in batch.items()}
-        return g_batch, d_batch
+        if n < parts or n % parts:
+            raise ValueError(
+                f"{type(self).__name__} takes {parts} batches per step, so a training batch "
+                f"needs a multiple of {parts} samples, got {n}: is the datamodule's "
+                f"batches_per_step {parts}?"
+            )
+        size = n // parts
+        return [{k: v[i * size : (i + 1) * size] for k, v in batch.items()} for i in range(parts)]
 
     def prepare(self, batch: dict) -> dict:
         if self.hparams.channels_last:
@@ -163,129 +147,40 @@ class GANTask(L.LightningModule):
             }
         return batch
 
-    def generate(
-        self,
-        G: nn.Module,
-        batch: dict,
-        z: torch.Tensor | None = None,
-        truncation_psi: float = 1.0,
-        **kwargs,
-    ) -> torch.Tensor:
-        """The task's output for a batch: G on the task's condition, then the task's composite."""
-        raw = G(self.condition(batch), z, truncation_psi=truncation_psi, **kwargs)
-        return self.compose(raw, batch)
+    # ---- sampling and evaluation -------------------------------------------------------------
 
-    def training_step(self, batch: dict, batch_idx: int) -> None:
-        opt_g, opt_d = self.optimizers()
-        g_batch, d_batch = (self.prepare(b) for b in self.split_batch(batch))
-        n = g_batch[B.IMAGE].shape[0]
-        G, D, hp = self.generator, self.discriminator, self.hparams
-        mixing = dict(
-            style_mixing_prob=hp.style_mixing_prob,
-            style_mixing_per_sample=hp.style_mixing_per_sample,
-            update_w_avg=True,  # every training-mode pass moves w_avg, as the official graph
-        )
+    @property
+    def sampling_network(self) -> nn.Module:
+        """The network that evaluation and sampling use (CoModGAN: G_ema)."""
+        return self.generator
 
-        # G step: its own reals and masks.
-        with self.phase("g_step"):
-            D.requires_grad_(False)
-            fake = self.generate(G, g_batch, truncation_psi=hp.truncation_psi_train, **mixing)
-            fake_logits = D(fake, self.d_condition(g_batch))
-            loss_g = g_nonsaturating_loss(fake_logits).mean()
-            if hp.l1_weight:
-                loss_g = loss_g + hp.l1_weight * self.reconstruction_loss(fake, g_batch).mean()
-            opt_g.zero_grad(set_to_none=True)
-            self.manual_backward(loss_g)
-            opt_g.step()
-            D.requires_grad_(True)
-
-        # D step: another real batch, fresh masks, fresh z.
-        with self.phase("d_step"):
-            with torch.no_grad():
-                fake = self.generate(G, d_batch, truncation_psi=hp.truncation_psi_train, **mixing)
-            d_cond = self.d_condition(d_batch)
-            real_logits = D(d_batch[B.IMAGE], d_cond)
-            fake_logits_d = D(fake, d_cond)
-            loss_d = d_logistic_loss(real_logits, fake_logits_d).mean()
-            opt_d.zero_grad(set_to_none=True)
-            self.manual_backward(loss_d)
-            opt_d.step()
-        # G_ema after the D pass (as the official loop runs it with the D step), so that its
-        # buffers take this iteration's last w_avg.
-        self.update_ema(n * self.world_size)
-
-        # Lazy R1: its own optimizer step of D, on the D step's reals, with the penalty alone.
-        if self.is_r1_iteration():
-            with self.phase("r1"):
-                penalty, _ = r1_penalty(
-                    D, d_batch[B.IMAGE], d_cond, include_condition=self.r1_includes_condition
-                )
-                r1 = penalty.mean()
-                # Zeros, not None: parameters that R1 does not reach (the output bias) still
-                # take their (zero-gradient) Adam step, as the official optimizer does.
-                opt_d.zero_grad(set_to_none=False)
-                self.manual_backward(r1 * (hp.r1_gamma / 2) * hp.r1_interval)
-                opt_d.step()
-            self.log("train/r1", r1.detach(), batch_size=n)
-
-        self.iteration += 1
-        self.images_seen += n * self.world_size
-        self.log_dict(
-            {
-                "train/loss_g": loss_g.detach(),
-                "train/loss_d": loss_d.detach(),
-                "train/logits_real": real_logits.detach().float().mean(),
-                "train/logits_fake": fake_logits_d.detach().float().mean(),
-            },
-            prog_bar=True,
-            batch_size=n,
-        )
-        self.log("train/kimg", self.kimg, batch_size=n)
-        self.log("train/iteration", float(self.iteration), batch_size=n)
-
-    def is_r1_iteration(self) -> bool:
-        hp = self.hparams
-        return hp.r1_interval > 0 and hp.r1_gamma > 0 and int(self.iteration) % hp.r1_interval == 0
-
-    # Whether R1 also differentiates through the discriminator's condition: the official edges
-    # model feeds D a 6-channel real (photo + RGB condition), so its R1 covers both.
-    r1_includes_condition: bool = False
-
-    def finished(self) -> bool:
-        """Whether the run has reached its length (`max_iterations` or `max_kimg`)."""
-        hp = self.hparams
-        return (hp.max_iterations is not None and int(self.iteration) >= hp.max_iterations) or (
-            hp.max_kimg is not None and self.kimg >= hp.max_kimg
-        )
-
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        if self.finished():
-            self.trainer.should_stop = True
-
-    # ---- evaluation (always G_ema) ---------------------------------------------------------
+    def eval_kwargs(self) -> dict:
+        """Keyword arguments of `generate` in evaluation (CoModGAN: its truncation psi)."""
+        return {}
 
     def eval_latents(self, batch: dict, variant: int = 0) -> torch.Tensor | None:
         """A fixed z per sample, seeded by its dataset index (and the variant, for several
-        samples of one input), so outputs compare across evaluations and runs."""
-        G = self.generator_ema
-        if getattr(G, "mapping", None) is None:
+        samples of one input), so outputs compare across evaluations and runs; None for a
+        network without a latent input."""
+        z_dim = getattr(self.sampling_network, "z_dim", None)
+        if z_dim is None or getattr(self.sampling_network, "mapping", True) is None:
             return None
-        seeds = [_seed(self.hparams.eval_seed, int(i), variant) for i in batch[B.INDEX]]
-        zs = [torch.randn(G.z_dim, generator=torch.Generator().manual_seed(s)) for s in seeds]
+        seeds = [derive_seed(self.hparams.eval_seed, int(i), variant) for i in batch[B.INDEX]]
+        zs = [torch.randn(z_dim, generator=torch.Generator().manual_seed(s)) for s in seeds]
         return torch.stack(zs).to(self.device)
 
     @torch.no_grad()
     def sample(self, batch: dict, variant: int = 0) -> torch.Tensor:
-        """G_ema's output for a batch with fixed latents and seeded noise; the global RNG is left
-        untouched so that evaluation never changes the course of training."""
+        """The sampling network's output for a batch with fixed latents and seeded noise; the
+        global RNG is left untouched so that evaluation never changes the course of training."""
         batch = self.prepare(batch)
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            torch.manual_seed(_seed(self.hparams.eval_seed, int(batch[B.INDEX][0]), variant))
+            torch.manual_seed(derive_seed(self.hparams.eval_seed, int(batch[B.INDEX][0]), variant))
             return self.generate(
-                self.generator_ema,
+                self.sampling_network,
                 batch,
                 self.eval_latents(batch, variant),
-                truncation_psi=self.hparams.truncation_psi_eval,
+                **self.eval_kwargs(),
             )
 
     def validation_step(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
@@ -295,8 +190,8 @@ class GANTask(L.LightningModule):
         return self._evaluate(batch, "test")
 
     def _evaluate(self, batch: dict, stage: str) -> dict[str, torch.Tensor]:
-        """G_ema on a batch: logs the task's cheap metrics and returns the output, which metric
-        callbacks (P-IDS / U-IDS / FID) read."""
+        """The sampling network on a batch: logs the task's cheap metrics and returns the
+        output, which metric callbacks (P-IDS / U-IDS / FID) read."""
         fake = self.sample(batch).float()
         metrics = self.evaluation_metrics(fake, batch)
         n = batch[B.IMAGE].shape[0]
@@ -311,23 +206,21 @@ class GANTask(L.LightningModule):
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         return {"fake": self.sample(batch).clamp(-1, 1), B.INDEX: batch[B.INDEX]}
 
-    # ---- randomness: one stream per rank and iteration -------------------------------------
+    # ---- system and problem hooks ----------------------------------------------------------
 
-    def on_train_batch_start(self, batch, batch_idx) -> None:
-        # Latents, mixing, noise and dropout draw from a stream seeded by (seed, rank, iteration):
-        # every rank draws its own latents (seed_everything alone gives all ranks the same), and
-        # a resumed run draws exactly what an uninterrupted one would, with no RNG state to save.
-        base = int(os.environ.get("PL_GLOBAL_SEED", 0))
-        torch.manual_seed(_seed(base, self.global_rank, int(self.iteration)))
-
-    # ---- task hooks ------------------------------------------------------------------------
+    def generate(
+        self, G: nn.Module, batch: dict, z: torch.Tensor | None = None, **kwargs
+    ) -> torch.Tensor:
+        """The task's output for a batch: G on the task's condition, then the task's composite."""
+        raw = G(self.condition(batch)) if z is None else G(self.condition(batch), z, **kwargs)
+        return self.compose(raw, batch)
 
     def condition(self, batch: dict) -> torch.Tensor:
         """The generator's condition tensor for a batch."""
         raise NotImplementedError
 
     def d_condition(self, batch: dict) -> torch.Tensor:
-        """What the discriminator sees next to the image."""
+        """What a conditional discriminator sees next to the image."""
         raise NotImplementedError
 
     def compose(self, raw: torch.Tensor, batch: dict) -> torch.Tensor:
@@ -335,6 +228,7 @@ class GANTask(L.LightningModule):
         return raw
 
     def reconstruction_loss(self, fake: torch.Tensor, batch: dict) -> torch.Tensor:
+        """Per-sample distance of an output to its target (in the hole, for inpainting)."""
         raise NotImplementedError
 
     def evaluation_metrics(self, fake: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
@@ -346,19 +240,7 @@ class GANTask(L.LightningModule):
         return [fake, batch[B.IMAGE]]
 
 
-def psnr(
-    fake: torch.Tensor, real: torch.Tensor, weight: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Peak signal-to-noise ratio in dB of images in [-1, 1] (range 2), per sample."""
-    err = (fake - real).square()
-    if weight is None:
-        mse = err.flatten(1).mean(1)
-    else:
-        w = weight.expand_as(err)
-        mse = (err * w).flatten(1).sum(1) / w.flatten(1).sum(1).clamp_min(1)
-    return 10 * torch.log10(4.0 / mse.clamp_min(1e-10))
-
-
-def _seed(*parts: int) -> int:
-    """A non-negative seed from integers (tuple hashes of ints do not vary between processes)."""
+def derive_seed(*parts: int) -> int:
+    """A non-negative seed from integers (tuple hashes of ints do not vary between processes):
+    the project's one way to derive a seed from (seed, rank, iteration, index, ...)."""
     return hash(parts) & 0x7FFF_FFFF_FFFF_FFFF

@@ -1,5 +1,9 @@
-"""Large-hole inpainting (CoModGAN): condition = concat(m - 0.5, x * m), the discriminator sees
-concat(m - 0.5, image), and the output is the composite G(.) * (1 - m) + x * m."""
+"""Large-hole inpainting: the problem's hooks, and the CoModGAN task over them.
+
+The generator's condition is concat(m - 0.5, x * m) (CoModGAN's encoding; other systems build
+their own), the discriminator sees concat(m - 0.5, image), and the output is the composite
+G(.) * (1 - m) + x * m: known pixels are returned unchanged.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,14 @@ import torch
 
 from i2i.data import batch as B
 from i2i.losses import masked_l1
-from i2i.tasks.base import GANTask, psnr
+from i2i.metrics.image import psnr
+from i2i.tasks.comod import CoModGANTask
 
 
-class InpaintingTask(GANTask):
-    """Masks follow the project convention: 1 = known, 0 = hole."""
+class Inpainting:
+    """Problem mixin: masks follow the project convention, 1 = known, 0 = hole."""
+
+    evaluation = "inpainting"
 
     def condition(self, batch: dict) -> torch.Tensor:
         mask = batch[B.MASK].to(batch[B.IMAGE].dtype)
@@ -41,3 +48,7 @@ class InpaintingTask(GANTask):
         tint = torch.tensor([0.2, 0.6, 1.0], device=image.device).reshape(1, 3, 1, 1)
         masked = image * mask + tint * (1 - mask)
         return [masked, fake.float(), image]
+
+
+class InpaintingTask(Inpainting, CoModGANTask):
+    """CoModGAN inpainting, as the paper trains it on FFHQ and Places2."""

@@ -1,7 +1,8 @@
-"""Image-to-image translation with the co-modulated generator, as the paper did for edges2shoes
-and edges2handbags, and labels -> photo with SPADE's label conventions.
+"""Image-to-image translation: the problems' hooks (edges -> photo, labels -> photo), and the
+CoModGAN tasks over them, as the paper did for edges2shoes and edges2handbags, and labels ->
+photo with SPADE's label conventions.
 
-The condition is the whole input (no mask, no compositing); the discriminator sees
+The condition is the whole input (no mask, no compositing); a conditional discriminator sees
 concat(condition, image). Several latents for one input give different outputs: the sample grid
 shows `num_visual_samples` of them between the condition and the target.
 """
@@ -13,12 +14,15 @@ import torch.nn.functional as F
 
 from i2i.data import batch as B
 from i2i.losses import masked_l1
-from i2i.tasks.base import GANTask, psnr
+from i2i.metrics.image import psnr
+from i2i.tasks.comod import CoModGANTask
 
 
-class TranslationTask(GANTask):
-    """Shared by the translation tasks: no compositing, optional L1 (weight 0 as in the paper),
-    and a grid of condition | several samples | target."""
+class Translation:
+    """Problem mixin shared by the translation problems: no compositing, an L1 distance to the
+    target, and a grid of condition | several samples | target."""
+
+    evaluation = "translation"
 
     def __init__(self, *args, num_visual_samples: int = 3, **kwargs):
         super().__init__(*args, **kwargs)
@@ -43,16 +47,11 @@ class TranslationTask(GANTask):
         return [self.show_condition(batch), fake, *extra, batch[B.IMAGE]]
 
 
-class EdgesToPhotoTask(TranslationTask):
+class EdgesToPhoto(Translation):
     """Edges -> photo: the condition is the edge map in [-1, 1]: 1 channel (+1 on edges), or the
-    3-channel RGB edges image of the pix2pix file as the official code feeds it. The
-    discriminator sees concat(condition, image), and R1 covers both (the official reals are the
-    photo and its condition as one 6-channel image); `r1_includes_condition=False` restricts it
-    to the photo."""
+    3-channel RGB edges image of the pix2pix file as the official code feeds it."""
 
-    def __init__(self, *args, r1_includes_condition: bool = True, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.r1_includes_condition = r1_includes_condition
+    condition_is_image = True
 
     def setup(self, stage: str) -> None:
         super().setup(stage)
@@ -73,7 +72,7 @@ class EdgesToPhotoTask(TranslationTask):
         return batch[B.EDGES].float().expand(-1, 3, -1, -1)
 
 
-class LabelsToPhotoTask(TranslationTask):
+class LabelsToPhoto(Translation):
     """Labels -> photo: the condition is the one-hot label map (`num_classes` channels), plus the
     instance-boundary map as one more channel when `instance_edges` (the batch's "edges")."""
 
@@ -124,6 +123,16 @@ class LabelsToPhotoTask(TranslationTask):
     def show_condition(self, batch: dict) -> torch.Tensor:
         palette = self.palette if self.palette is not None else default_palette(self.num_classes)
         return palette.to(batch[B.LABEL].device)[batch[B.LABEL].long()].permute(0, 3, 1, 2)
+
+
+class EdgesToPhotoTask(EdgesToPhoto, CoModGANTask):
+    """CoModGAN edges -> photo. The discriminator sees concat(condition, image), and R1 covers
+    both (the official reals are the photo and its condition as one 6-channel image);
+    `r1_includes_condition=False` restricts it to the photo."""
+
+
+class LabelsToPhotoTask(LabelsToPhoto, CoModGANTask):
+    """CoModGAN labels -> photo."""
 
 
 def default_palette(num_classes: int) -> torch.Tensor:

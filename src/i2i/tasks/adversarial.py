@@ -1,0 +1,120 @@
+"""The adversarial layer: any number of networks and optimizers, and a training iteration that
+runs a list of phases.
+
+A phase is one optimizer step: which network it updates, which loss (a method of the task that
+returns the loss and what to log), which part of the split batch it reads, and when it runs (every
+k iterations, from iteration a to b). The GAN objective is chosen by name (`i2i.losses`). So a
+system says, as data, what the official training loop does: CoModGAN's G, D and lazy-R1 steps,
+GLCIC's three phases, CycleGAN's two generators and two discriminators.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from i2i.losses import gan_objective
+from i2i.tasks.base import ImageTask
+
+OptimizerCallable = Callable[[Iterable], torch.optim.Optimizer]
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One optimizer step of a training iteration."""
+
+    name: str  # a label for profilers and benchmarks
+    network: str  # the attribute name of the network whose optimizer steps
+    loss: str  # the task method: part of the batch -> (loss, {name: value to log})
+    part: int = 0  # the part of the split batch it reads (see ImageTask.batches_per_step)
+    every: int = 1  # on iterations divisible by this (0: never)
+    start: int = 0  # from this iteration on
+    stop: int | None = None  # up to this iteration (excluded); None: to the end
+    # Zero the gradients instead of dropping them: parameters that the loss does not reach still
+    # take their (zero-gradient) optimizer step, as TensorFlow's optimizers do.
+    keep_zero_grads: bool = False
+
+    def runs_at(self, iteration: int) -> bool:
+        if self.every <= 0 or iteration < self.start:
+            return False
+        if self.stop is not None and iteration >= self.stop:
+            return False
+        return (iteration - self.start) % self.every == 0
+
+
+class AdversarialTask(ImageTask):
+    """Trains the networks registered with `add_network` by the phases of `phases()`."""
+
+    def __init__(
+        self,
+        *args,
+        objective: str = "nonsaturating",  # minimax | nonsaturating | lsgan | hinge | wgan
+        **kwargs,
+    ):
+        super().__init__(*args, **kwargs)
+        self.automatic_optimization = False
+        self.d_loss_fn, self.g_loss_fn = gan_objective(objective)
+        self._optimizer_factories: dict[str, OptimizerCallable] = {}
+
+    def add_network(
+        self, name: str, module: nn.Module, optimizer: OptimizerCallable | None = None
+    ) -> None:
+        """Register a network as `self.<name>`, trained by `optimizer` (None: not trained by an
+        optimizer, e.g. an EMA copy)."""
+        setattr(self, name, module)
+        if optimizer is not None:
+            self._optimizer_factories[name] = optimizer
+
+    @property
+    def trained_networks(self) -> list[str]:
+        """Names of the networks with an optimizer, in the order of `configure_optimizers`."""
+        return list(self._optimizer_factories)
+
+    def phases(self) -> list[Phase]:
+        raise NotImplementedError
+
+    def adjust_optimizer(self, name: str, optimizer: torch.optim.Optimizer) -> None:
+        """A hook to change a freshly built optimizer (CoModGAN: the lazy-R1 correction)."""
+
+    def configure_optimizers(self):
+        optimizers = []
+        for name, factory in self._optimizer_factories.items():
+            optimizer = factory(getattr(self, name).parameters())
+            self.adjust_optimizer(name, optimizer)
+            optimizers.append(optimizer)
+        return optimizers
+
+    def after_phase(self, phase: Phase, part: dict) -> None:
+        """A hook after each phase's optimizer step (CoModGAN: the G_ema update after D)."""
+
+    def training_step(self, batch: dict, batch_idx: int) -> None:
+        optimizers = self.optimizers()
+        if not isinstance(optimizers, list | tuple):
+            optimizers = [optimizers]
+        by_network = dict(zip(self.trained_networks, optimizers, strict=True))
+        parts = [self.prepare(part) for part in self.split_batch(batch)]
+        iteration = int(self.iteration)
+        logs: dict[str, torch.Tensor] = {}
+        for phase in self.phases():
+            if not phase.runs_at(iteration):
+                continue
+            with self.phase(phase.name):
+                for name in self.trained_networks:  # only this phase's network takes gradients
+                    getattr(self, name).requires_grad_(name == phase.network)
+                loss, phase_logs = getattr(self, phase.loss)(parts[phase.part])
+                optimizer = by_network[phase.network]
+                optimizer.zero_grad(set_to_none=not phase.keep_zero_grads)
+                self.manual_backward(loss)
+                optimizer.step()
+            self.after_phase(phase, parts[phase.part])
+            logs.update(phase_logs)
+        for name in self.trained_networks:
+            getattr(self, name).requires_grad_(True)
+        images = next(iter(parts[0].values())).shape[0]
+        self.count_iteration(images)
+        self.log_dict(
+            {k: v.detach().float() for k, v in logs.items()}, prog_bar=True, batch_size=images
+        )

@@ -1,0 +1,170 @@
+"""The CoModGAN recipe (Zhao et al., ICLR 2021) on the adversarial layer, as the official code runs
+it (`shared/docs/comodgan.md`, section 3).
+
+One iteration, three phases:
+- "g": the non-saturating logistic loss on its own real batch and masks, style mixing 0.5 (one
+  coin and one crossover layer per minibatch and process), truncation psi 0.5 during training
+  (the official quirk);
+- "d": the logistic loss on another real batch with its own masks and fresh latents; then G_ema;
+- "r1": every `r1_interval`-th iteration, the lazy R1 as its OWN Adam step of D, on the D phase's
+  reals, with the penalty alone (gamma / 2 x interval, in fp32 under mixed precision), sharing D's
+  optimizer state: 17 D updates per 16 iterations, which is what the lazy-regularization
+  correction of lr and beta2 assumes (applied to both networks, G as if regularized every 4
+  iterations, as the official code does).
+w_avg moves on every training-mode generator pass (the g and the d phase), from the batch mean of
+w before mixing and truncation. Evaluation and sampling use G_ema.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from i2i.data import batch as B
+from i2i.losses import r1_penalty
+from i2i.tasks.adversarial import AdversarialTask, OptimizerCallable, Phase
+
+
+def default_adam(params: Iterable) -> torch.optim.Optimizer:
+    """The official base optimizer (before the lazy-regularization correction)."""
+    return torch.optim.Adam(params, lr=0.002, betas=(0.0, 0.99), eps=1e-8)
+
+
+def lazy_regularization_correction(optimizer: torch.optim.Optimizer, interval: int) -> None:
+    """StyleGAN2's correction for a penalty applied every `interval` steps: lr * c, betas ** c,
+    with c = interval / (interval + 1). Both networks get it in the official recipe."""
+    if interval <= 0:
+        return
+    c = interval / (interval + 1)
+    for group in optimizer.param_groups:
+        group["lr"] = group["lr"] * c
+        if "betas" in group:
+            group["betas"] = tuple(beta**c for beta in group["betas"])
+
+
+class CoModGANTask(AdversarialTask):
+    """The co-modulated generator and its discriminator trained by the official recipe; a
+    problem mixin (inpainting, edges, labels) gives the condition and the composite."""
+
+    batches_per_step = 2  # the G and the D phase each take their own reals
+    not_hyperparameters = ("generator", "discriminator", "optimizer_g", "optimizer_d")
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        optimizer_g: OptimizerCallable = default_adam,  # base lr/betas; the correction is applied
+        optimizer_d: OptimizerCallable = default_adam,
+        r1_gamma: float = 10.0,  # R1 weight; the penalty is gamma / 2 * ||grad||^2
+        r1_interval: int = 16,  # lazy R1 every this many iterations (0 = never)
+        r1_includes_condition: bool | None = None,  # None: when the condition is an image (edges)
+        g_reg_interval: int = 4,  # official: G's lr/beta2 corrected as if regularized every 4
+        ema_halflife_kimg: float = 10.0,  # G_ema half-life in thousands of images (global batch)
+        style_mixing_prob: float = 0.5,
+        style_mixing_per_sample: bool = False,  # official: one coin and crossover per minibatch
+        truncation_psi_train: float = 0.5,  # official quirk: training truncates toward w_avg
+        truncation_psi_eval: float = 1.0,  # evaluation and sampling: no truncation
+        l1_weight: float = 0.0,  # reconstruction term, off in the official recipe
+        **kwargs,  # the GAN objective and what every task takes (run length, seeds, ...)
+    ):
+        super().__init__(**kwargs)
+        self.add_network("generator", generator, optimizer_g)
+        self.add_network("discriminator", discriminator, optimizer_d)
+        self.add_network("generator_ema", copy.deepcopy(generator).requires_grad_(False).eval())
+        if r1_includes_condition is None:
+            r1_includes_condition = self.condition_is_image
+        self.r1_includes_condition = r1_includes_condition
+
+    def phases(self) -> list[Phase]:
+        hp = self.hparams
+        every_r1 = hp.r1_interval if hp.r1_gamma > 0 else 0
+        return [
+            Phase("g_step", "generator", "generator_loss", part=0),
+            Phase("d_step", "discriminator", "discriminator_loss", part=1),
+            Phase("r1", "discriminator", "r1_loss", part=1, every=every_r1, keep_zero_grads=True),
+        ]
+
+    def adjust_optimizer(self, name: str, optimizer: torch.optim.Optimizer) -> None:
+        interval = self.hparams.g_reg_interval if name == "generator" else self.hparams.r1_interval
+        lazy_regularization_correction(optimizer, interval)
+
+    def after_phase(self, phase: Phase, part: dict) -> None:
+        # G_ema after the D phase (the official loop runs it with the D step), so that its
+        # buffers take this iteration's last w_avg.
+        if phase.loss == "discriminator_loss":
+            self.update_ema(part[B.IMAGE].shape[0] * self.world_size)
+
+    # ---- the three losses ------------------------------------------------------------------
+
+    def _training_output(self, batch: dict) -> torch.Tensor:
+        hp = self.hparams
+        return self.generate(
+            self.generator,
+            batch,
+            truncation_psi=hp.truncation_psi_train,
+            style_mixing_prob=hp.style_mixing_prob,
+            style_mixing_per_sample=hp.style_mixing_per_sample,
+            update_w_avg=True,  # every training-mode pass moves w_avg, as the official graph
+        )
+
+    def generator_loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        fake = self._training_output(batch)
+        logits = self.discriminator(fake, self.d_condition(batch))
+        loss = self.g_loss_fn(logits).mean()
+        if self.hparams.l1_weight:
+            loss = loss + self.hparams.l1_weight * self.reconstruction_loss(fake, batch).mean()
+        return loss, {"train/loss_g": loss}
+
+    def discriminator_loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        with torch.no_grad():
+            fake = self._training_output(batch)
+        d_cond = self.d_condition(batch)
+        real_logits = self.discriminator(batch[B.IMAGE], d_cond)
+        fake_logits = self.discriminator(fake, d_cond)
+        loss = self.d_loss_fn(real_logits, fake_logits).mean()
+        return loss, {
+            "train/loss_d": loss,
+            "train/logits_real": real_logits.float().mean(),
+            "train/logits_fake": fake_logits.float().mean(),
+        }
+
+    def r1_loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        hp = self.hparams
+        penalty, _ = r1_penalty(
+            self.discriminator,
+            batch[B.IMAGE],
+            self.d_condition(batch),
+            include_condition=self.r1_includes_condition,
+        )
+        r1 = penalty.mean()
+        return r1 * (hp.r1_gamma / 2) * hp.r1_interval, {"train/r1": r1}
+
+    # ---- G_ema, sampling -------------------------------------------------------------------
+
+    def ema_beta(self, global_batch: int) -> float:
+        """Per-step EMA decay for a half-life of `ema_halflife_kimg` thousand images."""
+        return 0.5 ** (global_batch / max(self.hparams.ema_halflife_kimg * 1000, 1e-8))
+
+    @torch.no_grad()
+    def update_ema(self, global_batch: int) -> None:
+        beta = self.ema_beta(global_batch)
+        ema_params = list(self.generator_ema.parameters())
+        torch._foreach_lerp_(ema_params, list(self.generator.parameters()), 1 - beta)
+        for b_ema, b in zip(self.generator_ema.buffers(), self.generator.buffers(), strict=True):
+            b_ema.copy_(b)  # w_avg and constant noise follow G
+
+    @property
+    def sampling_network(self) -> nn.Module:
+        return self.generator_ema
+
+    def eval_kwargs(self) -> dict:
+        return {"truncation_psi": self.hparams.truncation_psi_eval}
+
+    def generate(
+        self, G: nn.Module, batch: dict, z: torch.Tensor | None = None, **kwargs
+    ) -> torch.Tensor:
+        raw = G(self.condition(batch), z, **kwargs)
+        return self.compose(raw, batch)
