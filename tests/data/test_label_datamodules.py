@@ -96,8 +96,8 @@ def _check(dm: LabelDataModule, size: tuple[int, int]) -> dict[str, torch.Tensor
         assert b[B.LABEL].shape == (n, *size) and b[B.LABEL].dtype == torch.int64
         assert 0 <= b[B.LABEL].min() and b[B.LABEL].max() < dm.num_classes
         if dm.instance_edges:
-            assert b[B.EDGES].shape == (n, 1, *size)
-            assert set(b[B.EDGES].unique().tolist()) <= {-1.0, 1.0}
+            assert b[B.INSTANCE_EDGES].shape == (n, 1, *size)
+            assert set(b[B.INSTANCE_EDGES].unique().tolist()) <= {-1.0, 1.0}
     assert dm.cond_channels == dm.num_classes + int(dm.instance_edges)
     assert sample[B.INDEX].tolist() == [0, 1]
     return train
@@ -106,7 +106,7 @@ def _check(dm: LabelDataModule, size: tuple[int, int]) -> dict[str, torch.Tensor
 def test_cityscapes_datamodule_official_layout(tmp_path: Path) -> None:
     root = _write_cityscapes(tmp_path / "cityscapes")
     dm = CityscapesDataModule(str(root), resolution=(32, 64), **LOADER)
-    assert dm.num_classes == 35 and dm.cond_channels == 36 and B.EDGES in dm.keys
+    assert dm.num_classes == 35 and dm.cond_channels == 36 and B.INSTANCE_EDGES in dm.keys
     assert dm.spec.class_names[26] == "car"
     batch = _check(dm, (32, 64))
     assert set(batch[B.LABEL].unique().tolist()) <= {7, 11, 23, 26, 33}
@@ -121,7 +121,7 @@ def test_datamodule_stream_is_deterministic(tmp_path: Path) -> None:
         dm = CityscapesDataModule(str(root), resolution=(32, 64), **LOADER)
         dm.setup("fit")
         batches.append(next(iter(dm.train_dataloader())))
-    for key in (B.IMAGE, B.LABEL, B.EDGES, B.INDEX):
+    for key in (B.IMAGE, B.LABEL, B.INSTANCE_EDGES, B.INDEX):
         assert torch.equal(batches[0][key], batches[1][key])
 
 
@@ -135,7 +135,7 @@ def test_coco_stuff_datamodule_spade_layout(tmp_path: Path) -> None:
 def test_ade20k_datamodule(tmp_path: Path) -> None:
     root = _write_ade(tmp_path / "ADEChallengeData2016")
     dm = ADE20KDataModule(str(root), resolution=32, **LOADER)
-    assert (dm.num_classes, dm.cond_channels) == (151, 151) and B.EDGES not in dm.keys
+    assert (dm.num_classes, dm.cond_channels) == (151, 151) and B.INSTANCE_EDGES not in dm.keys
     _check(dm, (32, 32))
     assert ADE20KDataModule(str(tmp_path)).num_classes == 151  # the parent folder works too
 
@@ -218,7 +218,7 @@ def test_cityscapes_datamodule_real_samples(tmp_path: Path) -> None:
                 link.symlink_to(f)
     dm = CityscapesDataModule(str(tmp_path), **LOADER)
     batch = _check(dm, (256, 512))
-    assert (batch[B.EDGES] > 0).float().mean() > 0.01  # real scenes have many instance borders
+    assert (batch[B.INSTANCE_EDGES] > 0).float().mean() > 0.01  # many instance borders
 
 
 def test_coco_stuff_datamodule_real_samples() -> None:

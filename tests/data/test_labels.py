@@ -226,7 +226,7 @@ def test_crop_and_flip_keep_photo_label_and_edges_aligned(tmp_path: Path, ext: s
             border = border | np.roll(border, 1, 1) | np.roll(border, -1, 1)
         np.testing.assert_array_equal(nearest[~border], label[~border])
         # Instance edges: all label borders, plus the seam between the two class-2 instances.
-        edges = s[batch.EDGES][0].numpy() > 0
+        edges = s[batch.INSTANCE_EDGES][0].numpy() > 0
         assert (edges | ~instance_edges(label)).all()
         assert (edges & ~instance_edges(label)).any()
         flips.add(bool(label[16, :32].any()))  # red block is left unless flipped
@@ -236,9 +236,9 @@ def test_crop_and_flip_keep_photo_label_and_edges_aligned(tmp_path: Path, ext: s
 def test_val_samples_are_deterministic(tmp_path: Path) -> None:
     ds = _dataset(_folders(tmp_path), train=False, instance_edges=True)
     a, b = ds[1], ds[1]
-    for key in (batch.IMAGE, batch.LABEL, batch.EDGES):
+    for key in (batch.IMAGE, batch.LABEL, batch.INSTANCE_EDGES):
         assert torch.equal(a[key], b[key])
-    assert a[batch.INDEX] == 1 and batch.EDGES not in _dataset(tmp_path, train=False)[0]
+    assert a[batch.INDEX] == 1 and batch.INSTANCE_EDGES not in _dataset(tmp_path, train=False)[0]
 
 
 def test_mismatched_pairs_fail_with_file_names(tmp_path: Path) -> None:
@@ -273,7 +273,7 @@ def test_ade20k_challenge_format(tmp_path: Path) -> None:
         ds = ADE20KDataset(where, split, 64)
         s = ds[0]
         validate_sample(s)
-        assert s[batch.LABEL].max() <= 150 and batch.EDGES not in s
+        assert s[batch.LABEL].max() <= 150 and batch.INSTANCE_EDGES not in s
     with pytest.raises(ValueError, match="no instance maps"):
         ADE20KDataset(root, "train", 64, instance_edges=True)
     with pytest.raises(FileNotFoundError, match=r"sceneparsing\.csail\.mit\.edu"):
@@ -301,12 +301,12 @@ def test_cityscapes_real_pair_one_hot_and_instance_edges() -> None:
     assert len(ds) == 8
     s = ds[0]
     validate_sample(s)
-    assert s[batch.IMAGE].shape == (3, 256, 512) and s[batch.EDGES].shape == (1, 256, 512)
+    assert s[batch.IMAGE].shape == (3, 256, 512) and s[batch.INSTANCE_EDGES].shape == (1, 256, 512)
     one_hot = F.one_hot(s[batch.LABEL], 35)
     assert one_hot.shape == (256, 512, 35)
     assert (one_hot.sum(-1) == 1).all()
     # Instance edges include every class border and split adjacent cars (instance ids).
-    edges, label = s[batch.EDGES][0].numpy() > 0, s[batch.LABEL].numpy()
+    edges, label = s[batch.INSTANCE_EDGES][0].numpy() > 0, s[batch.LABEL].numpy()
     assert (edges | ~instance_edges(label)).all() and (edges & ~instance_edges(label)).any()
     # Every raw labelIds file (train, val, label-only val) is within the 35 classes.
     for f in sorted(shared_data("cityscapes").rglob("*_gtFine_labelIds.png")):
@@ -330,7 +330,7 @@ def test_coco_stuff_real_unlabeled_255_is_class_182() -> None:
     k = [r.label for r in ds.records].index(with_255[0])
     s = ds[k]
     validate_sample(s)
-    assert s[batch.LABEL].max() == 182 and s[batch.EDGES].shape == (1, 256, 256)
+    assert s[batch.LABEL].max() == 182 and s[batch.INSTANCE_EDGES].shape == (1, 256, 256)
 
 
 # ----------------------------------------------------------------------------- visualisation

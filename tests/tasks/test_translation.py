@@ -94,10 +94,10 @@ def test_instance_edges_add_a_channel():
     D = CoModDiscriminator(32, cond_channels=7, **TINY_D)
     task = LabelsToPhotoTask(G, D, num_classes=6, instance_edges=True)
     batch = ShapesDataModule("labels", resolution=32, num_workers=0).sample_batch(2)
-    batch["edges"] = torch.where(torch.rand(2, 1, 32, 32) > 0.9, 1.0, -1.0)
+    batch["instance_edges"] = torch.where(torch.rand(2, 1, 32, 32) > 0.9, 1.0, -1.0)
     cond = task.condition(batch)
     assert cond.shape == (2, 7, 32, 32)
-    assert torch.equal(cond[:, 6:], (batch["edges"] + 1) / 2)
+    assert torch.equal(cond[:, 6:], (batch["instance_edges"] + 1) / 2)
 
 
 def test_label_grid_logs_to_wandb_with_class_legend(tmp_path, monkeypatch):

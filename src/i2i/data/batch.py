@@ -9,14 +9,22 @@ batch with a leading batch dimension B. Tasks read batches only through these co
 | "mask"  | (1, H, W)  | float32 | 1 = known pixel, 0 = hole             | inpainting      |
 | "edges" | (C, H, W)  | float32 | [-1, 1], see below                    | edges -> photo  |
 | "label" | (H, W)     | int64   | class ids >= 0, resized with NEAREST  | labels -> photo |
+| "instance_edges" | (1, H, W) | float32 | [-1, 1], +1 on instance boundaries | labels -> photo |
 | "index" | scalar int | int64   | the sample's index in its dataset     | fixed val masks |
 
-"edges" has C = 1 (a grey edge map, +1 on the lines: white on black; also the instance
-boundaries of labels -> photo) or C = 3 (the RGB condition image as it is in the file, e.g. the
-black-on-white edges half of a pix2pix file: the official CoModGAN condition; the edges
-datamodules' ``edges_channels: 3``).
+"edges" has C = 1 (a grey edge map, +1 on the lines: white on black) or C = 3 (the RGB
+condition image as it is in the file, e.g. the black-on-white edges half of a pix2pix file: the
+official CoModGAN condition; the edges datamodules' ``edges_channels: 3``).
 
 After collation "index" is an int64 tensor of shape (B,).
+
+Training batches: a task consumes `batches_per_step` batches of `batch_size` per training step
+(`ImageTask.batches_per_step`; CoModGAN: 2, its G and D steps each take their own reals and
+masks); the loader yields them concatenated along the batch dimension, in the order the task
+uses them, and the CLI sets the datamodule's `batches_per_step` from the task.
+
+Outputs: the validation and test steps return {"fake": (B, 3, H, W)} in [-1, 1] (OUTPUT), which
+the metric callbacks read beside the batch; the predict step returns {"fake", "index"}.
 """
 
 from __future__ import annotations
@@ -30,9 +38,11 @@ IMAGE = "image"
 MASK = "mask"
 EDGES = "edges"
 LABEL = "label"
+INSTANCE_EDGES = "instance_edges"
 INDEX = "index"
+OUTPUT = "fake"  # the key of a task's output in its step results
 
-KEYS = (IMAGE, MASK, EDGES, LABEL, INDEX)
+KEYS = (IMAGE, MASK, EDGES, LABEL, INSTANCE_EDGES, INDEX)
 EDGES_CHANNELS = (1, 3)
 
 # Float round-off from resizing may overshoot [-1, 1] by a hair; that is not a contract violation.
@@ -92,6 +102,8 @@ def validate_sample(sample: Mapping[str, Any], source: str = "sample") -> None:
         sizes[MASK] = _check_float(sample, MASK, 1, 0.0, 1.0, source)
     if EDGES in sample:
         sizes[EDGES] = _check_float(sample, EDGES, EDGES_CHANNELS, -1.0, 1.0, source)
+    if INSTANCE_EDGES in sample:
+        sizes[INSTANCE_EDGES] = _check_float(sample, INSTANCE_EDGES, (1,), -1.0, 1.0, source)
     if LABEL in sample:
         y = sample[LABEL]
         if not isinstance(y, torch.Tensor) or y.dtype != torch.int64:

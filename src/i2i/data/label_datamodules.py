@@ -1,10 +1,10 @@
 """Datamodules for labels -> photo: COCO-Stuff, Cityscapes, ADE20K and any label folder.
 
-Each yields batches with "image", "label" (int64 class ids) and "index", plus "edges" (instance
-boundaries in [-1, 1]) when `instance_edges` is on, through the deterministic training stream of
-:class:`StreamDataModule`. Each exposes the label set (`.spec`), `.num_classes` and
-`.cond_channels` (num_classes, + 1 for the instance-edge channel): the generator and the
-discriminator need those numbers as their `cond_channels`.
+Each yields batches with "image", "label" (int64 class ids) and "index", plus "instance_edges"
+(instance boundaries in [-1, 1]) when `instance_edges` is on, through the deterministic
+training stream of :class:`StreamDataModule`. Each exposes the label set (`.spec`),
+`.num_classes` and `.cond_channels` (num_classes, + 1 for the instance-edge channel): the
+generator and the discriminator need those numbers as their `cond_channels`.
 
 Folder layouts and conventions follow SPADE (see :mod:`i2i.data.labels`); dataset folders are
 checked when the datamodule is built, so a wrong path fails before any training starts.
@@ -58,7 +58,8 @@ class LabelDataModule(StreamDataModule):
         self._spec, self.instance_edges = spec, bool(instance_edges)
         self.resolution = check_resolution(resolution)
         # An instance (not class) attribute: the stream and the val set keep only these keys.
-        self.keys = (B.IMAGE, B.LABEL, B.INDEX) + ((B.EDGES,) if self.instance_edges else ())
+        extra = (B.INSTANCE_EDGES,) if self.instance_edges else ()
+        self.keys = (B.IMAGE, B.LABEL, B.INDEX, *extra)
 
     @property
     def spec(self) -> LabelSpec:

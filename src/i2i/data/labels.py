@@ -1,7 +1,7 @@
 """Label maps for labels -> photo: reading, instance edges, paired datasets, visualisation.
 
 A sample is {"image": (3, H, W) float in [-1, 1], "label": (H, W) int64 class ids, "index"},
-plus "edges": (1, H, W) float in [-1, 1], +1 on instance boundaries, when `instance_edges`.
+plus "instance_edges": (1, H, W) float in [-1, 1], +1 on instance boundaries, when `instance_edges`.
 
 Geometry: photo, label map and instance map share one crop plan (:func:`plan_crop`) and one flip
 draw; the photo is resized bicubic, label and instance maps with NEAREST only (so no new class
@@ -246,7 +246,7 @@ class PairedLabelDataset(Dataset):
         resolution: int | Sequence[int],  # output size: int or (H, W), powers of two
         train: bool = True,  # random crop + optional flip; False: centre crop, deterministic
         hflip: bool = True,  # random horizontal flip, only when train
-        instance_edges: bool = False,  # add "edges": instance boundaries (needs instance maps)
+        instance_edges: bool = False,  # add "instance_edges" (needs instance maps)
         small_images: str = "error",  # a photo smaller than the resolution: "error" | "upscale"
     ) -> None:
         if small_images not in SMALL_IMAGES:
@@ -303,7 +303,7 @@ class PairedLabelDataset(Dataset):
         if inst is not None:
             inst_c = _crop_map(inst, plan)
             edges = torch.from_numpy(instance_edges(inst_c)).unsqueeze(0).float() * 2 - 1
-            sample[batch.EDGES] = edges.flip(-1).contiguous() if flip else edges
+            sample[batch.INSTANCE_EDGES] = edges.flip(-1).contiguous() if flip else edges
         return sample
 
     def scan(self, findings: Findings, indices: Sequence[int] | None = None) -> None:

@@ -52,9 +52,13 @@ class AdversarialTask(ImageTask):
         self,
         *args,
         objective: str = "nonsaturating",  # minimax | nonsaturating | lsgan | hinge | wgan
+        lr_constant_iterations: int | None = None,  # None: constant lr; else then a linear decay
+        lr_decay_iterations: int = 0,  # ... to 0 over this many iterations (pix2pix, CycleGAN)
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
+        if lr_decay_iterations < 0 or (lr_constant_iterations or 0) < 0:
+            raise ValueError("lr_constant_iterations and lr_decay_iterations must be >= 0")
         self.automatic_optimization = False
         self.d_loss_fn, self.g_loss_fn = gan_objective(objective)
         self._optimizer_factories: dict[str, OptimizerCallable] = {}
@@ -79,13 +83,27 @@ class AdversarialTask(ImageTask):
     def adjust_optimizer(self, name: str, optimizer: torch.optim.Optimizer) -> None:
         """A hook to change a freshly built optimizer (CoModGAN: the lazy-R1 correction)."""
 
+    def lr_factor(self, iteration: int) -> float:
+        """The learning-rate multiplier at an iteration: 1 for `lr_constant_iterations`, then a
+        linear decay that reaches 0 after `lr_decay_iterations` more."""
+        hp = self.hparams
+        if hp.lr_constant_iterations is None or iteration < hp.lr_constant_iterations:
+            return 1.0
+        if hp.lr_decay_iterations <= 0:
+            return 0.0
+        return max(0.0, 1.0 - (iteration - hp.lr_constant_iterations) / hp.lr_decay_iterations)
+
     def configure_optimizers(self):
         optimizers = []
         for name, factory in self._optimizer_factories.items():
             optimizer = factory(getattr(self, name).parameters())
             self.adjust_optimizer(name, optimizer)
             optimizers.append(optimizer)
-        return optimizers
+        if self.hparams.lr_constant_iterations is None:
+            return optimizers
+        # Stepped once per iteration (their state, the iteration, is in every checkpoint).
+        schedulers = [torch.optim.lr_scheduler.LambdaLR(o, self.lr_factor) for o in optimizers]
+        return optimizers, schedulers
 
     def after_phase(self, phase: Phase, part: dict) -> None:
         """A hook after each phase's optimizer step (CoModGAN: the G_ema update after D)."""
@@ -113,6 +131,10 @@ class AdversarialTask(ImageTask):
             logs.update(phase_logs)
         for name in self.trained_networks:
             getattr(self, name).requires_grad_(True)
+        if self.hparams.lr_constant_iterations is not None:
+            schedulers = self.lr_schedulers()
+            for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
+                scheduler.step()
         images = next(iter(parts[0].values())).shape[0]
         self.count_iteration(images)
         self.log_dict(

@@ -74,7 +74,8 @@ class EdgesToPhoto(Translation):
 
 class LabelsToPhoto(Translation):
     """Labels -> photo: the condition is the one-hot label map (`num_classes` channels), plus the
-    instance-boundary map as one more channel when `instance_edges` (the batch's "edges")."""
+    instance-boundary map (the batch's "instance_edges") as one more channel when
+    `instance_edges`."""
 
     def __init__(self, *args, num_classes: int, instance_edges: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
@@ -117,7 +118,7 @@ class LabelsToPhoto(Translation):
         cond = F.one_hot(label.long(), self.num_classes).permute(0, 3, 1, 2)
         cond = cond.to(batch[B.IMAGE].dtype)
         if self.instance_edges:
-            cond = torch.cat([cond, (batch[B.EDGES].to(cond.dtype) + 1) / 2], dim=1)
+            cond = torch.cat([cond, (batch[B.INSTANCE_EDGES].to(cond.dtype) + 1) / 2], dim=1)
         return cond.contiguous(memory_format=torch.channels_last)
 
     def show_condition(self, batch: dict) -> torch.Tensor:
