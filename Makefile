@@ -9,7 +9,7 @@ ARGS ?=
 export UV_COMPILE_BYTECODE := 1
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help install train test test-full lint bench
+.PHONY: help install train test test-full lint bench compare
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -38,3 +38,6 @@ bench: ## Speed benchmarks: backbone vs the FLOPs floor, masks/s, training throu
 	$(PY) -m benchmarks.backbone
 	$(PY) -m benchmarks.training
 	$(PY) -m benchmarks.metrics
+
+compare: ## Every system on the embedded demo data, one seed, one budget, one table (ARGS='--kimg 4')
+	$(PY) -m i2i compare $(ARGS)

@@ -636,6 +636,11 @@ def run_cli(args: list[str] | None = None, **kwargs) -> I2ICLI:
 def main(args: list[str] | None = None) -> int:
     """The console script: the exit status (0 success, 1 error, 2 bad option, 128 + signal
     after a graceful stop). Errors that explain themselves print one message, no traceback."""
+    argv = sys.argv[1:] if args is None else args
+    if argv[:1] == ["compare"]:  # not a Lightning subcommand: every system side by side
+        from i2i.compare import main as compare
+
+        return compare(argv[1:])
     try:
         return run_cli(args).exit_code
     except USER_ERRORS as e:
