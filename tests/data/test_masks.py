@@ -14,10 +14,13 @@ from i2i.data.masks import (
     KNOWN_MASK_SETS,
     MaskFolder,
     RandomMaskGenerator,
+    RectangleMaskGenerator,
     judge_hole_ratios,
     load_mask,
     mask_hole_ratio,
     random_mask,
+    rectangle_mask,
+    rectangle_sides,
 )
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -276,3 +279,54 @@ def test_deepfill_rgba_masks_real_data_unchanged():
     for name, ratio in expected.items():  # RGBA with varying colour: read as grey, white = hole
         mask = load_mask(root / name, polarity="white_is_hole")
         assert mask_hole_ratio(mask) == pytest.approx(ratio, abs=0.002), name
+
+
+# ----------------------------------------------------------------------------- GLCIC rectangles
+
+
+def _rectangle(mask: torch.Tensor) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of the hole, asserting that it is exactly one rectangle."""
+    ys, xs = torch.nonzero(mask[0] == 0, as_tuple=True)
+    top, left = int(ys.min()), int(xs.min())
+    h, w = int(ys.max()) - top + 1, int(xs.max()) - left + 1
+    assert len(ys) == h * w  # every pixel of the bounding box is hole
+    return top, left, h, w
+
+
+@pytest.mark.parametrize(
+    "size,expected",
+    [(160, ((46, 92), (46, 92))), (64, ((18, 37), (18, 37))), ((256, 128), ((74, 147), (37, 74)))],
+)
+def test_rectangle_sides_scale_with_each_side(size, expected) -> None:
+    assert rectangle_sides(size) == expected
+
+
+@pytest.mark.parametrize("size", [160, 64, (64, 128)])
+def test_rectangle_masks_sizes_in_range_inside_the_image(size) -> None:
+    generator = RectangleMaskGenerator(size)
+    (h_lo, h_hi), (w_lo, w_hi) = rectangle_sides(size)
+    heights, widths, tops, lefts = [], [], [], []
+    for seed in range(300):
+        mask = generator.sample(seed)
+        assert mask.dtype == torch.float32 and mask.shape == (1, *generator.size)
+        assert set(mask.unique().tolist()) == {0.0, 1.0}
+        top, left, h, w = _rectangle(mask)
+        assert h_lo <= h <= h_hi and w_lo <= w <= w_hi
+        assert top + h <= generator.size[0] and left + w <= generator.size[1]  # wholly inside
+        heights.append(h), widths.append(w), tops.append(top), lefts.append(left)
+    # Uniform sides reach both ends; placement reaches both borders.
+    assert min(heights) <= h_lo + 2 and max(heights) >= h_hi - 2
+    assert min(widths) <= w_lo + 2 and max(widths) >= w_hi - 2
+    assert min(tops) == 0 or min(tops) <= 2
+    assert min(lefts) <= 2
+
+
+def test_rectangle_masks_are_deterministic_by_seed_and_picklable() -> None:
+    generator = RectangleMaskGenerator(64)
+    assert torch.equal(generator.sample(7), generator.sample(7))
+    assert not all(torch.equal(generator.sample(7), generator.sample(s)) for s in range(8, 12))
+    a = rectangle_mask(64, np.random.default_rng([0, 1, 5]))
+    b = pickle.loads(pickle.dumps(generator))(np.random.default_rng([0, 1, 5]))
+    assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="sides"):
+        RectangleMaskGenerator(64, sides=(92, 46))

@@ -54,6 +54,7 @@ from i2i.data.masks import (
     POLARITIES,
     MaskFolder,
     RandomMaskGenerator,
+    RectangleMaskGenerator,
     judge_hole_ratios,
     mask_hole_ratio,
 )
@@ -70,6 +71,7 @@ MAX_MEAN_HOLE = 0.75
 # channel that was dropped, or a polarity that turns the hole into the known part.
 MIN_MEAN_HOLE = 0.005
 MASK_PROBE = 64  # mask files measured at setup, spread evenly over the folder
+MASK_SHAPES = ("free_form", "rectangle")
 
 
 class FolderMasks:
@@ -266,7 +268,8 @@ def check_files(datasets: tuple[Dataset, ...], where: str) -> None:
 class InpaintingDataModule(StreamDataModule):
     """Any folder of images (recursive; jpg/png/webp/bmp; grayscale and RGBA converted), or the
     embedded procedural shapes when `data_dir` is None. Masks: the official free-form generator,
-    or mask files with an explicit polarity."""
+    GLCIC's one rectangle per image (`mask_shape: rectangle`), or mask files with an explicit
+    polarity."""
 
     def __init__(
         self,
@@ -280,6 +283,9 @@ class InpaintingDataModule(StreamDataModule):
         hflip: bool = True,
         hole_range: tuple[float, float] = (0.0, 1.0),
         mask_variant: str = "large",  # the official masks; "small": MAT's lighter variant
+        mask_shape: str = "free_form",  # or "rectangle": GLCIC's one rectangular hole
+        rectangle_sides: tuple[int, int] = (46, 92),  # its sides in px at rectangle_sides_at...
+        rectangle_sides_at: int = 160,  # ... scaled with the image (GLCIC: 46-92 px at 160)
         mask_dir: str | None = None,  # training masks from files instead of the generator
         val_mask_dir: str | None = None,  # validation masks from files (index i -> file i mod n)
         mask_polarity: str | None = None,  # required with mask files: white_is_known|white_is_hole
@@ -291,11 +297,12 @@ class InpaintingDataModule(StreamDataModule):
         resize: str = "cover",  # "cover": resize to cover, then crop; "none": crop or pad only
         resample: str = "bicubic_antialias",  # or "pil_bilinear", the official dataset tool's
         synthetic_length: int = 4096,  # images in the embedded training set
+        resolution_multiple: int | None = None,  # sides: None = powers of two; GLCIC: 4 (160 px)
         seed: int = 0,
     ):
         super().__init__(batch_size, val_batch_size, num_workers, seed)
         self.save_hyperparameters()
-        self.resolution = check_resolution(resolution)
+        self.resolution = check_resolution(resolution, resolution_multiple)
         if (mask_dir or val_mask_dir) and mask_polarity is None:
             raise ValueError(
                 "mask_dir/val_mask_dir need mask_polarity: 'white_is_hole' (NVIDIA irregular "
@@ -313,7 +320,13 @@ class InpaintingDataModule(StreamDataModule):
             raise ValueError(f"mask_polarity must be one of {POLARITIES}, got {mask_polarity!r}")
         if mask_set is not None and mask_set not in KNOWN_MASK_SETS:
             raise ValueError(f"unknown mask_set {mask_set!r}; known: {sorted(KNOWN_MASK_SETS)}")
+        # The free-form generator is kept with rectangles too: the evaluation protocol's
+        # per-bucket runs draw free-form masks with each bucket's hole_range.
         self.mask_generator = RandomMaskGenerator(self.resolution, tuple(hole_range), mask_variant)
+        check_choice("mask_shape", mask_shape, MASK_SHAPES)
+        self.rectangle_masks = RectangleMaskGenerator(
+            self.resolution, tuple(rectangle_sides), rectangle_sides_at
+        )
         self._mask_folders: dict[str, MaskFolder] = {}  # checked once per folder
 
     def setup(self, stage: str | None = None) -> None:
@@ -363,13 +376,19 @@ class InpaintingDataModule(StreamDataModule):
         self._mask_folders[root] = folder
         return folder
 
+    @property
+    def drawn_masks(self) -> RandomMaskGenerator | RectangleMaskGenerator:
+        """The generator of training and validation masks when no mask files are given."""
+        rectangles = self.hparams.mask_shape == "rectangle"
+        return self.rectangle_masks if rectangles else self.mask_generator
+
     def train_masks(self) -> MaskSource:
         hp = self.hparams
-        return FolderMasks(self._mask_folder(hp.mask_dir)) if hp.mask_dir else self.mask_generator
+        return FolderMasks(self._mask_folder(hp.mask_dir)) if hp.mask_dir else self.drawn_masks
 
-    def val_masks(self) -> RandomMaskGenerator | MaskFolder:
+    def val_masks(self) -> RandomMaskGenerator | RectangleMaskGenerator | MaskFolder:
         hp = self.hparams
-        return self._mask_folder(hp.val_mask_dir) if hp.val_mask_dir else self.mask_generator
+        return self._mask_folder(hp.val_mask_dir) if hp.val_mask_dir else self.drawn_masks
 
     def build_datasets(self) -> tuple[Dataset, Dataset]:
         hp = self.hparams
@@ -381,6 +400,7 @@ class InpaintingDataModule(StreamDataModule):
             hp.data_dir, self.resolution, hp.val_fraction, hp.max_val_images, hp.seed,
             hflip=hp.hflip, on_corrupt=hp.on_corrupt, small_images=hp.small_images,
             train_crop=hp.train_crop, resize=hp.resize, resample=hp.resample,
+            resolution_multiple=hp.resolution_multiple,
         )  # fmt: skip
 
 

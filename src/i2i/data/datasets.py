@@ -227,8 +227,11 @@ def _pow2_neighbours(v: int) -> str:
     return f"{lo} or {lo * 2}"
 
 
-def check_resolution(resolution: int | Sequence[int]) -> tuple[int, int]:
-    """Normalise an int or (H, W) to (H, W); each side a power of two >= 4, aspect <= 4:1."""
+def check_resolution(
+    resolution: int | Sequence[int], multiple_of: int | None = None
+) -> tuple[int, int]:
+    """Normalise an int or (H, W) to (H, W); each side a power of two >= 4 (or, with
+    `multiple_of`, any multiple of it: GLCIC's 160 px with 4), aspect <= 4:1."""
     if isinstance(resolution, int) and not isinstance(resolution, bool):
         sides = (resolution, resolution)
     elif (
@@ -241,7 +244,12 @@ def check_resolution(resolution: int | Sequence[int]) -> tuple[int, int]:
     else:
         raise ValueError(f"resolution must be an int or an (H, W) pair of ints, got {resolution!r}")
     for name, s in zip(("height", "width"), sides, strict=True):
-        if s < 4 or s & (s - 1):
+        if multiple_of is not None:
+            if s < multiple_of or s % multiple_of:
+                raise ValueError(
+                    f"resolution {resolution!r}: {name} {s} is not a multiple of {multiple_of}"
+                )
+        elif s < 4 or s & (s - 1):
             raise ValueError(
                 f"resolution {resolution!r}: {name} {s} is not a power of two >= 4 (the generator "
                 f"halves it down to 4x4); nearest valid: {_pow2_neighbours(max(s, 1))}"
@@ -272,6 +280,7 @@ def plan_crop(
     small_images: str = "error",
     source: str | Path = "image",
     resize: str = "cover",
+    multiple_of: int | None = None,  # sides: None = powers of two; else multiples of this
 ) -> CropPlan:
     """Plan the resize and crop of an image of `size` (H, W) to `resolution`.
 
@@ -282,7 +291,7 @@ def plan_crop(
     ``resize_with_crop_or_pad``, and a PIL crop fills the outside with black.
     `random_crop` draws the offset from the global torch RNG; otherwise the crop is centred.
     """
-    th, tw = check_resolution(resolution)
+    th, tw = check_resolution(resolution, multiple_of)
     h, w = size
     if small_images not in FOLDER_SMALL_IMAGES:
         raise ValueError(f"small_images must be one of {FOLDER_SMALL_IMAGES}, got {small_images!r}")
@@ -365,6 +374,7 @@ class ImageFolderDataset(Dataset):
         train_crop: str = "random",  # where training crops: "random" | "center" (val: centre)
         resize: str = "cover",  # "cover": resize to cover, then crop; "none": crop (or pad) only
         resample: str = "bicubic_antialias",  # resize filter: or "pil_bilinear" (official tool)
+        resolution_multiple: int | None = None,  # sides: None = powers of two; else multiples
     ) -> None:
         check_choice("on_corrupt", on_corrupt, ON_CORRUPT)
         check_choice("small_images", small_images, FOLDER_SMALL_IMAGES)
@@ -373,7 +383,8 @@ class ImageFolderDataset(Dataset):
         check_choice("resample", resample, RESAMPLES)
         self.train_crop, self.resize, self.resample = train_crop, resize, resample
         self.root = Path(root)
-        self.resolution = check_resolution(resolution)
+        self.resolution_multiple = resolution_multiple
+        self.resolution = check_resolution(resolution, resolution_multiple)
         self.files = [Path(f) for f in files] if files is not None else list_images(self.root)
         if not self.files:
             raise ValueError(f"ImageFolderDataset over {self.root}: the file list is empty")
@@ -396,7 +407,7 @@ class ImageFolderDataset(Dataset):
         random_crop = self.train and self.train_crop == "random"
         plan = plan_crop(
             (img.height, img.width), self.resolution, random_crop, self.small_images, path,
-            self.resize,
+            self.resize, self.resolution_multiple,
         )  # fmt: skip
         img = apply_crop(img, plan, resample=self.resample)
         x = image_to_tensor(img)

@@ -36,10 +36,12 @@ __all__ = [
     "VARIANTS",
     "MaskFolder",
     "RandomMaskGenerator",
+    "RectangleMaskGenerator",
     "judge_hole_ratios",
     "load_mask",
     "mask_hole_ratio",
     "random_mask",
+    "rectangle_mask",
 ]
 
 # Maximum number of tries (large rectangles, huge rectangles, brush strokes) per variant.
@@ -281,6 +283,73 @@ class RandomMaskGenerator:
         return (
             f"RandomMaskGenerator(size={self.size}, hole_range={self.hole_range}, "
             f"variant={self.variant!r})"
+        )
+
+
+def rectangle_sides(
+    size: int | tuple[int, int], sides: tuple[int, int] = (46, 92), sides_at: int = 160
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The (lo, hi) range of a rectangle's height and of its width, in pixels, at `size`: `sides`
+    are given at a `sides_at` resolution and scaled with each side of the image (GLCIC: 46-92 px
+    at 160 px), rounded, at least 1 and at most the image's side."""
+    h, w = _as_hw(size)
+    lo, hi = (int(v) for v in sides)
+    if not 0 < lo <= hi or sides_at < 1:
+        raise ValueError(
+            f"need 0 < sides[0] <= sides[1] and sides_at >= 1, got {sides}, {sides_at}"
+        )
+
+    def scaled(side: int) -> tuple[int, int]:
+        a = min(max(round(lo * side / sides_at), 1), side)
+        return a, min(max(round(hi * side / sides_at), a), side)
+
+    return scaled(h), scaled(w)
+
+
+def rectangle_mask(
+    size: int | tuple[int, int],
+    rng: np.random.Generator | None = None,
+    sides: tuple[int, int] = (46, 92),
+    sides_at: int = 160,
+) -> torch.Tensor:
+    """One rectangular hole, as GLCIC trains (1 = known, 0 = hole): height and width drawn
+    independently and uniformly (integers, both ends included) from `sides` scaled from
+    `sides_at` to the image (see :func:`rectangle_sides`), the rectangle placed uniformly so that
+    it lies wholly inside the image. Returns a float32 ``(1, H, W)`` tensor."""
+    h, w = _as_hw(size)
+    (h_lo, h_hi), (w_lo, w_hi) = rectangle_sides((h, w), sides, sides_at)
+    rng = np.random.default_rng() if rng is None else rng
+    rh, rw = int(rng.integers(h_lo, h_hi + 1)), int(rng.integers(w_lo, w_hi + 1))
+    top, left = int(rng.integers(0, h - rh + 1)), int(rng.integers(0, w - rw + 1))
+    known = torch.ones(1, h, w)
+    known[:, top : top + rh, left : left + rw] = 0
+    return known
+
+
+class RectangleMaskGenerator:
+    """Picklable callable holding the settings of :func:`rectangle_mask` (for DataLoaders)."""
+
+    def __init__(
+        self,
+        size: int | tuple[int, int],
+        sides: tuple[int, int] = (46, 92),  # hole sides in pixels at `sides_at` (GLCIC)
+        sides_at: int = 160,  # the resolution `sides` are given at; scaled to `size`
+    ) -> None:
+        self.size = _as_hw(size)
+        self.sides, self.sides_at = (int(sides[0]), int(sides[1])), int(sides_at)
+        rectangle_sides(self.size, self.sides, self.sides_at)  # fail at construction
+
+    def __call__(self, rng: np.random.Generator | None = None) -> torch.Tensor:
+        return rectangle_mask(self.size, rng, self.sides, self.sides_at)
+
+    def sample(self, seed: int) -> torch.Tensor:
+        """Deterministic mask for ``seed`` (e.g. the validation image index)."""
+        return self(np.random.default_rng(seed))
+
+    def __repr__(self) -> str:
+        return (
+            f"RectangleMaskGenerator(size={self.size}, sides={self.sides}, "
+            f"sides_at={self.sides_at})"
         )
 
 
