@@ -261,3 +261,30 @@ def test_paper_configs_use_the_official_preprocessing() -> None:
         assert args["edges_channels"] == 3 and args["resample"] == "pil_bilinear"
     demo = _data_section("demo.yaml")["init_args"]
     assert not {"train_crop", "resize", "resample"} & set(demo)
+
+
+def test_glcic_preprocessing_160_centre_crops_and_rectangles(tmp_path: Path) -> None:
+    # CelebA's aligned 178x218 (WxH) images, centre-cropped to 160 without resizing.
+    for i in range(3):
+        _image(tmp_path / "train" / f"{i}.png", 218, 178, seed=i)
+    _image(tmp_path / "val" / "0.png", 218, 178, seed=9)
+    with pytest.raises(ValueError, match="power of two"):
+        InpaintingDataModule(str(tmp_path), resolution=160, **LOADER)
+    celeba = _data_section("glcic_celeba.yaml")["init_args"]
+    options = {k: celeba[k] for k in ("resolution_multiple", "resize", "train_crop", "hflip")}
+    dm = InpaintingDataModule(
+        str(tmp_path), resolution=160, mask_shape="rectangle", **options, **LOADER
+    )
+    dm.setup("fit")
+    source = np.asarray(Image.open(tmp_path / "train" / "0.png"), dtype=np.float32)
+    crop = source[29:189, 9:169] / 127.5 - 1  # (218 - 160) / 2 = 29, (178 - 160) / 2 = 9
+    index = [p.name for p in dm.train_dataset.files].index("0.png")
+    image = dm.train_dataset[index][batch.IMAGE]
+    np.testing.assert_allclose(image.permute(1, 2, 0).numpy(), crop, atol=1e-5)
+    mask = dm.val_dataset[0][batch.MASK]
+    assert mask.shape == (1, 160, 160)
+    ys, xs = torch.nonzero(mask[0] == 0, as_tuple=True)
+    h, w = int(ys.max() - ys.min()) + 1, int(xs.max() - xs.min()) + 1
+    assert len(ys) == h * w and 46 <= h <= 92 and 46 <= w <= 92
+    with pytest.raises(ValueError, match="mask_shape"):
+        InpaintingDataModule(mask_shape="circle", **LOADER)

@@ -221,6 +221,8 @@ def test_config_networks_match_their_data(config):
 
     raw = yaml.safe_load(config.read_text())
     model, data = raw["model"]["init_args"], raw["data"]["init_args"]
+    if raw["model"]["class_path"].endswith(".GLCICTask"):
+        return check_glcic_networks(model, data)
     g_cond = model["generator"]["init_args"]["cond_channels"]
     d_cond = model["discriminator"]["init_args"]["cond_channels"]
     task = raw["model"]["class_path"].rsplit(".", 1)[1]
@@ -231,6 +233,24 @@ def test_config_networks_match_their_data(config):
     else:
         assert g_cond == d_cond == model["num_classes"] + int(model.get("instance_edges", False))
     assert "max_iterations" in model or "max_kimg" in model  # every run has a length
+
+
+def check_glcic_networks(model: dict, data: dict) -> None:
+    """GLCIC: RGB + hole into C; D's global branch at the data's resolution and its local patch
+    inside it; the report's rectangles; T_C + T_D inside the run."""
+
+    def pair(v):
+        return (v, v) if isinstance(v, int) else tuple(v)
+
+    G, D = model["generator"]["init_args"], model["discriminator"]["init_args"]
+    sides = pair(data["resolution"])
+    assert G.get("in_channels", 4) == 4 and all(s % 4 == 0 for s in sides)
+    assert pair(D["img_resolution"]) == sides
+    local = pair(D.get("local_size", 80))
+    assert local[0] <= sides[0] and local[1] <= sides[1]
+    assert data.get("mask_shape") == "rectangle"
+    t_cd = model["completion_iterations"] + model["discriminator_iterations"]
+    assert t_cd < model["max_iterations"]  # every run has a length, and reaches the joint phase
 
 
 def test_edges_task_names_a_channel_mismatch():

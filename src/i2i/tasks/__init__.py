@@ -6,12 +6,13 @@
   objective by name.
 - `CoModGANTask` (comod.py): the official CoModGAN recipe on top.
 - Problems as mixins: `Inpainting`, `EdgesToPhoto`, `LabelsToPhoto`; a task is a problem over a
-  system (`InpaintingTask` = Inpainting + CoModGAN).
+  system (`InpaintingTask` = Inpainting + CoModGAN, `GLCICTask` = Inpainting + GLCIC).
 """
 
 from i2i.tasks.adversarial import AdversarialTask, Phase
 from i2i.tasks.base import ImageTask
 from i2i.tasks.comod import CoModGANTask
+from i2i.tasks.glcic import GLCICTask
 from i2i.tasks.inpainting import Inpainting, InpaintingTask
 from i2i.tasks.translation import (
     EdgesToPhoto,
@@ -26,6 +27,7 @@ __all__ = [
     "CoModGANTask",
     "EdgesToPhoto",
     "EdgesToPhotoTask",
+    "GLCICTask",
     "ImageTask",
     "Inpainting",
     "InpaintingTask",
