@@ -10,6 +10,8 @@ batch with a leading batch dimension B. Tasks read batches only through these co
 | "edges" | (C, H, W)  | float32 | [-1, 1], see below                    | edges -> photo  |
 | "label" | (H, W)     | int64   | class ids >= 0, resized with NEAREST  | labels -> photo |
 | "instance_edges" | (1, H, W) | float32 | [-1, 1], +1 on instance boundaries | labels -> photo |
+| "image_a" | (3, H, W) | float32 | [-1, 1], an image of domain A        | unpaired (CycleGAN) |
+| "image_b" | (3, H, W) | float32 | [-1, 1], an image of domain B        | unpaired (CycleGAN) |
 | "index" | scalar int | int64   | the sample's index in its dataset     | fixed val masks |
 
 "edges" has C = 1 (a grey edge map, +1 on the lines: white on black) or C = 3 (the RGB
@@ -18,13 +20,19 @@ official CoModGAN condition; the edges datamodules' ``edges_channels: 3``).
 
 After collation "index" is an int64 tensor of shape (B,).
 
+Unpaired samples ("image_a", "image_b") hold one image of each domain, drawn independently in
+training (an epoch permutation per domain); "image" is absent. In the evaluation sets sample i
+holds A[i mod n_A] and B[i mod n_B] for i < max(n_A, n_B): the datamodule's `val_sizes`
+(n_A, n_B) says which of them are repeats, so that each image counts once in a metric.
+
 Training batches: a task consumes `batches_per_step` batches of `batch_size` per training step
 (`ImageTask.batches_per_step`; CoModGAN: 2, its G and D steps each take their own reals and
 masks); the loader yields them concatenated along the batch dimension, in the order the task
 uses them, and the CLI sets the datamodule's `batches_per_step` from the task.
 
 Outputs: the validation and test steps return {"fake": (B, 3, H, W)} in [-1, 1] (OUTPUT), which
-the metric callbacks read beside the batch; the predict step returns {"fake", "index"}.
+the metric callbacks read beside the batch; the predict step returns {"fake", "index"}. Unpaired
+tasks return {"fake": A -> B, "fake_a": B -> A} (OUTPUT_A: an output in domain A).
 """
 
 from __future__ import annotations
@@ -39,10 +47,13 @@ MASK = "mask"
 EDGES = "edges"
 LABEL = "label"
 INSTANCE_EDGES = "instance_edges"
+IMAGE_A = "image_a"
+IMAGE_B = "image_b"
 INDEX = "index"
-OUTPUT = "fake"  # the key of a task's output in its step results
+OUTPUT = "fake"  # the key of a task's output in its step results (unpaired: A -> B)
+OUTPUT_A = "fake_a"  # unpaired tasks: the B -> A output
 
-KEYS = (IMAGE, MASK, EDGES, LABEL, INSTANCE_EDGES, INDEX)
+KEYS = (IMAGE, MASK, EDGES, LABEL, INSTANCE_EDGES, IMAGE_A, IMAGE_B, INDEX)
 EDGES_CHANNELS = (1, 3)
 
 # Float round-off from resizing may overshoot [-1, 1] by a hair; that is not a contract violation.
@@ -98,6 +109,9 @@ def validate_sample(sample: Mapping[str, Any], source: str = "sample") -> None:
     sizes: dict[str, tuple[int, int]] = {}
     if IMAGE in sample:
         sizes[IMAGE] = _check_float(sample, IMAGE, 3, -1.0, 1.0, source)
+    for key in (IMAGE_A, IMAGE_B):
+        if key in sample:
+            sizes[key] = _check_float(sample, key, 3, -1.0, 1.0, source)
     if MASK in sample:
         sizes[MASK] = _check_float(sample, MASK, 1, 0.0, 1.0, source)
     if EDGES in sample:

@@ -16,6 +16,10 @@ kept so that the next call resumes it.
 :data:`PIX2PIX_DATASETS` lists the pix2pix edges archives. Their SHA-256 checksums are not known
 offline, so they are None: those downloads are checked by size (the server's Content-Length) and
 by a full decompression (gzip CRC), not by hash.
+
+:data:`CYCLEGAN_DATASETS` lists the CycleGAN unpaired archives (.zip files holding
+``<name>/trainA``, ``trainB``, ``testA``, ``testB``); :func:`ensure_cyclegan` fetches one. They
+are checked by size and by the zip's per-member CRCs during extraction.
 """
 
 from __future__ import annotations
@@ -173,6 +177,78 @@ def ensure_pix2pix(
             f"{folder}/val/ are missing; check {root} and place the folders by hand ({layout})."
         )
     return folder
+
+
+@dataclass(frozen=True)
+class CycleGANArchive:
+    """One CycleGAN unpaired dataset archive: a .zip of <name>/{trainA,trainB,testA,testB}."""
+
+    url: str
+    approx_size_mb: float  # informational only: the exact byte count is not known offline
+    sha256: str | None = None  # unknown offline
+
+
+_CYCLEGAN_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/datasets/{}.zip"
+# The archives of the official download script; sizes are approximate.
+CYCLEGAN_DATASETS: dict[str, CycleGANArchive] = {
+    name: CycleGANArchive(_CYCLEGAN_URL.format(name), size)
+    for name, size in (
+        ("apple2orange", 75),
+        ("summer2winter_yosemite", 126),
+        ("horse2zebra", 111),
+        ("monet2photo", 291),
+        ("cezanne2photo", 267),
+        ("ukiyoe2photo", 279),
+        ("vangogh2photo", 292),
+        ("maps", 1400),
+        ("iphone2dslr_flower", 324),
+        ("ae_photos", 10),
+    )
+}
+CYCLEGAN_SPLITS = ("trainA", "trainB", "testA", "testB")
+
+
+def ensure_cyclegan(
+    name: str, root: str | Path, download: bool = True, url: str | None = None
+) -> Path:
+    """``root/<name>`` with its trainA/, trainB/, testA/ and testB/ folders, downloading the
+    CycleGAN archive if needed.
+
+    `name` is a key of CYCLEGAN_DATASETS; `url` overrides the official address (a mirror, or a
+    file:// URL). With download=False a missing dataset raises FileNotFoundError naming the URL
+    and the layout. The archive is deleted after a successful extraction.
+    """
+    if name not in CYCLEGAN_DATASETS:
+        raise ValueError(f"Unknown CycleGAN dataset {name!r}; known: {sorted(CYCLEGAN_DATASETS)}")
+    info = CYCLEGAN_DATASETS[name]
+    url = url or info.url
+    root = Path(root)
+    folder = root / name
+    if _has_cyclegan_splits(folder):
+        return folder
+    layout = ", ".join(f"{folder / split}/" for split in CYCLEGAN_SPLITS) + " exist"
+    if not download:
+        raise FileNotFoundError(
+            f"CycleGAN dataset {name!r} not found: expected {folder}/ with "
+            f"{', '.join(CYCLEGAN_SPLITS)} folders of images. Download {url} "
+            f"(~{info.approx_size_mb:.0f} MB) and extract it into {root} so that {layout}; or "
+            f"save it as {root / (name + '.zip')} and set download=True (then it is only "
+            "verified and extracted); or set download=True to fetch it."
+        )
+    log.info("Downloading %s (~%.0f MB) from %s into %s", name, info.approx_size_mb, url, root)
+    download_and_extract(
+        url, root, f"{name}.zip", sha256=info.sha256, keep_archive=False, layout_hint=layout
+    )
+    if not _has_cyclegan_splits(folder):
+        raise ArchiveError(
+            f"The archive from {url} was extracted into {root} but {folder} lacks some of "
+            f"{', '.join(CYCLEGAN_SPLITS)}; check {root} and place the folders by hand ({layout})."
+        )
+    return folder
+
+
+def _has_cyclegan_splits(folder: Path) -> bool:
+    return all((folder / split).is_dir() for split in CYCLEGAN_SPLITS)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,329 @@
+"""Unpaired data for CycleGAN: two image domains drawn independently.
+
+Batches are {"image_a", "image_b", "index"} (the batch contract). In training, position p of the
+deterministic stream holds image permA_e[p mod n_A] of domain A (e = p // n_A, a permutation
+seeded by (seed, 0, e)) and image permB_f[p mod n_B] of domain B (f = p // n_B, seeded by
+(seed, 1, f)): each domain runs through its own epochs, so A and B are drawn independently and
+never pair up in a fixed way, and a resumed run continues the exact sequence (see
+:mod:`i2i.data.datamodules`). Crops and flips are seeded per position.
+
+Geometry as the official code (`--preprocess resize_and_crop`): training images are resized to
+`load_size` x `load_size` (aspect ratio ignored, bicubic), then a random `resolution` crop is
+taken and flipped with probability 1/2; evaluation images are resized to `resolution` (the
+official test options set load_size = crop_size), no crop, no flip.
+
+Layouts:
+- :class:`UnpairedDataModule` reads the CycleGAN datasets' layout, ``root/trainA``,
+  ``root/trainB``, ``root/testA``, ``root/testB`` (any image files, any sub-folder depth), and
+  downloads an official archive (horse2zebra, ...) when `dataset` names one.
+- ``root: null`` uses the embedded shapes scenes: domain A the photos, domain B edge maps as
+  3-channel images (white lines on black), from scenes of a different seed, so no training photo
+  has its own edge map in B. The evaluation set is paired (the edge map of the same scene) so
+  that a translation can also be compared with its truth.
+
+The evaluation set holds max(n_A, n_B) samples: sample i is A[i mod n_A] with B[i mod n_B];
+`val_sizes` = (n_A, n_B) tells a metric which of them are repeats.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torchvision.transforms.v2.functional as TF
+from torch.utils.data import DataLoader, Dataset, IterableDataset, default_collate, get_worker_info
+from torchvision.transforms import InterpolationMode
+
+from i2i.data import batch as B
+from i2i.data.datamodules import StreamDataModule
+from i2i.data.datasets import (
+    ON_CORRUPT,
+    check_choice,
+    check_resolution,
+    image_to_tensor,
+    list_images,
+    load_image,
+    load_skipping_corrupt,
+    scan_headers,
+)
+from i2i.data.download import CYCLEGAN_DATASETS, ensure_cyclegan
+from i2i.data.scan import Findings
+from i2i.data.synthetic import ShapesDataset
+
+CROPS = ("random", "center")
+
+
+class DomainFolder(Dataset):
+    """The images of one domain as (3, H, W) tensors in [-1, 1], resized as the official code."""
+
+    def __init__(
+        self,
+        files: Sequence[Path],
+        resolution: tuple[int, int],  # the output (crop) size
+        load_size: int | None = 286,  # train: resize to this square first (None: resolution)
+        train: bool = True,  # random crop and flip; False: resize to the resolution only
+        crop: str = "random",  # training crop: "random" | "center"
+        hflip: bool = True,  # random horizontal flip, only when train
+        on_corrupt: str = "skip",  # a corrupt image: "skip" with a warning, or "raise"
+        where: str = "the domain folder",
+    ):
+        if not files:
+            raise ValueError(f"{where} holds no images")
+        self.files, self.resolution, self.where = [Path(f) for f in files], resolution, where
+        self.load_size, self.train, self.crop, self.hflip = load_size, train, crop, hflip
+        self.on_corrupt = on_corrupt
+        self._bad: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def load(self, i: int) -> torch.Tensor:
+        x = image_to_tensor(load_image(self.files[i]))
+        th, tw = self.resolution
+        if not self.train or self.load_size is None:
+            return _resize(x, (th, tw))
+        x = _resize(x, (max(self.load_size, th), max(self.load_size, tw)))
+        h, w = x.shape[-2:]
+        if self.crop == "random":
+            top = int(torch.randint(h - th + 1, ()).item())
+            left = int(torch.randint(w - tw + 1, ()).item())
+        else:
+            top, left = (h - th) // 2, (w - tw) // 2
+        x = x[:, top : top + th, left : left + tw]
+        if self.hflip and torch.rand(()).item() < 0.5:
+            x = x.flip(-1)
+        return x.contiguous()
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        _, image = load_skipping_corrupt(
+            i, len(self.files), self.load, self._bad, self.on_corrupt,
+            describe=lambda k: str(self.files[k]), where=self.where,
+        )  # fmt: skip
+        return image
+
+    def scan(self, findings: Findings, indices: Sequence[int] | None = None) -> None:
+        """Headers checked at setup: unreadable files are dropped (skip) or reported (raise)."""
+        sizes = scan_headers(self.files, self.on_corrupt, findings, self.where)
+        self.files = [f for f in self.files if f in sizes]
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    x = TF.resize(x, list(size), interpolation=InterpolationMode.BICUBIC, antialias=True)
+    return x.clamp(-1, 1)  # bicubic overshoots
+
+
+class ShapesDomain(Dataset):
+    """One domain of the embedded shapes scenes: "photo" or "edges" (as 3-channel images)."""
+
+    def __init__(self, domain: str, resolution: tuple[int, int], length: int, seed: int):
+        self.scenes, self.domain = ShapesDataset(resolution, length=length, seed=seed), domain
+
+    def __len__(self) -> int:
+        return len(self.scenes)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        item = self.scenes[i]
+        if self.domain == "photo":
+            return item[B.IMAGE]
+        return item[B.EDGES].expand(3, -1, -1).contiguous()
+
+
+class UnpairedTrainStream(IterableDataset):
+    """An endless stream of collated unpaired batches for one process (see the module doc)."""
+
+    def __init__(
+        self,
+        domain_a: Dataset,
+        domain_b: Dataset,
+        batch_size: int,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        start_batch: int = 0,
+    ):
+        self.domains, self.batch_size, self.seed = (domain_a, domain_b), batch_size, seed
+        self.rank, self.world_size, self.start_batch = rank, world_size, start_batch
+        self._perms: list[tuple[int, np.ndarray]] = [(-1, np.arange(0)), (-1, np.arange(0))]
+
+    def __iter__(self):
+        info = get_worker_info()
+        worker, num_workers = (info.id, info.num_workers) if info else (0, 1)
+        step = self.start_batch + worker
+        while True:
+            yield self.batch(step)
+            step += num_workers
+
+    def batch(self, step: int) -> dict[str, torch.Tensor]:
+        first = (step * self.world_size + self.rank) * self.batch_size
+        return default_collate([self.sample(p) for p in range(first, first + self.batch_size)])
+
+    def index(self, domain: int, position: int) -> int:
+        """The image of `domain` (0: A, 1: B) at stream position `position`."""
+        n = len(self.domains[domain])
+        epoch, k = divmod(position, n)
+        if self._perms[domain][0] != epoch:
+            perm = np.random.default_rng([self.seed, domain, epoch]).permutation(n)
+            self._perms[domain] = (epoch, perm)
+        return int(self._perms[domain][1][k])
+
+    def sample(self, position: int) -> dict[str, Any]:
+        a, b = self.index(0, position), self.index(1, position)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(hash((self.seed, position)) & 0x7FFF_FFFF)
+            image_a = self.domains[0][a]
+            image_b = self.domains[1][b]
+        return {B.IMAGE_A: image_a, B.IMAGE_B: image_b, B.INDEX: position}
+
+
+class UnpairedEvalDataset(Dataset):
+    """Sample i: A[i mod n_A] and B[i mod n_B], for i < max(n_A, n_B)."""
+
+    def __init__(self, domain_a: Dataset, domain_b: Dataset):
+        self.domain_a, self.domain_b = domain_a, domain_b
+
+    @property
+    def sizes(self) -> tuple[int, int]:
+        return len(self.domain_a), len(self.domain_b)
+
+    def __len__(self) -> int:
+        return max(self.sizes)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        n_a, n_b = self.sizes
+        return {B.IMAGE_A: self.domain_a[i % n_a], B.IMAGE_B: self.domain_b[i % n_b], B.INDEX: i}
+
+    def scan(self, findings: Findings, indices: Sequence[int] | None = None) -> None:
+        for domain in (self.domain_a, self.domain_b):
+            if hasattr(domain, "scan"):
+                domain.scan(findings)
+
+
+class UnpairedDataModule(StreamDataModule):
+    """Two domains, A and B, for CycleGAN: a folder in the CycleGAN layout (root/trainA, trainB,
+    testA, testB), an official archive (`dataset`), or the embedded shapes (root: null)."""
+
+    keys = (B.IMAGE_A, B.IMAGE_B, B.INDEX)
+
+    def __init__(
+        self,
+        root: str | None = None,  # holds trainA/ trainB/ testA/ testB/; None: embedded shapes
+        dataset: str | None = None,  # an official archive to download into root's parent when
+        # root lacks the folders (horse2zebra, ...); root must then end in that name
+        download: bool = True,  # with `dataset`: fetch the archive when the folders are absent
+        url: str | None = None,  # a mirror of the archive; None: the official CycleGAN URL
+        resolution: int | tuple[int, int] = 256,  # the crop (training) and evaluation size
+        load_size: int | None = 286,  # training: resize to this square, then crop (official)
+        crop: str = "random",  # training crop: "random" (official) | "center"
+        hflip: bool = True,  # random horizontal flip in training (official)
+        batch_size: int = 1,  # per process (the paper: 1)
+        val_batch_size: int = 8,
+        num_workers: int = 2,
+        max_val_images: int | None = None,  # cap per domain on evaluation images (None: all)
+        on_corrupt: str = "skip",  # a corrupt image: "skip" with a warning naming it, or "raise"
+        synthetic_length: int = 1024,  # embedded data: training scenes per domain
+        seed: int = 0,  # stream, permutation and augmentation seed
+    ):
+        super().__init__(batch_size, val_batch_size, num_workers, seed)
+        self.save_hyperparameters()
+        self.resolution = check_resolution(resolution)
+        check_choice("crop", crop, CROPS)
+        check_choice("on_corrupt", on_corrupt, ON_CORRUPT)
+        if load_size is not None and load_size < max(self.resolution):
+            raise ValueError(
+                f"load_size {load_size} is smaller than the resolution {self.resolution}: "
+                "images are resized to load_size and then cropped to the resolution"
+            )
+        if dataset is not None and dataset not in CYCLEGAN_DATASETS:
+            raise ValueError(f"unknown dataset {dataset!r}; known: {sorted(CYCLEGAN_DATASETS)}")
+        if dataset is not None and root is None:
+            self.hparams.root = f"data/{dataset}"
+
+    @property
+    def val_sizes(self) -> tuple[int, int]:
+        """(n_A, n_B) of the evaluation set: its samples from max(n_A, n_B) on are repeats."""
+        if self.val_dataset is None:
+            self.setup("validate")
+        return self.val_dataset.dataset.sizes
+
+    def folder(self) -> Path:
+        """root, downloading the archive first when `dataset` names one and root lacks it."""
+        hp = self.hparams
+        root = Path(hp.root)
+        if all((root / split).is_dir() for split in ("trainA", "trainB", "testA", "testB")):
+            return root
+        if hp.dataset is None:
+            raise FileNotFoundError(
+                f"{root} must hold trainA/, trainB/, testA/ and testB/ folders of images (the "
+                "CycleGAN layout); or set dataset: horse2zebra (or another official archive) to "
+                "download one"
+            )
+        if root.name != hp.dataset:  # the archive always extracts to a folder named so
+            info = CYCLEGAN_DATASETS[hp.dataset]
+            raise FileNotFoundError(
+                f"{root} has no trainA/ trainB/ testA/ testB/ folders. Download "
+                f"{hp.url or info.url} (~{info.approx_size_mb:.0f} MB), extract it and move the "
+                f"folders of {hp.dataset}/ into {root}; or set root to a path ending in "
+                f"'{hp.dataset}' so that download=True can place them."
+            )
+        return ensure_cyclegan(hp.dataset, root.parent, download=hp.download, url=hp.url)
+
+    def prepare_data(self) -> None:
+        # Lightning calls this once per node before setup(): the download happens here, once.
+        if self.hparams.root is not None:
+            self.folder()
+
+    def domains(self, train: bool) -> tuple[Dataset, Dataset]:
+        hp = self.hparams
+        if hp.root is None:
+            if train:
+                return (
+                    ShapesDomain("photo", self.resolution, hp.synthetic_length, hp.seed),
+                    ShapesDomain("edges", self.resolution, hp.synthetic_length, hp.seed + 2),
+                )
+            n = hp.max_val_images or 64
+            return (
+                ShapesDomain("photo", self.resolution, n, hp.seed + 1),
+                ShapesDomain("edges", self.resolution, n, hp.seed + 1),
+            )
+        folder = self.folder()
+        out = []
+        for side in ("A", "B"):
+            where = folder / f"{'train' if train else 'test'}{side}"
+            files = list_images(where)
+            if not train and hp.max_val_images is not None:
+                files = files[: hp.max_val_images]
+            out.append(
+                DomainFolder(
+                    files,
+                    self.resolution,
+                    hp.load_size,
+                    train=train,
+                    crop=hp.crop,
+                    hflip=hp.hflip,
+                    on_corrupt=hp.on_corrupt,
+                    where=str(where),
+                )  # fmt: skip
+            )
+        return out[0], out[1]
+
+    def build_datasets(self) -> tuple[Dataset, Dataset]:
+        return UnpairedEvalDataset(*self.domains(train=True)), UnpairedEvalDataset(
+            *self.domains(train=False)
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        trainer = self.trainer
+        train = self.train_dataset
+        stream = UnpairedTrainStream(
+            train.domain_a, train.domain_b, self._batches_per_step() * self.batch_size,
+            seed=self.seed,
+            rank=trainer.global_rank if trainer else 0,
+            world_size=trainer.world_size if trainer else 1,
+            start_batch=self._start_batch(),
+        )  # fmt: skip
+        return self._loader(stream, batch_size=None)
