@@ -221,6 +221,16 @@ def test_config_networks_match_their_data(config):
 
     raw = yaml.safe_load(config.read_text())
     model, data = raw["model"]["init_args"], raw["data"]["init_args"]
+    if raw["model"]["class_path"].endswith(".CycleGANTask"):
+        # Unpaired RGB <-> RGB: each generator maps 3 channels to 3, each D reads the image alone.
+        for name in ("generator_ab", "generator_ba"):
+            args = model[name]["init_args"]
+            assert args.get("in_channels", 3) == args.get("out_channels", 3) == 3, name
+        for name in ("discriminator_a", "discriminator_b"):
+            assert model[name]["init_args"]["in_channels"] == 3, name
+        assert data.get("load_size", 286) >= data.get("resolution", 256)  # resized, then cropped
+        assert "max_iterations" in model  # every run has a length
+        return
     if raw["model"]["class_path"].endswith(".GLCICTask"):
         return check_glcic_networks(model, data)
     g_cond = model["generator"]["init_args"]["cond_channels"]

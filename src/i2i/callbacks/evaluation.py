@@ -18,6 +18,10 @@ to the loggers (scalars, plus a W&B table of the mask-size buckets):
   did (statistics cached on disk, see `i2i.metrics.fid_stats`), and diversity: the mean LPIPS
   (AlexNet) over `diversity_pairs` pairs of outputs per input, each pair two fresh latents
   (200 inputs x 10 = the official 2,000 pairs).
+- unpaired (CycleGAN): FID in each direction, `fid_ab` (G_AB's outputs for the A images against
+  the real B images) and `fid_ba` (G_BA's for the B images against the real A images), each image
+  of the evaluation set counted once (the datamodule's `val_sizes` names the repeats of the
+  shorter domain). During fit, `every_n_validations` logs `val/fid_ab` and `val/fid_ba`.
 The JSON records the protocol: seeds, sample counts, masks, features, truncation.
 
 Under DDP each rank scores its share of the images (Lightning's DistributedSampler, without the
@@ -143,6 +147,7 @@ class GANMetrics(Callback):
         self._active = False
         self._ids: dict[str, InceptionDiscriminativeScore] = {}
         self._means: dict[str, MeanMetric] = {}
+        self._unpaired: dict[str, FeatureStats] = {}  # unpaired: features of the four sets
         self._diversity: CatMetric | None = None
         self._indices: list[int] = []  # the evaluated images' "index" on this rank
         self._rank_samples = 0  # samples this rank's test loader has given so far
@@ -178,6 +183,7 @@ class GANMetrics(Callback):
         device = pl_module.device
         self._ids = {"all": self._new_ids(device, compute_fid=True)}
         self._means = {}
+        self._unpaired = {}
         if test and self._bucket_mode != "none":
             for low, high in BUCKETS:
                 self._ids[bucket_name(low, high)] = self._new_ids(device, compute_fid=True)
@@ -185,6 +191,44 @@ class GANMetrics(Callback):
     @staticmethod
     def _is_inpainting(pl_module: L.LightningModule) -> bool:
         return getattr(pl_module, "evaluation", None) == "inpainting"  # the task says
+
+    @staticmethod
+    def _is_unpaired(pl_module: L.LightningModule) -> bool:
+        return getattr(pl_module, "evaluation", None) == "unpaired"
+
+    # ---- unpaired: FID in each direction -------------------------------------------------
+
+    def _update_unpaired(self, trainer: L.Trainer, batch: dict, outputs: dict, keep: int) -> None:
+        """Features of the real A and B images and of both translations; the repeats of the
+        shorter domain (index >= its size) are left out of its two sets."""
+        sizes = getattr(trainer.datamodule, "val_sizes", None)
+        index = batch[B.INDEX][:keep].cpu()
+        in_a, in_b = (index < sizes[0], index < sizes[1]) if sizes else (index >= 0,) * 2
+        sets = {
+            "real_a": batch[B.IMAGE_A][:keep][in_a.to(batch[B.IMAGE_A].device)],
+            "fake_b": outputs[B.OUTPUT][:keep][in_a.to(outputs[B.OUTPUT].device)],
+            "real_b": batch[B.IMAGE_B][:keep][in_b.to(batch[B.IMAGE_B].device)],
+            "fake_a": outputs[B.OUTPUT_A][:keep][in_b.to(outputs[B.OUTPUT_A].device)],
+        }
+        metric = self._ids["all"]  # its feature network and preprocessing (uint8 for Inception)
+        for name, images in sets.items():
+            if images.shape[0] == 0:
+                continue
+            features = metric._features(images.float())
+            if name not in self._unpaired:
+                self._unpaired[name] = FeatureStats(features.shape[1])
+            self._unpaired[name].update(features)
+
+    def _unpaired_scores(self, trainer: L.Trainer, device: torch.device) -> dict[str, Any]:
+        """FID A -> B and B -> A over every rank's images, and the image counts."""
+        sum_fn = self._sum_fn(trainer, device)
+        stats = {k: v.reduce(sum_fn) for k, v in sorted(self._unpaired.items())}
+        out: dict[str, Any] = {f"n_{k}": s.count for k, s in stats.items()}
+        for name, real, fake in (("fid_ab", "real_b", "fake_b"), ("fid_ba", "real_a", "fake_a")):
+            if real in stats and fake in stats and min(stats[real].count, stats[fake].count) > 1:
+                moments = (*stats[real].mean_cov(), *stats[fake].mean_cov())
+                out[name] = float(frechet_distance_from_moments(*moments))
+        return out
 
     def _choose_bucket_mode(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """'separate' needs the free-form generator; mask files only allow binning."""
@@ -227,11 +271,19 @@ class GANMetrics(Callback):
     def on_validation_batch_end(
         self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
     ):
-        if self._active:
+        if self._active and self._is_unpaired(pl_module):
+            self._update_unpaired(trainer, batch, outputs, batch[B.IMAGE_A].shape[0])
+        elif self._active:
             self._ids["all"].update(batch[B.IMAGE].float(), outputs["fake"])
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self._active:
+            return
+        if self._is_unpaired(pl_module):
+            scores = self._unpaired_scores(trainer, pl_module.device)
+            logged = {f"val/{k}": float(v) for k, v in scores.items() if k.startswith("fid")}
+            pl_module.log_dict(logged, sync_dist=False)
+            self._active = False
             return
         scores = self._ids["all"].compute()
         pl_module.log_dict({f"val/{k}": v.float() for k, v in scores.items()}, sync_dist=False)
@@ -244,6 +296,8 @@ class GANMetrics(Callback):
         self._reset(pl_module, test=True)
         self._indices, self._rank_samples, self._reference = [], 0, {}
         self._diversity = CatMetric().to(pl_module.device)
+        if self._is_unpaired(pl_module):
+            return
         if not self._is_inpainting(pl_module) and self.diversity == "lpips" and self._lpips is None:
             self._lpips = build_lpips().to(pl_module.device)
 
@@ -262,6 +316,11 @@ class GANMetrics(Callback):
         return sum(1 for k in range(start, start + n) if rank + k * replicas < size)
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        if self._is_unpaired(pl_module):
+            keep = self._unrepeated(trainer, batch[B.IMAGE_A].shape[0])
+            if keep:
+                self._update_unpaired(trainer, batch, outputs, keep)
+            return
         keep = self._unrepeated(trainer, batch[B.IMAGE].shape[0])
         if keep == 0:
             return
@@ -333,6 +392,9 @@ class GANMetrics(Callback):
             rank_zero_info(f"i2i: bucket {name} scored (hole_range [{low}, {high}])")
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._is_unpaired(pl_module):
+            self._finish_unpaired(trainer, pl_module)
+            return
         if self._bucket_mode == "separate":
             self._separate_buckets(trainer, pl_module)
         results: dict[str, Any] = {}
@@ -383,6 +445,42 @@ class GANMetrics(Callback):
             path.write_text(json.dumps(self.results, indent=2))
             print(f"\ni2i: evaluation written to {path}", flush=True)
             self._log_table(trainer, buckets)
+
+    def _finish_unpaired(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        results = self._unpaired_scores(trainer, pl_module.device)
+        pl_module.log_dict(
+            {f"test/{k}": float(v) for k, v in results.items() if k.startswith("fid")},
+            sync_dist=False,
+        )
+        dm = trainer.datamodule
+        feature = (
+            "inception-v3-compat pool3 (2048), images quantised to uint8 as TF"
+            if isinstance(self.feature, int)
+            else f"custom module {type(self.feature).__name__}"
+        )
+        protocol: dict[str, Any] = {
+            "task": type(pl_module).__name__,
+            "checkpoint": getattr(trainer, "ckpt_path", None),
+            "iteration": int(getattr(pl_module, "iteration", 0)),
+            "evaluation": "unpaired",
+            "fid_ab": "G_AB(A) of every evaluation A image against every evaluation B image",
+            "fid_ba": "G_BA(B) of every evaluation B image against every evaluation A image",
+            "features": feature,
+            "world_size": trainer.world_size,
+        }
+        if dm is not None and hasattr(dm, "hparams"):
+            protocol["data"] = {
+                k: v
+                for k, v in dict(dm.hparams).items()
+                if isinstance(v, str | int | float | bool | list | tuple | None)
+            }
+            protocol["data"]["class"] = type(dm).__name__
+        self.results = {"results": results, "buckets": {}, "protocol": protocol}
+        if trainer.is_global_zero:
+            path = Path(trainer.default_root_dir) / self.output
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(self.results, indent=2))
+            print(f"\ni2i: evaluation written to {path}", flush=True)
 
     def _sum_fn(self, trainer: L.Trainer, device: torch.device):
         if trainer.world_size <= 1:

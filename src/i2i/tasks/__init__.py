@@ -5,6 +5,7 @@
 - `AdversarialTask` (adversarial.py): networks, optimizers and training phases as data, the GAN
   objective by name.
 - `CoModGANTask` (comod.py): the official CoModGAN recipe on top.
+- `CycleGANTask` (cyclegan.py): unpaired translation, two generators and two discriminators.
 - Problems as mixins: `Inpainting`, `EdgesToPhoto`, `LabelsToPhoto`; a task is a problem over a
   system (`InpaintingTask` = Inpainting + CoModGAN, `GLCICTask` = Inpainting + GLCIC).
 """
@@ -12,6 +13,7 @@
 from i2i.tasks.adversarial import AdversarialTask, Phase
 from i2i.tasks.base import ImageTask
 from i2i.tasks.comod import CoModGANTask
+from i2i.tasks.cyclegan import CycleGANTask, ImagePool
 from i2i.tasks.glcic import GLCICTask
 from i2i.tasks.inpainting import Inpainting, InpaintingTask
 from i2i.tasks.translation import (
@@ -25,9 +27,11 @@ from i2i.tasks.translation import (
 __all__ = [
     "AdversarialTask",
     "CoModGANTask",
+    "CycleGANTask",
     "EdgesToPhoto",
     "EdgesToPhotoTask",
     "GLCICTask",
+    "ImagePool",
     "ImageTask",
     "Inpainting",
     "InpaintingTask",
