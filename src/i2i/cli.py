@@ -641,6 +641,10 @@ def main(args: list[str] | None = None) -> int:
         from i2i.compare import main as compare
 
         return compare(argv[1:])
+    if argv[:1] == ["dip"]:  # deep image prior: one optimisation per image, no dataset
+        from i2i.dip import main as dip
+
+        return dip(argv[1:])
     try:
         return run_cli(args).exit_code
     except USER_ERRORS as e:
