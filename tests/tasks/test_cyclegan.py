@@ -257,9 +257,16 @@ def test_resume_continues_exactly_with_the_pools(tmp_path):
 
 
 def test_fit_logs_the_cycle_loss_and_draws_six_panels(tmp_path):
-    cli = _fit(tmp_path / "run", "--model.init_args.max_iterations=2")
+    cli = _fit(
+        tmp_path / "run",
+        "--model.init_args.max_iterations=2",
+        "--metrics.every_n_validations=1",
+        "--metrics.feature=tests.helpers.TinyFeatures",
+        "--metrics.feature.num_features=4",
+    )
     logged = cli.trainer.callback_metrics
-    for key in ("train/loss_g", "train/loss_d", "train/cycle_a", "train/identity_b", "val/cycle"):
+    keys = ("train/loss_g", "train/loss_d", "train/cycle_a", "train/identity_b", "val/cycle")
+    for key in (*keys, "val/fid_ab", "val/fid_ba"):
         assert key in logged and torch.isfinite(logged[key]), key
     task = cli.model
     batch = cli.datamodule.sample_batch(2)
