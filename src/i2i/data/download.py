@@ -13,7 +13,8 @@ clean. A network failure raises :class:`DownloadError` whose message names the U
 file and where to put the archive (or the extracted folder) by hand; a partial ``.part`` file is
 kept so that the next call resumes it.
 
-:data:`PIX2PIX_DATASETS` lists the pix2pix edges archives. Their SHA-256 checksums are not known
+:data:`PIX2PIX_DATASETS` lists the pix2pix archives: edges -> photo pairs, and facades and
+cityscapes (photo left, label map right: see `halves`). Their SHA-256 checksums are not known
 offline, so they are None: those downloads are checked by size (the server's Content-Length) and
 by a full decompression (gzip CRC), not by hash.
 
@@ -58,13 +59,14 @@ class ArchiveError(DownloadError):
 
 @dataclass(frozen=True)
 class Pix2PixArchive:
-    """One pix2pix dataset archive (files are 256x512 JPEGs: edges left, photo right)."""
+    """One pix2pix dataset archive (files are 256x512 JPEGs, two halves side by side)."""
 
     url: str
     approx_size_gb: float  # informational only: the exact byte count is not known offline
     num_train: int
     num_val: int
     sha256: str | None = None  # unknown offline; see the module docstring
+    halves: str = "edges left, photo right"  # what the two halves of each file hold
 
 
 _PIX2PIX_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/{}.tar.gz"
@@ -72,6 +74,14 @@ _PIX2PIX_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/{}.tar.gz"
 PIX2PIX_DATASETS: dict[str, Pix2PixArchive] = {
     "edges2shoes": Pix2PixArchive(_PIX2PIX_URL.format("edges2shoes"), 2.0, 49_825, 200),
     "edges2handbags": Pix2PixArchive(_PIX2PIX_URL.format("edges2handbags"), 8.0, 138_567, 200),
+    # CMP Facades as pix2pix packed it (also a test/ split of 106); labels -> photo is BtoA.
+    "facades": Pix2PixArchive(
+        _PIX2PIX_URL.format("facades"), 0.03, 400, 100, halves="photo left, label map right"
+    ),
+    # Cityscapes train / val at 256x256, colour label maps; labels -> photo is BtoA.
+    "cityscapes": Pix2PixArchive(
+        _PIX2PIX_URL.format("cityscapes"), 0.1, 2_975, 500, halves="photo left, label map right"
+    ),
 }
 
 
@@ -153,8 +163,8 @@ def ensure_pix2pix(
     if not download:
         raise FileNotFoundError(
             f"pix2pix dataset {name!r} not found: expected {folder}/train/ and {folder}/val/ "
-            f"holding 256x512 JPEGs (edges left, photo right). Download {url} "
-            f"(~{info.approx_size_gb:.1f} GB) and extract it into {root} so that {layout}; or "
+            f"holding 256x512 JPEGs ({info.halves}). Download {url} "
+            f"(~{info.approx_size_gb:g} GB) and extract it into {root} so that {layout}; or "
             f"save it as {root / (name + '.tar.gz')} and set download=True (then it is only "
             "verified and extracted); or set download=True to fetch it."
         )

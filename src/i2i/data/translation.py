@@ -5,6 +5,9 @@
   (``root/train/*.jpg``, ``root/val/*.jpg``; 256x512 JPEGs, edges LEFT, photo RIGHT: AtoB),
   downloaded on first use when ``download=True`` (2 GB and 8 GB).
 - :class:`EdgesFromPhotosDataModule`: any photo folder, edges computed with Canny.
+- :class:`FacadesDataModule`, :class:`CityscapesPix2PixDataModule`: pix2pix's labels -> photo
+  archives (photo LEFT, colour label map RIGHT: BtoA). The label map is an image condition, 3
+  channels as it is in the file (``edges_channels`` is 3), as pix2pix feeds it.
 
 ``edges_channels`` picks the condition: 1 (default) = the grey edge map, +1 on the lines; 3 = the
 RGB condition image as it is in the file, in [-1, 1] (the official CoModGAN choice). The
@@ -21,6 +24,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import torch
 from torch.utils.data import Dataset
 
 from i2i.data import batch as B
@@ -241,7 +246,7 @@ class _Pix2PixDataModule(_EdgesDataModule):
             info = PIX2PIX_DATASETS[name]
             raise FileNotFoundError(
                 f"{root} has no train/ and val/ folders. Download {hp.url or info.url} "
-                f"(~{info.approx_size_gb:.1f} GB), extract it and move its {name}/train and "
+                f"(~{info.approx_size_gb:g} GB), extract it and move its {name}/train and "
                 f"{name}/val folders into {root}; or set root to a path ending in '{name}' so "
                 "that download=True can place them."
             )
@@ -276,6 +281,87 @@ class Edges2HandbagsDataModule(_Pix2PixDataModule):
     `root` defaults to data/edges2handbags."""
 
     dataset_name = "edges2handbags"
+
+
+class _Pix2PixLabelsDataModule(_Pix2PixDataModule):
+    """A pix2pix labels archive (256x512 JPEGs, photo LEFT, colour label map RIGHT): the label
+    map is the condition, RGB as it is in the file ("edges" with 3 channels), as pix2pix feeds
+    it; subclasses name the archive. Batches: {"image", "edges", "index"}."""
+
+    def __init__(
+        self,
+        root: str | None = None,  # holds train/ and val/; None = data/<dataset name>
+        download: bool = True,  # fetch the archive when root lacks train/ and val/
+        url: str | None = None,  # a mirror of the archive; None = the official pix2pix URL
+        resolution: int | tuple[int, int] = 256,  # the data is 256; powers of two
+        batch_size: int = 1,  # per process (pix2pix: 1 for facades and cityscapes)
+        val_batch_size: int = 8,  # validation batch size
+        num_workers: int = 2,  # loader worker processes
+        hflip: bool = True,  # random horizontal flip of both halves while training (mirroring)
+        direction: str = "BtoA",  # BtoA: the right half (label map) is the condition
+        max_val_images: int | None = None,  # cap on validation pairs (None = all)
+        check_labels: bool = True,  # stop if the condition looks more like a photo than the target
+        on_corrupt: str = "skip",  # a corrupt image: "skip" with a warning naming it, or "raise"
+        small_images: str = "error",  # an image smaller than the resolution: "error" | "upscale"
+        resample: str = "bicubic_antialias",  # photo resize filter, or "pil_bilinear"
+        seed: int = 0,  # shuffling and augmentation seed
+    ) -> None:
+        super().__init__(
+            root, download, url, resolution, batch_size, val_batch_size, num_workers, hflip,
+            direction, max_val_images, check_edges=False, on_corrupt=on_corrupt,
+            small_images=small_images, edges_channels=3, resample=resample, seed=seed,
+        )  # fmt: skip
+
+    def build_datasets(self) -> tuple[Dataset, Dataset]:
+        train, val = super().build_datasets()
+        if self.hparams.check_labels:
+            check_label_images(
+                val, hint=f"{self.hparams.root}, direction={self.hparams.direction!r}"
+            )
+        return train, val
+
+
+class FacadesDataModule(_Pix2PixLabelsDataModule):
+    """pix2pix facades (CMP Facades: 400 train / 100 val pairs, ~30 MB; the archive's test/ split
+    of 106 is not read) at 256, label map -> photo; `root` defaults to data/facades."""
+
+    dataset_name = "facades"
+
+
+class CityscapesPix2PixDataModule(_Pix2PixLabelsDataModule):
+    """pix2pix cityscapes (2,975 train / 500 val pairs at 256x256, ~100 MB), colour label map ->
+    photo; `root` defaults to data/cityscapes. (`CityscapesDataModule` reads the official
+    Cityscapes release with label ids instead.)"""
+
+    dataset_name = "cityscapes"
+
+
+def _flat_share(x: torch.Tensor, tol: float = 0.1) -> float:
+    """The share of pixels of a (C, H, W) image in [-1, 1] whose summed absolute difference to
+    the right and lower neighbours is below `tol`: near 1 for flat label maps, lower for photos."""
+    dx = (x[:, :-1, 1:] - x[:, :-1, :-1]).abs().sum(0)
+    dy = (x[:, 1:, :-1] - x[:, :-1, :-1]).abs().sum(0)
+    return float(((dx + dy) < tol).float().mean())
+
+
+def check_label_images(dataset: Dataset, num: int = 8, hint: str = "") -> None:
+    """Stop when the condition ("edges") of the first `num` samples is on average less flat than
+    the photo: label maps are flat regions, so the halves are probably swapped (`direction`).
+    On pix2pix facades the label half is ~60 % flat and the photo ~30 %."""
+    n = min(num, len(dataset))
+    if n == 0:
+        return
+    samples = [dataset[i] for i in range(n)]
+    cond = float(np.mean([_flat_share(s[B.EDGES]) for s in samples]))
+    photo = float(np.mean([_flat_share(s[B.IMAGE]) for s in samples]))
+    if cond < photo:
+        where = f" ({hint})" if hint else ""
+        raise ValueError(
+            f"The condition of the first {n} samples{where} is flat in {cond:.0%} of its pixels "
+            f"and the photo in {photo:.0%}: label maps are flat regions, so the condition is "
+            "probably the photo half. pix2pix's facades and cityscapes archives are BtoA (photo "
+            "left, label map right); set direction, or check_labels: false for unusual data."
+        )
 
 
 class EdgesFromPhotosDataModule(_EdgesDataModule):
