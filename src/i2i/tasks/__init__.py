@@ -5,6 +5,8 @@
 - `AdversarialTask` (adversarial.py): networks, optimizers and training phases as data, the GAN
   objective by name.
 - `CoModGANTask` (comod.py): the official CoModGAN recipe on top.
+- `Pix2Pix` (pix2pix.py): U-Net + PatchGAN, cGAN + L1; `Pix2PixTask` = EdgesToPhoto + Pix2Pix
+  (any image condition), `Pix2PixLabelsTask` = LabelsToPhoto + Pix2Pix (one-hot label maps).
 - `CycleGANTask` (cyclegan.py): unpaired translation, two generators and two discriminators.
 - Problems as mixins: `Inpainting`, `EdgesToPhoto`, `LabelsToPhoto`; a task is a problem over a
   system (`InpaintingTask` = Inpainting + CoModGAN, `GLCICTask` = Inpainting + GLCIC).
@@ -16,6 +18,7 @@ from i2i.tasks.comod import CoModGANTask
 from i2i.tasks.cyclegan import CycleGANTask, ImagePool
 from i2i.tasks.glcic import GLCICTask
 from i2i.tasks.inpainting import Inpainting, InpaintingTask
+from i2i.tasks.pix2pix import Pix2Pix, Pix2PixLabelsTask, Pix2PixTask
 from i2i.tasks.translation import (
     EdgesToPhoto,
     EdgesToPhotoTask,
@@ -38,5 +41,8 @@ __all__ = [
     "LabelsToPhoto",
     "LabelsToPhotoTask",
     "Phase",
+    "Pix2Pix",
+    "Pix2PixLabelsTask",
+    "Pix2PixTask",
     "Translation",
 ]
