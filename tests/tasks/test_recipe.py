@@ -233,6 +233,8 @@ def test_config_networks_match_their_data(config):
         return
     if raw["model"]["class_path"].endswith(".GLCICTask"):
         return check_glcic_networks(model, data)
+    if raw["model"]["class_path"].rsplit(".", 1)[1] in ("Pix2PixTask", "Pix2PixLabelsTask"):
+        return check_pix2pix_config(model, raw["data"])
     g_cond = model["generator"]["init_args"]["cond_channels"]
     d_cond = model["discriminator"]["init_args"]["cond_channels"]
     task = raw["model"]["class_path"].rsplit(".", 1)[1]
@@ -243,6 +245,25 @@ def test_config_networks_match_their_data(config):
     else:
         assert g_cond == d_cond == model["num_classes"] + int(model.get("instance_edges", False))
     assert "max_iterations" in model or "max_kimg" in model  # every run has a length
+
+
+def check_pix2pix_config(model: dict, data: dict) -> None:
+    """pix2pix: the U-Net takes the condition's channels (UNetGenerator in_channels), the PatchGAN
+    the condition's + the image's; the U-Net halves the data's sides num_downs times; the lr decay
+    ends with the run."""
+    import importlib
+
+    module, name = data["class_path"].rsplit(".", 1)
+    dm = getattr(importlib.import_module(module), name)(**data["init_args"])
+    if "num_classes" in model:  # one-hot label maps
+        cond = model["num_classes"] + int(model.get("instance_edges", False))
+    else:  # an image condition; the shapes' edge maps are 1 channel
+        cond = getattr(dm, "cond_channels", 1)
+    g, d = model["generator"]["init_args"], model["discriminator"]["init_args"]
+    assert g.get("in_channels", 3) == cond
+    assert d.get("in_channels", 6) == cond + g.get("out_channels", 3)
+    assert all(side % 2 ** g.get("num_downs", 8) == 0 for side in dm.resolution)
+    assert model["max_iterations"] == model["lr_constant_iterations"] + model["lr_decay_iterations"]
 
 
 def check_glcic_networks(model: dict, data: dict) -> None:
