@@ -295,12 +295,17 @@ def test_unknown_archive_format(tmp_path: Path) -> None:
 
 
 def test_pix2pix_table() -> None:
-    assert set(PIX2PIX_DATASETS) == {"edges2shoes", "edges2handbags"}
+    assert set(PIX2PIX_DATASETS) == {"edges2shoes", "edges2handbags", "facades", "cityscapes"}
     for name, info in PIX2PIX_DATASETS.items():
         assert info.url == f"http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/{name}.tar.gz"
         assert info.sha256 is None  # unknown offline: documented, not invented
     assert PIX2PIX_DATASETS["edges2shoes"].approx_size_gb == 2.0
     assert PIX2PIX_DATASETS["edges2handbags"].approx_size_gb == 8.0
+    # The labels archives hold the photo on the left: their messages say so.
+    facades = PIX2PIX_DATASETS["facades"]
+    assert facades.halves == "photo left, label map right"
+    assert (facades.num_train, facades.num_val) == (400, 100)
+    assert PIX2PIX_DATASETS["cityscapes"].num_train == 2_975
 
 
 def test_ensure_pix2pix_missing_without_download(tmp_path: Path) -> None:
@@ -310,7 +315,9 @@ def test_ensure_pix2pix_missing_without_download(tmp_path: Path) -> None:
     assert PIX2PIX_DATASETS["edges2shoes"].url in msg
     assert str(tmp_path / "edges2shoes") in msg and "val" in msg
     with pytest.raises(ValueError, match="edges2handbags"):
-        ensure_pix2pix("facades", tmp_path)
+        ensure_pix2pix("night2day", tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"photo left, label map right.*~0\.03 GB"):
+        ensure_pix2pix("facades", tmp_path, download=False)
 
 
 def test_ensure_pix2pix_downloads_once(server: Server, tmp_path: Path) -> None:
