@@ -78,8 +78,28 @@ def test_perceptual_loss_zero_on_identical_and_missing_weights_named(tmp_path):
     assert (value > 0).all()
     value.sum().backward()
     assert y.grad is not None and not any(True for _ in loss.parameters())  # frozen, not saved
+    missing = PerceptualLoss(weights=tmp_path / "vgg16-397923af.pth")  # builds without the file
     with pytest.raises(FileNotFoundError, match="vgg16-397923af.pth"):
-        PerceptualLoss(weights=tmp_path / "vgg16-397923af.pth")
+        missing(x, x)  # ... and names it at first use
+    with pytest.raises(FileNotFoundError, match="i2i-weights"):
+        missing.load_weights()
+
+
+def test_perceptual_loss_loads_a_weights_file_and_weighs_layers(tmp_path):
+    from torchvision.models import vgg16
+
+    reference = vgg16(weights=None)
+    torch.save(reference.state_dict(), tmp_path / "vgg16-397923af.pth")
+    loss = PerceptualLoss(weights=tmp_path / "vgg16-397923af.pth", layer_weights=(0, 0, 0, 1),
+                          distance="l2")  # fmt: skip
+    x, y = torch.rand(1, 3, 32, 32) * 2 - 1, torch.rand(1, 3, 32, 32) * 2 - 1
+    value = loss(x, y)
+    features = reference.features[:23].eval()
+    mean = torch.tensor([0.485, 0.456, 0.406]).reshape(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).reshape(1, 3, 1, 1)
+    with torch.no_grad():
+        fa, fb = features(((x + 1) / 2 - mean) / std), features(((y + 1) / 2 - mean) / std)
+    torch.testing.assert_close(value, (fa - fb).square().flatten(1).mean(1))
 
 
 # ---- the GAN objectives ------------------------------------------------------------------------

@@ -146,6 +146,13 @@ def r1_penalty(
     return penalty, logits
 
 
+def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)) per sample, summed over the latent dimensions:
+    0.5 * sum(mu^2 + exp(logvar) - 1 - logvar)."""
+    mu, logvar = mu.float(), logvar.float()
+    return 0.5 * (mu.square() + logvar.exp() - 1 - logvar).sum(dim=1)
+
+
 def masked_l1(
     fake: torch.Tensor, real: torch.Tensor, mask: torch.Tensor | None = None, region: str = "hole"
 ) -> torch.Tensor:
@@ -168,7 +175,8 @@ VGG16_FILE = "vgg16-397923af.pth"
 
 
 class PerceptualLoss(nn.Module):
-    """L1 between VGG-16 features (relu1_2, relu2_2, relu3_3, relu4_3) of images in [-1, 1].
+    """Distance between VGG-16 features (relu1_2, relu2_2, relu3_3, relu4_3) of images in [-1, 1],
+    weighted per layer (`layer_weights`), L1 or squared L2 (`distance`).
 
     `weights`: "imagenet" loads torchvision's ImageNet weights from the torch hub cache (offline:
     place `vgg16-397923af.pth` in `$TORCH_HOME/hub/checkpoints/`), a path loads that file, and
@@ -182,34 +190,57 @@ class PerceptualLoss(nn.Module):
         23,
     )  # indices after relu1_2, relu2_2, relu3_3, relu4_3 in vgg16.features
 
-    def __init__(self, weights: str | Path | None = "imagenet"):
+    def __init__(
+        self,
+        weights: str | Path | None = "imagenet",
+        layer_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0),  # lambda_l of each layer
+        distance: str = "l1",  # "l1": mean |a - b|; "l2": mean (a - b)^2 (the VAE paper's)
+    ):
         super().__init__()
+        if len(layer_weights) != len(self.LAYER_ENDS):
+            raise ValueError(
+                f"layer_weights needs {len(self.LAYER_ENDS)} values (relu1_2, relu2_2, relu3_3, "
+                f"relu4_3), got {layer_weights}"
+            )
+        if distance not in ("l1", "l2"):
+            raise ValueError(f"distance must be 'l1' or 'l2', got {distance!r}")
+        self.layer_weights, self.distance = tuple(float(w) for w in layer_weights), distance
         from torchvision.models import vgg16
 
         net = vgg16(weights=None).features[: self.LAYER_ENDS[-1]]
-        if weights is not None:
-            path = _torch_hub_file(VGG16_FILE) if weights == "imagenet" else Path(weights)
-            if not path.is_file():
-                raise FileNotFoundError(
-                    f"VGG-16 weights not found at {path}. Download "
-                    f"https://download.pytorch.org/models/{VGG16_FILE} and place it there "
-                    "(or pass weights=<path>)."
-                )
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            net.load_state_dict(
-                {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")},
-                strict=False,
-            )
         net.requires_grad_(False).eval()
         object.__setattr__(self, "net", net)  # not a submodule: stays out of checkpoints
+        # Loaded on first use (or by `load_weights()` at a task's setup), so that a config that
+        # names the loss parses and instantiates on a machine without the file.
+        self.weights, self._loaded = weights, weights is None
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).reshape(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).reshape(1, 3, 1, 1))
+
+    def load_weights(self) -> None:
+        """Load the VGG-16 weights (once); a missing file names where it goes."""
+        if self._loaded:
+            return
+        weights = self.weights
+        path = _torch_hub_file(VGG16_FILE) if weights == "imagenet" else Path(weights)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"VGG-16 weights not found at {path}. Download "
+                f"https://download.pytorch.org/models/{VGG16_FILE} and place it there "
+                "(`i2i-weights` does it where there is network), or pass weights=<path>."
+            )
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        self.net.load_state_dict(
+            {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")},
+            strict=False,
+        )
+        self._loaded = True
 
     def _apply(self, fn, recurse=True):
         self.net._apply(fn, recurse)
         return super()._apply(fn, recurse)
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        self.load_weights()
         x = ((x + 1) / 2 - self.mean) / self.std
         feats, start = [], 0
         for end in self.LAYER_ENDS:
@@ -219,10 +250,12 @@ class PerceptualLoss(nn.Module):
         return feats
 
     def forward(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-        losses = [
-            (a - b).abs().flatten(1).mean(dim=1)
-            for a, b in zip(self.features(fake), self.features(real), strict=True)
-        ]
+        losses = []
+        for weight, a, b in zip(
+            self.layer_weights, self.features(fake), self.features(real), strict=True
+        ):
+            diff = (a - b).abs() if self.distance == "l1" else (a - b).square()
+            losses.append(weight * diff.flatten(1).mean(dim=1))
         return torch.stack(losses).sum(dim=0)
 
 

@@ -233,6 +233,13 @@ def test_config_networks_match_their_data(config):
         return
     if raw["model"]["class_path"].endswith(".GLCICTask"):
         return check_glcic_networks(model, data)
+    if raw["model"]["class_path"].endswith(".VAEInpaintingTask"):
+        vae = model["vae"]["init_args"]
+        assert vae["img_resolution"] == data["resolution"]
+        assert vae.get("in_channels", 4) == 3  # the encoder sees an RGB image (x or x * m)
+        assert vae.get("decoder_cond_channels", 0) == (4 if model.get("one_shot") else 0)
+        assert "max_iterations" in model or "max_kimg" in model
+        return
     if raw["model"]["class_path"].rsplit(".", 1)[1] in ("Pix2PixTask", "Pix2PixLabelsTask"):
         return check_pix2pix_config(model, raw["data"])
     g_cond = model["generator"]["init_args"]["cond_channels"]
