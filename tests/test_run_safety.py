@@ -210,3 +210,30 @@ def test_a_full_disk_is_one_line_naming_the_file_and_the_free_space(tmp_path):
     assert len(block) == 1 and f"could not write the checkpoint {root}/checkpoints/" in block[0]
     assert "the disk is full" in block[0] and "free there" in block[0]
     assert not list((root / "checkpoints").glob(".*tmp*"))
+
+
+def test_a_signal_to_the_whole_process_group_stops_gracefully_with_loader_workers(tmp_path):
+    # A terminal's Ctrl-C, `timeout` and SLURM signal every process of the job, the loader's
+    # workers too: they must leave the stop to the main process (no crash, exit 143).
+    root, beat = tmp_path / "run", tmp_path / "beat"
+    args = fit_args(
+        root,
+        "--model.init_args.max_iterations=1000",
+        "--data.init_args.num_workers=1",
+        "--trainer.callbacks+=tests.helpers.Heartbeat",
+        f"--trainer.callbacks.path={beat}",
+        "--trainer.callbacks.delay=3",
+    )
+    proc = subprocess.Popen(
+        command(*args), cwd=REPO, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    deadline = time.time() + 240
+    while not beat.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert beat.exists(), "training never started"
+    os.killpg(proc.pid, signal.SIGTERM)
+    out = proc.communicate(timeout=240)[0].decode()
+    assert proc.returncode == 143, out[-3000:]
+    assert "DataLoader worker" not in out and "interrupted at iteration" in out
+    assert sorted(p.name for p in (root / "checkpoints").glob("last*.ckpt")) == ["last.ckpt"]

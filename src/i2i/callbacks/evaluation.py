@@ -535,7 +535,9 @@ class GANMetrics(Callback):
             "below_official_num_pairs": (
                 bool(n is not None and n < official) if official is not None else None
             ),
-            "generator": "G_ema",
+            "generator": "G_ema"
+            if hasattr(pl_module, "generator_ema")
+            else type(getattr(pl_module, "sampling_network", pl_module)).__name__,
             "truncation_psi": hp.get("truncation_psi_eval"),
             "latents": f"z fixed per image: seeded by (eval_seed={hp.get('eval_seed')}, index)",
             "features": feature,

@@ -16,6 +16,7 @@ task.
 from __future__ import annotations
 
 import logging
+import signal
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -161,6 +162,14 @@ class FixedMaskDataset(Dataset):
         return item
 
 
+def ignore_stop_signals(worker_id: int) -> None:
+    """Loader workers leave Ctrl-C and SIGTERM to the main process: a terminal, `timeout` or
+    SLURM signals the whole process group, and a worker that died of it would turn the graceful
+    stop (finish the iteration, save last.ckpt) into a crash. The main process ends them."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 class StreamDataModule(L.LightningDataModule):
     """The shared machinery of every i2i datamodule: the deterministic training stream, the fixed
     validation set and the loaders. A subclass says which keys its task needs and builds its
@@ -241,6 +250,7 @@ class StreamDataModule(L.LightningDataModule):
             # Its own generator: building a loader must not consume the global RNG, or a resumed
             # run would draw different latents than an uninterrupted one.
             generator=torch.Generator().manual_seed(self.seed),
+            worker_init_fn=ignore_stop_signals if self.num_workers > 0 else None,
         )
 
     def sample_batch(self, n: int) -> dict[str, torch.Tensor]:
