@@ -8,6 +8,7 @@
 - `Pix2Pix` (pix2pix.py): U-Net + PatchGAN, cGAN + L1; `Pix2PixTask` = EdgesToPhoto + Pix2Pix
   (any image condition), `Pix2PixLabelsTask` = LabelsToPhoto + Pix2Pix (one-hot label maps).
 - `CycleGANTask` (cyclegan.py): unpaired translation, two generators and two discriminators.
+- `VAEInpaintingTask` (vae.py): variational inpainting on the base task alone (no adversary).
 - Problems as mixins: `Inpainting`, `EdgesToPhoto`, `LabelsToPhoto`; a task is a problem over a
   system (`InpaintingTask` = Inpainting + CoModGAN, `GLCICTask` = Inpainting + GLCIC).
 """
@@ -26,6 +27,7 @@ from i2i.tasks.translation import (
     LabelsToPhotoTask,
     Translation,
 )
+from i2i.tasks.vae import VAEInpaintingTask
 
 __all__ = [
     "AdversarialTask",
@@ -45,4 +47,5 @@ __all__ = [
     "Pix2PixLabelsTask",
     "Pix2PixTask",
     "Translation",
+    "VAEInpaintingTask",
 ]
