@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
@@ -60,6 +59,7 @@ from i2i.metrics.fid_stats import (
     reference_statistics,
 )
 from i2i.metrics.image import psnr
+from i2i.seeding import numpy_rng
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class BucketMaskDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         item = self.dataset[self.indices[i]]
         item = {key: item[key] for key in self.keys if key in item}
-        rng = np.random.default_rng([self.seed, 2, self.bucket, int(item[B.INDEX])])
+        rng = numpy_rng(self.seed, 2, self.bucket, int(item[B.INDEX]))
         item[B.MASK] = self.masks(rng)
         return item
 

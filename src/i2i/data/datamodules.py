@@ -45,9 +45,7 @@ from i2i.data.datasets import (
     ImageFolderDataset,
     check_choice,
     check_resolution,
-    find_split_folders,
-    list_images,
-    split_files,
+    split_image_folder,
 )
 from i2i.data.label_specs import LabelSpec
 from i2i.data.masks import (
@@ -60,7 +58,7 @@ from i2i.data.masks import (
     mask_hole_ratio,
 )
 from i2i.data.scan import Findings, scan_enabled
-from i2i.data.synthetic import CLASS_NAMES, NUM_CLASSES, PALETTE, ShapesDataset
+from i2i.seeding import derive_seed, numpy_rng
 
 log = logging.getLogger(__name__)
 
@@ -124,15 +122,15 @@ class TrainStream(IterableDataset):
     def sample(self, position: int) -> dict[str, Any]:
         epoch, k = divmod(position, len(self.dataset))
         if epoch != self._perm_epoch:
-            self._perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.dataset))
+            self._perm = numpy_rng(self.seed, epoch).permutation(len(self.dataset))
             self._perm_epoch = epoch
         # Crops and flips draw from torch's RNG: seed it per sample, and leave the caller's alone.
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(hash((self.seed, position)) & 0x7FFF_FFFF)
+            torch.manual_seed(derive_seed(self.seed, position) & 0x7FFF_FFFF)  # 31 bits, as ever
             item = self.dataset[int(self._perm[k])]
         item = {key: item[key] for key in self.keys if key in item}
         if self.masks is not None:
-            item[B.MASK] = self.masks(np.random.default_rng([self.seed, 1, position]))
+            item[B.MASK] = self.masks(numpy_rng(self.seed, 1, position))
         return item
 
 
@@ -403,6 +401,8 @@ class InpaintingDataModule(StreamDataModule):
     def build_datasets(self) -> tuple[Dataset, Dataset]:
         hp = self.hparams
         if hp.data_dir is None:
+            from i2i.data.synthetic import ShapesDataset  # the demo's data only: imported here
+
             train = ShapesDataset(self.resolution, length=hp.synthetic_length, seed=hp.seed)
             val = ShapesDataset(self.resolution, length=hp.max_val_images or 256, seed=hp.seed + 1)
             return train, val
@@ -425,13 +425,7 @@ def image_folder_split(
     """Train and val ImageFolderDatasets: `train/` + `val/` sub-folders when present, otherwise a
     seeded split of every image under `data_dir`."""
     root = Path(data_dir)
-    folders = find_split_folders(root)
-    if folders is not None:
-        train_files, val_files = list_images(folders[0]), list_images(folders[1])
-    else:
-        train_files, val_files = split_files(list_images(root), val_fraction, seed, root)
-    if max_val_images is not None:
-        val_files = val_files[:max_val_images]
+    train_files, val_files = split_image_folder(root, val_fraction, seed, max_val_images)
     hflip = dataset_kwargs.pop("hflip", True)
     train = ImageFolderDataset(
         root, resolution, files=train_files, train=True, hflip=hflip, **dataset_kwargs
@@ -465,11 +459,15 @@ class ShapesDataModule(StreamDataModule):
         self.save_hyperparameters()
         self.resolution = check_resolution(resolution)
         self.keys = (B.IMAGE, B.EDGES if condition == "edges" else B.LABEL, B.INDEX)
+        from i2i.data.synthetic import CLASS_NAMES, NUM_CLASSES, PALETTE
+
         self.spec = LabelSpec("shapes", NUM_CLASSES, CLASS_NAMES, PALETTE)
         self.num_classes = NUM_CLASSES
 
     def build_datasets(self) -> tuple[Dataset, Dataset]:
         hp = self.hparams
+        from i2i.data.synthetic import ShapesDataset
+
         train = ShapesDataset(self.resolution, length=hp.length, seed=hp.seed)
         val = ShapesDataset(self.resolution, length=hp.val_length, seed=hp.seed + 1)
         return train, val

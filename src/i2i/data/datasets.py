@@ -35,6 +35,7 @@ from torchvision.transforms import InterpolationMode
 
 from i2i.data import batch
 from i2i.data.scan import Findings, header_size, parallel_map
+from i2i.resolution import parse_resolution
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,6 @@ RESIZES = ("cover", "none")  # cover-resize then crop | crop (or pad) without re
 TRAIN_CROPS = ("random", "center")
 RESAMPLES = ("bicubic_antialias", "pil_bilinear")
 VAL_DIR_NAMES = ("val", "valid", "validation", "test")
-MAX_ASPECT = 4
 
 
 class CorruptImageError(ValueError):
@@ -152,6 +152,21 @@ def split_files(
     return train, val
 
 
+def split_image_folder(
+    root: str | Path, val_fraction: float, seed: int, max_val: int | None = None
+) -> tuple[list[Path], list[Path]]:
+    """The project's one train / val split of an image folder: `train/` + `val/` sub-folders
+    (see `find_split_folders`) when present, otherwise a seeded split of every image under
+    `root` (`split_files`); validation capped at `max_val` files."""
+    root = Path(root)
+    folders = find_split_folders(root)
+    if folders is not None:
+        train, val = list_images(folders[0]), list_images(folders[1])
+    else:
+        train, val = split_files(list_images(root), val_fraction, seed, root)
+    return train, val[:max_val] if max_val is not None else val
+
+
 def find_split_folders(root: str | Path) -> tuple[Path, Path] | None:
     """(root/train, root/<val>) when both exist, <val> being val, valid, validation or test
     (first match, names compared case-insensitively); otherwise None."""
@@ -220,47 +235,8 @@ def image_to_tensor(img: Image.Image) -> torch.Tensor:
 # Geometry
 
 
-def _pow2_neighbours(v: int) -> str:
-    if v < 4:
-        return "4"
-    lo = 1 << (v.bit_length() - 1)
-    return f"{lo} or {lo * 2}"
-
-
-def check_resolution(
-    resolution: int | Sequence[int], multiple_of: int | None = None
-) -> tuple[int, int]:
-    """Normalise an int or (H, W) to (H, W); each side a power of two >= 4 (or, with
-    `multiple_of`, any multiple of it: GLCIC's 160 px with 4), aspect <= 4:1."""
-    if isinstance(resolution, int) and not isinstance(resolution, bool):
-        sides = (resolution, resolution)
-    elif (
-        isinstance(resolution, Sequence)
-        and not isinstance(resolution, str)
-        and len(resolution) == 2
-        and all(isinstance(s, int) and not isinstance(s, bool) for s in resolution)
-    ):
-        sides = (int(resolution[0]), int(resolution[1]))
-    else:
-        raise ValueError(f"resolution must be an int or an (H, W) pair of ints, got {resolution!r}")
-    for name, s in zip(("height", "width"), sides, strict=True):
-        if multiple_of is not None:
-            if s < multiple_of or s % multiple_of:
-                raise ValueError(
-                    f"resolution {resolution!r}: {name} {s} is not a multiple of {multiple_of}"
-                )
-        elif s < 4 or s & (s - 1):
-            raise ValueError(
-                f"resolution {resolution!r}: {name} {s} is not a power of two >= 4 (the generator "
-                f"halves it down to 4x4); nearest valid: {_pow2_neighbours(max(s, 1))}"
-            )
-    h, w = sides
-    if max(h, w) > MAX_ASPECT * min(h, w):
-        raise ValueError(
-            f"resolution {resolution!r}: aspect ratio {max(h, w) // min(h, w)}:1 exceeds "
-            f"{MAX_ASPECT}:1; use e.g. ({min(h, w)}, {min(h, w) * MAX_ASPECT}) or crop your images"
-        )
-    return h, w
+# The project's one resolution parser (for networks and data alike).
+check_resolution = parse_resolution
 
 
 class CropPlan(NamedTuple):

@@ -49,7 +49,6 @@ from i2i.data.label_specs import (
     get_spec,
 )
 from i2i.data.scan import Findings, label_stats
-from i2i.data.synthetic import label_edges
 
 __all__ = [
     "CITYSCAPES_SUFFIXES", "SPECS", "LabelSpec", "ade20k_spec", "cityscapes_spec",
@@ -70,6 +69,18 @@ URL_ADE20K = "http://sceneparsing.csail.mit.edu"
 
 # ---------------------------------------------------------------------------------------------
 # Label maps
+
+
+def label_edges(label: np.ndarray) -> np.ndarray:
+    """Boolean (H, W): True where any 4-neighbour (inside the image) has a different label."""
+    e = np.zeros(label.shape, dtype=bool)
+    dy = label[1:, :] != label[:-1, :]
+    dx = label[:, 1:] != label[:, :-1]
+    e[1:, :] |= dy
+    e[:-1, :] |= dy
+    e[:, 1:] |= dx
+    e[:, :-1] |= dx
+    return e
 
 
 def instance_edges(instance: np.ndarray) -> np.ndarray:

@@ -28,6 +28,7 @@ import torch
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
 from i2i.data.datasets import walk_files
+from i2i.resolution import as_hw
 
 __all__ = [
     "KNOWN_MASK_SETS",
@@ -139,14 +140,6 @@ def judge_hole_ratios(
 _MAX_ATTEMPTS = 10_000
 
 
-def _as_hw(size: int | tuple[int, int]) -> tuple[int, int]:
-    """Normalise ``size`` (int = square, or ``(H, W)``) and validate it."""
-    h, w = (size, size) if isinstance(size, int) else tuple(size)
-    if int(h) != h or int(w) != w or h < 1 or w < 1:
-        raise ValueError(f"size must be a positive int or (H, W) of positive ints, got {size!r}")
-    return int(h), int(w)
-
-
 def _check_hole_range(hole_range: tuple[float, float]) -> tuple[float, float]:
     try:
         lo, hi = (float(v) for v in hole_range)
@@ -238,7 +231,7 @@ def random_mask(
 
     Returns a float32 tensor of shape ``(1, H, W)`` with values in {0, 1}.
     """
-    h, w = _as_hw(size)
+    h, w = as_hw(size)
     lo, hi = _check_hole_range(hole_range)
     rect_tries, big_rect_tries, stroke_tries = _check_variant(variant)
     rng = np.random.default_rng() if rng is None else rng
@@ -267,7 +260,7 @@ class RandomMaskGenerator:
         variant: str = "large",
     ) -> None:
         # Validate eagerly so a bad config fails at construction, not inside a worker.
-        self.size = _as_hw(size)
+        self.size = as_hw(size)
         self.hole_range = _check_hole_range(hole_range)
         _check_variant(variant)
         self.variant = variant
@@ -292,7 +285,7 @@ def rectangle_sides(
     """The (lo, hi) range of a rectangle's height and of its width, in pixels, at `size`: `sides`
     are given at a `sides_at` resolution and scaled with each side of the image (GLCIC: 46-92 px
     at 160 px), rounded, at least 1 and at most the image's side."""
-    h, w = _as_hw(size)
+    h, w = as_hw(size)
     lo, hi = (int(v) for v in sides)
     if not 0 < lo <= hi or sides_at < 1:
         raise ValueError(
@@ -316,7 +309,7 @@ def rectangle_mask(
     independently and uniformly (integers, both ends included) from `sides` scaled from
     `sides_at` to the image (see :func:`rectangle_sides`), the rectangle placed uniformly so that
     it lies wholly inside the image. Returns a float32 ``(1, H, W)`` tensor."""
-    h, w = _as_hw(size)
+    h, w = as_hw(size)
     (h_lo, h_hi), (w_lo, w_hi) = rectangle_sides((h, w), sides, sides_at)
     rng = np.random.default_rng() if rng is None else rng
     rh, rw = int(rng.integers(h_lo, h_hi + 1)), int(rng.integers(w_lo, w_hi + 1))
@@ -335,7 +328,7 @@ class RectangleMaskGenerator:
         sides: tuple[int, int] = (46, 92),  # hole sides in pixels at `sides_at` (GLCIC)
         sides_at: int = 160,  # the resolution `sides` are given at; scaled to `size`
     ) -> None:
-        self.size = _as_hw(size)
+        self.size = as_hw(size)
         self.sides, self.sides_at = (int(sides[0]), int(sides[1])), int(sides_at)
         rectangle_sides(self.size, self.sides, self.sides_at)  # fail at construction
 
@@ -391,7 +384,7 @@ def load_mask(
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
         raise ValueError(f"cannot read mask file {path}: {err}") from err
     if size is not None:
-        h, w = _as_hw(size)
+        h, w = as_hw(size)
         if gray.size != (w, h):
             if not resize:
                 raise ValueError(

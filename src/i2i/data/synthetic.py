@@ -25,6 +25,9 @@ from PIL import Image, ImageDraw
 from torch.utils.data import Dataset
 
 from i2i.data import batch
+from i2i.data.labels import label_edges
+from i2i.resolution import as_hw
+from i2i.seeding import numpy_rng
 
 CLASS_NAMES = ("background", "circle", "square", "triangle", "ellipse", "stripe")
 NUM_CLASSES = len(CLASS_NAMES)
@@ -45,13 +48,6 @@ PALETTE = np.array(
 # Base hue per shape class, spread around the colour wheel so classes are told apart by colour.
 _HUES = (0.0, 0.0, 0.14, 0.33, 0.61, 0.83)
 _SUPERSAMPLE = 4  # shapes are drawn at 4x and box-filtered down: antialiased edges
-
-
-def _size_hw(size: int | tuple[int, int]) -> tuple[int, int]:
-    h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-    if h < 8 or w < 8:
-        raise ValueError(f"ShapesDataset size must be >= 8 on each side, got {size!r}")
-    return h, w
 
 
 def _polygon(cx: float, cy: float, radii: np.ndarray, angles: np.ndarray) -> list[float]:
@@ -107,18 +103,6 @@ def _hsv(h: float, s: float, v: float) -> np.ndarray:
     return np.array(colorsys.hsv_to_rgb(h % 1.0, s, v), dtype=np.float32)
 
 
-def label_edges(label: np.ndarray) -> np.ndarray:
-    """Boolean (H, W): True where any 4-neighbour (inside the image) has a different label."""
-    e = np.zeros(label.shape, dtype=bool)
-    dy = label[1:, :] != label[:-1, :]
-    dx = label[:, 1:] != label[:, :-1]
-    e[1:, :] |= dy
-    e[:-1, :] |= dy
-    e[:, 1:] |= dx
-    e[:, :-1] |= dx
-    return e
-
-
 def render_scene(
     rng: np.random.Generator, size: tuple[int, int], num_classes: int = NUM_CLASSES
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -171,7 +155,7 @@ class ShapesDataset(Dataset):
         seed: int = 0,  # different seeds give disjoint-looking datasets (e.g. train vs val)
         num_classes: int = NUM_CLASSES,  # 2..NUM_CLASSES: background + the first shape classes
     ) -> None:
-        self.size = _size_hw(size)
+        self.size = as_hw(size, minimum=8, name="ShapesDataset size")
         if length < 1:
             raise ValueError(f"ShapesDataset length must be >= 1, got {length}")
         if seed < 0:
@@ -192,9 +176,7 @@ class ShapesDataset(Dataset):
         if not -self.length <= i < self.length:
             raise IndexError(f"index {i} out of range for a ShapesDataset of length {self.length}")
         i %= self.length
-        image, label = render_scene(
-            np.random.default_rng([self.seed, i]), self.size, self.num_classes
-        )
+        image, label = render_scene(numpy_rng(self.seed, i), self.size, self.num_classes)
         edges = np.where(label_edges(label), 1.0, -1.0).astype(np.float32)
         return {
             batch.IMAGE: torch.from_numpy(image.transpose(2, 0, 1) * 2.0 - 1.0),

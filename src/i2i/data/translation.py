@@ -38,6 +38,7 @@ from i2i.data.datasets import (
     find_split_folders,
     list_images,
     split_files,
+    split_image_folder,
 )
 from i2i.data.download import PIX2PIX_DATASETS, ensure_pix2pix
 from i2i.data.paired import (
@@ -53,18 +54,6 @@ from i2i.data.paired import (
 )
 
 LAYOUTS = ("side_by_side", "two_folders")
-
-
-def _file_split(
-    root: Path, val_fraction: float, seed: int, max_val: int | None
-) -> tuple[list[Path], list[Path]]:
-    """train/ + val/ sub-folders when present, else a seeded split of every image under root."""
-    folders = find_split_folders(root)
-    if folders is not None:
-        train, val = list_images(folders[0]), list_images(folders[1])
-    else:
-        train, val = split_files(list_images(root), val_fraction, seed, root)
-    return train, val[:max_val] if max_val is not None else val
 
 
 def _two_folder_pairs(
@@ -182,7 +171,9 @@ class PairedDataModule(_EdgesDataModule):
             edge_polarity=hp.edge_polarity, on_corrupt=hp.on_corrupt, small_images=hp.small_images
         )
         if hp.layout == "side_by_side":
-            train_files, val_files = _file_split(root, hp.val_fraction, hp.seed, hp.max_val_images)
+            train_files, val_files = split_image_folder(
+                root, hp.val_fraction, hp.seed, hp.max_val_images
+            )
             train, val = self._side_by_side(root, root, train_files, val_files, **common)
             hint = f"left half of {root}'s files" if hp.direction == "AtoB" else "right half"
         else:
@@ -397,7 +388,7 @@ class EdgesFromPhotosDataModule(_EdgesDataModule):
 
     def build_datasets(self) -> tuple[Dataset, Dataset]:
         hp = self.hparams
-        train_files, val_files = _file_split(
+        train_files, val_files = split_image_folder(
             Path(hp.data_dir), hp.val_fraction, hp.seed, hp.max_val_images
         )
         common = dict(

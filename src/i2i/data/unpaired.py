@@ -51,7 +51,7 @@ from i2i.data.datasets import (
 )
 from i2i.data.download import CYCLEGAN_DATASETS, ensure_cyclegan
 from i2i.data.scan import Findings
-from i2i.data.synthetic import ShapesDataset
+from i2i.seeding import derive_seed, numpy_rng
 
 CROPS = ("random", "center")
 
@@ -121,6 +121,8 @@ class ShapesDomain(Dataset):
     """One domain of the embedded shapes scenes: "photo" or "edges" (as 3-channel images)."""
 
     def __init__(self, domain: str, resolution: tuple[int, int], length: int, seed: int):
+        from i2i.data.synthetic import ShapesDataset  # the demo's data only: imported here
+
         self.scenes, self.domain = ShapesDataset(resolution, length=length, seed=seed), domain
 
     def __len__(self) -> int:
@@ -167,14 +169,14 @@ class UnpairedTrainStream(IterableDataset):
         n = len(self.domains[domain])
         epoch, k = divmod(position, n)
         if self._perms[domain][0] != epoch:
-            perm = np.random.default_rng([self.seed, domain, epoch]).permutation(n)
+            perm = numpy_rng(self.seed, domain, epoch).permutation(n)
             self._perms[domain] = (epoch, perm)
         return int(self._perms[domain][1][k])
 
     def sample(self, position: int) -> dict[str, Any]:
         a, b = self.index(0, position), self.index(1, position)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(hash((self.seed, position)) & 0x7FFF_FFFF)
+            torch.manual_seed(derive_seed(self.seed, position) & 0x7FFF_FFFF)  # 31 bits
             image_a = self.domains[0][a]
             image_b = self.domains[1][b]
         return {B.IMAGE_A: image_a, B.IMAGE_B: image_b, B.INDEX: position}

@@ -33,30 +33,16 @@ from i2i.networks.layers import (
     normalize_2nd_moment,
     upsample2d,
 )
+from i2i.resolution import parse_resolution
 
 Modulation = Literal["co", "style", "cond"]
-
-
-def parse_resolution(img_resolution: int | tuple[int, int] | list[int]) -> tuple[int, int]:
-    """(H, W) from an int or a pair; both powers of two >= 4, aspect ratio at most 4:1."""
-    h, w = (img_resolution, img_resolution) if isinstance(img_resolution, int) else img_resolution
-    for side in (h, w):
-        if not isinstance(side, int) or side < 4 or side & (side - 1):
-            low = 2 ** max(2, int(math.log2(max(side, 1))))
-            raise ValueError(
-                f"img_resolution {img_resolution!r}: each side must be a power of two >= 4 "
-                f"(nearest valid: {low} or {low * 2})"
-            )
-    if max(h, w) // min(h, w) > 4:
-        raise ValueError(f"img_resolution {img_resolution!r}: the aspect ratio must be at most 4:1")
-    return h, w
 
 
 class ResolutionLadder:
     """Shapes and channel widths of every level k (the shorter side is 2^k), shared by G and D."""
 
     def __init__(self, img_resolution, channel_base: int, channel_max: int):
-        self.height, self.width = parse_resolution(img_resolution)
+        self.height, self.width = parse_resolution(img_resolution, name="img_resolution")
         short = min(self.height, self.width)
         self.aspect = (self.height // short, self.width // short)  # the 4x4 bottleneck times this
         self.top = int(math.log2(short))  # level of the full resolution

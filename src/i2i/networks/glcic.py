@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from i2i.networks.blocks import init_normal_
+from i2i.resolution import as_hw
 
 
 def _conv(c_in: int, c_out: int, k: int, stride: int = 1, dilation: int = 1) -> list[nn.Module]:
@@ -110,7 +111,7 @@ class ContextDiscriminator(nn.Module):
         init_std: float = 0.02,
     ):
         super().__init__()
-        self.img_resolution, self.local_size = _pair(img_resolution), _pair(local_size)
+        self.img_resolution, self.local_size = as_hw(img_resolution), as_hw(local_size)
         self.global_branch = _ContextBranch(
             in_channels, self.img_resolution, global_convs, features
         )
@@ -125,10 +126,6 @@ class ContextDiscriminator(nn.Module):
             raise ValueError(f"the local branch takes {self.local_size} patches, got {patch.shape}")
         both = torch.cat([self.global_branch(image), self.local_branch(patch)], dim=1)
         return self.out(both).squeeze(1)
-
-
-def _pair(size: int | tuple[int, int]) -> tuple[int, int]:
-    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
 
 def hole_centred_boxes(

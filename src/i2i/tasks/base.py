@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from i2i.data import batch as B
+from i2i.seeding import derive_seed
 
 
 def set_tf32(allow: bool) -> None:
@@ -238,9 +239,3 @@ class ImageTask(L.LightningModule):
         """Images in [-1, 1] (N, 3, H, W) shown side by side in the sample grid; `fake` is the
         output for the default latents."""
         return [fake, batch[B.IMAGE]]
-
-
-def derive_seed(*parts: int) -> int:
-    """A non-negative seed from integers (tuple hashes of ints do not vary between processes):
-    the project's one way to derive a seed from (seed, rank, iteration, index, ...)."""
-    return hash(parts) & 0x7FFF_FFFF_FFFF_FFFF

@@ -27,8 +27,8 @@ import torch
 from torch import nn
 
 from i2i.data import batch as B
+from i2i.seeding import derive_seed
 from i2i.tasks.adversarial import AdversarialTask, OptimizerCallable, Phase
-from i2i.tasks.base import derive_seed
 
 
 def default_adam(params: Iterable) -> torch.optim.Optimizer:

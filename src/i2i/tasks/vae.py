@@ -26,6 +26,7 @@ from torch import nn
 
 from i2i.data import batch as B
 from i2i.losses import kl_to_standard_normal
+from i2i.seeding import derive_seed
 from i2i.tasks.base import ImageTask
 from i2i.tasks.inpainting import Inpainting
 
@@ -143,8 +144,6 @@ class VAEInpaintingTask(Inpainting, ImageTask):
     @torch.no_grad()
     def sample_steps(self, batch: dict) -> list[torch.Tensor]:
         """`complete` with the seeds of `sample`: its last step is `sample(batch)`."""
-        from i2i.tasks.base import derive_seed
-
         batch = self.prepare(batch)
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(derive_seed(self.hparams.eval_seed, int(batch[B.INDEX][0]), 0))
