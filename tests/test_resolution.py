@@ -38,7 +38,8 @@ def test_real_datasets_do_not_import_the_demo_data():
 
     code = (
         "import sys\n"
-        "import i2i.data.datamodules, i2i.data.translation, i2i.data.label_datamodules\n"
+        "import i2i.data.inpainting, i2i.data.stream, i2i.data.translation\n"
+        "import i2i.data.label_datamodules\n"
         "import i2i.data.unpaired, i2i.data.labels, i2i.tasks, i2i.cli\n"
         "assert 'i2i.data.synthetic' not in sys.modules, 'synthetic imported'\n"
     )

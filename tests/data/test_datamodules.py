@@ -172,7 +172,7 @@ def test_alpha_cutout_masks_are_read_from_alpha(tmp_path: Path) -> None:
 def test_every_mask_folder_logs_its_hole_ratio(tmp_path: Path, caplog) -> None:
     masks = _masks(tmp_path / "nv", [0.05, 0.2, 0.35, 0.5], white_is_known=False)
     dm = _dm(tmp_path, masks, "white_is_hole")
-    with caplog.at_level(logging.INFO, logger="i2i.data.datamodules"), warnings.catch_warnings():
+    with caplog.at_level(logging.INFO, logger="i2i.data.inpainting"), warnings.catch_warnings():
         warnings.simplefilter("error")  # plausible NVIDIA-like masks: no warning
         dm.setup("fit")
     lines = [r.getMessage() for r in caplog.records if str(masks) in r.getMessage()]

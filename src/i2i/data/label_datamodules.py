@@ -18,7 +18,6 @@ from pathlib import Path
 from torch.utils.data import Dataset, Subset
 
 from i2i.data import batch as B
-from i2i.data.datamodules import StreamDataModule
 from i2i.data.datasets import check_resolution, split_files
 from i2i.data.labels import (
     CITYSCAPES_SUFFIXES,
@@ -35,6 +34,7 @@ from i2i.data.labels import (
     get_spec,
     pair_files,
 )
+from i2i.data.stream import StreamDataModule
 
 # (data_dir, split) -> (photo folder, label folder, instance folder or None)
 FolderFinder = Callable[[str, str], tuple[Path, Path, Path | None]]

@@ -25,7 +25,10 @@ from PIL import Image, ImageDraw
 from torch.utils.data import Dataset
 
 from i2i.data import batch
+from i2i.data.datasets import check_resolution
+from i2i.data.label_specs import LabelSpec
 from i2i.data.labels import label_edges
+from i2i.data.stream import StreamDataModule
 from i2i.resolution import as_hw
 from i2i.seeding import numpy_rng
 
@@ -184,3 +187,35 @@ class ShapesDataset(Dataset):
             batch.LABEL: torch.from_numpy(label),
             batch.INDEX: i,
         }
+
+
+class ShapesDataModule(StreamDataModule):
+    """The embedded procedural scenes for the translation tasks: `condition="edges"` gives
+    {"image", "edges"} for edges -> photo, `"labels"` gives {"image", "label"} for labels ->
+    photo (6 classes, with `class_names` and `palette`). No download."""
+
+    def __init__(
+        self,
+        condition: str = "edges",  # "edges" or "labels"
+        resolution: int | tuple[int, int] = 64,
+        batch_size: int = 8,  # per process, per use (CoModGAN: G and D each; see batches_per_step)
+        val_batch_size: int = 16,
+        num_workers: int = 1,
+        length: int = 4096,  # training scenes
+        val_length: int = 256,
+        seed: int = 0,
+    ):
+        super().__init__(batch_size, val_batch_size, num_workers, seed)
+        if condition not in ("edges", "labels"):
+            raise ValueError(f"condition must be 'edges' or 'labels', got {condition!r}")
+        self.save_hyperparameters()
+        self.resolution = check_resolution(resolution)
+        self.keys = (batch.IMAGE, batch.EDGES if condition == "edges" else batch.LABEL, batch.INDEX)
+        self.spec = LabelSpec("shapes", NUM_CLASSES, CLASS_NAMES, PALETTE)
+        self.num_classes = NUM_CLASSES
+
+    def build_datasets(self) -> tuple[Dataset, Dataset]:
+        hp = self.hparams
+        train = ShapesDataset(self.resolution, length=hp.length, seed=hp.seed)
+        val = ShapesDataset(self.resolution, length=hp.val_length, seed=hp.seed + 1)
+        return train, val

@@ -29,7 +29,6 @@ import torch
 from torch.utils.data import Dataset
 
 from i2i.data import batch as B
-from i2i.data.datamodules import StreamDataModule
 from i2i.data.datasets import (
     ON_CORRUPT,
     RESAMPLES,
@@ -52,6 +51,7 @@ from i2i.data.paired import (
     check_edge_maps,
     match_pairs,
 )
+from i2i.data.stream import StreamDataModule
 
 LAYOUTS = ("side_by_side", "two_folders")
 

@@ -38,7 +38,6 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, default_colla
 from torchvision.transforms import InterpolationMode
 
 from i2i.data import batch as B
-from i2i.data.datamodules import StreamDataModule
 from i2i.data.datasets import (
     ON_CORRUPT,
     check_choice,
@@ -51,6 +50,7 @@ from i2i.data.datasets import (
 )
 from i2i.data.download import CYCLEGAN_DATASETS, ensure_cyclegan
 from i2i.data.scan import Findings
+from i2i.data.stream import StreamDataModule
 from i2i.seeding import derive_seed, numpy_rng
 
 CROPS = ("random", "center")

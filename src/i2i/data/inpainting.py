@@ -1,0 +1,222 @@
+"""Inpainting data: any folder of images (or the embedded shapes scenes) with masks from the
+official free-form generator, GLCIC's rectangles or mask files of a stated polarity, measured at
+setup. Training batches come from the deterministic stream (`i2i.data.stream`).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from i2i.data.datasets import (
+    FOLDER_SMALL_IMAGES,
+    ON_CORRUPT,
+    RESAMPLES,
+    RESIZES,
+    TRAIN_CROPS,
+    ImageFolderDataset,
+    check_choice,
+    check_resolution,
+    split_image_folder,
+)
+from i2i.data.masks import (
+    KNOWN_MASK_SETS,
+    POLARITIES,
+    MaskFolder,
+    RandomMaskGenerator,
+    RectangleMaskGenerator,
+    judge_hole_ratios,
+    mask_hole_ratio,
+)
+from i2i.data.stream import MaskSource, StreamDataModule
+
+log = logging.getLogger(__name__)
+
+# Mask sets hide a minority of the image on average (NVIDIA irregular: 1-60%; CoModGAN's large
+# masks: 64% at 512, 72% at 256). A folder whose masks are mostly hole was probably read inverted.
+MAX_MEAN_HOLE = 0.75
+# Masks that hide (almost) nothing teach nothing: all-known files, a hole drawn only in an alpha
+# channel that was dropped, or a polarity that turns the hole into the known part.
+MIN_MEAN_HOLE = 0.005
+MASK_PROBE = 64  # mask files measured at setup, spread evenly over the folder
+MASK_SHAPES = ("free_form", "rectangle")
+
+
+class FolderMasks:
+    """Draws training masks from a MaskFolder with the stream's rng."""
+
+    def __init__(self, folder: MaskFolder):
+        self.folder = folder
+
+    def __call__(self, rng: np.random.Generator) -> torch.Tensor:
+        return self.folder[int(rng.integers(len(self.folder)))]
+
+
+class InpaintingDataModule(StreamDataModule):
+    """Any folder of images (recursive; jpg/png/webp/bmp; grayscale and RGBA converted), or the
+    embedded procedural shapes when `data_dir` is None. Masks: the official free-form generator,
+    GLCIC's one rectangle per image (`mask_shape: rectangle`), or mask files with an explicit
+    polarity."""
+
+    def __init__(
+        self,
+        data_dir: str | None = None,  # None: the embedded shapes data, no download
+        resolution: int | tuple[int, int] = 256,  # (H, W) or H = W; powers of two
+        batch_size: int = 4,  # per process, per use (CoModGAN: G and D each; see batches_per_step)
+        val_batch_size: int = 8,
+        num_workers: int = 2,
+        val_fraction: float = 0.05,  # used when data_dir has no train/ and val/ sub-folders
+        max_val_images: int | None = 2000,  # cap on validation images (None = all)
+        hflip: bool = True,
+        hole_range: tuple[float, float] = (0.0, 1.0),
+        mask_variant: str = "large",  # the official masks; "small": MAT's lighter variant
+        mask_shape: str = "free_form",  # or "rectangle": GLCIC's one rectangular hole
+        rectangle_sides: tuple[int, int] = (46, 92),  # its sides in px at rectangle_sides_at...
+        rectangle_sides_at: int = 160,  # ... scaled with the image (GLCIC: 46-92 px at 160)
+        mask_dir: str | None = None,  # training masks from files instead of the generator
+        val_mask_dir: str | None = None,  # validation masks from files (index i -> file i mod n)
+        mask_polarity: str | None = None,  # required with mask files: white_is_known|white_is_hole
+        check_mask_polarity: bool = True,  # stop if mask files average > 75% hole (inverted?)
+        mask_set: str | None = None,  # a known set to check the masks against, e.g. comodgan
+        on_corrupt: str = "skip",  # a corrupt image: "skip" with a warning naming it, or "raise"
+        small_images: str = "error",  # an image under the resolution: "error"|"upscale"|"pad"
+        train_crop: str = "random",  # training crop: "random" | "center" (validation: centre)
+        resize: str = "cover",  # "cover": resize to cover, then crop; "none": crop or pad only
+        resample: str = "bicubic_antialias",  # or "pil_bilinear", the official dataset tool's
+        synthetic_length: int = 4096,  # images in the embedded training set
+        resolution_multiple: int | None = None,  # sides: None = powers of two; GLCIC: 4 (160 px)
+        seed: int = 0,
+    ):
+        super().__init__(batch_size, val_batch_size, num_workers, seed)
+        self.save_hyperparameters()
+        self.resolution = check_resolution(resolution, resolution_multiple)
+        if (mask_dir or val_mask_dir) and mask_polarity is None:
+            raise ValueError(
+                "mask_dir/val_mask_dir need mask_polarity: 'white_is_hole' (NVIDIA irregular "
+                "masks, DeepFill) or 'white_is_known' (CoModGAN, MAT)"
+            )
+        for name, value, choices in (
+            ("on_corrupt", on_corrupt, ON_CORRUPT),
+            ("small_images", small_images, FOLDER_SMALL_IMAGES),
+            ("train_crop", train_crop, TRAIN_CROPS),
+            ("resize", resize, RESIZES),
+            ("resample", resample, RESAMPLES),
+        ):
+            check_choice(name, value, choices)  # a bad config fails here, not at setup
+        if mask_polarity is not None and mask_polarity not in POLARITIES:
+            raise ValueError(f"mask_polarity must be one of {POLARITIES}, got {mask_polarity!r}")
+        if mask_set is not None and mask_set not in KNOWN_MASK_SETS:
+            raise ValueError(f"unknown mask_set {mask_set!r}; known: {sorted(KNOWN_MASK_SETS)}")
+        # The free-form generator is kept with rectangles too: the evaluation protocol's
+        # per-bucket runs draw free-form masks with each bucket's hole_range.
+        self.mask_generator = RandomMaskGenerator(self.resolution, tuple(hole_range), mask_variant)
+        check_choice("mask_shape", mask_shape, MASK_SHAPES)
+        self.rectangle_masks = RectangleMaskGenerator(
+            self.resolution, tuple(rectangle_sides), rectangle_sides_at
+        )
+        self._mask_folders: dict[str, MaskFolder] = {}  # checked once per folder
+
+    def setup(self, stage: str | None = None) -> None:
+        super().setup(stage)  # checks the images and the validation masks
+        if self.hparams.mask_dir:
+            self.train_masks()  # and the training masks now, not at the first batch
+
+    def _mask_folder(self, root: str) -> MaskFolder:
+        """Mask files, resized with NEAREST to the resolution, with sanity checks of their hole
+        ratio measured on up to MASK_PROBE files: logged always, an error when (almost) nothing
+        or most of the image is hole, a warning when the polarity looks inverted."""
+        hp = self.hparams
+        if root in self._mask_folders:
+            return self._mask_folders[root]
+        folder = MaskFolder(root, polarity=hp.mask_polarity, size=self.resolution)
+        n = len(folder)
+        picks = np.unique(np.linspace(0, n - 1, min(MASK_PROBE, n)).round().astype(int))
+        ratios = np.array([mask_hole_ratio(folder[int(i)]) for i in picks])
+        mean_hole = float(ratios.mean())
+        polarity = hp.mask_polarity
+        other = POLARITIES[1 - POLARITIES.index(polarity)]
+        log.info(
+            "mask folder %s: mean hole ratio %.1f%% over %d of %d masks with mask_polarity=%r "
+            "(with %r it would be %.1f%%)", root, 100 * mean_hole, len(picks), n, polarity,
+            other, 100 * (1 - mean_hole),
+        )  # fmt: skip
+        if mean_hole < MIN_MEAN_HOLE:
+            raise ValueError(
+                f"masks in {root} hide almost nothing: {mean_hole:.2%} hole on average over "
+                f"{len(picks)} of {n} files with mask_polarity={polarity!r} (at least "
+                f"{MIN_MEAN_HOLE:.1%} needed). Likely causes: the masks are all-known (blank) "
+                "files; the hole is drawn only in an alpha channel over a varying colour (save "
+                "the mask as a grey image); or the polarity is inverted and the hole is read as "
+                f"known (mask_polarity={other!r} would give {1 - mean_hole:.1%} hole)."
+            )
+        if hp.check_mask_polarity and mean_hole > MAX_MEAN_HOLE:
+            raise ValueError(
+                f"masks in {root} are {mean_hole:.0%} hole on average with mask_polarity="
+                f"{polarity!r}: the polarity is probably inverted. Set "
+                f"mask_polarity={other!r} (in i2i, 1 = known), or "
+                "check_mask_polarity=false if your masks really hide most of the image."
+            )
+        if hp.check_mask_polarity and (doubt := judge_hole_ratios(ratios, polarity, hp.mask_set)):
+            msg = f"{root}: {doubt}"
+            warnings.warn(msg, stacklevel=2)
+            log.warning(msg)
+        self._mask_folders[root] = folder
+        return folder
+
+    @property
+    def drawn_masks(self) -> RandomMaskGenerator | RectangleMaskGenerator:
+        """The generator of training and validation masks when no mask files are given."""
+        rectangles = self.hparams.mask_shape == "rectangle"
+        return self.rectangle_masks if rectangles else self.mask_generator
+
+    def train_masks(self) -> MaskSource:
+        hp = self.hparams
+        return FolderMasks(self._mask_folder(hp.mask_dir)) if hp.mask_dir else self.drawn_masks
+
+    def val_masks(self) -> RandomMaskGenerator | RectangleMaskGenerator | MaskFolder:
+        hp = self.hparams
+        return self._mask_folder(hp.val_mask_dir) if hp.val_mask_dir else self.drawn_masks
+
+    def build_datasets(self) -> tuple[Dataset, Dataset]:
+        hp = self.hparams
+        if hp.data_dir is None:
+            from i2i.data.synthetic import ShapesDataset  # the demo's data only: imported here
+
+            train = ShapesDataset(self.resolution, length=hp.synthetic_length, seed=hp.seed)
+            val = ShapesDataset(self.resolution, length=hp.max_val_images or 256, seed=hp.seed + 1)
+            return train, val
+        return image_folder_split(
+            hp.data_dir, self.resolution, hp.val_fraction, hp.max_val_images, hp.seed,
+            hflip=hp.hflip, on_corrupt=hp.on_corrupt, small_images=hp.small_images,
+            train_crop=hp.train_crop, resize=hp.resize, resample=hp.resample,
+            resolution_multiple=hp.resolution_multiple,
+        )  # fmt: skip
+
+
+def image_folder_split(
+    data_dir: str | Path,
+    resolution: tuple[int, int],
+    val_fraction: float,
+    max_val_images: int | None,
+    seed: int,
+    **dataset_kwargs: Any,
+) -> tuple[ImageFolderDataset, ImageFolderDataset]:
+    """Train and val ImageFolderDatasets: `train/` + `val/` sub-folders when present, otherwise a
+    seeded split of every image under `data_dir`."""
+    root = Path(data_dir)
+    train_files, val_files = split_image_folder(root, val_fraction, seed, max_val_images)
+    hflip = dataset_kwargs.pop("hflip", True)
+    train = ImageFolderDataset(
+        root, resolution, files=train_files, train=True, hflip=hflip, **dataset_kwargs
+    )
+    # Validation always centre-crops (train_crop only concerns training).
+    val = ImageFolderDataset(
+        root, resolution, files=val_files, train=False, hflip=False, **dataset_kwargs
+    )
+    return train, val

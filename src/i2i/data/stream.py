@@ -1,0 +1,231 @@
+"""The stream: what every datamodule shares. Training data is an infinite, deterministic stream
+of batches.
+
+Batch number s of a run always holds the same samples, crops, flips and masks, whatever the number
+of loader workers or processes: sample p of the global stream is image perm_e[p mod n] of epoch
+e = p // n (a permutation seeded by (seed, e)), with its random augmentation and mask seeded by
+(seed, p). A resumed run starts the stream at the iteration it stopped at, so it continues the
+exact sequence (Lightning alone restarts an interrupted epoch from its first batch).
+
+Each training batch holds `batches_per_step` x `batch_size` samples per process: the task says
+how many batches one training step consumes (CoModGAN: 2, the G step takes the first half and
+the D step the second, so each has its own reals and masks, as in the official recipe). The CLI
+sets the datamodule's `batches_per_step` from the task; left None, the loader asks the trainer's
+task.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import (
+    DataLoader,
+    Dataset,
+    IterableDataset,
+    Subset,
+    default_collate,
+    get_worker_info,
+)
+
+from i2i.data import batch as B
+from i2i.data.datasets import CorruptImageError
+from i2i.data.masks import MaskFolder, RandomMaskGenerator
+from i2i.data.scan import Findings, scan_enabled
+from i2i.seeding import derive_seed, numpy_rng
+
+MaskSource = Callable[[np.random.Generator], torch.Tensor]
+
+
+class TrainStream(IterableDataset):
+    """An endless stream of collated training batches for one process (see the module doc)."""
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        batch_size: int,  # samples per batch and process (G half + D half)
+        masks: MaskSource | None,
+        keys: tuple[str, ...],
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        start_batch: int = 0,
+    ):
+        self.dataset, self.batch_size, self.masks, self.keys = dataset, batch_size, masks, keys
+        self.seed, self.rank, self.world_size, self.start_batch = (
+            seed,
+            rank,
+            world_size,
+            start_batch,
+        )
+        self._perm_epoch, self._perm = -1, np.arange(0)
+
+    def __iter__(self):
+        info = get_worker_info()
+        worker, num_workers = (info.id, info.num_workers) if info else (0, 1)
+        # DataLoader takes batches from its workers in turn, so worker w makes batches w, w + W...
+        step = self.start_batch + worker
+        while True:
+            yield self.batch(step)
+            step += num_workers
+
+    def batch(self, step: int) -> dict[str, torch.Tensor]:
+        first = (step * self.world_size + self.rank) * self.batch_size
+        return default_collate([self.sample(p) for p in range(first, first + self.batch_size)])
+
+    def sample(self, position: int) -> dict[str, Any]:
+        epoch, k = divmod(position, len(self.dataset))
+        if epoch != self._perm_epoch:
+            self._perm = numpy_rng(self.seed, epoch).permutation(len(self.dataset))
+            self._perm_epoch = epoch
+        # Crops and flips draw from torch's RNG: seed it per sample, and leave the caller's alone.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seed(self.seed, position) & 0x7FFF_FFFF)  # 31 bits, as ever
+            item = self.dataset[int(self._perm[k])]
+        item = {key: item[key] for key in self.keys if key in item}
+        if self.masks is not None:
+            item[B.MASK] = self.masks(numpy_rng(self.seed, 1, position))
+        return item
+
+
+class FixedMaskDataset(Dataset):
+    """Validation samples with a mask FIXED per sample (seeded by its index), so that numbers
+    compare across epochs and runs."""
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        masks: RandomMaskGenerator | MaskFolder | None,
+        keys: tuple[str, ...],
+        seed: int = 0,
+    ):
+        self.dataset, self.masks, self.keys, self.seed = dataset, masks, keys, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        item = self.dataset[i]
+        item = {key: item[key] for key in self.keys if key in item}
+        if isinstance(self.masks, MaskFolder):
+            item[B.MASK] = self.masks[i % len(self.masks)]
+        elif self.masks is not None:
+            item[B.MASK] = self.masks.sample(self.seed * 1_000_003 + int(item[B.INDEX]))
+        return item
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """Loader workers leave Ctrl-C and SIGTERM to the main process: a terminal, `timeout` or
+    SLURM signals the whole process group, and a worker that died of it would turn the graceful
+    stop (finish the iteration, save last.ckpt) into a crash. The main process ends them."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+class StreamDataModule(L.LightningDataModule):
+    """The shared machinery of every i2i datamodule: the deterministic training stream, the fixed
+    validation set and the loaders. A subclass says which keys its task needs and builds its
+    train and validation datasets (map-style, returning dicts of the batch contract); tasks with
+    masks also give the mask sources."""
+
+    keys: tuple[str, ...] = (B.IMAGE, B.INDEX)
+    #: Batches of `batch_size` per training step, set from the task (see the module doc).
+    batches_per_step: int | None = None
+
+    def __init__(self, batch_size: int, val_batch_size: int, num_workers: int, seed: int):
+        super().__init__()
+        self.batch_size, self.val_batch_size = batch_size, val_batch_size
+        self.num_workers, self.seed = num_workers, seed
+        self.train_dataset: Dataset | None = None
+        self.val_dataset: Dataset | None = None
+
+    # ---- what a subclass provides ------------------------------------------------------------
+
+    def build_datasets(self) -> tuple[Dataset, Dataset]:
+        """(train, val) map-style datasets of batch-contract dicts."""
+        raise NotImplementedError
+
+    def train_masks(self) -> MaskSource | None:
+        return None
+
+    def val_masks(self) -> RandomMaskGenerator | MaskFolder | None:
+        return None
+
+    # ---- the machinery ----------------------------------------------------------------------
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_dataset is not None:
+            return
+        train, val = self.build_datasets()
+        if scan_enabled():
+            check_files((train, val), type(self).__name__)
+        self.train_dataset = train
+        self.val_dataset = FixedMaskDataset(val, self.val_masks(), self.keys, seed=self.seed)
+
+    def _batches_per_step(self) -> int:
+        if self.batches_per_step is not None:
+            return self.batches_per_step
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        return int(getattr(module, "batches_per_step", 1))
+
+    def _start_batch(self) -> int:
+        # A resumed run has restored the task's iteration counter before loaders are built.
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        return int(getattr(module, "iteration", 0))
+
+    def train_dataloader(self) -> DataLoader:
+        trainer = self.trainer
+        stream = TrainStream(
+            self.train_dataset, self._batches_per_step() * self.batch_size, self.train_masks(),
+            self.keys, seed=self.seed,
+            rank=trainer.global_rank if trainer else 0,
+            world_size=trainer.world_size if trainer else 1,
+            start_batch=self._start_batch(),
+        )  # fmt: skip
+        return self._loader(stream, batch_size=None)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_dataset, batch_size=self.val_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self.val_dataloader()
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.val_dataloader()
+
+    def _loader(self, dataset: Dataset, batch_size: int | None) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            # Its own generator: building a loader must not consume the global RNG, or a resumed
+            # run would draw different latents than an uninterrupted one.
+            generator=torch.Generator().manual_seed(self.seed),
+            worker_init_fn=ignore_stop_signals if self.num_workers > 0 else None,
+        )
+
+    def sample_batch(self, n: int) -> dict[str, torch.Tensor]:
+        """The first n validation samples, collated: the fixed batch of the sample grids."""
+        if self.val_dataset is None:
+            self.setup("validate")
+        return default_collate([self.val_dataset[i] for i in range(min(n, len(self.val_dataset)))])
+
+
+def check_files(datasets: tuple[Dataset, ...], where: str) -> None:
+    """Run the setup check (`scan`) of each dataset that has one and raise ONE error listing
+    every problem (see :mod:`i2i.data.scan`); a Subset checks only its samples."""
+    findings = Findings()
+    for ds in datasets:
+        indices = None
+        if isinstance(ds, Subset):
+            ds, indices = ds.dataset, list(ds.indices)
+        if hasattr(ds, "scan"):
+            ds.scan(findings, indices)
+    if findings:
+        error = CorruptImageError if findings.corrupt_only else ValueError
+        raise error(findings.message(where))
