@@ -18,16 +18,11 @@ from i2i.dip import deep_image_prior
 from i2i.networks import HourglassNetwork
 from tests.conftest import shared_data
 
+# Tiny tensors: on a busy 2-core machine, more threads than free cores mostly wait.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 REPO = Path(__file__).resolve().parents[1]
 SMALL = {"channels": 16, "levels": 3, "skip_channels": 4}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small convolutions: threads only add overhead
-    yield
-    torch.set_num_threads(threads)
 
 
 def smooth_image(h: int = 32, w: int = 32) -> torch.Tensor:

@@ -19,16 +19,11 @@ from i2i.data import batch
 from i2i.data.datamodules import InpaintingDataModule
 from i2i.data.datasets import CorruptImageError
 
+# Tiny tensors: on a busy 2-core machine, more threads than free cores mostly wait.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 REPO = Path(__file__).resolve().parents[2]
 LOADER = dict(batch_size=1, val_batch_size=2, num_workers=0)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _image(path: Path, h: int, w: int, seed: int = 0, **save) -> Path:

@@ -26,15 +26,8 @@ from i2i.data.paired import (
 )
 from tests.conftest import shared_data
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Per-sample tensors are tiny: on a busy 2-core machine, 2 intra-op threads spend more time
-    # waiting for each other than computing (loader workers run single-threaded anyway).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny tensors: on a busy 2-core machine, more threads than free cores mostly wait.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 BOX = (20, 8, 44, 32)  # square rows [20, 44), cols [8, 32) of a 64x64 half: off-centre

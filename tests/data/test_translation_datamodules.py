@@ -23,16 +23,10 @@ from i2i.data.translation import (
 )
 from tests.conftest import shared_data
 
+# Tiny tensors: on a busy 2-core machine, more threads than free cores mostly wait.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 RES = 32
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny per-sample tensors: on a busy 2-core machine 2 intra-op threads mostly wait.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _pair(seed: int, size: int = 64) -> tuple[Image.Image, Image.Image]:

@@ -20,6 +20,9 @@ from i2i.networks import PatchDiscriminator, ResnetGenerator
 from i2i.tasks import CycleGANTask, ImagePool, ImageTask
 from tests.helpers import TinyFeatures
 
+# Tiny tensors: on a busy 2-core machine, more threads than free cores mostly wait.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 REPO = Path(__file__).resolve().parents[2]
 DEMO = str(REPO / "configs" / "cyclegan_demo.yaml")
 CONFIGS = sorted((REPO / "configs").glob("cyclegan_*.yaml"))
@@ -75,16 +78,6 @@ def tiny_cli_args(root: Path, *extra: str) -> list[str]:
         "--samples.num_samples=2",
         *extra,
     ]  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: these networks are tiny, and on a busy machine more threads than free
-    cores make them many times slower (the threads wait for each other)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # ---- the image pool ---------------------------------------------------------------------

@@ -14,17 +14,12 @@ from i2i.losses import PerceptualLoss, kl_to_standard_normal
 from i2i.networks.vae import ConvVAE
 from i2i.tasks.vae import VAEInpaintingTask
 
+# Tiny tensors: on a busy 2-core machine, more threads than free cores mostly wait.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 REPO = Path(__file__).resolve().parents[2]
 VAE_DEMO = str(REPO / "configs" / "vae_demo.yaml")
 TINY = {"img_resolution": 32, "in_channels": 3, "z_dim": 16, "width": 8, "max_width": 32}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny convolutions: threads only add overhead
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_kl_of_known_gaussians():
