@@ -149,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--val-batches", type=int, default=8, help="validation batches per system")
     parser.add_argument("--out", default=None, help="folder for compare.json / compare.md")
     args = parser.parse_args(argv)
+    # run_cli gets its own arguments while sys.argv holds `compare ...`: intended here.
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
     names = args.configs or [n for n in DEMO_CONFIGS if (REPO_CONFIGS / f"{n}.yaml").is_file()]
     missing = [n for n in names if not (REPO_CONFIGS / f"{n}.yaml").is_file()]
     if missing:
