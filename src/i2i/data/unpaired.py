@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
-from torch.utils.data import DataLoader, Dataset, IterableDataset, default_collate, get_worker_info
+from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import InterpolationMode
 
 from i2i.data import batch as B
@@ -50,7 +50,7 @@ from i2i.data.datasets import (
 )
 from i2i.data.download import CYCLEGAN_DATASETS, ensure_cyclegan
 from i2i.data.scan import Findings
-from i2i.data.stream import StreamDataModule
+from i2i.data.stream import StreamDataModule, TrainStream
 from i2i.seeding import derive_seed, numpy_rng
 
 CROPS = ("random", "center")
@@ -135,8 +135,9 @@ class ShapesDomain(Dataset):
         return item[B.EDGES].expand(3, -1, -1).contiguous()
 
 
-class UnpairedTrainStream(IterableDataset):
-    """An endless stream of collated unpaired batches for one process (see the module doc)."""
+class UnpairedTrainStream(TrainStream):
+    """An endless stream of collated unpaired batches for one process (see the module doc): the
+    training stream's batching and worker split, with two domains drawn independently."""
 
     def __init__(
         self,
@@ -151,18 +152,6 @@ class UnpairedTrainStream(IterableDataset):
         self.domains, self.batch_size, self.seed = (domain_a, domain_b), batch_size, seed
         self.rank, self.world_size, self.start_batch = rank, world_size, start_batch
         self._perms: list[tuple[int, np.ndarray]] = [(-1, np.arange(0)), (-1, np.arange(0))]
-
-    def __iter__(self):
-        info = get_worker_info()
-        worker, num_workers = (info.id, info.num_workers) if info else (0, 1)
-        step = self.start_batch + worker
-        while True:
-            yield self.batch(step)
-            step += num_workers
-
-    def batch(self, step: int) -> dict[str, torch.Tensor]:
-        first = (step * self.world_size + self.rank) * self.batch_size
-        return default_collate([self.sample(p) for p in range(first, first + self.batch_size)])
 
     def index(self, domain: int, position: int) -> int:
         """The image of `domain` (0: A, 1: B) at stream position `position`."""
