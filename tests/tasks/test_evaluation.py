@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections import Counter
@@ -19,6 +18,7 @@ from i2i.cli import run_cli
 from i2i.data import batch as B
 from i2i.data.masks import RandomMaskGenerator, mask_hole_ratio
 from i2i.metrics import InceptionDiscriminativeScore, frechet_distance
+from tests import clirun
 from tests.helpers import TinyFeatures
 from tests.tasks.test_training import REPO, TINY
 
@@ -255,13 +255,7 @@ def test_ddp_test_gathers_every_rank(tmp_path):
             f"--metrics.fid_stats_dir={one / 'stats'}",
         ]
     )
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("MASTER_PORT", "LOCAL_RANK", "MASTER_ADDR", "WORLD_SIZE", "RANK")
-    }
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    env["WANDB_MODE"] = "disabled"
+    env = clirun.env()  # no inherited DDP variables, W&B off, tests.helpers importable
     two = tmp_path / "two"
     cmd = [
         sys.executable,

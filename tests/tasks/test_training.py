@@ -20,6 +20,7 @@ from i2i.cli import I2ICLI, main
 from i2i.cli import run_cli as run_i2i
 from i2i.networks import CoModDiscriminator, CoModGenerator
 from i2i.tasks import CoModGANTask, ImageTask
+from tests import clirun
 from tests.conftest import TINY_D, TINY_G
 
 REPO = Path(__file__).resolve().parents[2]
@@ -216,13 +217,7 @@ def test_wandb_is_offline_and_never_prompts(tmp_path, monkeypatch):
 
 
 def test_ddp_two_processes_keep_g_ema_and_w_avg_identical(tmp_path):
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("MASTER_PORT", "LOCAL_RANK", "MASTER_ADDR", "WORLD_SIZE", "RANK")
-    }
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    env["WANDB_MODE"] = "disabled"
+    env = clirun.env()  # no inherited DDP variables, W&B off, tests.helpers importable
     out = tmp_path / "digests"
     cmd = [
         sys.executable,

@@ -469,12 +469,7 @@ class GANMetrics(Callback):
             "world_size": trainer.world_size,
         }
         if dm is not None and hasattr(dm, "hparams"):
-            protocol["data"] = {
-                k: v
-                for k, v in dict(dm.hparams).items()
-                if isinstance(v, str | int | float | bool | list | tuple | None)
-            }
-            protocol["data"]["class"] = type(dm).__name__
+            protocol["data"] = data_protocol(dm)
         self.results = {"results": results, "buckets": {}, "protocol": protocol}
         if trainer.is_global_zero:
             path = Path(trainer.default_root_dir) / self.output
@@ -545,12 +540,7 @@ class GANMetrics(Callback):
             "world_size": trainer.world_size,
         }
         if dm is not None and hasattr(dm, "hparams"):
-            protocol["data"] = {
-                k: v
-                for k, v in dict(dm.hparams).items()
-                if isinstance(v, str | int | float | bool | list | tuple | None)
-            }
-            protocol["data"]["class"] = type(dm).__name__
+            protocol["data"] = data_protocol(dm)
         if self._is_inpainting(pl_module):
             masks = getattr(getattr(dm, "val_dataset", None), "masks", None)
             protocol["masks"] = (
@@ -614,6 +604,14 @@ class GANMetrics(Callback):
         for logger in trainer.loggers:
             if hasattr(logger, "log_table"):  # WandbLogger
                 logger.log_table(key="test/buckets", columns=columns, data=rows)
+
+
+def data_protocol(dm: L.LightningDataModule) -> dict:
+    """The datamodule's plain settings and class, for the protocol of a JSON result."""
+    plain = str | int | float | bool | list | tuple | None
+    data = {k: v for k, v in dict(dm.hparams).items() if isinstance(v, plain)}
+    data["class"] = type(dm).__name__
+    return data
 
 
 def _synced_count(metric: InceptionDiscriminativeScore, trainer: L.Trainer) -> int:

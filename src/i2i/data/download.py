@@ -178,14 +178,7 @@ def ensure_pix2pix(
             2.2 * info.approx_size_gb,
         )
     log.info("Downloading %s (~%.1f GB) from %s into %s", name, info.approx_size_gb, url, root)
-    download_and_extract(
-        url, root, f"{name}.tar.gz", sha256=info.sha256, keep_archive=False, layout_hint=layout
-    )
-    if not _has_splits(folder):
-        raise ArchiveError(
-            f"The archive from {url} was extracted into {root} but {folder}/train/ and "
-            f"{folder}/val/ are missing; check {root} and place the folders by hand ({layout})."
-        )
+    _fetch(url, root, f"{name}.tar.gz", info.sha256, layout, folder, ("train", "val"))
     return folder
 
 
@@ -246,15 +239,27 @@ def ensure_cyclegan(
             "verified and extracted); or set download=True to fetch it."
         )
     log.info("Downloading %s (~%.0f MB) from %s into %s", name, info.approx_size_mb, url, root)
-    download_and_extract(
-        url, root, f"{name}.zip", sha256=info.sha256, keep_archive=False, layout_hint=layout
-    )
-    if not _has_cyclegan_splits(folder):
-        raise ArchiveError(
-            f"The archive from {url} was extracted into {root} but {folder} lacks some of "
-            f"{', '.join(CYCLEGAN_SPLITS)}; check {root} and place the folders by hand ({layout})."
-        )
+    _fetch(url, root, f"{name}.zip", info.sha256, layout, folder, CYCLEGAN_SPLITS)
     return folder
+
+
+def _fetch(
+    url: str,
+    root: Path,
+    filename: str,
+    sha256: str | None,
+    layout: str,
+    folder: Path,
+    splits: tuple[str, ...],
+) -> None:
+    """Download and extract one dataset archive, then check that its split folders are there."""
+    download_and_extract(url, root, filename, sha256=sha256, keep_archive=False, layout_hint=layout)
+    missing = [f"{split}/" for split in splits if not (folder / split).is_dir()]
+    if missing:
+        raise ArchiveError(
+            f"The archive from {url} was extracted into {root} but {folder} lacks "
+            f"{', '.join(missing)}; check {root} and place the folders by hand ({layout})."
+        )
 
 
 def _has_cyclegan_splits(folder: Path) -> bool:
