@@ -123,3 +123,15 @@ def test_a_gpu_config_on_a_cpu_machine_says_what_to_change(tmp_path):
     last = text.strip().splitlines()[-1]
     assert "configs/edges2shoes.yaml asks for accelerator gpu x 8 devices" in last
     assert "--trainer.accelerator=cpu --trainer.devices=1" in last
+
+
+def test_the_default_progress_bar_counts_iterations_even_with_rich_installed(tmp_path):
+    # gradio pulls in rich, and Lightning then defaults to its Rich bar, which counts batches.
+    from i2i.callbacks import IterationProgressBar
+    from i2i.cli import run_cli
+
+    args = ["--model.init_args.max_iterations=1", "--trainer.enable_progress_bar=true"]
+    cli = run_cli(fit_args(tmp_path, *args, "--trainer.logger=false"))
+    bars = [c for c in cli.trainer.callbacks if "ProgressBar" in type(c).__name__]
+    assert [type(b) for b in bars] == [IterationProgressBar]
+    assert cli.trainer.progress_bar_callback is bars[0]

@@ -41,7 +41,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_only
 
@@ -397,9 +397,11 @@ class I2ICLI(LightningCLI):
         if self.subcommand is not None and rank_zero_only.rank == 0:
             self.preflight()
         trainer = super().instantiate_trainer(**kwargs)
-        for callback in trainer.callbacks:
-            if type(callback) is TQDMProgressBar:  # Lightning's default bar: count iterations
-                callback.__class__ = IterationProgressBar
+        # Lightning's default bar (Rich when rich is installed, as gradio pulls it in) becomes
+        # ours, which counts iterations; a bar the user configured is kept.
+        for i, callback in enumerate(trainer.callbacks):
+            if type(callback) in (TQDMProgressBar, RichProgressBar):
+                trainer.callbacks[i] = IterationProgressBar()
         trainer.callbacks.append(RunRecord(self.model_config()))
         return trainer
 
