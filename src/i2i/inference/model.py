@@ -1,0 +1,485 @@
+"""A trained model for inference: one object, whatever file it came from.
+
+`load_model(path)` reads
+- a Lightning checkpoint (`.ckpt`) of any i2i task, built from the model config that `i2i fit`
+  records in it (`RunRecord`, key "i2i") or, for older checkpoints, from the run's `config.yaml`;
+- the project's own model file: `<name>.safetensors` (the sampling network's state dict: G_ema
+  for CoModGAN) beside `<name>.json`, a small model card (see `write_model`);
+- an exported `.onnx` file (`i2i.inference.onnx_backend`).
+and returns an `InferenceModel`: the task's own condition, sampling and composite over the
+sampling network, so inference needs neither a config nor Lightning's trainer.
+
+Only what sampling needs is built: the card keeps the task class and its arguments without the
+optimizers and the discriminator (a training-only network), and the task is constructed with a
+placeholder in the discriminator's place (see `NoDiscriminator`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+import i2i
+from i2i.resolution import as_hw
+
+FORMAT = "i2i-model"
+FORMAT_VERSION = 1
+KINDS = ("inpainting", "edges", "labels")
+WEIGHTS_SUFFIX, CARD_SUFFIX = ".safetensors", ".json"
+# Constructor arguments that only training uses: left out of the card, and not built for
+# inference (a discriminator gets a placeholder, the others keep their defaults).
+TRAINING_ONLY = ("optimizer", "discriminator", "perceptual")
+
+
+class ModelFileError(ValueError):
+    """A model file that cannot be used; the message names the file and the fix."""
+
+
+class NoDiscriminator(nn.Module):
+    """Stands in for the discriminator of a task built for inference: tasks take one in their
+    constructor, sampling never calls it, and building (and storing) the real one would cost
+    memory and a second network's arguments in every model card."""
+
+    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        raise RuntimeError(
+            "this task was built for inference (i2i.inference.model.load_model): it has no "
+            "discriminator; train from the Lightning checkpoint and its config instead"
+        )
+
+
+# ---- the card ------------------------------------------------------------------------------
+
+
+def _base(path: str | Path) -> Path:
+    """`x`, `x.json` and `x.safetensors` all name the model `x`."""
+    path = Path(path)
+    return path.with_suffix("") if path.suffix in (WEIGHTS_SUFFIX, CARD_SUFFIX) else path
+
+
+def _beside(base: Path, suffix: str) -> Path:
+    return base.parent / (base.name + suffix)  # not with_suffix: "model.v2" keeps its ".v2"
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def inference_init_args(init_args: dict) -> dict:
+    """A task's constructor arguments without what only training uses (optimizers, the
+    discriminator, a perceptual loss network), as plain JSON data."""
+    kept = {k: v for k, v in init_args.items() if not k.startswith(TRAINING_ONLY)}
+    return json.loads(json.dumps(kept))
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.parent / f".{path.name}.tmp{os.getpid()}"
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_model(
+    path: str | Path,
+    *,
+    task_class_path: str,  # e.g. "i2i.tasks.InpaintingTask"
+    task_init_args: dict,  # its constructor arguments, networks as {class_path, init_args}
+    network_state: dict[str, torch.Tensor],  # the sampling network's state dict (G_ema)
+    resolution: tuple[int, int] | int,  # (H, W) the model runs at
+    kind: str,  # "inpainting" | "edges" | "labels"
+    kimg: float | None = None,  # thousands of training images seen (None: unknown)
+    metrics: dict | None = None,  # e.g. {"val/p_ids": 0.1}
+    source: str = "",  # where the weights come from: a checkpoint, a published file
+) -> Path:
+    """Write `<path>.safetensors` (the weights) and `<path>.json` (the card) beside it; `path`
+    may carry either suffix or none. Returns the card's path. Both files are replaced
+    atomically, the weights first, so a card always describes complete weights."""
+    from safetensors.torch import save_file  # a heavy import only where files are written
+
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    base = _base(path)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    weights, card_path = _beside(base, WEIGHTS_SUFFIX), _beside(base, CARD_SUFFIX)
+    # clone: safetensors refuses tensors that share storage (views of one buffer).
+    tensors = {k: v.detach().cpu().clone().contiguous() for k, v in network_state.items()}
+    _atomic_write(weights, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
+    card = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "task": {"class_path": task_class_path, "init_args": inference_init_args(task_init_args)},
+        "resolution": list(as_hw(resolution)),
+        "kind": kind,
+        "kimg": None if kimg is None else float(kimg),
+        "metrics": {k: float(v) for k, v in (metrics or {}).items()},
+        "source": source,
+        "i2i_version": i2i.__version__,
+        "weights": {"file": weights.name, "sha256": sha256_of(weights)},
+    }
+    text = json.dumps(card, indent=2) + "\n"
+    _atomic_write(card_path, lambda tmp: tmp.write_text(text))
+    return card_path
+
+
+def read_card(path: str | Path) -> dict:
+    """The card of a model file pair, checked for its format (not yet the weights)."""
+    card_path = _beside(_base(path), CARD_SUFFIX)
+    if not card_path.is_file():
+        raise FileNotFoundError(
+            f"no model card {card_path}: an i2i model is a .safetensors file with its .json "
+            "card beside it (write both with i2i.inference.model.write_model or save_model)"
+        )
+    try:
+        card = json.loads(card_path.read_text())
+    except (OSError, ValueError) as e:
+        raise ModelFileError(f"cannot read the model card {card_path}: {e}") from e
+    if not isinstance(card, dict) or card.get("format") != FORMAT:
+        raise ModelFileError(
+            f'{card_path} is not an i2i model card (no "format": "{FORMAT}"): write it with '
+            "i2i.inference.model.write_model"
+        )
+    if int(card.get("format_version", 0)) > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{card_path} has format_version {card['format_version']}; this i2i reads up to "
+            f"{FORMAT_VERSION}: update i2i"
+        )
+    missing = [k for k in ("task", "resolution", "kind", "weights") if k not in card]
+    if missing:
+        raise ModelFileError(f"the model card {card_path} lacks {', '.join(missing)}")
+    return card
+
+
+# ---- building the task ---------------------------------------------------------------------
+
+
+def _import(class_path: str) -> Any:
+    module, _, name = class_path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise ModelFileError(f"cannot import {class_path!r} named by the model: {e}") from e
+
+
+def instantiate(value: Any) -> Any:
+    """{class_path, init_args} dicts (LightningCLI's form) -> objects, recursively."""
+    if isinstance(value, dict) and "class_path" in value:
+        args = {k: instantiate(v) for k, v in (value.get("init_args") or {}).items()}
+        return _import(value["class_path"])(**args)
+    if isinstance(value, dict):
+        return {k: instantiate(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [instantiate(v) for v in value]
+    return value
+
+
+def _constructor_parameters(cls: type) -> list[str]:
+    """The constructor arguments a class accepts, following **kwargs up its bases."""
+    names: list[str] = []
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        params = inspect.signature(vars(klass)["__init__"]).parameters.values()
+        names += [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            break
+    return names
+
+
+def build_task(class_path: str, init_args: dict) -> nn.Module:
+    """The task for inference: its arguments without the training-only ones, a placeholder
+    for the discriminator (see `NoDiscriminator`)."""
+    cls = _import(class_path)
+    args = {k: instantiate(v) for k, v in inference_init_args(init_args).items()}
+    for name in _constructor_parameters(cls):
+        if name.startswith("discriminator") and name not in args:
+            args[name] = NoDiscriminator()
+    return cls(**args)
+
+
+def task_kind(task: nn.Module) -> str:
+    from i2i.tasks import EdgesToPhoto, Inpainting, LabelsToPhoto
+
+    kinds = ((Inpainting, "inpainting"), (EdgesToPhoto, "edges"), (LabelsToPhoto, "labels"))
+    for mixin, kind in kinds:
+        if isinstance(task, mixin):
+            return kind
+    raise ModelFileError(
+        f"{type(task).__name__} is neither inpainting nor edges/labels -> photo: i2i's file "
+        "commands do not serve it"
+    )
+
+
+def _sampling_prefix(task: nn.Module) -> str:
+    """The state-dict prefix of the task's sampling network ("generator_ema" for CoModGAN)."""
+    for name, module in task.named_children():
+        if module is task.sampling_network:
+            return name
+    raise ModelFileError(f"{type(task).__name__}'s sampling network is not one of its children")
+
+
+def _load_state(network: nn.Module, state: dict, where: Path, fix: str) -> None:
+    try:
+        network.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        raise ModelFileError(
+            f"the weights in {where} do not fit the network the model describes "
+            f"({' '.join(first[1:3]).strip() or first[0]}): {fix}"
+        ) from e
+
+
+# ---- the model -----------------------------------------------------------------------------
+
+
+class InferenceModel:
+    """A task ready to sample: `model(batch, z)` or `model.sample(batch, seed=...)` on batches
+    of the batch contract (`i2i.data.batch`) at `resolution`; outputs in [-1, 1]."""
+
+    def __init__(self, task: nn.Module, card: dict, device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
+        self.task = task.to(self.device).eval().requires_grad_(False)
+        self.card = card
+        self.kind: str = card["kind"]
+        self.resolution: tuple[int, int] = as_hw(card["resolution"])
+        net = task.sampling_network
+        self.z_dim: int | None = getattr(net, "z_dim", None)
+        self.has_latent = self.z_dim is not None and getattr(net, "mapping", True) is not None
+        self.num_classes: int | None = getattr(task, "num_classes", None)
+        self.cond_channels: int | None = getattr(task, "cond_channels", None) or getattr(
+            net, "cond_channels", None
+        )
+
+    def __repr__(self) -> str:
+        h, w = self.resolution
+        return (
+            f"InferenceModel({self.card['task']['class_path']}, {self.kind}, {h}x{w}, "
+            f"device={self.device}, source={self.card.get('source') or '-'})"
+        )
+
+    def _on_device(self, batch: dict) -> dict:
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        batch: dict,
+        z: torch.Tensor | None = None,
+        truncation_psi: float = 1.0,
+        noise_mode: str = "const",
+    ) -> torch.Tensor:
+        """The task's output for a batch and latents z (N, z_dim): its condition, the sampling
+        network, its composite (inpainting keeps the known pixels). Other randomness (CoModGAN's
+        dropout on g) draws from torch's global RNG: seed it, or use `sample`."""
+        batch = self.task.prepare(self._on_device(batch))
+        if not self.has_latent:
+            return self.task.generate(self.task.sampling_network, batch)
+        if z is None:
+            raise ValueError(f"this model takes latents: pass z of shape (N, {self.z_dim})")
+        return self.task.generate(
+            self.task.sampling_network,
+            batch,
+            z.to(self.device),
+            truncation_psi=truncation_psi,
+            noise_mode=noise_mode,
+        )
+
+    def sample(
+        self, batch: dict, *, seed: int = 0, variant: int = 0, truncation_psi: float | None = None
+    ) -> torch.Tensor:
+        """The task's own seeded sampling (`ImageTask.sample`, what `i2i predict` returns) with
+        `eval_seed = seed`: z of the sample with dataset index i is drawn from
+        derive_seed(seed, i, variant), the rest of the randomness (noise, dropout) from
+        derive_seed(seed, first index of the batch, variant). Needs batch["index"]."""
+        hp = self.task.hparams
+        overrides: dict[str, Any] = {"eval_seed": int(seed)}
+        if truncation_psi is not None and "truncation_psi_eval" in hp:
+            overrides["truncation_psi_eval"] = float(truncation_psi)
+        saved = {k: hp[k] for k in overrides}
+        hp.update(overrides)
+        try:
+            return self.task.sample(self._on_device(batch), variant)
+        finally:
+            hp.update(saved)
+
+    def placeholder_image(self, n: int) -> torch.Tensor:
+        """The batch's "image" where there is no photo (translation): tasks read its dtype."""
+        return torch.zeros(n, 3, *self.resolution)
+
+
+# ---- loading ------------------------------------------------------------------------------
+
+
+def _run_config(ckpt: Path) -> dict | None:
+    """The model section of the run's config.yaml (the run folder holds checkpoints/)."""
+    for folder in (ckpt.parent.parent, ckpt.parent):
+        config = folder / "config.yaml"
+        if config.is_file():
+            model = (yaml.safe_load(config.read_text()) or {}).get("model")
+            if isinstance(model, dict) and "class_path" in model:
+                return model
+    return None
+
+
+def load_task(path: str | Path) -> tuple[nn.Module, dict]:
+    """(the inference task with its sampling network's trained weights, its card) from a
+    Lightning checkpoint of an i2i run."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}: give the path of a .ckpt file")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # torch raises many types on a truncated or foreign file
+        raise ModelFileError(
+            f"the checkpoint {path} cannot be loaded ({type(e).__name__}: {e}); it is damaged "
+            "or not a checkpoint: use another one of the run (e.g. checkpoints/last.ckpt)"
+        ) from e
+    config = (checkpoint.get("i2i") or {}).get("model") or _run_config(path)
+    if not config:
+        raise ModelFileError(
+            f"{path} records no model config (it was not written by `i2i fit`) and no "
+            f"config.yaml lies in {path.parent.parent}: place the run's config.yaml there"
+        )
+    task = build_task(config["class_path"], config.get("init_args") or {})
+    prefix = _sampling_prefix(task) + "."
+    state = checkpoint.get("state_dict") or {}
+    network_state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    _load_state(
+        task.sampling_network,
+        network_state,
+        path,
+        "the checkpoint and its recorded config disagree; use the run's own config.yaml",
+    )
+    hp = checkpoint.get("datamodule_hyper_parameters") or {}
+    resolution = hp.get("resolution") or getattr(task.sampling_network, "img_resolution", None)
+    if resolution is None:
+        raise ModelFileError(f"{path} records no resolution (no datamodule hyperparameters)")
+    images = state.get("images_seen")
+    card = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "task": {
+            "class_path": config["class_path"],
+            "init_args": inference_init_args(config.get("init_args") or {}),
+        },
+        "resolution": list(as_hw(resolution)),
+        "kind": task_kind(task),
+        "kimg": None if images is None else int(images) / 1000,
+        "metrics": {},
+        "source": str(path),
+        "i2i_version": i2i.__version__,
+    }
+    task.i2i_card = card  # what save_model writes
+    return task, card
+
+
+def save_model(
+    task: nn.Module | InferenceModel, path: str | Path, metrics: dict | None = None
+) -> Path:
+    """Write the model file pair of a trained task (from `load_task`) or an InferenceModel
+    (from `load_model`); returns the card's path."""
+    card = task.card if isinstance(task, InferenceModel) else getattr(task, "i2i_card", None)
+    task = task.task if isinstance(task, InferenceModel) else task
+    if card is None:
+        raise ValueError(
+            f"{type(task).__name__} carries no model card (its networks' arguments): load it "
+            "with i2i.inference.model.load_task(ckpt) or load_model(ckpt), or call write_model"
+        )
+    return write_model(
+        path,
+        task_class_path=card["task"]["class_path"],
+        task_init_args=card["task"]["init_args"],
+        network_state=task.sampling_network.state_dict(),
+        resolution=tuple(card["resolution"]),
+        kind=card["kind"],
+        kimg=card.get("kimg"),
+        metrics={**card.get("metrics", {}), **(metrics or {})},
+        source=card.get("source", ""),
+    )
+
+
+def _load_pair(path: Path) -> tuple[nn.Module, dict]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    card = read_card(path)
+    base = _base(path)
+    weights = base.parent / card["weights"].get("file", base.name + WEIGHTS_SUFFIX)
+    if not weights.is_file():
+        raise FileNotFoundError(
+            f"the model card {_beside(base, CARD_SUFFIX)} names the weights {weights}, which do "
+            f"not exist: place {weights.name} beside the card"
+        )
+    expected = card["weights"].get("sha256")
+    actual = sha256_of(weights)
+    if expected and actual != expected:
+        raise ModelFileError(
+            f"{weights} has SHA-256 {actual}, but its card {_beside(base, CARD_SUFFIX)} says "
+            f"{expected}: the file is damaged or belongs to another model; copy it again, or "
+            "rewrite both with write_model"
+        )
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError) as e:
+        raise ModelFileError(f"cannot read {weights} as safetensors: {e}") from e
+    task = build_task(card["task"]["class_path"], card["task"].get("init_args") or {})
+    _load_state(task.sampling_network, state, weights, "the card and the weights disagree")
+    task.i2i_card = card
+    return task, card
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> InferenceModel:
+    """A model from a `.ckpt`, a `.safetensors` / `.json` pair (either name, or the name
+    without suffix) or an exported `.onnx` file."""
+    path = Path(path)
+    if path.suffix == ".onnx":
+        try:
+            backend = importlib.import_module("i2i.inference.onnx_backend")
+        except ModuleNotFoundError as e:
+            if e.name != "i2i.inference.onnx_backend":
+                raise
+            raise ModelFileError(
+                f"{path}: this i2i has no ONNX backend (i2i.inference.onnx_backend); load the "
+                ".ckpt or .safetensors model instead"
+            ) from e
+        return backend.load_onnx(path, device)
+    if path.suffix == ".ckpt":
+        task, card = load_task(path)
+    elif path.suffix in (WEIGHTS_SUFFIX, CARD_SUFFIX, "") or not path.exists():
+        if not _beside(_base(path), CARD_SUFFIX).exists() and not path.exists():
+            raise FileNotFoundError(
+                f"no model at {path}: give a .ckpt, a .safetensors file with its .json card "
+                "beside it, or an .onnx file"
+            )
+        task, card = _load_pair(path)
+    else:
+        raise ModelFileError(
+            f"{path}: unknown model file type {path.suffix!r}; give a .ckpt, a .safetensors "
+            "file with its .json card, or an .onnx file"
+        )
+    return InferenceModel(task, card, device)
+
+
+__all__ = [
+    "InferenceModel",
+    "ModelFileError",
+    "NoDiscriminator",
+    "load_model",
+    "load_task",
+    "read_card",
+    "save_model",
+    "write_model",
+]
