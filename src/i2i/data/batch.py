@@ -12,11 +12,16 @@ batch with a leading batch dimension B. Tasks read batches only through these co
 | "instance_edges" | (1, H, W) | float32 | [-1, 1], +1 on instance boundaries | labels -> photo |
 | "image_a" | (3, H, W) | float32 | [-1, 1], an image of domain A        | unpaired (CycleGAN) |
 | "image_b" | (3, H, W) | float32 | [-1, 1], an image of domain B        | unpaired (CycleGAN) |
+| "attributes" | (A,)   | float32 | {0, 1}: 1 = present, 0 = absent       | VAE attributes  |
 | "index" | scalar int | int64   | the sample's index in its dataset     | fixed val masks |
 
 "edges" has C = 1 (a grey edge map, +1 on the lines: white on black) or C = 3 (the RGB
 condition image as it is in the file, e.g. the black-on-white edges half of a pix2pix file: the
 official CoModGAN condition; the edges datamodules' ``edges_channels: 3``).
+
+"attributes" come from an attribute file (`i2i.data.attributes`, CelebA's
+`list_attr_celeba.txt`: 1 there is 1 here, -1 there is 0 here), one value per attribute name in
+the datamodule's order (`attribute_names`).
 
 After collation "index" is an int64 tensor of shape (B,).
 
@@ -49,11 +54,12 @@ LABEL = "label"
 INSTANCE_EDGES = "instance_edges"
 IMAGE_A = "image_a"
 IMAGE_B = "image_b"
+ATTRIBUTES = "attributes"
 INDEX = "index"
 OUTPUT = "fake"  # the key of a task's output in its step results (unpaired: A -> B)
 OUTPUT_A = "fake_a"  # unpaired tasks: the B -> A output
 
-KEYS = (IMAGE, MASK, EDGES, LABEL, INSTANCE_EDGES, IMAGE_A, IMAGE_B, INDEX)
+KEYS = (IMAGE, MASK, EDGES, LABEL, INSTANCE_EDGES, IMAGE_A, IMAGE_B, ATTRIBUTES, INDEX)
 EDGES_CHANNELS = (1, 3)
 
 # Float round-off from resizing may overshoot [-1, 1] by a hair; that is not a contract violation.
@@ -127,6 +133,12 @@ def validate_sample(sample: Mapping[str, Any], source: str = "sample") -> None:
         if y.numel() and y.min().item() < 0:
             raise _fail(source, LABEL, f"class ids must be >= 0, got min {y.min().item()}")
         sizes[LABEL] = (int(y.shape[0]), int(y.shape[1]))
+    if ATTRIBUTES in sample:
+        a = sample[ATTRIBUTES]
+        if not isinstance(a, torch.Tensor) or a.dtype != torch.float32 or a.ndim != 1:
+            raise _fail(source, ATTRIBUTES, f"must be a 1-D float32 tensor, got {_describe(a)}")
+        if not ((a == 0) | (a == 1)).all():
+            raise _fail(source, ATTRIBUTES, "values must be 0 (absent) or 1 (present)")
     if INDEX in sample:
         i = sample[INDEX]
         ok = (isinstance(i, int) and not isinstance(i, bool)) or (

@@ -14,6 +14,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from i2i.data import batch as B
+from i2i.data.attributes import (
+    AttributeTable,
+    WithAttributes,
+    find_attributes_file,
+    read_attributes,
+)
 from i2i.data.datasets import (
     FOLDER_SMALL_IMAGES,
     ON_CORRUPT,
@@ -91,6 +98,10 @@ class InpaintingDataModule(StreamDataModule):
         resample: str = "bicubic_antialias",  # or "pil_bilinear", the official dataset tool's
         synthetic_length: int = 4096,  # images in the embedded training set
         resolution_multiple: int | None = None,  # sides: None = powers of two; GLCIC: 4 (160 px)
+        # Per-image attributes in the batch ("attributes", {0, 1}; i2i.data.attributes): true =
+        # every attribute of the file, a list = those names in that order (e.g. [Smiling]).
+        attributes: bool | list[str] = False,
+        attributes_file: str | None = None,  # None: list_attr_celeba.txt next to the images
         seed: int = 0,
     ):
         super().__init__(batch_size, val_batch_size, num_workers, seed)
@@ -121,6 +132,31 @@ class InpaintingDataModule(StreamDataModule):
             self.resolution, tuple(rectangle_sides), rectangle_sides_at
         )
         self._mask_folders: dict[str, MaskFolder] = {}  # checked once per folder
+        if attributes is not False and data_dir is None:
+            raise ValueError(
+                "attributes need image files with an attribute file (data_dir and CelebA's "
+                "list_attr_celeba.txt); the embedded shapes (data_dir: null) have none"
+            )
+        self._attributes: AttributeTable | None = None
+        if attributes is not False:
+            self.keys = (*self.keys, B.ATTRIBUTES)
+
+    def attribute_table(self) -> AttributeTable | None:
+        """The attributes the batches carry (read once), or None without `attributes`."""
+        hp = self.hparams
+        if hp.attributes is False:
+            return None
+        if self._attributes is None:
+            path = hp.attributes_file or find_attributes_file(hp.data_dir)
+            names = None if hp.attributes is True else list(hp.attributes)
+            self._attributes = read_attributes(path).select(names)
+        return self._attributes
+
+    @property
+    def attribute_names(self) -> list[str]:
+        """The attribute of each position of a batch's "attributes" ([] without attributes)."""
+        table = self.attribute_table()
+        return table.names if table is not None else []
 
     def setup(self, stage: str | None = None) -> None:
         super().setup(stage)  # checks the images and the validation masks
@@ -191,12 +227,16 @@ class InpaintingDataModule(StreamDataModule):
             train = ShapesDataset(self.resolution, length=hp.synthetic_length, seed=hp.seed)
             val = ShapesDataset(self.resolution, length=hp.max_val_images or 256, seed=hp.seed + 1)
             return train, val
-        return image_folder_split(
+        train, val = image_folder_split(
             hp.data_dir, self.resolution, hp.val_fraction, hp.max_val_images, hp.seed,
             hflip=hp.hflip, on_corrupt=hp.on_corrupt, small_images=hp.small_images,
             train_crop=hp.train_crop, resize=hp.resize, resample=hp.resample,
             resolution_multiple=hp.resolution_multiple,
         )  # fmt: skip
+        table = self.attribute_table()
+        if table is None:
+            return train, val
+        return WithAttributes(train, table), WithAttributes(val, table)
 
 
 def image_folder_split(

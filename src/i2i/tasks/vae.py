@@ -30,8 +30,6 @@ from i2i.seeding import derive_seed
 from i2i.tasks.base import ImageTask
 from i2i.tasks.inpainting import Inpainting
 
-ATTRIBUTES = "attributes"  # optional (N, attr_dim) per-sample attributes, e.g. CelebA's 40
-
 
 def vae_adam(params: Iterable) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=1e-3)
@@ -69,6 +67,22 @@ class VAEInpaintingTask(Inpainting, ImageTask):
         super().setup(stage)
         if self.perceptual is not None and hasattr(self.perceptual, "load_weights"):
             self.perceptual.load_weights()  # a missing weights file stops before training
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        if datamodule is not None:
+            self.check_attributes(getattr(datamodule, "attribute_names", []))
+
+    def check_attributes(self, names: list[str]) -> None:
+        """The VAE takes as many attributes as the data gives (or none): stop before training."""
+        where = getattr(self.vae, "attributes_in", "none")
+        wanted = getattr(self.vae, "attr_dim", 0) if where != "none" else 0
+        if wanted != len(names):
+            raise ValueError(
+                f"the VAE takes {wanted} attributes (attr_dim, attributes_in: {where!r}) but "
+                f"the data gives {len(names)}"
+                f"{': ' + ', '.join(names) if names else ''}. Set the VAE's attr_dim to "
+                f"{len(names)} and attributes_in, or the data's attributes (true: every attribute "
+                "of list_attr_celeba.txt, or a list of names)"
+            )
 
     def configure_optimizers(self):
         return self.optimizer_factory(self.vae.parameters())
@@ -97,7 +111,7 @@ class VAEInpaintingTask(Inpainting, ImageTask):
         observed = self._observed(batch)
         encoder_input = x if hp.observed == "full" else observed
         recon, mu, logvar = self.vae(
-            encoder_input, self._decoder_condition(observed, batch), batch.get(ATTRIBUTES)
+            encoder_input, self._decoder_condition(observed, batch), batch.get(B.ATTRIBUTES)
         )
         elements = x[0].numel()
         terms = {
@@ -129,7 +143,7 @@ class VAEInpaintingTask(Inpainting, ImageTask):
         mask = batch[B.MASK].to(batch[B.IMAGE].dtype)
         current = self._observed(batch)  # x'_0: the hole is 0
         cond = self._decoder_condition(current, batch)
-        attributes = batch.get(ATTRIBUTES)
+        attributes = batch.get(B.ATTRIBUTES)
         outputs = []
         for _ in range(1 if hp.one_shot else (steps or hp.sampling_steps)):
             mu, logvar = self.vae.encode(current, attributes)
