@@ -42,6 +42,7 @@ import torch
 
 from i2i.networks.comod import CoModDiscriminator, CoModGenerator
 from i2i.weights import tf_pickle
+from i2i.weights.registry import COMODGAN_FILES
 
 Layout = Literal[
     "same",  # copied (biases, noise strengths, constant noise, w_avg)
@@ -65,11 +66,7 @@ GENERATOR_CLASS = "i2i.networks.CoModGenerator"
 DISCRIMINATOR_CLASS = "i2i.networks.CoModDiscriminator"
 
 # The port's published G_ema files, all converted from the official pickles.
-PORT_FILES = (
-    "co-mod-gan-ffhq-9-025000_net_G_ema.pth",
-    "co-mod-gan-ffhq-10-025000_net_G_ema.pth",
-    "co-mod-gan-places2-050000_net_G_ema.pth",
-)
+PORT_FILES = tuple(e.name for e in COMODGAN_FILES if e.name.endswith("_net_G_ema.pth"))
 W_AVG_SAMPLES = 10_000  # z draws whose mean w stands in for the port's missing dlatent_avg
 SEED = 0  # for that draw and the port's missing constant noise: the conversion is deterministic
 

@@ -95,7 +95,78 @@ METRIC_FILES = (
 )
 
 # --- published CoModGAN models (i2i.weights.comodgan) ------------------------------------------
-COMODGAN_FILES: tuple[WeightFile, ...] = ()
+# `i2i convert FILE --out PATH` turns each into an i2i model. The official pickles are shared
+# from the official README's Google Drive folder and the port's G_ema files from the SharePoint
+# links of its download scripts: both need a browser, and no public source gives their sizes or
+# SHA-256 (unchecked here).
+_DRIVE = "https://drive.google.com/file/d/{}/view?usp=sharing"
+_OFFICIAL_HOW = (
+    "by hand from the official Google Drive folder "
+    "(https://drive.google.com/drive/folders/1zSJj1ichgSA-4sECGm-fQ0Ww8aiwpkoO): {}"
+)
+_PORT = (
+    "https://maildluteducn-my.sharepoint.com/:u:/g/personal/zengyu_mail_dlut_edu_cn/{}?download=1"
+)
+_PORT_HOW = "by hand from co-mod-gan-pytorch's SharePoint link (its download/*.sh): {}"
+
+
+def _official(name: str, drive_id: str, use: str) -> WeightFile:
+    url = _DRIVE.format(drive_id)
+    return WeightFile(name, url, f"i2i convert: {use}", how=_OFFICIAL_HOW.format(url))
+
+
+def _port(name: str, link_id: str, use: str) -> WeightFile:
+    url = _PORT.format(link_id)
+    return WeightFile(name, url, f"i2i convert: {use}", how=_PORT_HOW.format(url))
+
+
+COMODGAN_FILES: tuple[WeightFile, ...] = (
+    _official(
+        "co-mod-gan-ffhq-9-025000.pkl",
+        "1b3XxfAmJ9k2vd73j-3nPMr_lvNMQOFGE",
+        "FFHQ 512 inpainting (official G, D, G_ema)",
+    ),
+    _official(
+        "co-mod-gan-ffhq-10-025000.pkl",
+        "1M2dSxlJnCFNM6LblpB2nQCnaimgwaaKu",
+        "FFHQ 1024 inpainting (official G, D, G_ema)",
+    ),
+    _official(
+        "co-mod-gan-places2-050000.pkl",
+        "1dJa3DRWIkx6Ebr8Sc0v1FdvWf6wkd010",
+        "Places2 512 inpainting (official G, D, G_ema)",
+    ),
+    _official(
+        "co-mod-gan-coco-stuff-025000.pkl",
+        "1Ol9_pKMpfIHHwbdE7RFmJcCAzfj8hqxQ",
+        "COCO-Stuff 512 labels -> photo (official G, D, G_ema)",
+    ),
+    _official(
+        "co-mod-gan-edges2shoes-025000.pkl",
+        "155p-_zAtL8RJSsKHAWrRaGxJVzT4NZKg",
+        "edges2shoes 256 edges -> photo (official G, D, G_ema)",
+    ),
+    _official(
+        "co-mod-gan-edges2handbags-025000.pkl",
+        "1nBIQaUs6fXRpEt1cweqQKtWVw5UZAqLi",
+        "edges2handbags 256 edges -> photo (official G, D, G_ema)",
+    ),
+    _port(
+        "co-mod-gan-ffhq-9-025000_net_G_ema.pth",
+        "Ee1YPJG2Y7NDnUjJBf-SipoBBSlbv8QfFy6K7lsiiiiFHg",
+        "FFHQ 512 inpainting (the port's G_ema, converted from the official pickle)",
+    ),
+    _port(
+        "co-mod-gan-ffhq-10-025000_net_G_ema.pth",
+        "EXcZ9OHEFQFAqhe1GQVFZ_4BwWoTvWyDM429gP5XrPAdaQ",
+        "FFHQ 1024 inpainting (the port's G_ema, converted from the official pickle)",
+    ),
+    _port(
+        "co-mod-gan-places2-050000_net_G_ema.pth",
+        "EQG9jJzkFLJDsOWmVJJSoqQB2jRDkXlYt3wnt9Fb9dJDsQ",
+        "Places2 512 inpainting (the port's G_ema, converted from the official pickle)",
+    ),
+)
 
 # --- segmenters for semantic consistency (i2i.metrics.semantic) --------------------------------
 SEGMENTER_FILES: tuple[WeightFile, ...] = ()
