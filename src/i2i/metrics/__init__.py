@@ -4,6 +4,7 @@
 - :func:`fit_linear_svc`: scikit-learn's ``LinearSVC(dual=False)`` reproduced in torch.
 - :func:`inception_feature_extractor`: the 2048-d pool3 features, loaded offline.
 - :func:`reference_statistics`: FID statistics of a dataset, split across processes, cached on disk.
+- :class:`SemanticConsistency`: mIoU / pixel accuracy of a segmenter on outputs (labels -> photo).
 """
 
 from i2i.metrics.features import (
@@ -15,6 +16,7 @@ from i2i.metrics.features import (
 )
 from i2i.metrics.fid_stats import FeatureStats, reference_statistics
 from i2i.metrics.ids import InceptionDiscriminativeScore, discriminative_scores, frechet_distance
+from i2i.metrics.semantic import SemanticConsistency, class_set
 from i2i.metrics.svm import fit_linear_svc, solve_linear_svc
 
 __all__ = [
@@ -28,6 +30,8 @@ __all__ = [
     "frechet_distance",
     "inception_feature_extractor",
     "quantize_images",
+    "SemanticConsistency",
+    "class_set",
     "reference_statistics",
     "solve_linear_svc",
 ]

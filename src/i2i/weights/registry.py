@@ -169,7 +169,36 @@ COMODGAN_FILES: tuple[WeightFile, ...] = (
 )
 
 # --- segmenters for semantic consistency (i2i.metrics.semantic) --------------------------------
-SEGMENTER_FILES: tuple[WeightFile, ...] = ()
+# No public source gives their SHA-256 or sizes: unchecked here, and `i2i test` records the
+# digest of the file it loaded in its JSON protocol. UperNet's two files are published as
+# encoder_epoch_50.pth / decoder_epoch_50.pth in a folder per model: here they carry its name.
+SEGMENTER_FILES: tuple[WeightFile, ...] = (
+    WeightFile(
+        "drn-d-105_ms_cityscapes.pth",
+        "",
+        "semantic consistency on Cityscapes (DRN-D-105, 19 train ids; pix2pixHD, SPADE)",
+        how="the DRN-D-105 Cityscapes model of the DRN authors (github.com/fyu/drn), the file "
+        "pix2pixHD / SPADE / GAN Compression evaluations load under this name",
+    ),
+    WeightFile(
+        "deeplabv2_resnet101_msc-cocostuff164k-100000.pth",
+        "https://github.com/kazuto1011/deeplab-pytorch/releases/download/v1.0/"
+        "deeplabv2_resnet101_msc-cocostuff164k-100000.pth",
+        "semantic consistency on COCO-Stuff (DeepLab-v2 ResNet-101, 182 classes; SPADE)",
+    ),
+    WeightFile(
+        "ade20k-resnet101-upernet-encoder_epoch_50.pth",  # the release's encoder_epoch_50.pth
+        "http://sceneparsing.csail.mit.edu/model/pytorch/ade20k-resnet101-upernet/"
+        "encoder_epoch_50.pth",
+        "semantic consistency on ADE20K (UperNet ResNet-101 encoder, 150 classes; SPADE)",
+    ),
+    WeightFile(
+        "ade20k-resnet101-upernet-decoder_epoch_50.pth",  # the release's decoder_epoch_50.pth
+        "http://sceneparsing.csail.mit.edu/model/pytorch/ade20k-resnet101-upernet/"
+        "decoder_epoch_50.pth",
+        "semantic consistency on ADE20K (UperNet ResNet-101 decoder)",
+    ),
+)
 
 
 def all_files() -> tuple[WeightFile, ...]:

@@ -1,0 +1,183 @@
+"""UperNet (Xiao et al., "Unified Perceptual Parsing", ECCV 2018) on ResNet-101, the ADE20K
+segmenter of SPADE's evaluation: CSAILVision/semantic-segmentation-pytorch's
+`ade20k-resnet101-upernet` model, two files (`encoder_epoch_50.pth`, `decoder_epoch_50.pth`),
+150 classes (the SceneParsing annotation values 1..150 minus one).
+
+Module names follow the published files: `encoder` is the CSAIL ResNet-101 (a deep stem of three
+3x3 convolutions `conv1`..`conv3` with `bn1`..`bn3`, then `layer1`..`layer4` of torchvision-style
+bottlenecks `conv1`..`conv3`/`bn1`..`bn3`/`downsample`, the stride on the 3x3), `decoder` the
+UperNet head: pyramid pooling on the last stage (`ppm_conv`, `ppm_last_conv`), a feature pyramid
+(`fpn_in`, `fpn_out`) and the fused classifier (`conv_last`), at 1/4 of the input size.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from i2i.networks.segmenters.base import Segmenter, bn, conv, load_exact, to_unit
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Bottleneck(nn.Module):
+    def __init__(self, cin: int, width: int, stride: int = 1):
+        super().__init__()
+        self.conv1, self.bn1 = conv(cin, width, 1), bn(width)
+        self.conv2, self.bn2 = conv(width, width, 3, stride), bn(width)
+        self.conv3, self.bn3 = conv(width, 4 * width, 1), bn(4 * width)
+        self.downsample = (
+            nn.Sequential(conv(cin, 4 * width, 1, stride), bn(4 * width))
+            if stride != 1 or cin != 4 * width
+            else None
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.bn1(self.conv1(x)))
+        y = F.relu(self.bn2(self.conv2(y)))
+        y = self.bn3(self.conv3(y))
+        return F.relu(y + (x if self.downsample is None else self.downsample(x)))
+
+
+class ResNetEncoder(nn.Module):
+    """CSAIL's ResNet-101 (deep stem, 3 / 4 / 23 / 3 blocks): the four stages' outputs at
+    1/4, 1/8, 1/16 and 1/32 with 256, 512, 1024 and 2048 channels."""
+
+    def __init__(self, blocks=(3, 4, 23, 3)):
+        super().__init__()
+        self.conv1, self.bn1 = conv(3, 64, 3, 2), bn(64)
+        self.conv2, self.bn2 = conv(64, 64, 3), bn(64)
+        self.conv3, self.bn3 = conv(64, 128, 3), bn(128)
+        cin = 128
+        for i, (n, width) in enumerate(zip(blocks, (64, 128, 256, 512), strict=True)):
+            stride = 1 if i == 0 else 2
+            layers = [Bottleneck(cin, width, stride)] + [
+                Bottleneck(4 * width, width) for _ in range(n - 1)
+            ]
+            self.add_module(f"layer{i + 1}", nn.Sequential(*layers))
+            cin = 4 * width
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = F.relu(self.bn2(self.conv2(x)))
+        x = F.relu(self.bn3(self.conv3(x)))
+        x = F.max_pool2d(x, 3, 2, 1)
+        features = []
+        for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
+            x = layer(x)
+            features.append(x)
+        return features
+
+
+def conv_bn_relu(cin: int, cout: int, k: int = 3) -> nn.Sequential:
+    return nn.Sequential(conv(cin, cout, k), bn(cout), nn.ReLU())
+
+
+class UperNetDecoder(nn.Module):
+    """Pyramid pooling (bins 1, 2, 3, 6) on the last stage, top-down feature pyramid, all levels
+    upsampled to 1/4 and fused into class scores."""
+
+    def __init__(
+        self,
+        num_classes: int = 150,
+        in_channels: tuple[int, ...] = (256, 512, 1024, 2048),
+        width: int = 512,  # fpn_dim of the "upernet" decoder (256 is "upernet_lite")
+        bins: tuple[int, ...] = (1, 2, 3, 6),
+    ):
+        super().__init__()
+        top = in_channels[-1]
+        self.bins = tuple(bins)
+        self.ppm_conv = nn.ModuleList(conv_bn_relu(top, 512, 1) for _ in bins)
+        self.ppm_last_conv = conv_bn_relu(top + len(bins) * 512, width)
+        self.fpn_in = nn.ModuleList(conv_bn_relu(c, width, 1) for c in in_channels[:-1])
+        self.fpn_out = nn.ModuleList(
+            nn.Sequential(conv_bn_relu(width, width)) for _ in in_channels[:-1]
+        )
+        self.conv_last = nn.Sequential(
+            conv_bn_relu(len(in_channels) * width, width), nn.Conv2d(width, num_classes, 1)
+        )
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        def resize(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+            return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
+
+        top = features[-1]
+        pooled = [top] + [
+            branch(resize(F.adaptive_avg_pool2d(top, b), top))
+            for b, branch in zip(self.bins, self.ppm_conv, strict=True)
+        ]
+        f = self.ppm_last_conv(torch.cat(pooled, 1))
+        levels = [f]
+        for i in reversed(range(len(features) - 1)):
+            f = self.fpn_in[i](features[i]) + resize(f, features[i])
+            levels.append(self.fpn_out[i](f))
+        levels.reverse()  # finest first
+        fused = torch.cat([levels[0]] + [resize(x, levels[0]) for x in levels[1:]], 1)
+        return self.conv_last(fused)
+
+
+class UperNetSegmenter(Segmenter):
+    """UperNet ResNet-101 for ADE20K's 150 classes, evaluated as the release's eval.py: the
+    shorter side resized to each of `sizes` (the longer one capped at `max_size`), both sides
+    rounded up to a multiple of `multiple`, the class probabilities averaged over the sizes."""
+
+    published = (
+        "ade20k-resnet101-upernet-encoder_epoch_50.pth",
+        "ade20k-resnet101-upernet-decoder_epoch_50.pth",
+    )
+
+    def __init__(
+        self,
+        num_classes: int = 150,  # ADE20K SceneParsing classes 1..150 as 0..149
+        weights: str | None = "published",  # "published", "encoder.pth,decoder.pth", or None
+        sizes: tuple[int, ...] = (300, 375, 450, 525, 600),  # shorter sides; one = single-scale
+        max_size: int = 1000,  # cap on the longer side
+        multiple: int = 32,  # sides rounded up to a multiple of it (padding_constant)
+    ):
+        super().__init__(num_classes, weights)
+        if not sizes:
+            raise ValueError("UperNetSegmenter needs at least one size")
+        self.sizes, self.max_size, self.multiple = tuple(sizes), int(max_size), int(multiple)
+        self.encoder = ResNetEncoder()
+        self.decoder = UperNetDecoder(num_classes)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def _load_files(self, states: list[tuple[dict[str, torch.Tensor], str]]) -> None:
+        (encoder, encoder_source), (decoder, decoder_source) = states
+        load_exact(self.encoder, encoder, encoder_source)
+        load_exact(self.decoder, decoder, decoder_source)
+
+    def scaled_size(self, height: int, width: int, short: int) -> tuple[int, int]:
+        scale = min(short / min(height, width), self.max_size / max(height, width))
+        m = self.multiple
+        return tuple(-(-int(side * scale) // m) * m for side in (height, width))  # type: ignore[return-value]
+
+    def segment(self, images: torch.Tensor) -> torch.Tensor:
+        x = (to_unit(images) - self.mean) / self.std
+        height, width = x.shape[-2:]
+        probs = None
+        for short in self.sizes:
+            size = self.scaled_size(height, width, short)
+            scaled = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+            logits = self.decoder(self.encoder(scaled))
+            if len(self.sizes) == 1:
+                return logits
+            # eval.py averages the probabilities at the evaluated size: here the input's
+            p = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
+            probs = p.softmax(1) if probs is None else probs + p.softmax(1)
+        return (probs / len(self.sizes)).clamp_min(1e-12).log()  # log of the mean: argmax kept
+
+    def protocol(self) -> dict[str, Any]:
+        return {
+            **super().protocol(),
+            "architecture": "UperNet (PPM bins 1, 2, 3, 6 + FPN, width 512) on CSAIL ResNet-101",
+            "input": "RGB in [0, 1], normalised with the ImageNet mean/std",
+            "input_size": f"shorter side {list(self.sizes)}, longer side <= {self.max_size}, "
+            f"sides rounded up to a multiple of {self.multiple}",
+            "multi_scale": len(self.sizes) > 1,
+        }

@@ -1,0 +1,235 @@
+"""SemanticConsistency: the confusion matrix against a naive count, mIoU / pixel accuracy against
+a naive computation, the ignore label, class sets, resizing of logits, errors, and 2-process
+DDP against 1 process.
+
+Also a script: `python tests/metrics/test_semantic.py OUT_DIR` runs the 2-process gloo part.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from i2i.metrics.semantic import (
+    IGNORE,
+    SemanticConsistency,
+    class_set,
+    confusion_matrix,
+    scores_from_confusion,
+)
+
+C = 5
+N, H, W = 6, 12, 10
+
+
+def random_maps(seed: int = 0, ignore_share: float = 0.2):
+    g = torch.Generator().manual_seed(seed)
+    target = torch.randint(0, C, (N, H, W), generator=g)
+    target[torch.rand(N, H, W, generator=g) < ignore_share] = IGNORE
+    # Predictions right 60% of the time, so IoUs are neither 0 nor 1.
+    pred = torch.where(
+        torch.rand(N, H, W, generator=g) < 0.6,
+        target.clamp(max=C - 1),
+        torch.randint(0, C, (N, H, W), generator=g),
+    )
+    return pred, target
+
+
+def naive_confusion(pred, target, num_classes):
+    out = [[0] * num_classes for _ in range(num_classes)]
+    for p, t in zip(pred.flatten().tolist(), target.flatten().tolist(), strict=True):
+        if t != IGNORE:
+            out[t][p] += 1
+    return out
+
+
+def naive_scores(conf):
+    ious, present = [], 0
+    for c in range(len(conf)):
+        tp = conf[c][c]
+        union = sum(conf[c]) + sum(row[c] for row in conf) - tp
+        if union:
+            ious.append(tp / union)
+    correct = sum(conf[c][c] for c in range(len(conf)))
+    total = sum(map(sum, conf))
+    present = len(ious)
+    return sum(ious) / present, correct / total
+
+
+def test_confusion_matrix_against_a_naive_count():
+    pred, target = random_maps()
+    conf = confusion_matrix(pred, target, C)
+    assert conf.tolist() == naive_confusion(pred, target, C)
+    assert int(conf.sum()) == int((target != IGNORE).sum())
+
+
+def test_scores_against_a_naive_computation():
+    pred, target = random_maps(1)
+    metric = SemanticConsistency(C)
+    for i in range(0, N, 4):  # two updates, the last one short
+        metric.update(pred[i : i + 4], target[i : i + 4])
+    scores = metric.compute()
+    miou, accuracy = naive_scores(naive_confusion(pred, target, C))
+    assert float(scores["miou"]) == pytest.approx(miou, rel=1e-12)
+    assert float(scores["pixel_accuracy"]) == pytest.approx(accuracy, rel=1e-12)
+    assert scores["per_class_iou"].shape == (C,)
+    assert 0 < miou < 1
+
+
+def test_classes_absent_from_labels_and_predictions_do_not_count():
+    conf = torch.zeros(4, 4, dtype=torch.long)
+    conf[0, 0], conf[1, 1], conf[1, 0] = 6, 2, 2  # class 0 IoU 6/8, class 1 2/4; 2 and 3 absent
+    scores = scores_from_confusion(conf)
+    assert float(scores["miou"]) == pytest.approx((6 / 8 + 2 / 4) / 2)
+    assert float(scores["pixel_accuracy"]) == pytest.approx(8 / 10)
+    assert float(scores["mean_accuracy"]) == pytest.approx((6 / 6 + 2 / 4) / 2)
+    assert math.isnan(float(scores["per_class_iou"][2]))
+
+
+def test_ignored_pixels_never_count():
+    pred, target = random_maps(2, ignore_share=0.5)
+    a = SemanticConsistency(C)
+    a.update(pred, target)
+    other = pred.clone()
+    ignored = target == IGNORE
+    other[ignored] = (pred[ignored] + 1) % C  # change every prediction under the ignore label
+    b = SemanticConsistency(C)
+    b.update(other, target)
+    assert torch.equal(a.confmat, b.confmat)
+    assert int(a.confmat.sum()) == int((~ignored).sum())
+
+
+class LabelPainter(nn.Module):
+    """A "perfect" segmenter for images that encode a label map in their first channel
+    (class c as -1 + 2c / (C - 1)): one-hot logits at half resolution."""
+
+    def forward(self, images):
+        classes = ((images[:, 0] + 1) * (C - 1) / 2).round().long()
+        return F.one_hot(classes, C).permute(0, 3, 1, 2).float()[:, :, ::2, ::2] * 10
+
+
+def test_a_segmenter_that_recovers_the_labels_scores_one():
+    g = torch.Generator().manual_seed(3)
+    coarse = torch.randint(0, C, (2, 8, 8), generator=g)
+    label = coarse.repeat_interleave(2, 1).repeat_interleave(2, 2)  # 2x2 blocks: halving keeps them
+    image = (label.float() * 2 / (C - 1) - 1)[:, None].expand(2, 3, 16, 16)
+    metric = SemanticConsistency(C, LabelPainter())
+    metric.update(image, label)
+    scores = metric.compute()
+    assert float(scores["miou"]) == 1.0 and float(scores["pixel_accuracy"]) == 1.0
+    # Logits at half resolution were resized (bilinear) to the labels' 16x16 before the argmax.
+    assert int(metric.confmat.sum()) == 2 * 16 * 16
+
+
+def test_class_sets_map_dataset_ids_onto_the_segmenters_classes():
+    city = class_set("cityscapes")
+    assert city.num_classes == 19 and len(city.mapping) == 35
+    assert (
+        city.class_names[:3] == ("road", "sidewalk", "building")
+        and city.class_names[-1] == "bicycle"
+    )
+    assert city.mapping[7] == 0 and city.mapping[26] == 13 and city.mapping[0] == IGNORE
+    assert sum(v != IGNORE for v in city.mapping) == 19
+    coco = class_set("coco_stuff")
+    assert coco.num_classes == 182 and coco.mapping[182] == IGNORE and coco.mapping[181] == 181
+    ade = class_set("ade20k")
+    assert ade.num_classes == 150 and ade.mapping[0] == IGNORE and ade.mapping[1] == 0
+    assert ade.class_names[0] == "wall"
+
+    metric = SemanticConsistency.for_class_set("cityscapes")
+    label = torch.tensor([[[7, 8, 0, 33]]])  # road, sidewalk, unlabeled (ignored), bicycle
+    pred = torch.tensor([[[0, 0, 5, 18]]])
+    metric.update(pred, label)
+    assert metric.confmat[0, 0] == 1 and metric.confmat[1, 0] == 1 and metric.confmat[18, 18] == 1
+    assert int(metric.confmat.sum()) == 3
+    with pytest.raises(ValueError, match="unknown class set 'cityscape'"):
+        class_set("cityscape")
+
+
+def test_bad_labels_and_logits_are_named():
+    metric = SemanticConsistency(C)
+    with pytest.raises(ValueError, match=r"label value\(s\) \[7\] outside the segmenter's 0..4"):
+        metric.update(torch.zeros(1, 2, 2, dtype=torch.long), torch.tensor([[[0, 7], [1, 2]]]))
+    with pytest.raises(ValueError, match=r"expected logits \(N, 5, h, w\), got \(1, 3, 2, 2\)"):
+        metric.update(torch.zeros(1, 3, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long))
+    city = SemanticConsistency.for_class_set("cityscapes")
+    with pytest.raises(ValueError, match=r"label value\(s\) \[40\] outside the class map's 0..34"):
+        city.update(torch.zeros(1, 1, 1, dtype=torch.long), torch.tensor([[[40]]]))
+    with pytest.raises(ValueError, match="outside the segmenter's 0..4"):
+        SemanticConsistency(C, class_map=[0, 1, 9])
+
+
+# ---- DDP: 2 gloo processes against 1 --------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
+    import torch.distributed as dist
+
+    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    try:
+        torch.set_num_threads(1)
+        pred, target = random_maps(4)
+        share = slice(0, 2) if rank == 0 else slice(2, N)  # uneven shares
+        metric = SemanticConsistency(C)
+        metric.update(pred[share], target[share])
+        scores = metric.compute()
+        result = {
+            "miou": float(scores["miou"]),
+            "pixel_accuracy": float(scores["pixel_accuracy"]),
+            "local_pixels": int(metric.confmat.sum()),  # compute() restores the local state
+        }
+        Path(out_dir, f"rank{rank}.json").write_text(json.dumps(result))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_processes_score_what_one_does(tmp_path):
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("MASTER_PORT", "LOCAL_RANK", "RANK", "WORLD_SIZE")
+    }
+    env["PYTHONPATH"] = (
+        str(Path(__file__).resolve().parents[2]) + os.pathsep + env.get("PYTHONPATH", "")
+    )
+    done = subprocess.run(
+        [sys.executable, __file__, str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    pred, target = random_maps(4)
+    single = SemanticConsistency(C)
+    single.update(pred, target)
+    expected = single.compute()
+    for r in ranks:
+        assert r["miou"] == pytest.approx(float(expected["miou"]), rel=1e-12)
+        assert r["pixel_accuracy"] == pytest.approx(float(expected["pixel_accuracy"]), rel=1e-12)
+    assert ranks[0]["local_pixels"] + ranks[1]["local_pixels"] == int(single.confmat.sum())
+    assert ranks[0]["local_pixels"] < ranks[1]["local_pixels"]
+
+
+if __name__ == "__main__":
+    import torch.multiprocessing as mp
+
+    mp.spawn(_worker, args=(2, _free_port(), sys.argv[1]), nprocs=2, join=True)
