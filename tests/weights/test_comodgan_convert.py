@@ -102,8 +102,11 @@ def official_variables(g, d, image_first: bool, edit=None):
     return g_vars, d_vars
 
 
-def official_pickle(path: Path, g, d, gs, image_first: bool = False, edit=None) -> Path:
-    """(G, D, Gs) pickled as the official training loop does, with numpy 1's class paths."""
+def official_pickle(
+    path: Path, g, d, gs, image_first: bool = False, edit=None, protocol: int = 3
+) -> Path:
+    """(G, D, Gs) pickled as the official training loop does, with numpy 1's class paths
+    (protocol 3 is Python 3.6's default; protocol 2 stores bytes through _codecs.encode)."""
     kwargs = {"pix2pix": image_first, "resolution": RES, "dropout_rate": 0.5}
     with dnnlib_modules() as Network:
 
@@ -125,7 +128,7 @@ def official_pickle(path: Path, g, d, gs, image_first: bool = False, edit=None) 
             Network(network_state("D", d_vars, **kwargs)),
             generator("Gs", gs_vars),
         )
-        data = pickle.dumps(nets, protocol=3)  # Python 3.6's default, as the official files
+        data = pickle.dumps(nets, protocol=protocol)
     # numpy 1 (which wrote the official files) named its module numpy.core.
     path.write_bytes(data.replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n"))
     return path
@@ -176,10 +179,17 @@ def assert_same_state(
 # ---- the tests ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("image_first", [False, True], ids=["inpainting", "edges"])
-def test_official_pickle_converts_to_the_same_networks(tmp_path, one_torch_thread, image_first):
+@pytest.mark.parametrize(
+    "image_first, protocol", [(False, 3), (True, 2)], ids=["inpainting", "edges-protocol2"]
+)
+def test_official_pickle_converts_to_the_same_networks(
+    tmp_path, one_torch_thread, image_first, protocol
+):
     g, d, gs = tiny_models(image_first)
-    path = official_pickle(tmp_path / "co-mod-gan-tiny-025000.pkl", g, d, gs, image_first)
+    path = tmp_path / "co-mod-gan-tiny-025000.pkl"
+    official_pickle(path, g, d, gs, image_first, protocol=protocol)
+    if protocol == 2:
+        assert b"c_codecs\nencode\n" in path.read_bytes()
     out = C.convert_file(path)
 
     assert out.image_first is image_first
@@ -426,15 +436,20 @@ def test_real_ffhq512_pickle(tmp_path, one_torch_thread):
     g.load_state_dict(out.generator_ema)
     assert out.generator_args["img_resolution"] == 512
     assert sum(p.numel() for p in g.parameters()) == 79_792_231
-    faces = sorted(shared_data("faces").rglob("*.png"))[:1] or pytest.skip("no face images")
+    # The official demo's face and mask (512 px, white = known), as its run_generator.py uses.
+    folder = shared_data("faces", "comodgan_example512")
     from PIL import Image
 
-    image = torch.from_numpy(np.asarray(Image.open(faces[0]).convert("RGB").resize((512, 512))))
+    image = torch.from_numpy(np.asarray(Image.open(folder / "example_image.jpg").convert("RGB")))
     image = image.permute(2, 0, 1)[None].float() / 127.5 - 1
-    mask = torch.ones(1, 1, 512, 512)
-    mask[..., 160:352, 128:384] = 0
+    mask = torch.from_numpy(np.asarray(Image.open(folder / "example_mask.jpg").convert("L")) > 127)
+    mask = mask[None, None].float()
     with torch.no_grad():
         raw = g(torch.cat([mask - 0.5, image * mask], 1), torch.randn(1, 512), noise_mode="const")
     assert raw.isfinite().all() and raw.abs().mean() < 1.5
     hole = (raw - image).abs()[mask.expand_as(image) == 0].mean()
     assert hole < 0.5, f"the completed hole is far from the face (mean |error| {hole:.3f})"
+    completed = (raw * (1 - mask) + image * mask)[0].permute(1, 2, 0)
+    picture = tmp_path / "ffhq512_completion.png"
+    Image.fromarray(((completed + 1) * 127.5).round().clamp(0, 255).byte().numpy()).save(picture)
+    print(f"completion of the official example: {picture}")
