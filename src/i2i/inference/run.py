@@ -1,0 +1,344 @@
+"""A model on images of any size: pure functions on numpy uint8 arrays (the commands, the
+prediction writer and the web demo share them).
+
+Inpainting: the model runs at its resolution R on a window of the image, and only the hole's
+pixels of the window are replaced by its output, so every known pixel of the input is returned
+unchanged, bit for bit.
+- fit="crop" (default): a window of R's aspect around the holes' bounding box, with context: the
+  box takes at most half of each side (`CONTEXT`); while that fits in R, the window is R itself
+  (the model sees the image's own pixels, no resampling). A larger box gives a larger window,
+  resized to R (antialiased bicubic), and the output is resized back (bicubic) into the hole. A
+  window that would leave the image is shifted inside, and clipped to it when the image is
+  smaller than the window (then resized to R, changing its aspect a little).
+- fit="resize": the whole image is resized to R, the output resized back into the hole.
+A hole much larger than R is filled at R's detail and upsampled: blurrier than the image around it.
+
+Translation: the condition (edge map, label map, or a photo's Canny edges) is resized to R
+(NEAREST for label maps, antialiased bilinear for edges, as the data side does), and the output
+is resized back to the condition's size (bicubic), so that it lines up with the drawing or the
+label regions (a non-square input is squeezed to R and restored).
+
+Seeding: sample k of the input with index i is the task's own seeded sampling
+(`InferenceModel.sample`, what `i2i predict` returns): z from derive_seed(seed, i, k), noise and
+dropout from derive_seed(seed, first index of the batch, k). The same seed, indices and batch
+size give the same bytes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision.transforms.functional as TF
+from PIL import Image
+from torchvision.transforms import InterpolationMode
+from torchvision.utils import make_grid
+
+from i2i.data import batch as B
+from i2i.data.datasets import image_to_tensor
+from i2i.data.paired import canny_edges, condition_to_tensor
+from i2i.inference.model import InferenceModel
+from i2i.tasks.translation import default_palette
+
+FITS = ("crop", "resize")
+CONTEXT = 2.0  # the window's side is at least this many times the holes' bounding box
+HOLE_TINT = (0.2, 0.6, 1.0)  # the hole's colour in panels, as the sample grids show it
+
+
+@dataclass(frozen=True)
+class Window:
+    """The part of the image the model sees: rows top..top+height, columns left..left+width."""
+
+    top: int
+    left: int
+    height: int
+    width: int
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        return slice(self.top, self.top + self.height), slice(self.left, self.left + self.width)
+
+
+# ---- conversions ---------------------------------------------------------------------------
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (3, H, W) float32 in [-1, 1], exactly as the datasets read files."""
+    return image_to_tensor(Image.fromarray(np.ascontiguousarray(image)))
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """(3, H, W) in [-1, 1] -> (H, W, 3) uint8 (rounded: a known pixel read by `to_tensor`
+    comes back as its own byte)."""
+    x = x.detach().float().cpu().add(1).mul(127.5).round().clamp(0, 255)
+    return x.to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def _check_image(image: np.ndarray, what: str = "image") -> np.ndarray:
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(
+            f"the {what} must be an (H, W, 3) uint8 array, got {image.dtype} {image.shape}"
+        )
+    return image
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int], mode: InterpolationMode) -> torch.Tensor:
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return TF.resize(x, list(size), interpolation=mode, antialias=True)
+
+
+# ---- inpainting ----------------------------------------------------------------------------
+
+
+def plan_window(known: np.ndarray, resolution: tuple[int, int], fit: str = "crop") -> Window:
+    """The window the model sees for a mask (H, W) bool, True = known (see the module doc)."""
+    if fit not in FITS:
+        raise ValueError(f"fit must be one of {FITS}, got {fit!r}")
+    h, w = known.shape
+    if fit == "resize":
+        return Window(0, 0, h, w)
+    rows, cols = np.nonzero(~known)
+    if rows.size == 0:
+        return Window(0, 0, h, w)
+    y0, y1, x0, x1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    rh, rw = resolution
+    scale = max(1.0, CONTEXT * (y1 - y0) / rh, CONTEXT * (x1 - x0) / rw)
+    wh, ww = min(h, math.ceil(rh * scale)), min(w, math.ceil(rw * scale))
+    top = min(max(int(round((y0 + y1 - wh) / 2)), 0), h - wh)
+    left = min(max(int(round((x0 + x1 - ww) / 2)), 0), w - ww)
+    return Window(top, left, wh, ww)
+
+
+def inpainting_input(
+    image: np.ndarray, known: np.ndarray, window: Window, resolution: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(image (3, R), mask (1, R)) of the window at the model's resolution. Resized, a model
+    pixel is a hole when any image pixel under it is, and the hole is first filled with the
+    mean known colour so that whatever the file holds there does not bleed into the context."""
+    rows, cols = window.slices
+    x = to_tensor(image[rows, cols])
+    hole = torch.from_numpy(~known[rows, cols])[None].float()
+    if (window.height, window.width) == tuple(resolution):
+        return x, 1 - hole
+    known_px = 1 - hole
+    mean = (x * known_px).sum((1, 2), keepdim=True) / known_px.sum().clamp(min=1)
+    x = _resize(x * known_px + mean * hole, resolution, InterpolationMode.BICUBIC).clamp(-1, 1)
+    hole = (F.interpolate(hole[None], size=tuple(resolution), mode="area")[0] > 0).float()
+    return x, 1 - hole
+
+
+def paste(image: np.ndarray, known: np.ndarray, window: Window, output: torch.Tensor) -> np.ndarray:
+    """The image with the window's hole pixels taken from `output` (3, R) resized to the
+    window; every known pixel stays the input's byte."""
+    out = output.float()
+    if tuple(out.shape[-2:]) != (window.height, window.width):
+        out = F.interpolate(
+            out[None], size=(window.height, window.width), mode="bicubic", align_corners=False
+        )[0]
+    result = image.copy()
+    rows, cols = window.slices
+    hole = ~known[rows, cols]
+    region = result[rows, cols]
+    region[hole] = to_uint8(out.clamp(-1, 1))[hole]
+    result[rows, cols] = region
+    return result
+
+
+def inpaint_batch(
+    model: InferenceModel,
+    items: Sequence[tuple[np.ndarray, np.ndarray, int]],
+    *,
+    seed: int = 0,
+    num_samples: int = 1,
+    truncation_psi: float = 1.0,
+    fit: str = "crop",
+) -> list[list[np.ndarray]]:
+    """`inpaint_image` on several (image, known, index) items in ONE batch of the model (a
+    GPU's way); per item, `num_samples` completions."""
+    windows, xs, masks = [], [], []
+    for image, known, _ in items:
+        _check_image(image)
+        known = np.asarray(known, dtype=bool)
+        if known.shape != image.shape[:2]:
+            raise ValueError(f"the mask is {known.shape} (H, W), the image {image.shape[:2]}")
+        window = plan_window(known, model.resolution, fit)
+        x, m = inpainting_input(image, known, window, model.resolution)
+        windows.append(window)
+        xs.append(x)
+        masks.append(m)
+    batch = {
+        B.IMAGE: torch.stack(xs),
+        B.MASK: torch.stack(masks),
+        B.INDEX: torch.tensor([int(i) for _, _, i in items], dtype=torch.int64),
+    }
+    results: list[list[np.ndarray]] = [[] for _ in items]
+    for k in range(num_samples):
+        out = model.sample(batch, seed=seed, variant=k, truncation_psi=truncation_psi).cpu()
+        for j, (image, known, _) in enumerate(items):
+            results[j].append(paste(image, np.asarray(known, bool), windows[j], out[j]))
+    return results
+
+
+def inpaint_image(
+    model: InferenceModel,
+    image: np.ndarray,
+    known: np.ndarray,
+    *,
+    seed: int = 0,
+    num_samples: int = 1,
+    truncation_psi: float = 1.0,
+    fit: str = "crop",
+    index: int = 0,
+) -> list[np.ndarray]:
+    """`num_samples` completions of an (H, W, 3) uint8 image whose mask (H, W) is True where
+    known, each (H, W, 3) uint8 at the input's size with every known pixel unchanged."""
+    return inpaint_batch(
+        model,
+        [(image, known, index)],
+        seed=seed,
+        num_samples=num_samples,
+        truncation_psi=truncation_psi,
+        fit=fit,
+    )[0]
+
+
+# ---- translation ---------------------------------------------------------------------------
+
+
+def translation_input(
+    model: InferenceModel,
+    condition: np.ndarray,
+    *,
+    edge_polarity: str = "black_on_white",
+    edges_from_photo: bool = False,
+) -> tuple[str, torch.Tensor]:
+    """(batch key, condition tensor at the model's resolution) of one input."""
+    condition = np.asarray(condition)
+    size = model.resolution
+    if model.kind == "labels":
+        if condition.ndim != 2 or not np.issubdtype(condition.dtype, np.integer):
+            raise ValueError(
+                f"a label map must be an (H, W) array of integer class ids, got "
+                f"{condition.dtype} {condition.shape}"
+            )
+        label = torch.from_numpy(condition.astype(np.int64))[None]
+        return B.LABEL, TF.resize(label, list(size), InterpolationMode.NEAREST)[0]
+    if model.kind != "edges":
+        raise ValueError(f"translation needs an edges or labels model, this one is {model.kind}")
+    channels = model.cond_channels or 1
+    if edges_from_photo:
+        photo = _resize(
+            to_tensor(_check_image(condition, "photo")), size, InterpolationMode.BICUBIC
+        )
+        edges = canny_edges(photo.clamp(-1, 1))  # +1 on the lines, as the Canny datasets
+        # A 3-channel model takes the RGB edges image as drawn: black lines on white.
+        return B.EDGES, edges if channels == 1 else (-edges).expand(3, -1, -1).contiguous()
+    if condition.dtype != np.uint8 or condition.ndim not in (2, 3):
+        raise ValueError(
+            f"an edge map must be an (H, W) or (H, W, 3) uint8 array, got "
+            f"{condition.dtype} {condition.shape}"
+        )
+    img = Image.fromarray(np.ascontiguousarray(condition))
+    edges = condition_to_tensor(img, edge_polarity, channels)
+    return B.EDGES, _resize(edges, size, InterpolationMode.BILINEAR).clamp(-1, 1)
+
+
+def translate_batch(
+    model: InferenceModel,
+    items: Sequence[tuple[np.ndarray, int]],
+    *,
+    seed: int = 0,
+    num_samples: int = 1,
+    truncation_psi: float = 1.0,
+    edge_polarity: str = "black_on_white",
+    edges_from_photo: bool = False,
+) -> list[list[np.ndarray]]:
+    """`translate_image` on several (condition, index) items in one batch of the model."""
+    keys, conds = set(), []
+    for condition, _ in items:
+        key, cond = translation_input(
+            model, condition, edge_polarity=edge_polarity, edges_from_photo=edges_from_photo
+        )
+        keys.add(key)
+        conds.append(cond)
+    batch = {
+        keys.pop(): torch.stack(conds),
+        B.IMAGE: model.placeholder_image(len(items)),
+        B.INDEX: torch.tensor([int(i) for _, i in items], dtype=torch.int64),
+    }
+    results: list[list[np.ndarray]] = [[] for _ in items]
+    for k in range(num_samples):
+        out = model.sample(batch, seed=seed, variant=k, truncation_psi=truncation_psi).cpu()
+        for j, (condition, _) in enumerate(items):
+            h, w = np.asarray(condition).shape[:2]
+            y = _resize(out[j].float(), (h, w), InterpolationMode.BICUBIC).clamp(-1, 1)
+            results[j].append(to_uint8(y))
+    return results
+
+
+def translate_image(
+    model: InferenceModel,
+    condition: np.ndarray,
+    *,
+    seed: int = 0,
+    num_samples: int = 1,
+    truncation_psi: float = 1.0,
+    edge_polarity: str = "black_on_white",
+    edges_from_photo: bool = False,
+    index: int = 0,
+) -> list[np.ndarray]:
+    """`num_samples` photos (H, W, 3) uint8 at the input's size for an edge map ((H, W) or
+    (H, W, 3) uint8, `edge_polarity` for a 1-channel model), a label map ((H, W) integer class
+    ids) or, with `edges_from_photo`, a photo whose Canny edges are the condition."""
+    return translate_batch(
+        model,
+        [(condition, index)],
+        seed=seed,
+        num_samples=num_samples,
+        truncation_psi=truncation_psi,
+        edge_polarity=edge_polarity,
+        edges_from_photo=edges_from_photo,
+    )[0]
+
+
+# ---- panels --------------------------------------------------------------------------------
+
+
+def overlay(image: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """The image with its hole tinted, as the sample grids show masks."""
+    tint = np.array(HOLE_TINT) * 255
+    out = image.copy()
+    out[~known] = np.round(tint).astype(np.uint8)
+    return out
+
+
+def panel_image(images: Sequence[np.ndarray]) -> np.ndarray:
+    """Images (H, W, 3) uint8 side by side (torchvision's grid, quantised as its save_image
+    does); images of another size than the first are resized to it."""
+    h, w = images[0].shape[:2]
+    tiles = []
+    for image in images:
+        x = torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 255  # a writable copy
+        tiles.append(_resize(x, (h, w), InterpolationMode.BICUBIC).clamp(0, 1))
+    grid = make_grid(tiles, nrow=len(tiles), padding=2, pad_value=1.0)
+    return grid.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def condition_rgb(model: InferenceModel, condition: np.ndarray) -> np.ndarray:
+    """A translation input as an (H, W, 3) uint8 picture: label maps in the task's colours."""
+    condition = np.asarray(condition)
+    if model.kind == "labels" and condition.ndim == 2:
+        palette = getattr(model.task, "palette", None)
+        if palette is None:
+            palette = default_palette(model.num_classes or int(condition.max()) + 1)
+        colours = palette.float().add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8)
+        return colours.numpy()[condition.clip(0, len(colours) - 1)]
+    if condition.ndim == 2:
+        return np.repeat(condition[..., None], 3, axis=2).astype(np.uint8)
+    return condition.astype(np.uint8)
