@@ -368,6 +368,12 @@ class I2ICLI(LightningCLI):
             help="fit: start afresh in a folder that holds another run, deleting its checkpoints, "
             "samples and config.yaml (to continue that run instead: --ckpt_path last)",
         )
+        parser.add_argument(
+            "--real",
+            action="store_true",
+            help="test, labels -> photo with metrics.segmenter: also segment the real validation "
+            "photos (real_miou, real_pixel_accuracy: the ceiling every paper prints)",
+        )
 
     # ---- before anything is instantiated: where the logs go ---------------------------------
 
@@ -505,6 +511,10 @@ class I2ICLI(LightningCLI):
 
     def test(self, model, ckpt_path: str | None = None, **kwargs):
         self.check_checkpoint(ckpt_path)
+        if self._sub_config().get("real"):
+            for callback in self.trainer.callbacks:
+                if isinstance(callback, GANMetrics):
+                    callback.real = True
         return self.trainer.test(model, ckpt_path=ckpt_path, **kwargs)
 
     def predict(self, model, ckpt_path: str | None = None, **kwargs):

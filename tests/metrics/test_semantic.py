@@ -169,6 +169,75 @@ def test_bad_labels_and_logits_are_named():
         SemanticConsistency(C, class_map=[0, 1, 9])
 
 
+# ---- `i2i test` on a labels -> photo config ---------------------------------------------------
+
+
+class NearestColour(nn.Module):
+    """A stand-in segmenter for the demo shapes (no weights to download): logits are minus the
+    squared distance of each pixel to each class's palette colour."""
+
+    def __init__(self):
+        super().__init__()
+        from i2i.data.synthetic import PALETTE
+
+        self.num_classes = len(PALETTE)
+        palette = torch.tensor(PALETTE, dtype=torch.float32) / 127.5 - 1
+        self.register_buffer("palette", palette[None, :, :, None, None])
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return -((images[:, None] - self.palette) ** 2).sum(2)
+
+
+def test_i2i_test_reports_fid_miou_and_the_real_ceiling(tmp_path):
+    from i2i.data.synthetic import ShapesDataset
+    from tests import clirun
+
+    root = tmp_path / "run"
+    tiny = {"channel_base": 256, "channel_max": 32, "img_resolution": 32}
+    done = clirun.i2i(
+        "test",
+        "--config=configs/demo_labels.yaml",
+        f"--trainer.default_root_dir={root}",
+        "--trainer.logger=false",
+        "--trainer.limit_test_batches=2",
+        *(
+            f"--model.init_args.{net}.init_args.{k}={v}"
+            for net in ("generator", "discriminator")
+            for k, v in tiny.items()
+        ),
+        "--data.init_args.resolution=32",
+        "--data.init_args.val_length=16",
+        "--data.init_args.num_workers=0",
+        "--metrics.feature=tests.helpers.TinyFeatures",
+        "--metrics.feature.num_features=8",
+        "--metrics.diversity=l1",
+        "--metrics.diversity_pairs=1",
+        "--metrics.segmenter=tests.metrics.test_semantic.NearestColour",
+        "--real",
+    )
+    assert done.returncode == 0, clirun.output(done)[-4000:]
+    report = json.loads((root / "test_results.json").read_text())
+    results, semantic = report["results"], report["protocol"]["semantic"]
+    assert {"fid", "miou", "pixel_accuracy", "real_miou", "real_pixel_accuracy"} <= set(results)
+    assert set(results["per_class_iou"]) == {str(i) for i in range(6)}
+
+    # The reals' scores against a naive count over the same 16 validation images (2 x 8).
+    val = ShapesDataset(32, length=16, seed=1)  # the datamodule's validation set (seed + 1)
+    images = torch.stack([val[i]["image"] for i in range(16)])
+    labels = torch.stack([val[i]["label"] for i in range(16)])
+    with torch.no_grad():
+        pred = NearestColour()(images).argmax(1)
+    miou, accuracy = naive_scores(naive_confusion(pred, labels, 6))
+    assert results["real_miou"] == pytest.approx(miou, rel=1e-9)
+    assert results["real_pixel_accuracy"] == pytest.approx(accuracy, rel=1e-9)
+    assert results["real_miou"] > results["miou"]  # an untrained generator: below the ceiling
+    assert semantic["evaluation_size"] == [32, 32] and "nearest" in semantic["labels"]
+    assert (
+        semantic["segmenter"] == "NearestColour" and len(semantic["segmenter_state_sha256"]) == 64
+    )
+    assert semantic["real"] is not None and semantic["multi_scale"] is None
+
+
 # ---- DDP: 2 gloo processes against 1 --------------------------------------------------------
 
 

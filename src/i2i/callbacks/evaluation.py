@@ -17,7 +17,11 @@ to the loggers (scalars, plus a W&B table of the mask-size buckets):
 - translation: FID against the validation reals, or against ALL the training targets as the paper
   did (statistics cached on disk, see `i2i.metrics.fid_stats`), and diversity: the mean LPIPS
   (AlexNet) over `diversity_pairs` pairs of outputs per input, each pair two fresh latents
-  (200 inputs x 10 = the official 2,000 pairs).
+  (200 inputs x 10 = the official 2,000 pairs). With a `segmenter` (labels -> photo): semantic
+  consistency, `miou`, `pixel_accuracy` and per-class IoU of the segmenter's predictions on the
+  outputs against the input label maps (`i2i.metrics.SemanticConsistency`, classes mapped by
+  `semantic_classes`); `real: true` (`i2i test --real`) scores the real photos too (`real_miou`,
+  the ceiling).
 - unpaired (CycleGAN): FID in each direction, `fid_ab` (G_AB's outputs for the A images against
   the real B images) and `fid_ba` (G_BA's for the B images against the real A images), each image
   of the evaluation set counted once (the datamodule's `val_sizes` names the repeats of the
@@ -59,6 +63,7 @@ from i2i.metrics.fid_stats import (
     reference_statistics,
 )
 from i2i.metrics.image import psnr
+from i2i.metrics.semantic import SemanticConsistency, class_set
 from i2i.seeding import numpy_rng
 
 log = logging.getLogger(__name__)
@@ -126,6 +131,11 @@ class GANMetrics(Callback):
         fid_stats_dir: str
         | None = None,  # reference-statistics cache; None: ~/.cache/i2i/fid_stats
         cache_fid_stats: bool = True,  # False: recompute the training statistics every run
+        segmenter: nn.Module | None = None,  # labels -> photo: images in [-1, 1] -> class logits
+        # (i2i.networks.segmenters: DRNSegmenter, DeepLabV2Segmenter, UperNetSegmenter, or any)
+        semantic_classes: str | None = None,  # the label ids -> segmenter classes: "cityscapes",
+        # "coco_stuff", "ade20k"; None: the label ids are the segmenter's classes
+        real: bool = False,  # also segment the real photos (`i2i test --real`): the ceiling
         output: str = "test_results.json",  # written in the run folder (default_root_dir)
     ):
         if buckets not in BUCKET_MODES:
@@ -143,6 +153,11 @@ class GANMetrics(Callback):
         self.fid_reference, self.fid_train_samples = fid_reference, fid_train_samples
         self.fid_stats_dir, self.cache_fid_stats = fid_stats_dir, cache_fid_stats
         self.output = output
+        self.segmenter, self.semantic_classes, self.real = segmenter, semantic_classes, real
+        if semantic_classes is not None:
+            class_set(semantic_classes)  # an unknown name stops here, with the choices
+        self._semantic: dict[str, SemanticConsistency] = {}  # "" outputs, "real_" photos
+        self._semantic_size: list[int] | None = None
         self._validations = 0
         self._active = False
         self._ids: dict[str, InceptionDiscriminativeScore] = {}
@@ -296,6 +311,7 @@ class GANMetrics(Callback):
         self._reset(pl_module, test=True)
         self._indices, self._rank_samples, self._reference = [], 0, {}
         self._diversity = CatMetric().to(pl_module.device)
+        self._build_semantic(pl_module)
         if self._is_unpaired(pl_module):
             return
         if not self._is_inpainting(pl_module) and self.diversity == "lpips" and self._lpips is None:
@@ -328,6 +344,7 @@ class GANMetrics(Callback):
         real, fake = batch[B.IMAGE].float(), outputs["fake"][:keep]
         self._indices.extend(int(i) for i in batch[B.INDEX])
         self._ids["all"].update(real, fake)
+        self._update_semantic(batch, real, fake)
         if self._is_inpainting(pl_module):
             hole = self._update_inpainting("", real, fake, batch[B.MASK].float(), pl_module.device)
             if self._bucket_mode == "binned":
@@ -364,6 +381,77 @@ class GANMetrics(Callback):
             else:
                 value = (first - second).abs().flatten(1).mean(1)
             self._diversity.update(value.float())
+
+    # ---- semantic consistency (labels -> photo) ---------------------------------------------
+
+    def _build_semantic(self, pl_module: L.LightningModule) -> None:
+        """The mIoU metrics of a translation test with a segmenter; its weights are loaded here,
+        so that a missing file stops the run before any image is generated."""
+        self._semantic, self._semantic_size = {}, None
+        if self.segmenter is None or getattr(pl_module, "evaluation", None) != "translation":
+            return
+        load = getattr(self.segmenter, "load_weights", None)
+        if callable(load):
+            load()
+        for prefix in ("", "real_") if self.real else ("",):
+            if self.semantic_classes is not None:
+                metric = SemanticConsistency.for_class_set(self.semantic_classes, self.segmenter)
+            else:
+                classes = getattr(self.segmenter, "num_classes", None)
+                metric = SemanticConsistency(classes or pl_module.num_classes, self.segmenter)
+            self._semantic[prefix] = metric.to(pl_module.device)
+
+    def _update_semantic(self, batch: dict, real: torch.Tensor, fake: torch.Tensor) -> None:
+        if not self._semantic:
+            return
+        if B.LABEL not in batch:
+            raise ValueError(
+                "metrics.segmenter is set, but the test batches hold no label maps ('label'): "
+                "semantic consistency needs a labels -> photo datamodule (label ids, not colour "
+                "label images); remove metrics.segmenter for this data"
+            )
+        label = batch[B.LABEL]
+        self._semantic_size = list(label.shape[-2:])
+        self._semantic[""].update(fake, label)
+        if "real_" in self._semantic:
+            self._semantic["real_"].update(real, label)
+
+    def _semantic_scores(self) -> dict[str, Any]:
+        """miou, pixel_accuracy, mean_accuracy and per-class IoU by class name (None where the
+        class is in neither labels nor predictions), over every rank's images."""
+        out: dict[str, Any] = {}
+        for prefix, metric in self._semantic.items():
+            if not metric.update_called:
+                continue
+            scores = metric.compute()
+            names = metric.class_names or [str(i) for i in range(metric.num_classes)]
+            for key in ("miou", "pixel_accuracy", "mean_accuracy"):
+                out[prefix + key] = float(scores[key])
+            out[prefix + "per_class_iou"] = {
+                name: None if value != value else value  # NaN is not JSON
+                for name, value in zip(names, scores["per_class_iou"].tolist(), strict=True)
+            }
+        return out
+
+    def _semantic_protocol(self) -> dict[str, Any] | None:
+        if not self._semantic:
+            return None
+        metric = self._semantic[""]
+        names = self.semantic_classes
+        return {
+            "evaluation_size": self._semantic_size,
+            "labels": "the batches' label maps at the evaluation size, as the datamodule gives "
+            "them: read from the files and resized with nearest interpolation (class ids are "
+            "never interpolated)",
+            "class_set": class_set(names).description
+            if names
+            else "the dataset's label ids are the segmenter's classes",
+            "class_names": list(metric.class_names or range(metric.num_classes)),
+            **metric.protocol(),
+            "real": "real_*: the real validation photos through the same segmenter (the ceiling)"
+            if self.real
+            else None,
+        }
 
     def _separate_buckets(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """The official per-bucket protocol: each bucket a full run over the evaluated images
@@ -424,6 +512,7 @@ class GANMetrics(Callback):
                 results["diversity_pairs"] = int(values.numel())
         if not self._is_inpainting(pl_module) and self.fid_reference == "train":
             results["fid_train_reference"] = self._fid_against_train(trainer, pl_module)
+        results.update(self._semantic_scores())
         pl_module.log_dict(
             {f"test/{k}": float(v) for k, v in results.items() if isinstance(v, float)},
             sync_dist=False,
@@ -573,6 +662,7 @@ class GANMetrics(Callback):
                 if self.diversity != "none"
                 else None
             )
+            protocol["semantic"] = self._semantic_protocol()
         return protocol
 
     def _bucket_protocol(self, dm) -> dict[str, Any]:

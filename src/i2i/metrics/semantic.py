@@ -18,6 +18,7 @@ maps them onto the segmenter's classes, the rest to the ignore label:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -235,6 +236,7 @@ class SemanticConsistency(Metric):
     def protocol(self) -> dict[str, Any]:
         """What the numbers mean, for the JSON of `i2i test`."""
         segmenter = self.segmenter
+        described = segmenter.protocol() if hasattr(segmenter, "protocol") else {}
         return {
             "num_classes": self.num_classes,
             "ignore_index": self.ignore_index,
@@ -243,7 +245,18 @@ class SemanticConsistency(Metric):
             "miou": "mean IoU over the classes present in the labels or predictions, from one "
             "confusion matrix over the whole evaluation set (summed across processes)",
             "pixel_accuracy": "correct / all non-ignored pixels",
-            "segmenter": segmenter.protocol()
-            if hasattr(segmenter, "protocol")
-            else (type(segmenter).__name__ if segmenter is not None else None),
+            "segmenter": described or (type(segmenter).__name__ if segmenter is not None else None),
+            "multi_scale": described.get("multi_scale", getattr(segmenter, "multi_scale", None)),
+            "segmenter_state_sha256": state_sha256(segmenter) if segmenter is not None else None,
         }
+
+
+def state_sha256(module: nn.Module) -> str:
+    """SHA-256 of a module's state dict (names, dtypes, shapes, values): which weights scored,
+    whatever file they came from."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
