@@ -417,6 +417,16 @@ def test_convert_errors_exit_1_with_the_reason(tmp_path, capsys):
     assert "absent.pkl: no such file" in capsys.readouterr().err
     assert C.main([str(path), "--out", str(tmp_path / "m"), "--kind", "edges"]) == 1
     assert "this file is an inpainting model" in capsys.readouterr().err
+    truncated = tmp_path / "truncated.pkl"
+    truncated.write_bytes(path.read_bytes()[:5000])
+    assert C.main([str(truncated), "--out", str(tmp_path / "m")]) == 1
+    assert "truncated.pkl: the pickle is damaged or ends early" in capsys.readouterr().err
+    not_networks = tmp_path / "list.pkl"
+    not_networks.write_bytes(pickle.dumps([1, 2]))
+    assert C.main([str(not_networks), "--out", str(tmp_path / "m")]) == 1
+    assert "expected the official (G, D, Gs) tuple of tflib networks, found list" in (
+        capsys.readouterr().err
+    )
     evil = tmp_path / "evil.pkl"
     evil.write_bytes(pickle.dumps(RunsACommand(tmp_path / "ran"), protocol=3))
     assert C.main([str(evil), "--out", str(tmp_path / "m")]) == 1

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import pickle
 import re
 import sys
 from dataclasses import dataclass, field
@@ -307,14 +308,13 @@ def map_state(
     net: torch.nn.Module,
     source: str,
     ignored: tuple[str, ...] | list[str] = (),
-    optional: tuple[str, ...] = (),
 ) -> dict[str, torch.Tensor]:
     """The i2i state dict of `net` from a file's variables. Every variable must be known (mapped
-    or ignored), every mapped one present (unless `optional`), every shape right; otherwise one
-    error lists all of them."""
+    or ignored), every mapped one present, every shape right; otherwise one error lists all of
+    them."""
     expected = {e.source for e in entries}
     unknown = sorted(set(variables) - expected - set(ignored))
-    missing = sorted(expected - set(variables) - set(optional))
+    missing = sorted(expected - set(variables))
     own = net.state_dict()
     state, wrong = {}, []
     for e in entries:
@@ -556,7 +556,13 @@ def convert_port_state(state: dict[str, torch.Tensor], source: str) -> Converted
 
 
 def load_port_file(path: Path) -> dict[str, torch.Tensor]:
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:  # weights_only: tensors and containers, never code
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        raise ConversionError(
+            f"{path}: cannot read it as a PyTorch state dict ({str(err).splitlines()[0]}); "
+            "download it again"
+        ) from err
     for key in ("G_ema", "netG_ema", "state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
@@ -662,7 +668,7 @@ def main(argv: list[str] | None = None) -> int:
         kind = args.kind or guess_kind(args.file, converted)
         path = write(converted, args.out, kind, source=args.file.name,
                      kimg=kimg_from_name(args.file.name))  # fmt: skip
-    except (ConversionError, OSError, tf_pickle.pickle.UnpicklingError) as err:
+    except (ConversionError, OSError, pickle.UnpicklingError) as err:
         print(f"i2i convert: error: {err}", file=sys.stderr)
         return 1
     print(f"i2i convert: {args.file} -> {path} ({kind}, {resolution}x{resolution})")

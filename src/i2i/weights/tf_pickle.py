@@ -121,7 +121,15 @@ def load(path: str | Path) -> Any:
     """Unpickle a dnnlib/tflib pickle: Networks become `TFNetwork`s, arrays stay numpy."""
     path = Path(path)
     with open(path, "rb") as f:
-        return RestrictedUnpickler(f, str(path)).load()
+        try:
+            return RestrictedUnpickler(f, str(path)).load()
+        except (EOFError, pickle.UnpicklingError) as err:
+            if str(err).startswith(str(path)):  # ours: it names the file and the reason
+                raise
+            raise pickle.UnpicklingError(
+                f"{path}: the pickle is damaged or ends early ({err or 'end of file'}); "
+                "download it again"
+            ) from None
 
 
 def load_networks(path: str | Path) -> dict[str, TFNetwork]:
@@ -131,7 +139,7 @@ def load_networks(path: str | Path) -> dict[str, TFNetwork]:
         return {obj.name: obj}
     if isinstance(obj, tuple) and len(obj) == 3 and all(isinstance(n, TFNetwork) for n in obj):
         return dict(zip(("G", "D", "Gs"), obj, strict=True))
-    raise ValueError(
+    raise pickle.UnpicklingError(
         f"{path}: expected the official (G, D, Gs) tuple of tflib networks, found "
         f"{type(obj).__name__}{f' of {len(obj)}' if isinstance(obj, tuple) else ''}"
     )
