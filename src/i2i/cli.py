@@ -41,7 +41,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
+from lightning.pytorch.callbacks import BasePredictionWriter, RichProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_only
 
@@ -49,6 +49,7 @@ from i2i.callbacks import (
     GracefulShutdown,
     IterationProgressBar,
     LastAndBestCheckpoint,
+    PredictionWriter,
     RunRecord,
     SampleGrid,
 )
@@ -519,6 +520,9 @@ class I2ICLI(LightningCLI):
 
     def predict(self, model, ckpt_path: str | None = None, **kwargs):
         self.check_checkpoint(ckpt_path)
+        # Predictions are files, as `i2i inpaint` writes them: a writer unless one is given.
+        if not any(isinstance(cb, BasePredictionWriter) for cb in self.trainer.callbacks):
+            self.trainer.callbacks.append(PredictionWriter())
         return self.trainer.predict(model, ckpt_path=ckpt_path, **kwargs)
 
     def _already_finished(self, model: L.LightningModule, checkpoint: dict) -> bool:

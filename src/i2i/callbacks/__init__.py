@@ -1,5 +1,6 @@
 """Callbacks: when to sample, save and stop. Tasks never import a logger library."""
 
+from i2i.callbacks.prediction import PredictionWriter
 from i2i.callbacks.progress import IterationProgressBar
 from i2i.callbacks.resume import (
     AtomicCheckpointIO,
@@ -14,6 +15,7 @@ __all__ = [
     "GracefulShutdown",
     "IterationProgressBar",
     "LastAndBestCheckpoint",
+    "PredictionWriter",
     "RunRecord",
     "SampleGrid",
 ]
