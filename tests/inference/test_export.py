@@ -1,0 +1,166 @@
+"""`i2i export`: ONNX (run by onnxruntime) and torch.export files that compute what the PyTorch
+model computes, at any batch size; the ONNX file as a model (`load_onnx`); clear errors."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from i2i.inference.export import SamplingGraph, export, main, read_torch_export
+from i2i.inference.model import load_model
+from i2i.inference.onnx_backend import OnnxModel
+from tests.clirun import i2i, output
+
+TOL = 1e-4
+RES = 32
+
+
+def inpainting_batch(n: int, seed: int) -> tuple[dict, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    batch = {
+        "image": torch.rand(n, 3, RES, RES, generator=g) * 2 - 1,
+        "mask": (torch.rand(n, 1, RES, RES, generator=g) > 0.4).float(),
+        "index": torch.arange(n),
+    }
+    return batch, torch.randn(n, 32, generator=g)
+
+
+@pytest.fixture(scope="module")
+def onnx_file(model_files, tmp_path_factory) -> tuple[Path, object]:
+    """The tiny inpainting model exported by the command (dropout as the network: on)."""
+    out = tmp_path_factory.mktemp("export") / "inpainting.onnx"
+    result = i2i(
+        "export", "--ckpt", str(model_files["inpainting"]), "--format", "onnx", "--out", str(out),
+        OMP_NUM_THREADS="1",
+    )  # fmt: skip
+    assert result.returncode == 0, output(result)
+    return out, result
+
+
+def test_export_command_writes_onnx_and_checks_it(onnx_file):
+    path, result = onnx_file
+    assert path.is_file()
+    assert "dropout on" in result.stdout and "noise const" in result.stdout, result.stdout
+    reported = float(result.stdout.split("max |exported - PyTorch| at batch 1:")[1].split()[0])
+    assert reported < TOL
+    proto = onnx.load(str(path))
+    names = [i.name for i in proto.graph.input]
+    assert names == ["image", "mask", "z", "truncation_psi", "dropout_keep"]
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_onnx_matches_pytorch(onnx_file, model_files, n, one_torch_thread):
+    graph = SamplingGraph(load_model(model_files["inpainting"]).task, "inpainting")
+    inputs = graph.example_inputs(n, seed=10 + n)
+    inputs["truncation_psi"] = torch.tensor(0.7)
+    session = ort.InferenceSession(str(onnx_file[0]), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {k: v.numpy() for k, v in inputs.items()})
+    with torch.no_grad():
+        expected = graph(inputs).numpy()
+    assert got.shape == (n, 3, RES, RES)
+    np.testing.assert_allclose(got, expected, atol=TOL, rtol=0)
+    # The keep-mask is a real input: another mask gives another output.
+    inputs["dropout_keep"] = 1 - inputs["dropout_keep"]
+    (other,) = session.run(None, {k: v.numpy() for k, v in inputs.items()})
+    assert np.abs(other - got).max() > 1e-3
+
+
+def test_load_onnx_gives_the_torch_models_output(onnx_file, model_files, one_torch_thread):
+    torch_model = load_model(model_files["inpainting"])
+    onnx_model = load_model(onnx_file[0])
+    assert isinstance(onnx_model, OnnxModel)
+    for name in ("kind", "resolution", "z_dim", "has_latent", "cond_channels"):
+        assert getattr(onnx_model, name) == getattr(torch_model, name), name
+    assert onnx_model.card == torch_model.card
+    batch, z = inpainting_batch(3, seed=1)
+    # The same torch seed draws the same dropout mask in F.dropout and in the backend.
+    torch.manual_seed(7)
+    expected = torch_model(batch, z, truncation_psi=0.6)
+    torch.manual_seed(7)
+    got = onnx_model(batch, z, truncation_psi=0.6)
+    torch.testing.assert_close(got, expected, atol=TOL, rtol=0)
+    known = batch["mask"].expand_as(got) == 1
+    assert torch.equal(got[known], batch["image"][known])  # the composite inside the graph
+    torch.manual_seed(7)
+    assert (onnx_model(batch, z, truncation_psi=1.0) - got).abs().max() > 1e-3
+
+
+def test_torch_export_matches_the_task_without_dropout(model_files, tmp_path, one_torch_thread):
+    model = load_model(model_files["inpainting"])
+    path = tmp_path / "model.pt2"
+    export(model, path, "torch-export", dropout=False)
+    program, meta = read_torch_export(path)
+    assert meta["kind"] == "inpainting" and meta["resolution"] == [RES, RES]
+    assert meta["inputs"] == ["image", "mask", "z", "truncation_psi"] and not meta["dropout"]
+    # The reference: the task's own generate on G_ema with its dropout switched off.
+    model.task.sampling_network.encoder.dropout_at_inference = False
+    for n in (1, 3):
+        batch, z = inpainting_batch(n, seed=n)
+        inputs = {"image": batch["image"], "mask": batch["mask"], "z": z}
+        with torch.no_grad():
+            got = program.module()({**inputs, "truncation_psi": torch.tensor(0.5)})
+        torch.testing.assert_close(got, model(batch, z, truncation_psi=0.5), atol=TOL, rtol=0)
+
+
+@pytest.mark.slow  # a second ONNX export: ~25 s of CPU
+def test_labels_onnx_builds_the_tasks_condition(model_files, tmp_path, one_torch_thread):
+    """Translation files take the condition tensor; the backend builds it with the task's own
+    code (one-hot labels, with its range check)."""
+    model = load_model(model_files["labels"])
+    path = tmp_path / "labels.onnx"
+    export(model, path, "onnx", dropout=False)
+    onnx_model = load_model(path)
+    assert onnx_model.kind == "labels" and onnx_model.num_classes == 5
+    g = torch.Generator().manual_seed(0)
+    label = torch.randint(0, 5, (2, RES, RES), generator=g)
+    batch = {"label": label, "image": onnx_model.placeholder_image(2), "index": torch.arange(2)}
+    z = torch.randn(2, 32, generator=g)
+    model.task.sampling_network.encoder.dropout_at_inference = False
+    torch.testing.assert_close(onnx_model(batch, z), model(batch, z), atol=TOL, rtol=0)
+    with pytest.raises(ValueError, match="label value 7 is outside 0..4"):
+        onnx_model({**batch, "label": label.clamp(max=4) + 3 * (label == 4)}, z)
+
+
+def test_sampling_graph_leaves_the_model_alone(model_files):
+    task = load_model(model_files["inpainting"]).task
+    before = copy.deepcopy(task.sampling_network.state_dict())
+    graph = SamplingGraph(task, "inpainting", dropout=False)
+    assert task.sampling_network.encoder.dropout_at_inference  # the model keeps its dropout
+    assert all(torch.equal(v, task.sampling_network.state_dict()[k]) for k, v in before.items())
+    assert graph.input_names == ["image", "mask", "z", "truncation_psi"]
+    with pytest.raises(ValueError, match="noise_mode must be"):
+        SamplingGraph(task, "inpainting", noise_mode="fresh")
+
+
+def test_bad_format_exits_2_and_names_the_choices(tmp_path):
+    result = i2i("export", "--ckpt", "x.ckpt", "--format", "tflite", "--out", str(tmp_path / "m"))
+    assert result.returncode == 2
+    assert "invalid choice: 'tflite'" in result.stderr and "onnx" in result.stderr
+
+
+def test_missing_checkpoint_exits_1_and_names_it(tmp_path):
+    missing = tmp_path / "nope.ckpt"
+    out = tmp_path / "m.onnx"
+    result = i2i("export", "--ckpt", str(missing), "--format", "onnx", "--out", str(out))
+    assert result.returncode == 1
+    assert f"no checkpoint at {missing}" in result.stderr
+    assert not out.exists()
+
+
+def test_suffix_and_existing_output_are_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--ckpt", "x.ckpt", "--format", "torch-export", "--out", str(tmp_path / "m.onnx")])
+    assert exit_info.value.code == 2
+    assert "a torch-export file ends in .pt2" in capsys.readouterr().err
+    existing = tmp_path / "m.pt2"
+    existing.write_bytes(b"keep")
+    assert main(["--ckpt", "x.ckpt", "--format", "torch-export", "--out", str(existing)]) == 1
+    assert "exists already; pass --overwrite" in capsys.readouterr().err
+    assert existing.read_bytes() == b"keep"
