@@ -110,6 +110,20 @@ def test_iterative_sampling_keeps_known_pixels_and_changes_only_the_hole():
     assert len(task.visual_panels(batch, task.sample(batch))) == 5
 
 
+def test_sampling_in_training_mode_uses_and_keeps_the_running_statistics():
+    task = tiny_task()
+    batch = tiny_data().sample_batch(4)
+    before = {k: v.clone() for k, v in task.vae.state_dict().items()}
+    task.train()
+    fake, steps = task.sample(batch), task.sample_steps(batch)  # as a sample grid mid-training
+    assert task.vae.training  # the mode is restored
+    for key, value in task.vae.state_dict().items():
+        assert torch.equal(value, before[key]), key  # running means / variances untouched
+    task.eval()
+    torch.testing.assert_close(fake, task.sample(batch), rtol=0, atol=0)
+    torch.testing.assert_close(steps[-1], fake, rtol=0, atol=0)
+
+
 def test_training_on_the_embedded_data_lowers_the_masked_error():
     dm = tiny_data()
     batch = dm.sample_batch(8)

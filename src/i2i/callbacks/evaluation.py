@@ -14,6 +14,9 @@ to the loggers (scalars, plus a W&B table of the mask-size buckets):
   (fixed per image and bucket). `buckets: binned` splits the pairs of the one run by hole ratio
   instead (cheap; the only option with mask files). PSNR, SSIM and L1 in the hole are secondary
   numbers. A run that scores fewer pairs than `official_num_pairs` says so (warning + JSON flag).
+  `perceptual_distance: true` adds `lpips`: LPIPS (AlexNet) of each completion to its real image,
+  the variational inpainting paper's "perceptual distance" (overall, per bucket, and `val/lpips`
+  with the validation IDS).
 - translation: FID against the validation reals, or against ALL the training targets as the paper
   did (statistics cached on disk, see `i2i.metrics.fid_stats`), and diversity: the mean LPIPS
   (AlexNet) over `diversity_pairs` pairs of outputs per input, each pair two fresh latents
@@ -124,6 +127,8 @@ class GANMetrics(Callback):
         # (official), "binned" (one run split by hole ratio: cheap), or "none"
         official_num_pairs: int | None = None,  # the paper's N for this dataset (10000 FFHQ,
         # 36500 Places2, 200 edges); fewer pairs: a warning and a flag in the JSON. None: custom
+        perceptual_distance: bool = False,  # inpainting: LPIPS (AlexNet) of each completion to
+        # its real image, the variational inpainting paper's; `lpips` under test, `val/lpips`
         diversity: str = "lpips",  # translation: "lpips" (AlexNet), "l1", or "none"
         diversity_pairs: int = 10,  # pairs of latents per input (200 inputs x 10 = official 2,000)
         fid_reference: str = "val",  # translation: "val" reals, or "train" targets (the paper)
@@ -149,6 +154,7 @@ class GANMetrics(Callback):
         self.feature, self.weights_path, self.check_hash = feature, weights_path, check_hash
         self.every_n_validations, self.buckets = every_n_validations, buckets
         self.official_num_pairs = official_num_pairs
+        self.perceptual_distance = perceptual_distance
         self.diversity, self.diversity_pairs = diversity, diversity_pairs
         self.fid_reference, self.fid_train_samples = fid_reference, fid_train_samples
         self.fid_stats_dir, self.cache_fid_stats = fid_stats_dir, cache_fid_stats
@@ -282,6 +288,7 @@ class GANMetrics(Callback):
         if self._validations % self.every_n_validations == 0:
             self._active = True
             self._reset(pl_module, test=False)
+            self._build_perceptual(pl_module)
 
     def on_validation_batch_end(
         self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
@@ -290,6 +297,9 @@ class GANMetrics(Callback):
             self._update_unpaired(trainer, batch, outputs, batch[B.IMAGE_A].shape[0])
         elif self._active:
             self._ids["all"].update(batch[B.IMAGE].float(), outputs["fake"])
+            if self._is_inpainting(pl_module) and self.perceptual_distance:
+                lpips = self._perceptual(outputs["fake"], batch[B.IMAGE])
+                self._mean("lpips", pl_module.device).update(lpips)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self._active:
@@ -301,6 +311,8 @@ class GANMetrics(Callback):
             self._active = False
             return
         scores = self._ids["all"].compute()
+        if "lpips" in self._means:
+            scores["lpips"] = self._means["lpips"].compute()  # synced across processes
         pl_module.log_dict({f"val/{k}": v.float() for k, v in scores.items()}, sync_dist=False)
         self._active = False
 
@@ -316,6 +328,7 @@ class GANMetrics(Callback):
             return
         if not self._is_inpainting(pl_module) and self.diversity == "lpips" and self._lpips is None:
             self._lpips = build_lpips().to(pl_module.device)
+        self._build_perceptual(pl_module)
 
     def _unrepeated(self, trainer: L.Trainer, n: int) -> int:
         """How many of this batch's n samples are not DistributedSampler's repeats (it pads the
@@ -367,7 +380,20 @@ class GANMetrics(Callback):
         self._mean(f"{prefix}l1_hole", device).update(masked_l1(fake, real, mask))
         self._mean(f"{prefix}psnr_hole", device).update(psnr(fake, real, 1 - mask))
         self._mean(f"{prefix}ssim_hole", device).update(ssim_in_region(fake, real, 1 - mask))
+        if self.perceptual_distance:
+            self._mean(f"{prefix}lpips", device).update(self._perceptual(fake, real))
         return hole
+
+    def _build_perceptual(self, pl_module: L.LightningModule) -> None:
+        """AlexNet for the inpainting perceptual distance, when asked for (offline: its weights
+        file must be in the torch hub cache, or the run stops here naming it)."""
+        if self.perceptual_distance and self._is_inpainting(pl_module) and self._lpips is None:
+            self._lpips = build_lpips("set metrics.perceptual_distance: false").to(pl_module.device)
+
+    def _perceptual(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        """LPIPS per pair over the whole image (the completion, known pixels included), both
+        clamped to [-1, 1], LPIPS's input range."""
+        return self._lpips(fake.float().clamp(-1, 1), real.float().clamp(-1, 1)).flatten()
 
     def _update_diversity(self, pl_module: L.LightningModule, batch: dict, fake) -> None:
         """Pair p of an input: the outputs of latent variants 2p and 2p + 1 (z seeded by
@@ -640,6 +666,12 @@ class GANMetrics(Callback):
                 f"(seed * 1000003 + index), seed={getattr(dm, 'seed', None)}"
             )
             protocol["buckets"] = self._bucket_protocol(dm)
+            protocol["perceptual_distance"] = (
+                "LPIPS (torchmetrics, AlexNet and its linear heads) of the completion to the "
+                "real image, whole image, both clamped to [-1, 1]"
+                if self.perceptual_distance
+                else None
+            )
         else:
             protocol["fid_reference"] = self.fid_reference
             if self.fid_reference == "train":
@@ -731,9 +763,9 @@ def ssim_in_region(fake: torch.Tensor, real: torch.Tensor, region: torch.Tensor)
     return (ssim_map * weight).flatten(1).sum(1) / weight.flatten(1).sum(1).clamp_min(1)
 
 
-def build_lpips() -> nn.Module:
+def build_lpips(instead: str = "set diversity: l1") -> nn.Module:
     """torchmetrics' LPIPS (AlexNet) per sample, offline: the AlexNet weights must be in the torch
-    hub cache (`i2i-weights` puts them there)."""
+    hub cache (`i2i-weights` puts them there); `instead` is the error's way to do without."""
     from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
 
     path = Path(torch.hub.get_dir()) / "checkpoints" / LPIPS_FILE
@@ -741,7 +773,7 @@ def build_lpips() -> nn.Module:
         raise FileNotFoundError(
             f"LPIPS needs the AlexNet weights {path}. Run `i2i-weights` where there is network "
             f"(or download https://download.pytorch.org/models/{LPIPS_FILE} into {path.parent}), "
-            "or set diversity: l1."
+            f"or {instead}."
         )
     lpips = LearnedPerceptualImagePatchSimilarity(net_type="alex", reduction="mean")
     net = lpips.net

@@ -19,7 +19,8 @@ also sees x' and the mask. Known pixels are kept exactly (the Inpainting problem
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -155,13 +156,29 @@ class VAEInpaintingTask(Inpainting, ImageTask):
     def generate(self, G: nn.Module, batch: dict, z=None, **kwargs) -> torch.Tensor:
         return self.complete(batch)[-1]
 
+    @contextmanager
+    def _inference(self) -> Iterator[None]:
+        """BatchNorm on its running statistics, which sampling leaves alone: a sample grid taken
+        in training mode must neither see batch statistics nor move the running ones."""
+        was_training = self.vae.training
+        self.vae.eval()
+        try:
+            yield
+        finally:
+            self.vae.train(was_training)
+
+    def sample(self, batch: dict, variant: int = 0) -> torch.Tensor:
+        with self._inference():
+            return super().sample(batch, variant)
+
     @torch.no_grad()
     def sample_steps(self, batch: dict) -> list[torch.Tensor]:
         """`complete` with the seeds of `sample`: its last step is `sample(batch)`."""
         batch = self.prepare(batch)
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(derive_seed(self.hparams.eval_seed, int(batch[B.INDEX][0]), 0))
-            return self.complete(batch)
+            with self._inference():
+                return self.complete(batch)
 
     def visual_panels(self, batch: dict, fake: torch.Tensor) -> list[torch.Tensor]:
         """The masked input | a few steps of the iterative sampling | the result | the real."""
