@@ -20,9 +20,11 @@ Layouts (official -> i2i), from the official code's variable shapes:
 
 The PyTorch port (zengxianyu/co-mod-gan-pytorch) stores the same values in PyTorch layouts, with
 the style bias initialised at 1 instead of an added 1 (so 1 is subtracted) and no `w_avg` or
-constant noise. Its published G_ema files are the official pickles converted (its README says
-so); the port's own forward omits the official E[4] addition at the decoder's start, which i2i
-keeps, so the converted model computes the official generator. A G_ema trained with the port's
+constant noise. Its up-sampling kernels are already rotated (its author's TF conversion flips
+them for the same transposed convolution i2i uses), so they are taken as stored. Its published
+G_ema files are the official pickles converted (its README says so); the port's own forward
+omits the official E[4] addition at the decoder's start, which i2i keeps, so the converted model
+computes the official generator. A G_ema trained with the port's
 code learnt without that addition: i2i has no such variant, so only the published files (or a
 file passed with `--from-official-tf`) are accepted.
 """
