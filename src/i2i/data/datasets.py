@@ -18,6 +18,7 @@ Randomness (crop offsets, flips) comes from the global torch RNG, which Lightnin
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import os
@@ -185,6 +186,17 @@ def find_split_folders(root: str | Path) -> tuple[Path, Path] | None:
 # --------------------------------------------------------------------------------------------
 # Decoding
 
+# Files held in memory by path (their bytes read from streaming shards, `i2i.data.shards`): the
+# readers open these instead of the disk, so every dataset decodes shard records with its own code.
+MEMORY_FILES: dict[Path, bytes] = {}
+
+
+def file_source(path: str | Path) -> Path | io.BytesIO:
+    """What `Image.open` should read for `path`: its bytes when held in MEMORY_FILES, else the
+    file on disk."""
+    data = MEMORY_FILES.get(Path(path))
+    return Path(path) if data is None else io.BytesIO(data)
+
 
 def load_image(path: str | Path, draft_size: tuple[int, int] | None = None) -> Image.Image:
     """Decode `path` into an RGB PIL image (grayscale, palette, CMYK converted; alpha dropped).
@@ -195,7 +207,7 @@ def load_image(path: str | Path, draft_size: tuple[int, int] | None = None) -> I
     """
     path = Path(path)
     try:
-        with Image.open(path) as img:
+        with Image.open(file_source(path)) as img:
             if draft_size is not None and img.format == "JPEG":
                 # Square request: EXIF rotation may swap the sides after decoding. JPEG draft
                 # never goes below the requested size, so the small-image check stays exact.

@@ -32,6 +32,7 @@ from i2i.data.datasets import (
     CropPlan,
     apply_crop,
     check_resolution,
+    file_source,
     image_to_tensor,
     list_images,
     note_small,
@@ -115,7 +116,7 @@ def read_label_map(path: str | Path) -> np.ndarray:
             "borders. Use lossless single-channel PNGs of class ids."
         )
     try:
-        with Image.open(path) as img:
+        with Image.open(file_source(path)) as img:
             img.load()
             mode = img.mode
             # "P" keeps the palette INDICES, which are the class ids; never convert it to RGB.
@@ -219,7 +220,7 @@ def _load_photo(path: Path, draft: tuple[int, int]) -> tuple[Image.Image, tuple[
     """(RGB photo, its stored size (H, W)); JPEGs may decode at a reduced scale covering `draft`
     (the crop plan resizes the photo to the label's geometry anyway)."""
     try:
-        with Image.open(path) as img:
+        with Image.open(file_source(path)) as img:
             size = (img.height, img.width)
             if img.format == "JPEG":
                 side = max(draft)

@@ -78,14 +78,24 @@ class TrainStream(IterableDataset):
         return default_collate([self.sample(p) for p in range(first, first + self.batch_size)])
 
     def sample(self, position: int) -> dict[str, Any]:
+        return self.make_item(self.dataset_index(position), position)
+
+    def dataset_index(self, position: int) -> int:
+        """The dataset index of stream position `position` (the streaming shards order it by
+        chunks instead: `i2i.data.shards.ShardStream`)."""
         epoch, k = divmod(position, len(self.dataset))
         if epoch != self._perm_epoch:
             self._perm = numpy_rng(self.seed, epoch).permutation(len(self.dataset))
             self._perm_epoch = epoch
+        return int(self._perm[k])
+
+    def make_item(self, index: int, position: int) -> dict[str, Any]:
+        """Sample `index` of the dataset with the crop, flip and mask of stream position
+        `position`: decoded and transformed by the dataset's own code."""
         # Crops and flips draw from torch's RNG: seed it per sample, and leave the caller's alone.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive_seed(self.seed, position) & 0x7FFF_FFFF)  # 31 bits, as ever
-            item = self.dataset[int(self._perm[k])]
+            item = self.dataset[index]
         item = {key: item[key] for key in self.keys if key in item}
         if self.masks is not None:
             item[B.MASK] = self.masks(numpy_rng(self.seed, 1, position))
@@ -179,14 +189,19 @@ class StreamDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         trainer = self.trainer
-        stream = TrainStream(
-            self.train_dataset, self._batches_per_step() * self.batch_size, self.train_masks(),
-            self.keys, seed=self.seed,
+        stream = self.train_stream(
             rank=trainer.global_rank if trainer else 0,
             world_size=trainer.world_size if trainer else 1,
             start_batch=self._start_batch(),
-        )  # fmt: skip
+        )
         return self._loader(stream, batch_size=None)
+
+    def train_stream(self, rank: int = 0, world_size: int = 1, start_batch: int = 0) -> TrainStream:
+        """The training stream of process `rank` of `world_size`, from batch `start_batch`."""
+        return TrainStream(
+            self.train_dataset, self._batches_per_step() * self.batch_size, self.train_masks(),
+            self.keys, seed=self.seed, rank=rank, world_size=world_size, start_batch=start_batch,
+        )  # fmt: skip
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_dataset, batch_size=self.val_batch_size)

@@ -1,0 +1,459 @@
+"""Streaming shards (LitData) for millions of images: `i2i data optimize` and ShardDataModule.
+
+`i2i data optimize --config CONFIG --out DIR` builds the config's datamodule exactly as training
+would (its split, its setup checks: the files it keeps are the files the folder loader would
+use) and writes each sample's files, their ORIGINAL encoded bytes, into LitData chunks
+(`DIR/train`, `DIR/val`), in parallel, with a progress bar. Beside them it records what it
+wrote: `manifest.json` (counts, the source config, the datamodule's settings and their
+fingerprint, the chunk sizes), `files.txt` (every sample's files, in shard order), `config.yaml`
+(a copy of the config) and `datasets.pkl` (the datasets' settings: the decoding and transforms
+of the folder datasets themselves, without their file lists; a pickle, so read only shards you
+trust, as with checkpoints).
+
+:class:`ShardDataModule` reads them from a local folder or an object-store URL (s3://, gs://...,
+through LitData's downloaders and cache) and decodes each record with the folder dataset's own
+code (the bytes are opened in place of the files: `i2i.data.datasets.file_source`), so batches
+hold the same keys, preprocessing, crops and masks. Its training stream (:class:`ShardStream`) is
+the project's deterministic stream with an order that suits streaming: per epoch the chunks are
+shuffled by (seed, epoch), samples inside each chunk by (seed, epoch, chunk), and process r of
+W (all nodes' GPUs) takes the r-th contiguous W-th of that sequence, so each process reads about
+1/W of the chunks and none shares a sample. Crops, flips and masks are seeded by the global
+stream position as in `TrainStream`, so batch s holds the same samples, crops and masks whatever
+the number of loader workers, and a resumed run continues the exact sequence. (LitData's own
+shuffle depends on the number of loader workers and the batch size, and resumes from its
+loader's state; the position-seeded order keeps the project's one resume mechanism.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextvars
+import hashlib
+import json
+import os
+import pickle
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import yaml
+from torch.utils.data import Dataset, Subset
+
+from i2i.data import datasets as D
+from i2i.data.stream import FixedMaskDataset, StreamDataModule, TrainStream
+from i2i.seeding import numpy_rng
+
+MANIFEST = "manifest.json"
+TEMPLATES = "datasets.pkl"
+FILES = "files.txt"
+SPLITS = ("train", "val")
+FORMAT = 1
+# Where a dataset keeps its per-sample files: ImageFolderDataset, SideBySideDataset and
+# CannyEdgesDataset a list of paths, TwoFolderDataset (condition, photo) pairs, the label
+# datasets LabelRecords (photo, label map, instance map or None).
+ENTRY_LISTS = ("files", "pairs", "records")
+# Settings that change how batches are loaded, not which files or how they decode: they may
+# differ between the config that wrote the shards and the one that reads them.
+LOADER_ONLY = frozenset({"batch_size", "val_batch_size", "num_workers"})
+MASK_SETTINGS = frozenset({
+    "hole_range", "mask_variant", "mask_shape", "rectangle_sides", "rectangle_sides_at",
+    "mask_dir", "val_mask_dir", "mask_polarity", "check_mask_polarity", "mask_set",
+})  # fmt: skip
+SHARD_STREAM = 0x5A4D  # a key of the shard order's seeds, apart from the folder stream's
+
+
+class ShardMismatchError(FileNotFoundError):
+    """The shards this config needs are not in the folder (missing, or written from another
+    config). A FileNotFoundError, so that the CLI prints it as one line."""
+
+
+# --------------------------------------------------------------------------------------------
+# The config's datamodule
+
+
+def load_datamodule(config: str | Path) -> StreamDataModule:
+    """The datamodule of a training config, instantiated as `i2i fit` would."""
+    path = Path(config)
+    if not path.is_file():
+        raise FileNotFoundError(f"config {path} does not exist; give the YAML you train with")
+    section = (yaml.safe_load(path.read_text()) or {}).get("data")
+    if not section:
+        raise ValueError(f"{path} has no data: section; give the YAML you train with")
+    datamodule = instantiate_datamodule(section)
+    if isinstance(datamodule, ShardDataModule):
+        raise ValueError(f"{path} already reads shards; give the config of the folder datamodule")
+    return datamodule
+
+
+def instantiate_datamodule(section: dict[str, Any]) -> StreamDataModule:
+    """A datamodule from a config's `data:` section ({"class_path", "init_args"})."""
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_subclass_arguments(L.LightningDataModule, "data")
+    cfg = parser.parse_object({"data": section})
+    # A fresh context: inside `i2i fit`, Lightning's CLI hands the outer datamodule's config to
+    # the first save_hyperparameters() it meets, which would be this one's.
+    return contextvars.Context().run(lambda: parser.instantiate(cfg).data)
+
+
+def dataset_settings(datamodule: L.LightningDataModule) -> dict[str, Any]:
+    """What decides the shards' content: the datamodule's class and its settings, less those
+    of the loader and of the masks (drawn when reading)."""
+    init = json.loads(json.dumps(dict(datamodule.hparams), default=str))
+    keep = {k: v for k, v in sorted(init.items()) if k not in LOADER_ONLY | MASK_SETTINGS}
+    cls = type(datamodule)
+    return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": keep}
+
+
+def fingerprint(settings: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _unwrap(dataset: Dataset) -> tuple[Dataset, list[Any]]:
+    """(the folder dataset, its per-sample file entries) of a train or val dataset."""
+    indices = None
+    if isinstance(dataset, FixedMaskDataset):
+        dataset = dataset.dataset
+    if isinstance(dataset, Subset):
+        dataset, indices = dataset.dataset, list(dataset.indices)
+    attr = next((a for a in ENTRY_LISTS if isinstance(getattr(dataset, a, None), list)), None)
+    if attr is None:
+        raise ValueError(
+            f"{type(dataset).__name__} has no files to shard (supported: image folders, "
+            "pix2pix pairs, label maps with instances; the embedded demo data is generated)"
+        )
+    entries = getattr(dataset, attr)
+    return dataset, entries if indices is None else [entries[i] for i in indices]
+
+
+def _entry_paths(entry: Any) -> list[str | None]:
+    if isinstance(entry, tuple):  # a pair, or a LabelRecord (a NamedTuple)
+        return [None if p is None else str(p) for p in entry]
+    return [str(entry)]
+
+
+def _rebuild(example: Any, names: Sequence[str | None]) -> Any:
+    """An entry of `example`'s kind from the names stored in a record."""
+    paths = [None if n is None else Path(n) for n in names]
+    if isinstance(example, tuple):
+        return type(example)(*paths) if hasattr(example, "_fields") else tuple(paths)
+    return paths[0]
+
+
+def _template(dataset: Dataset, example: Any) -> Dataset:
+    """A copy of the folder dataset without its file list (it comes from the shards), keeping
+    one entry to tell their kind."""
+    attr = next(a for a in ENTRY_LISTS if isinstance(getattr(dataset, a, None), list))
+    saved = getattr(dataset, attr)
+    setattr(dataset, attr, [example])
+    try:
+        template = pickle.loads(pickle.dumps(dataset))
+    finally:
+        setattr(dataset, attr, saved)
+    if getattr(template, "cache", None) is not None:
+        template.cache = None  # a Canny edge cache is keyed by the files on disk
+    return template
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+
+
+def _record(item: tuple[int, list[str | None]]) -> dict[str, Any]:
+    """One LitData record: the sample's index, its files' names and their bytes as stored."""
+    index, names = item
+    record: dict[str, Any] = {"index": index, "names": json.dumps(names)}
+    for k, name in enumerate(names):
+        record[f"file{k}"] = Path(name).read_bytes() if name is not None else b""
+    return record
+
+
+def optimize_shards(
+    config: str | Path,
+    out: str | Path,
+    num_workers: int = 1,
+    chunk_bytes: str = "64MB",
+    compression: str | None = None,
+) -> dict[str, Any]:
+    """Write the shards of `config`'s datamodule to `out` (see the module doc); the manifest."""
+    import litdata
+
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} is not empty; give a new folder or remove it first")
+    datamodule = load_datamodule(config)
+    datamodule.setup("fit")  # the split and the setup checks: the files training would use
+    settings = dataset_settings(datamodule)
+    manifest: dict[str, Any] = {
+        "format": FORMAT,
+        "source_config": str(Path(config).resolve()),
+        "written": datetime.now(UTC).isoformat(timespec="seconds"),
+        "settings": settings,
+        "fingerprint": fingerprint(settings),
+        "litdata": litdata.__version__,
+        "compression": compression,
+        "count": {},
+        "chunk_sizes": {},
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    templates, lines = {}, []
+    splits = (datamodule.train_dataset, datamodule.val_dataset)
+    for split, dataset in zip(SPLITS, splits, strict=True):
+        folder, entries = _unwrap(dataset)
+        names = [_entry_paths(e) for e in entries]
+        if len({len(n) for n in names}) > 1:
+            raise ValueError(f"{split}: samples differ in their number of files; cannot shard")
+        print(f"i2i data optimize: {split}: {len(names)} samples -> {out / split}", flush=True)
+        litdata.optimize(
+            fn=_record, inputs=list(enumerate(names)), output_dir=str(out / split),
+            num_workers=max(1, num_workers), chunk_bytes=chunk_bytes, compression=compression,
+            keep_data_ordered=True, reorder_files=False, start_method="fork", verbose=True,
+        )  # fmt: skip
+        index = json.loads((out / split / "index.json").read_text())
+        manifest["count"][split] = len(names)
+        manifest["chunk_sizes"][split] = [c["chunk_size"] for c in index["chunks"]]
+        templates[split] = _template(folder, entries[0])
+        lines += [f"{split}\t{i}\t" + "\t".join(n or "-" for n in ns) for i, ns in enumerate(names)]
+    (out / TEMPLATES).write_bytes(pickle.dumps(templates))
+    (out / FILES).write_text("\n".join(lines) + "\n")
+    shutil.copyfile(config, out / "config.yaml")
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")  # last: marks it complete
+    return manifest
+
+
+def main(argv: list[str]) -> int:
+    """`i2i data optimize --config CONFIG --out DIR [--num-workers N] [--chunk-bytes 64MB]
+    [--compression zstd]`: the exit status."""
+    parser = argparse.ArgumentParser(prog="i2i data", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    opt = sub.add_parser("optimize", help="write a config's dataset into LitData shards")
+    opt.add_argument("--config", required=True, help="the YAML you train with")
+    opt.add_argument("--out", required=True, help="a new local folder (sync it to a bucket after)")
+    opt.add_argument("--num-workers", type=int, default=os.cpu_count() or 1)
+    opt.add_argument("--chunk-bytes", default="64MB", help="chunk size (LitData: 64MB, 256MB...)")
+    opt.add_argument("--compression", default=None, help="zstd (needs the zstandard package)")
+    args = parser.parse_args(argv)
+    try:
+        manifest = optimize_shards(
+            args.config, args.out, args.num_workers, args.chunk_bytes, args.compression
+        )
+    except (FileNotFoundError, FileExistsError, ValueError) as e:
+        print(f"i2i: error: {e}", file=sys.stderr, flush=True)
+        return 1
+    counts = ", ".join(f"{k} {v}" for k, v in manifest["count"].items())
+    print(f"i2i data optimize: wrote {counts} samples to {args.out} ({MANIFEST}, {FILES})")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+
+
+def _read_text(shards: str, name: str, cache_dir: str | None) -> bytes:
+    """A file beside the chunks, from a local folder or through LitData's downloaders."""
+    if "://" not in shards or shards.startswith("file://"):
+        return (Path(shards.removeprefix("file://")) / name).read_bytes()
+    from litdata.streaming.downloader import get_downloader
+
+    local = Path(cache_dir or tempfile.gettempdir()) / "i2i_shards" / fingerprint({"u": shards})
+    local.mkdir(parents=True, exist_ok=True)
+    get_downloader(shards, str(local), []).download_file(f"{shards}/{name}", str(local / name))
+    return (local / name).read_bytes()
+
+
+def read_manifest(shards: str, cache_dir: str | None = None) -> dict[str, Any]:
+    """The manifest of a shard folder, or FileNotFoundError naming the folder and the fix."""
+    try:
+        return json.loads(_read_text(shards, MANIFEST, cache_dir))
+    except (OSError, ValueError) as e:
+        raise ShardMismatchError(
+            f"no shards in {shards}: {MANIFEST} cannot be read ({type(e).__name__}: {e}). Write "
+            f"them with `i2i data optimize --config CONFIG --out {shards}` (an interrupted run "
+            "leaves no manifest: write them again into an empty folder)"
+        ) from e
+
+
+def check_manifest(manifest: dict[str, Any], want: dict[str, Any], shards: str) -> None:
+    """ShardMismatchError naming the settings that differ when the shards were written from
+    another config than the one whose `dataset_settings` are `want`."""
+    if manifest.get("fingerprint") == fingerprint(want):
+        return
+    have = manifest.get("settings", {})
+    diff = []
+    if have.get("class_path") != want["class_path"]:
+        diff.append(f"class_path: shards {have.get('class_path')}, config {want['class_path']}")
+    hi, wi = have.get("init_args", {}), want["init_args"]
+    for key in sorted(set(hi) | set(wi)):
+        if hi.get(key) != wi.get(key):
+            diff.append(f"{key}: shards {hi.get(key)!r}, config {wi.get(key)!r}")
+    raise ShardMismatchError(
+        f"the shards in {shards} were written from another config "
+        f"({manifest.get('source_config')}): {'; '.join(diff) or 'settings differ'}. Rewrite "
+        f"them with `i2i data optimize --config <this config> --out <new folder>` and point "
+        "shards at it, or use the config they were written from"
+    )
+
+
+class ShardFiles(Sequence):
+    """The file entries of a folder dataset, read from its shards: entry j is rebuilt from
+    record j, whose bytes are then what the readers open for its paths. Opened lazily, once per
+    process (loader workers each open their own)."""
+
+    def __init__(self, input_dir: str, count: int, example: Any, cache_dir: str | None = None):
+        self.input_dir, self.count, self.example, self.cache_dir = (
+            input_dir,
+            count,
+            example,
+            cache_dir,
+        )
+        self._dataset: Any = None
+        self._pid = -1
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_dataset": None, "_pid": -1}
+
+    def record(self, j: int) -> dict[str, Any]:
+        if self._dataset is None or self._pid != os.getpid():
+            from litdata import StreamingDataset
+
+            self._dataset = StreamingDataset(self.input_dir, cache_dir=self.cache_dir)
+            self._pid = os.getpid()
+        record = self._dataset[int(j)]
+        if record["index"] != j:
+            raise ShardMismatchError(
+                f"{self.input_dir}: record {j} holds sample {record['index']}; the chunks are "
+                "out of order or mixed with another dataset's. Write the shards again"
+            )
+        return record
+
+    def __getitem__(self, j: int) -> Any:  # type: ignore[override]
+        if not 0 <= j < self.count:
+            raise IndexError(f"sample {j} out of range for {self.count} shard samples")
+        record = self.record(j)
+        names = json.loads(record["names"])
+        D.MEMORY_FILES.clear()  # one sample's files at a time
+        for k, name in enumerate(names):
+            if name is not None:
+                D.MEMORY_FILES[Path(name)] = bytes(record[f"file{k}"])
+        return _rebuild(self.example, names)
+
+
+def open_split(shards: str, split: str, manifest: dict[str, Any], cache_dir: str | None) -> Dataset:
+    """The folder dataset of `split` reading its files from the shards."""
+    templates = pickle.loads(_read_text(shards, TEMPLATES, cache_dir))
+    dataset = templates[split]
+    attr = next(a for a in ENTRY_LISTS if isinstance(getattr(dataset, a, None), list))
+    example = getattr(dataset, attr)[0]
+    input_dir = f"{shards.rstrip('/')}/{split}"
+    sub_cache = None if cache_dir is None else str(Path(cache_dir) / split)
+    setattr(dataset, attr, ShardFiles(input_dir, manifest["count"][split], example, sub_cache))
+    return dataset
+
+
+def epoch_order(
+    chunk_sizes: Sequence[int], seed: int, epoch: int, rank: int = 0, world_size: int = 1
+) -> np.ndarray:
+    """The shard indices process `rank` of `world_size` reads in `epoch`: the chunks shuffled by
+    (seed, epoch), each chunk's samples by (seed, epoch, chunk), and the rank's contiguous
+    share of that sequence (n // world_size samples; the last n mod world_size are left out
+    of this epoch)."""
+    sizes = np.asarray(chunk_sizes, dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    chunks = numpy_rng(seed, SHARD_STREAM, epoch).permutation(len(sizes))
+    seq = np.concatenate([
+        starts[c] + numpy_rng(seed, SHARD_STREAM, epoch, c).permutation(sizes[c]) for c in chunks
+    ])  # fmt: skip
+    share = len(seq) // world_size
+    return seq[rank * share : (rank + 1) * share]
+
+
+class ShardStream(TrainStream):
+    """The training stream over shards: `TrainStream`'s batching, worker split and
+    position-seeded crops and masks, with each process's order from :func:`epoch_order`."""
+
+    def __init__(self, *args: Any, chunk_sizes: Sequence[int], **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.chunk_sizes = list(chunk_sizes)
+        self.per_rank = sum(self.chunk_sizes) // self.world_size
+        if self.per_rank == 0:
+            raise ValueError(
+                f"{sum(self.chunk_sizes)} training samples cannot feed {self.world_size} "
+                "processes; shard more images or use fewer devices"
+            )
+
+    def dataset_index(self, position: int) -> int:
+        # position = (step * world_size + rank) * batch_size + j: this process's q-th sample
+        q = position // self.batch_size // self.world_size * self.batch_size
+        epoch, k = divmod(q + position % self.batch_size, self.per_rank)
+        if epoch != self._perm_epoch:
+            self._perm = epoch_order(self.chunk_sizes, self.seed, epoch, self.rank, self.world_size)
+            self._perm_epoch = epoch
+        return int(self._perm[k])
+
+
+class ShardDataModule(StreamDataModule):
+    """A folder datamodule's data read from its shards (`i2i data optimize`): the same batches'
+    keys, decoding, crops and masks (the folder datamodule's `data:` section is given whole as
+    `data`, checked against the shards' manifest), streamed from a local folder or a URL."""
+
+    def __init__(
+        self,
+        shards: str,  # the folder `i2i data optimize --out` wrote, or its URL (s3://...)
+        data: dict[str, Any],  # the folder datamodule's section: {class_path, init_args}
+        cache_dir: str | None = None,  # LitData's cache of downloaded chunks (URLs only)
+    ):
+        folder = instantiate_datamodule(data)  # the datamodule the shards were written from
+        super().__init__(folder.batch_size, folder.val_batch_size, folder.num_workers, folder.seed)
+        self.save_hyperparameters()
+        self.data, self.shards, self.cache_dir = folder, str(shards), cache_dir
+        self.keys = folder.keys
+        self.manifest: dict[str, Any] | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        # What tasks and callbacks ask of a datamodule (resolution, spec, cond_channels,
+        # mask_generator...) is the folder datamodule's.
+        data = self.__dict__.get("data")
+        if data is None or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(data, name)
+
+    def prepare_data(self) -> None:
+        self._manifest()  # in the main process, before any process group: one clear error
+
+    def _manifest(self) -> dict[str, Any]:
+        if self.manifest is None:
+            manifest = read_manifest(self.shards, self.cache_dir)
+            check_manifest(manifest, dataset_settings(self.data), self.shards)
+            self.manifest = manifest
+        return self.manifest
+
+    def train_masks(self):
+        return self.data.train_masks()
+
+    def val_masks(self):
+        return self.data.val_masks()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_dataset is not None:
+            return
+        manifest = self._manifest()  # no file scan: the shards hold the checked files
+        self.train_dataset = open_split(self.shards, "train", manifest, self.cache_dir)
+        val = open_split(self.shards, "val", manifest, self.cache_dir)
+        self.val_dataset = FixedMaskDataset(val, self.val_masks(), self.keys, seed=self.seed)
+
+    def train_stream(self, rank: int = 0, world_size: int = 1, start_batch: int = 0) -> ShardStream:
+        return ShardStream(
+            self.train_dataset, self._batches_per_step() * self.batch_size, self.train_masks(),
+            self.keys, seed=self.seed, rank=rank, world_size=world_size, start_batch=start_batch,
+            chunk_sizes=self._manifest()["chunk_sizes"]["train"],
+        )  # fmt: skip

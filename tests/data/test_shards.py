@@ -1,0 +1,314 @@
+"""Streaming shards: `i2i data optimize` and ShardDataModule against the folder datamodules
+(the same files, bytes, crops and masks), the order per rank, exact resume, clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from i2i.data import batch as B
+from i2i.data.inpainting import InpaintingDataModule
+from i2i.data.label_datamodules import LabelFolderDataModule
+from i2i.data.shards import (
+    FILES,
+    MANIFEST,
+    ShardDataModule,
+    ShardMismatchError,
+    ShardStream,
+    epoch_order,
+    optimize_shards,
+)
+from i2i.data.stream import ignore_stop_signals
+from i2i.data.translation import PairedDataModule
+from tests.clirun import TINY, fit_args, i2i, iteration, output
+
+INPAINT = dict(resolution=32, batch_size=2, val_batch_size=2, num_workers=0, val_fraction=0.25)
+
+
+def write_images(folder: Path, n: int, seed: int = 0) -> None:
+    """n small photos of varying sizes, JPEG and PNG: crops differ by image and position."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        h, w = 36 + 4 * (i % 3), 40 + 4 * (i % 4)
+        ext = "png" if i % 2 else "jpg"
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(
+            folder / f"{i:03d}.{ext}"
+        )
+
+
+def data_section(images: Path) -> dict:
+    return {"class_path": "i2i.data.inpainting.InpaintingDataModule",
+            "init_args": {"data_dir": str(images), **INPAINT}}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """(images, config, shards): 20 images, a training config, and its shards written by the
+    console script in chunks of a few images (several chunks per split)."""
+    root = tmp_path_factory.mktemp("shards")
+    write_images(root / "images", 20)
+    config = root / "train.yaml"
+    config.write_text(yaml.safe_dump({"data": data_section(root / "images")}))
+    result = i2i("data", "optimize", "--config", str(config), "--out", str(root / "shards"),
+                 "--num-workers", "2", "--chunk-bytes", "12KB")  # fmt: skip
+    assert result.returncode == 0, output(result)
+    assert "wrote train 15, val 5 samples" in result.stdout
+    return root / "images", config, root / "shards"
+
+
+def shard_module(images: Path, shards: Path, **changes) -> ShardDataModule:
+    section = data_section(images)
+    section["init_args"].update(changes)
+    dm = ShardDataModule(str(shards), section)
+    dm.batches_per_step = 2
+    dm.setup("fit")
+    return dm
+
+
+def folder_module(images: Path) -> InpaintingDataModule:
+    dm = InpaintingDataModule(str(images), **INPAINT)
+    dm.batches_per_step = 2
+    dm.setup("fit")
+    return dm
+
+
+def test_optimize_records_the_folder_loaders_files_and_their_bytes(built):
+    images, config, shards = built
+    folder = folder_module(images)
+    manifest = json.loads((shards / MANIFEST).read_text())
+    assert manifest["count"] == {"train": 15, "val": 5}
+    assert manifest["source_config"] == str(config.resolve())
+    assert sum(manifest["chunk_sizes"]["train"]) == 15 and len(manifest["chunk_sizes"]["train"]) > 2
+    lines = (shards / FILES).read_text().splitlines()
+    want = [f"train\t{i}\t{f}" for i, f in enumerate(folder.train_dataset.files)]
+    want += [f"val\t{i}\t{f}" for i, f in enumerate(folder.val_dataset.dataset.files)]
+    assert lines == want
+    dm = shard_module(images, shards)
+    files = dm.train_dataset.files
+    for j, path in enumerate(folder.train_dataset.files):
+        record = files.record(j)
+        assert json.loads(record["names"]) == [str(path)]
+        assert bytes(record["file0"]) == path.read_bytes()  # the original encoded bytes
+
+
+def test_batches_equal_the_folder_loaders_sample_for_sample(built):
+    """Each training sample is the folder dataset's image with the crop and mask of its stream
+    position, bit for bit; validation samples and masks are the folder's."""
+    images, _, shards = built
+    dm, folder = shard_module(images, shards), folder_module(images)
+    stream, reference = dm.train_stream(), folder.train_stream()
+    n = stream.batch_size
+    for step in range(4):
+        got = stream.batch(step)
+        for k in range(n):
+            want = reference.make_item(int(got[B.INDEX][k]), step * n + k)
+            for key in (B.IMAGE, B.MASK):
+                assert torch.equal(got[key][k], want[key])
+    assert len(dm.val_dataset) == len(folder.val_dataset) == 5
+    for i in range(5):
+        got, want = dm.val_dataset[i], folder.val_dataset[i]
+        assert got[B.INDEX] == want[B.INDEX] == i
+        assert torch.equal(got[B.IMAGE], want[B.IMAGE]) and torch.equal(got[B.MASK], want[B.MASK])
+    B.validate_sample(dm.val_dataset[0], "shards")
+    assert dm.resolution == folder.resolution  # what tasks ask of a datamodule is the folder's
+
+
+def test_resume_reads_the_same_batches_with_any_number_of_workers(built):
+    """2N batches in one go equal N, then a stream restarted at batch N (as a resumed run
+    builds it), read through a DataLoader with 2 workers: samples, crops and masks."""
+    images, _, shards = built
+    dm = shard_module(images, shards)
+    n = 6  # 6 x 4 samples: more than an epoch of 15, so the second epoch's order is checked too
+    whole = [dm.train_stream().batch(s) for s in range(2 * n)]
+    resumed = dm.train_stream(start_batch=n)
+    loader = DataLoader(resumed, batch_size=None, num_workers=2, worker_init_fn=ignore_stop_signals)
+    for s, got in zip(range(n, 2 * n), loader, strict=False):
+        for key in (B.IMAGE, B.MASK, B.INDEX):
+            assert torch.equal(got[key], whole[s][key]), (s, key)
+    seen = torch.cat([b[B.INDEX] for b in whole[:4]]).tolist()[:15]  # the first epoch: 15 samples
+    assert sorted(seen) == list(range(15))
+
+
+def test_ranks_read_disjoint_samples_in_contiguous_chunk_runs():
+    sizes = [5, 7, 6, 4, 8, 5]  # 35 samples in 6 chunks
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    for epoch in range(3):
+        orders = [epoch_order(sizes, 0, epoch, r, 2) for r in range(2)]
+        assert [len(o) for o in orders] == [17, 17]
+        assert not set(orders[0]) & set(orders[1])
+        assert len(set(orders[0]) | set(orders[1])) == 34 and len(set(orders[0])) == 17
+        whole = epoch_order(sizes, 0, epoch)
+        assert sorted(whole) == list(range(35))
+        assert np.array_equal(np.concatenate(orders), whole[:34])  # contiguous shares
+        chunk = np.searchsorted(starts, whole, side="right") - 1
+        assert np.count_nonzero(np.diff(chunk)) == len(sizes) - 1  # one run per chunk
+    assert not np.array_equal(epoch_order(sizes, 0, 0), epoch_order(sizes, 0, 1))
+    assert not np.array_equal(epoch_order(sizes, 0, 0), epoch_order(sizes, 1, 0))
+
+
+def test_two_ranks_stream_disjoint_samples(built):
+    images, _, shards = built
+    dm = shard_module(images, shards)
+    seen = []
+    for rank in range(2):
+        stream = dm.train_stream(rank=rank, world_size=2)
+        assert isinstance(stream, ShardStream) and stream.per_rank == 7
+        indices = torch.cat([stream.batch(s)[B.INDEX] for s in range(2)]).tolist()[:7]
+        assert len(set(indices)) == 7
+        seen.append(set(indices))
+    assert not seen[0] & seen[1]
+
+
+def test_shards_of_another_config_are_refused_with_the_settings_that_differ(built):
+    images, _, shards = built
+    with pytest.raises(ShardMismatchError) as e:
+        shard_module(images, shards, resolution=64)
+    msg = str(e.value)
+    assert str(shards) in msg and "resolution: shards 32, config 64" in msg
+    assert "i2i data optimize --config" in msg
+    shard_module(images, shards, batch_size=3, hole_range=(0.2, 0.4))  # loader and masks: free
+
+
+def test_missing_shards_and_unshardable_configs_fail_in_one_line(built, tmp_path):
+    images, _, _ = built
+    missing = tmp_path / "nowhere"
+    config = shards_config(tmp_path, images, missing)
+    result = i2i(*fit_args(tmp_path / "run", config=config))
+    assert result.returncode == 1, output(result)
+    assert f"no shards in {missing}" in result.stderr and "i2i data optimize" in result.stderr
+    assert "Traceback" not in result.stderr
+    demo = tmp_path / "demo.yaml"
+    demo.write_text(
+        yaml.safe_dump(
+            {
+                "data": {
+                    "class_path": "i2i.data.inpainting.InpaintingDataModule",
+                    "init_args": INPAINT,
+                }
+            }
+        )
+    )
+    with pytest.raises(ValueError, match="no files to shard"):
+        optimize_shards(demo, tmp_path / "out")
+
+
+def shards_config(tmp_path: Path, images: Path, shards: Path) -> Path:
+    """The tiny training config reading `shards` (written from `images`' section)."""
+    config = tmp_path / "shards.yaml"
+    tiny = yaml.safe_load(TINY.read_text())
+    shard_args = {"shards": str(shards), "data": data_section(images)}
+    tiny["data"] = {"class_path": "i2i.data.shards.ShardDataModule", "init_args": shard_args}
+    config.write_text(yaml.safe_dump(tiny))
+    return config
+
+
+def test_fit_from_shards_and_resume(built, tmp_path):
+    """A real `i2i fit` from shards, stopped at 2 iterations and resumed to 3."""
+    images, _, shards = built
+    config, run = shards_config(tmp_path, images, shards), tmp_path / "run"
+    for args in (
+        ("--model.init_args.max_iterations=2",),
+        (
+            "--model.init_args.max_iterations=3",
+            "--ckpt_path=last",
+        ),
+    ):
+        result = i2i(*fit_args(run, *args, config=config), OMP_NUM_THREADS="1")
+        assert result.returncode == 0, output(result)
+    assert iteration(run / "checkpoints" / "last.ckpt") == 3
+
+
+@pytest.mark.slow
+def test_fit_from_shards_resumes_exactly(built, tmp_path):
+    """`i2i fit` from shards: 4 iterations in one go equal 2, then `--ckpt_path last` and 2
+    more, to 1e-6 on every weight."""
+    images, _, shards = built
+    config = shards_config(tmp_path, images, shards)
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    runs = [
+        fit_args(whole, "--model.init_args.max_iterations=4", config=config),
+        fit_args(part, "--model.init_args.max_iterations=2", config=config),
+        fit_args(part, "--model.init_args.max_iterations=4", "--ckpt_path=last", config=config),
+    ]
+    for args in runs:
+        result = i2i(*args, OMP_NUM_THREADS="1")
+        assert result.returncode == 0, output(result)
+    last = [folder / "checkpoints" / "last.ckpt" for folder in (whole, part)]
+    assert [iteration(c) for c in last] == [4, 4]
+    a, b = (torch.load(c, map_location="cpu", weights_only=False)["state_dict"] for c in last)
+    for key, value in a.items():
+        if value.is_floating_point():
+            torch.testing.assert_close(b[key], value, rtol=0, atol=1e-6)
+
+
+def _pairs(folder: Path, n: int) -> None:
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    for i in range(n):
+        edges = np.full((32, 32, 3), 255, np.uint8)
+        edges[rng.integers(0, 32), :] = 0  # a black line on white paper
+        photo = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+        Image.fromarray(np.concatenate([edges, photo], 1)).save(folder / f"{i}.jpg")
+
+
+def _labels(root: Path, n: int) -> None:
+    rng = np.random.default_rng(2)
+    for sub in ("img", "label", "inst"):
+        (root / sub).mkdir(parents=True)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (36, 40, 3), dtype=np.uint8)).save(
+            root / "img" / f"{i}.png"
+        )
+        Image.fromarray(rng.integers(0, 3, (36, 40), dtype=np.uint8)).save(
+            root / "label" / f"{i}.png"
+        )
+        Image.fromarray(rng.integers(0, 5, (36, 40), dtype=np.uint8)).save(
+            root / "inst" / f"{i}.png"
+        )
+
+
+@pytest.mark.parametrize("kind", ["pix2pix_pairs", "labels_with_instances"])
+def test_pairs_and_label_maps_stream_as_from_their_folders(kind, tmp_path):
+    if kind == "pix2pix_pairs":
+        _pairs(tmp_path / "pairs", 8)
+        section = {"class_path": "i2i.data.translation.PairedDataModule",
+                   "init_args": {"data_dir": str(tmp_path / "pairs"), **INPAINT}}  # fmt: skip
+        make = lambda: PairedDataModule(**section["init_args"])  # noqa: E731
+        keys = (B.IMAGE, B.EDGES)
+    else:
+        _labels(tmp_path, 8)
+        args = {"image_dir": str(tmp_path / "img"), "label_dir": str(tmp_path / "label"),
+                "instance_dir": str(tmp_path / "inst"), "instance_edges": True,
+                "num_classes": 3, **INPAINT}  # fmt: skip
+        section = {"class_path": "i2i.data.label_datamodules.LabelFolderDataModule",
+                   "init_args": args}  # fmt: skip
+        make = lambda: LabelFolderDataModule(**args)  # noqa: E731
+        keys = (B.IMAGE, B.LABEL, B.INSTANCE_EDGES)
+    config = tmp_path / "cfg.yaml"
+    config.write_text(yaml.safe_dump({"data": section}))
+    manifest = optimize_shards(config, tmp_path / "shards", num_workers=1)
+    assert manifest["count"] == {"train": 6, "val": 2}
+    folder = make()
+    folder.batches_per_step = 1
+    folder.setup("fit")
+    dm = ShardDataModule(str(tmp_path / "shards"), section)
+    dm.batches_per_step = 1
+    dm.setup("fit")
+    stream, reference = dm.train_stream(), folder.train_stream()
+    for step in range(3):
+        got = stream.batch(step)
+        for k in range(2):
+            want = reference.make_item(int(got[B.INDEX][k]), 2 * step + k)
+            for key in keys:
+                assert torch.equal(got[key][k], want[key]), key
+    for i in range(2):
+        for key in keys:
+            assert torch.equal(dm.val_dataset[i][key], folder.val_dataset[i][key])
