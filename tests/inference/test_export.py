@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from i2i.inference.export import SamplingGraph, export, main, read_torch_export
-from i2i.inference.model import load_model
+from i2i.inference.model import load_model, save_model
 from i2i.inference.onnx_backend import OnnxModel
+from i2i.seeding import derive_seed
 from tests.clirun import i2i, output
 
 TOL = 1e-4
@@ -32,11 +33,22 @@ def inpainting_batch(n: int, seed: int) -> tuple[dict, torch.Tensor]:
 
 
 @pytest.fixture(scope="module")
-def onnx_file(model_files, tmp_path_factory) -> tuple[Path, object]:
+def noisy_model(model_files, tmp_path_factory) -> Path:
+    """The tiny inpainting model with non-zero noise strengths (untrained ones are 0, which
+    would hide the noise from every comparison)."""
+    model = load_model(model_files["inpainting"])
+    for name, p in model.task.sampling_network.named_parameters():
+        if name.endswith("noise_strength"):
+            p.fill_(0.3)
+    return save_model(model, tmp_path_factory.mktemp("noisy") / "inpainting")
+
+
+@pytest.fixture(scope="module")
+def onnx_file(noisy_model, tmp_path_factory) -> tuple[Path, object]:
     """The tiny inpainting model exported by the command (dropout as the network: on)."""
     out = tmp_path_factory.mktemp("export") / "inpainting.onnx"
     result = i2i(
-        "export", "--ckpt", str(model_files["inpainting"]), "--format", "onnx", "--out", str(out),
+        "export", "--ckpt", str(noisy_model), "--format", "onnx", "--out", str(out),
         OMP_NUM_THREADS="1",
     )  # fmt: skip
     assert result.returncode == 0, output(result)
@@ -56,8 +68,8 @@ def test_export_command_writes_onnx_and_checks_it(onnx_file):
 
 
 @pytest.mark.parametrize("n", [1, 3])
-def test_onnx_matches_pytorch(onnx_file, model_files, n, one_torch_thread):
-    graph = SamplingGraph(load_model(model_files["inpainting"]).task, "inpainting")
+def test_onnx_matches_pytorch(onnx_file, noisy_model, n, one_torch_thread):
+    graph = SamplingGraph(load_model(noisy_model).task, "inpainting")
     inputs = graph.example_inputs(n, seed=10 + n)
     inputs["truncation_psi"] = torch.tensor(0.7)
     session = ort.InferenceSession(str(onnx_file[0]), providers=["CPUExecutionProvider"])
@@ -72,8 +84,8 @@ def test_onnx_matches_pytorch(onnx_file, model_files, n, one_torch_thread):
     assert np.abs(other - got).max() > 1e-3
 
 
-def test_load_onnx_gives_the_torch_models_output(onnx_file, model_files, one_torch_thread):
-    torch_model = load_model(model_files["inpainting"])
+def test_load_onnx_gives_the_torch_models_output(onnx_file, noisy_model, one_torch_thread):
+    torch_model = load_model(noisy_model)
     onnx_model = load_model(onnx_file[0])
     assert isinstance(onnx_model, OnnxModel)
     for name in ("kind", "resolution", "z_dim", "has_latent", "cond_channels"):
@@ -90,6 +102,25 @@ def test_load_onnx_gives_the_torch_models_output(onnx_file, model_files, one_tor
     assert torch.equal(got[known], batch["image"][known])  # the composite inside the graph
     torch.manual_seed(7)
     assert (onnx_model(batch, z, truncation_psi=1.0) - got).abs().max() > 1e-3
+    torch.manual_seed(7)
+    no_noise = torch_model(batch, z, truncation_psi=0.6, noise_mode="none")
+    assert (no_noise - got).abs().max() > 1e-3  # the constant noise is in the graph
+
+
+def test_onnx_sample_seeds_as_the_task(onnx_file, noisy_model, one_torch_thread):
+    """`sample` (what i2i inpaint calls) draws z and the dropout mask as ImageTask.sample."""
+    torch_model, onnx_model = load_model(noisy_model), load_model(onnx_file[0])
+    batch, _ = inpainting_batch(2, seed=2)
+    batch["index"] = torch.tensor([4, 9])
+    task = torch_model.task
+    task.hparams.eval_seed = 5
+    z = task.eval_latents(batch, variant=1)
+    torch.manual_seed(derive_seed(5, 4, 1))
+    expected = torch_model(batch, z, truncation_psi=0.8, noise_mode="const")
+    got = onnx_model.sample(batch, seed=5, variant=1, truncation_psi=0.8)
+    torch.testing.assert_close(got, expected, atol=TOL, rtol=0)
+    other = onnx_model.sample(batch, seed=5, variant=2, truncation_psi=0.8)
+    assert (other - got).abs().max() > 1e-3
 
 
 def test_torch_export_matches_the_task_without_dropout(model_files, tmp_path, one_torch_thread):

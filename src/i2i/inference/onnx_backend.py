@@ -20,6 +20,7 @@ import torch
 from i2i.data import batch as B
 from i2i.inference.export import EXPORT_FORMAT, EXPORT_FORMAT_VERSION, METADATA_KEY
 from i2i.resolution import as_hw
+from i2i.seeding import derive_seed
 
 
 class OnnxModel:
@@ -67,8 +68,11 @@ class OnnxModel:
         init_args = self.card["task"].get("init_args") or {}
         self.num_classes: int | None = init_args.get("num_classes")
         self.cond_channels: int = meta["cond_channels"]
+        self.truncation_psi: float = float(init_args.get("truncation_psi_eval", 1.0))
         self._condition = _task_condition(self.card)
         self._warned_noise = False
+        # No PyTorch task behind this model (code that looks for one, e.g. a palette, finds None).
+        self.task = None
 
     def __repr__(self) -> str:
         h, w = self.resolution
@@ -113,6 +117,24 @@ class OnnxModel:
         arrays = {k: np.ascontiguousarray(v.numpy()) for k, v in feeds.items()}
         (out,) = self.session.run(["output"], arrays)
         return torch.from_numpy(out).to(self.device)
+
+
+    def sample(
+        self, batch: dict, *, seed: int = 0, variant: int = 0, truncation_psi: float | None = None
+    ) -> torch.Tensor:
+        """`InferenceModel.sample`'s seeding (`ImageTask.sample`): z of the sample with dataset
+        index i from derive_seed(seed, i, variant), the dropout mask from derive_seed(seed, first
+        index, variant). The noise is the file's own (`noise_mode`), where the PyTorch task's
+        sampling draws seeded random noise: a trained model's fine texture differs."""
+        z = None
+        if self.has_latent:
+            seeds = [derive_seed(seed, int(i), variant) for i in batch[B.INDEX]]
+            gens = [torch.Generator().manual_seed(s) for s in seeds]
+            z = torch.stack([torch.randn(self.z_dim, generator=g) for g in gens])
+        psi = self.truncation_psi if truncation_psi is None else truncation_psi
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seed(seed, int(batch[B.INDEX][0]), variant))
+            return self(batch, z, psi, self.noise_mode)
 
 
 def _task_condition(card: dict):
