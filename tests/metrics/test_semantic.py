@@ -238,6 +238,52 @@ def test_i2i_test_reports_fid_miou_and_the_real_ceiling(tmp_path):
     assert semantic["real"] is not None and semantic["multi_scale"] is None
 
 
+def test_labels_configs_pair_each_dataset_with_its_segmenter():
+    """The shipped labels -> photo configs: DRN-D-105 / Cityscapes train ids, DeepLab-v2 /
+    COCO-Stuff, UperNet / ADE20K; the callback instantiates (segmenters on the meta device: no
+    weights are read before `i2i test`) and each segmenter's classes are its class set's."""
+    import importlib
+
+    import yaml
+
+    from i2i.callbacks.evaluation import GANMetrics
+
+    repo = Path(__file__).resolve().parents[2]
+    expected = {
+        "cityscapes": ("DRNSegmenter", "cityscapes"),
+        "cocostuff": ("DeepLabV2Segmenter", "coco_stuff"),
+        "ade20k": ("UperNetSegmenter", "ade20k"),
+    }
+    for name, (segmenter_name, classes) in expected.items():
+        metrics = yaml.safe_load((repo / "configs" / f"{name}.yaml").read_text())["metrics"]
+        spec = metrics.pop("segmenter")
+        module, cls = spec["class_path"].rsplit(".", 1)
+        with torch.device("meta"):
+            segmenter = getattr(importlib.import_module(module), cls)(**spec.get("init_args", {}))
+        callback = GANMetrics(segmenter=segmenter, **metrics)
+        assert (cls, callback.semantic_classes) == (segmenter_name, classes), name
+        assert segmenter.num_classes == class_set(classes).num_classes, name
+        assert segmenter.weights == "published", name
+    with pytest.raises(ValueError, match="unknown class set 'cityscape'"):
+        GANMetrics(semantic_classes="cityscape")
+
+
+def test_a_segmenter_on_data_without_label_maps_is_refused():
+    from types import SimpleNamespace
+
+    from i2i.callbacks.evaluation import GANMetrics
+
+    callback = GANMetrics(segmenter=NearestColour())
+    task = SimpleNamespace(evaluation="translation", device=torch.device("cpu"), num_classes=6)
+    callback._build_semantic(task)
+    edges_batch = {"image": torch.zeros(1, 3, 8, 8), "edges": torch.zeros(1, 1, 8, 8)}
+    with pytest.raises(ValueError, match="hold no label maps .*remove metrics.segmenter"):
+        callback._update_semantic(edges_batch, edges_batch["image"], edges_batch["image"])
+    task.evaluation = "inpainting"
+    callback._build_semantic(task)
+    assert callback._semantic == {}  # inpainting: no semantic consistency
+
+
 # ---- DDP: 2 gloo processes against 1 --------------------------------------------------------
 
 
