@@ -22,12 +22,15 @@ from i2i.data.shards import (
     ShardDataModule,
     ShardMismatchError,
     ShardStream,
+    dataset_settings,
     epoch_order,
+    instantiate_datamodule,
+    load_datamodule,
     optimize_shards,
 )
 from i2i.data.stream import ignore_stop_signals
 from i2i.data.translation import PairedDataModule
-from tests.clirun import TINY, fit_args, i2i, iteration, output
+from tests.clirun import REPO, TINY, fit_args, i2i, iteration, output
 
 INPAINT = dict(resolution=32, batch_size=2, val_batch_size=2, num_workers=0, val_fraction=0.25)
 
@@ -312,3 +315,14 @@ def test_pairs_and_label_maps_stream_as_from_their_folders(kind, tmp_path):
     for i in range(2):
         for key in keys:
             assert torch.equal(dm.val_dataset[i][key], folder.val_dataset[i][key])
+
+
+def test_the_places512_shards_overlay_matches_places512():
+    """configs/shards/places512.yaml (a second --config over places512.yaml) names the data
+    settings the shards of places512.yaml are checked against: they must stay equal."""
+    overlay = yaml.safe_load((REPO / "configs" / "shards" / "places512.yaml").read_text())
+    dm = instantiate_datamodule(overlay["data"])
+    assert isinstance(dm, ShardDataModule) and dm.shards == "data/places2_shards"
+    source = load_datamodule(REPO / "configs" / "places512.yaml")
+    assert dataset_settings(dm.data) == dataset_settings(source)
+    assert (dm.batch_size, dm.num_workers, dm.resolution) == (4, 6, (512, 512))
