@@ -1,0 +1,125 @@
+"""Loading benchmark: training samples per second from LitData shards against the folder loader,
+on the same images, with 1 and 2 loader workers, in one run.
+
+    python -m benchmarks.loading [--images 2000] [--resolution 256] [--samples 512]
+
+It writes `--images` JPEGs (smooth scenes with texture, 320x256 to 512x384, so that every sample
+is decoded, resized and cropped) into a temporary folder, shards them with `i2i data optimize`'s
+function, then times the training stream of `InpaintingDataModule` and of `ShardDataModule` (the
+same config) through a DataLoader: the first batch (worker start-up) is left out, then
+`--samples` samples are timed, twice per loader in the order folder, shards, shards, folder
+(the better of each two is kept). Two modes: the training stream as `i2i fit` reads it (decode,
+crop, flip, the official free-form mask) and decode + crop alone (no mask drawing). Both read
+from the page cache of a local disk: the shards' gain here is fewer file opens; on a network
+file system or a bucket, where each open costs a round trip, it is the point of shards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from benchmarks.common import print_table
+from i2i.data.shards import ShardDataModule, instantiate_datamodule, optimize_shards
+from i2i.data.stream import StreamDataModule, ignore_stop_signals
+
+
+def write_images(folder: Path, n: int, seed: int = 0) -> None:
+    """n JPEG scenes: a two-colour gradient, a few discs and fine noise (quality 90)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    sizes = [(256, 320), (384, 512), (320, 320)]  # (H, W)
+    for i in range(n):
+        h, w = sizes[i % len(sizes)]
+        y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+        a, b = rng.uniform(0, 255, (2, 3))
+        img = a + (b - a) * (y / h)[..., None]
+        for _ in range(3):
+            cy, cx, r = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(10, h / 3)
+            img[(y - cy) ** 2 + (x - cx) ** 2 < r * r] = rng.uniform(0, 255, 3)
+        img += rng.normal(0, 8, img.shape)
+        Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(folder / f"{i:05d}.jpg", quality=90)
+
+
+def samples_per_second(dm: StreamDataModule, workers: int, samples: int, masks: bool) -> float:
+    stream = dm.train_stream()
+    if not masks:
+        stream.masks = None
+    loader = DataLoader(
+        stream, batch_size=None, num_workers=workers,
+        worker_init_fn=ignore_stop_signals if workers else None,
+    )  # fmt: skip
+    batches = iter(loader)
+    next(batches)  # worker start-up and first chunks: not timed
+    start, seen = time.perf_counter(), 0
+    while seen < samples:
+        seen += len(next(batches)["index"])
+    rate = seen / (time.perf_counter() - start)
+    del batches  # ends the workers
+    return rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--resolution", type=int, default=256)
+    parser.add_argument("--samples", type=int, default=512, help="timed samples per row")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        start = time.perf_counter()
+        write_images(root / "images", args.images)
+        print(f"wrote {args.images} JPEGs in {time.perf_counter() - start:.1f} s", flush=True)
+        section = {
+            "class_path": "i2i.data.inpainting.InpaintingDataModule",
+            "init_args": {
+                "data_dir": str(root / "images"), "resolution": args.resolution,
+                "batch_size": args.batch_size, "num_workers": 0, "val_fraction": 0.05,
+            },
+        }  # fmt: skip
+        config = root / "config.yaml"
+        config.write_text(yaml.safe_dump({"data": section}))
+        start = time.perf_counter()
+        optimize_shards(config, root / "shards", num_workers=2)
+        print(f"optimize (2 workers): {time.perf_counter() - start:.1f} s", flush=True)
+        folder = instantiate_datamodule(section)
+        shards = ShardDataModule(str(root / "shards"), section)
+        for dm in (folder, shards):
+            dm.batches_per_step = 1
+            dm.setup("fit")
+        rows = []
+        for masks in (True, False):
+            mode = "decode, crop, flip, mask" if masks else "decode, crop, flip"
+            for workers in args.workers:
+                # folder, shards, shards, folder; the better of each pair: a load that drifts
+                # during the run (the CPU is shared) favours neither
+                rates = {"folder": 0.0, "shards": 0.0}
+                for name in ("folder", "shards", "shards", "folder"):
+                    dm = folder if name == "folder" else shards
+                    rate = samples_per_second(dm, workers, args.samples, masks)
+                    rates[name] = max(rates[name], rate)
+                rows.append({
+                    "stream": mode, "workers": workers,
+                    "folder samples/s": f"{rates['folder']:.1f}",
+                    "shards samples/s": f"{rates['shards']:.1f}",
+                    "shards / folder": f"{rates['shards'] / rates['folder']:.2f}x",
+                })  # fmt: skip
+                print(rows[-1], flush=True)
+        title = (
+            f"{args.images} JPEGs at {args.resolution} px, batch {args.batch_size}, "
+            f"{args.samples} timed samples per row"
+        )
+        print_table(rows, title)
+
+
+if __name__ == "__main__":
+    main()
