@@ -1,0 +1,162 @@
+"""`i2i demo`: the real Gradio server in a subprocess on a loopback port, driven by
+gradio_client as a browser's page would call it."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.clirun import REPO, command, env
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+H, W = 45, 61  # odd and non-square: the demo works at the upload's size
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serve(model: Path, tmp: Path, timeout: float = 240) -> Iterator[str]:
+    """`i2i demo --model MODEL` on a free loopback port until the block ends; its URL once the
+    page answers. The server is stopped (and reaped) whatever happens."""
+    port = free_port()
+    log = open(tmp / "demo.log", "w")  # noqa: SIM115 - closed below, after the process
+    process = subprocess.Popen(
+        command("demo", "--model", str(model), "--port", str(port)),
+        cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+        env=env(GRADIO_TEMP_DIR=str(tmp / "gradio"), OMP_NUM_THREADS="1"),
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(f"the demo exited ({process.returncode}): {read(tmp)}")
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the demo did not answer within {timeout} s: {read(tmp)}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def read(tmp: Path) -> str:
+    return (tmp / "demo.log").read_text()
+
+
+@pytest.fixture(scope="module")
+def demo(model_files, tmp_path_factory) -> Iterator[tuple[Client, Path]]:
+    tmp = tmp_path_factory.mktemp("demo")
+    with serve(model_files["inpainting"], tmp) as url:
+        yield Client(url, verbose=False, download_files=str(tmp / "downloads")), tmp
+
+
+def write_inputs(tmp: Path) -> tuple[np.ndarray, np.ndarray, dict]:
+    """An image, the hole painted on a layer (as the brush leaves it), the editor's value."""
+    image = np.random.default_rng(0).integers(0, 256, (H, W, 3), dtype=np.uint8)
+    layer = np.zeros((H, W, 4), np.uint8)
+    layer[10:25, 20:41] = (255, 0, 255, 255)
+    layer[30:40, 3:9] = (255, 0, 255, 255)
+    Image.fromarray(image).save(tmp / "image.png")
+    Image.fromarray(layer).save(tmp / "layer.png")
+    editor = {
+        "background": handle_file(str(tmp / "image.png")),
+        "layers": [handle_file(str(tmp / "layer.png"))],
+        "composite": None,
+    }
+    return image, layer[..., 3] == 0, editor
+
+
+def inpaint(client: Client, editor: dict, mask=None, polarity="white_is_hole", seed=3, n=2):
+    return client.predict(
+        editor, mask, polarity, seed, 1.0, n, "crop", api_name="/inpaint"
+    )  # fmt: skip
+
+
+def test_inpainting_keeps_known_pixels_at_the_uploads_size(demo, model_files, one_torch_thread):
+    client, tmp = demo
+    image, known, editor = write_inputs(tmp)
+    gallery, preview = inpaint(client, editor)
+    outputs = [np.asarray(Image.open(item["image"])) for item in gallery]
+    assert [item["caption"] for item in gallery] == ["seed 3, sample 0", "seed 3, sample 1"]
+    for out in outputs:
+        assert out.shape == (H, W, 3) and out.dtype == np.uint8
+        assert np.array_equal(out[known], image[known])  # bit for bit
+        assert not np.array_equal(out[~known], image[~known])
+    assert not np.array_equal(outputs[0], outputs[1])
+    # The page serves what the library computes: the same bytes for the same seed.
+    from i2i.inference.model import load_model
+    from i2i.inference.run import inpaint_image
+
+    model = load_model(model_files["inpainting"])
+    expected = inpaint_image(model, image, known, seed=3, num_samples=2)
+    assert all(np.array_equal(o, e) for o, e in zip(outputs, expected, strict=True))
+    assert np.asarray(Image.open(preview)).shape == (H, W, 3)
+
+
+def test_an_uploaded_mask_with_its_polarity(demo):
+    client, tmp = demo
+    image, _, editor = write_inputs(tmp)
+    white_is_hole = np.zeros((H, W), np.uint8)
+    white_is_hole[5:20, 30:50] = 255
+    Image.fromarray(white_is_hole).save(tmp / "mask.png")
+    gallery, _ = inpaint(client, {**editor, "layers": []}, handle_file(str(tmp / "mask.png")), n=1)
+    out = np.asarray(Image.open(gallery[0]["image"]))
+    known = white_is_hole == 0
+    assert np.array_equal(out[known], image[known])
+    assert not np.array_equal(out[~known], image[~known])
+
+
+def test_no_hole_is_refused_with_a_message(demo):
+    client, tmp = demo
+    _, _, editor = write_inputs(tmp)
+    with pytest.raises(AppError, match="No hole: paint the region to fill"):
+        inpaint(client, {**editor, "layers": []})
+
+
+def test_bad_mask_uploads_are_refused_with_a_message(demo):
+    client, tmp = demo
+    _, _, editor = write_inputs(tmp)
+    Image.fromarray(np.zeros((H + 1, W), np.uint8)).save(tmp / "small.png")
+    with pytest.raises(AppError, match=r"46x61 \(HxW\) but 45x61 was expected.*image's size"):
+        inpaint(client, editor, handle_file(str(tmp / "small.png")))
+    (tmp / "junk.png").write_bytes(b"this is not an image")
+    with pytest.raises(AppError, match="cannot read mask file .*junk.png"):
+        inpaint(client, editor, handle_file(str(tmp / "junk.png")))
+    with pytest.raises(AppError, match="Upload an image first"):
+        inpaint(client, {"background": None, "layers": [], "composite": None})
+
+
+def test_a_missing_model_exits_1_without_serving(tmp_path):
+    from tests.clirun import i2i, output
+
+    result = i2i("demo", "--model", str(tmp_path / "nope.ckpt"), "--port", str(free_port()))
+    assert result.returncode == 1, output(result)
+    assert "no checkpoint at" in result.stderr and "nope.ckpt" in result.stderr
