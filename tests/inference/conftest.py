@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from i2i.inference.model import build_task, write_model
-from tests.clirun import fit_args, i2i, output
+from tests.clirun import fit_args
 from tests.conftest import TINY_G
 
 RES = 32
@@ -53,10 +53,20 @@ def model_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def fitted_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A run folder of `i2i fit` on tests/configs/tiny.yaml, 2 iterations: its
-    checkpoints/last.ckpt is a real checkpoint of the inpainting task."""
+    """A run folder of `i2i fit` on tests/configs/tiny.yaml, 2 iterations, run in-process (a
+    subprocess would pay the imports again): its checkpoints/last.ckpt is a real checkpoint of
+    the inpainting task, with the model config the CLI records."""
+    from i2i.cli import run_cli
+
     root = tmp_path_factory.mktemp("fit") / "run"
-    result = i2i(*fit_args(root, "--model.init_args.max_iterations=2", "--trainer.logger=false"))
-    assert result.returncode == 0, output(result)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        cli = run_cli(
+            fit_args(root, "--model.init_args.max_iterations=2", "--trainer.logger=false")
+        )
+    finally:
+        torch.set_num_threads(threads)
+    assert cli.exit_code == 0
     assert (root / "checkpoints" / "last.ckpt").is_file()
     return root

@@ -129,7 +129,8 @@ def run_files(
         return _fail(str(e))
     if model.kind not in kinds:
         return _fail(
-            f"{args.model} is a {model.kind} model; this command needs {' or '.join(kinds)}"
+            f"{args.model} is a model for {model.kind}; this command takes "
+            f"{' or '.join(kinds)} models"
         )
     failed, written = 0, 0
     bar = tqdm(total=len(inputs), unit="image", file=sys.stderr, disable=None)
