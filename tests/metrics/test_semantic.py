@@ -1,8 +1,6 @@
 """SemanticConsistency: the confusion matrix against a naive count, mIoU / pixel accuracy against
 a naive computation, the ignore label, class sets, resizing of logits, errors, and 2-process
 DDP against 1 process.
-
-Also a script: `python tests/metrics/test_semantic.py OUT_DIR` runs the 2-process gloo part.
 """
 
 from __future__ import annotations
@@ -286,65 +284,69 @@ def test_a_segmenter_on_data_without_label_maps_is_refused():
 
 # ---- DDP: 2 gloo processes against 1 --------------------------------------------------------
 
+# One rank: the metric module loaded by its path (not through `i2i.metrics`, whose Inception
+# imports would triple the cost of starting two processes), updated with the rank's share.
+WORKER = """
+import importlib.util, json, os, sys
+import torch
+import torch.distributed as dist
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
-    import torch.distributed as dist
-
-    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
-    dist.init_process_group("gloo", rank=rank, world_size=world_size)
-    try:
-        torch.set_num_threads(1)
-        pred, target = random_maps(4)
-        share = slice(0, 2) if rank == 0 else slice(2, N)  # uneven shares
-        metric = SemanticConsistency(C)
-        metric.update(pred[share], target[share])
-        scores = metric.compute()
-        result = {
-            "miou": float(scores["miou"]),
-            "pixel_accuracy": float(scores["pixel_accuracy"]),
-            "local_pixels": int(metric.confmat.sum()),  # compute() restores the local state
-        }
-        Path(out_dir, f"rank{rank}.json").write_text(json.dumps(result))
-    finally:
-        dist.destroy_process_group()
+rank, data, out, path = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+spec = importlib.util.spec_from_file_location("semantic_alone", path)
+semantic = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = semantic
+spec.loader.exec_module(semantic)
+torch.set_num_threads(1)
+dist.init_process_group("gloo", rank=rank, world_size=2)
+try:
+    pred, target, num_classes, split = torch.load(data)
+    share = slice(0, split) if rank == 0 else slice(split, None)  # uneven shares
+    metric = semantic.SemanticConsistency(num_classes)
+    metric.update(pred[share], target[share])
+    scores = metric.compute()
+    result = {
+        "miou": float(scores["miou"]),
+        "pixel_accuracy": float(scores["pixel_accuracy"]),
+        "local_pixels": int(metric.confmat.sum()),  # compute() restores the local state
+    }
+    with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
+        json.dump(result, f)
+finally:
+    dist.destroy_process_group()
+"""
 
 
 def test_two_processes_score_what_one_does(tmp_path):
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("MASTER_PORT", "LOCAL_RANK", "RANK", "WORLD_SIZE")
-    }
-    env["PYTHONPATH"] = (
-        str(Path(__file__).resolve().parents[2]) + os.pathsep + env.get("PYTHONPATH", "")
-    )
-    done = subprocess.run(
-        [sys.executable, __file__, str(tmp_path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    import i2i.metrics.semantic as semantic
+
     pred, target = random_maps(4)
+    torch.save((pred, target, C, 2), tmp_path / "data.pt")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    drop = ("MASTER_PORT", "LOCAL_RANK", "RANK", "WORLD_SIZE", "MASTER_ADDR")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    args = [str(tmp_path / "data.pt"), str(tmp_path), semantic.__file__]
+    ranks = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(r), *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for r in range(2)
+    ]
+    for process in ranks:
+        out, _ = process.communicate(timeout=240)
+        assert process.returncode == 0, out[-3000:]
+    results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     single = SemanticConsistency(C)
     single.update(pred, target)
     expected = single.compute()
-    for r in ranks:
+    for r in results:
         assert r["miou"] == pytest.approx(float(expected["miou"]), rel=1e-12)
         assert r["pixel_accuracy"] == pytest.approx(float(expected["pixel_accuracy"]), rel=1e-12)
-    assert ranks[0]["local_pixels"] + ranks[1]["local_pixels"] == int(single.confmat.sum())
-    assert ranks[0]["local_pixels"] < ranks[1]["local_pixels"]
-
-
-if __name__ == "__main__":
-    import torch.multiprocessing as mp
-
-    mp.spawn(_worker, args=(2, _free_port(), sys.argv[1]), nprocs=2, join=True)
+    assert results[0]["local_pixels"] + results[1]["local_pixels"] == int(single.confmat.sum())
+    assert results[0]["local_pixels"] < results[1]["local_pixels"]
