@@ -10,9 +10,9 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
-
 from benchmarks.common import FlopCount
 from benchmarks.gpu import MODES, peak_tflops
+
 from tests.clirun import REPO, env
 
 

@@ -16,8 +16,10 @@ optimum with a different, faster route:
 
 - Newton steps on the generalised Hessian H = I + 2C X_A^T X_A (A: rows with margin < 1), solved
   inexactly by preconditioned conjugate gradient with Hessian-vector products (H is never formed);
-- the preconditioner is a randomised Nystrom approximation of X_A^T X_A. Its sketch X_A^T X_A Omega
-  is updated incrementally from the rows that enter or leave A, so it costs a full pass only once;
+- the preconditioner is a randomised Nystrom approximation of X_A^T X_A. Its test matrix Omega
+  takes one power step (Omega <- orth(X^T X Omega)) so that it spans the leading eigenvectors, and
+  its sketch X_A^T X_A Omega is updated incrementally from the rows that enter or leave A, so it
+  costs full passes only once;
 - an exact line search: along a direction the objective is a convex piecewise quadratic in the step
   size, minimised by safeguarded 1-D Newton on O(n) work after one product X s.
 
@@ -50,6 +52,9 @@ _CG_MAX_ITER = 250
 # mean and the leading principal components), cheap to sketch (an (n, d) x (d, k) product).
 _NYSTROM_RANK = 64
 _EXACT_RANK_MAX = 256
+# Power steps that turn the random sketch toward the leading eigenvectors (each costs one more
+# (n, d) x (d, k) product pair, once per fit).
+_POWER_ITERATIONS = 1
 # Gather the active rows into a copy when fewer than this fraction of them are active.
 _GATHER_BELOW = 0.8
 
@@ -138,6 +143,12 @@ class _Data:
                 head += rc @ c.to(torch.float64)
         return torch.cat([head, (self.bias * r.sum()).reshape(1)])
 
+    def project_back(self, proj: Tensor) -> Tensor:
+        """float64 X~^T P for a float32 (n, k) block P (a sketch: float32 products suffice)."""
+        head = self.fast.T @ proj.to(self.fast.dtype)
+        tail = self.bias * proj.sum(0, dtype=torch.float64)
+        return torch.cat([head.to(torch.float64), tail[None]])
+
     def gram_vec(self, v: Tensor, rows: Tensor | None, mask: Tensor | None) -> Tensor:
         """X~_A^T X~_A v in float32, over the gathered active ``rows`` or masking all rows."""
         x = self.fast if rows is None else rows
@@ -163,22 +174,37 @@ class _Nystrom:
     """
 
     def __init__(
-        self, data: _Data, rank: int, mu: float, generator: torch.Generator, threads: int
+        self,
+        data: _Data,
+        rank: int,
+        mu: float,
+        generator: torch.Generator,
+        threads: int,
+        power_iterations: int = 1,
     ) -> None:
         # rank >= rank(X~^T X~) (which is <= min(n, d + 1)): the approximation is exact.
         self.full_rank = rank >= min(data.fast.shape[0], data.fast.shape[1] + 1)
         x = data.fast
         omega = torch.randn(x.shape[1] + 1, rank, dtype=torch.float64, generator=generator)
         omega = torch.linalg.qr(omega.to(x.device)).Q
-        self.omega = omega  # (d + 1, k) orthonormal columns
-        # (n, k): X~ Omega, reused by every update of the sketch
         with _threads(threads):
-            self.proj = x @ omega[:-1].to(x.dtype) + (data.bias * omega[-1]).to(x.dtype)
+            for _ in range(power_iterations if not self.full_rank else 0):
+                # Omega <- orth(X~^T X~ Omega): a random sketch only finds the eigenvectors that
+                # stand above the tail's total mass; one power step turns it toward the leading
+                # ones, which the preconditioner needs (N = 10,000: 25 CG steps instead of 43).
+                omega = torch.linalg.qr(data.project_back(self._project(data, omega))).Q
+            self.proj = self._project(data, omega)  # (n, k): X~ Omega, reused by every update
+        self.omega = omega  # (d + 1, k) orthonormal columns
         self.sketch = torch.zeros_like(omega)
         self.active = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
         self.mu = mu
         self.u: Tensor | None = None
         self.threads = threads
+
+    @staticmethod
+    def _project(data: _Data, omega: Tensor) -> Tensor:
+        x = data.fast
+        return x @ omega[:-1].to(x.dtype) + (data.bias * omega[-1]).to(x.dtype)
 
     def _add(self, data: _Data, rows: Tensor, sign: float) -> None:
         count = int(rows.sum())
@@ -319,7 +345,7 @@ def _solve(
     rank = min(n, d + 1)
     rank = rank if rank <= _EXACT_RANK_MAX else _NYSTROM_RANK
     gen = torch.Generator().manual_seed(seed)
-    precond = _Nystrom(data, rank, 1 / (2 * C), gen, threads)
+    precond = _Nystrom(data, rank, 1 / (2 * C), gen, threads, _POWER_ITERATIONS)
 
     n_iter = cg_total = 0
     active_frac = []
