@@ -135,3 +135,15 @@ def test_the_default_progress_bar_counts_iterations_even_with_rich_installed(tmp
     bars = [c for c in cli.trainer.callbacks if "ProgressBar" in type(c).__name__]
     assert [type(b) for b in bars] == [IterationProgressBar]
     assert cli.trainer.progress_bar_callback is bars[0]
+
+
+@pytest.mark.parametrize("name", ["compare", "dip", "inpaint", "translate", "export", "demo",
+                                  "convert", "data"])
+def test_every_file_command_prints_its_help_and_exits_0(name):
+    from i2i.cli import FILE_COMMANDS
+
+    assert name in FILE_COMMANDS
+    args = [name, "optimize", "--help"] if name == "data" else [name, "--help"]
+    result = i2i(*args, timeout=120)
+    assert result.returncode == 0, output(result)[-2000:]
+    assert "usage:" in result.stdout and "Traceback" not in output(result)

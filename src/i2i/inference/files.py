@@ -193,7 +193,7 @@ def inpaint_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--allow-large-holes",
         action="store_true",
-        help=f"accept masks over {MAX_MEAN_HOLE:.0%} hole (else: inverted polarity?)",
+        help=f"accept masks over {MAX_MEAN_HOLE * 100:.0f}%% hole (else: inverted polarity?)",
     )
     args = parser.parse_args(argv)  # fmt: skip
     from i2i.inference.run import inpaint_batch, overlay, panel_image
