@@ -9,7 +9,8 @@ function, then times the training stream of `InpaintingDataModule` and of `Shard
 same config) through a DataLoader: the first batch (worker start-up) is left out, then
 `--samples` samples are timed, twice per loader in the order folder, shards, shards, folder
 (the better of each two is kept). Two modes: the training stream as `i2i fit` reads it (decode,
-crop, flip, the official free-form mask) and decode + crop alone (no mask drawing). Both read
+crop, flip, the official free-form mask) and decode + crop alone (no mask drawing); a last row
+times reading the files' bytes alone (no decoding) in one process. Both read
 from the page cache of a local disk: the shards' gain here is fewer file opens; on a network
 file system or a bucket, where each open costs a round trip, it is the point of shards.
 """
@@ -66,6 +67,18 @@ def samples_per_second(dm: StreamDataModule, workers: int, samples: int, masks: 
     return rate
 
 
+def bytes_per_second(dm: StreamDataModule, samples: int) -> float:
+    """Samples per second of reading the files' bytes alone, in one process: the folder opens
+    and reads each file, the shards read each record from its chunk (no decoding)."""
+    files = dm.train_dataset.files
+    n = min(samples, len(files))
+    read = files.record if isinstance(dm, ShardDataModule) else lambda j: files[j].read_bytes()
+    start = time.perf_counter()
+    for j in range(n):
+        read(j)
+    return n / (time.perf_counter() - start)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=2000)
@@ -114,6 +127,16 @@ def main() -> None:
                     "shards / folder": f"{rates['shards'] / rates['folder']:.2f}x",
                 })  # fmt: skip
                 print(rows[-1], flush=True)
+        rates = {"folder": 0.0, "shards": 0.0}
+        for name in ("folder", "shards", "shards", "folder"):
+            dm = folder if name == "folder" else shards
+            rates[name] = max(rates[name], bytes_per_second(dm, 10 * args.samples))
+        rows.append({
+            "stream": "the files' bytes only (1 process)", "workers": 0,
+            "folder samples/s": f"{rates['folder']:.0f}",
+            "shards samples/s": f"{rates['shards']:.0f}",
+            "shards / folder": f"{rates['shards'] / rates['folder']:.2f}x",
+        })  # fmt: skip
         title = (
             f"{args.images} JPEGs at {args.resolution} px, batch {args.batch_size}, "
             f"{args.samples} timed samples per row"
