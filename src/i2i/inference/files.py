@@ -140,7 +140,7 @@ def run_files(
         for i in chunk:
             try:
                 items.append((i, load(i, model)))
-            except (OSError, ValueError) as e:
+            except (OSError, ValueError, Image.DecompressionBombError) as e:
                 failed += 1
                 # The decoder's own words: the data side's message suggests a config setting.
                 reason = e.__cause__ if isinstance(e, CorruptImageError) and e.__cause__ else e
