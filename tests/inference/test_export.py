@@ -195,3 +195,26 @@ def test_suffix_and_existing_output_are_refused(tmp_path, capsys):
     assert main(["--ckpt", "x.ckpt", "--format", "torch-export", "--out", str(existing)]) == 1
     assert "exists already; pass --overwrite" in capsys.readouterr().err
     assert existing.read_bytes() == b"keep"
+
+
+def test_i2i_inpaint_runs_an_onnx_file(onnx_file, tmp_path):
+    """The file commands take an exported model like any other (`load_model` -> `load_onnx`)."""
+    from PIL import Image
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    image = np.random.default_rng(0).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    hole = np.zeros((37, 53), np.uint8)
+    hole[8:20, 10:30] = 255
+    Image.fromarray(image).save(tmp_path / "images" / "a.png")
+    Image.fromarray(hole).save(tmp_path / "masks" / "a.png")
+    result = i2i(
+        "inpaint", str(onnx_file[0]), "--image", str(tmp_path / "images"),
+        "--mask", str(tmp_path / "masks"), "--mask-polarity", "white_is_hole",
+        "--out", str(tmp_path / "out"), OMP_NUM_THREADS="1",
+    )  # fmt: skip
+    assert result.returncode == 0, output(result)
+    out = np.asarray(Image.open(tmp_path / "out" / "a.png"))
+    known = hole == 0
+    assert out.shape == image.shape and np.array_equal(out[known], image[known])
+    assert not np.array_equal(out[~known], image[~known])
