@@ -9,7 +9,7 @@ ARGS ?=
 export UV_COMPILE_BYTECODE := 1
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help install train test test-full lint bench compare
+.PHONY: help install train try test test-full lint bench compare
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -24,6 +24,15 @@ train: ## Train configs/$(TASK).yaml (default: the embedded demo, no download)
 	@if [ ! -f configs/$(TASK).yaml ]; then \
 		echo "Unknown TASK=$(TASK). Available: $$(ls configs | sed -n 's/\.yaml$$//p' | tr '\n' ' ')"; exit 2; fi
 	$(PY) -m i2i fit --config configs/$(TASK).yaml $(ARGS)
+
+RUN ?= runs/demo
+try: ## After `make train`: the trained model inpaints 8 held-out scenes with `i2i inpaint` (RUN=runs/demo)
+	$(PY) -m i2i.data.synthetic --out $(RUN)/heldout --count 8
+	$(PY) -m i2i inpaint $(RUN)/checkpoints/last.ckpt --image $(RUN)/heldout/images \
+		--mask $(RUN)/heldout/masks --mask-polarity white_is_hole --num-samples 3 --panel \
+		--overwrite --out $(RUN)/inpainted
+	$(PY) -m i2i.inference.sheet $(RUN)/inpainted --out $(RUN)/inpainted.png
+	@if command -v xdg-open >/dev/null 2>&1 && [ -n "$$DISPLAY" ]; then xdg-open $(RUN)/inpainted.png; fi
 
 test: ## Run the fast test suite (slow and GPU tests excluded)
 	$(PY) -m pytest -q

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import colorsys
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,7 +31,7 @@ from i2i.data.label_specs import LabelSpec
 from i2i.data.labels import label_edges
 from i2i.data.stream import StreamDataModule
 from i2i.resolution import as_hw
-from i2i.seeding import numpy_rng
+from i2i.seeding import derive_seed, numpy_rng
 
 CLASS_NAMES = ("background", "circle", "square", "triangle", "ellipse", "stripe")
 NUM_CLASSES = len(CLASS_NAMES)
@@ -219,3 +220,60 @@ class ShapesDataModule(StreamDataModule):
         train = ShapesDataset(self.resolution, length=hp.length, seed=hp.seed)
         val = ShapesDataset(self.resolution, length=hp.val_length, seed=hp.seed + 1)
         return train, val
+
+
+HELDOUT_SEED = 2  # training draws scenes with seed 0 and validation with 1: 2 is never seen
+
+
+def write_heldout(
+    out: str | Path,
+    count: int = 8,  # scenes to write
+    resolution: int = 64,  # the demo model's size
+    hole_range: tuple[float, float] = (0.1, 0.5),  # as configs/demo.yaml
+    seed: int = HELDOUT_SEED,
+) -> tuple[Path, Path]:
+    """Scenes no demo run has seen, as files: `out/images/scene_NNN.png` and
+    `out/masks/scene_NNN.png` (white = hole), for `i2i inpaint` after `make train`; also the
+    label maps (`out/labels`, class ids) and edge maps (`out/edges`) for `i2i translate`."""
+    from i2i.data.masks import RandomMaskGenerator  # masks are not part of the scenes
+
+    out = Path(out)
+    folders = {name: out / name for name in ("images", "masks", "labels", "edges")}
+    for folder in folders.values():
+        folder.mkdir(parents=True, exist_ok=True)
+    scenes = ShapesDataset(resolution, length=count, seed=seed)
+    masks = RandomMaskGenerator(resolution, tuple(hole_range))
+    for i in range(count):
+        item, name = scenes[i], f"scene_{i:03d}.png"
+
+        def to_uint8(x: torch.Tensor) -> np.ndarray:  # [-1, 1] (C, H, W) -> (H, W[, C])
+            x = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+            return x.permute(1, 2, 0).squeeze(-1).numpy()
+
+        Image.fromarray(to_uint8(item[batch.IMAGE])).save(folders["images"] / name)
+        known = masks.sample(derive_seed(seed, i)).squeeze(0).numpy() > 0.5
+        Image.fromarray(np.where(known, 0, 255).astype(np.uint8)).save(folders["masks"] / name)
+        label = item[batch.LABEL].squeeze(0).numpy().astype(np.uint8)
+        Image.fromarray(label).save(folders["labels"] / name)
+        Image.fromarray(to_uint8(item[batch.EDGES])).save(folders["edges"] / name)
+    return folders["images"], folders["masks"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m i2i.data.synthetic",
+        description="Write held-out demo scenes and masks (white = hole) as PNG files.",
+    )
+    parser.add_argument("--out", required=True, help="folder for images/, masks/, labels/, edges/")
+    parser.add_argument("--count", type=int, default=8)
+    parser.add_argument("--resolution", type=int, default=64)
+    args = parser.parse_args(argv)
+    images, masks = write_heldout(args.out, args.count, args.resolution)
+    print(f"{args.count} held-out scenes: {images} (masks: {masks}, white = hole)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

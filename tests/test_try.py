@@ -1,0 +1,52 @@
+"""`make try`: after `make train`, the trained model inpaints held-out demo scenes with the
+`i2i inpaint` command and writes one picture of the results."""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+from PIL import Image
+
+from i2i.data.synthetic import ShapesDataset, write_heldout
+from tests.clirun import REPO, env, fit_args, i2i, output
+
+
+def test_heldout_scenes_are_unseen_and_masks_are_white_where_the_hole_is(tmp_path):
+    images, masks = write_heldout(tmp_path, count=3, resolution=32, hole_range=(0.2, 0.4))
+    names = sorted(p.name for p in images.iterdir())
+    assert names == sorted(p.name for p in masks.iterdir())
+    assert names == [f"scene_00{i}.png" for i in range(3)]
+    train, val = ShapesDataset(32, length=3, seed=0), ShapesDataset(32, length=3, seed=1)
+    for i, name in enumerate(names):
+        image = np.asarray(Image.open(images / name))
+        assert image.shape == (32, 32, 3) and image.dtype == np.uint8
+        for seen in (train, val):  # neither the training nor the validation scenes
+            pixels = ((seen[i]["image"].permute(1, 2, 0) + 1) * 127.5).round().numpy()
+            assert np.abs(pixels - image).mean() > 5
+        mask = np.asarray(Image.open(masks / name))
+        assert set(np.unique(mask)) <= {0, 255}
+        assert 0.15 <= (mask == 255).mean() <= 0.45  # white = hole, within the range asked
+        labels = np.asarray(Image.open(tmp_path / "labels" / name))
+        assert labels.shape == (32, 32) and labels.max() < 6
+
+
+def test_make_try_inpaints_the_heldout_scenes_keeping_known_pixels(tmp_path):
+    run = tmp_path / "run"
+    trained = i2i(*fit_args(run, "--model.init_args.max_iterations=1", "--trainer.logger=false"))
+    assert trained.returncode == 0, output(trained)[-2000:]
+    result = subprocess.run(
+        ["make", "try", f"RUN={run}"], cwd=REPO, env=env(), capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, output(result)[-3000:]
+    sheet = Image.open(run / "inpainted.png")
+    assert sheet.width >= 768  # enlarged for a screen
+    for name in [f"scene_{i:03d}" for i in range(8)]:
+        image = np.asarray(Image.open(run / "heldout" / "images" / f"{name}.png"))
+        hole = np.asarray(Image.open(run / "heldout" / "masks" / f"{name}.png")) == 255
+        for k in range(3):
+            out = np.asarray(Image.open(run / "inpainted" / f"{name}_{k}.png"))
+            assert out.shape == image.shape
+            assert np.array_equal(out[~hole], image[~hole])  # known pixels, bit for bit
+        assert (run / "inpainted" / f"{name}_panel.png").is_file()
