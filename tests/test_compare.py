@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+import torch
+
+from i2i.compare import run_dip
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -14,20 +20,63 @@ REPO = Path(__file__).resolve().parents[1]
 def test_compare_trains_each_system_and_prints_one_table(tmp_path):
     env = {**os.environ, "WANDB_MODE": "disabled"}
     out = tmp_path / "cmp"
-    cmd = [sys.executable, "-m", "i2i", "compare", "--configs", "demo", "demo_labels",
-           "--kimg", "0.032", "--val-batches", "1", "--out", str(out)]  # fmt: skip
-    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    cmd = [sys.executable, "-m", "i2i", "compare", "--configs", "demo", "demo_labels", "dip",
+           "--kimg", "0.032", "--val-batches", "1", "--out", str(out), "--dip-images", "2",
+           "--dip-iterations", "3", "--dip-channels", "8"]  # fmt: skip
+    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = json.loads((out / "compare.json").read_text())
-    assert [r["config"] for r in rows] == ["demo", "demo_labels"]
+    assert [r["config"] for r in rows] == ["demo", "demo_labels", "dip"]
+    rows, dip = rows[:2], rows[2]
     for row in rows:
         assert row["images"] >= 32 and row["iterations"] >= 1
         assert row["images_per_second"] > 0
         assert 0 < row["parameters_sampling"] < row["parameters_trained"]
     assert set(rows[0]["metrics"]) == {"val/l1_hole", "val/psnr_hole"}
     assert set(rows[1]["metrics"]) == {"val/l1", "val/psnr"}
+    assert rows[0]["val_images"] == 16 and rows[1]["val_images"] == 16  # one batch each
+    # Deep image prior: no training, the demo row's first images and masks, the same metrics.
+    assert dip["system"] == "DeepImagePriorTask" and dip["data"] == "demo"
+    assert dip["images"] == 0 and dip["iterations"] == 3 and dip["val_images"] == 2
+    assert set(dip["metrics"]) == set(rows[0]["metrics"])
+    assert all(math.isfinite(v) for v in dip["metrics"].values())
+    assert dip["seconds_per_image"] > 0 and dip["parameters_sampling"] > 0
     table = (out / "compare.md").read_text()
     assert table in result.stdout and "| demo | InpaintingTask | inpainting |" in table
+    assert "| dip | DeepImagePriorTask | inpainting |" in table and "0 (3 it/image)" in table
+
+
+def test_dip_row_completes_the_validation_images_as_deep_image_prior_does(one_torch_thread):
+    """The row's numbers against a naive loop over the same images and masks: each image inpainted
+    by `deep_image_prior` with its index's seed, known pixels unchanged."""
+    from i2i.data.inpainting import InpaintingDataModule
+    from i2i.dip import deep_image_prior
+    from i2i.losses import masked_l1
+    from i2i.metrics.image import psnr
+    from i2i.seeding import derive_seed
+    from i2i.tasks.dip import DeepImagePriorTask
+
+    row = run_dip(REPO / "configs" / "demo.yaml", images=3, iterations=4, channels=8)
+    assert row["val_images"] == 3
+    data = InpaintingDataModule(resolution=64, hole_range=(0.1, 0.5), num_workers=0)
+    data.setup("validate")  # demo.yaml's data: the same seeds, images and masks
+    task = DeepImagePriorTask(iterations=4, network={"channels": 8})
+    l1, db = [], []
+    for i in range(3):
+        item = data.val_dataset[i]
+        image, mask = item["image"], item["mask"]
+        seed = derive_seed(0, item["index"])
+        want = deep_image_prior(image, mask, iterations=4, network={"channels": 8}, seed=seed)
+        batch = {k: torch.as_tensor(v)[None] for k, v in item.items()}
+        got = task.sample(batch)[0]
+        torch.testing.assert_close(got, want.image)
+        known = mask.expand_as(image) > 0.5
+        assert torch.equal(got[known], image[known])  # known pixels unchanged
+        assert not torch.equal(got[~known], image[~known])
+        l1.append(masked_l1(got[None], image[None], mask[None], region="hole"))
+        db.append(psnr(got[None], image[None], 1 - mask[None]))
+    assert row["metrics"]["val/l1_hole"] == pytest.approx(float(torch.cat(l1).mean()), rel=1e-5)
+    assert row["metrics"]["val/psnr_hole"] == pytest.approx(float(torch.cat(db).mean()), rel=1e-5)
 
 
 def test_compare_names_an_unknown_config(tmp_path):
