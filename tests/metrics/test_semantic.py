@@ -280,6 +280,9 @@ def test_a_segmenter_on_data_without_label_maps_is_refused():
     task.evaluation = "inpainting"
     callback._build_semantic(task)
     assert callback._semantic == {}  # inpainting: no semantic consistency
+    task.evaluation = "translation"
+    with pytest.raises(ValueError, match="--real scores the real photos .*set metrics.segmenter"):
+        GANMetrics(real=True)._build_semantic(task)
 
 
 # ---- DDP: 2 gloo processes against 1 --------------------------------------------------------

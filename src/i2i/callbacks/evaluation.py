@@ -414,7 +414,14 @@ class GANMetrics(Callback):
         """The mIoU metrics of a translation test with a segmenter; its weights are loaded here,
         so that a missing file stops the run before any image is generated."""
         self._semantic, self._semantic_size = {}, None
-        if self.segmenter is None or getattr(pl_module, "evaluation", None) != "translation":
+        translation = getattr(pl_module, "evaluation", None) == "translation"
+        if self.real and (self.segmenter is None or not translation):
+            raise ValueError(
+                "--real scores the real photos with metrics.segmenter, for labels -> photo: "
+                + ("set metrics.segmenter" if translation else f"{type(pl_module).__name__} is not")
+                + " (configs/cityscapes.yaml, cocostuff.yaml and ade20k.yaml name theirs)"
+            )
+        if self.segmenter is None or not translation:
             return
         load = getattr(self.segmenter, "load_weights", None)
         if callable(load):
@@ -447,9 +454,12 @@ class GANMetrics(Callback):
         class is in neither labels nor predictions), over every rank's images."""
         out: dict[str, Any] = {}
         for prefix, metric in self._semantic.items():
-            if not metric.update_called:
+            # Every rank computes (a rank without images still takes part in the sync).
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*before the ``update`` method.*")
+                scores = metric.compute()
+            if scores["pixel_accuracy"].isnan():  # no labelled pixel on any rank
                 continue
-            scores = metric.compute()
             names = metric.class_names or [str(i) for i in range(metric.num_classes)]
             for key in ("miou", "pixel_accuracy", "mean_accuracy"):
                 out[prefix + key] = float(scores[key])
