@@ -73,7 +73,7 @@ def rows_for(resolution: int, reps: int, folder: Path) -> list[dict]:
                     "engine": name,
                     "s / image": f"{t:.2f}",
                     "x eager": f"{t / eager:.2f}",
-                    "max |diff| vs eager": f"{diff:.1e}",
+                    "max abs diff vs eager": f"{diff:.1e}",
                     "export s": {"onnxruntime": f"{export_onnx:.0f}"}.get(
                         name, f"{export_pt2:.0f}" if "export" in name else "-"
                     ),

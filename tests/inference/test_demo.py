@@ -160,3 +160,36 @@ def test_a_missing_model_exits_1_without_serving(tmp_path):
     result = i2i("demo", "--model", str(tmp_path / "nope.ckpt"), "--port", str(free_port()))
     assert result.returncode == 1, output(result)
     assert "no checkpoint at" in result.stderr and "nope.ckpt" in result.stderr
+
+
+def test_translation_handlers(model_files, tmp_path, one_torch_thread):
+    """The edges and labels pages' handler, called as the server calls it (no server: the
+    inpainting tests above cover the transport)."""
+    import gradio as gr
+
+    from i2i.inference.demo import make_translate
+    from i2i.inference.model import load_model
+
+    edges_model = load_model(model_files["edges"])
+    translate = make_translate(edges_model)
+    canvas = np.full((40, 56, 3), 255, np.uint8)
+    with pytest.raises(gr.Error, match="The canvas is empty"):
+        translate({"composite": canvas}, None, "black_on_white", False, 0, 1.0, 1)
+    canvas[10:30, 20] = 0  # a drawn line
+    gallery, condition = translate({"composite": canvas}, None, "black_on_white", False, 0, 1.0, 2)
+    assert [out.shape for out, _ in gallery] == [(40, 56, 3)] * 2
+    assert not np.array_equal(gallery[0][0], gallery[1][0])
+
+    labels_model = load_model(model_files["labels"])
+    translate = make_translate(labels_model)
+    label = np.zeros((33, 47), np.uint8)
+    label[5:20, 10:30] = 3
+    Image.fromarray(label).save(tmp_path / "label.png")
+    gallery, condition = translate(None, str(tmp_path / "label.png"), "", False, 1, 1.0, 1)
+    assert gallery[0][0].shape == (33, 47, 3) and condition.shape == (33, 47, 3)
+    label[0, 0] = 9  # the model has 5 classes
+    Image.fromarray(label).save(tmp_path / "bad.png")
+    with pytest.raises(gr.Error, match="label value 9 is outside 0..4"):
+        translate(None, str(tmp_path / "bad.png"), "", False, 1, 1.0, 1)
+    with pytest.raises(gr.Error, match="Upload a label map"):
+        translate(None, None, "", False, 1, 1.0, 1)
