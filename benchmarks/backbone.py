@@ -18,13 +18,46 @@ import torch
 from benchmarks.common import ceiling_gflops, count_flops, print_table, seconds
 from i2i.data.masks import random_mask
 from i2i.networks import CoModDiscriminator, CoModGenerator
-from i2i.networks.layers import ModulatedConv2d
+from i2i.networks.layers import ModulatedConv2d, conv_transpose2d_phases
 
 
 def set_impl(G: torch.nn.Module, impl: str) -> None:
     for m in G.modules():
         if isinstance(m, ModulatedConv2d):
             m.impl = impl
+
+
+def upconv_rows(G: torch.nn.Module, batches: list[int], ceiling: float, reps: int) -> list[dict]:
+    """Each up-sampling layer's stride-2 transposed conv against the same as four phase convs,
+    forward and forward+backward, as time / floor (FLOPs at the ceiling's rate)."""
+    rows = []
+    for m in G.modules():
+        if not (isinstance(m, ModulatedConv2d) and m.up == 2):
+            continue
+        h, w_ = m.resolution[0] // 2, m.resolution[1] // 2
+        k = m.kernel_size
+        weight = torch.randn(m.in_channels, m.out_channels, k, k).to(
+            memory_format=torch.channels_last
+        )
+        weight.requires_grad_(True)  # forward+backward: input and weight gradients, 3x the FLOPs
+        for batch in batches:
+            x = torch.randn(batch, m.in_channels, h, w_).to(memory_format=torch.channels_last)
+            flops = 2 * batch * m.in_channels * m.out_channels * k * k * h * w_
+            paths = {
+                "transposed": lambda x=x: torch.nn.functional.conv_transpose2d(x, weight, stride=2),
+                "phases": lambda x=x: conv_transpose2d_phases(x, weight),
+            }
+            row = {"layer": f"{m.in_channels}->{m.out_channels} @{h}x{w_}", "batch": batch}
+            for name, fn in paths.items():
+                with torch.no_grad():
+                    t = seconds(fn, reps=reps)
+                xg = x.detach().requires_grad_(True)
+                t_fb = seconds(lambda fn=fn, xg=xg: fn(xg).sum().backward(), reps=reps)
+                floor = flops / 1e9 / ceiling
+                row[f"{name} fwd x floor"] = f"{t / floor:.2f}"
+                row[f"{name} fwd+bwd x floor"] = f"{t_fb / (3 * floor):.2f}"
+            rows.append(row)
+    return rows
 
 
 def gpu_rows(device: torch.device, batch: int = 8, reps: int = 10) -> list[dict]:
@@ -64,6 +97,9 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="batch 1 only, one repetition")
+    parser.add_argument(
+        "--upconv-only", action="store_true", help="only the up-sampling conv table"
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -79,6 +115,14 @@ def main() -> None:
 
     torch.manual_seed(0)
     G = CoModGenerator(r, cond_channels=4).to(device)
+    if device.type == "cpu":
+        print_table(
+            upconv_rows(G, batches, ceiling, reps=1 if args.quick else 3),
+            f"Up-sampling convs of G @{r}: transposed conv vs four phase convs "
+            "(x floor = time / (FLOPs / ceiling); fwd+bwd: input and weight gradients)",
+        )
+        if args.upconv_only:
+            return
     D = CoModDiscriminator(r, cond_channels=1).to(device)
     rows = []
     for batch in batches:
