@@ -201,6 +201,12 @@ def test_missing_shards_and_unshardable_configs_fail_in_one_line(built, tmp_path
     )
     with pytest.raises(ValueError, match="no files to shard"):
         optimize_shards(demo, tmp_path / "out")
+    with pytest.raises(ValueError, match="compression 'gzip'"):
+        optimize_shards(demo, tmp_path / "out", compression="gzip")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("")
+    with pytest.raises(FileExistsError, match=f"{tmp_path / 'full'} is not empty"):
+        optimize_shards(demo, tmp_path / "full")
 
 
 def shards_config(tmp_path: Path, images: Path, shards: Path) -> Path:

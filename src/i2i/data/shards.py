@@ -188,6 +188,17 @@ def optimize_shards(
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} is not empty; give a new folder or remove it first")
+    if compression is not None:
+        from litdata.constants import _ZSTD_AVAILABLE
+
+        if not compression.startswith("zstd"):
+            raise ValueError(f"compression {compression!r}: LitData compresses with zstd or zstd:N")
+        if not _ZSTD_AVAILABLE:
+            raise ValueError(
+                f"compression {compression!r} needs the zstd and zstandard packages (not "
+                "installed); install them or leave --compression out (JPEG and PNG bytes are "
+                "compressed already)"
+            )
     datamodule = load_datamodule(config)
     datamodule.setup("fit")  # the split and the setup checks: the files training would use
     settings = dataset_settings(datamodule)
