@@ -3,13 +3,15 @@ the session, and tiny untrained model files of each kind written with `write_mod
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 
 import pytest
 import torch
 
 from i2i.inference.model import build_task, write_model
-from tests.clirun import fit_args
+from tests.clirun import fit_args, i2i, output
 from tests.conftest import TINY_G
 
 RES = 32
@@ -70,3 +72,22 @@ def fitted_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert cli.exit_code == 0
     assert (root / "checkpoints" / "last.ckpt").is_file()
     return root
+
+
+# The commands' tests run the console script in a subprocess where marked slow, and its
+# function (`i2i.cli.main`, what the script calls) in-process otherwise: a subprocess pays
+# ~8 s of imports on the 2-core machines.
+MODES = ["in_process", pytest.param("subprocess", marks=pytest.mark.slow)]
+
+
+def run_i2i(mode: str, *args: str) -> tuple[int, str]:
+    """(exit status, stdout + stderr) of `i2i ARGS`."""
+    if mode == "subprocess":
+        result = i2i(*args)
+        return result.returncode, output(result)
+    from i2i.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return code, out.getvalue() + err.getvalue()

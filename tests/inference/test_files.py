@@ -1,4 +1,5 @@
-"""`i2i inpaint` and `i2i translate` as the user runs them (the console script in a subprocess):
+"""`i2i inpaint` and `i2i translate` as the user runs them (the console script in a subprocess;
+its function in-process for the variants not marked slow):
 folders, masks matched by name, corrupt inputs skipped and named, outputs never overwritten
 silently, inverted masks caught; the bytes are those of the in-process API."""
 
@@ -15,6 +16,7 @@ from i2i.inference.model import load_model
 from i2i.inference.run import inpaint_image, translate_image
 from i2i.seeding import numpy_rng
 from tests.clirun import i2i, output
+from tests.inference.conftest import MODES, run_i2i
 
 
 def png(path: Path, array: np.ndarray) -> Path:
@@ -74,24 +76,23 @@ def test_inpaint_folders_skip_corrupt_inputs_and_never_overwrite(model_files, tm
         assert panel.shape == (image.shape[0] + 4, 4 * image.shape[1] + 10, 3)
 
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*.png")}
-    again = i2i(*args)
-    assert again.returncode == 1
-    assert "already exists" in again.stderr and "--overwrite" in again.stderr
-    assert str(out / "a_0.png") in again.stderr
+    code, text = run_i2i("in_process", *args)
+    assert code == 1
+    assert "already exists" in text and "--overwrite" in text and str(out / "a_0.png") in text
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.png")} == before
 
 
-@pytest.mark.slow  # a subprocess; the core is tested in test_run.py
-def test_random_masks_the_resize_fit_and_overwrite(model_files, tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_random_masks_the_resize_fit_and_overwrite(model_files, tmp_path, mode):
     rng = np.random.default_rng(1)
     image = rng.integers(0, 256, (97, 61, 3), dtype=np.uint8)
     path = png(tmp_path / "photo.png", image)
     out = tmp_path / "out"
     png(out / "photo.png", np.zeros((4, 4, 3), np.uint8))  # an old output
-    result = i2i("inpaint", str(model_files["inpainting"]), "--image", str(path), "--mask",
-                 "random", "--out", str(out), "--seed", "9", "--fit", "resize",
-                 "--truncation", "0.5", "--overwrite")  # fmt: skip
-    assert result.returncode == 0, output(result)
+    result = run_i2i(mode, "inpaint", str(model_files["inpainting"]), "--image", str(path),
+                     "--mask", "random", "--out", str(out), "--seed", "9", "--fit", "resize",
+                     "--truncation", "0.5", "--overwrite")  # fmt: skip
+    assert result[0] == 0, result[1]
     known = random_mask((97, 61), (0.1, 0.5), numpy_rng(9, 0))[0].numpy() > 0.5
     expected = inpaint_image(load_model(model_files["inpainting"]), image, known, seed=9,
                              truncation_psi=0.5, fit="resize")[0]  # fmt: skip
@@ -100,11 +101,13 @@ def test_random_masks_the_resize_fit_and_overwrite(model_files, tmp_path):
     assert (got[~known] != image[~known]).any()
 
 
-def test_inverted_mask_polarity_is_caught(model_files, tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_inverted_mask_polarity_is_caught(model_files, tmp_path, mode):
     image = png(tmp_path / "x.png", np.full((40, 50, 3), 128, np.uint8))
     # A white_is_known mask (small black hole) read as white_is_hole: 97% hole.
     mask = png(tmp_path / "x_mask.png", 255 - hole_mask(40, 50, [(10, 10, 6, 8)]))
-    result = i2i(
+    result = run_i2i(
+        mode,
         "inpaint",
         str(model_files["inpainting"]),
         "--image",
@@ -116,17 +119,18 @@ def test_inverted_mask_polarity_is_caught(model_files, tmp_path):
         "--out",
         str(tmp_path / "out"),
     )
-    assert result.returncode == 1
-    assert str(mask) in result.stderr and "polarity is probably inverted" in result.stderr
-    assert "white_is_known" in result.stderr
+    assert result[0] == 1
+    assert str(mask) in result[1] and "polarity is probably inverted" in result[1]
+    assert "white_is_known" in result[1]
     assert not (tmp_path / "out" / "x.png").exists()
 
 
-@pytest.mark.slow
-def test_mask_files_need_a_polarity(model_files, tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_mask_files_need_a_polarity(model_files, tmp_path, mode):
     image = png(tmp_path / "x.png", np.full((40, 50, 3), 128, np.uint8))
     mask = png(tmp_path / "x_mask.png", hole_mask(40, 50, [(10, 10, 6, 8)]))
-    no_polarity = i2i(
+    no_polarity = run_i2i(
+        mode,
         "inpaint",
         str(model_files["inpainting"]),
         "--image",
@@ -136,17 +140,19 @@ def test_mask_files_need_a_polarity(model_files, tmp_path):
         "--out",
         str(tmp_path / "out"),
     )
-    assert no_polarity.returncode == 1 and "--mask-polarity" in no_polarity.stderr
+    assert no_polarity[0] == 1 and "--mask-polarity" in no_polarity[1]
 
 
-def test_translate_edge_maps(model_files, tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_translate_edge_maps(model_files, tmp_path, mode):
     drawing = np.full((70, 90), 255, np.uint8)
     drawing[10:60, 30:33] = 0
     path = png(tmp_path / "in" / "shoe.png", drawing)
     out = tmp_path / "out"
-    result = i2i("translate", str(model_files["edges"]), "--input", str(tmp_path / "in"),
-                 "--out", str(out), "--seed", "2", "--num-samples", "2", "--panel")  # fmt: skip
-    assert result.returncode == 0, output(result)
+    result = run_i2i(mode, "translate", str(model_files["edges"]), "--input",
+                     str(tmp_path / "in"), "--out", str(out), "--seed", "2", "--num-samples", "2",
+                     "--panel")  # fmt: skip
+    assert result[0] == 0, result[1]
     expected = translate_image(
         load_model(model_files["edges"]),
         np.asarray(Image.open(path).convert("RGB")),
@@ -158,34 +164,38 @@ def test_translate_edge_maps(model_files, tmp_path):
     assert read(out / "shoe_panel.png").shape == (74, 3 * 90 + 8, 3)
 
 
-@pytest.mark.slow  # a subprocess; the core is tested in test_run.py
-def test_translate_label_maps(model_files, tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_translate_label_maps(model_files, tmp_path, mode):
     label = np.zeros((40, 64), np.uint8)
     label[:, 20:] = 2
     label[30:, :] = 4
     path = png(tmp_path / "street.png", label)
     out = tmp_path / "out"
-    result = i2i("translate", str(model_files["labels"]), "--input", str(path), "--out", str(out))
-    assert result.returncode == 0, output(result)
+    result = run_i2i(
+        mode, "translate", str(model_files["labels"]), "--input", str(path), "--out", str(out)
+    )
+    assert result[0] == 0, result[1]
     expected = translate_image(load_model(model_files["labels"]), label, seed=0)[0]
     assert np.array_equal(read(out / "street.png"), expected)
     # A class the model does not know: named and skipped.
     bad = png(tmp_path / "bad" / "b.png", np.full((8, 8), 9, np.uint8))
-    result = i2i("translate", str(model_files["labels"]), "--input", str(bad), "--out", str(out))
-    assert result.returncode == 1 and str(bad) in result.stderr and "outside 0..4" in result.stderr
+    result = run_i2i(
+        mode, "translate", str(model_files["labels"]), "--input", str(bad), "--out", str(out)
+    )
+    assert result[0] == 1 and str(bad) in result[1] and "outside 0..4" in result[1]
 
 
-@pytest.mark.slow  # a subprocess; the core is tested in test_run.py
-def test_translate_edges_from_photos(model_files, tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_translate_edges_from_photos(model_files, tmp_path, mode):
     photo = np.zeros((48, 40, 3), np.uint8)
     photo[10:30, 8:25] = (200, 180, 40)  # a box: Canny finds its outline
     path = png(tmp_path / "p.png", photo)
     out = tmp_path / "out"
-    result = i2i("translate", str(model_files["edges"]), "--input", str(path), "--out", str(out),
-                 "--edges-from-photo")  # fmt: skip
-    assert result.returncode == 0, output(result)
+    result = run_i2i(mode, "translate", str(model_files["edges"]), "--input", str(path),
+                     "--out", str(out), "--edges-from-photo")  # fmt: skip
+    assert result[0] == 0, result[1]
     expected = translate_image(load_model(model_files["edges"]), photo, edges_from_photo=True)[0]
     assert np.array_equal(read(out / "p.png"), expected)
-    wrong = i2i("translate", str(model_files["inpainting"]), "--input", str(path), "--out",
-                str(tmp_path / "o2"))  # fmt: skip
-    assert wrong.returncode == 1 and "is a model for inpainting" in wrong.stderr
+    wrong = run_i2i(mode, "translate", str(model_files["inpainting"]), "--input", str(path),
+                    "--out", str(tmp_path / "o2"))  # fmt: skip
+    assert wrong[0] == 1 and "is a model for inpainting" in wrong[1]

@@ -18,6 +18,7 @@ from i2i.data.synthetic import ShapesDataset
 from i2i.inference.model import load_model
 from i2i.inference.run import inpaint_batch, to_uint8
 from tests.clirun import TINY, i2i, output
+from tests.inference.conftest import run_i2i
 
 
 def demo_files(root: Path, n_val: int = 6) -> tuple[Path, Path]:
@@ -67,11 +68,13 @@ def test_predict_writes_the_bytes_of_the_command(fitted_run, tmp_path, one_torch
             root / "predictions" / f"shape{i}.png"
         ).read_bytes()
 
-    again = i2i("predict", "--config", str(TINY), f"--ckpt_path={ckpt}",
-                f"--trainer.default_root_dir={root}", "--trainer.logger=false",
-                f"--data.init_args.data_dir={images}", f"--data.init_args.val_mask_dir={masks}",
-                "--data.init_args.mask_polarity=white_is_known")  # fmt: skip
-    assert again.returncode == 1 and "already exists" in again.stderr, output(again)
+    # Run again (in-process: the console script's function): the files are there.
+    code, text = run_i2i("in_process", "predict", "--config", str(TINY), f"--ckpt_path={ckpt}",
+                         f"--trainer.default_root_dir={root}", "--trainer.logger=false",
+                         f"--data.init_args.data_dir={images}",
+                         f"--data.init_args.val_mask_dir={masks}",
+                         "--data.init_args.mask_polarity=white_is_known")  # fmt: skip
+    assert code == 1 and "shape0.png already exists" in text, text
 
 
 class _Loader:
