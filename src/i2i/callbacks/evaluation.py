@@ -477,8 +477,8 @@ class GANMetrics(Callback):
         return {
             "evaluation_size": self._semantic_size,
             "labels": "the batches' label maps at the evaluation size, as the datamodule gives "
-            "them: read from the files and resized with nearest interpolation (class ids are "
-            "never interpolated)",
+            "them (label files resized with nearest interpolation: class ids are never "
+            "interpolated)",
             "class_set": class_set(names).description
             if names
             else "the dataset's label ids are the segmenter's classes",
