@@ -265,10 +265,11 @@ def conv_transpose2d_phases(
 def choose_upconv_impl(device: torch.device) -> Literal["transposed", "phases"]:
     """The faster way to run the stride-2 transposed conv of the up-sampling layers.
 
-    Measured with `python -m benchmarks.backbone` on the project's 2-core Xeon (oneDNN): the four
-    phase convolutions ran 1.1-3x slower than oneDNN's transposed conv at every layer size of the
-    256 and 512 generators, at batch 1 and 8 (the small 2x1 and 1x1 kernels run far below the
-    3x3 rate, and the interleave is one more pass over the output). Not yet measured on a GPU.
+    Measured with `python -m benchmarks.backbone --upconv-only` on the project's 2-core Xeon
+    (oneDNN): the four phase convolutions ran 1.0-6.6x slower than oneDNN's transposed conv at
+    every up-sampling layer of the 256 generator, at batch 1 and 8, forward and backward (the
+    2x2, 2x1 and 1x1 kernels run far below the 3x3 rate, and the interleave is one more pass over
+    the output). Not yet measured on a GPU.
     """
     return "transposed"
 
