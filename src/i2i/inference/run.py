@@ -227,6 +227,11 @@ def translation_input(
                 f"a label map must be an (H, W) array of integer class ids, got "
                 f"{condition.dtype} {condition.shape}"
             )
+        if getattr(model.task, "instance_edges", False):
+            raise ValueError(
+                "this model also takes instance boundaries (instance_edges), which file "
+                "inference does not read: use a model trained without them"
+            )
         label = torch.from_numpy(condition.astype(np.int64))[None]
         return B.LABEL, TF.resize(label, list(size), InterpolationMode.NEAREST)[0]
     if model.kind != "edges":
