@@ -200,8 +200,11 @@ def main(argv: list[str] | None = None) -> None:
     else:
         name, peak = "CPU", args.peak_tflops
     flops = iteration_flops(args.device, args.tiny, batch)
-    print(f"device: {name}; dense bf16 peak: {peak or 'unknown'} TFLOP/s; "
-          f"model FLOPs per iteration: {flops / 1e9:.2f} GFLOP", flush=True)
+    print(
+        f"device: {name}; dense bf16 peak: {peak or 'unknown'} TFLOP/s; "
+        f"model FLOPs per iteration: {flops / 1e9:.2f} GFLOP",
+        flush=True,
+    )
 
     rows = []
     for mode_name in args.modes:
