@@ -31,7 +31,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(model: Path, tmp: Path, timeout: float = 240) -> Iterator[str]:
+def serve(model: Path, tmp: Path, timeout: float = 1200) -> Iterator[str]:
     """`i2i demo --model MODEL` on a free loopback port until the block ends; its URL once the
     page answers. The server is stopped (and reaped) whatever happens."""
     port = free_port()
@@ -157,7 +157,9 @@ def test_bad_mask_uploads_are_refused_with_a_message(demo):
 def test_a_missing_model_exits_1_without_serving(tmp_path):
     from tests.clirun import i2i, output
 
-    result = i2i("demo", "--model", str(tmp_path / "nope.ckpt"), "--port", str(free_port()))
+    result = i2i(
+        "demo", "--model", str(tmp_path / "nope.ckpt"), "--port", str(free_port()), timeout=1200
+    )
     assert result.returncode == 1, output(result)
     assert "no checkpoint at" in result.stderr and "nope.ckpt" in result.stderr
 

@@ -19,6 +19,7 @@ from i2i.seeding import derive_seed
 from tests.clirun import i2i, output
 
 TOL = 1e-4
+SLOW_MACHINE = 1200  # s: a subprocess's limit on a 2-core machine shared with other jobs
 RES = 32
 
 
@@ -49,7 +50,7 @@ def onnx_file(noisy_model, tmp_path_factory) -> tuple[Path, object]:
     out = tmp_path_factory.mktemp("export") / "inpainting.onnx"
     result = i2i(
         "export", "--ckpt", str(noisy_model), "--format", "onnx", "--out", str(out),
-        OMP_NUM_THREADS="1",
+        OMP_NUM_THREADS="1", timeout=SLOW_MACHINE,
     )  # fmt: skip
     assert result.returncode == 0, output(result)
     return out, result
@@ -171,7 +172,9 @@ def test_sampling_graph_leaves_the_model_alone(model_files):
 
 
 def test_bad_format_exits_2_and_names_the_choices(tmp_path):
-    result = i2i("export", "--ckpt", "x.ckpt", "--format", "tflite", "--out", str(tmp_path / "m"))
+    out = str(tmp_path / "m")
+    args = ("export", "--ckpt", "x.ckpt", "--format", "tflite", "--out", out)
+    result = i2i(*args, timeout=SLOW_MACHINE)
     assert result.returncode == 2
     assert "invalid choice: 'tflite'" in result.stderr and "onnx" in result.stderr
 
@@ -179,7 +182,10 @@ def test_bad_format_exits_2_and_names_the_choices(tmp_path):
 def test_missing_checkpoint_exits_1_and_names_it(tmp_path):
     missing = tmp_path / "nope.ckpt"
     out = tmp_path / "m.onnx"
-    result = i2i("export", "--ckpt", str(missing), "--format", "onnx", "--out", str(out))
+    result = i2i(
+        "export", "--ckpt", str(missing), "--format", "onnx", "--out", str(out),
+        timeout=SLOW_MACHINE,
+    )  # fmt: skip
     assert result.returncode == 1
     assert f"no checkpoint at {missing}" in result.stderr
     assert not out.exists()
@@ -211,7 +217,7 @@ def test_i2i_inpaint_runs_an_onnx_file(onnx_file, tmp_path):
     result = i2i(
         "inpaint", str(onnx_file[0]), "--image", str(tmp_path / "images"),
         "--mask", str(tmp_path / "masks"), "--mask-polarity", "white_is_hole",
-        "--out", str(tmp_path / "out"), OMP_NUM_THREADS="1",
+        "--out", str(tmp_path / "out"), OMP_NUM_THREADS="1", timeout=SLOW_MACHINE,
     )  # fmt: skip
     assert result.returncode == 0, output(result)
     out = np.asarray(Image.open(tmp_path / "out" / "a.png"))
