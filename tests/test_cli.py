@@ -140,7 +140,7 @@ def test_the_default_progress_bar_counts_iterations_even_with_rich_installed(tmp
 @pytest.mark.parametrize("name", ["compare", "dip", "inpaint", "translate", "export", "demo",
                                   "convert", "data"])
 def test_every_file_command_prints_its_help_and_exits_0(name):
-    from i2i.cli import FILE_COMMANDS
+    from i2i.commands import FILE_COMMANDS
 
     assert name in FILE_COMMANDS
     args = [name, "optimize", "--help"] if name == "data" else [name, "--help"]

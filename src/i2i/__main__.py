@@ -1,5 +1,5 @@
 import sys
 
-from i2i.cli import main
+from i2i.commands import main
 
 sys.exit(main())

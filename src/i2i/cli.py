@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import difflib
 import errno
-import importlib
 import inspect
 import json
 import os
@@ -61,6 +60,7 @@ from i2i.callbacks.resume import (
     remove_stale_temporaries,
     write_error,
 )
+from i2i.commands import FILE_COMMANDS, run_file_command
 from i2i.data.download import DownloadError
 from i2i.tasks import ImageTask
 
@@ -650,26 +650,12 @@ def run_cli(args: list[str] | None = None, **kwargs) -> I2ICLI:
     return I2ICLI(ImageTask, L.LightningDataModule, args=args, **kwargs)
 
 
-# `i2i NAME ...` commands that are not Lightning's: NAME -> "module:function(argv) -> exit code".
-FILE_COMMANDS = {
-    "compare": "i2i.compare:main",  # every system side by side on the demo data
-    "dip": "i2i.dip:main",  # deep image prior: one optimisation per image, no dataset
-    "inpaint": "i2i.inference.files:inpaint_main",  # a model on image files and masks
-    "translate": "i2i.inference.files:translate_main",  # a model on edge or label maps
-    "export": "i2i.inference.export:main",  # ONNX / torch.export of the generator
-    "demo": "i2i.inference.demo:main",  # the Gradio web demo
-    "convert": "i2i.weights.comodgan:main",  # published CoModGAN weights -> safetensors + card
-    "data": "i2i.data.shards:main",  # `i2i data optimize`: LitData streaming shards
-}
-
-
 def main(args: list[str] | None = None) -> int:
     """The console script: the exit status (0 success, 1 error, 2 bad option, 128 + signal
     after a graceful stop). Errors that explain themselves print one message, no traceback."""
     argv = sys.argv[1:] if args is None else args
     if argv[:1] and argv[0] in FILE_COMMANDS:  # not Lightning subcommands: files in, files out
-        module_name, function = FILE_COMMANDS[argv[0]].split(":")
-        return getattr(importlib.import_module(module_name), function)(argv[1:])
+        return run_file_command(argv)
     try:
         return run_cli(args).exit_code
     except USER_ERRORS as e:

@@ -393,3 +393,24 @@ def test_i2i_test_runs_the_inpainting_protocol_on_glcic(tmp_path):
         assert isinstance(report["results"][key], float), key
     assert report["protocol"]["buckets"]["mode"] == "separate"  # free-form masks per bucket
     assert all(entry["n"] == 8 for entry in report["buckets"].values())
+
+
+def test_the_sample_grid_samples_in_eval_mode_and_moves_no_batchnorm_statistics(tmp_path):
+    from i2i.callbacks import SampleGrid
+
+    task, data = tiny_task(max_iterations=1), tiny_data()
+    grid = SampleGrid(every_n_iterations=1, num_samples=2)
+    trainer = L.Trainer(
+        accelerator="cpu", max_epochs=-1, limit_val_batches=0, logger=False, callbacks=[grid],
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        default_root_dir=str(tmp_path),
+    )  # fmt: skip
+    trainer.fit(task, data)
+    task.train()
+    before = {k: v.clone() for k, v in task.state_dict().items() if "running_" in k}
+    assert before  # the completion network has BatchNorm
+    grid.log_grid(trainer, task)
+    after = task.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in before.items())
+    assert task.training and task.generator.training  # every module's mode given back
+    assert grid.last_path is not None and grid.last_path.is_file()

@@ -47,9 +47,15 @@ class SampleGrid(Callback):
                 return
             self._batch = datamodule.sample_batch(self.num_samples)
         batch = {k: v.to(pl_module.device) for k, v in self._batch.items()}
-        was_training = pl_module.training
-        fake = pl_module.sample(batch)
-        pl_module.train(was_training)
+        # Sample as evaluation does (BatchNorm on its running statistics, which sampling must
+        # not move), then give every module back its own mode: G_ema stays in eval mode.
+        modes = [(module, module.training) for module in pl_module.modules()]
+        pl_module.eval()
+        try:
+            fake = pl_module.sample(batch)
+        finally:
+            for module, training in modes:
+                module.training = training
         panels = pl_module.visual_panels(batch, fake)
         rows = torch.stack(panels, dim=1).flatten(0, 1)  # sample-major: one row per sample
         grid = make_grid(

@@ -1,0 +1,39 @@
+"""The `i2i` console script. Commands that read and write files (inpaint, translate, export, ...)
+are dispatched here, before Lightning's CLI is imported: that import costs seconds that a user
+running `i2i inpaint` on one photo should not pay. Everything else is Lightning's (`i2i.cli`)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+
+# `i2i NAME ...` commands that are not Lightning's: NAME -> "module:function(argv) -> exit code".
+FILE_COMMANDS = {
+    "compare": "i2i.compare:main",  # every system side by side on the demo data
+    "dip": "i2i.dip:main",  # deep image prior: one optimisation per image, no dataset
+    "inpaint": "i2i.inference.files:inpaint_main",  # a model on image files and masks
+    "translate": "i2i.inference.files:translate_main",  # a model on edge or label maps
+    "export": "i2i.inference.export:main",  # ONNX / torch.export of the generator
+    "demo": "i2i.inference.demo:main",  # the Gradio web demo
+    "convert": "i2i.weights.comodgan:main",  # published CoModGAN weights -> safetensors + card
+    "data": "i2i.data.shards:main",  # `i2i data optimize`: LitData streaming shards
+}
+
+
+def run_file_command(argv: Sequence[str]) -> int:
+    module_name, function = FILE_COMMANDS[argv[0]].split(":")
+    return getattr(importlib.import_module(module_name), function)(list(argv[1:]))
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if args is None else args)
+    if argv[:1] and argv[0] in FILE_COMMANDS:
+        return run_file_command(argv)
+    from i2i.cli import main as lightning_main
+
+    return lightning_main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
