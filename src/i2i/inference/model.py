@@ -16,7 +16,6 @@ placeholder in the discriminator's place (see `NoDiscriminator`).
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import inspect
 import json
@@ -30,6 +29,7 @@ from torch import nn
 
 import i2i
 from i2i.resolution import as_hw
+from i2i.weights.registry import sha256_of
 
 FORMAT = "i2i-model"
 FORMAT_VERSION = 1
@@ -67,14 +67,6 @@ def _base(path: str | Path) -> Path:
 
 def _beside(base: Path, suffix: str) -> Path:
     return base.parent / (base.name + suffix)  # not with_suffix: "model.v2" keeps its ".v2"
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def inference_init_args(init_args: dict) -> dict:

@@ -14,7 +14,6 @@ SHA-256 is checked against the prefix in its name (torch hub's convention).
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 from collections.abc import Mapping
@@ -24,6 +23,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+from i2i.weights.registry import sha256_of
 
 __all__ = [
     "INCEPTION_FILENAME",
@@ -50,14 +51,6 @@ def default_weights_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def find_inception_weights(
     weights_path: str | os.PathLike | None = None, check_hash: bool = True
 ) -> Path:
@@ -77,7 +70,7 @@ def find_inception_weights(
             "or pass weights_path= to its location."
         )
     if check_hash:
-        found = _sha256(path)
+        found = sha256_of(path)
         if not found.startswith(INCEPTION_HASH_PREFIX):
             raise ValueError(
                 f"Inception weights file {path} has SHA-256 starting with {found[:8]!r}, expected "
@@ -177,7 +170,7 @@ def download_inception_weights(dest_dir: str | os.PathLike | None = None) -> Pat
     """
     folder = Path(dest_dir).expanduser() if dest_dir is not None else default_weights_dir()
     target = folder / INCEPTION_FILENAME
-    if target.is_file() and _sha256(target).startswith(INCEPTION_HASH_PREFIX):
+    if target.is_file() and sha256_of(target).startswith(INCEPTION_HASH_PREFIX):
         return target
     folder.mkdir(parents=True, exist_ok=True)
     try:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from i2i.weights.registry import expected_digest, find, path_of, sha256_of
@@ -184,3 +185,26 @@ class Segmenter(nn.Module):
             "num_classes": self.num_classes,
             "weights": self._files if self.weights is not None else "random initialisation",
         }
+
+
+class Bottleneck(nn.Module):
+    """1x1 reduce, 3x3 (strided, dilated), 1x1 expand x4; projection shortcut where the shape
+    changes. The stride sits on the 3x3 convolution. The ResNet bottleneck of torchvision, DRN and
+    CSAIL's encoder alike (their state dicts share these names)."""
+
+    def __init__(self, cin: int, width: int, stride: int = 1, dilation: int = 1):
+        super().__init__()
+        self.conv1, self.bn1 = conv(cin, width, 1), bn(width)
+        self.conv2, self.bn2 = conv(width, width, 3, stride, dilation), bn(width)
+        self.conv3, self.bn3 = conv(width, 4 * width, 1), bn(4 * width)
+        self.downsample = (
+            nn.Sequential(conv(cin, 4 * width, 1, stride), bn(4 * width))
+            if stride != 1 or cin != 4 * width
+            else None
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.bn1(self.conv1(x)))
+        y = F.relu(self.bn2(self.conv2(y)))
+        y = self.bn3(self.conv3(y))
+        return F.relu(y + (x if self.downsample is None else self.downsample(x)))

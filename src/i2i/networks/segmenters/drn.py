@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from i2i.networks.segmenters.base import Segmenter, bn, conv, to_unit
+from i2i.networks.segmenters.base import Bottleneck, Segmenter, bn, conv, to_unit
 
 # Mean and std (RGB, in [0, 1]) of the Cityscapes training photos, from the DRN release's
 # datasets/cityscapes/info.json: the normalisation the published model was trained with.
@@ -27,28 +27,6 @@ CITYSCAPES_STD = (0.1829540508368939, 0.18656561047509476, 0.18447508988480435)
 # (residual blocks or convs, width) per stage of DRN-D-105; stages 3-6 are bottleneck stages
 # (width x 4 channels out), the others plain 3x3 conv + BN + ReLU stages.
 STAGES = ((1, 16), (1, 32), (3, 64), (4, 128), (23, 256), (3, 512), (1, 512), (1, 512))
-
-
-class Bottleneck(nn.Module):
-    """1x1 reduce, 3x3 (strided, dilated), 1x1 expand x4; projection shortcut where the shape
-    changes. The stride sits on the 3x3 convolution."""
-
-    def __init__(self, cin: int, width: int, stride: int = 1, dilation: int = 1):
-        super().__init__()
-        self.conv1, self.bn1 = conv(cin, width, 1), bn(width)
-        self.conv2, self.bn2 = conv(width, width, 3, stride, dilation), bn(width)
-        self.conv3, self.bn3 = conv(width, 4 * width, 1), bn(4 * width)
-        self.downsample = (
-            nn.Sequential(conv(cin, 4 * width, 1, stride), bn(4 * width))
-            if stride != 1 or cin != 4 * width
-            else None
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.relu(self.bn1(self.conv1(x)))
-        y = F.relu(self.bn2(self.conv2(y)))
-        y = self.bn3(self.conv3(y))
-        return F.relu(y + (x if self.downsample is None else self.downsample(x)))
 
 
 def _conv_stage(cin: int, cout: int, n: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:

@@ -18,29 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from i2i.networks.segmenters.base import Segmenter, bn, conv, load_exact, to_unit
+from i2i.networks.segmenters.base import Bottleneck, Segmenter, bn, conv, load_exact, to_unit
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-class Bottleneck(nn.Module):
-    def __init__(self, cin: int, width: int, stride: int = 1):
-        super().__init__()
-        self.conv1, self.bn1 = conv(cin, width, 1), bn(width)
-        self.conv2, self.bn2 = conv(width, width, 3, stride), bn(width)
-        self.conv3, self.bn3 = conv(width, 4 * width, 1), bn(4 * width)
-        self.downsample = (
-            nn.Sequential(conv(cin, 4 * width, 1, stride), bn(4 * width))
-            if stride != 1 or cin != 4 * width
-            else None
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.relu(self.bn1(self.conv1(x)))
-        y = F.relu(self.bn2(self.conv2(y)))
-        y = self.bn3(self.conv3(y))
-        return F.relu(y + (x if self.downsample is None else self.downsample(x)))
 
 
 class ResNetEncoder(nn.Module):
