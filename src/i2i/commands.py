@@ -32,7 +32,8 @@ def main(args: Sequence[str] | None = None) -> int:
         return run_file_command(argv)
     from i2i.cli import main as lightning_main
 
-    return lightning_main(argv)
+    # None: Lightning reads sys.argv itself (given args, it warns that they are for notebooks).
+    return lightning_main(None if args is None else argv)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ def test_without_cuda_every_row_says_so():
         assert re.search(rf"\| {re.escape(mode)} +\| no CUDA device \|", result.stdout), mode
 
 
+@pytest.mark.slow  # a real 32 px training run in a subprocess; the next test runs the rows too
 def test_tiny_cpu_run_prints_a_measured_row(one_torch_thread):
     result = bench("--device", "cpu", "--tiny", "--modes", "bf16-cl", "--iterations", "3")
     assert result.returncode == 0, result.stderr[-3000:]

@@ -16,6 +16,7 @@ from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorIncepti
 
 from i2i.metrics import InceptionDiscriminativeScore, discriminative_scores, frechet_distance
 from i2i.metrics import features as feats
+from i2i.weights.registry import sha256_of
 from tests.metrics.ddp_ids import N_PAIRS, PooledProjection, make_pairs
 
 DDP_SCRIPT = Path(__file__).with_name("ddp_ids.py")
@@ -178,7 +179,7 @@ def test_inception_loader_hash_check(random_inception: Path) -> None:
         r"expected '6726825d'",
     ) as err:
         feats.inception_feature_extractor(random_inception)
-    found = feats._sha256(random_inception)[:8]
+    found = sha256_of(random_inception)[:8]
     assert found in str(err.value)
     # A folder holding the official name works as well as the file itself.
     net = feats.inception_feature_extractor(random_inception.parent, check_hash=False)
