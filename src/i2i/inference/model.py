@@ -44,6 +44,20 @@ class ModelFileError(ValueError):
     """A model file that cannot be used; the message names the file and the fix."""
 
 
+def check_format(
+    meta: object, path: Path, name: str, version: int, not_ours: str, error: type = ModelFileError
+) -> None:
+    """A model file's metadata names our format at a version this i2i reads; `not_ours` says
+    what the file is not and how to write one."""
+    if not isinstance(meta, dict) or meta.get("format") != name:
+        raise error(f"{path} {not_ours}")
+    if int(meta.get("format_version", 0)) > version:
+        raise error(
+            f"{path} has format_version {meta['format_version']}; this i2i reads up to "
+            f"{version}: update i2i"
+        )
+
+
 class NoDiscriminator(nn.Module):
     """Stands in for the discriminator of a task built for inference: tasks take one in their
     constructor, sampling never calls it, and building (and storing) the real one would cost
@@ -139,16 +153,11 @@ def read_card(path: str | Path) -> dict:
         card = json.loads(card_path.read_text())
     except (OSError, ValueError) as e:
         raise ModelFileError(f"cannot read the model card {card_path}: {e}") from e
-    if not isinstance(card, dict) or card.get("format") != FORMAT:
-        raise ModelFileError(
-            f'{card_path} is not an i2i model card (no "format": "{FORMAT}"): write it with '
-            "i2i.inference.model.write_model"
-        )
-    if int(card.get("format_version", 0)) > FORMAT_VERSION:
-        raise ModelFileError(
-            f"{card_path} has format_version {card['format_version']}; this i2i reads up to "
-            f"{FORMAT_VERSION}: update i2i"
-        )
+    check_format(
+        card, card_path, FORMAT, FORMAT_VERSION,
+        f'is not an i2i model card (no "format": "{FORMAT}"): write it with '
+        "i2i.inference.model.write_model",
+    )  # fmt: skip
     missing = [k for k in ("task", "resolution", "kind", "weights") if k not in card]
     if missing:
         raise ModelFileError(f"the model card {card_path} lacks {', '.join(missing)}")

@@ -19,6 +19,7 @@ import torch
 
 from i2i.data import batch as B
 from i2i.inference.export import EXPORT_FORMAT, EXPORT_FORMAT_VERSION, METADATA_KEY
+from i2i.inference.model import check_format
 from i2i.resolution import as_hw
 from i2i.seeding import derive_seed
 
@@ -47,16 +48,12 @@ class OnnxModel:
             raise ValueError(f"onnxruntime cannot load {self.path}: {e}") from e
         raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
         meta = json.loads(raw) if raw else {}
-        if meta.get("format") != EXPORT_FORMAT:
-            raise ValueError(
-                f"{self.path} carries no i2i metadata (metadata_props['{METADATA_KEY}']): only "
-                "files written by `i2i export --format onnx` can be used as models"
-            )
-        if int(meta.get("format_version", 0)) > EXPORT_FORMAT_VERSION:
-            raise ValueError(
-                f"{self.path} has export format_version {meta['format_version']}; this i2i reads "
-                f"up to {EXPORT_FORMAT_VERSION}: update i2i"
-            )
+        check_format(
+            meta, self.path, EXPORT_FORMAT, EXPORT_FORMAT_VERSION,
+            f"carries no i2i metadata (metadata_props['{METADATA_KEY}']): only files written by "
+            "`i2i export --format onnx` can be used as models",
+            error=ValueError,
+        )  # fmt: skip
         self.metadata = meta
         self.card: dict = meta["card"]
         self.kind: str = meta["kind"]
