@@ -26,7 +26,6 @@ are checked by size and by the zip's per-member CRCs during extraction.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import logging
 import os
 import shutil
@@ -39,6 +38,8 @@ import zlib
 from dataclasses import dataclass
 from http.client import HTTPException
 from pathlib import Path, PureWindowsPath
+
+from i2i.weights.registry import sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -397,14 +398,6 @@ def _copy_stream(
                 next_log = received + step
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _verify(
     path: Path, url: str, expected_size: int | None, sha256: str | None, manual: str
 ) -> None:
@@ -413,7 +406,7 @@ def _verify(
     problem = None
     if expected_size is not None and size != expected_size:
         problem = f"is {size} bytes, expected {expected_size}"
-    elif sha256 is not None and (digest := _sha256(path)) != sha256.lower():
+    elif sha256 is not None and (digest := sha256_of(path)) != sha256.lower():
         problem = f"has SHA-256 {digest}, expected {sha256.lower()}"
     if problem:
         path.unlink()
