@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from tests.clirun import REPO, TINY, env, fit_args, i2i, output
+from tests.clirun import REPO, TINY, env, fit_args, i2i, iteration, output
 
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
 
@@ -36,6 +36,28 @@ def test_console_script_exits_0_and_every_file_lands_in_the_run_folder(tmp_path)
     assert (root / "checkpoints" / "last.ckpt").is_file() and (root / "config.yaml").is_file()
     assert list((root / "samples").glob("*.png"))
     assert list((root / "wandb").glob("offline-run-*/*.wandb"))
+
+
+def test_a_run_stopped_by_max_time_says_where_and_resumes_past_it(tmp_path):
+    """`trainer.max_time` (the demo's bound) ends the run before its length with a validation,
+    a checkpoint and a line naming the iteration and the command that trains on."""
+    root = tmp_path / "run"
+    args = ["--model.init_args.max_iterations=100000", "--trainer.max_time=00:00:00:03"]
+    result = i2i(*fit_args(root, *args))
+    assert result.returncode == 0, output(result)[-3000:]
+    match = re.search(r"trainer.max_time \(00:00:03\) stopped it at iteration (\d+) of 100000; "
+                      r"to train on: (i2i fit .*--ckpt_path=last --trainer.max_time=null)",
+                      result.stdout)  # fmt: skip
+    assert match, output(result)[-3000:]
+    stopped = int(match.group(1))
+    assert 0 < stopped < 100000 and "--overwrite" not in match.group(2)
+    assert iteration(root / "checkpoints" / "last.ckpt") == stopped
+    assert "val/l1_hole=" in result.stdout  # validated at the stop
+    resumed = i2i(*fit_args(root, f"--model.init_args.max_iterations={stopped + 2}",
+                            "--ckpt_path=last", "--trainer.max_time=null"))  # fmt: skip
+    assert resumed.returncode == 0, output(resumed)[-3000:]
+    assert iteration(root / "checkpoints" / "last.ckpt") == stopped + 2
+    assert "time limit" not in resumed.stdout
 
 
 def test_shipped_configs_do_not_hard_code_the_log_folder():

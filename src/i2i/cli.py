@@ -40,7 +40,12 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter, RichProgressBar, TQDMProgressBar
+from lightning.pytorch.callbacks import (
+    BasePredictionWriter,
+    RichProgressBar,
+    Timer,
+    TQDMProgressBar,
+)
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_only
 
@@ -590,6 +595,25 @@ class I2ICLI(LightningCLI):
                 args.append(arg)
         return shlex.join(["i2i", *args, f"--ckpt_path={checkpoint}"])
 
+    def _time_limit_lines(self) -> list[str]:
+        """Say so when `trainer.max_time` ended the run before its length, and how to go on."""
+        timer = next((cb for cb in self.trainer.callbacks if isinstance(cb, Timer)), None)
+        finished = getattr(self.model, "finished", None)
+        if timer is None or not callable(finished) or finished():
+            return []
+        remaining = timer.time_remaining()
+        if remaining is None or remaining > 0:
+            return []
+        hp = self.model.hparams
+        length = getattr(hp, "max_iterations", None)
+        of = f" of {length}" if length is not None else ""
+        limit = time.strftime("%H:%M:%S", time.gmtime(timer._duration))
+        return [
+            f"  time limit  : trainer.max_time ({limit}) stopped it at iteration "
+            f"{int(self.model.iteration)}{of}; to train on: "
+            f"{self.resume_command(Path('last'))} --trainer.max_time=null"
+        ]
+
     def after_fit(self) -> None:
         trainer = self.trainer
         shutdown = next((cb for cb in trainer.callbacks if isinstance(cb, GracefulShutdown)), None)
@@ -608,7 +632,7 @@ class I2ICLI(LightningCLI):
             return
         if not trainer.is_global_zero:
             return
-        lines = ["", "i2i: training finished"]
+        lines = ["", "i2i: training finished", *self._time_limit_lines()]
         ckpt = trainer.checkpoint_callback
         if ckpt is not None:
             lines.append(

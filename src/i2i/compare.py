@@ -112,6 +112,7 @@ def run_system(config: Path, kimg: float, root: Path, val_batches: int) -> dict:
             "--samples.every_n_iterations=0",
             "--model.init_args.max_iterations=null",
             f"--model.init_args.max_kimg={kimg}",
+            "--trainer.max_time=null",  # one budget in images for every system (demo.yaml has one)
             "--overwrite",
         ],
     )
