@@ -203,6 +203,8 @@ def test_missing_shards_and_unshardable_configs_fail_in_one_line(built, tmp_path
         optimize_shards(demo, tmp_path / "out")
     with pytest.raises(ValueError, match="compression 'gzip'"):
         optimize_shards(demo, tmp_path / "out", compression="gzip")
+    with pytest.raises(ValueError, match="compression 'zstd'.*uncompressed chunks"):
+        optimize_shards(demo, tmp_path / "out", compression="zstd")
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("")
     with pytest.raises(FileExistsError, match=f"{tmp_path / 'full'} is not empty"):
