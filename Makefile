@@ -43,13 +43,14 @@ test-full: ## Run every test, slow ones included (GPU tests skip without a GPU)
 lint: ## Ruff lint of the sources, tests and benchmarks
 	.venv/bin/ruff check src tests benchmarks
 
-bench: ## Speed benchmarks: backbone vs the FLOPs floor, masks/s, training throughput, P-IDS vs sklearn, GPU rows, shards vs folder loading, ONNX / torch.export vs eager
+bench: ## Speed benchmarks: backbone vs the FLOPs floor, masks/s, training throughput, P-IDS vs sklearn, GPU rows, shards vs folder loading, ONNX / torch.export vs eager, i2i vs the CoModGAN port
 	$(PY) -m benchmarks.backbone
 	$(PY) -m benchmarks.training
 	$(PY) -m benchmarks.metrics
 	$(PY) -m benchmarks.gpu
 	$(PY) -m benchmarks.export
 	$(PY) -m benchmarks.loading
+	$(PY) -m benchmarks.port --if-present
 
 compare: ## Every system on the embedded demo data, one seed, one budget, one table (ARGS='--kimg 4')
 	$(PY) -m i2i compare $(ARGS)
