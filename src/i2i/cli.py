@@ -607,7 +607,7 @@ class I2ICLI(LightningCLI):
         hp = self.model.hparams
         length = getattr(hp, "max_iterations", None)
         of = f" of {length}" if length is not None else ""
-        limit = time.strftime("%H:%M:%S", time.gmtime(timer._duration))
+        limit = time.strftime("%H:%M:%S", time.gmtime(timer.time_elapsed() + remaining))
         return [
             f"  time limit  : trainer.max_time ({limit}) stopped it at iteration "
             f"{int(self.model.iteration)}{of}; to train on: "
