@@ -189,11 +189,9 @@ def optimize_shards(
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} is not empty; give a new folder or remove it first")
     if compression is not None:
-        if not compression.startswith("zstd"):
-            raise ValueError(f"compression {compression!r}: LitData compresses with zstd or zstd:N")
-        # Tried with LitData 0.2.76 and the zstd package: its default framed chunks fail to read
-        # back ("missing LDFZ01 magic"), per-sample ones too, and whole-chunk compression writes
-        # the chunks uncompressed under names its index does not list. Refuse rather than write
+        # LitData 0.2.76 with the zstd package: its default framed chunks fail to read back
+        # ("missing LDFZ01 magic"), per-sample ones too, and whole-chunk compression writes the
+        # chunks uncompressed under names its index does not list. Refuse rather than write
         # shards that cannot be read.
         raise ValueError(
             f"compression {compression!r}: LitData {litdata.__version__}'s zstd chunks did not "
