@@ -49,7 +49,7 @@ bench: ## Speed benchmarks: backbone vs the FLOPs floor, masks/s, training throu
 	$(PY) -m benchmarks.metrics
 	$(PY) -m benchmarks.gpu
 	$(PY) -m benchmarks.export
-	$(PY) -m benchmarks.loading
+	$(PY) -m benchmarks.loading --compression zstd
 	$(PY) -m benchmarks.port --if-present
 
 compare: ## Every system on the embedded demo data, one seed, one budget, one table (ARGS='--kimg 4')

@@ -7,8 +7,11 @@ It writes `--images` JPEGs (smooth scenes with texture, 320x256 to 512x384, so t
 is decoded, resized and cropped) into a temporary folder, shards them with `i2i data optimize`'s
 function, then times the training stream of `InpaintingDataModule` and of `ShardDataModule` (the
 same config) through a DataLoader: the first batch (worker start-up) is left out, then
-`--samples` samples are timed, twice per loader in the order folder, shards, shards, folder
-(the better of each two is kept). Two modes: the training stream as `i2i fit` reads it (decode,
+`--samples` samples are timed, twice per loader in two rounds (folder, shards, folder, shards;
+the better of each two is kept); with `--compression zstd` a third loader reads the same
+images from zstd shards (whole-chunk frames, inflated once into LitData's cache; the first,
+untimed batch pays for inflating the first chunk) and a last table gives the bytes on disk.
+Two modes: the training stream as `i2i fit` reads it (decode,
 crop, flip, the official free-form mask) and decode + crop alone (no mask drawing); a last row
 times reading the files' bytes alone (no decoding) in one process. Both read
 from the page cache of a local disk: the shards' gain here is fewer file opens; on a network
@@ -86,6 +89,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=512, help="timed samples per row")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--compression", default=None, help="also time shards written with it")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -104,44 +108,63 @@ def main() -> None:
         start = time.perf_counter()
         optimize_shards(config, root / "shards", num_workers=2)
         print(f"optimize (2 workers): {time.perf_counter() - start:.1f} s", flush=True)
-        folder = instantiate_datamodule(section)
-        shards = ShardDataModule(str(root / "shards"), section)
-        for dm in (folder, shards):
+        loaders = {
+            "folder": instantiate_datamodule(section),
+            "shards": ShardDataModule(str(root / "shards"), section),
+        }
+        if args.compression:
+            start = time.perf_counter()
+            optimize_shards(config, root / "zstd", num_workers=2, compression=args.compression)
+            print(f"optimize {args.compression}: {time.perf_counter() - start:.1f} s", flush=True)
+            loaders[args.compression] = ShardDataModule(
+                str(root / "zstd"), section, cache_dir=str(root / "cache")
+            )
+        for dm in loaders.values():
             dm.batches_per_step = 1
             dm.setup("fit")
+        # two rounds over the loaders, the better of each loader's two kept: a load that
+        # drifts during the run (the CPU is shared) favours none
+        order = [*loaders, *loaders]
         rows = []
         for masks in (True, False):
             mode = "decode, crop, flip, mask" if masks else "decode, crop, flip"
             for workers in args.workers:
-                # folder, shards, shards, folder; the better of each pair: a load that drifts
-                # during the run (the CPU is shared) favours neither
-                rates = {"folder": 0.0, "shards": 0.0}
-                for name in ("folder", "shards", "shards", "folder"):
-                    dm = folder if name == "folder" else shards
-                    rate = samples_per_second(dm, workers, args.samples, masks)
+                rates = dict.fromkeys(loaders, 0.0)
+                for name in order:
+                    rate = samples_per_second(loaders[name], workers, args.samples, masks)
                     rates[name] = max(rates[name], rate)
-                rows.append({
-                    "stream": mode, "workers": workers,
-                    "folder samples/s": f"{rates['folder']:.1f}",
-                    "shards samples/s": f"{rates['shards']:.1f}",
-                    "shards / folder": f"{rates['shards'] / rates['folder']:.2f}x",
-                })  # fmt: skip
+                rows.append(rate_row(mode, workers, rates, ".1f"))
                 print(rows[-1], flush=True)
-        rates = {"folder": 0.0, "shards": 0.0}
-        for name in ("folder", "shards", "shards", "folder"):
-            dm = folder if name == "folder" else shards
-            rates[name] = max(rates[name], bytes_per_second(dm, 10 * args.samples))
-        rows.append({
-            "stream": "the files' bytes only (1 process)", "workers": 0,
-            "folder samples/s": f"{rates['folder']:.0f}",
-            "shards samples/s": f"{rates['shards']:.0f}",
-            "shards / folder": f"{rates['shards'] / rates['folder']:.2f}x",
-        })  # fmt: skip
+        rates = dict.fromkeys(loaders, 0.0)
+        for name in order:
+            rates[name] = max(rates[name], bytes_per_second(loaders[name], 10 * args.samples))
+        rows.append(rate_row("the files' bytes only (1 process)", 0, rates, ".0f"))
         title = (
             f"{args.images} JPEGs at {args.resolution} px, batch {args.batch_size}, "
             f"{args.samples} timed samples per row"
         )
         print_table(rows, title)
+        sizes = {"folder": folder_bytes(root / "images"), "shards": folder_bytes(root / "shards")}
+        if args.compression:
+            sizes[args.compression] = folder_bytes(root / "zstd")
+        print_table(
+            [{"data": k, "MB on disk": f"{v / 1e6:.1f}", "/ folder": f"{v / sizes['folder']:.3f}"}
+             for k, v in sizes.items()],
+            "bytes on disk (shards: chunks, index and manifest files)",
+        )  # fmt: skip
+
+
+def rate_row(mode: str, workers: int, rates: dict[str, float], fmt: str) -> dict[str, str]:
+    row = {"stream": mode, "workers": str(workers)}
+    for name, rate in rates.items():
+        row[f"{name} samples/s"] = format(rate, fmt)
+    for name in list(rates)[1:]:
+        row[f"{name} / folder"] = f"{rates[name] / rates['folder']:.2f}x"
+    return row
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
 if __name__ == "__main__":

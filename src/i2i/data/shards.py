@@ -3,12 +3,13 @@
 `i2i data optimize --config CONFIG --out DIR` builds the config's datamodule exactly as training
 would (its split, its setup checks: the files it keeps are the files the folder loader would
 use) and writes each sample's files, their ORIGINAL encoded bytes, into LitData chunks
-(`DIR/train`, `DIR/val`), in parallel, with a progress bar. Beside them it records what it
-wrote: `manifest.json` (counts, the source config, the datamodule's settings and their
-fingerprint, the chunk sizes), `files.txt` (every sample's files, in shard order), `config.yaml`
-(a copy of the config) and `datasets.pkl` (the datasets' settings: the decoding and transforms
-of the folder datasets themselves, without their file lists; a pickle, so read only shards you
-trust, as with checkpoints).
+(`DIR/train`, `DIR/val`), in parallel, with a progress bar; with `--compression zstd` each
+chunk file is one zstd frame, which readers inflate once into LitData's cache. Beside them it
+records what it wrote: `manifest.json` (counts, the source config, the datamodule's settings
+and their fingerprint, the chunk sizes, the compression), `files.txt` (every sample's files, in
+shard order), `config.yaml` (a copy of the config) and `datasets.pkl` (the datasets' settings:
+the decoding and transforms of the folder datasets themselves, without their file lists; a
+pickle, so read only shards you trust, as with checkpoints).
 
 :class:`ShardDataModule` reads them from a local folder or an object-store URL (s3://, gs://...,
 through LitData's downloaders and cache) and decodes each record with the folder dataset's own
@@ -175,6 +176,28 @@ def _record(item: tuple[int, list[str | None]]) -> dict[str, Any]:
     return record
 
 
+def check_compression(compression: str | None) -> str | None:
+    """The LitData codec of `--compression` (zstd, or zstd:LEVEL with LEVEL 1-22), or a
+    ValueError naming the value and what is accepted.
+
+    Always whole-chunk (LitData's compression_level="chunk": each chunk file is one zstd
+    frame, inflated once into the reader's cache): LitData 0.2.76's default in-file framing
+    ("batch") and per-sample frames ("sample") fail to read back ("missing LDFZ01 magic",
+    "missing content size in frame header")."""
+    if compression is None:
+        return None
+    from litdata.streaming.compression import _COMPRESSORS
+
+    if compression not in _COMPRESSORS:
+        known = "zstd or zstd:LEVEL (LEVEL 1-22)" if _COMPRESSORS else "none installed"
+        raise ValueError(
+            f"compression {compression!r} is not one LitData can write ({known}); use "
+            "--compression zstd, or leave it out"
+            + ("" if _COMPRESSORS else " (install the zstd package: `uv pip install zstd`)")
+        )
+    return compression
+
+
 def optimize_shards(
     config: str | Path,
     out: str | Path,
@@ -188,16 +211,7 @@ def optimize_shards(
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} is not empty; give a new folder or remove it first")
-    if compression is not None:
-        # LitData 0.2.76 with the zstd package: its default framed chunks fail to read back
-        # ("missing LDFZ01 magic"), per-sample ones too, and whole-chunk compression writes the
-        # chunks uncompressed under names its index does not list. Refuse rather than write
-        # shards that cannot be read.
-        raise ValueError(
-            f"compression {compression!r}: LitData {litdata.__version__}'s zstd chunks did not "
-            "read back in this project's tests, so i2i writes uncompressed chunks; leave "
-            "--compression out (JPEG and PNG bytes are compressed already)"
-        )
+    compression = check_compression(compression)
     datamodule = load_datamodule(config)
     datamodule.setup("fit")  # the split and the setup checks: the files training would use
     settings = dataset_settings(datamodule)
@@ -224,6 +238,7 @@ def optimize_shards(
         litdata.optimize(
             fn=_record, inputs=list(enumerate(names)), output_dir=str(out / split),
             num_workers=max(1, num_workers), chunk_bytes=chunk_bytes, compression=compression,
+            compression_level="chunk" if compression else None,
             keep_data_ordered=True, reorder_files=False, start_method="fork", verbose=True,
         )  # fmt: skip
         index = json.loads((out / split / "index.json").read_text())
@@ -248,7 +263,10 @@ def main(argv: list[str]) -> int:
     opt.add_argument("--out", required=True, help="a new local folder (sync it to a bucket after)")
     opt.add_argument("--num-workers", type=int, default=os.cpu_count() or 1)
     opt.add_argument("--chunk-bytes", default="64MB", help="chunk size (LitData: 64MB, 256MB...)")
-    opt.add_argument("--compression", default=None, help="refused for now: see the README")
+    opt.add_argument(
+        "--compression", default=None,
+        help="zstd or zstd:LEVEL: each chunk one zstd frame, inflated into the reader's cache",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     try:
         manifest = optimize_shards(
@@ -316,13 +334,21 @@ class ShardFiles(Sequence):
     record j, whose bytes are then what the readers open for its paths. Opened lazily, once per
     process (loader workers each open their own)."""
 
-    def __init__(self, input_dir: str, count: int, example: Any, cache_dir: str | None = None):
+    def __init__(
+        self,
+        input_dir: str,
+        count: int,
+        example: Any,
+        cache_dir: str | None = None,
+        compressed: bool = False,
+    ):
         self.input_dir, self.count, self.example, self.cache_dir = (
             input_dir,
             count,
             example,
             cache_dir,
         )
+        self.compressed = compressed
         self._dataset: Any = None
         self._pid = -1
 
@@ -336,7 +362,13 @@ class ShardFiles(Sequence):
         if self._dataset is None or self._pid != os.getpid():
             from litdata import StreamingDataset
 
-            self._dataset = StreamingDataset(self.input_dir, cache_dir=self.cache_dir)
+            source = self.input_dir
+            if self.compressed and "://" not in source:
+                # LitData inflates a local folder's compressed chunks in place and deletes the
+                # .zstd.bin files it read (0.2.76), leaving the folder out of step with its
+                # index; as "local:" it copies them to its cache and inflates them there.
+                source = "local:" + str(Path(source.removeprefix("file://")).resolve())
+            self._dataset = StreamingDataset(source, cache_dir=self.cache_dir)
             self._pid = os.getpid()
         record = self._dataset[int(j)]
         if record["index"] != j:
@@ -366,7 +398,9 @@ def open_split(shards: str, split: str, manifest: dict[str, Any], cache_dir: str
     example = getattr(dataset, attr)[0]
     input_dir = f"{shards.rstrip('/')}/{split}"
     sub_cache = None if cache_dir is None else str(Path(cache_dir) / split)
-    setattr(dataset, attr, ShardFiles(input_dir, manifest["count"][split], example, sub_cache))
+    compressed = bool(manifest.get("compression"))
+    files = ShardFiles(input_dir, manifest["count"][split], example, sub_cache, compressed)
+    setattr(dataset, attr, files)
     return dataset
 
 
@@ -420,7 +454,7 @@ class ShardDataModule(StreamDataModule):
         self,
         shards: str,  # the folder `i2i data optimize --out` wrote, or its URL (s3://...)
         data: dict[str, Any],  # the folder datamodule's section: {class_path, init_args}
-        cache_dir: str | None = None,  # LitData's cache of downloaded chunks (URLs only)
+        cache_dir: str | None = None,  # LitData's cache: downloaded and inflated chunks
     ):
         folder = instantiate_datamodule(data)  # the datamodule the shards were written from
         super().__init__(folder.batch_size, folder.val_batch_size, folder.num_workers, folder.seed)

@@ -36,7 +36,7 @@ from i2i.data import batch as B
 from i2i.data.datasets import CorruptImageError
 from i2i.data.masks import MaskFolder, RandomMaskGenerator
 from i2i.data.scan import Findings, scan_enabled
-from i2i.seeding import derive_seed, numpy_rng
+from i2i.seeding import numpy_rng, seeded_torch_cpu
 
 MaskSource = Callable[[np.random.Generator], torch.Tensor]
 
@@ -93,8 +93,7 @@ class TrainStream(IterableDataset):
         """Sample `index` of the dataset with the crop, flip and mask of stream position
         `position`: decoded and transformed by the dataset's own code."""
         # Crops and flips draw from torch's RNG: seed it per sample, and leave the caller's alone.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derive_seed(self.seed, position) & 0x7FFF_FFFF)  # 31 bits, as ever
+        with seeded_torch_cpu(self.seed, position):
             item = self.dataset[index]
         item = {key: item[key] for key in self.keys if key in item}
         if self.masks is not None:

@@ -51,7 +51,7 @@ from i2i.data.datasets import (
 from i2i.data.download import CYCLEGAN_DATASETS, ensure_cyclegan
 from i2i.data.scan import Findings
 from i2i.data.stream import StreamDataModule, TrainStream
-from i2i.seeding import derive_seed, numpy_rng
+from i2i.seeding import numpy_rng, seeded_torch_cpu
 
 CROPS = ("random", "center")
 
@@ -164,8 +164,7 @@ class UnpairedTrainStream(TrainStream):
 
     def sample(self, position: int) -> dict[str, Any]:
         a, b = self.index(0, position), self.index(1, position)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derive_seed(self.seed, position) & 0x7FFF_FFFF)  # 31 bits
+        with seeded_torch_cpu(self.seed, position):
             image_a = self.domains[0][a]
             image_b = self.domains[1][b]
         return {B.IMAGE_A: image_a, B.IMAGE_B: image_b, B.INDEX: position}
