@@ -284,22 +284,42 @@ def main(argv: list[str]) -> int:
 # Reading
 
 
-def _read_text(shards: str, name: str, cache_dir: str | None) -> bytes:
-    """A file beside the chunks, from a local folder or through LitData's downloaders."""
+def _read_text(shards: str, name: str, storage_options: dict[str, Any] | None = None) -> bytes:
+    """A file beside the chunks, from a local folder or through LitData's downloaders (fetched
+    afresh each time: shards rewritten at the same URL must not be read from a stale copy)."""
     if "://" not in shards or shards.startswith("file://"):
         return (Path(shards.removeprefix("file://")) / name).read_bytes()
     from litdata.streaming.downloader import get_downloader
 
-    local = Path(cache_dir or tempfile.gettempdir()) / "i2i_shards" / fingerprint({"u": shards})
-    local.mkdir(parents=True, exist_ok=True)
-    get_downloader(shards, str(local), []).download_file(f"{shards}/{name}", str(local / name))
-    return (local / name).read_bytes()
+    allow_plain_http(storage_options)
+    with tempfile.TemporaryDirectory(prefix="i2i_shards_") as local:
+        target = str(Path(local) / name)
+        get_downloader(shards, local, [], storage_options or {}).download_file(
+            f"{shards.rstrip('/')}/{name}", target
+        )
+        return Path(target).read_bytes()
 
 
-def read_manifest(shards: str, cache_dir: str | None = None) -> dict[str, Any]:
+def allow_plain_http(storage_options: dict[str, Any] | None) -> None:
+    """Let LitData's object-store client reach an http:// endpoint (MinIO on a LAN, a test
+    server), given as storage_options' endpoint_url or AWS_ENDPOINT_URL. LitData 0.2.76 fetches
+    chunks with obstore, which refuses plain http unless told, and passes its own client options
+    (so obstore's AWS_ALLOW_HTTP is ignored): this sets them, in this process and the loader
+    workers it forks."""
+    endpoint = (storage_options or {}).get("endpoint_url") or os.environ.get("AWS_ENDPOINT_URL")
+    if not str(endpoint or "").startswith("http://"):
+        return
+    from litdata.streaming import downloader
+
+    options = getattr(downloader, "_OBSTORE_CLIENT_OPTIONS", None)
+    if isinstance(options, dict):
+        options["allow_http"] = True
+
+
+def read_manifest(shards: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """The manifest of a shard folder, or FileNotFoundError naming the folder and the fix."""
     try:
-        return json.loads(_read_text(shards, MANIFEST, cache_dir))
+        return json.loads(_read_text(shards, MANIFEST, storage_options))
     except (OSError, ValueError) as e:
         raise ShardMismatchError(
             f"no shards in {shards}: {MANIFEST} cannot be read ({type(e).__name__}: {e}). Write "
@@ -341,14 +361,11 @@ class ShardFiles(Sequence):
         example: Any,
         cache_dir: str | None = None,
         compressed: bool = False,
+        storage_options: dict[str, Any] | None = None,
     ):
-        self.input_dir, self.count, self.example, self.cache_dir = (
-            input_dir,
-            count,
-            example,
-            cache_dir,
-        )
-        self.compressed = compressed
+        self.input_dir, self.count, self.example = input_dir, count, example
+        self.cache_dir, self.compressed = cache_dir, compressed
+        self.storage_options = storage_options
         self._dataset: Any = None
         self._pid = -1
 
@@ -368,7 +385,16 @@ class ShardFiles(Sequence):
                 # .zstd.bin files it read (0.2.76), leaving the folder out of step with its
                 # index; as "local:" it copies them to its cache and inflates them there.
                 source = "local:" + str(Path(source.removeprefix("file://")).resolve())
-            self._dataset = StreamingDataset(source, cache_dir=self.cache_dir)
+            # How many records LitData decodes per read (0.2.76 guesses from the sizes: 256
+            # here, so a shuffled read decoded 256 records for one, ~1 ms each). Plain chunks:
+            # the one record (its byte range). Compressed ones: the whole chunk, held until
+            # the next chunk (a shard order reads each chunk's samples together); any smaller
+            # window rereads the whole inflated file at every miss (15 ms for 34 MB).
+            allow_plain_http(self.storage_options)
+            self._dataset = StreamingDataset(
+                source, cache_dir=self.cache_dir, storage_options=self.storage_options or {},
+                batch_decode=-1 if self.compressed else 1,
+            )  # fmt: skip
             self._pid = os.getpid()
         record = self._dataset[int(j)]
         if record["index"] != j:
@@ -390,16 +416,24 @@ class ShardFiles(Sequence):
         return _rebuild(self.example, names)
 
 
-def open_split(shards: str, split: str, manifest: dict[str, Any], cache_dir: str | None) -> Dataset:
+def open_split(
+    shards: str,
+    split: str,
+    manifest: dict[str, Any],
+    cache_dir: str | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> Dataset:
     """The folder dataset of `split` reading its files from the shards."""
-    templates = pickle.loads(_read_text(shards, TEMPLATES, cache_dir))
+    templates = pickle.loads(_read_text(shards, TEMPLATES, storage_options))
     dataset = templates[split]
     attr = next(a for a in ENTRY_LISTS if isinstance(getattr(dataset, a, None), list))
     example = getattr(dataset, attr)[0]
     input_dir = f"{shards.rstrip('/')}/{split}"
     sub_cache = None if cache_dir is None else str(Path(cache_dir) / split)
     compressed = bool(manifest.get("compression"))
-    files = ShardFiles(input_dir, manifest["count"][split], example, sub_cache, compressed)
+    files = ShardFiles(
+        input_dir, manifest["count"][split], example, sub_cache, compressed, storage_options
+    )
     setattr(dataset, attr, files)
     return dataset
 
@@ -455,11 +489,16 @@ class ShardDataModule(StreamDataModule):
         shards: str,  # the folder `i2i data optimize --out` wrote, or its URL (s3://...)
         data: dict[str, Any],  # the folder datamodule's section: {class_path, init_args}
         cache_dir: str | None = None,  # LitData's cache: downloaded and inflated chunks
+        # The object store's client settings, as LitData takes them (S3: {"endpoint_url":
+        # "http://minio:9000"}, ...). Saved with the run's config: keep secrets in the
+        # environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), not here.
+        storage_options: dict[str, Any] | None = None,
     ):
         folder = instantiate_datamodule(data)  # the datamodule the shards were written from
         super().__init__(folder.batch_size, folder.val_batch_size, folder.num_workers, folder.seed)
         self.save_hyperparameters()
         self.data, self.shards, self.cache_dir = folder, str(shards), cache_dir
+        self.storage_options = storage_options
         self.keys = folder.keys
         self.manifest: dict[str, Any] | None = None
 
@@ -476,7 +515,7 @@ class ShardDataModule(StreamDataModule):
 
     def _manifest(self) -> dict[str, Any]:
         if self.manifest is None:
-            manifest = read_manifest(self.shards, self.cache_dir)
+            manifest = read_manifest(self.shards, self.storage_options)
             check_manifest(manifest, dataset_settings(self.data), self.shards)
             self.manifest = manifest
         return self.manifest
@@ -491,8 +530,9 @@ class ShardDataModule(StreamDataModule):
         if self.train_dataset is not None:
             return
         manifest = self._manifest()  # no file scan: the shards hold the checked files
-        self.train_dataset = open_split(self.shards, "train", manifest, self.cache_dir)
-        val = open_split(self.shards, "val", manifest, self.cache_dir)
+        where = (self.cache_dir, self.storage_options)
+        self.train_dataset = open_split(self.shards, "train", manifest, *where)
+        val = open_split(self.shards, "val", manifest, *where)
         self.val_dataset = FixedMaskDataset(val, self.val_masks(), self.keys, seed=self.seed)
 
     def train_stream(self, rank: int = 0, world_size: int = 1, start_batch: int = 0) -> ShardStream:
