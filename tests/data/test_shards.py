@@ -393,6 +393,7 @@ def bucket(monkeypatch: pytest.MonkeyPatch):
                        ("AWS_DEFAULT_REGION", "us-east-1")):  # fmt: skip
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")  # a proxy must not see the server
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
