@@ -40,6 +40,26 @@ def test_modulated_conv_paths_equal_naive_loop(impl, demodulate, up, kernel):
     torch.testing.assert_close(got3, 2.5 * want + bias.reshape(1, -1, 1, 1), rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("grad", [False, True])
+@pytest.mark.parametrize("up,kernel", [(1, 3), (2, 3), (1, 1)])
+def test_one_sample_path_matches_the_loop_in_values_gradients_and_layout(up, kernel, grad):
+    """Batch 1 (an ordinary conv with the sample's weight, written in the input's layout in one
+    pass when no gradient is asked for): the naive loop's output and gradients, channels_last
+    kept."""
+    x = torch.randn(1, 5, 6, 7, dtype=torch.float64).to(memory_format=torch.channels_last)
+    weight = torch.randn(4, 5, kernel, kernel, dtype=torch.float64, requires_grad=grad)
+    styles = (torch.rand(1, 5, dtype=torch.float64) * 2 + 0.1).requires_grad_(grad)
+    got = modulated_conv2d(x, weight, styles, up=up, impl="grouped", gain=1.5)
+    want = 1.5 * modulated_conv2d_reference(x, weight, styles, up=up)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    if grad:
+        got_grads = torch.autograd.grad(got.square().sum(), (weight, styles))
+        want_grads = torch.autograd.grad(want.square().sum(), (weight, styles))
+        for g, w in zip(got_grads, want_grads, strict=True):
+            torch.testing.assert_close(g, w, rtol=1e-9, atol=1e-10)
+
+
 def test_modulated_conv_reference_is_per_sample_conv():
     # The reference itself, for one sample, spelled out with explicit weights.
     x = torch.randn(1, 2, 5, 5, dtype=torch.float64)

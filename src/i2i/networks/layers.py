@@ -296,6 +296,17 @@ def choose_modconv_impl(batch_size: int, device: torch.device) -> Literal["group
     return "grouped" if batch_size == 1 else "shared"
 
 
+def _product_in_layout(a: torch.Tensor, b: torch.Tensor, fmt: torch.memory_format) -> torch.Tensor:
+    """a * b laid out in `fmt`: written there in one pass when no gradient is asked for (the
+    broadcast product follows a's layout, so it would need a second pass to move; autograd
+    takes no out=)."""
+    if torch.is_grad_enabled() and (a.requires_grad or b.requires_grad):
+        return (a * b).contiguous(memory_format=fmt)
+    shape = torch.broadcast_shapes(a.shape, b.shape)
+    out = torch.empty(shape, dtype=a.dtype, device=a.device, memory_format=fmt)
+    return torch.mul(a, b, out=out)
+
+
 def modulated_conv2d(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -320,12 +331,17 @@ def modulated_conv2d(
     assert_shape(styles, [n, in_channels], "styles")
     if impl == "auto":
         impl = choose_modconv_impl(n, x.device)
-    weight = weight * _style_weight_scale(weight)
+    # The weight's equalized-lr scale c is a scalar: conv(x, c W) = c conv(x, W), so it joins
+    # the per-(sample, channel) coefficients below instead of costing a pass over the weight.
+    c = _style_weight_scale(weight)
+    out_gain = gain * c
     styles = styles.to(weight.dtype)
     dcoefs = None
     if demodulate:
-        # sum over (Cin, k, k) of (w * s)^2 == (sum_k w^2) @ s^2: (N, Cout), no per-sample weights.
-        dcoefs = torch.rsqrt(styles.square() @ weight.square().sum(dim=(2, 3)).t() + eps)
+        # sum over (Cin, k, k) of (c w s)^2 == c^2 (sum_k w^2) @ s^2: (N, Cout), no per-sample
+        # weights.
+        squares = styles.square() @ weight.square().sum(dim=(2, 3)).t()
+        dcoefs = torch.rsqrt(squares * (c * c) + eps)
 
     # oneDNN and cuDNN pick the output layout from the weight too: keep the input's layout.
     fmt = memory_format(x)
@@ -337,7 +353,8 @@ def modulated_conv2d(
         else:
             x = F.conv2d(x, weight.to(x.dtype).contiguous(memory_format=fmt), padding=kh // 2)
         x = x.contiguous(memory_format=fmt)
-        scale = (dcoefs * gain if demodulate else torch.full_like(styles[:, :1], gain)).to(x.dtype)
+        scale = dcoefs * out_gain if demodulate else torch.full_like(styles[:, :1], out_gain)
+        scale = scale.to(x.dtype)
         if bias is None:
             return x * scale.reshape(n, -1, 1, 1)
         return torch.addcmul(bias.to(x.dtype).reshape(1, -1, 1, 1), x, scale.reshape(n, -1, 1, 1))
@@ -345,23 +362,24 @@ def modulated_conv2d(
     if impl != "grouped":
         raise ValueError(f"impl must be 'auto', 'grouped' or 'shared', got {impl!r}")
     # One pass over the weight: (N, Cout, Cin) coefficients first, then a broadcast multiply.
-    coefs = styles.reshape(n, 1, -1) * gain
+    coefs = styles.reshape(n, 1, -1) * out_gain
     if demodulate:
         coefs = coefs * dcoefs.reshape(n, -1, 1)
-    w = weight.unsqueeze(0) * coefs.unsqueeze(-1).unsqueeze(-1)  # (N, Cout, Cin, k, k)
-    w = w.to(x.dtype)
     if n == 1:
         # One sample: an ordinary conv with its own weight. No reshapes, which would leave a
         # batch stride that makes later ops fall back to the slow NCHW layout.
-        w = w[0]
+        w, coef = weight.to(x.dtype), coefs[0].to(x.dtype).unsqueeze(-1).unsqueeze(-1)
+        if up == 2:  # the transposed conv's weight is (Cin, Cout, k, k)
+            w, coef = w.transpose(0, 1), coef.transpose(0, 1)
+        w = _product_in_layout(w, coef, fmt)
         b = bias.to(x.dtype) if bias is not None else None
         if up == 2:
-            x = _conv_transpose_up2(
-                x, w.transpose(0, 1).contiguous(memory_format=fmt), b, 1, up_impl
-            )
+            x = _conv_transpose_up2(x, w, b, 1, up_impl)
         else:
-            x = F.conv2d(x, w.contiguous(memory_format=fmt), b, padding=kh // 2)
+            x = F.conv2d(x, w, b, padding=kh // 2)
         return x.contiguous(memory_format=fmt)
+    w = weight.unsqueeze(0) * coefs.unsqueeze(-1).unsqueeze(-1)  # (N, Cout, Cin, k, k)
+    w = w.to(x.dtype)
     x = x.reshape(1, n * in_channels, h, w_)
     b = bias.to(x.dtype).repeat(n) if bias is not None else None
     if up == 2:
