@@ -3,7 +3,8 @@
     python benchmarks/backbone.py [--resolution 256] [--batches 1 8] [--quick]
 
 The floor of a measurement is its FLOPs (torch.utils.flop_counter) divided by the ceiling: the
-rate of one large 3x3 convolution measured in the same run. "x floor" is time / floor; 1.0 means
+rate of one large 3x3 convolution, measured just before and just after each row (averaged), as
+the machine's speed drifts during a run. "x floor" is time / floor; 1.0 means
 the network runs as fast as the best single convolution on this machine.
 """
 
@@ -15,7 +16,13 @@ import time
 import numpy as np
 import torch
 
-from benchmarks.common import ceiling_gflops, count_flops, print_table, seconds
+from benchmarks.common import (
+    ceiling_gflops,
+    count_flops,
+    print_table,
+    seconds,
+    seconds_and_ceiling,
+)
 from i2i.data.masks import random_mask
 from i2i.networks import CoModDiscriminator, CoModGenerator
 from i2i.networks.layers import ModulatedConv2d, conv_transpose2d_phases
@@ -155,8 +162,8 @@ def main() -> None:
             for impl in impls:
                 if impl != "-":
                     set_impl(G, impl)
-                t = seconds(fn, reps=reps)
-                floor = flops / 1e9 / ceiling
+                t, row_ceiling = seconds_and_ceiling(fn, reps=reps, device=args.device)
+                floor = flops / 1e9 / row_ceiling
                 rows.append(
                     {
                         "what": name,
@@ -165,6 +172,7 @@ def main() -> None:
                         "GFLOP": f"{flops / 1e9:.0f}",
                         "s": f"{t:.2f}",
                         "GFLOP/s": f"{flops / 1e9 / t:.0f}",
+                        "ceiling GFLOP/s": f"{row_ceiling:.0f}",
                         "x floor": f"{t / floor:.2f}",
                         "img/s": f"{batch / t:.2f}",
                     }

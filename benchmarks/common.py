@@ -49,6 +49,17 @@ def count_flops(fn: Callable[[], object]) -> int:
     return counter.total
 
 
+def seconds_and_ceiling(
+    fn: Callable[[], object], reps: int = 3, device: str = "cpu"
+) -> tuple[float, float]:
+    """(median seconds of `fn`, the ceiling measured just before and just after it, averaged):
+    the CPU's speed drifts by 30% within minutes on a shared machine, so a ratio to one ceiling
+    measured at the start says more about the drift than about the code."""
+    before = ceiling_gflops(device, reps=3)
+    t = seconds(fn, reps=reps)
+    return t, (before + ceiling_gflops(device, reps=3)) / 2
+
+
 def ceiling_gflops(device: str = "cpu", reps: int = 5) -> float:
     """The machine's practical rate: one large 3x3 conv (512 -> 512 at 64x64), the better of the
     two memory formats, measured now so that it shares the machine's current load."""
