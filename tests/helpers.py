@@ -42,6 +42,22 @@ class RankDigest(Callback):
         (Path(self.out_dir) / f"rank{trainer.global_rank}.json").write_text(json.dumps(record))
 
 
+class SampleLog(Callback):
+    """Writes, per rank, the dataset index of every training sample the rank took."""
+
+    def __init__(self, out_dir: str):
+        self.out_dir = out_dir
+        self.indices: list[int] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.indices += [int(i) for i in batch["index"]]
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        Path(self.out_dir).mkdir(parents=True, exist_ok=True)
+        record = {"world_size": trainer.world_size, "indices": self.indices}
+        (Path(self.out_dir) / f"samples{trainer.global_rank}.json").write_text(json.dumps(record))
+
+
 class SignalAt(Callback):
     """Sends this process a signal after a given training iteration (as Ctrl-C or SLURM would)."""
 

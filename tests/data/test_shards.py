@@ -475,3 +475,29 @@ def test_shards_stream_from_an_s3_bucket_as_from_their_folder(built, bucket, tmp
                          storage_options=options)  # fmt: skip
     dm.prepare_data()
     assert dm.manifest["count"]["train"] == 14
+
+
+def test_two_ddp_processes_read_disjoint_samples_from_a_bucket(built, bucket, tmp_path):
+    """`i2i fit` with 2 gloo processes from shards in a bucket: each process streams its own
+    share (disjoint samples, batch x batches per step each)."""
+    upload, endpoint = bucket
+    images, _, plain = built
+    url = upload(plain, "ddp")
+    config = shards_config(tmp_path, images, plain)
+    section = yaml.safe_load(config.read_text())
+    section["data"]["init_args"].update(shards=url, storage_options={"endpoint_url": endpoint})
+    config.write_text(yaml.safe_dump(section))
+    out = tmp_path / "samples"
+    result = i2i(
+        *fit_args(tmp_path / "run", "--model.init_args.max_iterations=1", config=config),
+        "--trainer.accelerator=cpu", "--trainer.devices=2",
+        "--trainer.strategy=ddp_find_unused_parameters_true",
+        "--trainer.callbacks+=tests.helpers.SampleLog", f"--trainer.callbacks.out_dir={out}",
+        OMP_NUM_THREADS="1",
+    )  # fmt: skip
+    assert result.returncode == 0, output(result)
+    records = [json.loads((out / f"samples{r}.json").read_text()) for r in (0, 1)]
+    assert [r["world_size"] for r in records] == [2, 2]
+    per_rank = [r["indices"] for r in records]
+    assert len(per_rank[0]) == len(per_rank[1]) == INPAINT["batch_size"] * 2  # D and G batches
+    assert len(set(per_rank[0]) | set(per_rank[1])) == 2 * len(per_rank[0])
