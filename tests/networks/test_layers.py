@@ -94,7 +94,13 @@ def naive_upfirdn2d(x, f2d, up, down, pad):
 
 @pytest.mark.parametrize(
     "up,down,pad,gain",
-    [(2, 1, (2, 1, 2, 1), 4.0), (1, 2, (1, 1, 1, 1), 1.0), (1, 1, (1, 2, 0, 3), 1.0)],
+    [
+        (2, 1, (2, 1, 2, 1), 4.0),
+        (1, 2, (1, 1, 1, 1), 1.0),
+        (1, 1, (1, 2, 0, 3), 1.0),
+        (2, 1, (1, 1, 1, 1), 4.0),  # after the transposed conv of an up-sampling layer
+        (1, 1, (2, 2, 1, 1), 1.0),  # symmetric, unequal per axis: the conv pads (H, W)
+    ],
 )
 def test_upfirdn2d_matches_2d_filter(up, down, pad, gain):
     x = torch.randn(2, 3, 8, 6, dtype=torch.float64)
