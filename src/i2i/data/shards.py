@@ -284,11 +284,18 @@ def main(argv: list[str]) -> int:
 # Reading
 
 
+def local_folder(shards: str) -> Path | None:
+    """The folder of a local shard location (a path or file://), None for an object store."""
+    if "://" not in shards or shards.startswith("file://"):
+        return Path(shards.removeprefix("file://"))
+    return None
+
+
 def _read_text(shards: str, name: str, storage_options: dict[str, Any] | None = None) -> bytes:
     """A file beside the chunks, from a local folder or through LitData's downloaders (fetched
     afresh each time: shards rewritten at the same URL must not be read from a stale copy)."""
-    if "://" not in shards or shards.startswith("file://"):
-        return (Path(shards.removeprefix("file://")) / name).read_bytes()
+    if (folder := local_folder(shards)) is not None:
+        return (folder / name).read_bytes()
     from litdata.streaming.downloader import get_downloader
 
     allow_plain_http(storage_options)
@@ -379,12 +386,12 @@ class ShardFiles(Sequence):
         if self._dataset is None or self._pid != os.getpid():
             from litdata import StreamingDataset
 
-            source = self.input_dir
-            if self.compressed and "://" not in source:
+            source, folder = self.input_dir, local_folder(self.input_dir)
+            if self.compressed and folder is not None:
                 # LitData inflates a local folder's compressed chunks in place and deletes the
                 # .zstd.bin files it read (0.2.76), leaving the folder out of step with its
                 # index; as "local:" it copies them to its cache and inflates them there.
-                source = "local:" + str(Path(source.removeprefix("file://")).resolve())
+                source = "local:" + str(folder.resolve())
             # How many records LitData decodes per read (0.2.76 guesses from the sizes: 256
             # here, so a shuffled read decoded 256 records for one, ~1 ms each). Plain chunks:
             # the one record (its byte range). Compressed ones: the whole chunk, held until
@@ -420,11 +427,12 @@ def open_split(
     shards: str,
     split: str,
     manifest: dict[str, Any],
+    templates: dict[str, Dataset],
     cache_dir: str | None = None,
     storage_options: dict[str, Any] | None = None,
 ) -> Dataset:
-    """The folder dataset of `split` reading its files from the shards."""
-    templates = pickle.loads(_read_text(shards, TEMPLATES, storage_options))
+    """The folder dataset of `split` (from `templates`, the shards' datasets.pkl) reading its
+    files from the shards."""
     dataset = templates[split]
     attr = next(a for a in ENTRY_LISTS if isinstance(getattr(dataset, a, None), list))
     example = getattr(dataset, attr)[0]
@@ -530,7 +538,8 @@ class ShardDataModule(StreamDataModule):
         if self.train_dataset is not None:
             return
         manifest = self._manifest()  # no file scan: the shards hold the checked files
-        where = (self.cache_dir, self.storage_options)
+        templates = pickle.loads(_read_text(self.shards, TEMPLATES, self.storage_options))
+        where = (templates, self.cache_dir, self.storage_options)
         self.train_dataset = open_split(self.shards, "train", manifest, *where)
         val = open_split(self.shards, "val", manifest, *where)
         self.val_dataset = FixedMaskDataset(val, self.val_masks(), self.keys, seed=self.seed)
