@@ -176,7 +176,8 @@ class EqualConv2d(nn.Module):
         self.register_buffer("fir", fir_filter(), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = (self.weight * self.weight_scale).to(x.dtype)
+        # Scaled straight into the input's layout, which the conv would otherwise copy it to.
+        w = _product_in_layout(self.weight.to(x.dtype), self.weight_scale, memory_format(x))
         b = (self.bias * self.bias_scale).to(x.dtype) if self.bias is not None else None
         k = self.kernel_size
         if self.down == 2:
@@ -301,13 +302,16 @@ def choose_modconv_impl(batch_size: int, device: torch.device) -> Literal["group
     return "grouped" if batch_size == 1 else "shared"
 
 
-def _product_in_layout(a: torch.Tensor, b: torch.Tensor, fmt: torch.memory_format) -> torch.Tensor:
+def _product_in_layout(
+    a: torch.Tensor, b: torch.Tensor | float, fmt: torch.memory_format
+) -> torch.Tensor:
     """a * b laid out in `fmt`: written there in one pass when no gradient is asked for (the
     broadcast product follows a's layout, so it would need a second pass to move; autograd
     takes no out=)."""
-    if torch.is_grad_enabled() and (a.requires_grad or b.requires_grad):
+    b_requires_grad = isinstance(b, torch.Tensor) and b.requires_grad
+    if torch.is_grad_enabled() and (a.requires_grad or b_requires_grad):
         return (a * b).contiguous(memory_format=fmt)
-    shape = torch.broadcast_shapes(a.shape, b.shape)
+    shape = torch.broadcast_shapes(a.shape, b.shape) if isinstance(b, torch.Tensor) else a.shape
     out = torch.empty(shape, dtype=a.dtype, device=a.device, memory_format=fmt)
     return torch.mul(a, b, out=out)
 
@@ -344,8 +348,9 @@ def modulated_conv2d(
     dcoefs = None
     if demodulate:
         # sum over (Cin, k, k) of (c w s)^2 == c^2 (sum_k w^2) @ s^2: (N, Cout), no per-sample
-        # weights.
-        squares = styles.square() @ weight.square().sum(dim=(2, 3)).t()
+        # weights. The norm reads the weight once, with no squared copy.
+        kernel_squares = torch.linalg.vector_norm(weight, dim=(2, 3)).square()
+        squares = styles.square() @ kernel_squares.t()
         dcoefs = torch.rsqrt(squares * (c * c) + eps)
 
     # oneDNN and cuDNN pick the output layout from the weight too: keep the input's layout.
