@@ -30,6 +30,7 @@ from i2i.data.shards import (
 )
 from i2i.data.stream import ignore_stop_signals
 from i2i.data.translation import PairedDataModule
+from i2i.seeding import seeded_torch_cpu
 from tests.clirun import REPO, TINY, fit_args, i2i, iteration, output
 
 INPAINT = dict(resolution=32, batch_size=2, val_batch_size=2, num_workers=0, val_fraction=0.25)
@@ -362,15 +363,20 @@ def test_pairs_and_label_maps_stream_as_from_their_folders(kind, tmp_path):
             assert torch.equal(dm.val_dataset[i][key], folder.val_dataset[i][key])
 
 
-def test_the_places512_shards_overlay_matches_places512():
-    """configs/shards/places512.yaml (a second --config over places512.yaml) names the data
-    settings the shards of places512.yaml are checked against: they must stay equal."""
-    overlay = yaml.safe_load((REPO / "configs" / "shards" / "places512.yaml").read_text())
+@pytest.mark.parametrize(
+    ("name", "shards", "loader"),
+    [("places512", "data/places2_shards", (4, 6, (512, 512))),
+     ("cyclegan_horse2zebra", "data/horse2zebra_shards", (1, 4, (256, 256)))],
+)  # fmt: skip
+def test_the_shards_overlays_match_their_configs(name, shards, loader):
+    """configs/shards/NAME.yaml (a second --config over NAME.yaml) names the data settings the
+    shards of NAME.yaml are checked against: they must stay equal."""
+    overlay = yaml.safe_load((REPO / "configs" / "shards" / f"{name}.yaml").read_text())
     dm = instantiate_datamodule(overlay["data"])
-    assert isinstance(dm, ShardDataModule) and dm.shards == "data/places2_shards"
-    source = load_datamodule(REPO / "configs" / "places512.yaml")
+    assert isinstance(dm, ShardDataModule) and dm.shards == shards
+    source = load_datamodule(REPO / "configs" / f"{name}.yaml")
     assert dataset_settings(dm.data) == dataset_settings(source)
-    assert (dm.batch_size, dm.num_workers, dm.resolution) == (4, 6, (512, 512))
+    assert (dm.batch_size, dm.num_workers, dm.resolution) == loader
 
 
 # --------------------------------------------------------------------------------------------
@@ -501,3 +507,89 @@ def test_two_ddp_processes_read_disjoint_samples_from_a_bucket(built, bucket, tm
     per_rank = [r["indices"] for r in records]
     assert len(per_rank[0]) == len(per_rank[1]) == INPAINT["batch_size"] * 2  # D and G batches
     assert len(set(per_rank[0]) | set(per_rank[1])) == 2 * len(per_rank[0])
+
+
+# ---- unpaired (CycleGAN) domains ------------------------------------------------------------
+
+UNPAIRED = dict(resolution=32, load_size=36, batch_size=2, val_batch_size=2, num_workers=0,
+                max_val_images=None)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def unpaired(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+    """(the UnpairedDataModule's section, its shards written by the console script): 6 images
+    in each training domain (equal sizes: the orders must still differ), 3 and 5 to test."""
+    root = tmp_path_factory.mktemp("unpaired")
+    for split, n, seed in (("trainA", 6, 0), ("trainB", 6, 1), ("testA", 3, 2), ("testB", 5, 3)):
+        write_images(root / "data" / split, n, seed)
+    section = {"class_path": "i2i.data.unpaired.UnpairedDataModule",
+               "init_args": {"root": str(root / "data"), **UNPAIRED}}  # fmt: skip
+    config = root / "cyclegan.yaml"
+    config.write_text(yaml.safe_dump({"data": section}))
+    result = i2i("data", "optimize", "--config", str(config), "--out", str(root / "shards"),
+                 "--num-workers", "2", "--chunk-bytes", "12KB")  # fmt: skip
+    assert result.returncode == 0, output(result)
+    assert "wrote train_a 6, train_b 6, val_a 3, val_b 5 samples" in result.stdout
+    return section, root / "shards"
+
+
+def test_unpaired_domains_stream_as_from_their_folders(unpaired):
+    """Each domain in its own shards: the same crops and flips per stream position as the folder
+    loader, A and B in orders of their own, ranks reading disjoint images of each domain,
+    resumable from any batch; the evaluation set and its sizes as the folder's."""
+    section, shards = unpaired
+    manifest = json.loads((shards / MANIFEST).read_text())
+    assert [len(manifest["chunk_sizes"][f"train_{d}"]) > 1 for d in "ab"] == [True, True]
+    folder = instantiate_datamodule(section)
+    dm = ShardDataModule(str(shards), section)
+    for module in (folder, dm):
+        module.batches_per_step = 1
+        module.setup("fit")
+    assert dm.val_sizes == folder.val_sizes == (3, 5)
+    reference = folder.train_dataset
+    stream = dm.train_stream()
+    for step in range(4):  # past the end of the first epoch of each domain (6 images)
+        got = stream.batch(step)
+        for k in range(2):
+            position = 2 * step + k
+            with seeded_torch_cpu(0, position):
+                want_a = reference.domain_a[stream.index(0, position)]
+                want_b = reference.domain_b[stream.index(1, position)]
+            assert torch.equal(got[B.IMAGE_A][k], want_a)
+            assert torch.equal(got[B.IMAGE_B][k], want_b)
+            assert int(got[B.INDEX][k]) == position
+    order = [[stream.index(d, p) for p in range(6)] for d in (0, 1)]
+    assert sorted(order[0]) == sorted(order[1]) == list(range(6))
+    assert order[0] != order[1]  # equal chunk sizes, yet not paired up in a fixed way
+    resumed = next(iter(dm.train_stream(start_batch=2)))
+    for key in (B.IMAGE_A, B.IMAGE_B, B.INDEX):
+        assert torch.equal(resumed[key], stream.batch(2)[key])
+    ranks = [dm.train_stream(rank=r, world_size=2) for r in (0, 1)]
+    for d in (0, 1):  # each rank's 3 images of the epoch: positions (step * 2 + rank) * 2 + j
+        seen = [{s.index(d, (q // 2 * 2 + r) * 2 + q % 2) for q in range(3)}
+                for r, s in enumerate(ranks)]  # fmt: skip
+        assert len(seen[0]) == len(seen[1]) == 3 and not seen[0] & seen[1]
+    for i in range(5):
+        got, want = dm.val_dataset[i], folder.val_dataset[i]
+        for key in (B.IMAGE_A, B.IMAGE_B):
+            assert torch.equal(got[key], want[key])
+
+
+def test_fit_cyclegan_from_unpaired_shards_and_resume(unpaired, tmp_path):
+    """A real `i2i fit` of CycleGAN from unpaired shards, stopped at 2 iterations and resumed."""
+    section, shards = unpaired
+    config = yaml.safe_load((REPO / "configs" / "cyclegan_demo.yaml").read_text())
+    config["data"] = {"class_path": "i2i.data.shards.ShardDataModule",
+                      "init_args": {"shards": str(shards), "data": section}}  # fmt: skip
+    config["trainer"]["logger"] = False
+    path = tmp_path / "cyclegan_shards.yaml"
+    path.write_text(yaml.safe_dump(config))
+    tiny = [f"--model.init_args.{g}.init_args.n_blocks=1" for g in ("generator_ab", "generator_ba")]
+    run = tmp_path / "run"
+    for args in (("--model.init_args.max_iterations=2",),
+                 ("--model.init_args.max_iterations=3", "--ckpt_path=last")):  # fmt: skip
+        result = i2i(*fit_args(run, *tiny, "--trainer.val_check_interval=2",
+                               "--trainer.limit_val_batches=1", "--samples.every_n_iterations=0",
+                               *args, config=path), OMP_NUM_THREADS="1")  # fmt: skip
+        assert result.returncode == 0, output(result)
+    assert iteration(run / "checkpoints" / "last.ckpt") == 3

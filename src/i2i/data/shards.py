@@ -3,7 +3,8 @@
 `i2i data optimize --config CONFIG --out DIR` builds the config's datamodule exactly as training
 would (its split, its setup checks: the files it keeps are the files the folder loader would
 use) and writes each sample's files, their ORIGINAL encoded bytes, into LitData chunks
-(`DIR/train`, `DIR/val`), in parallel, with a progress bar; with `--compression zstd` each
+(`DIR/train`, `DIR/val`; unpaired data one folder per domain: `DIR/train_a`, `DIR/train_b`,
+`DIR/val_a`, `DIR/val_b`), in parallel, with a progress bar; with `--compression zstd` each
 chunk file is one zstd frame, which readers inflate once into LitData's cache. Beside them it
 records what it wrote: `manifest.json` (counts, the source config, the datamodule's settings
 and their fingerprint, the chunk sizes, the compression), `files.txt` (every sample's files, in
@@ -22,7 +23,8 @@ W (all nodes' GPUs) takes the r-th contiguous W-th of that sequence, so each pro
 stream position as in `TrainStream`, so batch s holds the same samples, crops and masks whatever
 the number of loader workers, and a resumed run continues the exact sequence. (LitData's own
 shuffle depends on the number of loader workers and the batch size, and resumes from its
-loader's state; the position-seeded order keeps the project's one resume mechanism.)
+loader's state; the position-seeded order keeps the project's one resume mechanism.) Unpaired
+(CycleGAN) shards stream each domain so, with orders of their own (:class:`ShardUnpairedStream`).
 """
 
 from __future__ import annotations
@@ -48,12 +50,14 @@ from torch.utils.data import Dataset, Subset
 
 from i2i.data import datasets as D
 from i2i.data.stream import FixedMaskDataset, StreamDataModule, TrainStream
+from i2i.data.unpaired import UnpairedEvalDataset, UnpairedTrainStream
 from i2i.seeding import numpy_rng
 
 MANIFEST = "manifest.json"
 TEMPLATES = "datasets.pkl"
 FILES = "files.txt"
 SPLITS = ("train", "val")
+DOMAINS = ("a", "b")  # unpaired data: one shard folder per split and domain, train_a ... val_b
 FORMAT = 1
 # Where a dataset keeps its per-sample files: ImageFolderDataset, SideBySideDataset and
 # CannyEdgesDataset a list of paths, TwoFolderDataset (condition, photo) pairs, the label
@@ -117,6 +121,15 @@ def fingerprint(settings: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _parts(split: str, dataset: Dataset) -> list[tuple[str, Dataset]]:
+    """The shard folders of a split: (name, dataset) for the split itself, or for each of its
+    domains when the data is unpaired (`split`_a and `split`_b)."""
+    inner = dataset.dataset if isinstance(dataset, FixedMaskDataset) else dataset
+    if isinstance(inner, UnpairedEvalDataset):
+        return [(f"{split}_a", inner.domain_a), (f"{split}_b", inner.domain_b)]
+    return [(split, dataset)]
+
+
 def _unwrap(dataset: Dataset) -> tuple[Dataset, list[Any]]:
     """(the folder dataset, its per-sample file entries) of a train or val dataset."""
     indices = None
@@ -128,7 +141,8 @@ def _unwrap(dataset: Dataset) -> tuple[Dataset, list[Any]]:
     if attr is None:
         raise ValueError(
             f"{type(dataset).__name__} has no files to shard (supported: image folders, "
-            "pix2pix pairs, label maps with instances; the embedded demo data is generated)"
+            "pix2pix pairs, label maps with instances, unpaired domains; the embedded demo "
+            "data is generated)"
         )
     entries = getattr(dataset, attr)
     return dataset, entries if indices is None else [entries[i] for i in indices]
@@ -229,7 +243,8 @@ def optimize_shards(
     out.mkdir(parents=True, exist_ok=True)
     templates, lines = {}, []
     splits = (datamodule.train_dataset, datamodule.val_dataset)
-    for split, dataset in zip(SPLITS, splits, strict=True):
+    parts = [p for split, d in zip(SPLITS, splits, strict=True) for p in _parts(split, d)]
+    for split, dataset in parts:
         folder, entries = _unwrap(dataset)
         names = [_entry_paths(e) for e in entries]
         if len({len(n) for n in names}) > 1:
@@ -447,7 +462,12 @@ def open_split(
 
 
 def epoch_order(
-    chunk_sizes: Sequence[int], seed: int, epoch: int, rank: int = 0, world_size: int = 1
+    chunk_sizes: Sequence[int],
+    seed: int,
+    epoch: int,
+    rank: int = 0,
+    world_size: int = 1,
+    domain: int | None = None,  # unpaired data: 0 (A) or 1 (B), each with orders of its own
 ) -> np.ndarray:
     """The shard indices process `rank` of `world_size` reads in `epoch`: the chunks shuffled by
     (seed, epoch), each chunk's samples by (seed, epoch, chunk), and the rank's contiguous
@@ -455,9 +475,10 @@ def epoch_order(
     of this epoch)."""
     sizes = np.asarray(chunk_sizes, dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    chunks = numpy_rng(seed, SHARD_STREAM, epoch).permutation(len(sizes))
+    key = (seed, SHARD_STREAM) if domain is None else (seed, SHARD_STREAM + 1 + domain)
+    chunks = numpy_rng(*key, epoch).permutation(len(sizes))
     seq = np.concatenate([
-        starts[c] + numpy_rng(seed, SHARD_STREAM, epoch, c).permutation(sizes[c]) for c in chunks
+        starts[c] + numpy_rng(*key, epoch, c).permutation(sizes[c]) for c in chunks
     ])  # fmt: skip
     share = len(seq) // world_size
     return seq[rank * share : (rank + 1) * share]
@@ -478,13 +499,43 @@ class ShardStream(TrainStream):
             )
 
     def dataset_index(self, position: int) -> int:
-        # position = (step * world_size + rank) * batch_size + j: this process's q-th sample
-        q = position // self.batch_size // self.world_size * self.batch_size
-        epoch, k = divmod(q + position % self.batch_size, self.per_rank)
+        epoch, k = divmod(process_sample(position, self.batch_size, self.world_size), self.per_rank)
         if epoch != self._perm_epoch:
             self._perm = epoch_order(self.chunk_sizes, self.seed, epoch, self.rank, self.world_size)
             self._perm_epoch = epoch
         return int(self._perm[k])
+
+
+def process_sample(position: int, batch_size: int, world_size: int) -> int:
+    """Which of its own samples a process reads at global stream position `position`
+    ((step * world_size + rank) * batch_size + j): its q-th."""
+    return position // batch_size // world_size * batch_size + position % batch_size
+
+
+class ShardUnpairedStream(UnpairedTrainStream):
+    """The unpaired training stream over shards: `UnpairedTrainStream`'s batches, crops and
+    flips, with each domain's order from :func:`epoch_order` (its own key, so that equal chunk
+    sizes do not pair A and B up) and each process reading its own share of each domain."""
+
+    def __init__(self, *args: Any, chunk_sizes: Sequence[Sequence[int]], **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.chunk_sizes = [list(sizes) for sizes in chunk_sizes]
+        self.per_rank = [sum(sizes) // self.world_size for sizes in self.chunk_sizes]
+        if min(self.per_rank) == 0:
+            raise ValueError(
+                f"domains of {[sum(s) for s in self.chunk_sizes]} training images cannot feed "
+                f"{self.world_size} processes; shard more images or use fewer devices"
+            )
+
+    def index(self, domain: int, position: int) -> int:
+        q = process_sample(position, self.batch_size, self.world_size)
+        epoch, k = divmod(q, self.per_rank[domain])
+        if self._perms[domain][0] != epoch:
+            order = epoch_order(
+                self.chunk_sizes[domain], self.seed, epoch, self.rank, self.world_size, domain
+            )
+            self._perms[domain] = (epoch, order)
+        return int(self._perms[domain][1][k])
 
 
 class ShardDataModule(StreamDataModule):
@@ -540,13 +591,43 @@ class ShardDataModule(StreamDataModule):
         manifest = self._manifest()  # no file scan: the shards hold the checked files
         templates = pickle.loads(_read_text(self.shards, TEMPLATES, self.storage_options))
         where = (templates, self.cache_dir, self.storage_options)
-        self.train_dataset = open_split(self.shards, "train", manifest, *where)
-        val = open_split(self.shards, "val", manifest, *where)
+
+        def dataset(split: str) -> Dataset:
+            if not self.unpaired:
+                return open_split(self.shards, split, manifest, *where)
+            domains = [open_split(self.shards, f"{split}_{d}", manifest, *where) for d in DOMAINS]
+            return UnpairedEvalDataset(*domains)
+
+        self.train_dataset = dataset("train")
+        val = dataset("val")
         self.val_dataset = FixedMaskDataset(val, self.val_masks(), self.keys, seed=self.seed)
 
-    def train_stream(self, rank: int = 0, world_size: int = 1, start_batch: int = 0) -> ShardStream:
+    @property
+    def unpaired(self) -> bool:
+        """Whether the shards hold two domains (CycleGAN data)."""
+        return "train_a" in self._manifest()["count"]
+
+    @property
+    def val_sizes(self) -> tuple[int, int]:
+        """Unpaired data: (n_A, n_B) of the evaluation set, as the folder datamodule's."""
+        if not self.unpaired:
+            raise AttributeError("val_sizes: the shards hold no unpaired data")
+        count = self._manifest()["count"]
+        return count["val_a"], count["val_b"]
+
+    def train_stream(
+        self, rank: int = 0, world_size: int = 1, start_batch: int = 0
+    ) -> ShardStream | ShardUnpairedStream:
+        sizes = self._manifest()["chunk_sizes"]
+        batch_size = self._batches_per_step() * self.batch_size
+        if self.unpaired:
+            return ShardUnpairedStream(
+                self.train_dataset.domain_a, self.train_dataset.domain_b, batch_size,
+                seed=self.seed, rank=rank, world_size=world_size, start_batch=start_batch,
+                chunk_sizes=(sizes["train_a"], sizes["train_b"]),
+            )  # fmt: skip
         return ShardStream(
-            self.train_dataset, self._batches_per_step() * self.batch_size, self.train_masks(),
-            self.keys, seed=self.seed, rank=rank, world_size=world_size, start_batch=start_batch,
-            chunk_sizes=self._manifest()["chunk_sizes"]["train"],
+            self.train_dataset, batch_size, self.train_masks(), self.keys, seed=self.seed,
+            rank=rank, world_size=world_size, start_batch=start_batch,
+            chunk_sizes=sizes["train"],
         )  # fmt: skip

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from torchvision.transforms import InterpolationMode
 
 from i2i.data import batch as B
@@ -306,14 +306,11 @@ class UnpairedDataModule(StreamDataModule):
             *self.domains(train=False)
         )
 
-    def train_dataloader(self) -> DataLoader:
-        trainer = self.trainer
+    def train_stream(
+        self, rank: int = 0, world_size: int = 1, start_batch: int = 0
+    ) -> UnpairedTrainStream:
         train = self.train_dataset
-        stream = UnpairedTrainStream(
+        return UnpairedTrainStream(
             train.domain_a, train.domain_b, self._batches_per_step() * self.batch_size,
-            seed=self.seed,
-            rank=trainer.global_rank if trainer else 0,
-            world_size=trainer.world_size if trainer else 1,
-            start_batch=self._start_batch(),
+            seed=self.seed, rank=rank, world_size=world_size, start_batch=start_batch,
         )  # fmt: skip
-        return self._loader(stream, batch_size=None)
