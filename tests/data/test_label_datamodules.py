@@ -162,8 +162,10 @@ def test_label_folder_datamodule_errors(tmp_path: Path) -> None:
         LabelFolderDataModule(photos, labels)
     with pytest.raises(ValueError, match="num_classes=3 but label_set 'cityscapes' has 35"):
         LabelFolderDataModule(photos, labels, num_classes=3, label_set="cityscapes")
-    with pytest.raises(FileNotFoundError, match=r"label_dir .*nope"):
-        LabelFolderDataModule(photos, str(tmp_path / "nope"), num_classes=3)
+    # A missing folder stops setup (the shards build this datamodule where it is absent).
+    missing = LabelFolderDataModule(photos, str(tmp_path / "nope"), num_classes=3)
+    with pytest.raises(FileNotFoundError, match=r"label_dir .*nope does not exist"):
+        missing.setup("fit")
     with pytest.raises(ValueError, match="instance_dir"):
         LabelFolderDataModule(photos, labels, num_classes=3, instance_edges=True)
     with pytest.raises(ValueError, match="both val_image_dir and val_label_dir"):

@@ -325,7 +325,7 @@ def _labels(root: Path, n: int) -> None:
 
 
 @pytest.mark.parametrize("kind", ["pix2pix_pairs", "labels_with_instances"])
-def test_pairs_and_label_maps_stream_as_from_their_folders(kind, tmp_path):
+def test_pairs_and_label_maps_stream_as_from_their_folders_where_those_are_absent(kind, tmp_path):
     if kind == "pix2pix_pairs":
         _pairs(tmp_path / "pairs", 8)
         section = {"class_path": "i2i.data.translation.PairedDataModule",
@@ -345,22 +345,31 @@ def test_pairs_and_label_maps_stream_as_from_their_folders(kind, tmp_path):
     config.write_text(yaml.safe_dump({"data": section}))
     manifest = optimize_shards(config, tmp_path / "shards", num_workers=1)
     assert manifest["count"] == {"train": 6, "val": 2}
-    folder = make()
-    folder.batches_per_step = 1
-    folder.setup("fit")
+    # Read where the source folders are absent, as on a training machine with only the shards.
+    sources = [p for p in tmp_path.iterdir() if p.is_dir() and p.name != "shards"]
+    (tmp_path / "elsewhere").mkdir()
+    for path in sources:
+        path.rename(tmp_path / "elsewhere" / path.name)
     dm = ShardDataModule(str(tmp_path / "shards"), section)
     dm.batches_per_step = 1
     dm.setup("fit")
-    stream, reference = dm.train_stream(), folder.train_stream()
-    for step in range(3):
-        got = stream.batch(step)
+    stream = dm.train_stream()
+    batches = [stream.batch(step) for step in range(3)]
+    val = [dm.val_dataset[i] for i in range(2)]
+    for path in sources:
+        (tmp_path / "elsewhere" / path.name).rename(path)
+    folder = make()
+    folder.batches_per_step = 1
+    folder.setup("fit")
+    reference = folder.train_stream()
+    for step, got in enumerate(batches):
         for k in range(2):
             want = reference.make_item(int(got[B.INDEX][k]), 2 * step + k)
             for key in keys:
                 assert torch.equal(got[key][k], want[key]), key
     for i in range(2):
         for key in keys:
-            assert torch.equal(dm.val_dataset[i][key], folder.val_dataset[i][key])
+            assert torch.equal(val[i][key], folder.val_dataset[i][key])
 
 
 @pytest.mark.parametrize(

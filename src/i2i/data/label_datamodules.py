@@ -244,12 +244,6 @@ class LabelFolderDataModule(LabelDataModule):
             spec, instance_edges, resolution, batch_size, val_batch_size, num_workers, seed
         )
         self.save_hyperparameters()
-        layout = "photos in image_dir, label maps (PNG class ids) with the same names in label_dir"
-        for name in ("image_dir", "label_dir", "instance_dir", "val_image_dir", "val_label_dir",
-                     "val_instance_dir"):  # fmt: skip
-            folder = getattr(self.hparams, name)
-            if folder is not None and not Path(folder).is_dir():
-                raise FileNotFoundError(f"{name} {folder} does not exist; expected {layout}")
         if (val_image_dir is None) != (val_label_dir is None):
             raise ValueError("give both val_image_dir and val_label_dir, or neither")
         if instance_edges and (
@@ -262,7 +256,18 @@ class LabelFolderDataModule(LabelDataModule):
         given = (image_suffix, label_suffix, instance_suffix)
         self.suffixes = tuple(d if g is None else g for g, d in zip(given, default, strict=True))
 
+    def check_folders(self) -> None:
+        """FileNotFoundError naming the first folder that is missing. At setup, not when built:
+        streaming shards build this datamodule on machines that have only the shards."""
+        layout = "photos in image_dir, label maps (PNG class ids) with the same names in label_dir"
+        for name in ("image_dir", "label_dir", "instance_dir", "val_image_dir", "val_label_dir",
+                     "val_instance_dir"):  # fmt: skip
+            folder = getattr(self.hparams, name)
+            if folder is not None and not Path(folder).is_dir():
+                raise FileNotFoundError(f"{name} {folder} does not exist; expected {layout}")
+
     def build_datasets(self) -> tuple[Dataset, Dataset]:
+        self.check_folders()
         hp, ie = self.hparams, self.instance_edges
         train = pair_files(hp.image_dir, hp.label_dir, hp.instance_dir if ie else None,
                            *self.suffixes)  # fmt: skip
