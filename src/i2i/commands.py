@@ -8,6 +8,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from i2i.allocator import keep_freed_memory
+
 # `i2i NAME ...` commands that are not Lightning's: NAME -> "module:function(argv) -> exit code".
 FILE_COMMANDS = {
     "compare": "i2i.compare:main",  # every system side by side on the demo data
@@ -27,6 +29,11 @@ def run_file_command(argv: Sequence[str]) -> int:
 
 
 def main(args: Sequence[str] | None = None) -> int:
+    try:
+        keep_freed_memory()  # before any tensor: 7-16% faster CPU steps (see i2i.allocator)
+    except ValueError as e:
+        print(f"i2i: error: {e}", file=sys.stderr)
+        return 2
     argv = list(sys.argv[1:] if args is None else args)
     if argv[:1] and argv[0] in FILE_COMMANDS:
         return run_file_command(argv)
