@@ -348,9 +348,8 @@ def modulated_conv2d(
     dcoefs = None
     if demodulate:
         # sum over (Cin, k, k) of (c w s)^2 == c^2 (sum_k w^2) @ s^2: (N, Cout), no per-sample
-        # weights. The norm reads the weight once, with no squared copy.
-        kernel_squares = torch.linalg.vector_norm(weight, dim=(2, 3)).square()
-        squares = styles.square() @ kernel_squares.t()
+        # weights.
+        squares = styles.square() @ weight.square().sum(dim=(2, 3)).t()
         dcoefs = torch.rsqrt(squares * (c * c) + eps)
 
     # oneDNN and cuDNN pick the output layout from the weight too: keep the input's layout.
