@@ -126,7 +126,8 @@ def _parts(split: str, dataset: Dataset) -> list[tuple[str, Dataset]]:
     domains when the data is unpaired (`split`_a and `split`_b)."""
     inner = dataset.dataset if isinstance(dataset, FixedMaskDataset) else dataset
     if isinstance(inner, UnpairedEvalDataset):
-        return [(f"{split}_a", inner.domain_a), (f"{split}_b", inner.domain_b)]
+        domains = (inner.domain_a, inner.domain_b)
+        return [(f"{split}_{d}", data) for d, data in zip(DOMAINS, domains, strict=True)]
     return [(split, dataset)]
 
 
