@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from benchmarks.common import (
+    KEEPS_FREED_MEMORY,
     ceiling_gflops,
     count_flops,
     print_table,
@@ -117,7 +118,8 @@ def main() -> None:
     ceiling = ceiling_gflops(args.device)
     print(
         f"ceiling: 3x3 conv 512->512 @64x64 = {ceiling:.1f} GFLOP/s "
-        f"({args.threads} threads, {device})"
+        f"({args.threads} threads, {device}; malloc: "
+        f"{'keeps freed memory (I2I_MALLOC=keep)' if KEEPS_FREED_MEMORY else 'as it comes'})"
     )
 
     torch.manual_seed(0)

@@ -1,4 +1,5 @@
-"""Keep freed memory in the process for reuse instead of returning it to the kernel (glibc).
+"""Optionally keep freed memory in the process for reuse instead of returning it to the kernel
+(glibc; `I2I_MALLOC=keep`).
 
 glibc's malloc serves each large block (above 32 MiB always, above a threshold from 128 KiB
 otherwise) with a fresh mmap and unmaps it when freed, so every such tensor pays one page fault
@@ -8,11 +9,11 @@ million page faults and 7 s of kernel time, and ran 13-16% faster without them (
 batch 1: 7-12%). PyTorch keeps no CPU cache of its own.
 
 `keep_freed_memory` tells malloc to serve large blocks from its heap and to keep what is freed
-(`mallopt`: no mmap, trim only above 2 GiB), as a GPU caching allocator does. The cost is
-memory: the process holds its peak between steps, and the heap's fragmentation raises the peak
-(G forward+backward at batch 8: 8.8-9.0 GiB against 7.1-7.3). `I2I_MALLOC=system` leaves malloc
-as it is, for when memory is tighter than time. GPU runs barely notice either way: their large
-tensors are not in this process's heap.
+(`mallopt`: no mmap, trim only above 2 GiB), as a GPU caching allocator does. It is off unless
+asked for, because the heap can only grow: G forward+backward at batch 8 peaked at 9.0 GiB
+instead of 7.3 and held it between steps, and the PyTorch port of CoModGAN (another pattern of
+temporaries) ran out of the machine's 24 GiB in its first step where it fits without it. GPU
+runs gain nothing from it: their large tensors are not in this process's heap.
 """
 
 from __future__ import annotations
@@ -25,14 +26,15 @@ M_TRIM_THRESHOLD = -1  # glibc's malloc.h
 M_MMAP_MAX = -4
 KEEP_UP_TO = 2**31 - 1  # bytes free at the heap's top before it is given back (mallopt: an int)
 ENV = "I2I_MALLOC"
+CHOICES = ("system", "keep")
 
 
 def keep_freed_memory() -> bool:
-    """Apply it to this process (and the loader workers it forks); True when applied, False
-    off glibc or with I2I_MALLOC=system. Call before the large allocations."""
-    choice = os.environ.get(ENV, "keep")
-    if choice not in ("keep", "system"):
-        raise ValueError(f"{ENV}={choice!r}: use 'keep' (the default) or 'system'")
+    """With I2I_MALLOC=keep, apply it to this process (and the loader workers it forks). True
+    when applied; False when not asked for, or off glibc. Call before the large allocations."""
+    choice = os.environ.get(ENV, "system")
+    if choice not in CHOICES:
+        raise ValueError(f"{ENV}={choice!r}: use 'system' (the default) or 'keep'")
     if choice == "system" or platform.libc_ver()[0] != "glibc":
         return False
     try:
