@@ -11,9 +11,10 @@ batch 1: 7-12%). PyTorch keeps no CPU cache of its own.
 `keep_freed_memory` tells malloc to serve large blocks from its heap and to keep what is freed
 (`mallopt`: no mmap, trim only above 2 GiB), as a GPU caching allocator does. It is off unless
 asked for, because the heap can only grow: G forward+backward at batch 8 peaked at 9.0 GiB
-instead of 7.3 and held it between steps, and the PyTorch port of CoModGAN (another pattern of
-temporaries) ran out of the machine's 24 GiB in its first step where it fits without it. GPU
-runs gain nothing from it: their large tensors are not in this process's heap.
+instead of 7.3 and held it between steps, and the benchmark against the PyTorch port of
+CoModGAN (another pattern of temporaries) ran out of the machine's 24 GiB in the port's first
+step, after i2i's, where it fits without it. GPU runs gain nothing from it: their large tensors
+are not in this process's heap.
 """
 
 from __future__ import annotations
