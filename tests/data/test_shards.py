@@ -584,6 +584,19 @@ def test_unpaired_domains_stream_as_from_their_folders(unpaired):
             assert torch.equal(got[key], want[key])
 
 
+def test_optimize_says_in_one_line_how_to_place_data_it_cannot_download(tmp_path):
+    """A config whose dataset is downloaded on first use, with no way to download it."""
+    section = {"class_path": "i2i.data.unpaired.UnpairedDataModule",
+               "init_args": {"root": str(tmp_path / "horse2zebra"), "dataset": "horse2zebra",
+                             "url": "http://127.0.0.1:9/horse2zebra.zip", **UNPAIRED}}  # fmt: skip
+    config = tmp_path / "h2z.yaml"
+    config.write_text(yaml.safe_dump({"data": section}))
+    result = i2i("data", "optimize", "--config", str(config), "--out", str(tmp_path / "out"))
+    assert result.returncode == 1, output(result)
+    assert "i2i: error: Could not download http://127.0.0.1:9/horse2zebra.zip" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_fit_cyclegan_from_unpaired_shards_and_resume(unpaired, tmp_path):
     """A real `i2i fit` of CycleGAN from unpaired shards, stopped at 2 iterations and resumed."""
     section, shards = unpaired

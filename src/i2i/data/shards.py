@@ -49,6 +49,7 @@ import yaml
 from torch.utils.data import Dataset, Subset
 
 from i2i.data import datasets as D
+from i2i.data.download import DownloadError
 from i2i.data.stream import FixedMaskDataset, StreamDataModule, TrainStream
 from i2i.data.unpaired import UnpairedEvalDataset, UnpairedTrainStream
 from i2i.seeding import numpy_rng
@@ -288,7 +289,7 @@ def main(argv: list[str]) -> int:
         manifest = optimize_shards(
             args.config, args.out, args.num_workers, args.chunk_bytes, args.compression
         )
-    except (FileNotFoundError, FileExistsError, ValueError) as e:
+    except (FileNotFoundError, FileExistsError, ValueError, DownloadError) as e:
         print(f"i2i: error: {e}", file=sys.stderr, flush=True)
         return 1
     counts = ", ".join(f"{k} {v}" for k, v in manifest["count"].items())
