@@ -26,7 +26,23 @@ from benchmarks.common import (
 )
 from i2i.data.masks import random_mask
 from i2i.networks import CoModDiscriminator, CoModGenerator
-from i2i.networks.layers import ModulatedConv2d, conv_transpose2d_phases
+from i2i.networks.layers import (
+    ModulatedConv2d,
+    _ConvWeightGradContiguous,
+    conv_transpose2d_phases,
+    weight_grad_wants_contiguous,
+)
+
+# The 3x3 convs of G, E and D at 256 whose backward dominates (channels in = out, size, batch).
+WEIGHT_GRAD_LAYERS = [
+    (512, 16, 1),
+    (512, 64, 1),
+    (256, 128, 1),
+    (128, 256, 1),
+    (512, 32, 8),
+    (256, 64, 8),
+    (128, 128, 8),
+]
 
 
 def set_impl(G: torch.nn.Module, impl: str) -> None:
@@ -65,6 +81,32 @@ def upconv_rows(G: torch.nn.Module, batches: list[int], ceiling: float, reps: in
                 row[f"{name} fwd x floor"] = f"{t / floor:.2f}"
                 row[f"{name} fwd+bwd x floor"] = f"{t_fb / (3 * floor):.2f}"
             rows.append(row)
+    return rows
+
+
+def weight_grad_rows(ceiling: float, reps: int) -> list[dict]:
+    """3x3 convs with bias, forward+backward (input, weight and bias gradients), channels_last:
+    the library's backward against the weight gradient on contiguous copies, as time / floor.
+    "i2i takes" is what `weight_grad_wants_contiguous` chooses on this machine."""
+    rows = []
+    for channels, size, batch in WEIGHT_GRAD_LAYERS:
+        fmt = torch.channels_last
+        x = torch.randn(batch, channels, size, size).to(memory_format=fmt).requires_grad_(True)
+        w = torch.randn(channels, channels, 3, 3).to(memory_format=fmt).requires_grad_(True)
+        b = torch.zeros(channels, requires_grad=True)
+        paths = {
+            "library": lambda: torch.nn.functional.conv2d(x, w, b, padding=1),
+            "contiguous copies": lambda: _ConvWeightGradContiguous.apply(
+                x, w, b, [1, 1], [1, 1], 1, False
+            ),
+        }
+        floor = 3 * 2 * batch * channels * channels * 9 * size * size / 1e9 / ceiling
+        row = {"layer": f"{channels}->{channels} @{size}x{size}", "batch": batch}
+        for name, fn in paths.items():
+            t = seconds(lambda fn=fn: fn().sum().backward(), reps=reps)
+            row[f"{name} fwd+bwd x floor"] = f"{t / floor:.2f}"
+        row["i2i takes"] = "contiguous copies" if weight_grad_wants_contiguous(x, w) else "library"
+        rows.append(row)
     return rows
 
 
@@ -108,6 +150,9 @@ def main() -> None:
     parser.add_argument(
         "--upconv-only", action="store_true", help="only the up-sampling conv table"
     )
+    parser.add_argument(
+        "--weight-grad-only", action="store_true", help="only the weight-gradient table"
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -125,6 +170,14 @@ def main() -> None:
     torch.manual_seed(0)
     G = CoModGenerator(r, cond_channels=4).to(device)
     if device.type == "cpu":
+        print_table(
+            weight_grad_rows(ceiling, reps=1 if args.quick else 3),
+            f"Weight gradients of 3x3 convs: the library's backward vs contiguous copies "
+            f"(CPU capability {torch.backends.cpu.get_cpu_capability()}; x floor = time / "
+            "(3 x forward FLOPs / ceiling))",
+        )
+        if args.weight_grad_only:
+            return
         print_table(
             upconv_rows(G, batches, ceiling, reps=1 if args.quick else 3),
             f"Up-sampling convs of G @{r}: transposed conv vs four phase convs "

@@ -58,6 +58,93 @@ def bias_act(x: torch.Tensor, bias: torch.Tensor | None, activation: Activation)
 
 
 # --------------------------------------------------------------------------------------------------
+# Convolution with a faster weight gradient on AVX2 CPUs
+
+
+def weight_grad_wants_contiguous(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether to compute this conv's weight gradient on plainly contiguous (NCHW) copies.
+
+    On the project's AVX2 CPU (AMD EPYC, oneDNN) the weight gradient of a 3x3 conv on
+    channels_last tensors ran at 18-33 GFLOP/s against 73-76 for its forward and its input
+    gradient; on NCHW copies, conversion included, at 41-56. oneDNN also computes the bias
+    gradient in that weight-gradient pass, so it is summed apart. Together: 3x3 convs at 32x32
+    and larger ran forward+backward in 1.09-1.26x their floor instead of 1.16-2.11x
+    (`python -m benchmarks.backbone --weight-grad-only`). At 16x16 and below the two were equal
+    or the copies slower, and for 1x1 convs the copies cost more than they save. Not measured on
+    AVX-512 CPUs (G forward+backward there was already within 1.6x of its floor) nor used on
+    GPUs or under autocast: there the library's conv is kept.
+    """
+    return (
+        x.device.type == "cpu"
+        and torch.backends.cpu.get_cpu_capability() == "AVX2"
+        and torch.is_grad_enabled()
+        and not torch.is_autocast_enabled("cpu")  # autocast casts F.conv2d, not aten's op
+        and weight.requires_grad
+        and weight.shape[-1] > 1
+        and x.shape[-2] * x.shape[-1] >= 32 * 32
+        and memory_format(x) == torch.channels_last
+    )
+
+
+class _ConvWeightGradContiguous(torch.autograd.Function):
+    """aten's convolution, whose backward takes the input gradient in the tensors' own layout and
+    the weight gradient on contiguous copies. The backward is made of differentiable ops, so a
+    gradient penalty (R1) can differentiate through it again."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride, padding, groups, transposed):
+        ctx.save_for_backward(x, weight)
+        ctx.setup = (stride, padding, groups, transposed)
+        return torch.ops.aten.convolution(
+            x, weight, bias, stride, padding, [1, 1], transposed, [0, 0], groups
+        )
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        stride, padding, groups, transposed = ctx.setup
+        setup = (stride, padding, [1, 1], transposed, [0, 0], groups)
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        grad_x = grad_w = grad_b = None
+        if need_x:
+            grad_x = torch.ops.aten.convolution_backward(
+                grad, x, weight, None, *setup, [True, False, False]
+            )[0]
+        if need_b:  # oneDNN would run its weight-gradient pass for this sum
+            grad_b = grad.sum(dim=(0, 2, 3))
+        if need_w:
+            grad_w = torch.ops.aten.convolution_backward(
+                grad.contiguous(),
+                x.contiguous(),
+                weight.contiguous(),
+                None,
+                *setup,
+                [False, True, False],
+            )[1]
+        return grad_x, grad_w, grad_b, None, None, None, None
+
+
+def conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: int = 1,
+    padding: int = 0,
+    groups: int = 1,
+    transposed: bool = False,  # F.conv_transpose2d; weight (Cin, Cout / groups, k, k)
+) -> torch.Tensor:
+    """`F.conv2d` (or `F.conv_transpose2d`), with the weight gradient on contiguous copies where
+    `weight_grad_wants_contiguous` says that is faster. Same values either way."""
+    if weight_grad_wants_contiguous(x, weight):
+        return _ConvWeightGradContiguous.apply(
+            x, weight, bias, [stride, stride], [padding, padding], groups, transposed
+        )
+    if transposed:
+        return F.conv_transpose2d(x, weight, bias, stride=stride, padding=padding, groups=groups)
+    return F.conv2d(x, weight, bias, stride=stride, padding=padding, groups=groups)
+
+
+# --------------------------------------------------------------------------------------------------
 # FIR filtering
 
 
@@ -185,9 +272,9 @@ class EqualConv2d(nn.Module):
             taps = self.fir.numel()
             p = (taps - 2 + k - 1) // 2
             x = upfirdn2d(x, self.fir, padding=(p, p, p, p))
-            x = F.conv2d(x, w, b, stride=2)
+            x = conv2d(x, w, b, stride=2)
         else:
-            x = F.conv2d(x, w, b, padding=k // 2)
+            x = conv2d(x, w, b, padding=k // 2)
         if self.activation == "lrelu":
             x = F.leaky_relu(x, LRELU_SLOPE, inplace=True)
         return x
@@ -289,7 +376,7 @@ def _conv_transpose_up2(
         return conv_transpose2d_phases(x, weight, bias, groups=groups)
     if impl != "transposed":
         raise ValueError(f"up_impl must be 'auto', 'transposed' or 'phases', got {impl!r}")
-    return F.conv_transpose2d(x, weight, bias, stride=2, groups=groups)
+    return conv2d(x, weight, bias, stride=2, groups=groups, transposed=True)
 
 
 def choose_modconv_impl(batch_size: int, device: torch.device) -> Literal["grouped", "shared"]:
@@ -360,7 +447,7 @@ def modulated_conv2d(
             w = weight.transpose(0, 1).to(x.dtype).contiguous(memory_format=fmt)
             x = _conv_transpose_up2(x, w, None, 1, up_impl)
         else:
-            x = F.conv2d(x, weight.to(x.dtype).contiguous(memory_format=fmt), padding=kh // 2)
+            x = conv2d(x, weight.to(x.dtype).contiguous(memory_format=fmt), padding=kh // 2)
         x = x.contiguous(memory_format=fmt)
         scale = dcoefs * out_gain if demodulate else torch.full_like(styles[:, :1], out_gain)
         scale = scale.to(x.dtype)
@@ -385,7 +472,7 @@ def modulated_conv2d(
         if up == 2:
             x = _conv_transpose_up2(x, w, b, 1, up_impl)
         else:
-            x = F.conv2d(x, w, b, padding=kh // 2)
+            x = conv2d(x, w, b, padding=kh // 2)
         return x.contiguous(memory_format=fmt)
     w = weight.unsqueeze(0) * coefs.unsqueeze(-1).unsqueeze(-1)  # (N, Cout, Cin, k, k)
     w = w.to(x.dtype)
@@ -396,7 +483,7 @@ def modulated_conv2d(
         x = _conv_transpose_up2(x, w.contiguous(memory_format=fmt), b, n, up_impl)
     else:
         w = w.reshape(n * out_channels, in_channels, kh, kw).contiguous(memory_format=fmt)
-        x = F.conv2d(x, w, b, padding=kh // 2, groups=n)
+        x = conv2d(x, w, b, padding=kh // 2, groups=n)
     # Small transposed convs take a native path that returns NCHW: restore the layout (no-op
     # when it is already right) so that the next layers stay fast.
     return x.reshape(n, out_channels, *x.shape[2:]).contiguous(memory_format=fmt)
