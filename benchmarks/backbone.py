@@ -29,6 +29,7 @@ from i2i.networks import CoModDiscriminator, CoModGenerator
 from i2i.networks.layers import (
     ModulatedConv2d,
     _ConvWeightGradContiguous,
+    conv2d,
     conv_transpose2d_phases,
     weight_grad_wants_contiguous,
 )
@@ -53,7 +54,8 @@ def set_impl(G: torch.nn.Module, impl: str) -> None:
 
 def upconv_rows(G: torch.nn.Module, batches: list[int], ceiling: float, reps: int) -> list[dict]:
     """Each up-sampling layer's stride-2 transposed conv against the same as four phase convs,
-    forward and forward+backward, as time / floor (FLOPs at the ceiling's rate)."""
+    forward and forward+backward, as time / floor (FLOPs at the ceiling's rate). Both run as i2i
+    runs them: through `conv2d`, with the weight gradient where this machine's rule puts it."""
     rows = []
     for m in G.modules():
         if not (isinstance(m, ModulatedConv2d) and m.up == 2):
@@ -68,7 +70,7 @@ def upconv_rows(G: torch.nn.Module, batches: list[int], ceiling: float, reps: in
             x = torch.randn(batch, m.in_channels, h, w_).to(memory_format=torch.channels_last)
             flops = 2 * batch * m.in_channels * m.out_channels * k * k * h * w_
             paths = {
-                "transposed": lambda x=x: torch.nn.functional.conv_transpose2d(x, weight, stride=2),
+                "transposed": lambda x=x: conv2d(x, weight, stride=2, transposed=True),
                 "phases": lambda x=x: conv_transpose2d_phases(x, weight),
             }
             row = {"layer": f"{m.in_channels}->{m.out_channels} @{h}x{w_}", "batch": batch}

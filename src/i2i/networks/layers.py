@@ -349,9 +349,7 @@ def conv_transpose2d_phases(
             k = sub.reshape(groups, in_channels // groups, out_per_group, ja, jb).transpose(1, 2)
             k = k.reshape(groups * out_per_group, in_channels // groups, ja, jb).flip(2, 3)
             xp = F.pad(x, [jb - 1, cols - w, ja - 1, rows - h])
-            out[:, :, a::2, b::2] = F.conv2d(
-                xp, k.contiguous(memory_format=fmt), bias, groups=groups
-            )
+            out[:, :, a::2, b::2] = conv2d(xp, k.contiguous(memory_format=fmt), bias, groups=groups)
     return out
 
 
