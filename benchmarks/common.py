@@ -13,7 +13,7 @@ from torch.utils.flop_counter import flop_registry
 
 from i2i.allocator import keep_freed_memory
 
-KEEPS_FREED_MEMORY = keep_freed_memory()  # I2I_MALLOC=keep, as the `i2i` command does
+KEEPS_FREED_MEMORY = keep_freed_memory()  # as the `i2i` command does (I2I_MALLOC=system: not)
 
 
 def seconds(fn: Callable[[], object], reps: int = 3, warmup: int = 1) -> float:

@@ -20,12 +20,16 @@ alternating so that both share the machine's moments):
 - D step: G forward without gradients, D on the reals and on the fakes, backward into D;
 - iteration: G step + D step (the lazy R1, every 16 iterations, is left out of both).
 i2i runs as its training task does: channels_last inputs, the automatic modulated-conv path.
+Both run with glibc's malloc as it comes (I2I_MALLOC=system unless set): with the `i2i` command's
+default, freed memory kept for reuse, the heap i2i's steps leave is not one the port's 4 GiB
+temporaries fit in, and the process ran out of 24 GiB in the port's first step.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import statistics
 import sys
 import time
@@ -36,7 +40,7 @@ from pathlib import Path
 import torch
 import torch.utils.cpp_extension
 
-from benchmarks.common import print_table
+from i2i.allocator import ENV
 from i2i.networks import CoModDiscriminator, CoModGenerator
 
 PORT_URL = "https://github.com/zengxianyu/co-mod-gan-pytorch"
@@ -150,6 +154,9 @@ def timed(fn: Callable[[], None]) -> float:
 
 
 def main() -> None:
+    os.environ.setdefault(ENV, "system")  # before benchmarks.common applies it (see the top)
+    from benchmarks.common import print_table
+
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )

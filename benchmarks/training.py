@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from collections import defaultdict
+from unittest import mock
 
 import lightning as L
 import torch
@@ -56,27 +58,29 @@ def run_fit(
 ) -> tuple[list[dict[str, float]], int]:
     """Fit a config for `iterations` with R1 every 2 and no logging, validation or checkpoints;
     the per-iteration records (the first, which pays for start-up, dropped) and the batch size."""
-    cli = I2ICLI(
-        ImageTask,
-        L.LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        run=False,
-        save_config_callback=None,
-        args=[
-            *args,
-            f"--trainer.default_root_dir={tempfile.mkdtemp(prefix='i2i-bench-')}",
-            "--trainer.logger=false",
-            "--checkpoint.monitor=null",
-            "--checkpoint.save_last=false",
-            "--checkpoint.save_top_k=0",
-            "--trainer.enable_progress_bar=false",
-            "--trainer.limit_val_batches=0",
-            f"--model.init_args.max_iterations={iterations}",
-            "--model.init_args.r1_interval=2",
-            "--samples.every_n_iterations=0",
-        ],
-    )
+    # The benchmark's own flags are in sys.argv; LightningCLI, given `args`, warns about them.
+    with mock.patch.object(sys, "argv", sys.argv[:1]):
+        cli = I2ICLI(
+            ImageTask,
+            L.LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            run=False,
+            save_config_callback=None,
+            args=[
+                *args,
+                f"--trainer.default_root_dir={tempfile.mkdtemp(prefix='i2i-bench-')}",
+                "--trainer.logger=false",
+                "--checkpoint.monitor=null",
+                "--checkpoint.save_last=false",
+                "--checkpoint.save_top_k=0",
+                "--trainer.enable_progress_bar=false",
+                "--trainer.limit_val_batches=0",
+                f"--model.init_args.max_iterations={iterations}",
+                "--model.init_args.r1_interval=2",
+                "--samples.every_n_iterations=0",
+            ],
+        )
     timer = IterationTimer()
     cli.trainer.callbacks.extend([*callbacks, timer])
     cli.trainer.fit(cli.model, cli.datamodule)

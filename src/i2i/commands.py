@@ -30,7 +30,7 @@ def run_file_command(argv: Sequence[str]) -> int:
 
 def main(args: Sequence[str] | None = None) -> int:
     try:
-        keep_freed_memory()  # I2I_MALLOC=keep: faster large CPU steps (see i2i.allocator)
+        keep_freed_memory()  # faster large CPU steps; I2I_MALLOC=system opts out (i2i.allocator)
     except ValueError as e:
         print(f"i2i: error: {e}", file=sys.stderr)
         return 2
