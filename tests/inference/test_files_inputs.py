@@ -215,3 +215,20 @@ def test_a_large_photo_with_a_random_mask_takes_bytes_not_floats_per_pixel(model
     large_mb = float(result.stdout.split()[-1])  # the first run paid the imports and the model
     per_pixel = large_mb * 2**20 / photo[..., 0].size
     assert per_pixel < 40, f"{per_pixel:.0f} bytes a pixel ({large_mb:.0f} MB)"
+
+
+def test_the_contact_sheet_never_replaces_a_panel(tmp_path):
+    panels = tmp_path / "inpainted"
+    for name in ("a", "b"):
+        png(panels / f"{name}_panel.png", np.full((8, 20, 3), 40, np.uint8))
+    before = snapshot(panels)
+    run = [sys.executable, "-m", "i2i.inference.sheet", str(panels), "--out"]
+    result = subprocess.run([*run, str(panels / "a_panel.png")], cwd=REPO, env=env(),
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 1 and "is one of the panels" in result.stdout, result.stdout
+    assert snapshot(panels) == before
+    result = subprocess.run([*run, str(panels / "sheet.png")], cwd=REPO, env=env(),
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert Image.open(panels / "sheet.png").width >= 768
+    assert sorted(p.name for p in panels.iterdir()) == ["a_panel.png", "b_panel.png", "sheet.png"]
