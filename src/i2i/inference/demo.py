@@ -160,7 +160,7 @@ def make_translate(model: Any):
             if not label_file:
                 raise gr.Error("Upload a label map: a single-channel PNG of class ids.")
             try:
-                condition = read_label_map(label_file)
+                condition = read_label_map(label_file, exif=True)
             except (OSError, ValueError) as e:
                 message = _without_server_paths(e, label_file)
                 raise gr.Error(f"{message} Upload a single-channel PNG of class ids.") from None

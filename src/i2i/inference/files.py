@@ -374,7 +374,7 @@ def translate_main(argv: Sequence[str] | None = None) -> int:
     def load(i: int, model) -> np.ndarray:
         path = inputs[i][0]
         if model.kind == "labels" and not args.edges_from_photo:
-            label = read_label_map(path)
+            label = read_label_map(path, exif=True)  # upright, as photos
             high = int(label.max(initial=0))
             if high >= model.num_classes:
                 raise ValueError(
