@@ -154,6 +154,44 @@ def test_bad_mask_uploads_are_refused_with_a_message(demo):
         inpaint(client, {"background": None, "layers": [], "composite": None})
 
 
+def test_a_non_image_upload_gets_one_line_without_the_servers_paths(demo):
+    client, tmp = demo
+    _, _, editor = write_inputs(tmp)
+    (tmp / "junk.png").write_bytes(b"this is not an image")
+    junk = handle_file(str(tmp / "junk.png"))
+    for background, mask, expected in [
+        (junk, None, "The upload junk.png cannot be read as an image: upload a PNG, JPEG or WebP"),
+        (editor["background"], junk, "cannot read mask file junk.png: cannot identify image"),
+    ]:
+        with pytest.raises(AppError) as error:
+            inpaint(client, {**editor, "background": background}, mask)
+        message = str(error.value)
+        assert message.startswith(expected) and "\n" not in message, message
+        assert str(tmp) not in message and "gradio" not in message  # the server's temp folder
+
+
+def test_uploads_over_the_limit_are_refused_and_the_page_says_it(demo):
+    import httpx
+
+    client, tmp = demo
+    config = httpx.get(client.src.rstrip("/") + "/config", timeout=30).json()
+    assert config["max_file_size"] == 50 * 2**20
+    assert any("uploads up to 50 MB" in str(c.get("props", {}).get("value"))
+               for c in config["components"])  # fmt: skip
+    big = tmp / "big.png"
+    big.write_bytes(b"\0" * (50 * 2**20 + 1))
+    with big.open("rb") as f:
+        response = httpx.post(client.src.rstrip("/") + "/gradio_api/upload",
+                              files={"files": ("big.png", f)}, timeout=120)  # fmt: skip
+    assert response.status_code == 413, response.text
+    small = tmp / "small.png"
+    small.write_bytes(b"\0" * 1000)
+    with small.open("rb") as f:
+        response = httpx.post(client.src.rstrip("/") + "/gradio_api/upload",
+                              files={"files": ("small.png", f)}, timeout=120)  # fmt: skip
+    assert response.status_code == 200, response.text
+
+
 def test_a_missing_model_exits_1_without_serving(tmp_path):
     from tests.clirun import i2i, output
 

@@ -1,6 +1,6 @@
 """`i2i inpaint` and `i2i translate` as the user runs them (the console script in a subprocess;
 its function in-process for the variants not marked slow):
-folders, masks matched by name, corrupt inputs skipped and named, outputs never overwritten
+folders, masks matched by relative path, corrupt inputs skipped and named, outputs never overwritten
 silently, inverted masks caught; the bytes are those of the in-process API."""
 
 from __future__ import annotations

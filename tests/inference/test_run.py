@@ -16,6 +16,7 @@ from i2i.inference.run import (
     inpaint_image,
     inpainting_input,
     panel_image,
+    paste,
     plan_window,
     to_tensor,
     to_uint8,
@@ -102,6 +103,38 @@ def test_a_thin_hole_survives_the_resize():
     x, mask = inpainting_input(image, known, window, R)
     assert mask.shape == (1, 32, 32) and int((mask == 0).sum()) == 1
     assert torch.allclose(x, torch.full_like(x, 40 / 127.5 - 1), atol=1e-5)
+
+
+def test_the_channel_at_a_time_window_equals_the_whole_float_window():
+    """inpainting_input and paste work one channel at a time, in bytes where they can (a
+    12000x9000 window in float32 is 1.3 GB a copy): the same model input and the same bytes as
+    the plain whole-window float computation."""
+    import torch.nn.functional as F
+    import torchvision.transforms.functional as TF
+
+    rng = np.random.default_rng(5)
+    for (h, w), window, resolution in [((301, 187), Window(0, 0, 301, 187), (32, 32)),
+                                       ((90, 70), Window(10, 5, 23, 41), (48, 32)),
+                                       ((20, 17), Window(0, 0, 20, 17), (32, 32))]:  # fmt: skip
+        image, known = image_and_holes(h, w, seed=int(rng.integers(100)))
+        rows, cols = window.slices
+        x = to_tensor(image[rows, cols])
+        hole = torch.from_numpy(~known[rows, cols])[None].float()
+        mean = (x * (1 - hole)).sum((1, 2), keepdim=True) / (1 - hole).sum().clamp(min=1)
+        filled = x * (1 - hole) + mean * hole
+        reference = TF.resize(filled, list(resolution), antialias=True,
+                              interpolation=TF.InterpolationMode.BICUBIC).clamp(-1, 1)  # fmt: skip
+        small_hole = (F.interpolate(hole[None], size=resolution, mode="area")[0] > 0).float()
+        got, mask = inpainting_input(image, known, window, resolution)
+        assert torch.equal(mask, 1 - small_hole)
+        assert torch.allclose(got, reference, atol=1e-6)  # the mean: summed in int64, not float
+        output = torch.rand(3, *resolution) * 2.2 - 1.1
+        up = F.interpolate(output[None], size=(window.height, window.width), mode="bicubic",
+                           align_corners=False)[0]  # fmt: skip
+        expected = image.copy()
+        region = expected[rows, cols]
+        region[~known[rows, cols]] = to_uint8(up.clamp(-1, 1))[~known[rows, cols]]
+        assert np.array_equal(paste(image, known, window, output), expected)
 
 
 def test_batches_repeat_and_keep_known_pixels(models, one_torch_thread):

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
 from i2i.data import batch
@@ -106,9 +106,11 @@ def decode_ade20k_full_seg(rgb: np.ndarray) -> np.ndarray:
     return r // 10 * 256 + g
 
 
-def read_label_map(path: str | Path) -> np.ndarray:
+def read_label_map(path: str | Path, exif: bool = False) -> np.ndarray:
     """The raw integer values of a single-channel label / instance file (PNG modes L, P, I;16,
-    I, 1; an RGB file is accepted only when its three channels are equal)."""
+    I, 1; an RGB file is accepted only when its three channels are equal). With `exif`, turned
+    upright by its EXIF orientation as `load_image` turns images (the inference commands, where
+    the label map is the input); without, as stored, as the datasets read their photos."""
     path = Path(path)
     if path.suffix.lower() in LOSSY_EXTENSIONS:
         raise ValueError(
@@ -119,8 +121,9 @@ def read_label_map(path: str | Path) -> np.ndarray:
         with Image.open(file_source(path)) as img:
             img.load()
             mode = img.mode
+            # A transpose moves pixels, never changes their values or the mode.
             # "P" keeps the palette INDICES, which are the class ids; never convert it to RGB.
-            arr = np.asarray(img)
+            arr = np.asarray(ImageOps.exif_transpose(img) if exif else img)
     except FileNotFoundError:
         raise
     except Exception as e:  # PIL raises OSError, SyntaxError, ValueError... on bad data

@@ -8,6 +8,9 @@ Mask files on disk disagree about polarity (NVIDIA irregular masks, DeepFill v2,
 AOT-GAN paint the hole white; MAT, MI-GAN and the CoModGAN demo paint the known region
 white), so :func:`load_mask` and :class:`MaskFolder` make the caller state it explicitly.
 
+Mask files are turned upright by their EXIF orientation, exactly as images are
+(`i2i.data.datasets.load_image`), so a mask saved with its photo's orientation tag lines up.
+
 A mask with transparency whose colour is the same everywhere and whose alpha varies (a cut-out
 painted in an editor) is read from its alpha channel: alpha is taken as the grey level, so
 opaque (255) is "white" and transparent (0) is "black", and the stated polarity applies to it
@@ -25,7 +28,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 
 from i2i.data.datasets import walk_files
 from i2i.resolution import as_hw
@@ -39,8 +42,10 @@ __all__ = [
     "RandomMaskGenerator",
     "RectangleMaskGenerator",
     "judge_hole_ratios",
+    "load_known",
     "load_mask",
     "mask_hole_ratio",
+    "random_known",
     "random_mask",
     "rectangle_mask",
 ]
@@ -214,6 +219,46 @@ def _brush_strokes(rng: np.random.Generator, max_tries: int, h: int, w: int) -> 
     return strokes
 
 
+def _ratio_fits(n: int, lo: float, hi: float) -> bool:
+    """Whether n pixels can have a hole ratio k / n strictly inside (lo, hi)."""
+    k = math.floor(lo * n) + 1  # the fewest hole pixels above lo
+    k += k / n <= lo  # lo * n rounded down below a whole number
+    return k < n and k / n < hi
+
+
+def random_known(
+    size: int | tuple[int, int],
+    hole_range: tuple[float, float] = (0.0, 1.0),
+    rng: np.random.Generator | None = None,
+    variant: str = "large",
+) -> np.ndarray:
+    """:func:`random_mask` as an (H, W) bool array, True = known: 1 byte a pixel where the
+    tensor takes 4 (a 12000x9000 photo's mask is 108 MB, not 432)."""
+    h, w = as_hw(size)
+    lo, hi = _check_hole_range(hole_range)
+    rect_tries, big_rect_tries, stroke_tries = _check_variant(variant)
+    if not _ratio_fits(h * w, lo, hi):
+        fewest = next(n for n in range(h * w + 1, 10**7) if _ratio_fits(n, lo, hi))
+        raise ValueError(
+            f"a {h}x{w} (HxW) mask cannot have a hole ratio strictly inside {lo}..{hi}: it "
+            f"needs at least {fewest} pixels"
+        )
+    rng = np.random.default_rng() if rng is None else rng
+    coef = min(lo + hi, 1.0)
+    for _ in range(_MAX_ATTEMPTS):
+        known = np.ones((h, w), dtype=np.uint8)
+        _fill_rectangles(known, rng, int(rect_tries * coef), h // 2, w // 2)
+        _fill_rectangles(known, rng, int(big_rect_tries * coef), h, w)
+        known[_brush_strokes(rng, int(stroke_tries * coef), h, w)] = 0
+        hole = 1.0 - np.count_nonzero(known) / known.size
+        if lo < hole < hi:
+            return known.view(bool)  # 0 / 1 bytes: a valid bool array, no copy
+    raise RuntimeError(
+        f"random_mask could not reach a hole ratio inside hole_range={hole_range!r} in "
+        f"{_MAX_ATTEMPTS} draws; widen the range (the generator's budget scales with lo + hi)"
+    )
+
+
 def random_mask(
     size: int | tuple[int, int],
     hole_range: tuple[float, float] = (0.0, 1.0),
@@ -228,26 +273,11 @@ def random_mask(
     ``min(lo + hi, 1)``. For a rectangular ``size=(H, W)`` the algorithm is applied on its
     own terms per axis: rectangle widths/x use ``W``, heights/y use ``H``, strokes are
     clipped to ``W x H`` and their segment length uses the diagonal ``sqrt(H^2 + W^2)``.
+    A size too small for any ratio inside the range (1x1) is a ValueError.
 
     Returns a float32 tensor of shape ``(1, H, W)`` with values in {0, 1}.
     """
-    h, w = as_hw(size)
-    lo, hi = _check_hole_range(hole_range)
-    rect_tries, big_rect_tries, stroke_tries = _check_variant(variant)
-    rng = np.random.default_rng() if rng is None else rng
-    coef = min(lo + hi, 1.0)
-    for _ in range(_MAX_ATTEMPTS):
-        known = np.ones((h, w), dtype=np.uint8)
-        _fill_rectangles(known, rng, int(rect_tries * coef), h // 2, w // 2)
-        _fill_rectangles(known, rng, int(big_rect_tries * coef), h, w)
-        known[_brush_strokes(rng, int(stroke_tries * coef), h, w)] = 0
-        hole = 1.0 - np.count_nonzero(known) / known.size
-        if lo < hole < hi:
-            return torch.from_numpy(known.astype(np.float32))[None]
-    raise RuntimeError(
-        f"random_mask could not reach a hole ratio inside hole_range={hole_range!r} in "
-        f"{_MAX_ATTEMPTS} draws; widen the range (the generator's budget scales with lo + hi)"
-    )
+    return torch.from_numpy(random_known(size, hole_range, rng, variant).astype(np.float32))[None]
 
 
 class RandomMaskGenerator:
@@ -356,6 +386,60 @@ def _check_polarity(polarity: str) -> None:
         raise ValueError(f"unknown mask polarity {polarity!r}; valid values: {list(POLARITIES)}")
 
 
+def rotation_hint(mask_hw: tuple[int, int], image_hw: tuple[int, int]) -> str:
+    """A sentence when two sizes differ only by a quarter turn, else ''."""
+    if tuple(mask_hw) != tuple(image_hw) and tuple(mask_hw) == tuple(image_hw)[::-1]:
+        return (
+            " The sides are swapped: the likely cause is an EXIF orientation tag on one file and "
+            "not the other (i2i turns images and masks upright by it, as viewers do); save the "
+            "mask upright as the photo is shown, without the tag."
+        )
+    return ""
+
+
+def load_known(
+    path: str | Path,
+    size: int | tuple[int, int] | None = None,
+    *,
+    polarity: str,
+    resize: bool = True,
+    max_hole_ratio: float | None = None,
+) -> np.ndarray:
+    """:func:`load_mask` as an (H, W) bool array, True = known (1 byte a pixel)."""
+    _check_polarity(polarity)
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"mask file not found: {path}")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            gray = _grey(ImageOps.exif_transpose(img))  # upright, as load_image turns images
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
+        raise ValueError(f"cannot read mask file {path}: {err}") from err
+    if size is not None:
+        h, w = as_hw(size)
+        if gray.size != (w, h):
+            if not resize:
+                raise ValueError(
+                    f"mask {path} is {gray.height}x{gray.width} (HxW) but {h}x{w} was "
+                    "expected; resize the file, or pass resize=True to resize it with NEAREST."
+                    + rotation_hint((gray.height, gray.width), (h, w))
+                )
+            gray = gray.resize((w, h), Image.Resampling.NEAREST)
+    white = np.asarray(gray) > 127
+    known = white if polarity == "white_is_known" else ~white
+    if max_hole_ratio is not None:
+        hole = 1.0 - np.count_nonzero(known) / max(known.size, 1)
+        if hole > max_hole_ratio:
+            other = POLARITIES[1 - POLARITIES.index(polarity)]
+            raise ValueError(
+                f"mask {path} has hole ratio {hole:.3f} > max_hole_ratio={max_hole_ratio} "
+                f"with polarity={polarity!r}; the polarity is probably inverted, "
+                f"try polarity={other!r}"
+            )
+    return known
+
+
 def load_mask(
     path: str | Path,
     size: int | tuple[int, int] | None = None,
@@ -366,7 +450,8 @@ def load_mask(
 ) -> torch.Tensor:
     """Load a mask file as a float32 ``(1, H, W)`` tensor with 1 = known, 0 = hole.
 
-    Any PIL mode (L, RGB, RGBA, ...) is converted to grayscale and thresholded at 127
+    The file's EXIF orientation is applied first, as to images. Any PIL mode (L, RGB, RGBA, ...)
+    is converted to grayscale and thresholded at 127
     (values > 127 are "white"), which also cleans up JPEG artefacts; a file of one colour with
     a varying alpha channel is read from its alpha (opaque = white, see the module doc).
     ``polarity`` must be given: ``"white_is_hole"`` (NVIDIA irregular, DeepFill, FcF, AOT-GAN) or
@@ -374,37 +459,10 @@ def load_mask(
     the mask is resized with NEAREST (keeps it binary) or, with ``resize=False``, rejected.
     ``max_hole_ratio`` guards against an inverted polarity.
     """
-    _check_polarity(polarity)
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"mask file not found: {path}")
-    try:
-        with Image.open(path) as img:
-            gray = _grey(img)
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
-        raise ValueError(f"cannot read mask file {path}: {err}") from err
-    if size is not None:
-        h, w = as_hw(size)
-        if gray.size != (w, h):
-            if not resize:
-                raise ValueError(
-                    f"mask {path} is {gray.height}x{gray.width} (HxW) but {h}x{w} was "
-                    "expected; resize the file, or pass resize=True to resize it with NEAREST"
-                )
-            gray = gray.resize((w, h), Image.Resampling.NEAREST)
-    white = np.asarray(gray) > 127
-    known = white if polarity == "white_is_known" else ~white
-    mask = torch.from_numpy(known.astype(np.float32))[None]
-    if max_hole_ratio is not None:
-        hole = mask_hole_ratio(mask)
-        if hole > max_hole_ratio:
-            other = POLARITIES[1 - POLARITIES.index(polarity)]
-            raise ValueError(
-                f"mask {path} has hole ratio {hole:.3f} > max_hole_ratio={max_hole_ratio} "
-                f"with polarity={polarity!r}; the polarity is probably inverted, "
-                f"try polarity={other!r}"
-            )
-    return mask
+    known = load_known(
+        path, size, polarity=polarity, resize=resize, max_hole_ratio=max_hole_ratio
+    )
+    return torch.from_numpy(known.astype(np.float32))[None]
 
 
 def _grey(img: Image.Image) -> Image.Image:

@@ -7,7 +7,9 @@
   Canny edges become the condition); labels -> photo: upload a label map (a single-channel PNG of
   class ids).
 Bad uploads (no hole painted, a file that is not an image, a mask of another size) are refused
-with a message in the page (`gr.Error`). Nothing reaches the network: no share link, no
+with a one-line message in the page (`gr.Error`) that names the upload by its own name, never by
+the server's temporary path; an upload over --max-file-size (50 MB by default, said in the page)
+is refused by Gradio before it is stored. Nothing reaches the network: no share link, no
 analytics, no web fonts (the page uses the system's fonts).
 """
 
@@ -23,6 +25,8 @@ import numpy as np
 
 POLARITIES = ("white_is_hole", "white_is_known")
 MAX_SAMPLES = 8
+MAX_FILE_MB = 50  # default upload limit: a 12000x9000 JPEG photo is about 20-40 MB
+NOT_AN_IMAGE = "cannot be read as an image: upload a PNG, JPEG or WebP file"
 
 
 def _offline_environment() -> None:
@@ -37,6 +41,33 @@ def _rgb(image: np.ndarray) -> np.ndarray:
     if image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=2)
     return np.ascontiguousarray(image[..., :3].astype(np.uint8))
+
+
+def _without_server_paths(error: Exception, path: str) -> str:
+    """The message, ending in a full stop, with the upload's temporary path on the server cut to
+    the file's name."""
+    return str(error).replace(str(path), Path(path).name).rstrip(".") + "."
+
+
+def checked_editor(**kwargs: Any):
+    """A gr.ImageEditor whose upload that is not an image gets our one-line message, not
+    Gradio's internal error (which shows the server's temporary path). Its preprocess is wrapped
+    on the instance: a subclass of a Gradio component writes a .pyi file beside this module."""
+    import gradio as gr
+    from PIL import Image
+
+    editor = gr.ImageEditor(**kwargs)
+    read = editor.preprocess
+
+    def preprocess(payload):
+        try:
+            return read(payload)
+        except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
+            name = getattr(getattr(payload, "background", None), "orig_name", None)
+            raise gr.Error(f"The upload {name or ''} {NOT_AN_IMAGE}.") from None
+
+    editor.preprocess = preprocess
+    return editor
 
 
 def painted_known(editor: dict | None) -> tuple[np.ndarray, np.ndarray]:
@@ -71,7 +102,8 @@ def uploaded_known(path: str, polarity: str, image: np.ndarray) -> np.ndarray:
     try:
         mask = load_mask(path, image.shape[:2], polarity=polarity, resize=False)
     except ValueError as e:
-        raise gr.Error(f"{e}. Upload a mask of the image's size, an image file.") from e
+        message = _without_server_paths(e, path)
+        raise gr.Error(f"{message} Upload a mask of the image's size, an image file.") from None
     return mask[0].numpy() > 0.5
 
 
@@ -128,9 +160,10 @@ def make_translate(model: Any):
             if not label_file:
                 raise gr.Error("Upload a label map: a single-channel PNG of class ids.")
             try:
-                condition = read_label_map(label_file)
+                condition = read_label_map(label_file, exif=True)
             except (OSError, ValueError) as e:
-                raise gr.Error(f"{e}. Upload a single-channel PNG of class ids.") from e
+                message = _without_server_paths(e, label_file)
+                raise gr.Error(f"{message} Upload a single-channel PNG of class ids.") from None
         else:
             composite = (editor or {}).get("composite")
             if composite is None:
@@ -162,7 +195,7 @@ def theme():
     )
 
 
-def build_app(model: Any, name: str):
+def build_app(model: Any, name: str, max_file_mb: float = MAX_FILE_MB):
     """The Blocks app for a loaded model (`load_model`)."""
     import gradio as gr
 
@@ -178,12 +211,13 @@ def build_app(model: Any, name: str):
     with gr.Blocks(title=f"i2i: {name}") as app:
         gr.Markdown(
             f"## i2i: {model.kind} with `{name}`\n"
-            f"The model runs at {h}x{w}; any input size works. {how}"
+            f"The model runs at {h}x{w}; any input size works, uploads up to {max_file_mb:g} MB. "
+            f"{how}"
         )
         with gr.Row():
             with gr.Column():
                 if model.kind == "inpainting":
-                    editor = gr.ImageEditor(
+                    editor = checked_editor(
                         label="image (paint the hole)", type="numpy", image_mode="RGBA",
                         brush=gr.Brush(colors=["#ff00ff"], color_mode="fixed"),
                         sources=("upload", "clipboard"), layers=False, transforms=(),
@@ -193,7 +227,7 @@ def build_app(model: Any, name: str):
                         polarity = gr.Radio(list(POLARITIES), value=POLARITIES[0], label="polarity")
                 elif model.kind == "edges":
                     white = np.full((max(h, 256), max(w, 256), 3), 255, np.uint8)
-                    editor = gr.ImageEditor(
+                    editor = checked_editor(
                         value={"background": white, "layers": [], "composite": None},
                         label="edge map (draw, or upload)", type="numpy", image_mode="RGB",
                         brush=gr.Brush(colors=["#000000"], color_mode="fixed", default_size=2),
@@ -246,6 +280,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="127.0.0.1: this machine only")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument(
+        "--max-file-size", type=float, default=MAX_FILE_MB, metavar="MB",
+        help=f"the largest upload accepted, in MB (default {MAX_FILE_MB})",
+    )  # fmt: skip
+    parser.add_argument(
         "--share", choices=("off",), default="off",
         help="Gradio share links need the network: off is the only choice",
     )  # fmt: skip
@@ -264,10 +302,14 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ModelFileError, ValueError) as e:
         print(f"i2i demo: error: {e}", file=sys.stderr)
         return 1
-    app = build_app(model, args.model.name)
+    if not args.max_file_size > 0:
+        print("i2i demo: error: --max-file-size must be a positive number of MB", file=sys.stderr)
+        return 1
+    app = build_app(model, args.model.name, args.max_file_size)
     print(f"i2i demo: {model!r} at http://{args.host}:{args.port} (Ctrl-C stops)", flush=True)
     app.queue(default_concurrency_limit=1).launch(
         server_name=args.host, server_port=args.port, share=False, show_error=True,
         ssr_mode=False, mcp_server=False, pwa=False, theme=theme(), footer_links=["api"],
+        max_file_size=int(args.max_file_size * 1024 * 1024),
     )  # fmt: skip
     return 0

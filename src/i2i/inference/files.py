@@ -5,15 +5,23 @@
 
 MODEL is a `.ckpt`, a `.safetensors` model (its `.json` card beside it) or an `.onnx` export.
 PATH is a file or a folder (recursive); mask files are matched to images by their path relative
-to the folder, without extension (one mask file serves every image). Outputs are PNG files named
-after the inputs (sub-folders kept), `_k` per sample k when --num-samples > 1, and
-`_panel.png` side by side with --panel. A corrupt input is named and skipped (exit status 1 at
-the end); nothing is overwritten without --overwrite. Seeding: see `i2i.inference.run`.
+to the folder, without extension (`photos/a/b.jpg` <- `masks/a/b.png`; one mask file serves every
+image); masks and label maps are turned upright by their EXIF orientation, as images are.
+Outputs are PNG files named after the inputs (sub-folders kept), `_k` per sample k when
+--num-samples > 1, and `_panel.png` side by side with --panel. A corrupt input is named and
+skipped (exit status 1 at the end).
+
+Inputs are never lost: an --out that is an input (or holds the inputs' folder) and two inputs
+that would write the same output (`x.jpg` and `x.png`) are refused before anything is written;
+nothing is overwritten without --overwrite. Each output is written atomically (a temporary file
+renamed), so Ctrl-C (exit status 130) leaves only complete files, and a rerun with
+--skip-existing writes the missing ones. Seeding: see `i2i.inference.run`.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,7 +34,7 @@ from tqdm import tqdm
 from i2i.data.datasets import CorruptImageError, list_images, load_image, walk_files
 from i2i.data.inpainting import MAX_MEAN_HOLE
 from i2i.data.labels import read_label_map
-from i2i.data.masks import MASK_EXTENSIONS, POLARITIES, load_mask, random_mask
+from i2i.data.masks import MASK_EXTENSIONS, POLARITIES, load_known, random_known, rotation_hint
 from i2i.seeding import numpy_rng
 
 PROG = "i2i"
@@ -42,8 +50,14 @@ def output_paths(out: Path, name: str, num_samples: int, panel: bool) -> list[Pa
 
 
 def save_png(path: Path, image: np.ndarray) -> None:
+    """Write atomically: a file with the output's name is always complete (Ctrl-C, a full disk)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image).save(path, format="PNG")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # hidden: never listed as an image
+    try:
+        Image.fromarray(image).save(tmp, format="PNG")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def collect(path: Path, what: str) -> list[tuple[Path, str]]:
@@ -57,28 +71,74 @@ def collect(path: Path, what: str) -> list[tuple[Path, str]]:
 
 
 def match_masks(mask: Path, inputs: list[tuple[Path, str]]) -> list[Path]:
-    """The mask file of each input: one file for all, or a folder matched by name."""
+    """The mask file of each input: one file for all, or the mask with the input's path
+    relative to its folder (extension aside) under a folder; never a mask of another path."""
     if mask.is_file():
         return [mask] * len(inputs)
     if not mask.is_dir():
         raise FileNotFoundError(
             f"mask {mask} does not exist: give a mask file, a folder, or random"
         )
-    by_name = {f.relative_to(mask).with_suffix("").as_posix(): f for f in
-               walk_files(mask, MASK_EXTENSIONS)}  # fmt: skip
-    stems = {Path(k).name: f for k, f in by_name.items()}
-    found = [by_name.get(name) or stems.get(Path(name).name) for _, name in inputs]
-    missing = [str(f) for (f, _), m in zip(inputs, found, strict=True) if m is None]
+    by_name: dict[str, list[Path]] = {}
+    for f in walk_files(mask, MASK_EXTENSIONS):
+        by_name.setdefault(f.relative_to(mask).with_suffix("").as_posix(), []).append(f)
+    twins = [files for _, name in inputs if len(files := by_name.get(name, [])) > 1]
+    if twins:
+        raise ValueError(
+            f"{len(twins[0])} masks for one image: {', '.join(map(str, twins[0]))}: keep one "
+            "of them (masks are matched by the path without extension)"
+        )
+    missing = [(f, name) for f, name in inputs if name not in by_name]
     if missing:
-        listed = ", ".join(missing[:5]) + (
-            f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-        )
+        listed = "; ".join(
+            f"{f} needs {mask / name}.* ({'|'.join(e[1:] for e in MASK_EXTENSIONS)})"
+            for f, name in missing[:5]
+        ) + (f"; and {len(missing) - 5} more" if len(missing) > 5 else "")
+        elsewhere = {Path(k).name: v[0] for k, v in by_name.items()}
+        hint = next((f" ({elsewhere[Path(n).name]} has the name of {f} but another folder: "
+                     "it is not used for it)" for f, n in missing if Path(n).name in elsewhere),
+                    "")  # fmt: skip
         raise FileNotFoundError(
-            f"no mask in {mask} for {len(missing)} image(s): {listed}. Masks are matched by the "
-            "path relative to their folder without extension (a.jpg <- a.png): add them, or "
-            "give one mask file for every image"
+            f"no mask in {mask} for {len(missing)} image(s): {listed}.{hint} Masks are matched "
+            "by the path relative to their folder without extension (photos/a/b.jpg <- "
+            "masks/a/b.png): add them, or give one mask file for every image"
         )
-    return found  # type: ignore[return-value]
+    return [by_name[name][0] for _, name in inputs]
+
+
+def check_outputs(
+    out: Path, inputs: list[tuple[Path, str]], sources: list[Path], planned: list[list[Path]]
+) -> None:
+    """ValueError when an output would replace an input, or two inputs the same output.
+    `sources`: the paths given for the inputs (files or folders) and the mask files."""
+    here = out.resolve()
+    for source in sources:
+        where = source.resolve()
+        if source.is_dir() and (here == where or where in here.parents):
+            raise ValueError(
+                f"--out {out} is {'inside ' if here != where else ''}the input folder {source}: "
+                "the outputs would mix with the inputs (and replace those of the same name); "
+                "choose an --out outside it"
+            )
+    protected = {f.resolve() for f, _ in inputs} | {s.resolve() for s in sources}
+    writers: dict[Path, list[Path]] = {}
+    for (file, _), paths in zip(inputs, planned, strict=True):
+        for path in paths:
+            if path.resolve() in protected:
+                raise ValueError(
+                    f"the output {path} would replace the input {path.resolve()}: choose "
+                    "another --out"
+                )
+            writers.setdefault(path, []).append(file)
+    clashes = [(path, files) for path, files in writers.items() if len(files) > 1]
+    if clashes:
+        listed = "; ".join(
+            f"{' and '.join(map(str, files))} -> {path}" for path, files in clashes[:5]
+        ) + (f"; and {len(clashes) - 5} more" if len(clashes) > 5 else "")
+        raise ValueError(
+            f"{len(clashes)} output(s) would be written by several inputs: {listed}. Nothing "
+            "was written: rename one of each (x.jpg and x.png), or run them with different --out"
+        )
 
 
 def common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -91,7 +151,12 @@ def common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--truncation", type=float, default=1.0,
                         help="truncation psi toward the average w (1 = none, default)")  # fmt: skip
     parser.add_argument("--panel", action="store_true", help="also write a side-by-side panel")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    existing = parser.add_mutually_exclusive_group()
+    existing.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    existing.add_argument(
+        "--skip-existing", action="store_true",
+        help="keep existing outputs, write the missing ones (resume an interrupted run)",
+    )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=1, help="inputs per model call")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
 
@@ -104,57 +169,78 @@ def _fail(message: str) -> int:
 def run_files(
     args: argparse.Namespace,
     inputs: list[tuple[Path, str]],
+    sources: list[Path],  # the inputs' paths as given, and the mask files: never written
     kinds: tuple[str, ...],
     load: Callable[[int, Any], Any],  # (input index, model) -> what `process` takes
     process: Callable[[Any, list], list[list[np.ndarray]]],  # -> per input, its output images
 ) -> int:
-    """The loop both commands share: refuse to overwrite, load the model, then per batch: read
-    (skipping and naming corrupt inputs), run, write."""
+    """The loop both commands share: refuse to replace inputs or existing outputs, load the
+    model, then per batch: read (skipping and naming corrupt inputs), run, write."""
     if args.num_samples < 1 or args.batch_size < 1:
         return _fail("--num-samples and --batch-size must be at least 1")
-    planned = [
-        p for _, name in inputs for p in output_paths(args.out, name, args.num_samples, args.panel)
-    ]
-    existing = [p for p in planned if p.exists()]
-    if existing and not args.overwrite:
-        return _fail(
-            f"{existing[0]} already exists ({len(existing)} of the {len(planned)} outputs do): "
-            "pass --overwrite to replace them, or choose another --out"
-        )
-    from i2i.inference.model import load_model  # torch and the networks: after the checks
-
+    planned = [output_paths(args.out, name, args.num_samples, args.panel) for _, name in inputs]
     try:
-        model = load_model(args.model, args.device)
-    except (OSError, ValueError, RuntimeError) as e:
+        check_outputs(args.out, inputs, sources, planned)
+    except ValueError as e:
         return _fail(str(e))
-    if model.kind not in kinds:
+    existing = {p for paths in planned for p in paths if p.exists()}
+    if existing and not (args.overwrite or args.skip_existing):
+        first = next(p for paths in planned for p in paths if p in existing)
         return _fail(
-            f"{args.model} is a model for {model.kind}; this command takes "
-            f"{' or '.join(kinds)} models"
+            f"{first} already exists ({len(existing)} of the {sum(map(len, planned))} outputs "
+            "do): pass --skip-existing to keep them and write the missing ones (an interrupted "
+            "run), --overwrite to replace them, or choose another --out"
         )
-    failed, written = 0, 0
-    bar = tqdm(total=len(inputs), unit="image", file=sys.stderr, disable=None)
-    for start in range(0, len(inputs), args.batch_size):
-        chunk = list(range(start, min(start + args.batch_size, len(inputs))))
-        items = []
-        for i in chunk:
-            try:
-                items.append((i, load(i, model)))
-            except (OSError, ValueError, Image.DecompressionBombError) as e:
-                failed += 1
-                # The decoder's own words: the data side's message suggests a config setting.
-                reason = e.__cause__ if isinstance(e, CorruptImageError) and e.__cause__ else e
-                tqdm.write(f"{PROG}: skipped {inputs[i][0]}: {reason}", file=sys.stderr)
-        if items:
-            for i, images in zip([i for i, _ in items], process(model, items), strict=True):
-                name = inputs[i][1]
-                paths = output_paths(args.out, name, args.num_samples, args.panel)
-                for path, image in zip(paths, images, strict=False):
-                    save_png(path, image)
-                    written += 1
-        bar.update(len(chunk))
+    keep = existing if args.skip_existing else set()
+    failed, written, bar = 0, 0, None
+    try:
+        from i2i.inference.model import load_model  # torch and the networks: after the checks
+
+        try:
+            model = load_model(args.model, args.device)
+        except (OSError, ValueError, RuntimeError) as e:
+            return _fail(str(e))
+        if model.kind not in kinds:
+            return _fail(
+                f"{args.model} is a model for {model.kind}; this command takes "
+                f"{' or '.join(kinds)} models"
+            )
+        bar = tqdm(total=len(inputs), unit="image", file=sys.stderr, disable=None)
+        for start in range(0, len(inputs), args.batch_size):
+            chunk = list(range(start, min(start + args.batch_size, len(inputs))))
+            # Batches as a full run makes them, so that a resumed run writes the same bytes.
+            if all(p in keep for i in chunk for p in planned[i]):
+                bar.update(len(chunk))
+                continue
+            items = []
+            for i in chunk:
+                try:
+                    items.append((i, load(i, model)))
+                except (OSError, ValueError, Image.DecompressionBombError) as e:
+                    failed += 1
+                    # The decoder's own words: the data side's message suggests a config setting.
+                    reason = e.__cause__ if isinstance(e, CorruptImageError) and e.__cause__ else e
+                    tqdm.write(f"{PROG}: skipped {inputs[i][0]}: {reason}", file=sys.stderr)
+            if items:
+                for i, images in zip([i for i, _ in items], process(model, items), strict=True):
+                    for path, image in zip(planned[i], images, strict=False):
+                        if path not in keep:
+                            save_png(path, image)
+                            written += 1
+            bar.update(len(chunk))
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
+        print(
+            f"\n{PROG}: interrupted: wrote {written} file(s) to {args.out}, each complete. Run "
+            "the same command with --skip-existing to write the rest",
+            file=sys.stderr, flush=True,
+        )  # fmt: skip
+        return 130
     bar.close()
     summary = f"{PROG}: wrote {written} file(s) to {args.out}"
+    if keep:
+        summary += f", kept {len(keep)} existing"
     print(summary + (f"; {failed} input(s) failed (named above)" if failed else ""), flush=True)
     return 1 if failed else 0
 
@@ -169,8 +255,10 @@ def inpaint_main(argv: Sequence[str] | None = None) -> int:
     )  # fmt: skip
     common_arguments(parser)
     parser.add_argument("--image", required=True, type=Path, help="an image file or a folder")
-    parser.add_argument("--mask", required=True,
-                        help="a mask file or folder (matched by name), or 'random'")  # fmt: skip
+    parser.add_argument(
+        "--mask", required=True,
+        help="a mask file, a folder (matched by relative path), or 'random'",
+    )  # fmt: skip
     parser.add_argument(
         "--mask-polarity",
         choices=POLARITIES,
@@ -217,14 +305,20 @@ def inpaint_main(argv: Sequence[str] | None = None) -> int:
         path = inputs[i][0]
         image = np.asarray(load_image(path))
         if masks[i] is None:  # the project's free-form masks, seeded per image
-            known = random_mask(image.shape[:2], tuple(args.hole_range), numpy_rng(args.seed, i))
+            try:
+                known = random_known(image.shape[:2], tuple(args.hole_range),
+                                     numpy_rng(args.seed, i))  # fmt: skip
+            except (ValueError, RuntimeError) as e:
+                raise ValueError(f"--mask random on this {image.shape[0]}x{image.shape[1]} "
+                                 f"(HxW) image: {e}; give a mask file, or change "
+                                 "--hole-range") from None  # fmt: skip
         else:
-            known = load_mask(masks[i], polarity=args.mask_polarity, max_hole_ratio=limit)
-        known = known[0].numpy() > 0.5
+            known = load_known(masks[i], polarity=args.mask_polarity, max_hole_ratio=limit)
         if known.shape != image.shape[:2]:
             raise ValueError(
                 f"its mask {masks[i]} is {known.shape[0]}x{known.shape[1]} (HxW) but the image "
-                f"is {image.shape[0]}x{image.shape[1]}: give a mask of the image's size"
+                f"is {image.shape[0]}x{image.shape[1]}: give a mask of the image's size."
+                + rotation_hint(known.shape, image.shape[:2])
             )
         return image, known
 
@@ -239,7 +333,8 @@ def inpaint_main(argv: Sequence[str] | None = None) -> int:
             outs.append(panel_image([image, overlay(image, known), *outs]))
         return outputs
 
-    return run_files(args, inputs, ("inpainting",), load, process)
+    sources = [args.image, *([] if args.mask == "random" else [Path(args.mask), *set(masks)])]
+    return run_files(args, inputs, sources, ("inpainting",), load, process)
 
 
 # ---- i2i translate -------------------------------------------------------------------------
@@ -279,7 +374,7 @@ def translate_main(argv: Sequence[str] | None = None) -> int:
     def load(i: int, model) -> np.ndarray:
         path = inputs[i][0]
         if model.kind == "labels" and not args.edges_from_photo:
-            label = read_label_map(path)
+            label = read_label_map(path, exif=True)  # upright, as photos
             high = int(label.max(initial=0))
             if high >= model.num_classes:
                 raise ValueError(
@@ -302,4 +397,4 @@ def translate_main(argv: Sequence[str] | None = None) -> int:
                 outs.append(panel_image([condition_rgb(model, cond), *outs]))
         return outputs
 
-    return run_files(args, inputs, ("edges", "labels"), load, process)
+    return run_files(args, inputs, [args.input], ("edges", "labels"), load, process)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from pathlib import Path
 
 import torch
@@ -38,13 +39,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folder", type=Path, help="a folder of *_panel.png files")
     parser.add_argument("--out", type=Path, required=True, help="the PNG to write")
     args = parser.parse_args(argv)
+    if args.out.resolve() in {p.resolve() for p in Path(args.folder).rglob("*_panel.png")}:
+        print(f"error: --out {args.out} is one of the panels: choose another name")
+        return 1
     try:
         sheet = contact_sheet(args.folder)
     except FileNotFoundError as e:
         print(f"error: {e}")
         return 1
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    save_image(sheet, args.out)
+    tmp = args.out.with_name(f".{args.out.name}.{os.getpid()}.tmp")
+    try:  # atomic: a file with the sheet's name is always whole
+        save_image(sheet, tmp, format="PNG")
+        os.replace(tmp, args.out)
+    finally:
+        tmp.unlink(missing_ok=True)
     with Image.open(args.out) as image:
         print(f"wrote {args.out} ({image.width}x{image.height})")
     return 0
