@@ -659,7 +659,8 @@ class ShardDataModule(StreamDataModule):
         )  # fmt: skip
 
     def layout_note(self, layout: tuple[int, int], shape: Shape) -> str:
-        if tuple(layout) == (shape.world_size, shape.loader_batch):
+        same = tuple(layout) == (shape.world_size, shape.loader_batch)
+        if same or shape.world_size == 1:  # one process reads every chunk anyway
             return ""
         return (
             f"The shards keep the order of the run's first shape ({layout[0]} processes of "
