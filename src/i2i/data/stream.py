@@ -227,8 +227,9 @@ class StreamDataModule(L.LightningDataModule):
         if iteration > 0:  # a checkpoint written before i2i recorded the stream
             self._say(
                 f"resuming at iteration {iteration}: the checkpoint does not record how many "
-                f"samples the run consumed (it predates that record), so the stream continues "
-                f"at sample {start.samples}, assuming the run had the same shape as now "
+                f"samples the run consumed (written before i2i recorded it, or with another "
+                f"datamodule), so the stream continues at sample {start.samples}, assuming "
+                f"the run had the same shape as now "
                 f"({shape.world_size} processes of batch {shape.batch_size}); with another "
                 "shape some samples of this epoch are repeated or skipped"
             )
