@@ -25,6 +25,7 @@ from i2i.data.shards import (
     dataset_settings,
     epoch_order,
     instantiate_datamodule,
+    layout_sample,
     load_datamodule,
     optimize_shards,
 )
@@ -139,6 +140,47 @@ def test_resume_reads_the_same_batches_with_any_number_of_workers(built):
             assert torch.equal(got[key], whole[s][key]), (s, key)
     seen = torch.cat([b[B.INDEX] for b in whole[:4]]).tolist()[:15]  # the first epoch: 15 samples
     assert sorted(seen) == list(range(15))
+
+
+def read_positions(stream, steps: int, keys=(B.INDEX, B.IMAGE)) -> dict[int, tuple]:
+    """{global stream position: (what the batch holds there, per key)} for a stream's first
+    `steps` batches."""
+    out = {}
+    for step in range(steps):
+        first = stream.offset + (step * stream.world_size + stream.rank) * stream.batch_size
+        batch = stream.batch(step)
+        for i in range(stream.batch_size):
+            out[first + i] = tuple(batch[key][i] for key in keys)
+    return out
+
+
+def assert_same_reads(got: dict[int, tuple], want: dict[int, tuple]) -> None:
+    assert sorted(got) == sorted(want)
+    for position, values in want.items():
+        assert all(torch.equal(a, b) for a, b in zip(got[position], values, strict=True)), position
+
+
+def test_a_run_resumed_on_another_shape_reads_what_the_first_shape_would(built):
+    """Shards written for 2 processes of loader batch 4, resumed after 2 steps (sample 16) on
+    1 process of loader batch 2, and on 4 processes of loader batch 2: every position holds the
+    sample, crop and mask of the unbroken 2-process run (2 epochs of 14: each sample once per
+    epoch as there)."""
+    images, _, shards = built
+    dm, small = shard_module(images, shards), shard_module(images, shards, batch_size=1)
+    unbroken = {}
+    for rank in (0, 1):
+        unbroken |= read_positions(dm.train_stream(rank=rank, world_size=2), steps=4)
+    assert sorted(unbroken) == list(range(32))
+    first = {p: v for p, v in unbroken.items() if p < 16}
+    for world_size, steps in ((1, 8), (4, 2)):
+        resumed = dict(first)
+        for rank in range(world_size):
+            stream = small.train_stream(rank=rank, world_size=world_size, offset=16, layout=(2, 4))
+            resumed |= read_positions(stream, steps)
+        assert_same_reads(resumed, unbroken)
+    # The first epoch: each rank's first 7 samples (15 // 2), 14 distinct images.
+    epoch = [int(v[0]) for p, v in unbroken.items() if layout_sample(p, 2, 4)[1] < 7]
+    assert len(epoch) == len(set(epoch)) == 14
 
 
 def test_ranks_read_disjoint_samples_in_contiguous_chunk_runs():
@@ -273,6 +315,57 @@ def test_fit_from_shards_and_resume(built, tmp_path):
         result = i2i(*fit_args(run, *args, config=config), OMP_NUM_THREADS="1")
         assert result.returncode == 0, output(result)
     assert iteration(run / "checkpoints" / "last.ckpt") == 3
+
+
+def test_fit_from_shards_resumed_with_another_batch_size_reads_each_sample_once(built, tmp_path):
+    """`i2i fit` from shards, 2 iterations of batch 2, resumed with batch 1 to 6: the samples
+    are the unbroken stream's first 16, in order (old code: 4-11 again after 0-7)."""
+    images, _, shards = built
+    config, run = shards_config(tmp_path, images, shards), tmp_path / "run"
+    smaller = tmp_path / "batch1.yaml"
+    section = yaml.safe_load(config.read_text())
+    section["data"]["init_args"]["data"]["init_args"]["batch_size"] = 1
+    smaller.write_text(yaml.safe_dump(section))
+    logs = [tmp_path / "first", tmp_path / "second"]
+    runs = [
+        fit_args(run, "--model.init_args.max_iterations=2", config=config),
+        fit_args(run, "--model.init_args.max_iterations=6", "--ckpt_path=last", config=smaller),
+    ]
+    for log, args in zip(logs, runs, strict=True):
+        log_args = ("--trainer.callbacks+=tests.helpers.SampleLog",
+                    f"--trainer.callbacks.out_dir={log}")  # fmt: skip
+        result = i2i(*args, *log_args, OMP_NUM_THREADS="1")
+        assert result.returncode == 0, output(result)
+    seen = [i for log in logs for i in json.loads((log / "samples0.json").read_text())["indices"]]
+    stream = shard_module(images, shards).train_stream()
+    assert seen == [int(i) for s in range(4) for i in stream.batch(s)[B.INDEX]]
+    assert "sample 8 of the stream: batch per process 2 -> 1" in output(result)
+
+
+def test_fit_from_shards_resumed_on_two_processes_reads_each_sample_once(built, tmp_path):
+    """1 process for 2 iterations, resumed on 2 gloo processes for 1 more: the unbroken
+    stream's first 16 samples (old code: both ranks started at sample 16); the run says that
+    its processes now share chunks."""
+    images, _, shards = built
+    config, run = shards_config(tmp_path, images, shards), tmp_path / "run"
+    logs = [tmp_path / "first", tmp_path / "second"]
+    runs = [
+        ("--model.init_args.max_iterations=2",),
+        ("--model.init_args.max_iterations=3", "--ckpt_path=last", "--trainer.devices=2",
+         "--trainer.strategy=ddp_find_unused_parameters_true"),
+    ]  # fmt: skip
+    for log, args in zip(logs, runs, strict=True):
+        log_args = ("--trainer.callbacks+=tests.helpers.SampleLog",
+                    f"--trainer.callbacks.out_dir={log}")  # fmt: skip
+        result = i2i(*fit_args(run, *args, *log_args, config=config), OMP_NUM_THREADS="1")
+        assert result.returncode == 0, output(result)
+    files = [logs[0] / "samples0.json", logs[1] / "samples0.json", logs[1] / "samples1.json"]
+    seen = [i for f in files for i in json.loads(f.read_text())["indices"]]
+    stream = shard_module(images, shards).train_stream()
+    assert seen == [int(i) for s in range(4) for i in stream.batch(s)[B.INDEX]]
+    text = output(result)
+    assert "sample 8 of the stream: processes 1 -> 2 (global batch 2 -> 4)" in text
+    assert "the processes no longer each read their own chunks" in text
 
 
 @pytest.mark.slow
@@ -582,6 +675,23 @@ def test_unpaired_domains_stream_as_from_their_folders(unpaired):
         got, want = dm.val_dataset[i], folder.val_dataset[i]
         for key in (B.IMAGE_A, B.IMAGE_B):
             assert torch.equal(got[key], want[key])
+
+
+def test_unpaired_shards_resumed_on_another_shape_read_what_the_first_shape_would(unpaired):
+    """Each domain's order is the first shape's (2 processes of batch 2) after a resume on 1
+    process of batch 1: the same A and B images and crops at every position."""
+    section, shards = unpaired
+    dm = ShardDataModule(str(shards), section)
+    dm.batches_per_step = 1
+    dm.setup("fit")
+    keys = (B.IMAGE_A, B.IMAGE_B, B.INDEX)
+    unbroken = {}
+    for rank in (0, 1):
+        unbroken |= read_positions(dm.train_stream(rank=rank, world_size=2), 4, keys)
+    resumed = {p: v for p, v in unbroken.items() if p < 8}
+    dm.data.batch_size = dm.batch_size = 1
+    resumed |= read_positions(dm.train_stream(offset=8, layout=(2, 2)), 8, keys)
+    assert_same_reads(resumed, unbroken)
 
 
 def test_optimize_says_in_one_line_how_to_place_data_it_cannot_download(tmp_path):

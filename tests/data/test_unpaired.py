@@ -83,6 +83,33 @@ def test_the_stream_is_deterministic_and_resumes_mid_way(tmp_path):
     assert stream_files(dm, 10) != stream_files(datamodule(tmp_path, seed=1), 10)
 
 
+def test_a_stream_resumed_on_another_shape_continues_at_the_same_position(tmp_path):
+    """2 processes of batch 2 for 2 steps (positions 0-7), then 1 process of batch 3 from
+    position 8, or 3 processes of batch 1: every A and B image and crop of the unbroken run,
+    once (the batch's index is the stream position)."""
+    write_folders(tmp_path)
+    dm = datamodule(tmp_path)
+
+    def read(module, world_size: int, steps: int, offset: int = 0) -> dict[int, tuple]:
+        out = {}
+        for rank in range(world_size):
+            batch_list = [module.train_stream(rank, world_size, offset=offset).batch(s)
+                          for s in range(steps)]  # fmt: skip
+            for batch in batch_list:
+                for a, b, p in zip(batch[B.IMAGE_A], batch[B.IMAGE_B], batch[B.INDEX], strict=True):
+                    assert int(p) not in out, f"position {int(p)} read twice"
+                    out[int(p)] = (a, b)
+        return out
+
+    unbroken = read(dm, 2, 5)  # positions 0-19: 4 epochs of A (5 images), 6 of B (3)
+    for world_size, batch, steps in ((1, 3, 4), (3, 1, 4)):
+        resumed = read(dm, 2, 2) | read(datamodule(tmp_path, batch_size=batch), world_size,
+                                        steps, offset=8)  # fmt: skip
+        assert sorted(resumed) == sorted(unbroken) == list(range(20))
+        for p, (a, b) in unbroken.items():
+            assert torch.equal(resumed[p][0], a) and torch.equal(resumed[p][1], b), p
+
+
 def test_official_geometry_crops_flips_and_evaluation_resize(tmp_path):
     root = tmp_path / "data"
     for split in SIZES:

@@ -50,6 +50,7 @@ from torch.utils.data import Dataset, Subset
 
 from i2i.data import datasets as D
 from i2i.data.download import DownloadError
+from i2i.data.elastic import Shape
 from i2i.data.stream import FixedMaskDataset, StreamDataModule, TrainStream
 from i2i.data.unpaired import UnpairedEvalDataset, UnpairedTrainStream
 from i2i.seeding import numpy_rng
@@ -488,56 +489,74 @@ def epoch_order(
 
 class ShardStream(TrainStream):
     """The training stream over shards: `TrainStream`'s batching, worker split and
-    position-seeded crops and masks, with each process's order from :func:`epoch_order`."""
+    position-seeded crops and masks, with the order of :func:`epoch_order` for the run's first
+    shape (`layout`: processes, loader batch), which a resumed run of any shape keeps, so that it
+    reads the same samples at the same positions (:mod:`i2i.data.elastic`)."""
 
-    def __init__(self, *args: Any, chunk_sizes: Sequence[int], **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        chunk_sizes: Sequence[int],
+        layout: tuple[int, int] | None = None,  # None: this stream's (world_size, batch_size)
+        **kwargs: Any,
+    ):
         super().__init__(*args, **kwargs)
         self.chunk_sizes = list(chunk_sizes)
-        self.per_rank = sum(self.chunk_sizes) // self.world_size
+        self.layout = tuple(layout or (self.world_size, self.batch_size))
+        self.per_rank = sum(self.chunk_sizes) // self.layout[0]
         if self.per_rank == 0:
             raise ValueError(
-                f"{sum(self.chunk_sizes)} training samples cannot feed {self.world_size} "
+                f"{sum(self.chunk_sizes)} training samples cannot feed {self.layout[0]} "
                 "processes; shard more images or use fewer devices"
             )
 
     def dataset_index(self, position: int) -> int:
-        epoch, k = divmod(process_sample(position, self.batch_size, self.world_size), self.per_rank)
-        if epoch != self._perm_epoch:
-            self._perm = epoch_order(self.chunk_sizes, self.seed, epoch, self.rank, self.world_size)
+        rank, q = layout_sample(position, *self.layout)
+        epoch, k = divmod(q, self.per_rank)
+        if epoch != self._perm_epoch:  # the whole epoch: any process may read any share
+            self._perm = epoch_order(self.chunk_sizes, self.seed, epoch)
             self._perm_epoch = epoch
-        return int(self._perm[k])
+        return int(self._perm[rank * self.per_rank + k])
 
 
-def process_sample(position: int, batch_size: int, world_size: int) -> int:
-    """Which of its own samples a process reads at global stream position `position`
-    ((step * world_size + rank) * batch_size + j): its q-th."""
-    return position // batch_size // world_size * batch_size + position % batch_size
+def layout_sample(position: int, world_size: int, batch_size: int) -> tuple[int, int]:
+    """(rank, q): the process of the layout that global stream position `position`
+    ((step * world_size + rank) * batch_size + j) belongs to, and which of its own samples it
+    is (its q-th)."""
+    rank = position // batch_size % world_size
+    return rank, position // batch_size // world_size * batch_size + position % batch_size
 
 
 class ShardUnpairedStream(UnpairedTrainStream):
     """The unpaired training stream over shards: `UnpairedTrainStream`'s batches, crops and
     flips, with each domain's order from :func:`epoch_order` (its own key, so that equal chunk
-    sizes do not pair A and B up) and each process reading its own share of each domain."""
+    sizes do not pair A and B up) and each process of the layout reading its own share of each
+    domain (see :class:`ShardStream`)."""
 
-    def __init__(self, *args: Any, chunk_sizes: Sequence[Sequence[int]], **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        chunk_sizes: Sequence[Sequence[int]],
+        layout: tuple[int, int] | None = None,
+        **kwargs: Any,
+    ):
         super().__init__(*args, **kwargs)
         self.chunk_sizes = [list(sizes) for sizes in chunk_sizes]
-        self.per_rank = [sum(sizes) // self.world_size for sizes in self.chunk_sizes]
+        self.layout = tuple(layout or (self.world_size, self.batch_size))
+        self.per_rank = [sum(sizes) // self.layout[0] for sizes in self.chunk_sizes]
         if min(self.per_rank) == 0:
             raise ValueError(
                 f"domains of {[sum(s) for s in self.chunk_sizes]} training images cannot feed "
-                f"{self.world_size} processes; shard more images or use fewer devices"
+                f"{self.layout[0]} processes; shard more images or use fewer devices"
             )
 
     def index(self, domain: int, position: int) -> int:
-        q = process_sample(position, self.batch_size, self.world_size)
+        rank, q = layout_sample(position, *self.layout)
         epoch, k = divmod(q, self.per_rank[domain])
         if self._perms[domain][0] != epoch:
-            order = epoch_order(
-                self.chunk_sizes[domain], self.seed, epoch, self.rank, self.world_size, domain
-            )
+            order = epoch_order(self.chunk_sizes[domain], self.seed, epoch, domain=domain)
             self._perms[domain] = (epoch, order)
-        return int(self._perms[domain][1][k])
+        return int(self._perms[domain][1][rank * self.per_rank[domain] + k])
 
 
 class ShardDataModule(StreamDataModule):
@@ -618,18 +637,34 @@ class ShardDataModule(StreamDataModule):
         return count["val_a"], count["val_b"]
 
     def train_stream(
-        self, rank: int = 0, world_size: int = 1, start_batch: int = 0
+        self,
+        rank: int = 0,
+        world_size: int = 1,
+        start_batch: int = 0,
+        offset: int = 0,
+        layout: tuple[int, int] | None = None,
     ) -> ShardStream | ShardUnpairedStream:
         sizes = self._manifest()["chunk_sizes"]
         batch_size = self._batches_per_step() * self.batch_size
+        where = dict(seed=self.seed, rank=rank, world_size=world_size, start_batch=start_batch,
+                     offset=offset, layout=layout)  # fmt: skip
         if self.unpaired:
             return ShardUnpairedStream(
                 self.train_dataset.domain_a, self.train_dataset.domain_b, batch_size,
-                seed=self.seed, rank=rank, world_size=world_size, start_batch=start_batch,
-                chunk_sizes=(sizes["train_a"], sizes["train_b"]),
+                chunk_sizes=(sizes["train_a"], sizes["train_b"]), **where,
             )  # fmt: skip
         return ShardStream(
-            self.train_dataset, batch_size, self.train_masks(), self.keys, seed=self.seed,
-            rank=rank, world_size=world_size, start_batch=start_batch,
-            chunk_sizes=sizes["train"],
+            self.train_dataset, batch_size, self.train_masks(), self.keys,
+            chunk_sizes=sizes["train"], **where,
         )  # fmt: skip
+
+    def layout_note(self, layout: tuple[int, int], shape: Shape) -> str:
+        same = tuple(layout) == (shape.world_size, shape.loader_batch)
+        if same or shape.world_size == 1:  # one process reads every chunk anyway
+            return ""
+        return (
+            f"The shards keep the order of the run's first shape ({layout[0]} processes of "
+            f"{layout[1]} samples per batch), so every sample still comes once per epoch, but "
+            "the processes no longer each read their own chunks: each downloads more of them "
+            "(a new run restores one share of the chunks per process)."
+        )

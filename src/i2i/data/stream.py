@@ -4,8 +4,11 @@ of batches.
 Batch number s of a run always holds the same samples, crops, flips and masks, whatever the number
 of loader workers or processes: sample p of the global stream is image perm_e[p mod n] of epoch
 e = p // n (a permutation seeded by (seed, e)), with its random augmentation and mask seeded by
-(seed, p). A resumed run starts the stream at the iteration it stopped at, so it continues the
-exact sequence (Lightning alone restarts an interrupted epoch from its first batch).
+(seed, p). Process r of W reads batch s as positions (s*W + r)*b ... + b from the run's first
+position. The checkpoint records how many positions the run consumed, and a resumed run starts
+the stream there, so it continues the exact sequence (Lightning alone restarts an interrupted
+epoch from its first batch), also with another number of processes or batch size
+(:mod:`i2i.data.elastic`).
 
 Each training batch holds `batches_per_step` x `batch_size` samples per process: the task says
 how many batches one training step consumes (CoModGAN: 2, the G step takes the first half and
@@ -34,6 +37,7 @@ from torch.utils.data import (
 
 from i2i.data import batch as B
 from i2i.data.datasets import CorruptImageError
+from i2i.data.elastic import Shape, StreamState, describe_change
 from i2i.data.masks import MaskFolder, RandomMaskGenerator
 from i2i.data.scan import Findings, scan_enabled
 from i2i.seeding import numpy_rng, seeded_torch_cpu
@@ -53,15 +57,12 @@ class TrainStream(IterableDataset):
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
-        start_batch: int = 0,
+        start_batch: int = 0,  # the first batch this process yields
+        offset: int = 0,  # the global stream position of batch 0 (where a resumed run starts)
     ):
         self.dataset, self.batch_size, self.masks, self.keys = dataset, batch_size, masks, keys
-        self.seed, self.rank, self.world_size, self.start_batch = (
-            seed,
-            rank,
-            world_size,
-            start_batch,
-        )
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.start_batch, self.offset = start_batch, offset
         self._perm_epoch, self._perm = -1, np.arange(0)
 
     def __iter__(self):
@@ -74,7 +75,7 @@ class TrainStream(IterableDataset):
             step += num_workers
 
     def batch(self, step: int) -> dict[str, torch.Tensor]:
-        first = (step * self.world_size + self.rank) * self.batch_size
+        first = self.offset + (step * self.world_size + self.rank) * self.batch_size
         return default_collate([self.sample(p) for p in range(first, first + self.batch_size)])
 
     def sample(self, position: int) -> dict[str, Any]:
@@ -151,6 +152,9 @@ class StreamDataModule(L.LightningDataModule):
         self.num_workers, self.seed = num_workers, seed
         self.train_dataset: Dataset | None = None
         self.val_dataset: Dataset | None = None
+        # Where the training stream stands: the checkpoint's record, then this run's start.
+        self._resumed: StreamState | None = None
+        self._started: StreamState | None = None
 
     # ---- what a subclass provides ------------------------------------------------------------
 
@@ -181,25 +185,95 @@ class StreamDataModule(L.LightningDataModule):
         module = self.trainer.lightning_module if self.trainer is not None else None
         return int(getattr(module, "batches_per_step", 1))
 
-    def _start_batch(self) -> int:
+    def _iteration(self) -> int:
         # A resumed run has restored the task's iteration counter before loaders are built.
         module = self.trainer.lightning_module if self.trainer is not None else None
         return int(getattr(module, "iteration", 0))
 
+    # ---- elastic resume: the stream's record in checkpoints (i2i.data.elastic) ---------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Lightning saves this in every checkpoint: the stream positions consumed so far."""
+        state = self._started
+        if state is not None:
+            iteration = self._iteration()
+            state = StreamState(state.at(iteration), iteration, state.shape, state.layout)
+        state = state or self._resumed
+        return state.to_dict() if state is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        path = getattr(self.trainer, "ckpt_path", None) if self.trainer is not None else None
+        self._resumed = StreamState.from_dict(state_dict, str(path or "the checkpoint"))
+
+    def _stream_start(self, shape: Shape) -> StreamState:
+        """Where this run's stream starts: the checkpoint's record, with any shape."""
+        iteration = self._iteration()
+        if self._started is not None:  # loaders built again in the same run
+            old = self._started
+            return StreamState(old.at(iteration), iteration, shape, old.layout)
+        if self._resumed is not None:
+            old = self._resumed
+            start = StreamState(old.at(iteration), iteration, shape, old.layout)
+            if old.shape != shape:
+                change = describe_change(old.shape, shape)
+                note = self._consequences(old.shape, shape, old.layout)
+                self._say(
+                    f"resuming at iteration {iteration}, sample {start.samples} of the stream: "
+                    f"{change}. {note}"
+                )
+            return start
+        layout = (shape.world_size, shape.loader_batch)
+        start = StreamState(iteration * shape.per_iteration, iteration, shape, layout)
+        if iteration > 0:  # a checkpoint written before i2i recorded the stream
+            self._say(
+                f"resuming at iteration {iteration}: the checkpoint does not record how many "
+                f"samples the run consumed (written before i2i recorded it, or with another "
+                f"datamodule), so the stream continues at sample {start.samples}, assuming "
+                f"the run had the same shape as now "
+                f"({shape.world_size} processes of batch {shape.batch_size}); with another "
+                "shape some samples of this epoch are repeated or skipped"
+            )
+        return start
+
+    def _consequences(self, old: Shape, new: Shape, layout: tuple[int, int]) -> str:
+        """What a change of shape means for training: the task says it (lr, EMA, lengths)."""
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        note = getattr(module, "shape_change_note", None)
+        notes = [note(old.global_batch, new.global_batch) if callable(note) else ""]
+        return " ".join(filter(None, [*notes, self.layout_note(layout, new)]))
+
+    def layout_note(self, layout: tuple[int, int], shape: Shape) -> str:
+        """What a shape other than the first run's means for reading (the shards: locality)."""
+        return ""
+
+    def _say(self, message: str) -> None:
+        if self.trainer is None or self.trainer.global_rank == 0:
+            print(f"i2i: {message}", flush=True)
+
     def train_dataloader(self) -> DataLoader:
         trainer = self.trainer
-        stream = self.train_stream(
-            rank=trainer.global_rank if trainer else 0,
-            world_size=trainer.world_size if trainer else 1,
-            start_batch=self._start_batch(),
-        )
+        rank = trainer.global_rank if trainer else 0
+        world_size = trainer.world_size if trainer else 1
+        shape = Shape(world_size, self.batch_size, self._batches_per_step())
+        self._started = start = self._stream_start(shape)
+        stream = self.train_stream(rank, world_size, offset=start.samples, layout=start.layout)
         return self._loader(stream, batch_size=None)
 
-    def train_stream(self, rank: int = 0, world_size: int = 1, start_batch: int = 0) -> TrainStream:
-        """The training stream of process `rank` of `world_size`, from batch `start_batch`."""
+    def train_stream(
+        self,
+        rank: int = 0,
+        world_size: int = 1,
+        start_batch: int = 0,
+        offset: int = 0,
+        layout: tuple[int, int] | None = None,
+    ) -> TrainStream:
+        """The training stream of process `rank` of `world_size`, from batch `start_batch` of
+        a run that starts at stream position `offset` (`layout`: the first run's shape, which
+        orders the streaming shards; unused here)."""
         return TrainStream(
             self.train_dataset, self._batches_per_step() * self.batch_size, self.train_masks(),
             self.keys, seed=self.seed, rank=rank, world_size=world_size, start_batch=start_batch,
+            offset=offset,
         )  # fmt: skip
 
     def val_dataloader(self) -> DataLoader:

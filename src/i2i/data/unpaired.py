@@ -4,8 +4,8 @@ Batches are {"image_a", "image_b", "index"} (the batch contract). In training, p
 deterministic stream holds image permA_e[p mod n_A] of domain A (e = p // n_A, a permutation
 seeded by (seed, 0, e)) and image permB_f[p mod n_B] of domain B (f = p // n_B, seeded by
 (seed, 1, f)): each domain runs through its own epochs, so A and B are drawn independently and
-never pair up in a fixed way, and a resumed run continues the exact sequence (see
-:mod:`i2i.data.datamodules`). Crops and flips are seeded per position.
+never pair up in a fixed way, and a resumed run continues the exact sequence, with any number of
+processes and batch size (see :mod:`i2i.data.stream`). Crops and flips are seeded per position.
 
 Geometry as the official code (`--preprocess resize_and_crop`): training images are resized to
 `load_size` x `load_size` (aspect ratio ignored, bicubic), then a random `resolution` crop is
@@ -148,9 +148,11 @@ class UnpairedTrainStream(TrainStream):
         rank: int = 0,
         world_size: int = 1,
         start_batch: int = 0,
+        offset: int = 0,  # the global stream position of batch 0 (see TrainStream)
     ):
         self.domains, self.batch_size, self.seed = (domain_a, domain_b), batch_size, seed
         self.rank, self.world_size, self.start_batch = rank, world_size, start_batch
+        self.offset = offset
         self._perms: list[tuple[int, np.ndarray]] = [(-1, np.arange(0)), (-1, np.arange(0))]
 
     def index(self, domain: int, position: int) -> int:
@@ -307,10 +309,16 @@ class UnpairedDataModule(StreamDataModule):
         )
 
     def train_stream(
-        self, rank: int = 0, world_size: int = 1, start_batch: int = 0
+        self,
+        rank: int = 0,
+        world_size: int = 1,
+        start_batch: int = 0,
+        offset: int = 0,
+        layout: tuple[int, int] | None = None,
     ) -> UnpairedTrainStream:
         train = self.train_dataset
         return UnpairedTrainStream(
             train.domain_a, train.domain_b, self._batches_per_step() * self.batch_size,
             seed=self.seed, rank=rank, world_size=world_size, start_batch=start_batch,
+            offset=offset,
         )  # fmt: skip

@@ -80,6 +80,12 @@ class AdversarialTask(ImageTask):
     def phases(self) -> list[Phase]:
         raise NotImplementedError
 
+    def iteration_settings(self) -> list[str]:
+        hp = self.hparams
+        if hp.lr_constant_iterations is None:
+            return []
+        return ["the lr schedule's lr_constant_iterations and lr_decay_iterations"]
+
     def adjust_optimizer(self, name: str, optimizer: torch.optim.Optimizer) -> None:
         """A hook to change a freshly built optimizer (CoModGAN: the lazy-R1 correction)."""
 

@@ -100,6 +100,27 @@ class ImageTask(L.LightningModule):
         self.log("train/kimg", self.kimg, batch_size=images_per_process)
         self.log("train/iteration", float(self.iteration), batch_size=images_per_process)
 
+    def shape_change_note(self, old_batch: int, new_batch: int) -> str:
+        """What a resumed run with another global batch (images per use and iteration, all
+        processes) means for training; printed at resume (see :mod:`i2i.data.elastic`)."""
+        length = ["max_iterations"] if self.hparams.max_iterations is not None else []
+        counted = [*length, *self.iteration_settings(), "the validation and checkpoint intervals"]
+        text = (
+            "The learning rate is not rescaled: every optimizer step takes the configured rate "
+            "whatever the batch (scale it in the config if you want to)."
+        )
+        if old_batch != new_batch:
+            text += (
+                f" What counts iterations ({', '.join(counted)}) now means {new_batch} images "
+                f"per iteration instead of {old_batch}; max_kimg and the kimg counter count "
+                "images and stay exact."
+            )
+        return text
+
+    def iteration_settings(self) -> list[str]:
+        """The task's settings counted in iterations, named in `shape_change_note`."""
+        return []
+
     def on_train_batch_start(self, batch, batch_idx) -> None:
         # Latents, mixing, noise and dropout draw from a stream seeded by (seed, rank, iteration):
         # every rank draws its own latents (seed_everything alone gives all ranks the same), and

@@ -144,6 +144,17 @@ class CoModGANTask(AdversarialTask):
 
     # ---- G_ema, sampling -------------------------------------------------------------------
 
+    def iteration_settings(self) -> list[str]:
+        return [*super().iteration_settings(), "r1_interval"]
+
+    def shape_change_note(self, old_batch: int, new_batch: int) -> str:
+        halflife = self.hparams.ema_halflife_kimg
+        return super().shape_change_note(old_batch, new_batch) + (
+            f" G_ema's half-life is {halflife:g} thousand images (ema_halflife_kimg): its "
+            "per-iteration decay follows the global batch, so it still averages over the same "
+            "number of images."
+        )
+
     def ema_beta(self, global_batch: int) -> float:
         """Per-step EMA decay for a half-life of `ema_halflife_kimg` thousand images."""
         return 0.5 ** (global_batch / max(self.hparams.ema_halflife_kimg * 1000, 1e-8))
