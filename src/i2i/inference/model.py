@@ -444,7 +444,11 @@ def _load_pair(path: Path) -> tuple[nn.Module, dict]:
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> InferenceModel:
     """A model from a `.ckpt`, a `.safetensors` / `.json` pair (either name, or the name
-    without suffix) or an exported `.onnx` file."""
+    without suffix), an exported `.onnx` file, or `classical:NAME` (a fill with no file)."""
+    if str(path).startswith("classical:"):
+        from i2i.inference.classical import load_classical
+
+        return load_classical(str(path), device)
     path = Path(path)
     if path.suffix == ".onnx":
         try:
