@@ -27,6 +27,7 @@ from i2i.data.datasets import CorruptImageError, list_images, load_image, walk_f
 from i2i.data.inpainting import MAX_MEAN_HOLE
 from i2i.data.labels import read_label_map
 from i2i.data.masks import MASK_EXTENSIONS, POLARITIES, load_mask, random_mask
+from i2i.safe_load import TRUST_FLAG, TRUST_HELP
 from i2i.seeding import numpy_rng
 
 PROG = "i2i"
@@ -94,6 +95,7 @@ def common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.add_argument("--batch-size", type=int, default=1, help="inputs per model call")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    parser.add_argument(TRUST_FLAG, action="store_true", help=TRUST_HELP)
 
 
 def _fail(message: str) -> int:
@@ -124,7 +126,7 @@ def run_files(
     from i2i.inference.model import load_model  # torch and the networks: after the checks
 
     try:
-        model = load_model(args.model, args.device)
+        model = load_model(args.model, args.device, args.trust_checkpoint)
     except (OSError, ValueError, RuntimeError) as e:
         return _fail(str(e))
     if model.kind not in kinds:
