@@ -21,6 +21,7 @@ import copy
 import hashlib
 import json
 import os
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -195,8 +196,10 @@ def _save(path: Path, stats: FeatureStats, identity: dict[str, Any]) -> None:
 def _load(path: Path, identity: dict[str, Any]) -> tuple[Tensor, Tensor, int] | None:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError):
-        return None  # unreadable: recompute and overwrite
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError):
+        return None  # unreadable, or naming code (refused, not run): recompute and overwrite
+    if not isinstance(payload, dict):
+        return None
     if payload.get("identity") != json.dumps(identity, sort_keys=True):
         return None
     return payload["mean"], payload["cov"], int(payload["count"])
