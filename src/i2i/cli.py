@@ -67,6 +67,14 @@ from i2i.callbacks.resume import (
 )
 from i2i.commands import FILE_COMMANDS, run_file_command
 from i2i.data.download import DownloadError
+from i2i.safe_load import (
+    TRUST_FLAG,
+    RefusedFileError,
+    damaged,
+    load_checkpoint,
+    loadable_beside,
+    trust_checkpoints,
+)
 from i2i.tasks import ImageTask
 
 STARTED = time.time()
@@ -216,40 +224,21 @@ def _import_path(value: Any) -> str:
 
 
 def _load(path: Path) -> dict:
-    """The checkpoint's contents, memory-mapped where the file format allows (cheap)."""
-    try:
-        return torch.load(path, map_location="cpu", mmap=True, weights_only=False)
-    except RuntimeError as e:
-        if "mmap" not in str(e):  # the legacy format cannot be memory-mapped: read it
-            raise
-        return torch.load(path, map_location="cpu", weights_only=False)
-
-
-def _iteration_of(checkpoint: dict) -> str:
-    state = checkpoint.get("state_dict", {})
-    return f"iteration {int(state['iteration'])}" if "iteration" in state else "loads"
+    """The checkpoint's contents, memory-mapped where the file format allows (cheap), loaded
+    weights-only (`i2i.safe_load`: a foreign pickle is refused by name, nothing runs)."""
+    return load_checkpoint(path, mmap=True)
 
 
 def check_loadable(path: Path) -> dict:
-    """Load a checkpoint, or say it is damaged and which checkpoints beside it load."""
+    """Load a checkpoint, or say it is damaged (or refused) and which checkpoints beside it
+    load."""
     try:
         return _load(path)
+    except RefusedFileError as e:
+        raise RunError(str(e)) from None
     except Exception as e:
-        reason = (
-            str(e).strip().splitlines()[0].split(". ")[0] if str(e).strip() else type(e).__name__
-        )
-        others = []
-        for other in sorted(path.parent.glob("*.ckpt")):
-            if other.resolve() == path.resolve():
-                continue
-            try:
-                others.append(f"{other} ({_iteration_of(_load(other))})")
-            except Exception:
-                continue
-        lines = [
-            f"the checkpoint {path} is damaged and cannot be loaded (truncated or not a "
-            f"checkpoint: {reason[:160]})"
-        ]
+        lines = [damaged(path, e)]
+        others = loadable_beside(path)
         if others:
             lines.append("  checkpoints beside it that load: " + "; ".join(others))
             lines.append("  resume from one of them with --ckpt_path=<file>")
@@ -347,6 +336,9 @@ class I2ICLI(LightningCLI):
         and a checkpoint that does not fit them is named in `check_checkpoint`."""
         self._checkpoint: tuple[Path, dict] | None = None
         subcommand = self.config.get("subcommand")
+        if subcommand:  # for this process only: the saved config.yaml must not carry it on
+            trust_checkpoints(bool(self.config[subcommand].get("trust_checkpoint")))
+            self.config[subcommand].trust_checkpoint = False
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if ckpt_path and Path(ckpt_path).is_file() and rank_zero_only.rank == 0:
             self._checkpoint = (Path(ckpt_path), check_loadable(Path(ckpt_path)))
@@ -373,6 +365,12 @@ class I2ICLI(LightningCLI):
             action="store_true",
             help="fit: start afresh in a folder that holds another run, deleting its checkpoints, "
             "samples and config.yaml (to continue that run instead: --ckpt_path last)",
+        )
+        parser.add_argument(
+            TRUST_FLAG,
+            action="store_true",
+            help="--ckpt_path: unpickle the checkpoint in full, even if it refers to code "
+            "(refused by default: a checkpoint from a stranger can run code when loaded)",
         )
         parser.add_argument(
             "--real",

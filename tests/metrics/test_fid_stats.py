@@ -133,3 +133,20 @@ def test_default_cache_folder_follows_i2i_cache_dir(tmp_path, monkeypatch):
     data = CountingImages(5)
     reference_statistics(data, TinyFeatures(num_features=3))  # no cache_dir: the default
     assert len(list((tmp_path / "xdg" / "i2i" / "fid_stats").glob("*.pt"))) == 1
+
+
+def test_a_cache_file_naming_code_is_recomputed_without_running_it(tmp_path):
+    import os
+
+    net = TinyFeatures(num_features=5)
+    *_, info = reference_statistics(CountingImages(9), net, cache_dir=tmp_path)
+    marker = tmp_path / "ran"
+
+    class RunsACommand:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    torch.save({"identity": RunsACommand()}, info["cache"])  # a cache folder shared with others
+    again = CountingImages(9)
+    *_, info2 = reference_statistics(again, net, cache_dir=tmp_path)
+    assert not marker.exists() and again._reads == 9 and info2["cache_hit"] is False

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import stat
 import sys
 import types
 from contextlib import contextmanager
@@ -386,6 +387,12 @@ def test_convert_command_writes_a_model_that_loads_and_matches(tmp_path, one_tor
     result = i2i("convert", str(path), "--out", str(tmp_path / "model"), "--resolution", "32")
     assert result.returncode == 0, output(result)
     assert "inpainting" in result.stdout
+    # The model is readable as every other output (0666 less the umask), not 0600: shared on a
+    # cluster, the group can read it.
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"")
+    for written in (tmp_path / "model.safetensors", tmp_path / "model.json"):
+        assert stat.S_IMODE(written.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
 
     from i2i.inference.model import load_model, read_card
 

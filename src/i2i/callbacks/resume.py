@@ -8,6 +8,7 @@ the free space; stale temporaries of a killed save are found and removed at the 
 from __future__ import annotations
 
 import errno
+import io
 import logging
 import os
 import shutil
@@ -18,8 +19,11 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from i2i.safe_load import load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +106,17 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 tmp.unlink(missing_ok=True)
             except OSError:
                 pass
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:
+        """Lightning's load for `--ckpt_path`: weights-only with i2i's allow-list, in full only
+        with --trust-checkpoint (`i2i.safe_load`); tensors land on the CPU, as Lightning's."""
+        if "://" not in str(path):
+            if not Path(path).exists():
+                raise FileNotFoundError(f"Checkpoint file not found: {path}")
+            return load_checkpoint(path)
+        fs = get_filesystem(path)  # a remote file (s3://...): read whole, then loaded alike
+        with fs.open(str(path), "rb") as f:
+            return load_checkpoint(io.BytesIO(f.read()), name=str(path))
 
     def write(self, checkpoint: dict[str, Any], tmp: Path) -> None:
         with open(tmp, "wb") as f:

@@ -71,6 +71,7 @@ from i2i.data.datasets import (
     scan_headers,
 )
 from i2i.data.scan import Findings
+from i2i.io import publish
 
 log = logging.getLogger(__name__)
 
@@ -487,7 +488,7 @@ class EdgeCache:
         try:
             with os.fdopen(fd, "wb") as f:
                 Image.fromarray(arr).save(f, format="PNG")
-            os.replace(tmp, file)
+            publish(tmp, file)  # a plain file's mode: mkstemp's is 0600
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise

@@ -30,6 +30,8 @@ from typing import Any, NamedTuple, TypeVar
 import numpy as np
 from PIL import Image
 
+from i2i.io import publish
+
 log = logging.getLogger(__name__)
 
 SHOW = 10  # files named per kind of problem; the rest are counted
@@ -200,7 +202,7 @@ def _save_cache(file: Path, entries: dict[str, Any]) -> None:
         fd, tmp = tempfile.mkstemp(dir=file.parent, suffix=".tmp")
         with os.fdopen(fd, "w") as f:
             json.dump({"version": _CACHE_VERSION, "files": entries}, f)
-        os.replace(tmp, file)  # concurrent runs: a reader never sees half a file
+        publish(tmp, file)  # concurrent runs: never half a file; a plain mode, not mkstemp's
     except OSError as e:
         log.warning("could not write the label-statistics cache %s (%s); the next run will "
                     "read the label maps again", file, e)  # fmt: skip

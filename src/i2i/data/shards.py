@@ -8,9 +8,10 @@ use) and writes each sample's files, their ORIGINAL encoded bytes, into LitData 
 chunk file is one zstd frame, which readers inflate once into LitData's cache. Beside them it
 records what it wrote: `manifest.json` (counts, the source config, the datamodule's settings
 and their fingerprint, the chunk sizes, the compression), `files.txt` (every sample's files, in
-shard order), `config.yaml` (a copy of the config) and `datasets.pkl` (the datasets' settings:
-the decoding and transforms of the folder datasets themselves, without their file lists; a
-pickle, so read only shards you trust, as with checkpoints).
+shard order), `config.yaml` (a copy of the config) and `datasets.json` (the datasets' settings:
+the decoding and transforms of the folder datasets themselves, without their file lists, as
+JSON data: `i2i.data.shard_templates`; a shard folder is never unpickled, so shards from a
+shared bucket cannot run code).
 
 :class:`ShardDataModule` reads them from a local folder or an object-store URL (s3://, gs://...,
 through LitData's downloaders and cache) and decodes each record with the folder dataset's own
@@ -49,15 +50,19 @@ import yaml
 from torch.utils.data import Dataset, Subset
 
 from i2i.data import datasets as D
+from i2i.data import shard_templates
 from i2i.data.download import DownloadError
 from i2i.data.elastic import Shape
 from i2i.data.stream import FixedMaskDataset, StreamDataModule, TrainStream
 from i2i.data.unpaired import UnpairedEvalDataset, UnpairedTrainStream
+from i2i.safe_load import RefusedFileError
 from i2i.seeding import numpy_rng
 
 MANIFEST = "manifest.json"
-TEMPLATES = "datasets.pkl"
+TEMPLATES = "datasets.json"
+OLD_TEMPLATES = "datasets.pkl"  # i2i before datasets.json: a pickle, never read
 FILES = "files.txt"
+RECORD_SERIALIZERS = frozenset({"int", "str", "bytes"})  # LitData's, for _record's fields
 SPLITS = ("train", "val")
 DOMAINS = ("a", "b")  # unpaired data: one shard folder per split and domain, train_a ... val_b
 FORMAT = 1
@@ -264,7 +269,7 @@ def optimize_shards(
         manifest["chunk_sizes"][split] = [c["chunk_size"] for c in index["chunks"]]
         templates[split] = _template(folder, entries[0])
         lines += [f"{split}\t{i}\t" + "\t".join(n or "-" for n in ns) for i, ns in enumerate(names)]
-    (out / TEMPLATES).write_bytes(pickle.dumps(templates))
+    (out / TEMPLATES).write_text(shard_templates.encode(templates))
     (out / FILES).write_text("\n".join(lines) + "\n")
     shutil.copyfile(config, out / "config.yaml")
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")  # last: marks it complete
@@ -351,6 +356,42 @@ def read_manifest(shards: str, storage_options: dict[str, Any] | None = None) ->
             f"them with `i2i data optimize --config CONFIG --out {shards}` (an interrupted run "
             "leaves no manifest: write them again into an empty folder)"
         ) from e
+
+
+def read_templates(shards: str, storage_options: dict[str, Any] | None = None) -> dict:
+    """The shards' folder datasets from datasets.json (a pickle is never read: a file in a
+    shared bucket must not run code), or ShardMismatchError naming the file and the fix."""
+    where = f"{shards.rstrip('/')}/{TEMPLATES}"
+    rewrite = (
+        "write the shards again with `i2i data optimize --config CONFIG --out NEW_FOLDER` "
+        "(i2i writes only data there)"
+    )
+    try:
+        text = _read_text(shards, TEMPLATES, storage_options)
+    except (OSError, ValueError) as e:
+        reason = f"no {where} ({type(e).__name__}: {e})"
+        if _exists(shards, OLD_TEMPLATES, storage_options):
+            reason = (
+                f"no {where}: these shards were written by an older i2i, whose {OLD_TEMPLATES} "
+                "is a pickle, which i2i no longer reads (a pickle can run code)"
+            )
+        raise ShardMismatchError(f"{reason}; {rewrite}") from None
+    try:
+        return shard_templates.decode(text, where)
+    except RefusedFileError as e:
+        raise ShardMismatchError(str(e)) from None
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        raise ShardMismatchError(
+            f"{where} cannot be read ({type(e).__name__}: {e}); {rewrite}"
+        ) from None
+
+
+def _exists(shards: str, name: str, storage_options: dict[str, Any] | None) -> bool:
+    try:
+        _read_text(shards, name, storage_options)  # only its presence is looked at
+    except Exception:
+        return False
+    return True
 
 
 def check_manifest(manifest: dict[str, Any], want: dict[str, Any], shards: str) -> None:
@@ -441,6 +482,28 @@ class ShardFiles(Sequence):
         return _rebuild(self.example, names)
 
 
+def check_serializers(input_dir: str, storage_options: dict[str, Any] | None = None) -> None:
+    """Our records hold ints, strings and bytes; LitData decodes each field with the serializer
+    its index.json names, and its "pickle" serializer unpickles (runs code): shards naming any
+    other serializer are refused before LitData reads a record."""
+    where = f"{input_dir}/index.json"
+    try:
+        config = json.loads(_read_text(input_dir, "index.json", storage_options))["config"]
+        formats = list(config["data_format"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ShardMismatchError(
+            f"{where} cannot be read ({type(e).__name__}: {e}); write the shards again with "
+            "`i2i data optimize`"
+        ) from None
+    foreign = sorted({str(f) for f in formats} - RECORD_SERIALIZERS)
+    if foreign:
+        raise ShardMismatchError(
+            f"{where} decodes fields with {', '.join(foreign)}; i2i's shards hold only "
+            f"{', '.join(sorted(RECORD_SERIALIZERS))} (a pickle field would run code when read): "
+            "refused. Write the shards with `i2i data optimize`"
+        )
+
+
 def open_split(
     shards: str,
     split: str,
@@ -449,12 +512,13 @@ def open_split(
     cache_dir: str | None = None,
     storage_options: dict[str, Any] | None = None,
 ) -> Dataset:
-    """The folder dataset of `split` (from `templates`, the shards' datasets.pkl) reading its
+    """The folder dataset of `split` (from `templates`, the shards' datasets.json) reading its
     files from the shards."""
     dataset = templates[split]
     attr = next(a for a in ENTRY_LISTS if isinstance(getattr(dataset, a, None), list))
     example = getattr(dataset, attr)[0]
     input_dir = f"{shards.rstrip('/')}/{split}"
+    check_serializers(input_dir, storage_options)
     sub_cache = None if cache_dir is None else str(Path(cache_dir) / split)
     compressed = bool(manifest.get("compression"))
     files = ShardFiles(
@@ -591,7 +655,9 @@ class ShardDataModule(StreamDataModule):
         return getattr(data, name)
 
     def prepare_data(self) -> None:
-        self._manifest()  # in the main process, before any process group: one clear error
+        # In the main process, before any process group: one clear error.
+        self._manifest()
+        read_templates(self.shards, self.storage_options)
 
     def _manifest(self) -> dict[str, Any]:
         if self.manifest is None:
@@ -610,7 +676,7 @@ class ShardDataModule(StreamDataModule):
         if self.train_dataset is not None:
             return
         manifest = self._manifest()  # no file scan: the shards hold the checked files
-        templates = pickle.loads(_read_text(self.shards, TEMPLATES, self.storage_options))
+        templates = read_templates(self.shards, self.storage_options)
         where = (templates, self.cache_dir, self.storage_options)
 
         def dataset(split: str) -> Dataset:

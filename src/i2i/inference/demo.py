@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from i2i.safe_load import TRUST_FLAG, TRUST_HELP
+
 POLARITIES = ("white_is_hole", "white_is_known")
 MAX_SAMPLES = 8
 MAX_FILE_MB = 50  # default upload limit: a 12000x9000 JPEG photo is about 20-40 MB
@@ -287,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         "--share", choices=("off",), default="off",
         help="Gradio share links need the network: off is the only choice",
     )  # fmt: skip
+    parser.add_argument(TRUST_FLAG, action="store_true", help=TRUST_HELP)
     args = parser.parse_args(argv)
     _offline_environment()
     from i2i.inference.model import ModelFileError, load_model
@@ -298,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
             print("i2i demo: error: --device cuda, but no CUDA device is visible", file=sys.stderr)
             return 1
     try:
-        model = load_model(args.model, args.device)  # once, for every request
+        model = load_model(args.model, args.device, args.trust_checkpoint)  # once, for all
     except (FileNotFoundError, ModelFileError, ValueError) as e:
         print(f"i2i demo: error: {e}", file=sys.stderr)
         return 1

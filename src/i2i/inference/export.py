@@ -47,6 +47,7 @@ from torch import nn
 from i2i.data import batch as B
 from i2i.networks import CoModGenerator
 from i2i.networks.layers import ModulatedConv2d, NoiseMode
+from i2i.safe_load import TRUST_FLAG, TRUST_HELP
 
 Format = Literal["onnx", "torch-export"]
 FORMATS: dict[str, str] = {"onnx": ".onnx", "torch-export": ".pt2"}
@@ -272,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    parser.add_argument(TRUST_FLAG, action="store_true", help=TRUST_HELP)
     args = parser.parse_args(argv)
     suffix = FORMATS[args.fmt]
     if args.out.suffix != suffix:
@@ -285,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     from i2i.inference.model import ModelFileError, load_model
 
     try:
-        model = load_model(args.ckpt)
+        model = load_model(args.ckpt, trust_checkpoint=args.trust_checkpoint)
         start = time.perf_counter()
         dropout = None if args.dropout is None else args.dropout == "on"
         graph = export(model, args.out, args.fmt, args.noise_mode, dropout, args.opset)

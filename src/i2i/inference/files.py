@@ -21,7 +21,6 @@ renamed), so Ctrl-C (exit status 130) leaves only complete files, and a rerun wi
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -35,6 +34,8 @@ from i2i.data.datasets import CorruptImageError, list_images, load_image, walk_f
 from i2i.data.inpainting import MAX_MEAN_HOLE
 from i2i.data.labels import read_label_map
 from i2i.data.masks import MASK_EXTENSIONS, POLARITIES, load_known, random_known, rotation_hint
+from i2i.io import atomic_write
+from i2i.safe_load import TRUST_FLAG, TRUST_HELP
 from i2i.seeding import numpy_rng
 
 PROG = "i2i"
@@ -52,12 +53,8 @@ def output_paths(out: Path, name: str, num_samples: int, panel: bool) -> list[Pa
 def save_png(path: Path, image: np.ndarray) -> None:
     """Write atomically: a file with the output's name is always complete (Ctrl-C, a full disk)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # hidden: never listed as an image
-    try:
-        Image.fromarray(image).save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    # The temporary is hidden and has no image suffix: never listed as an input.
+    atomic_write(path, lambda tmp: Image.fromarray(image).save(tmp, format="PNG"))
 
 
 def collect(path: Path, what: str) -> list[tuple[Path, str]]:
@@ -161,6 +158,7 @@ def common_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=1, help="inputs per model call")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    parser.add_argument(TRUST_FLAG, action="store_true", help=TRUST_HELP)
 
 
 def _fail(message: str) -> int:
@@ -204,7 +202,7 @@ def run_files(
         from i2i.inference.model import load_model  # torch and the networks: after the checks
 
         try:
-            model = load_model(args.model, args.device)
+            model = load_model(args.model, args.device, args.trust_checkpoint)
         except (OSError, ValueError, RuntimeError) as e:
             return _fail(str(e))
         if model.kind not in kinds:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,16 @@ import yaml
 from torch import nn
 
 import i2i
+from i2i.io import atomic_write
 from i2i.resolution import as_hw
+from i2i.safe_load import (
+    RefusedFileError,
+    check_class_names,
+    check_class_path,
+    damaged,
+    load_checkpoint,
+    loadable_beside,
+)
 from i2i.weights.registry import sha256_of
 
 FORMAT = "i2i-model"
@@ -90,15 +98,6 @@ def inference_init_args(init_args: dict) -> dict:
     return json.loads(json.dumps(kept))
 
 
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.parent / f".{path.name}.tmp{os.getpid()}"
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_model(
     path: str | Path,
     *,
@@ -123,7 +122,7 @@ def write_model(
     weights, card_path = _beside(base, WEIGHTS_SUFFIX), _beside(base, CARD_SUFFIX)
     # clone: safetensors refuses tensors that share storage (views of one buffer).
     tensors = {k: v.detach().cpu().clone().contiguous() for k, v in network_state.items()}
-    _atomic_write(weights, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
+    atomic_write(weights, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
     card = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -137,7 +136,7 @@ def write_model(
         "weights": {"file": weights.name, "sha256": sha256_of(weights)},
     }
     text = json.dumps(card, indent=2) + "\n"
-    _atomic_write(card_path, lambda tmp: tmp.write_text(text))
+    atomic_write(card_path, lambda tmp: tmp.write_text(text))
     return card_path
 
 
@@ -167,23 +166,18 @@ def read_card(path: str | Path) -> dict:
 # ---- building the task ---------------------------------------------------------------------
 
 
-def _import(class_path: str) -> Any:
-    module, _, name = class_path.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError) as e:
-        raise ModelFileError(f"cannot import {class_path!r} named by the model: {e}") from e
-
-
-def instantiate(value: Any) -> Any:
-    """{class_path, init_args} dicts (LightningCLI's form) -> objects, recursively."""
+def instantiate(value: Any, where: str | Path = "the model") -> Any:
+    """{class_path, init_args} dicts (LightningCLI's form) -> objects, recursively; a class
+    path is checked before anything is imported or called (`i2i.safe_load.check_class_path`):
+    a card is data, never code."""
     if isinstance(value, dict) and "class_path" in value:
-        args = {k: instantiate(v) for k, v in (value.get("init_args") or {}).items()}
-        return _import(value["class_path"])(**args)
+        cls = check_class_path(value["class_path"], where)
+        args = {k: instantiate(v, where) for k, v in (value.get("init_args") or {}).items()}
+        return cls(**args)
     if isinstance(value, dict):
-        return {k: instantiate(v) for k, v in value.items()}
+        return {k: instantiate(v, where) for k, v in value.items()}
     if isinstance(value, list):
-        return [instantiate(v) for v in value]
+        return [instantiate(v, where) for v in value]
     return value
 
 
@@ -200,11 +194,13 @@ def _constructor_parameters(cls: type) -> list[str]:
     return names
 
 
-def build_task(class_path: str, init_args: dict) -> nn.Module:
+def build_task(class_path: str, init_args: dict, where: str | Path = "the model") -> nn.Module:
     """The task for inference: its arguments without the training-only ones, a placeholder
-    for the discriminator (see `NoDiscriminator`)."""
-    cls = _import(class_path)
-    args = {k: instantiate(v) for k, v in inference_init_args(init_args).items()}
+    for the discriminator (see `NoDiscriminator`). `where` names the file in errors."""
+    init_args = inference_init_args(init_args)
+    check_class_names({"class_path": class_path, "init_args": init_args}, where)
+    cls = check_class_path(class_path, where)
+    args = {k: instantiate(v, where) for k, v in init_args.items()}
     for name in _constructor_parameters(cls):
         if name.startswith("discriminator") and name not in args:
             args[name] = NoDiscriminator()
@@ -324,37 +320,48 @@ class InferenceModel:
 # ---- loading ------------------------------------------------------------------------------
 
 
-def _run_config(ckpt: Path) -> dict | None:
-    """The model section of the run's config.yaml (the run folder holds checkpoints/)."""
+def _run_config(ckpt: Path) -> tuple[dict | None, Path | None]:
+    """The model section of the run's config.yaml (the run folder holds checkpoints/), and
+    that file."""
     for folder in (ckpt.parent.parent, ckpt.parent):
         config = folder / "config.yaml"
         if config.is_file():
             model = (yaml.safe_load(config.read_text()) or {}).get("model")
             if isinstance(model, dict) and "class_path" in model:
-                return model
-    return None
+                return model, config
+    return None, None
 
 
-def load_task(path: str | Path) -> tuple[nn.Module, dict]:
+def load_task(path: str | Path, trust_checkpoint: bool = False) -> tuple[nn.Module, dict]:
     """(the inference task with its sampling network's trained weights, its card) from a
-    Lightning checkpoint of an i2i run."""
+    Lightning checkpoint of an i2i run, loaded weights-only (`i2i.safe_load`) unless
+    `trust_checkpoint`."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}: give the path of a .ckpt file")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        checkpoint = load_checkpoint(path, trust=trust_checkpoint or None)
+    except RefusedFileError:
+        raise
     except Exception as e:  # torch raises many types on a truncated or foreign file
-        raise ModelFileError(
-            f"the checkpoint {path} cannot be loaded ({type(e).__name__}: {e}); it is damaged "
-            "or not a checkpoint: use another one of the run (e.g. checkpoints/last.ckpt)"
-        ) from e
-    config = (checkpoint.get("i2i") or {}).get("model") or _run_config(path)
+        others = loadable_beside(path)
+        fix = (
+            f"use one that loads: {'; '.join(others)}"
+            if others
+            else f"no other checkpoint in {path.parent} loads"
+        )
+        raise ModelFileError(f"{damaged(path, e)}; {fix}") from None
+    if not isinstance(checkpoint, dict):
+        raise ModelFileError(f"{path} holds a {type(checkpoint).__name__}, not a checkpoint")
+    config, where = (checkpoint.get("i2i") or {}).get("model"), path
+    if not config:
+        config, where = _run_config(path)
     if not config:
         raise ModelFileError(
             f"{path} records no model config (it was not written by `i2i fit`) and no "
             f"config.yaml lies in {path.parent.parent}: place the run's config.yaml there"
         )
-    task = build_task(config["class_path"], config.get("init_args") or {})
+    task = build_task(config["class_path"], config.get("init_args") or {}, where)
     prefix = _sampling_prefix(task) + "."
     state = checkpoint.get("state_dict") or {}
     network_state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
@@ -436,15 +443,21 @@ def _load_pair(path: Path) -> tuple[nn.Module, dict]:
         state = load_file(str(weights))
     except (SafetensorError, OSError) as e:
         raise ModelFileError(f"cannot read {weights} as safetensors: {e}") from e
-    task = build_task(card["task"]["class_path"], card["task"].get("init_args") or {})
+    task = build_task(
+        card["task"]["class_path"], card["task"].get("init_args") or {}, _beside(base, CARD_SUFFIX)
+    )
     _load_state(task.sampling_network, state, weights, "the card and the weights disagree")
     task.i2i_card = card
     return task, card
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> InferenceModel:
+def load_model(
+    path: str | Path, device: str | torch.device = "cpu", trust_checkpoint: bool = False
+) -> InferenceModel:
     """A model from a `.ckpt`, a `.safetensors` / `.json` pair (either name, or the name
-    without suffix), an exported `.onnx` file, or `classical:NAME` (a fill with no file)."""
+    without suffix), an exported `.onnx` file, or `classical:NAME` (a fill with no file). A
+    `.ckpt` is loaded weights-only unless `trust_checkpoint` (`--trust-checkpoint`: unpickled in
+    full, with a warning)."""
     if str(path).startswith("classical:"):
         from i2i.inference.classical import load_classical
 
@@ -462,7 +475,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> Inferenc
             ) from e
         return backend.load_onnx(path, device)
     if path.suffix == ".ckpt":
-        task, card = load_task(path)
+        task, card = load_task(path, trust_checkpoint)
     elif path.suffix in (WEIGHTS_SUFFIX, CARD_SUFFIX, "") or not path.exists():
         if not _beside(_base(path), CARD_SUFFIX).exists() and not path.exists():
             raise FileNotFoundError(

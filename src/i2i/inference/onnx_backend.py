@@ -8,7 +8,6 @@ Everything the file needs is read from its metadata (`metadata_props["i2i"]`, wr
 
 from __future__ import annotations
 
-import importlib
 import json
 import warnings
 from pathlib import Path
@@ -21,6 +20,7 @@ from i2i.data import batch as B
 from i2i.inference.export import EXPORT_FORMAT, EXPORT_FORMAT_VERSION, METADATA_KEY
 from i2i.inference.model import check_format
 from i2i.resolution import as_hw
+from i2i.safe_load import check_class_path
 from i2i.seeding import derive_seed
 
 
@@ -66,7 +66,7 @@ class OnnxModel:
         self.num_classes: int | None = init_args.get("num_classes")
         self.cond_channels: int = meta["cond_channels"]
         self.truncation_psi: float = float(init_args.get("truncation_psi_eval", 1.0))
-        self._condition = _task_condition(self.card)
+        self._condition = _task_condition(self.card, self.path)
         self._warned_noise = False
         # No PyTorch task behind this model (code that looks for one, e.g. a palette, finds None).
         self.task = None
@@ -134,15 +134,14 @@ class OnnxModel:
             return self(batch, z, psi, self.noise_mode)
 
 
-def _task_condition(card: dict):
+def _task_condition(card: dict, path: Path):
     """The task's own `condition` for a translation file, so the ONNX path builds exactly the
     tensor the PyTorch task would (one-hot labels with their checks; edges as given). It runs
     the method of the task's class on a stand-in holding the two attributes it reads, instead of
     building the task (its networks) for a file that carries its own weights."""
     if card["kind"] == "inpainting":
         return None
-    module, _, name = card["task"]["class_path"].rpartition(".")
-    cls = getattr(importlib.import_module(module), name)
+    cls = check_class_path(card["task"]["class_path"], f"the i2i metadata of {path}")
     init_args = card["task"].get("init_args") or {}
     stand_in = SimpleNamespace(
         num_classes=init_args.get("num_classes"),

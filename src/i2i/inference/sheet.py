@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 from pathlib import Path
 
 import torch
 from PIL import Image
 from torchvision.io import ImageReadMode, decode_image
 from torchvision.utils import make_grid, save_image
+
+from i2i.io import atomic_write
 
 
 def _read(path: Path) -> torch.Tensor:
@@ -133,12 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}")
         return 1
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(f".{args.out.name}.{os.getpid()}.tmp")
-    try:  # atomic: a file with the sheet's name is always whole
-        save_image(sheet, tmp, format="PNG")
-        os.replace(tmp, args.out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    # atomic: a file with the sheet's name is always whole
+    atomic_write(args.out, lambda tmp: save_image(sheet, tmp, format="PNG"))
     with Image.open(args.out) as image:
         print(f"wrote {args.out} ({image.width}x{image.height})")
     return 0

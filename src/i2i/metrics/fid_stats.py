@@ -21,6 +21,7 @@ import copy
 import hashlib
 import json
 import os
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from i2i.data import batch as B
+from i2i.io import atomic_write
 
 __all__ = [
     "FeatureStats",
@@ -181,22 +183,22 @@ def _cache_file(cache_dir: Path, identity: dict[str, Any]) -> Path:
 def _save(path: Path, stats: FeatureStats, identity: dict[str, Any]) -> None:
     mean, cov = stats.mean_cov()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     payload = {
         "identity": json.dumps(identity, sort_keys=True),
         "count": stats.count,
         "mean": mean,
         "cov": cov,
     }
-    torch.save(payload, tmp)
-    os.replace(tmp, path)  # atomic: a reader never sees half a file
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))  # a reader never sees half a file
 
 
 def _load(path: Path, identity: dict[str, Any]) -> tuple[Tensor, Tensor, int] | None:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError):
-        return None  # unreadable: recompute and overwrite
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError):
+        return None  # unreadable, or naming code (refused, not run): recompute and overwrite
+    if not isinstance(payload, dict):
+        return None
     if payload.get("identity") != json.dumps(identity, sort_keys=True):
         return None
     return payload["mean"], payload["cov"], int(payload["count"])
