@@ -244,10 +244,13 @@ def _trains(name: str) -> bool:
     """Whether the task of configs/<name>.yaml learns (a classical one has `trains = False`)."""
     import yaml
 
-    from i2i.inference.model import _import
+    from i2i.safe_load import check_class_path
 
-    model = yaml.safe_load((REPO_CONFIGS / f"{name}.yaml").read_text()).get("model") or {}
-    return getattr(_import(model["class_path"]), "trains", True) if "class_path" in model else True
+    config = REPO_CONFIGS / f"{name}.yaml"
+    model = yaml.safe_load(config.read_text()).get("model") or {}
+    if "class_path" not in model:
+        return True
+    return getattr(check_class_path(model["class_path"], config), "trains", True)
 
 
 def _datamodule(data_config: Path, **overrides):
