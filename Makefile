@@ -56,5 +56,5 @@ bench: ## Speed benchmarks: backbone vs the FLOPs floor, masks/s, training throu
 	$(PY) -m benchmarks.loading --compression zstd
 	$(PY) -m benchmarks.port --if-present
 
-compare: ## Every system on the embedded demo data, one seed, one budget, one table (ARGS='--kimg 4')
+compare: ## Every system and the classical baselines on the embedded demo data, one seed, one budget, one table (ARGS='--kimg 4' or '--minutes 5')
 	$(PY) -m i2i compare $(ARGS)

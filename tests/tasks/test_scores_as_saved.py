@@ -69,13 +69,25 @@ def test_the_reference_is_computed_once_per_image_and_matches_a_direct_fill(monk
 
     monkeypatch.setattr(inpainting, "fill_batch", counting)
     task = Task()
-    fake = batch["image"].clone()
-    first = task.evaluation_metrics(fake, batch)
-    again = task.evaluation_metrics(fake, batch)
+    first = task.classical_scores(batch)
+    again = task.classical_scores(batch)
     assert calls == [4]  # the second validation reads the cache
-    assert first["l1_hole_harmonic"] == again["l1_hole_harmonic"]
+    assert torch.equal(first["l1_hole"], again["l1_hole"])
     pairs = zip(batch["image"], batch["mask"], strict=True)
     filled = torch.stack([harmonic_fill(x, m) for x, m in pairs])
     want = masked_l1(filled, batch["image"], batch["mask"]).mean()
-    assert float(first["l1_hole_harmonic"]) == pytest.approx(float(want), abs=1e-6)
-    assert "l1_hole_harmonic" not in ClassicalInpaintingTask().evaluation_metrics(fake, batch)
+    assert float(first["l1_hole"].mean()) == pytest.approx(float(want), abs=1e-6)
+    assert ClassicalInpaintingTask().classical_reference is None  # no reference of itself
+    with pytest.raises(ValueError, match="unknown classical fill 'harmonik'"):
+        Task(classical_reference="harmonik")
+
+
+def test_the_reference_fill_is_a_model_argument(tmp_path):
+    root = tmp_path / "run"
+    result = i2i(*fit_args(
+        root, "--model.init_args.classical_reference=telea", "--trainer.logger=false",
+        "--model.init_args.max_iterations=2", "--samples.every_n_iterations=0",
+        "--checkpoint.monitor=val/l1_hole_telea",
+    ))  # fmt: skip
+    assert result.returncode == 0, output(result)[-3000:]
+    assert "val/l1_hole_telea=" in result.stdout  # the end-of-run report names it

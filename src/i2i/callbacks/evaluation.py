@@ -513,7 +513,7 @@ class GANMetrics(Callback):
             for batch in loader:
                 batch = {key: value.to(device) for key, value in batch.items()}
                 real, mask = batch[B.IMAGE].float(), batch[B.MASK].float()
-                fake = pl_module.sample(batch).float()
+                fake = pl_module.sample(batch).float().clamp(-1, 1)  # as the test step's
                 self._ids[name].update(real, fake)
                 self._update_inpainting(f"{name}/", real, fake, mask, device)
             rank_zero_info(f"i2i: bucket {name} scored (hole_range [{low}, {high}])")

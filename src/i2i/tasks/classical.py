@@ -61,7 +61,6 @@ class _NoTraining:
 class ClassicalInpaintingTask(_NoTraining, Inpainting, ImageTask):
     """`sample(batch)`: every image of the batch filled by `method`, known pixels unchanged."""
 
-    classical_reference = None  # it is the reference
     #: Fills any size: `i2i inpaint` gives it the whole image, not a window resized to a model's.
     any_size = True
 
@@ -70,6 +69,7 @@ class ClassicalInpaintingTask(_NoTraining, Inpainting, ImageTask):
         method: str = "harmonic",  # a name of i2i.classical.FILLS
         **kwargs,
     ):
+        kwargs.setdefault("classical_reference", None)  # it is a reference itself
         super().__init__(channels_last=False, **kwargs)
         self.fill = ClassicalFill(method)
 
@@ -101,8 +101,6 @@ class Retrieval(nn.Module):
 
 class NearestNeighbour(_NoTraining, ImageTask):
     """Paired translation by retrieval (see the module doc); a problem mixin gives the condition."""
-
-    classical_reference = None
 
     def __init__(
         self,
