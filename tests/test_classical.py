@@ -134,3 +134,27 @@ def test_i2i_test_scores_nearest_neighbour_retrieval(tmp_path):
     assert report["protocol"]["task"] == "NearestNeighbourEdgesTask"
     # Deterministic: two "latents" give the same retrieved photo.
     assert report["results"]["diversity_l1"] == 0.0
+
+
+@pytest.mark.parametrize("problem", ["edges", "labels"])
+def test_retrieval_returns_the_training_photo_of_the_closest_condition(problem):
+    """A training pair's own condition retrieves its own photo; a validation input gets the
+    photo of the training condition nearest to it at the retrieval size."""
+    from torch.utils.data import default_collate
+
+    from i2i.data.synthetic import NUM_CLASSES, ShapesDataset
+    from i2i.tasks import NearestNeighbourEdgesTask, NearestNeighbourLabelsTask
+
+    train, val = ShapesDataset(32, length=24, seed=0), ShapesDataset(32, length=4, seed=1)
+    if problem == "edges":
+        task = NearestNeighbourEdgesTask(retrieval_resolution=16)
+    else:
+        task = NearestNeighbourLabelsTask(num_classes=NUM_CLASSES, retrieval_resolution=16)
+    task.build_bank(train)
+    batch = default_collate([train[i] for i in (3, 17)])
+    assert torch.equal(task.sample(batch), batch["image"])
+    batch = default_collate([val[i] for i in range(4)])
+    out = task.sample(batch)
+    keys = task.retrieval.key(task.condition(default_collate([train[i] for i in range(24)])))
+    nearest = torch.cdist(task.retrieval.key(task.condition(batch)), keys).argmin(1)
+    assert torch.equal(out, torch.stack([train[int(i)]["image"] for i in nearest]))
