@@ -21,12 +21,14 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from i2i.errors import UserError
+
 log = logging.getLogger(__name__)
 
 LAST = ModelCheckpoint.CHECKPOINT_NAME_LAST + ModelCheckpoint.FILE_EXTENSION
 
 
-class RunError(RuntimeError):
+class RunError(UserError, RuntimeError):
     """A problem with a run's files or settings that the message fully explains: the `i2i`
     command prints it as is, without a traceback."""
 

@@ -28,6 +28,7 @@ import yaml
 from torch import nn
 
 import i2i
+from i2i.errors import UserError
 from i2i.resolution import as_hw
 from i2i.weights.registry import sha256_of
 
@@ -40,7 +41,7 @@ WEIGHTS_SUFFIX, CARD_SUFFIX = ".safetensors", ".json"
 TRAINING_ONLY = ("optimizer", "discriminator", "perceptual")
 
 
-class ModelFileError(ValueError):
+class ModelFileError(UserError, ValueError):
     """A model file that cannot be used; the message names the file and the fix."""
 
 
