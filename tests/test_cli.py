@@ -253,3 +253,19 @@ def test_a_file_command_prints_a_user_error_alone(tmp_path):
     assert result.returncode == 1, text[-3000:]
     assert "Traceback" not in text
     assert text.strip().splitlines()[-1].startswith("i2i: error: Could not download http")
+
+
+def test_a_user_error_on_another_rank_alone_is_printed_once_and_ends_the_run(tmp_path):
+    args = fit_args(
+        tmp_path / "run",
+        "--model.init_args.max_iterations=100",
+        "--trainer.accelerator=cpu",
+        "--trainer.devices=2",
+        "--trainer.strategy=ddp_find_unused_parameters_true",
+        "--trainer.callbacks+=tests.helpers.UserErrorOnRank",
+    )
+    result = i2i(*args, timeout=240)
+    text = output(result)
+    assert result.returncode != 0, text[-3000:]
+    assert "Traceback" not in text and text.count("i2i: error") == 1, text[-3000:]
+    assert "i2i: error: test: a bad file read by rank 1 only" in text

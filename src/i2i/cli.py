@@ -576,7 +576,23 @@ class I2ICLI(LightningCLI):
         # until it ends, before anything of the run is read or written.
         probe_writable(self.trainer.checkpoint_callback.dirpath)
         with locked_run_folder(self.trainer.default_root_dir):
-            self._fit(model, ckpt_path, **kwargs)
+            try:
+                self._fit(model, ckpt_path, **kwargs)
+            except Exception as e:
+                self._end_launched_ranks(e)
+                raise
+
+    def _end_launched_ranks(self, error: Exception) -> None:
+        """After an error on rank 0, end the ranks Lightning launched (they would wait in a
+        collective until its timeout). When one of them failed first, its error is the cause
+        and it has said so: this process ends without a second message."""
+        procs = getattr(self.trainer.strategy.launcher, "procs", None) or []
+        failed = [p for p in procs if p.poll() not in (None, 0)]
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+        if failed and find_user_error(error) is None and error_message(error) is None:
+            raise SystemExit(1) from error
 
     def _fit(self, model, ckpt_path: str | None = None, **kwargs) -> None:
         checkpoint = self.check_checkpoint(ckpt_path)
@@ -793,7 +809,7 @@ def _launched_rank() -> bool:
     return int(os.environ.get("LOCAL_RANK") or 0) > 0
 
 
-def _rank_zero_reports(wait: float = 15.0) -> bool:
+def _rank_zero_reports(wait: float = 10.0) -> bool:
     """On a launched rank: whether the user's process (rank 0) ended within `wait` seconds, as
     it does after reporting the same error; otherwise this rank's error is its own."""
     parent, deadline = os.getppid(), time.time() + wait

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import logging
 import os
 import shutil
@@ -25,6 +24,11 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from i2i.errors import UserError
+
+try:
+    import fcntl
+except ImportError:  # Windows: runs are not locked there
+    fcntl = None
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +176,8 @@ def lock_run_folder(folder: str | Path) -> int:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+        if fcntl is None:
+            return fd
     except OSError as e:
         raise CheckpointWriteError(
             f"cannot write in the run folder {folder}: {_reason(e)} ({free_space(folder)} "
