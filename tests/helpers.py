@@ -130,6 +130,19 @@ class FullDisk(Callback):
         trainer.strategy.checkpoint_io = FullDiskIO()
 
 
+class UserErrorOnRank(Callback):
+    """Raises an error meant for the user (a RunError) on one rank only, at the start of
+    training iteration `iteration` (1-based), as a bad file read by that rank would."""
+
+    def __init__(self, rank: int = 1, iteration: int = 1):
+        self.rank, self.iteration = rank, iteration
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        from i2i.callbacks.resume import RunError
+
+        if trainer.global_rank == self.rank and int(pl_module.iteration) == self.iteration - 1:
+            raise RunError(f"test: a bad file read by rank {self.rank} only")
+
 
 def _loud():
     from i2i.networks import CoModGenerator

@@ -169,3 +169,103 @@ def test_every_file_command_prints_its_help_and_exits_0(name):
     result = i2i(*args, timeout=120)
     assert result.returncode == 0, output(result)[-2000:]
     assert "usage:" in result.stdout and "Traceback" not in output(result)
+
+
+def _images(folder, n: int, value: int | None = None, size: int = 48) -> None:
+    """`n` PNGs: random RGB photos, or grey masks of one `value`."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        if value is None:
+            array = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+        else:
+            array = np.full((size, size), value, np.uint8)
+        Image.fromarray(array).save(folder / f"{i}.png")
+
+
+def _one_error_line(result) -> str:
+    text = output(result)
+    assert result.returncode == 1, text[-3000:]
+    assert "Traceback" not in text and text.count("i2i: error") == 1, text[-3000:]
+    lines = text.strip().splitlines()
+    assert lines[-1].startswith("i2i: error: "), text[-3000:]
+    return lines[-1]
+
+
+@pytest.mark.parametrize("images", [1, 2], ids=["one-image", "two-images"])
+def test_a_data_error_at_setup_is_one_line_and_the_traceback_is_for_debugging(tmp_path, images):
+    photos, masks = tmp_path / "photos", tmp_path / "masks"
+    _images(photos, images)
+    _images(masks, 2, value=255)  # all known: nothing to learn
+    data = [f"--data.init_args.data_dir={photos}", f"--data.init_args.mask_dir={masks}",
+            "--data.init_args.mask_polarity=white_is_known"]  # fmt: skip
+    result = i2i(*fit_args(tmp_path / "run", *data))
+    line = _one_error_line(result)
+    if images == 1:
+        assert f"{photos} has 1 image(s) and no separate validation set" in line
+    else:
+        assert f"masks in {masks} hide almost nothing" in line
+    result = i2i(*fit_args(tmp_path / "run", *data), I2I_DEBUG="1")
+    assert result.returncode == 1 and "Traceback" in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == line
+
+
+def test_a_data_error_on_two_processes_is_printed_once(tmp_path):
+    photos, masks = tmp_path / "photos", tmp_path / "masks"
+    _images(photos, 1)
+    _images(masks, 2, value=255)
+    args = fit_args(
+        tmp_path / "run",
+        f"--data.init_args.data_dir={photos}",
+        f"--data.init_args.mask_dir={masks}",
+        "--data.init_args.mask_polarity=white_is_known",
+        "--trainer.accelerator=cpu",
+        "--trainer.devices=2",
+        "--trainer.strategy=ddp_find_unused_parameters_true",
+    )
+    line = _one_error_line(i2i(*args))
+    assert f"{photos} has 1 image(s)" in line
+
+
+def test_a_corrupt_image_in_a_loader_worker_is_one_line(tmp_path):
+    photos = tmp_path / "photos"
+    _images(photos, 6)
+    bad = photos / "0.png"
+    bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])  # its header still reads
+    args = ["--data.init_args.on_corrupt=raise", "--data.init_args.num_workers=1"]
+    result = i2i(*fit_args(tmp_path / "run", f"--data.init_args.data_dir={photos}", *args))
+    line = _one_error_line(result)
+    assert line.startswith(f"i2i: error: Cannot decode image {bad} (OSError: image file is")
+    assert "DataLoader worker" not in output(result)
+
+
+def test_a_file_command_prints_a_user_error_alone(tmp_path):
+    # `i2i compare` trains in-process; a config whose data cannot be downloaded (offline).
+    proxy = "http://127.0.0.1:9"
+    result = i2i(
+        "compare", "--configs", "edges2shoes", "--kimg", "0.001", "--out", str(tmp_path),
+        http_proxy=proxy, https_proxy=proxy, HTTP_PROXY=proxy, HTTPS_PROXY=proxy,
+    )  # fmt: skip
+    text = output(result)
+    assert result.returncode == 1, text[-3000:]
+    assert "Traceback" not in text
+    assert text.strip().splitlines()[-1].startswith("i2i: error: Could not download http")
+
+
+def test_a_user_error_on_another_rank_alone_is_printed_once_and_ends_the_run(tmp_path):
+    args = fit_args(
+        tmp_path / "run",
+        "--model.init_args.max_iterations=100",
+        "--trainer.accelerator=cpu",
+        "--trainer.devices=2",
+        "--trainer.strategy=ddp_find_unused_parameters_true",
+        "--trainer.callbacks+=tests.helpers.UserErrorOnRank",
+    )
+    result = i2i(*args, timeout=240)
+    text = output(result)
+    assert result.returncode != 0, text[-3000:]
+    assert "Traceback" not in text and text.count("i2i: error") == 1, text[-3000:]
+    assert "i2i: error: test: a bad file read by rank 1 only" in text

@@ -237,3 +237,105 @@ def test_a_signal_to_the_whole_process_group_stops_gracefully_with_loader_worker
     assert proc.returncode == 143, out[-3000:]
     assert "DataLoader worker" not in out and "interrupted at iteration" in out
     assert sorted(p.name for p in (root / "checkpoints").glob("last*.ckpt")) == ["last.ckpt"]
+
+
+def test_a_full_disk_with_a_loader_worker_exits_instead_of_hanging(tmp_path):
+    # The worker ignores SIGTERM (stops are the main process's): the exit must not wait on it.
+    root = tmp_path / "run"
+    args = fit_args(root, "--trainer.callbacks+=tests.helpers.FullDisk")
+    result = i2i(*args, "--data.init_args.num_workers=1", timeout=120)
+    assert result.returncode == 1, output(result)[-3000:]
+    block = error_block(output(result))
+    assert len(block) == 1 and "the disk is full" in block[0]
+
+
+def test_resuming_last_without_a_last_checkpoint_names_those_there_and_changes_nothing(
+    finished, tmp_path
+):
+    root = copy_run(finished, tmp_path)
+    (root / "checkpoints" / "last.ckpt").unlink()
+    before = snapshot(root)
+    result = i2i(*fit_args(root, "--ckpt_path", "last"))
+    assert result.returncode == 1, output(result)[-3000:]
+    block = error_block(output(result))
+    assert len(block) == 1 and "no " in block[0] and "last.ckpt" in block[0]
+    best = next((root / "checkpoints").glob("best-*.ckpt"))
+    assert f"{best.name} (iteration" in block[0] and f"--ckpt_path={best}" in block[0]
+    assert snapshot(root) == before
+
+
+def test_checkpoints_are_named_by_the_iteration_users_count(finished):
+    best = next((finished / "checkpoints").glob("best-*.ckpt"))
+    assert best.name == f"best-{iteration(best)}.ckpt"  # not Lightning's optimizer steps
+
+
+def test_a_run_ended_by_max_kimg_says_so_when_resumed(tmp_path):
+    root = tmp_path / "run"
+    # 2 images per iteration: 0.004 kimg ends it at iteration 2.
+    length = ["--model.init_args.max_iterations=2000", "--model.init_args.max_kimg=0.004"]
+    result = i2i(*fit_args(root, *length))
+    assert result.returncode == 0, output(result)[-3000:]
+    result = i2i(*fit_args(root, *length, "--ckpt_path=last"))
+    assert result.returncode == 0, output(result)[-3000:]
+    line = next(line for line in result.stdout.splitlines() if "nothing to do" in line)
+    assert "at iteration 2," in line and "(max_kimg=0.004, at 4 images seen)" in line
+    assert "max_iterations" not in line and "raise --model.init_args.max_kimg." in line
+
+
+def test_two_runs_into_one_folder_the_second_is_refused_and_a_killed_run_leaves_no_lock(
+    tmp_path,
+):
+    root, beat = tmp_path / "run", tmp_path / "beat"
+    args = fit_args(
+        root,
+        "--model.init_args.max_iterations=1000",
+        "--trainer.callbacks+=tests.helpers.Heartbeat",
+        f"--trainer.callbacks.path={beat}",
+        "--trainer.callbacks.delay=3",
+    )
+    first = subprocess.Popen(
+        command(*args), cwd=REPO, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.time() + 240
+        while not beat.exists() and time.time() < deadline and first.poll() is None:
+            time.sleep(0.05)
+        assert beat.exists(), "training never started"
+        second = i2i(*fit_args(root, "--model.init_args.max_iterations=1"))
+        assert second.returncode == 1, output(second)[-3000:]
+        block = error_block(output(second))
+        assert len(block) == 1
+        assert f"{root} is in use by another i2i run (pid {first.pid})" in block[0]
+    finally:
+        first.kill()  # kill -9: the lock goes with the process
+        first.wait(timeout=60)
+    third = i2i(*fit_args(root, "--model.init_args.max_iterations=1", "--overwrite"))
+    assert third.returncode == 0, output(third)[-3000:]
+
+
+def test_a_ddp_strategy_a_gan_cannot_use_is_one_line_and_claims_no_folder(tmp_path):
+    root = tmp_path / "run"
+    two = ["--trainer.accelerator=cpu", "--trainer.devices=2"]
+    result = i2i(*fit_args(root, *two, "--trainer.strategy=ddp"))
+    assert result.returncode == 1, output(result)[-3000:]
+    text = output(result)
+    assert "Traceback" not in text and text.count("i2i: error") == 1
+    block = error_block(text)
+    assert len(block) == 1 and "--trainer.strategy=ddp_find_unused_parameters_true" in block[0]
+    result = i2i(*fit_args(root, "--model.init_args.max_iterations=1"))  # no --overwrite
+    assert result.returncode == 0, output(result)[-3000:]
+
+
+def test_a_run_that_failed_before_saving_says_so_and_claims_no_folder(tmp_path):
+    # Without a logger, config.yaml lands in the run folder itself.
+    root = tmp_path / "run"
+    crash = ["--trainer.callbacks+=tests.helpers.RaiseAt", "--trainer.callbacks.iteration=1"]
+    crash.append("--trainer.callbacks.where=optimizer")
+    result = i2i(*fit_args(root, "--trainer.logger=false", *crash))
+    assert result.returncode == 1
+    text = output(result)
+    assert "middle of iteration 1; no last.ckpt was saved" in text and "left as it was" not in text
+    assert (root / "config.yaml").is_file() and not list(root.rglob("*.ckpt"))
+    result = i2i(*fit_args(root, "--trainer.logger=false", "--model.init_args.max_iterations=1"))
+    assert result.returncode == 0, output(result)[-3000:]
+    assert iteration(root / "checkpoints" / "last.ckpt") == 1

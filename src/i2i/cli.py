@@ -14,10 +14,12 @@ Everything a run writes lives under its `trainer.default_root_dir`, logs include
 Weights & Biases runs offline unless W&B is configured (WANDB_API_KEY or WANDB_MODE).
 
 Before anything is written or any process group is built, `fit` checks: the data (downloads
-happen here, once), the accelerator, a checkpoint to resume (damaged, another task or size,
-already finished), a folder that holds another run, a folder that cannot be written, and stale
-temporaries of a killed save. Such problems end in a few lines that say what to do; the exit
-status is 0 on success, 1 on an error, 2 on a bad option, 130 / 143 after Ctrl-C / SIGTERM.
+happen here, once), the accelerator and the DDP strategy, a checkpoint to resume (damaged, another
+task or size, already finished, `last` missing beside other checkpoints), a folder in use by
+another run (a lock held until the process ends), a folder that holds another run's checkpoints,
+a folder that cannot be written, and stale temporaries of a killed save. Such problems end in a
+few lines that say what to do (`I2I_DEBUG=1` adds the traceback); the exit status is 0 on
+success, 1 on an error, 2 on a bad option, 130 / 143 after Ctrl-C / SIGTERM.
 """
 
 from __future__ import annotations
@@ -61,16 +63,18 @@ from i2i.callbacks.evaluation import GANMetrics
 from i2i.callbacks.resume import (
     LAST,
     RunError,
+    locked_run_folder,
     probe_writable,
     remove_stale_temporaries,
     write_error,
 )
 from i2i.commands import FILE_COMMANDS, run_file_command
-from i2i.data.download import DownloadError
+from i2i.errors import UserError, find_user_error, report
 from i2i.safe_load import (
     TRUST_FLAG,
     RefusedFileError,
     damaged,
+    iteration_of,
     load_checkpoint,
     loadable_beside,
     trust_checkpoints,
@@ -79,7 +83,7 @@ from i2i.tasks import ImageTask
 
 STARTED = time.time()
 # Errors whose message says everything: printed as one `i2i: error:` line, exit status 1.
-USER_ERRORS = (RunError, DownloadError, FileNotFoundError)
+USER_ERRORS = (UserError, FileNotFoundError)
 WRITE_ERRNOS = (errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EROFS, errno.EDQUOT)
 
 
@@ -309,6 +313,40 @@ def check_compatible(
     raise RunError("\n".join(lines))
 
 
+def _describe(path: Path) -> str:
+    try:
+        return f"{path.name} ({iteration_of(_load(path))})"
+    except Exception:
+        return f"{path.name} (does not load)"
+
+
+def _limits_reached(model: L.LightningModule) -> list[tuple[str, str]]:
+    """The run-length settings that the task's counters have reached: (name, description)."""
+    hp = model.hparams
+    ended = []
+    max_iterations = getattr(hp, "max_iterations", None)
+    if max_iterations is not None and int(model.iteration) >= max_iterations:
+        ended.append(("max_iterations", f"max_iterations={max_iterations}"))
+    max_kimg = getattr(hp, "max_kimg", None)
+    if max_kimg is not None and float(model.kimg) >= max_kimg:
+        seen = f"{int(model.images_seen)} images seen"
+        ended.append(("max_kimg", f"max_kimg={max_kimg}, at {seen}"))
+    return ended or [("max_iterations", "its length")]
+
+
+def _process_count(devices: Any, accelerator: str) -> int:
+    """The processes per node that Lightning will start for `trainer.devices`."""
+    if isinstance(devices, list | tuple):
+        return len(devices)
+    text = str(devices).strip()
+    if "," in text:
+        return len([d for d in text.split(",") if d.strip()])
+    if text.lstrip("-").isdigit() and int(text) >= 0:
+        return int(text)
+    # "auto" or -1: every GPU, or one CPU process
+    return torch.cuda.device_count() if accelerator in ("gpu", "cuda", "auto") else 1
+
+
 # ---- the CLI -------------------------------------------------------------------------------
 
 
@@ -348,7 +386,7 @@ class I2ICLI(LightningCLI):
         parser.set_defaults(
             {
                 "checkpoint.save_last": True,
-                "checkpoint.filename": "best-{step}",
+                "checkpoint.filename": "best-{iteration}",
                 "checkpoint.save_top_k": 1,
                 "checkpoint.auto_insert_metric_name": False,
             }
@@ -447,10 +485,41 @@ class I2ICLI(LightningCLI):
             "--model.init_args.max_iterations=2), or run it on a GPU machine"
         )
 
+    def strategy_problem(self) -> str | None:
+        """DDP without find_unused_parameters fails a GAN at its first step, on every rank: a
+        training phase leaves the other networks' parameters unused. Say so before launching."""
+        if self.subcommand != "fit" or getattr(self.model, "automatic_optimization", True):
+            return None
+        trainer = self._sub_config().trainer
+        processes = _process_count(trainer.devices, str(trainer.accelerator))
+        processes *= int(trainer.num_nodes or 1)
+        strategy = trainer.strategy
+        if processes < 2:
+            return None
+        if isinstance(strategy, str):
+            name = strategy
+            if name != "auto" and not (name.startswith("ddp") and "find_unused" not in name):
+                return None
+            if name.endswith("find_unused_parameters_false"):
+                name = name[: -len("_find_unused_parameters_false")]
+            fix = f"{'ddp' if name == 'auto' else name}_find_unused_parameters_true"
+            shown = "auto (which picks ddp)" if name == "auto" else strategy
+        else:
+            class_path = str(getattr(strategy, "class_path", ""))
+            init_args = getattr(strategy, "init_args", None) or {}
+            if not class_path.endswith("DDPStrategy") or init_args.get("find_unused_parameters"):
+                return None
+            fix, shown = "ddp_find_unused_parameters_true", class_path.rpartition(".")[2]
+        return (
+            f"--trainer.strategy={shown} cannot train {type(self.model).__name__} on {processes} "
+            "processes (each GAN phase leaves the other networks' parameters unused, which it "
+            f"refuses): use --trainer.strategy={fix}"
+        )
+
     def preflight(self) -> None:
         """Data first (a missing dataset is downloaded or named here, once, in this process),
         then the accelerator: both before Lightning builds a process group or launches ranks."""
-        accelerator_problem = self.accelerator_problem()
+        accelerator_problem = self.accelerator_problem() or self.strategy_problem()
         prepare = getattr(self.datamodule, "prepare_data", None)
         if callable(prepare) and self.subcommand in ("fit", "validate", "test", "predict"):
             try:
@@ -469,7 +538,17 @@ class I2ICLI(LightningCLI):
             return None
         if ckpt_path == "last":
             path = Path(self.trainer.checkpoint_callback.dirpath or "") / LAST
-            return path if path.exists() else None
+            if path.exists():
+                return path
+            others = sorted(path.parent.glob("*.ckpt")) if path.parent.is_dir() else []
+            if others:  # Lightning would start afresh and replace them: refuse
+                newest = max(others, key=lambda p: p.stat().st_mtime)
+                raise RunError(
+                    f"--ckpt_path last: there is no {path}, but {path.parent} holds "
+                    f"{'; '.join(_describe(p) for p in others)}. To resume from one of them: "
+                    f"--ckpt_path=<file> (e.g. --ckpt_path={newest}); nothing was changed"
+                )
+            return None
         path = Path(ckpt_path)
         if not path.is_file():
             beside = sorted(path.parent.glob("*.ckpt")) if path.parent.is_dir() else []
@@ -490,10 +569,35 @@ class I2ICLI(LightningCLI):
         return checkpoint
 
     def fit(self, model, ckpt_path: str | None = None, **kwargs) -> None:
+        if rank_zero_only.rank != 0:  # Lightning's launched ranks re-run this command
+            return self._fit(model, ckpt_path, **kwargs)
+        # A folder that cannot be written is named first; then the run folder is this run's
+        # until it ends, before anything of the run is read or written.
+        probe_writable(self.trainer.checkpoint_callback.dirpath)
+        with locked_run_folder(self.trainer.default_root_dir):
+            try:
+                self._fit(model, ckpt_path, **kwargs)
+            except Exception as e:
+                self._end_launched_ranks(e)
+                raise
+
+    def _end_launched_ranks(self, error: Exception) -> None:
+        """After an error on rank 0, end the ranks Lightning launched (they would wait in a
+        collective until its timeout). When one of them failed first, its error is the cause
+        and it has said so: this process ends without a second message."""
+        procs = getattr(self.trainer.strategy.launcher, "procs", None) or []
+        failed = [p for p in procs if p.poll() not in (None, 0)]
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+        if failed and find_user_error(error) is None and error_message(error) is None:
+            raise SystemExit(1) from error
+
+    def _fit(self, model, ckpt_path: str | None = None, **kwargs) -> None:
         checkpoint = self.check_checkpoint(ckpt_path)
         if checkpoint is not None and self._already_finished(model, checkpoint):
             return
-        if rank_zero_only.rank == 0:  # Lightning's launched ranks re-run this command
+        if rank_zero_only.rank == 0:
             if ckpt_path is None:
                 self._check_run_folder()
             # Done: the saved config.yaml must not delete the next run's folder when reused.
@@ -541,20 +645,15 @@ class I2ICLI(LightningCLI):
                 getattr(model, k).copy_(state[k])
             done = bool(finished())
             iteration = int(model.iteration)
+            ended = _limits_reached(model)
             for k, v in saved.items():
                 getattr(model, k).copy_(v)
         if not done:
             return False
-        hp = model.hparams
-        length = (
-            f"max_iterations={hp.max_iterations}"
-            if getattr(hp, "max_iterations", None) is not None
-            else f"max_kimg={getattr(hp, 'max_kimg', None)}"
-        )
         self.skipped_reason = (
             f"i2i: nothing to do: the checkpoint is at iteration {iteration}, the end of this "
-            f"run ({length}); no file was changed. To train further, raise "
-            "--model.init_args.max_iterations (or max_kimg)."
+            f"run ({', '.join(text for _, text in ended)}); no file was changed. To train "
+            f"further, raise {' and '.join(f'--model.init_args.{name}' for name, _ in ended)}."
         )
         return True
 
@@ -564,7 +663,9 @@ class I2ICLI(LightningCLI):
         ckpt_dir = Path(self.trainer.checkpoint_callback.dirpath)
         checkpoints = sorted(ckpt_dir.glob("*.ckpt")) if ckpt_dir.is_dir() else []
         config = root / "config.yaml"
-        if not checkpoints and not config.is_file():
+        if not checkpoints:  # a run that saved nothing (it failed early) claims nothing
+            if config.is_file():
+                print(f"i2i: note: replacing {config}, left by a run that saved no checkpoint")
             return
         found = [config.name] if config.is_file() else []
         if checkpoints:
@@ -672,22 +773,71 @@ def run_cli(args: list[str] | None = None, **kwargs) -> I2ICLI:
     return I2ICLI(ImageTask, L.LightningDataModule, args=args, **kwargs)
 
 
+def error_message(error: BaseException) -> str | None:
+    """The one message for an error the user can act on, or None for a bug (a traceback)."""
+    if find_user_error(error) is not None:
+        return None  # its own message, with the notes of what was saved (errors.report)
+    if isinstance(error, FileNotFoundError):
+        return str(error)
+    if isinstance(error, OSError) and error.errno in WRITE_ERRNOS and error.filename:
+        # a full disk or a read-only folder outside checkpoints (logs, samples)
+        return write_error(Path(error.filename), error, "the file")
+    if "parameters that were not used in producing the loss" in str(error):
+        # a strategy object that preflight could not judge: DDP without find_unused_parameters
+        return (
+            "DDP without find_unused_parameters cannot train a GAN (each phase leaves the other "
+            "networks' parameters unused): use --trainer.strategy=ddp_find_unused_parameters_true"
+        )
+    return None
+
+
+def _stop_loader_workers() -> None:
+    """DataLoader workers ignore SIGTERM (a stop is the main process's to make), so the exit
+    handler of multiprocessing, which terminates and then joins them, would wait forever for
+    the persistent workers that an error left running: end them first."""
+    import multiprocessing
+
+    for child in multiprocessing.active_children():
+        if child.daemon:
+            child.kill()
+            child.join(timeout=10)
+
+
+def _launched_rank() -> bool:
+    """A process that Lightning started for another device: the user's command is its parent."""
+    return int(os.environ.get("LOCAL_RANK") or 0) > 0
+
+
+def _rank_zero_reports(wait: float = 10.0) -> bool:
+    """On a launched rank: whether the user's process (rank 0) ended within `wait` seconds, as
+    it does after reporting the same error; otherwise this rank's error is its own."""
+    parent, deadline = os.getppid(), time.time() + wait
+    while time.time() < deadline:
+        if os.getppid() != parent:
+            return True
+        time.sleep(0.2)
+    return False
+
+
 def main(args: list[str] | None = None) -> int:
     """The console script: the exit status (0 success, 1 error, 2 bad option, 128 + signal
-    after a graceful stop). Errors that explain themselves print one message, no traceback."""
+    after a graceful stop). Errors that explain themselves print one message, no traceback
+    (I2I_DEBUG=1 prints it too)."""
     argv = sys.argv[1:] if args is None else args
     if argv[:1] and argv[0] in FILE_COMMANDS:  # not Lightning subcommands: files in, files out
         return run_file_command(argv)
     try:
         return run_cli(args).exit_code
-    except USER_ERRORS as e:
-        print(f"i2i: error: {e}", file=sys.stderr, flush=True)
-        return 1
-    except OSError as e:  # a full disk or a read-only folder outside checkpoints (logs, samples)
-        if e.errno not in WRITE_ERRNOS or not e.filename:
+    except Exception as e:
+        message = error_message(e)
+        if message is None and find_user_error(e) is None:
             raise
-        print(f"i2i: error: {write_error(Path(e.filename), e, 'the file')}", file=sys.stderr)
-        return 1
+        # Every rank meets the same bad data or setting: the user's process says it once.
+        if _launched_rank() and _rank_zero_reports():
+            return 1
+        return report(e, message)
+    finally:
+        _stop_loader_workers()
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from i2i.allocator import keep_freed_memory
+from i2i.errors import find_user_error, report
 
 # `i2i NAME ...` commands that are not Lightning's: NAME -> "module:function(argv) -> exit code".
 FILE_COMMANDS = {
@@ -24,8 +25,14 @@ FILE_COMMANDS = {
 
 
 def run_file_command(argv: Sequence[str]) -> int:
+    """Run a file command; an error meant for the user is its one `i2i: error:` message."""
     module_name, function = FILE_COMMANDS[argv[0]].split(":")
-    return getattr(importlib.import_module(module_name), function)(list(argv[1:]))
+    try:
+        return getattr(importlib.import_module(module_name), function)(list(argv[1:]))
+    except Exception as e:
+        if find_user_error(e) is None:
+            raise
+        return report(e)
 
 
 def main(args: Sequence[str] | None = None) -> int:

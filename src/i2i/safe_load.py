@@ -24,6 +24,8 @@ import sys
 from pathlib import Path
 from typing import IO, Any
 
+from i2i.errors import UserError
+
 TRUST_FLAG = "--trust-checkpoint"
 TRUST_HELP = (
     "a .ckpt: unpickle it in full even if it refers to code (refused by default: a checkpoint "
@@ -65,7 +67,7 @@ _trusted = False  # set by --trust-checkpoint (trust_checkpoints)
 _warned: set[str] = set()
 
 
-class RefusedFileError(ValueError):
+class RefusedFileError(UserError, ValueError):
     """A file names code to run (a foreign pickle global, a class outside the allow-list): it
     was refused before anything ran. The message names the file, what was refused and the fix."""
 
@@ -152,7 +154,7 @@ def load_checkpoint(
 # ---- a damaged checkpoint: which ones beside it load ---------------------------------------
 
 
-def _iteration_of(checkpoint: Any) -> str:
+def iteration_of(checkpoint: Any) -> str:
     state = checkpoint.get("state_dict", {}) if isinstance(checkpoint, dict) else {}
     return f"iteration {int(state['iteration'])}" if "iteration" in state else "loads"
 
@@ -164,7 +166,7 @@ def loadable_beside(path: Path) -> list[str]:
         if other.resolve() == path.resolve():
             continue
         try:
-            found.append(f"{other} ({_iteration_of(load_checkpoint(other, mmap=True))})")
+            found.append(f"{other} ({iteration_of(load_checkpoint(other, mmap=True))})")
         except Exception:
             continue
     return found

@@ -7,6 +7,7 @@ the free space; stale temporaries of a killed save are found and removed at the 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import logging
@@ -14,6 +15,7 @@ import os
 import shutil
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +25,20 @@ from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from i2i.errors import UserError
 from i2i.safe_load import load_checkpoint
+
+try:
+    import fcntl
+except ImportError:  # Windows: runs are not locked there
+    fcntl = None
 
 log = logging.getLogger(__name__)
 
 LAST = ModelCheckpoint.CHECKPOINT_NAME_LAST + ModelCheckpoint.FILE_EXTENSION
 
 
-class RunError(RuntimeError):
+class RunError(UserError, RuntimeError):
     """A problem with a run's files or settings that the message fully explains: the `i2i`
     command prints it as is, without a traceback."""
 
@@ -144,6 +152,66 @@ def probe_writable(folder: str | Path) -> None:
         ) from e
 
 
+LOCK = ".i2i-run.lock"
+
+
+def _lock_holder(fd: int) -> str:
+    """The pid holding a flock on the file open as `fd`, from /proc/locks (Linux), or "unknown".
+    (Read there, not written in the file: a refused run changes no file.)"""
+    inode = os.fstat(fd).st_ino
+    try:
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return "unknown"
+    for line in lines:
+        fields = line.split()  # "1: FLOCK ADVISORY WRITE <pid> <major>:<minor>:<inode> 0 EOF"
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5].rsplit(":", 1)[-1] == str(inode):
+            return fields[4]
+    return "unknown"
+
+
+@contextlib.contextmanager
+def locked_run_folder(folder: str | Path) -> Iterator[None]:
+    """An exclusive lock on the run folder while the block runs, so that two runs never write
+    into one folder; the operating system releases it when the process ends, however it ends
+    (no stale lock after kill -9)."""
+    fd = lock_run_folder(folder)
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
+def lock_run_folder(folder: str | Path) -> int:
+    """Take the run folder's lock (RunError naming the holder's pid when another process has
+    it); the lock file's descriptor: closing it releases the lock."""
+    folder = Path(folder)
+    path = folder / LOCK
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+        if fcntl is None:
+            return fd
+    except OSError as e:
+        raise CheckpointWriteError(
+            f"cannot write in the run folder {folder}: {_reason(e)} ({free_space(folder)} "
+            "there); choose another --trainer.default_root_dir"
+        ) from e
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            os.close(fd)
+            raise
+        holder = _lock_holder(fd)
+        os.close(fd)
+        raise RunError(
+            f"{folder} is in use by another i2i run (pid {holder}); wait for it to end, or "
+            "choose another --trainer.default_root_dir"
+        ) from None
+    return fd
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -251,10 +319,11 @@ class GracefulShutdown(Callback):
         self._training = False
         iteration = int(pl_module.iteration)
         if self._dirty_at is not None and iteration == self._dirty_at:
+            last = last_checkpoint_path(trainer)
+            kept = f"{last} was left as it was" if last.is_file() else f"no {last.name} was saved"
             exception.add_note(
-                f"i2i: the error came in the middle of iteration {iteration + 1}; "
-                f"{last_checkpoint_path(trainer)} was left as it was (a half-done iteration is "
-                "not a state to resume from)"
+                f"i2i: the error came in the middle of iteration {iteration + 1}; {kept} (a "
+                "half-done iteration is not a state to resume from)"
             )
             return
         if trainer.world_size > 1:  # saving is a collective: the other ranks may be gone
@@ -332,6 +401,15 @@ class LastAndBestCheckpoint(ModelCheckpoint):
     def __init__(self, *args, enable_version_counter: bool = False, **kwargs):
         super().__init__(*args, enable_version_counter=enable_version_counter, **kwargs)
         self._last_written_step = -1
+
+    def _monitor_candidates(self, trainer: L.Trainer) -> dict[str, torch.Tensor]:
+        # `{iteration}` in a filename: the task's count, which users see; Lightning's `{step}`
+        # counts optimizer steps (two or three per GAN iteration).
+        candidates = super()._monitor_candidates(trainer)
+        iteration = getattr(trainer.lightning_module, "iteration", None)
+        if isinstance(iteration, torch.Tensor | int):
+            candidates["iteration"] = torch.tensor(int(iteration))
+        return candidates
 
     def _save_last_checkpoint(self, trainer: L.Trainer, monitor_candidates) -> None:
         super()._save_last_checkpoint(trainer, monitor_candidates)

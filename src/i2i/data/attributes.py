@@ -25,6 +25,7 @@ import torch
 from torch.utils.data import Dataset
 
 from i2i.data import batch as B
+from i2i.errors import DataError
 
 ATTRIBUTES_FILE = "list_attr_celeba.txt"
 
@@ -43,12 +44,12 @@ class AttributeTable:
             return self
         unknown = [n for n in names if n not in self.names]
         if unknown:
-            raise ValueError(
+            raise DataError(
                 f"{self.path}: no attribute {unknown} (names are case-sensitive); the file has "
                 f"{len(self.names)}: {', '.join(self.names)}"
             )
         if not names:
-            raise ValueError(f"{self.path}: the list of attributes to use is empty")
+            raise DataError(f"{self.path}: the list of attributes to use is empty")
         columns = torch.tensor([self.names.index(n) for n in names])
         rows = {k: v[columns] for k, v in self.rows.items()}
         return AttributeTable(self.path, list(names), rows)
@@ -58,7 +59,7 @@ class AttributeTable:
         missing = [f for f in files if Path(f).stem not in self.rows]
         if missing:
             shown = ", ".join(str(f) for f in missing[:5]) + (" ..." if len(missing) > 5 else "")
-            raise ValueError(
+            raise DataError(
                 f"{len(missing)} image(s) have no row in {self.path}: {shown}. Rows are matched "
                 "by file name without extension (e.g. '000001.jpg' labels 000001.png): add "
                 "their rows to the file or move the images out of the dataset folder"
@@ -162,7 +163,7 @@ class WithAttributes(Dataset):
     def __init__(self, dataset: Dataset, table: AttributeTable):
         files = getattr(dataset, "files", None)
         if files is None:
-            raise ValueError(
+            raise DataError(
                 f"attributes need a dataset of image files, {type(dataset).__name__} has none "
                 "(the embedded shapes have no attributes: give data_dir)"
             )

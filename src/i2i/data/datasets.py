@@ -36,6 +36,7 @@ from torchvision.transforms import InterpolationMode
 
 from i2i.data import batch
 from i2i.data.scan import Findings, header_size, parallel_map
+from i2i.errors import DataError, UserError
 from i2i.resolution import parse_resolution
 
 log = logging.getLogger(__name__)
@@ -50,14 +51,14 @@ RESAMPLES = ("bicubic_antialias", "pil_bilinear")
 VAL_DIR_NAMES = ("val", "valid", "validation", "test")
 
 
-class CorruptImageError(ValueError):
+class CorruptImageError(UserError, ValueError):
     """An image file that cannot be decoded (truncated, wrong format, random bytes)."""
 
 
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     """ValueError naming the argument and its allowed values."""
     if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+        raise DataError(f"{name} must be one of {choices}, got {value!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -131,7 +132,7 @@ def split_files(
     set (`separate`; default: train/ and val/ sub-folders of `where`).
     """
     if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        raise DataError(f"val_fraction must be in [0, 1), got {val_fraction}")
     files = sorted(Path(f) for f in files)
     n = len(files)
     if n < 2 or val_fraction == 0:
@@ -140,7 +141,7 @@ def split_files(
             why = f"val_fraction={val_fraction} holds out none of them. Set val_fraction > 0"
         else:
             why = f"validation needs at least two (one held out, one to train on). Add {item}s"
-        raise ValueError(
+        raise DataError(
             f"{where} has {n} {item}(s) and no separate validation set: {why}, or give {separate}."
         )
     n_val = round(n * val_fraction)
@@ -282,11 +283,11 @@ def plan_crop(
     th, tw = check_resolution(resolution, multiple_of)
     h, w = size
     if small_images not in FOLDER_SMALL_IMAGES:
-        raise ValueError(f"small_images must be one of {FOLDER_SMALL_IMAGES}, got {small_images!r}")
+        raise DataError(f"small_images must be one of {FOLDER_SMALL_IMAGES}, got {small_images!r}")
     check_choice("resize", resize, RESIZES)
     small = h < th or w < tw
     if small and small_images == "error":
-        raise ValueError(
+        raise DataError(
             f"Image {source} is {h}x{w} (HxW), smaller than the resolution {th}x{tw}. Use a lower "
             f"resolution (this image fits {_floor_pow2(min(h, w))}) or set "
             "small_images='upscale' to enlarge small images (they will look blurry)."
@@ -375,7 +376,7 @@ class ImageFolderDataset(Dataset):
         self.resolution = check_resolution(resolution, resolution_multiple)
         self.files = [Path(f) for f in files] if files is not None else list_images(self.root)
         if not self.files:
-            raise ValueError(f"ImageFolderDataset over {self.root}: the file list is empty")
+            raise DataError(f"ImageFolderDataset over {self.root}: the file list is empty")
         self.train = train
         self.hflip = hflip
         self.on_corrupt = on_corrupt

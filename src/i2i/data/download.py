@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from http.client import HTTPException
 from pathlib import Path, PureWindowsPath
 
+from i2i.errors import UserError
 from i2i.weights.registry import sha256_of
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ _ZIP_SUFFIXES = (".zip",)
 _CORRUPT = (tarfile.TarError, zipfile.BadZipFile, gzip.BadGzipFile, EOFError, zlib.error)
 
 
-class DownloadError(RuntimeError):
+class DownloadError(UserError, RuntimeError):
     """A download that could not complete; the message says how to install the data by hand."""
 
 

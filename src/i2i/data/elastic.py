@@ -21,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from i2i.errors import DataError
+
 
 @dataclass(frozen=True)
 class Shape:
@@ -79,7 +81,7 @@ class StreamState:
             value = values.get(key)
             least = 0 if key in ("samples_consumed", "iteration") else 1
             if not isinstance(value, int) or isinstance(value, bool) or value < least:
-                raise ValueError(
+                raise DataError(
                     f"{where}: its training-stream record has {key}={value!r}, not an integer "
                     f">= {least}; the checkpoint is damaged or was not written by i2i. Resume "
                     "from another checkpoint, or start afresh"
@@ -89,7 +91,7 @@ class StreamState:
             and len(layout) == 2
             and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in layout)
         ):
-            raise ValueError(
+            raise DataError(
                 f"{where}: its training-stream record has layout={layout!r}, not two integers "
                 ">= 1 (processes, loader batch); the checkpoint is damaged or was not written "
                 "by i2i. Resume from another checkpoint, or start afresh"

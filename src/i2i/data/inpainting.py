@@ -42,6 +42,7 @@ from i2i.data.masks import (
     mask_hole_ratio,
 )
 from i2i.data.stream import MaskSource, StreamDataModule
+from i2i.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ class InpaintingDataModule(StreamDataModule):
         self.save_hyperparameters()
         self.resolution = check_resolution(resolution, resolution_multiple)
         if (mask_dir or val_mask_dir) and mask_polarity is None:
-            raise ValueError(
+            raise DataError(
                 "mask_dir/val_mask_dir need mask_polarity: 'white_is_hole' (NVIDIA irregular "
                 "masks, DeepFill) or 'white_is_known' (CoModGAN, MAT)"
             )
@@ -121,9 +122,9 @@ class InpaintingDataModule(StreamDataModule):
         ):
             check_choice(name, value, choices)  # a bad config fails here, not at setup
         if mask_polarity is not None and mask_polarity not in POLARITIES:
-            raise ValueError(f"mask_polarity must be one of {POLARITIES}, got {mask_polarity!r}")
+            raise DataError(f"mask_polarity must be one of {POLARITIES}, got {mask_polarity!r}")
         if mask_set is not None and mask_set not in KNOWN_MASK_SETS:
-            raise ValueError(f"unknown mask_set {mask_set!r}; known: {sorted(KNOWN_MASK_SETS)}")
+            raise DataError(f"unknown mask_set {mask_set!r}; known: {sorted(KNOWN_MASK_SETS)}")
         # The free-form generator is kept with rectangles too: the evaluation protocol's
         # per-bucket runs draw free-form masks with each bucket's hole_range.
         self.mask_generator = RandomMaskGenerator(self.resolution, tuple(hole_range), mask_variant)
@@ -133,7 +134,7 @@ class InpaintingDataModule(StreamDataModule):
         )
         self._mask_folders: dict[str, MaskFolder] = {}  # checked once per folder
         if attributes is not False and data_dir is None:
-            raise ValueError(
+            raise DataError(
                 "attributes need image files with an attribute file (data_dir and CelebA's "
                 "list_attr_celeba.txt); the embedded shapes (data_dir: null) have none"
             )
@@ -183,7 +184,7 @@ class InpaintingDataModule(StreamDataModule):
             other, 100 * (1 - mean_hole),
         )  # fmt: skip
         if mean_hole < MIN_MEAN_HOLE:
-            raise ValueError(
+            raise DataError(
                 f"masks in {root} hide almost nothing: {mean_hole:.2%} hole on average over "
                 f"{len(picks)} of {n} files with mask_polarity={polarity!r} (at least "
                 f"{MIN_MEAN_HOLE:.1%} needed). Likely causes: the masks are all-known (blank) "
@@ -192,7 +193,7 @@ class InpaintingDataModule(StreamDataModule):
                 f"known (mask_polarity={other!r} would give {1 - mean_hole:.1%} hole)."
             )
         if hp.check_mask_polarity and mean_hole > MAX_MEAN_HOLE:
-            raise ValueError(
+            raise DataError(
                 f"masks in {root} are {mean_hole:.0%} hole on average with mask_polarity="
                 f"{polarity!r}: the polarity is probably inverted. Set "
                 f"mask_polarity={other!r} (in i2i, 1 = known), or "

@@ -35,6 +35,7 @@ from i2i.data.labels import (
     pair_files,
 )
 from i2i.data.stream import StreamDataModule
+from i2i.errors import DataError
 
 # (data_dir, split) -> (photo folder, label folder, instance folder or None)
 FolderFinder = Callable[[str, str], tuple[Path, Path, Path | None]]
@@ -245,11 +246,11 @@ class LabelFolderDataModule(LabelDataModule):
         )
         self.save_hyperparameters()
         if (val_image_dir is None) != (val_label_dir is None):
-            raise ValueError("give both val_image_dir and val_label_dir, or neither")
+            raise DataError("give both val_image_dir and val_label_dir, or neither")
         if instance_edges and (
             instance_dir is None or (val_image_dir is not None and val_instance_dir is None)
         ):
-            raise ValueError(
+            raise DataError(
                 "instance_edges=true needs instance_dir (and val_instance_dir with val_image_dir)"
             )
         default = CITYSCAPES_SUFFIXES if label_set == "cityscapes" else ("", "", "")
@@ -290,17 +291,17 @@ def _folder_spec(
 ) -> LabelSpec:
     if label_set == "generic":
         if num_classes is None:
-            raise ValueError(
+            raise DataError(
                 "label_set 'generic' needs num_classes (label values 0..num_classes-1)"
             )
         return generic_spec(num_classes, class_names, ignore)
     spec = get_spec(label_set)
     if class_names is not None or ignore is not None:
-        raise ValueError(
+        raise DataError(
             f"class_names and ignore_value are for label_set 'generic'; {label_set!r} fixes them"
         )
     if num_classes is not None and num_classes != spec.num_classes:
-        raise ValueError(
+        raise DataError(
             f"num_classes={num_classes} but label_set {label_set!r} has {spec.num_classes} "
             "classes; leave num_classes unset"
         )

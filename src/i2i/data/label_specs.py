@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from i2i.errors import DataError
+
 # ---------------------------------------------------------------------------------------------
 # Name tables. Stored as comma-separated text so that a formatter keeps them compact; the spec
 # constructors check the counts.
@@ -197,7 +199,7 @@ class LabelSpec:
         """
         raw = np.asarray(raw)
         if raw.dtype.kind not in "iub":
-            raise ValueError(
+            raise DataError(
                 f"Label map {path}: values must be integers, got dtype {raw.dtype}; save label "
                 "maps as single-channel PNGs of class ids"
             )
@@ -211,7 +213,7 @@ class LabelSpec:
         if not valid.all():
             bad = np.unique(ids[~valid])
             shown = ", ".join(str(v) for v in bad[:10]) + (" ..." if len(bad) > 10 else "")
-            raise ValueError(
+            raise DataError(
                 f"Label map {path} has value(s) {shown} outside the {self.name} label set "
                 f"(valid raw values: {self.valid_values()}; {self.num_classes} classes). "
                 f"{self.hint or 'Check the dataset choice or num_classes.'}"
@@ -259,16 +261,16 @@ def generic_spec(
     named "unlabeled" (as COCO-Stuff's 255), so the spec then has num_classes + 1 classes.
     """
     if not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+        raise DataError(f"num_classes must be a positive int, got {num_classes!r}")
     if class_names is None:
         class_names = tuple(f"class_{i}" for i in range(num_classes))
     if len(class_names) != num_classes:
-        raise ValueError(f"{len(class_names)} class_names given for num_classes={num_classes}")
+        raise DataError(f"{len(class_names)} class_names given for num_classes={num_classes}")
     names = tuple(str(n) for n in class_names)
     if ignore_value is None:
         return LabelSpec("generic", num_classes, names, distinct_palette(num_classes))
     if ignore_value < num_classes:
-        raise ValueError(
+        raise DataError(
             f"ignore_value {ignore_value} is one of the classes 0..{num_classes - 1}; use a value "
             f">= num_classes (typically 255) or no ignore_value"
         )
@@ -285,5 +287,5 @@ SPECS = {"coco_stuff": coco_stuff_spec, "cityscapes": cityscapes_spec, "ade20k":
 def get_spec(name: str) -> LabelSpec:
     """A named label set: "coco_stuff", "cityscapes" or "ade20k"."""
     if name not in SPECS:
-        raise ValueError(f"unknown label set {name!r}; choose one of {sorted(SPECS)} or 'generic'")
+        raise DataError(f"unknown label set {name!r}; choose one of {sorted(SPECS)} or 'generic'")
     return SPECS[name]()

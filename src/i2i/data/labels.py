@@ -50,6 +50,7 @@ from i2i.data.label_specs import (
     get_spec,
 )
 from i2i.data.scan import Findings, label_stats
+from i2i.errors import DataError
 
 __all__ = [
     "CITYSCAPES_SUFFIXES", "SPECS", "LabelSpec", "ade20k_spec", "cityscapes_spec",
@@ -113,7 +114,7 @@ def read_label_map(path: str | Path, exif: bool = False) -> np.ndarray:
     the label map is the input); without, as stored, as the datasets read their photos."""
     path = Path(path)
     if path.suffix.lower() in LOSSY_EXTENSIONS:
-        raise ValueError(
+        raise DataError(
             f"Label map {path} is {path.suffix} (lossy): compression changes class ids at region "
             "borders. Use lossless single-channel PNGs of class ids."
         )
@@ -137,7 +138,7 @@ def read_label_map(path: str | Path, exif: bool = False) -> np.ndarray:
             and (arr[..., 0] == arr[..., 2]).all()
         ):
             return arr[..., 0]
-        raise ValueError(
+        raise DataError(
             f"Label map {path} is a colour image (mode {mode}): labels must be single-channel "
             "class ids (for ADE20K full-format _seg.png use decode_ade20k_full_seg; for Cityscapes "
             "the *_gtFine_labelIds.png files, not *_color.png)"
@@ -168,7 +169,7 @@ def _keyed(files: list[Path], suffix: str, folder: Path) -> dict[str, Path]:
             continue
         key = f.stem[: len(f.stem) - len(suffix)] if suffix else f.stem
         if key in out:
-            raise ValueError(
+            raise DataError(
                 f"Two files in {folder} have the same name key {key!r}: {out[key]} and {f}; "
                 "files are matched by name, so keep names unique"
             )
@@ -265,14 +266,14 @@ class PairedLabelDataset(Dataset):
         small_images: str = "error",  # a photo smaller than the resolution: "error" | "upscale"
     ) -> None:
         if small_images not in SMALL_IMAGES:
-            raise ValueError(f"small_images must be one of {SMALL_IMAGES}, got {small_images!r}")
+            raise DataError(f"small_images must be one of {SMALL_IMAGES}, got {small_images!r}")
         self.records = list(records)
         if not self.records:
-            raise ValueError(f"{type(self).__name__}: no samples (the file list is empty)")
+            raise DataError(f"{type(self).__name__}: no samples (the file list is empty)")
         if instance_edges:
             lacking = [r.image for r in self.records if r.instance is None]
             if lacking:
-                raise ValueError(
+                raise DataError(
                     f"instance_edges=True but {len(lacking)} photo(s) have no instance map, e.g. "
                     f"{lacking[0]}; give the instance folder or set instance_edges=false"
                 )
@@ -292,7 +293,7 @@ class PairedLabelDataset(Dataset):
         raw = read_label_map(rec.label)
         photo, photo_size = _load_photo(rec.image, self.resolution)
         if photo_size != raw.shape:
-            raise ValueError(
+            raise DataError(
                 f"Photo {rec.image} is {photo_size[1]}x{photo_size[0]} (WxH) but its label map "
                 f"{rec.label} is {raw.shape[1]}x{raw.shape[0]}: the pair does not match (wrong "
                 "file, or one of them was resized). Label maps must have the photo's size."
@@ -302,7 +303,7 @@ class PairedLabelDataset(Dataset):
         if self.instance_edges:
             inst = read_label_map(rec.instance)
             if inst.shape != raw.shape:
-                raise ValueError(
+                raise DataError(
                     f"Instance map {rec.instance} is {inst.shape[1]}x{inst.shape[0]} (WxH) but "
                     f"label map {rec.label} is {raw.shape[1]}x{raw.shape[0]}: they must match"
                 )
@@ -505,7 +506,7 @@ class ADE20KDataset(PairedLabelDataset):
     ) -> None:
         img, lab, _ = ade20k_folders(root, split)
         if kwargs.get("instance_edges"):
-            raise ValueError(
+            raise DataError(
                 "ADEChallengeData2016 has no instance maps: set instance_edges=false (as SPADE "
                 "does for ADE20K)"
             )

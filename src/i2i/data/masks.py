@@ -31,6 +31,7 @@ import torch
 from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 
 from i2i.data.datasets import walk_files
+from i2i.errors import DataError
 from i2i.resolution import as_hw
 
 __all__ = [
@@ -117,7 +118,7 @@ def judge_hole_ratios(
     )
     if mask_set is not None:
         if mask_set not in KNOWN_MASK_SETS:
-            raise ValueError(f"unknown mask_set {mask_set!r}; known: {sorted(KNOWN_MASK_SETS)}")
+            raise DataError(f"unknown mask_set {mask_set!r}; known: {sorted(KNOWN_MASK_SETS)}")
         s = KNOWN_MASK_SETS[mask_set]
         if s.polarity == polarity and _fits(s, r):
             return None
@@ -149,15 +150,15 @@ def _check_hole_range(hole_range: tuple[float, float]) -> tuple[float, float]:
     try:
         lo, hi = (float(v) for v in hole_range)
     except (TypeError, ValueError):
-        raise ValueError(f"hole_range must be a pair (lo, hi), got {hole_range!r}") from None
+        raise DataError(f"hole_range must be a pair (lo, hi), got {hole_range!r}") from None
     if not 0.0 <= lo < hi <= 1.0:
-        raise ValueError(f"hole_range must satisfy 0 <= lo < hi <= 1, got {hole_range!r}")
+        raise DataError(f"hole_range must satisfy 0 <= lo < hi <= 1, got {hole_range!r}")
     return lo, hi
 
 
 def _check_variant(variant: str) -> tuple[int, int, int]:
     if variant not in VARIANTS:
-        raise ValueError(f"unknown mask variant {variant!r}; valid variants: {sorted(VARIANTS)}")
+        raise DataError(f"unknown mask variant {variant!r}; valid variants: {sorted(VARIANTS)}")
     return VARIANTS[variant]
 
 
@@ -239,7 +240,7 @@ def random_known(
     rect_tries, big_rect_tries, stroke_tries = _check_variant(variant)
     if not _ratio_fits(h * w, lo, hi):
         fewest = next(n for n in range(h * w + 1, 10**7) if _ratio_fits(n, lo, hi))
-        raise ValueError(
+        raise DataError(
             f"a {h}x{w} (HxW) mask cannot have a hole ratio strictly inside {lo}..{hi}: it "
             f"needs at least {fewest} pixels"
         )
@@ -318,7 +319,7 @@ def rectangle_sides(
     h, w = as_hw(size)
     lo, hi = (int(v) for v in sides)
     if not 0 < lo <= hi or sides_at < 1:
-        raise ValueError(
+        raise DataError(
             f"need 0 < sides[0] <= sides[1] and sides_at >= 1, got {sides}, {sides_at}"
         )
 
@@ -383,7 +384,7 @@ def mask_hole_ratio(mask: torch.Tensor | np.ndarray) -> float:
 
 def _check_polarity(polarity: str) -> None:
     if polarity not in POLARITIES:
-        raise ValueError(f"unknown mask polarity {polarity!r}; valid values: {list(POLARITIES)}")
+        raise DataError(f"unknown mask polarity {polarity!r}; valid values: {list(POLARITIES)}")
 
 
 def rotation_hint(mask_hw: tuple[int, int], image_hw: tuple[int, int]) -> str:
@@ -415,12 +416,12 @@ def load_known(
             img.load()
             gray = _grey(ImageOps.exif_transpose(img))  # upright, as load_image turns images
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
-        raise ValueError(f"cannot read mask file {path}: {err}") from err
+        raise DataError(f"cannot read mask file {path}: {err}") from err
     if size is not None:
         h, w = as_hw(size)
         if gray.size != (w, h):
             if not resize:
-                raise ValueError(
+                raise DataError(
                     f"mask {path} is {gray.height}x{gray.width} (HxW) but {h}x{w} was "
                     "expected; resize the file, or pass resize=True to resize it with NEAREST."
                     + rotation_hint((gray.height, gray.width), (h, w))
@@ -432,7 +433,7 @@ def load_known(
         hole = 1.0 - np.count_nonzero(known) / max(known.size, 1)
         if hole > max_hole_ratio:
             other = POLARITIES[1 - POLARITIES.index(polarity)]
-            raise ValueError(
+            raise DataError(
                 f"mask {path} has hole ratio {hole:.3f} > max_hole_ratio={max_hole_ratio} "
                 f"with polarity={polarity!r}; the polarity is probably inverted, "
                 f"try polarity={other!r}"

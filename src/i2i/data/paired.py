@@ -71,6 +71,7 @@ from i2i.data.datasets import (
     scan_headers,
 )
 from i2i.data.scan import Findings
+from i2i.errors import DataError
 from i2i.io import publish
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ WARN_EDGE_INK = 0.15  # above: dense for an edge map; the condition may be the p
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     """ValueError naming the argument and its allowed values."""
     if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+        raise DataError(f"{name} must be one of {choices}, got {value!r}")
 
 
 def edges_to_tensor(img: Image.Image, polarity: str = "black_on_white") -> torch.Tensor:
@@ -106,7 +107,7 @@ def condition_to_tensor(
     """The condition image -> "edges": (1, H, W) via :func:`edges_to_tensor` (+1 on the lines),
     or with channels=3 the RGB image as it is, (3, H, W) in [-1, 1]."""
     if channels not in EDGES_CHANNELS:
-        raise ValueError(f"edges_channels must be one of {EDGES_CHANNELS}, got {channels!r}")
+        raise DataError(f"edges_channels must be one of {EDGES_CHANNELS}, got {channels!r}")
     if channels == 3:
         return image_to_tensor(img.convert("RGB"))
     return edges_to_tensor(img, polarity)
@@ -119,7 +120,7 @@ def split_side_by_side(
     check_choice("direction", direction, DIRECTIONS)
     w, h = img.size
     if w != 2 * h:
-        raise ValueError(
+        raise DataError(
             f"{source} is {w}x{h} (WxH) but a side-by-side pair must be exactly twice as wide as "
             f"high (two square halves, e.g. 512x256). Use layout='two_folders' for separate "
             "condition and photo files, or remove this file."
@@ -177,7 +178,7 @@ def check_edge_maps(dataset: Dataset, num: int = 8, hint: str = "") -> None:
     ink = float(np.mean([edge_ink(dataset[i][batch.EDGES], drawn) for i in range(n)]))
     where = f" ({hint})" if hint else ""
     if ink > MAX_EDGE_INK:
-        raise ValueError(
+        raise DataError(
             f"The edge maps of the first {n} samples{where} are {ink:.0%} edge on average, but "
             "edge maps are sparse lines: the polarity is probably inverted. If your edges are "
             "white lines on black set edge_polarity='white_on_black' (black lines on white, as "
@@ -216,7 +217,7 @@ class _PairedDataset(Dataset):
         check_choice("edge_polarity", edge_polarity, EDGE_POLARITIES)
         check_choice("resample", resample, RESAMPLES)
         if edges_channels not in EDGES_CHANNELS:
-            raise ValueError(
+            raise DataError(
                 f"edges_channels must be one of {EDGES_CHANNELS}, got {edges_channels!r}"
             )
         self.resolution = check_resolution(resolution)
@@ -270,7 +271,7 @@ class SideBySideDataset(_PairedDataset):
         self.root, self.direction = Path(root), direction
         self.files = [Path(f) for f in files] if files is not None else list_images(self.root)
         if not self.files:
-            raise ValueError(f"SideBySideDataset over {self.root}: the file list is empty")
+            raise DataError(f"SideBySideDataset over {self.root}: the file list is empty")
 
     def __len__(self) -> int:
         return len(self.files)
@@ -316,7 +317,7 @@ def _keyed(files: Sequence[Path], root: Path) -> dict[str, Path]:
     for f in files:
         key = _pair_key(Path(f), root)
         if key in out:
-            raise ValueError(
+            raise DataError(
                 f"{out[key]} and {f} have the same name without extension, so the pairing is "
                 "ambiguous; rename or remove one of them."
             )
@@ -352,7 +353,7 @@ def match_pairs(
             )
         if lonely_i:
             parts.append(f"{len(lonely_i)} photo(s) without a condition: {_name_some(lonely_i)}")
-        raise ValueError(
+        raise DataError(
             f"Unpaired files between {cdir} (conditions) and {idir} (photos); files are matched "
             f"by name without extension, relative to their folder. {'; '.join(parts)}. Add the "
             "missing partners or remove these files."
@@ -384,7 +385,7 @@ class TwoFolderDataset(_PairedDataset):
         self.condition_dir, self.image_dir = Path(condition_dir), Path(image_dir)
         self.pairs = pairs if pairs is not None else match_pairs(condition_dir, image_dir)
         if not self.pairs:
-            raise ValueError(f"TwoFolderDataset over {self.image_dir}: the pair list is empty")
+            raise DataError(f"TwoFolderDataset over {self.image_dir}: the pair list is empty")
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -399,7 +400,7 @@ class TwoFolderDataset(_PairedDataset):
         condition = load_image(cpath, draft_size=draft)
         a, b = photo.width / photo.height, condition.width / condition.height
         if abs(a / b - 1.0) > _ASPECT_TOLERANCE:
-            raise ValueError(
+            raise DataError(
                 f"{cpath} ({condition.width}x{condition.height}) and {ipath} "
                 f"({photo.width}x{photo.height}) have different aspect ratios, so they cannot be "
                 "aligned; fix or remove this pair."
@@ -440,7 +441,7 @@ def canny_edges(
     sigma <= 0 skips the Gaussian blur.
     """
     if not 0 < low_threshold <= high_threshold:
-        raise ValueError(
+        raise DataError(
             f"Canny thresholds need 0 < low <= high, got low={low_threshold}, high={high_threshold}"
         )
     kernel = 2 * math.ceil(2 * sigma) + 1 if sigma > 0 else 1
@@ -513,14 +514,14 @@ class CannyEdgesDataset(_PairedDataset):
     ) -> None:
         super().__init__(resolution, train, hflip, on_corrupt, small_images)
         if not 0 < low_threshold <= high_threshold:
-            raise ValueError(
+            raise DataError(
                 f"Canny thresholds need 0 < low_threshold <= high_threshold, got "
                 f"{low_threshold} and {high_threshold}"
             )
         self.root = Path(root)
         self.files = [Path(f) for f in files] if files is not None else list_images(self.root)
         if not self.files:
-            raise ValueError(f"CannyEdgesDataset over {self.root}: the file list is empty")
+            raise DataError(f"CannyEdgesDataset over {self.root}: the file list is empty")
         self.low, self.high, self.sigma = float(low_threshold), float(high_threshold), float(sigma)
         self.cache = EdgeCache(cache_dir) if cache_dir is not None else None
         self.computed = 0  # Canny runs in this process (tests use it to see cache hits)

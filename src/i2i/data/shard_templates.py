@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
+from i2i.errors import DataError
 from i2i.safe_load import RefusedFileError, shard_class
 
 FORMAT = 1
@@ -93,9 +94,9 @@ def decode(text: str | bytes, where: str) -> dict[str, Dataset]:
     class) for a class outside the allow-list, ValueError for a file that is not ours."""
     data = json.loads(text)
     if not isinstance(data, dict) or not isinstance(data.get("datasets"), dict):
-        raise ValueError(f"{where} is not a datasets.json of i2i data optimize")
+        raise DataError(f"{where} is not a datasets.json of i2i data optimize")
     if int(data.get("format", 0)) > FORMAT:
-        raise ValueError(f"{where} has format {data['format']}; this i2i reads up to {FORMAT}")
+        raise DataError(f"{where} has format {data['format']}; this i2i reads up to {FORMAT}")
     datasets = {}
     for split, entry in data["datasets"].items():
         cls = shard_class(entry.get("class"), where)

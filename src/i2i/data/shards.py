@@ -55,6 +55,7 @@ from i2i.data.download import DownloadError
 from i2i.data.elastic import Shape
 from i2i.data.stream import FixedMaskDataset, StreamDataModule, TrainStream
 from i2i.data.unpaired import UnpairedEvalDataset, UnpairedTrainStream
+from i2i.errors import DataError
 from i2i.safe_load import RefusedFileError
 from i2i.seeding import numpy_rng
 
@@ -96,10 +97,10 @@ def load_datamodule(config: str | Path) -> StreamDataModule:
         raise FileNotFoundError(f"config {path} does not exist; give the YAML you train with")
     section = (yaml.safe_load(path.read_text()) or {}).get("data")
     if not section:
-        raise ValueError(f"{path} has no data: section; give the YAML you train with")
+        raise DataError(f"{path} has no data: section; give the YAML you train with")
     datamodule = instantiate_datamodule(section)
     if isinstance(datamodule, ShardDataModule):
-        raise ValueError(f"{path} already reads shards; give the config of the folder datamodule")
+        raise DataError(f"{path} already reads shards; give the config of the folder datamodule")
     return datamodule
 
 
@@ -147,7 +148,7 @@ def _unwrap(dataset: Dataset) -> tuple[Dataset, list[Any]]:
         dataset, indices = dataset.dataset, list(dataset.indices)
     attr = next((a for a in ENTRY_LISTS if isinstance(getattr(dataset, a, None), list)), None)
     if attr is None:
-        raise ValueError(
+        raise DataError(
             f"{type(dataset).__name__} has no files to shard (supported: image folders, "
             "pix2pix pairs, label maps with instances, unpaired domains; the embedded demo "
             "data is generated)"
@@ -212,7 +213,7 @@ def check_compression(compression: str | None) -> str | None:
 
     if compression not in _COMPRESSORS:
         known = "zstd or zstd:LEVEL (LEVEL 1-22)" if _COMPRESSORS else "none installed"
-        raise ValueError(
+        raise DataError(
             f"compression {compression!r} is not one LitData can write ({known}); use "
             "--compression zstd, or leave it out"
             + ("" if _COMPRESSORS else " (install the zstd package: `uv pip install zstd`)")
@@ -256,7 +257,7 @@ def optimize_shards(
         folder, entries = _unwrap(dataset)
         names = [_entry_paths(e) for e in entries]
         if len({len(n) for n in names}) > 1:
-            raise ValueError(f"{split}: samples differ in their number of files; cannot shard")
+            raise DataError(f"{split}: samples differ in their number of files; cannot shard")
         print(f"i2i data optimize: {split}: {len(names)} samples -> {out / split}", flush=True)
         litdata.optimize(
             fn=_record, inputs=list(enumerate(names)), output_dir=str(out / split),
@@ -569,7 +570,7 @@ class ShardStream(TrainStream):
         self.layout = tuple(layout or (self.world_size, self.batch_size))
         self.per_rank = sum(self.chunk_sizes) // self.layout[0]
         if self.per_rank == 0:
-            raise ValueError(
+            raise DataError(
                 f"{sum(self.chunk_sizes)} training samples cannot feed {self.layout[0]} "
                 "processes; shard more images or use fewer devices"
             )
@@ -609,7 +610,7 @@ class ShardUnpairedStream(UnpairedTrainStream):
         self.layout = tuple(layout or (self.world_size, self.batch_size))
         self.per_rank = [sum(sizes) // self.layout[0] for sizes in self.chunk_sizes]
         if min(self.per_rank) == 0:
-            raise ValueError(
+            raise DataError(
                 f"domains of {[sum(s) for s in self.chunk_sizes]} training images cannot feed "
                 f"{self.layout[0]} processes; shard more images or use fewer devices"
             )

@@ -52,6 +52,7 @@ from i2i.data.paired import (
     match_pairs,
 )
 from i2i.data.stream import StreamDataModule
+from i2i.errors import DataError
 
 LAYOUTS = ("side_by_side", "two_folders")
 
@@ -98,7 +99,7 @@ class _EdgesDataModule(StreamDataModule):
         check_choice("resample", hp.get("resample", "bicubic_antialias"), RESAMPLES)
         channels = hp.get("edges_channels", 1)
         if channels not in EDGES_CHANNELS:
-            raise ValueError(f"edges_channels must be one of {EDGES_CHANNELS}, got {channels!r}")
+            raise DataError(f"edges_channels must be one of {EDGES_CHANNELS}, got {channels!r}")
         return check_resolution(resolution)
 
     @property
@@ -347,7 +348,7 @@ def check_label_images(dataset: Dataset, num: int = 8, hint: str = "") -> None:
     photo = float(np.mean([_flat_share(s[B.IMAGE]) for s in samples]))
     if cond < photo:
         where = f" ({hint})" if hint else ""
-        raise ValueError(
+        raise DataError(
             f"The condition of the first {n} samples{where} is flat in {cond:.0%} of its pixels "
             f"and the photo in {photo:.0%}: label maps are flat regions, so the condition is "
             "probably the photo half. pix2pix's facades and cityscapes archives are BtoA (photo "
@@ -381,7 +382,7 @@ class EdgesFromPhotosDataModule(_EdgesDataModule):
         self.save_hyperparameters()
         self.resolution = self._check_common(resolution, on_corrupt, small_images)
         if not 0 < low_threshold <= high_threshold:
-            raise ValueError(
+            raise DataError(
                 "Canny thresholds need 0 < low_threshold <= high_threshold, got "
                 f"{low_threshold} and {high_threshold}"
             )

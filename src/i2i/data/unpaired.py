@@ -51,6 +51,7 @@ from i2i.data.datasets import (
 from i2i.data.download import CYCLEGAN_DATASETS, ensure_cyclegan
 from i2i.data.scan import Findings
 from i2i.data.stream import StreamDataModule, TrainStream
+from i2i.errors import DataError
 from i2i.seeding import numpy_rng, seeded_torch_cpu
 
 CROPS = ("random", "center")
@@ -71,7 +72,7 @@ class DomainFolder(Dataset):
         where: str = "the domain folder",
     ):
         if not files:
-            raise ValueError(f"{where} holds no images")
+            raise DataError(f"{where} holds no images")
         self.files, self.resolution, self.where = [Path(f) for f in files], resolution, where
         self.load_size, self.train, self.crop, self.hflip = load_size, train, crop, hflip
         self.on_corrupt = on_corrupt
@@ -226,12 +227,12 @@ class UnpairedDataModule(StreamDataModule):
         check_choice("crop", crop, CROPS)
         check_choice("on_corrupt", on_corrupt, ON_CORRUPT)
         if load_size is not None and load_size < max(self.resolution):
-            raise ValueError(
+            raise DataError(
                 f"load_size {load_size} is smaller than the resolution {self.resolution}: "
                 "images are resized to load_size and then cropped to the resolution"
             )
         if dataset is not None and dataset not in CYCLEGAN_DATASETS:
-            raise ValueError(f"unknown dataset {dataset!r}; known: {sorted(CYCLEGAN_DATASETS)}")
+            raise DataError(f"unknown dataset {dataset!r}; known: {sorted(CYCLEGAN_DATASETS)}")
         if dataset is not None and root is None:
             self.hparams.root = f"data/{dataset}"
 

@@ -27,6 +27,7 @@ import yaml
 from torch import nn
 
 import i2i
+from i2i.errors import UserError
 from i2i.io import atomic_write
 from i2i.resolution import as_hw
 from i2i.safe_load import (
@@ -48,7 +49,7 @@ WEIGHTS_SUFFIX, CARD_SUFFIX = ".safetensors", ".json"
 TRAINING_ONLY = ("optimizer", "discriminator", "perceptual")
 
 
-class ModelFileError(ValueError):
+class ModelFileError(UserError, ValueError):
     """A model file that cannot be used; the message names the file and the fix."""
 
 

@@ -43,6 +43,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from i2i.errors import UserError
 from i2i.networks.comod import CoModDiscriminator, CoModGenerator
 from i2i.weights import tf_pickle
 from i2i.weights.registry import COMODGAN_FILES
@@ -84,7 +85,7 @@ class Entry:
     image_channels: int = 0  # from_rgb_image_first: the image's channels (first in the file)
 
 
-class ConversionError(ValueError):
+class ConversionError(UserError, ValueError):
     """A file that does not map onto i2i's networks; the message lists every offending name."""
 
 
