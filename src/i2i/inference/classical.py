@@ -2,7 +2,7 @@
 
 The explicit `classical:` prefix keeps a model file named "telea" unambiguous. A classical fill
 has no file, no latent and no resolution: it fills the whole image at its own size
-(`i2i.inference.run.inpaint_batch` sees `ANY_SIZE` on the task), deterministically, so every
+(`i2i.inference.run.inpaint_batch` reads the task's `any_size`), deterministically, so every
 sample of one input is the same image.
 """
 
