@@ -26,12 +26,16 @@ train: ## Train configs/$(TASK).yaml (default: the embedded demo, no download)
 	$(PY) -m i2i fit --config configs/$(TASK).yaml $(ARGS)
 
 RUN ?= runs/demo
-try: ## After `make train`: the trained model inpaints 8 held-out scenes with `i2i inpaint` (RUN=runs/demo)
+CLASSICAL ?= biharmonic
+try: ## After `make train`: the trained model inpaints 8 held-out scenes with `i2i inpaint`, beside a classical fill, and both are scored (RUN=runs/demo, CLASSICAL=biharmonic)
 	$(PY) -m i2i.data.synthetic --out $(RUN)/heldout --count 8
 	$(PY) -m i2i inpaint $(RUN)/checkpoints/last.ckpt --image $(RUN)/heldout/images \
 		--mask $(RUN)/heldout/masks --mask-polarity white_is_hole --num-samples 3 --panel \
 		--overwrite --out $(RUN)/inpainted
-	$(PY) -m i2i.inference.sheet $(RUN)/inpainted --out $(RUN)/inpainted.png
+	$(PY) -m i2i inpaint classical:$(CLASSICAL) --image $(RUN)/heldout/images \
+		--mask $(RUN)/heldout/masks --mask-polarity white_is_hole --overwrite --out $(RUN)/classical
+	$(PY) -m i2i.inference.sheet $(RUN)/inpainted --out $(RUN)/inpainted.png \
+		--classical $(RUN)/classical --classical-name classical:$(CLASSICAL) --heldout $(RUN)/heldout
 	@if command -v xdg-open >/dev/null 2>&1 && [ -n "$$DISPLAY" ]; then xdg-open $(RUN)/inpainted.png; fi
 
 test: ## Run the fast test suite (slow and GPU tests excluded)
@@ -52,5 +56,5 @@ bench: ## Speed benchmarks: backbone vs the FLOPs floor, masks/s, training throu
 	$(PY) -m benchmarks.loading --compression zstd
 	$(PY) -m benchmarks.port --if-present
 
-compare: ## Every system on the embedded demo data, one seed, one budget, one table (ARGS='--kimg 4')
+compare: ## Every system and the classical baselines on the embedded demo data, one seed, one budget, one table (ARGS='--kimg 4' or '--minutes 5')
 	$(PY) -m i2i compare $(ARGS)

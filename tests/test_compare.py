@@ -21,19 +21,35 @@ def test_compare_trains_each_system_and_prints_one_table(tmp_path):
     env = {**os.environ, "WANDB_MODE": "disabled"}
     out = tmp_path / "cmp"
     cmd = [sys.executable, "-m", "i2i", "compare", "--configs", "demo", "demo_labels", "dip",
+           "classical:harmonic", "classical:telea", "nearest_edges",
            "--kimg", "0.032", "--val-batches", "1", "--out", str(out), "--dip-images", "2",
            "--dip-iterations", "3", "--dip-channels", "8"]  # fmt: skip
+    env["TORCH_HOME"] = str(tmp_path / "no_weights")  # as on these offline machines
     result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = json.loads((out / "compare.json").read_text())
-    assert [r["config"] for r in rows] == ["demo", "demo_labels", "dip"]
-    rows, dip = rows[:2], rows[2]
+    assert [r["config"] for r in rows] == [
+        "demo", "demo_labels", "dip", "classical:harmonic", "classical:telea", "nearest_edges"
+    ]  # fmt: skip
+    rows, dip, classical, nearest = rows[:2], rows[2], rows[3:5], rows[5]
     for row in rows:
         assert row["images"] >= 32 and row["iterations"] >= 1
         assert row["images_per_second"] > 0
         assert 0 < row["parameters_sampling"] < row["parameters_trained"]
-    assert set(rows[0]["metrics"]) == {"val/l1_hole", "val/psnr_hole"}
+        assert row["ended_by"] == "kimg" and row["lpips"] is None and row["fid"] is None
+    hole = {"val/l1_hole", "val/psnr_hole", "val/ssim_hole", "val/edge_f1_hole"}
+    reference = {"val/l1_hole_harmonic", "val/edge_f1_hole_harmonic"}
+    assert set(rows[0]["metrics"]) == hole | reference
     assert set(rows[1]["metrics"]) == {"val/l1", "val/psnr"}
+    # Classical rows: no training, the demo row's validation images and masks, its metrics.
+    for row in classical:
+        assert row["system"] == "ClassicalInpaintingTask" and row["data"] == "demo"
+        assert row["images"] == 0 and row["parameters_trained"] == 0 and row["ended_by"] is None
+        assert set(row["metrics"]) == hole and row["val_images"] == 16
+    harmonic = classical[0]["metrics"]
+    assert harmonic["val/l1_hole"] == pytest.approx(rows[0]["metrics"]["val/l1_hole_harmonic"])
+    assert nearest["system"] == "NearestNeighbourEdgesTask" and nearest["problem"] == "translation"
+    assert set(nearest["metrics"]) == {"val/l1", "val/psnr"}
     assert rows[0]["val_images"] == 16 and rows[1]["val_images"] == 16  # one batch each
     # Deep image prior: no training, the demo row's first images and masks, the same metrics.
     assert dip["system"] == "DeepImagePriorTask" and dip["data"] == "demo"
@@ -44,6 +60,11 @@ def test_compare_trains_each_system_and_prints_one_table(tmp_path):
     table = (out / "compare.md").read_text()
     assert table in result.stdout and "| demo | InpaintingTask | inpainting |" in table
     assert "| dip | DeepImagePriorTask | inpainting |" in table and "0 (3 it/image)" in table
+    assert "| classical:telea | ClassicalInpaintingTask | inpainting |" in table
+    # LPIPS and FID: columns that say their weights are absent, and which files to place.
+    assert "| LPIPS | FID |" in table and "weights absent" in table
+    assert "alexnet-owt-7be5be79.pth" in table and "weights-inception-2015-12-05" in table
+    assert "| budget ended by |" in table and "| kimg |" in table
 
 
 def test_dip_row_completes_the_validation_images_as_deep_image_prior_does(one_torch_thread):
@@ -70,6 +91,7 @@ def test_dip_row_completes_the_validation_images_as_deep_image_prior_does(one_to
         batch = {k: torch.as_tensor(v)[None] for k, v in item.items()}
         got = task.sample(batch)[0]
         torch.testing.assert_close(got, want.image)
+        got = got.clamp(-1, 1)  # scored as saved: in the image range
         known = mask.expand_as(image) > 0.5
         assert torch.equal(got[known], image[known])  # known pixels unchanged
         assert not torch.equal(got[~known], image[~known])
@@ -84,3 +106,41 @@ def test_compare_names_an_unknown_config(tmp_path):
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert "no_such_demo" in result.stderr and "demo" in result.stderr
+
+
+@pytest.fixture
+def paper_weights(tmp_path, monkeypatch):
+    """Random AlexNet and Inception under the names LPIPS and FID look for, in a temporary torch
+    hub cache (stand-ins: the numbers are not the published networks')."""
+    import torchvision
+
+    from i2i.callbacks.evaluation import LPIPS_FILE
+    from i2i.metrics import features
+
+    folder = tmp_path / "torch_home" / "hub" / "checkpoints"
+    folder.mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(torchvision.models.alexnet().state_dict(), folder / LPIPS_FILE)
+    torch.save(features.build_inception().state_dict(), folder / features.INCEPTION_FILENAME)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    monkeypatch.setattr("i2i.compare.CHECK_WEIGHTS_HASH", False)  # the stand-in's hash
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+
+
+def test_compare_minutes_budget_and_lpips_fid_where_weights_are_present(tmp_path, paper_weights):
+    """`--minutes`: each trained system stops after that much wall time in training batches (the
+    row says the minutes ended it); LPIPS and FID are computed when their files are present."""
+    from i2i.compare import main
+
+    out = tmp_path / "cmp"
+    args = ["--configs", "demo_labels", "classical:harmonic", "--minutes", "0.001",
+            "--val-batches", "1", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    trained, harmonic = json.loads((out / "compare.json").read_text())
+    assert trained["ended_by"] == "minutes"
+    assert trained["budget"] == {"kimg": None, "minutes": 0.001}
+    assert 1 <= trained["iterations"] <= 2 and trained["train_seconds"] >= 0.06
+    for row in (trained, harmonic):
+        assert row["lpips"] > 0 and math.isfinite(row["fid"]), row["config"]
+    table = (out / "compare.md").read_text()
+    assert "weights absent" not in table and "| minutes |" in table

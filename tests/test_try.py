@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from i2i.data.synthetic import ShapesDataset, write_heldout
@@ -50,3 +51,29 @@ def test_make_try_inpaints_the_heldout_scenes_keeping_known_pixels(tmp_path):
             assert out.shape == image.shape
             assert np.array_equal(out[~hole], image[~hole])  # known pixels, bit for bit
         assert (run / "inpainted" / f"{name}_panel.png").is_file()
+        # The classical fill beside the samples: known pixels kept too.
+        classical = np.asarray(Image.open(run / "classical" / f"{name}.png"))
+        assert np.array_equal(classical[~hole], image[~hole])
+    # The sheet's rows: the panel (input, masked, 3 samples) and one more column.
+    panel = Image.open(run / "inpainted" / "scene_000_panel.png")
+    assert panel.width == 5 * (64 + 2) + 2
+    assert sheet.width % (panel.width + 64 + 2 + 8) == 0  # enlarged by a whole factor
+    # Both scores printed, on the same scenes: the model's averaged over its samples.
+    text = output(result)
+    lines = {ln.split()[0]: ln for ln in text.splitlines() if "hole L1" in ln and "F1" in ln}
+    assert "model" in lines and "classical:biharmonic" in lines, text[-2000:]
+    names = [f"scene_{i:03d}" for i in range(8)]
+    want = {"model": [[f"{n}_{k}.png" for k in range(3)] for n in names],
+            "classical:biharmonic": [[f"{n}.png"] for n in names]}  # fmt: skip
+    for label, files in want.items():
+        folder = run / ("inpainted" if label == "model" else "classical")
+        l1 = []
+        for name, outs in zip(names, files, strict=True):
+            real = np.asarray(Image.open(run / "heldout" / "images" / f"{name}.png")) / 127.5
+            hole = np.asarray(Image.open(run / "heldout" / "masks" / f"{name}.png")) == 255
+            for f in outs:
+                fake = np.asarray(Image.open(folder / f)) / 127.5
+                l1.append(np.abs(fake - real)[hole].mean())
+        printed = lines[label].split("hole L1")[1].split()[0]
+        assert float(printed) == pytest.approx(np.mean(l1), abs=1e-3), label
+        assert 0 <= float(lines[label].split("edge F1")[1].split()[0]) <= 1

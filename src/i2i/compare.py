@@ -15,6 +15,19 @@ Deep image prior (`dip`) has no training: it optimises each evaluation image on 
 config (`--dip-data`, the CoModGAN demo's), scored by the same metrics. Per-image optimisation is
 slow on a CPU, so it completes only the first `--dip-images` of them; the table's last column says
 how many images each row was scored on.
+
+Classical baselines have no training either (`i2i.classical`): `classical:harmonic`,
+`classical:biharmonic`, `classical:telea`, `classical:navier_stokes` fill the validation images
+and masks of `--classical-data` (the CoModGAN demo's, the demo row's images and masks), and
+`nearest_edges` retrieves the closest training pair of the edges demo. They are scored on the
+same validation batches as the trained rows.
+
+Two budgets: `--kimg` (training images) and `--minutes` (wall-clock minutes of training batches
+on this machine); a system stops at whichever it reaches first, and the `budget` column says which
+ended the row. LPIPS (AlexNet) and FID (Inception) of the validation outputs against their real
+images are columns too: computed where their weights are in the torch hub cache
+(`$TORCH_HOME/hub/checkpoints`, `i2i-weights` puts them there), "weights absent" otherwise. All
+metrics score the outputs as saved: clamped to [-1, 1].
 """
 
 from __future__ import annotations
@@ -31,6 +44,8 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
+from i2i.classical import FILLS
+
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 # The embedded-data config of each system, in the order of the table (missing ones are skipped).
 DEMO_CONFIGS = (
@@ -42,22 +57,97 @@ DEMO_CONFIGS = (
     "glcic_demo",
     "vae_demo",
     "dip",
+    "classical:harmonic",
+    "classical:biharmonic",
+    "classical:telea",
+    "classical:navier_stokes",
+    "nearest_edges",
 )
 DIP = "dip"  # not a config: the no-training row (see the module doc)
+CLASSICAL = "classical:"  # configs/classical.yaml with the fill after the colon
+#: Whether FID's Inception file must carry its published hash (tests set a stand-in file).
+CHECK_WEIGHTS_HASH = True
 
 
 class TrainingClock(Callback):
-    """Wall time spent in training batches only (not setup, validation or checkpoints)."""
+    """Wall time spent in training batches only (not setup, validation or checkpoints); with a
+    `budget_minutes`, training stops once that much time went into training batches."""
 
-    def __init__(self) -> None:
+    def __init__(self, budget_minutes: float | None = None) -> None:
         self.seconds = 0.0
         self._start = 0.0
+        self.budget_minutes = budget_minutes
+        self.out_of_time = False
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self._start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.seconds += time.perf_counter() - self._start
+        if self.budget_minutes is not None and self.seconds >= self.budget_minutes * 60:
+            self.out_of_time = not pl_module.finished()  # the image budget did not end it
+            trainer.should_stop = True
+
+
+def _weights_file(name: str) -> Path:
+    import torch
+
+    return Path(torch.hub.get_dir()) / "checkpoints" / name
+
+
+def paper_metric_files() -> dict[str, Path]:
+    """The weights file of each paper metric (LPIPS: AlexNet, FID: Inception)."""
+    from i2i.callbacks.evaluation import LPIPS_FILE
+    from i2i.metrics.features import INCEPTION_FILENAME
+
+    return {"lpips": _weights_file(LPIPS_FILE), "fid": _weights_file(INCEPTION_FILENAME)}
+
+
+class PaperMetrics(Callback):
+    """LPIPS (AlexNet, per image, averaged) and FID (Inception pool3, outputs against their
+    real images) of the validation outputs; each only where its weights file is present."""
+
+    def __init__(self) -> None:
+        files = paper_metric_files()
+        self.present = {name: path.is_file() for name, path in files.items()}
+        self._lpips = self._fid = None
+        self._lpips_sum, self._lpips_n = 0.0, 0
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        from i2i.callbacks.evaluation import build_lpips
+        from i2i.metrics import InceptionDiscriminativeScore
+
+        if self.present["lpips"] and self._lpips is None:
+            self._lpips = build_lpips(instead="remove the file").to(pl_module.device)
+        if self.present["fid"] and self._fid is None:
+            self._fid = InceptionDiscriminativeScore(
+                compute_fid=True, check_hash=CHECK_WEIGHTS_HASH
+            ).to(pl_module.device)
+
+    def on_validation_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ) -> None:
+        from i2i.data import batch as B
+
+        if B.IMAGE not in batch or "fake" not in outputs:  # unpaired: two directions, no pairs
+            return
+        real, fake = batch[B.IMAGE].float().clamp(-1, 1), outputs["fake"].float()
+        if self._lpips is not None:
+            values = self._lpips(fake, real)
+            self._lpips_sum += float(values.sum())
+            self._lpips_n += values.numel()
+        if self._fid is not None:
+            self._fid.update(real, fake)
+
+    def results(self) -> dict[str, float | None]:
+        out: dict[str, float | None] = {"lpips": None, "fid": None}
+        if self._lpips_n:
+            out["lpips"] = self._lpips_sum / self._lpips_n
+        if self._fid is not None and self._fid.fake_features:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # few images: the SVM's warnings
+                out["fid"] = float(self._fid.compute()["fid"])
+        return out
 
 
 def count_parameters(task: L.LightningModule) -> tuple[int, int]:
@@ -72,8 +162,12 @@ def count_parameters(task: L.LightningModule) -> tuple[int, int]:
     return sampling, trained
 
 
-def _validate(task: L.LightningModule, datamodule, val_batches: int) -> dict[str, float]:
-    """The task's validation metrics on the first `val_batches` fixed validation batches."""
+def _validate(
+    task: L.LightningModule, datamodule, val_batches: int
+) -> tuple[dict[str, float], dict[str, float | None]]:
+    """(the task's validation metrics, LPIPS / FID where their weights are present) on the
+    first `val_batches` fixed validation batches."""
+    paper = PaperMetrics()
     validator = L.Trainer(
         accelerator="cpu",
         devices=1,
@@ -81,11 +175,12 @@ def _validate(task: L.LightningModule, datamodule, val_batches: int) -> dict[str
         enable_progress_bar=False,
         enable_model_summary=False,
         limit_val_batches=val_batches,
+        callbacks=[paper],
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         metrics = validator.validate(task, datamodule=datamodule, verbose=False)[0]
-    return {k: float(v) for k, v in metrics.items()}
+    return {k: float(v) for k, v in metrics.items()}, paper.results()
 
 
 def _val_images(datamodule, val_batches: int) -> int | None:
@@ -93,9 +188,14 @@ def _val_images(datamodule, val_batches: int) -> int | None:
     return min(size, val_batches * datamodule.val_batch_size) if size else None
 
 
-def run_system(config: Path, kimg: float, root: Path, val_batches: int) -> dict:
-    """Train one demo config for `kimg` thousand images and validate it."""
+def run_system(
+    config: Path, kimg: float | None, root: Path, val_batches: int, minutes: float | None = None
+) -> dict:
+    """Train one demo config for `kimg` thousand images or `minutes` of training batches,
+    whichever comes first, and validate it."""
     from i2i.cli import run_cli
+
+    clock_args = [] if minutes is None else [f"--trainer.callbacks.budget_minutes={minutes}"]
 
     cli = run_cli(
         [
@@ -108,17 +208,18 @@ def run_system(config: Path, kimg: float, root: Path, val_batches: int) -> dict:
             "--trainer.enable_model_summary=false",
             "--trainer.limit_val_batches=0",
             "--trainer.callbacks+=i2i.compare.TrainingClock",
+            *clock_args,
             "--checkpoint.monitor=null",
             "--samples.every_n_iterations=0",
             "--model.init_args.max_iterations=null",
-            f"--model.init_args.max_kimg={kimg}",
+            f"--model.init_args.max_kimg={'null' if kimg is None else kimg}",
             "--trainer.max_time=null",  # one budget in images for every system (demo.yaml has one)
             "--overwrite",
         ],
     )
     task, datamodule = cli.model, cli.datamodule
     clock = next(cb for cb in cli.trainer.callbacks if isinstance(cb, TrainingClock))
-    metrics = _validate(task, datamodule, val_batches)
+    metrics, paper = _validate(task, datamodule, val_batches)
     sampling, trained = count_parameters(task)
     images = int(task.images_seen)
     return {
@@ -131,8 +232,72 @@ def run_system(config: Path, kimg: float, root: Path, val_batches: int) -> dict:
         "images": images,
         "train_seconds": round(clock.seconds, 2),
         "images_per_second": round(images / clock.seconds, 1) if clock.seconds else None,
+        "budget": {"kimg": kimg, "minutes": minutes},
+        "ended_by": "minutes" if clock.out_of_time else "kimg",
         "val_images": _val_images(datamodule, val_batches),
         "metrics": metrics,
+        **paper,
+    }
+
+
+def _trains(name: str) -> bool:
+    """Whether the task of configs/<name>.yaml learns (a classical one has `trains = False`)."""
+    import yaml
+
+    from i2i.safe_load import check_class_path
+
+    config = REPO_CONFIGS / f"{name}.yaml"
+    model = yaml.safe_load(config.read_text()).get("model") or {}
+    if "class_path" not in model:
+        return True
+    return getattr(check_class_path(model["class_path"], config), "trains", True)
+
+
+def _datamodule(data_config: Path, **overrides):
+    import yaml
+
+    data = yaml.safe_load(data_config.read_text())["data"]
+    module, name = data["class_path"].rsplit(".", 1)
+    init_args = {**(data.get("init_args") or {}), **overrides}
+    return getattr(importlib.import_module(module), name)(**init_args)
+
+
+def run_untrained(name: str, val_batches: int, data_config: Path | None = None) -> dict:
+    """A system with no training (a classical fill, nearest-neighbour retrieval) scored on the
+    first `val_batches` validation batches of `data_config` (default: its own config's data)."""
+    import yaml
+
+    from i2i.inference.model import build_task
+
+    classical = name.startswith(CLASSICAL)
+    config = REPO_CONFIGS / ("classical.yaml" if classical else f"{name}.yaml")
+    model = yaml.safe_load(config.read_text())["model"]
+    init_args = dict(model.get("init_args") or {})
+    if classical:
+        init_args["method"] = name[len(CLASSICAL) :]
+    task = build_task(model["class_path"], init_args)
+    datamodule = _datamodule(data_config or config, num_workers=0)
+    start = time.perf_counter()
+    metrics, paper = _validate(task, datamodule, val_batches)
+    seconds = time.perf_counter() - start
+    scored = _val_images(datamodule, val_batches)
+    return {
+        "config": name,
+        "system": type(task).__name__,
+        "problem": task.evaluation,
+        "parameters_sampling": 0,
+        "parameters_trained": 0,
+        "iterations": 0,
+        "images": 0,
+        "train_seconds": 0.0,
+        "images_per_second": None,
+        # Wall time of its validation (data, the method, metrics) per image.
+        "seconds_per_image": round(seconds / scored, 3) if scored else None,
+        "ended_by": None,
+        "data": (data_config or config).stem,
+        "val_images": scored,
+        "metrics": metrics,
+        **paper,
     }
 
 
@@ -143,17 +308,15 @@ def run_dip(data_config: Path, images: int, iterations: int, channels: int) -> d
     from i2i.tasks.dip import DeepImagePriorTask
 
     data = yaml.safe_load(data_config.read_text())["data"]
-    module, name = data["class_path"].rsplit(".", 1)
-    init_args = dict(data.get("init_args") or {})
-    init_args["val_batch_size"] = min(images, init_args.get("val_batch_size", images))
-    init_args["num_workers"] = 0  # loading is nothing next to the optimisation
-    datamodule = getattr(importlib.import_module(module), name)(**init_args)
+    val_batch_size = min(images, (data.get("init_args") or {}).get("val_batch_size", images))
+    # num_workers 0: loading is nothing next to the optimisation
+    datamodule = _datamodule(data_config, val_batch_size=val_batch_size, num_workers=0)
     task = DeepImagePriorTask(iterations=iterations, network={"channels": channels})
     if datamodule.val_masks() is None:
         raise ValueError(f"--dip-data {data_config.stem}: its data has no masks (not inpainting)")
     val_batches = math.ceil(images / datamodule.val_batch_size)
     start = time.perf_counter()
-    metrics = _validate(task, datamodule, val_batches)
+    metrics, paper = _validate(task, datamodule, val_batches)
     seconds = time.perf_counter() - start
     sampling, _ = count_parameters(task)
     scored = _val_images(datamodule, val_batches)
@@ -169,32 +332,66 @@ def run_dip(data_config: Path, images: int, iterations: int, channels: int) -> d
         "images_per_second": None,
         # Wall time of its validation (data, optimisation, metrics) per image.
         "seconds_per_image": round(seconds / scored, 2) if scored else None,
+        "ended_by": None,
         "data": data_config.stem,
         "val_images": scored,
         "metrics": metrics,
+        **paper,
     }
 
 
+ABSENT = "weights absent ¹"
+
+
+def _metric_text(row: dict) -> str:
+    """The task's validation metrics, without the classical reference a trained row logs beside
+    its own (`l1_hole_harmonic`): that method has its own row."""
+    shown = {
+        k.split("/", 1)[-1]: v
+        for k, v in row["metrics"].items()
+        if not any(k.endswith("_" + m) for m in FILLS)
+    }
+    return ", ".join(f"{k} {v:.3f}" for k, v in sorted(shown.items()))
+
+
 def table(rows: list[dict]) -> str:
-    """A markdown table of the runs."""
+    """A markdown table of the runs, with a footnote where LPIPS / FID weights are absent."""
     lines = [
-        "| config | system | problem | params (sampling / trained) | kimg | train img/s | "
-        "validation | val images |",
-        "|---|---|---|---|---|---|---|---|",
+        "| config | system | problem | params (sampling / trained) | kimg | budget ended by | "
+        "train img/s | validation | LPIPS | FID | val images |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    absent = False
     for r in rows:
-        metrics = ", ".join(
-            f"{k.split('/', 1)[-1]} {v:.3f}" for k, v in sorted(r["metrics"].items())
-        )
         if r["config"] == DIP:  # no training: its optimisation per image instead
             kimg = f"0 ({r['iterations']} it/image)"
             speed = f"- ({r['seconds_per_image']} s/image)"
+        elif r.get("seconds_per_image") is not None:  # no training at all
+            kimg, speed = "0", f"- ({r['seconds_per_image']} s/image)"
         else:
             kimg, speed = f"{r['images'] / 1000:.1f}", r["images_per_second"]
+        paper = []
+        for name in ("lpips", "fid"):
+            value = r.get(name)
+            if value is not None:
+                paper.append(f"{value:.3f}")
+            elif r.get("problem") == "unpaired":
+                paper.append("-")
+            else:
+                paper.append(ABSENT)
+                absent = True
         lines.append(
             f"| {r['config']} | {r['system']} | {r['problem']} | "
             f"{r['parameters_sampling'] / 1e6:.2f} M / {r['parameters_trained'] / 1e6:.2f} M | "
-            f"{kimg} | {speed} | {metrics} | {r.get('val_images')} |"
+            f"{kimg} | {r.get('ended_by') or 'no training'} | {speed} | {_metric_text(r)} | "
+            f"{paper[0]} | {paper[1]} | {r.get('val_images')} |"
+        )
+    if absent:
+        files = paper_metric_files()
+        lines.append(
+            f"\n¹ not computed: place {files['lpips']} (LPIPS, AlexNet) and {files['fid']} (FID, "
+            "Inception) there (`i2i-weights` does, where there is network). FID over this few "
+            "validation images is biased upward: compare the rows with each other only."
         )
     return "\n".join(lines)
 
@@ -211,7 +408,14 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help=f"config names in configs/ (default: those of {', '.join(DEMO_CONFIGS)} that exist)",
     )
-    parser.add_argument("--kimg", type=float, default=4.0, help="training images per system, x1000")
+    parser.add_argument("--kimg", type=float, default=None,
+                        help="training images per system, x1000 (default 4, or none with "
+                        "--minutes)")  # fmt: skip
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="wall-clock minutes of training batches per system on this machine "
+                        "(with --kimg: whichever comes first)")  # fmt: skip
+    parser.add_argument("--classical-data", default="demo", help="the config whose "
+                        "validation images and masks the classical fills complete")  # fmt: skip
     parser.add_argument("--val-batches", type=int, default=8, help="validation batches per system")
     parser.add_argument("--out", default=None, help="folder for compare.json / compare.md")
     parser.add_argument(
@@ -226,15 +430,23 @@ def main(argv: list[str] | None = None) -> int:
     # run_cli gets its own arguments while sys.argv holds `compare ...`: intended here.
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
     configs = {p.stem for p in REPO_CONFIGS.glob("*.yaml")}
-    names = args.configs or [n for n in DEMO_CONFIGS if n in configs or n == DIP]
-    missing = [n for n in names if n not in configs and n != DIP]
+    classical = [CLASSICAL + m for m in FILLS] if "classical" in configs else []
+    known = {*configs, DIP, *classical}
+    names = args.configs or [n for n in DEMO_CONFIGS if n in known]
+    missing = [n for n in names if n not in known]
     if DIP in names and args.dip_data not in configs:
         missing.append(args.dip_data)
+    if any(n.startswith(CLASSICAL) for n in names) and args.classical_data not in configs:
+        missing.append(args.classical_data)
     if missing:
-        available = sorted([*configs, DIP])
-        parser.error(f"no config {missing} in {REPO_CONFIGS}; available: {available}")
+        parser.error(f"no config {missing} in {REPO_CONFIGS}; available: {sorted(known)}")
     if min(args.dip_images, args.dip_iterations, args.dip_channels) < 1:
         parser.error("--dip-images, --dip-iterations and --dip-channels must be >= 1")
+    if any(v is not None and v <= 0 for v in (args.kimg, args.minutes)):
+        parser.error(f"--kimg and --minutes must be > 0, got {args.kimg} and {args.minutes}")
+    kimg = 4.0 if args.kimg is None and args.minutes is None else args.kimg
+    budgets = [f"{kimg:g} kimg"] if kimg else []
+    budget = " or ".join([*budgets, *([f"{args.minutes:g} min"] if args.minutes else [])])
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="i2i-compare-"))
     rows = []
     for name in names:
@@ -244,10 +456,16 @@ def main(argv: list[str] | None = None) -> int:
             data = REPO_CONFIGS / f"{args.dip_data}.yaml"
             rows.append(run_dip(data, args.dip_images, args.dip_iterations, args.dip_channels))
             continue
-        print(f"i2i compare: training {name} for {args.kimg:g} kimg ...", flush=True)
-        rows.append(
-            run_system(REPO_CONFIGS / f"{name}.yaml", args.kimg, out / name, args.val_batches)
-        )
+        if name.startswith(CLASSICAL) or not _trains(name):
+            print(f"i2i compare: {name} (no training) ...", flush=True)
+            data = REPO_CONFIGS / f"{args.classical_data}.yaml"
+            rows.append(
+                run_untrained(name, args.val_batches, data if name in classical else None)
+            )
+            continue
+        print(f"i2i compare: training {name} for {budget} ...", flush=True)
+        config = REPO_CONFIGS / f"{name}.yaml"
+        rows.append(run_system(config, kimg, out / name, args.val_batches, args.minutes))
     markdown = table(rows)
     out.mkdir(parents=True, exist_ok=True)
     (out / "compare.json").write_text(json.dumps(rows, indent=2))

@@ -47,7 +47,7 @@ def _scores(model, batches, features) -> dict[str, float]:
     """A naive reference: G_ema on each batch, then the metric on the pairs."""
     metric = InceptionDiscriminativeScore(features, compute_fid=True)
     for batch in batches:
-        metric.update(batch[B.IMAGE], model.sample(batch).float())
+        metric.update(batch[B.IMAGE], model.sample(batch).float().clamp(-1, 1))
     return {k: float(v) for k, v in metric.compute().items()}
 
 
@@ -225,7 +225,8 @@ def test_translation_fid_against_all_training_targets_is_cached(tmp_path, monkey
     assert results["diversity_l1"] == pytest.approx(float(torch.cat(pairs).mean()), rel=1e-5)
     net = TinyFeatures(num_features=8)
     train = torch.stack([dm.train_dataset[i][B.IMAGE] for i in range(48)])
-    expected = frechet_distance(net(train), net(model.sample(batch).float()))
+    # The outputs as saved, clamped to the image range, as the protocol scores them.
+    expected = frechet_distance(net(train), net(model.sample(batch).float().clamp(-1, 1)))
     assert results["fid_train_reference"] == pytest.approx(float(expected), rel=1e-4)
 
     # Second run: the statistics come from the cache; the training set is never read.

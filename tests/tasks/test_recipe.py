@@ -231,6 +231,14 @@ def test_config_networks_match_their_data(config):
         assert data.get("load_size", 286) >= data.get("resolution", 256)  # resized, then cropped
         assert "max_iterations" in model  # every run has a length
         return
+    if raw["model"]["class_path"].endswith(".ClassicalInpaintingTask"):
+        from i2i.classical import FILLS  # no network: a fill of any size, no training length
+
+        assert model.get("method", "harmonic") in FILLS and "hole_range" in data
+        return
+    if raw["model"]["class_path"].endswith(".NearestNeighbourEdgesTask"):
+        assert data.get("condition", "edges") == "edges"  # retrieval by edge map
+        return
     if raw["model"]["class_path"].endswith(".GLCICTask"):
         return check_glcic_networks(model, data)
     if raw["model"]["class_path"].endswith(".VAEInpaintingTask"):

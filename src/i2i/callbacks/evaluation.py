@@ -13,7 +13,8 @@ to the loggers (scalars, plus a W&B table of the mask-size buckets):
   G_ema completes every evaluated image again with a mask drawn with that bucket's hole_range
   (fixed per image and bucket). `buckets: binned` splits the pairs of the one run by hole ratio
   instead (cheap; the only option with mask files). PSNR, SSIM and L1 in the hole are secondary
-  numbers. A run that scores fewer pairs than `official_num_pairs` says so (warning + JSON flag).
+  numbers, with `edge_f1_hole` (Canny edges in the hole, `i2i.metrics.structure`). A run that
+  scores fewer pairs than `official_num_pairs` says so (warning + JSON flag).
   `perceptual_distance: true` adds `lpips`: LPIPS (AlexNet) of each completion to its real image,
   the variational inpainting paper's "perceptual distance" (overall, per bucket, and `val/lpips`
   with the validation IDS).
@@ -52,7 +53,6 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchmetrics import MeanMetric
 from torchmetrics.aggregation import CatMetric
-from torchmetrics.functional.image import structural_similarity_index_measure
 
 from i2i.data import batch as B
 from i2i.data.masks import MaskFolder, RandomMaskGenerator
@@ -67,6 +67,7 @@ from i2i.metrics.fid_stats import (
 )
 from i2i.metrics.image import psnr
 from i2i.metrics.semantic import SemanticConsistency, class_set
+from i2i.metrics.structure import edge_f1_in_region, ssim_in_region
 from i2i.seeding import numpy_rng
 
 log = logging.getLogger(__name__)
@@ -380,6 +381,8 @@ class GANMetrics(Callback):
         self._mean(f"{prefix}l1_hole", device).update(masked_l1(fake, real, mask))
         self._mean(f"{prefix}psnr_hole", device).update(psnr(fake, real, 1 - mask))
         self._mean(f"{prefix}ssim_hole", device).update(ssim_in_region(fake, real, 1 - mask))
+        edge_f1 = edge_f1_in_region(fake, real, 1 - mask)
+        self._mean(f"{prefix}edge_f1_hole", device).update(edge_f1)
         if self.perceptual_distance:
             self._mean(f"{prefix}lpips", device).update(self._perceptual(fake, real))
         return hole
@@ -510,7 +513,7 @@ class GANMetrics(Callback):
             for batch in loader:
                 batch = {key: value.to(device) for key, value in batch.items()}
                 real, mask = batch[B.IMAGE].float(), batch[B.MASK].float()
-                fake = pl_module.sample(batch).float()
+                fake = pl_module.sample(batch).float().clamp(-1, 1)  # as the test step's
                 self._ids[name].update(real, fake)
                 self._update_inpainting(f"{name}/", real, fake, mask, device)
             rank_zero_info(f"i2i: bucket {name} scored (hole_range [{low}, {high}])")
@@ -757,20 +760,6 @@ def _compute(metric: InceptionDiscriminativeScore) -> dict[str, torch.Tensor]:
         # Buckets are often smaller than the feature dimension; the JSON keeps their counts.
         warnings.filterwarnings("ignore", message=".*fewer.*samples.*")
         return metric.compute()
-
-
-def ssim_in_region(fake: torch.Tensor, real: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
-    """SSIM per sample averaged over a region (the hole): the SSIM map, then a masked mean."""
-    _, ssim_map = structural_similarity_index_measure(
-        fake.clamp(-1, 1),
-        real.clamp(-1, 1),
-        data_range=2.0,
-        return_full_image=True,
-        reduction="none",
-    )
-    ssim_map = ssim_map.mean(dim=1, keepdim=True)
-    weight = region.expand_as(ssim_map)
-    return (ssim_map * weight).flatten(1).sum(1) / weight.flatten(1).sum(1).clamp_min(1)
 
 
 def build_lpips(instead: str = "set diversity: l1") -> nn.Module:

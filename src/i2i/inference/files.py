@@ -140,7 +140,9 @@ def check_outputs(
 
 def common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "model", help="a .ckpt, a .safetensors model (its .json beside it), or .onnx"
+        "model", help="a .ckpt, a .safetensors model (its .json beside it), or .onnx; "
+        "inpaint also takes classical:harmonic, classical:biharmonic, classical:telea, "
+        "classical:navier_stokes or classical:mean (a fill with no training)",
     )
     parser.add_argument("--out", required=True, type=Path, help="folder for the PNG outputs")
     parser.add_argument("--seed", type=int, default=0, help="seeds the latents (default 0)")
@@ -176,6 +178,11 @@ def run_files(
     model, then per batch: read (skipping and naming corrupt inputs), run, write."""
     if args.num_samples < 1 or args.batch_size < 1:
         return _fail("--num-samples and --batch-size must be at least 1")
+    if str(args.model).startswith("classical:") and args.num_samples > 1:
+        return _fail(
+            f"{args.model} is deterministic: --num-samples {args.num_samples} would write "
+            f"{args.num_samples} identical images per input; use --num-samples 1"
+        )
     planned = [output_paths(args.out, name, args.num_samples, args.panel) for _, name in inputs]
     try:
         check_outputs(args.out, inputs, sources, planned)

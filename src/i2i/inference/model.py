@@ -456,8 +456,13 @@ def load_model(
     path: str | Path, device: str | torch.device = "cpu", trust_checkpoint: bool = False
 ) -> InferenceModel:
     """A model from a `.ckpt`, a `.safetensors` / `.json` pair (either name, or the name
-    without suffix) or an exported `.onnx` file. A `.ckpt` is loaded weights-only unless
-    `trust_checkpoint` (`--trust-checkpoint`: unpickled in full, with a warning)."""
+    without suffix), an exported `.onnx` file, or `classical:NAME` (a fill with no file). A
+    `.ckpt` is loaded weights-only unless `trust_checkpoint` (`--trust-checkpoint`: unpickled in
+    full, with a warning)."""
+    if str(path).startswith("classical:"):
+        from i2i.inference.classical import load_classical
+
+        return load_classical(str(path), device)
     path = Path(path)
     if path.suffix == ".onnx":
         try:

@@ -180,6 +180,9 @@ def inpaint_batch(
 ) -> list[list[np.ndarray]]:
     """`inpaint_image` on several (image, known, index) items in ONE batch of the model (a
     GPU's way); per item, `num_samples` completions."""
+    if getattr(model.task, "any_size", False):  # a classical fill: the whole image, its size
+        return [_fill_whole(model, image, np.asarray(known, bool), num_samples)
+                for image, known, _ in items]  # fmt: skip
     windows, xs, masks = [], [], []
     for image, known, _ in items:
         _check_image(image)
@@ -202,6 +205,18 @@ def inpaint_batch(
         for j, (image, known, _) in enumerate(items):
             results[j].append(paste(image, np.asarray(known, bool), windows[j], out[j]))
     return results
+
+
+def _fill_whole(
+    model: InferenceModel, image: np.ndarray, known: np.ndarray, num_samples: int
+) -> list[np.ndarray]:
+    _check_image(image)
+    if known.shape != image.shape[:2]:
+        raise ValueError(f"the mask is {known.shape} (H, W), the image {image.shape[:2]}")
+    x, m = to_tensor(image)[None], torch.from_numpy(known)[None, None].float()
+    out = model.task.sampling_network(x, m)[0]
+    result = paste(image, known, Window(0, 0, *known.shape), out)
+    return [result] * num_samples  # deterministic: every sample is the same
 
 
 def inpaint_image(

@@ -2,6 +2,15 @@
 panels stacked top to bottom, enlarged (nearest neighbour, so pixels stay visible) for a screen.
 
     python -m i2i.inference.sheet runs/demo/inpainted --out runs/demo/inpainted.png
+    python -m i2i.inference.sheet runs/demo/inpainted --out runs/demo/inpainted.png \
+        --classical runs/demo/classical --classical-name classical:biharmonic \
+        --heldout runs/demo/heldout
+
+`--classical DIR`: a folder of another method's outputs (`NAME.png`, e.g. `i2i inpaint
+classical:biharmonic`), shown as one more column beside each panel `NAME_panel.png`.
+`--heldout DIR` (its `images/` and `masks/`, white = hole, as `make try` writes them): prints the
+hole L1 (images in [-1, 1]) and the edge F1 in the hole (`i2i.metrics.structure`) of the model's
+outputs `NAME_K.png`, averaged over its samples, and of the classical ones, on the same scenes.
 """
 
 from __future__ import annotations
@@ -18,15 +27,43 @@ from torchvision.utils import make_grid, save_image
 from i2i.io import atomic_write
 
 
-def contact_sheet(folder: Path, min_width: int = 768) -> torch.Tensor:
-    """The panels `*_panel.png` under `folder` (sorted by path) in one column, scaled by a whole
-    factor up to `min_width` pixels wide; (3, H, W) in [0, 1]."""
+def _read(path: Path) -> torch.Tensor:
+    return decode_image(str(path), mode=ImageReadMode.RGB).float() / 255
+
+
+def _with_column(panel: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """The panel (3, h + 4, W) of `panel_image` (2 px white padding) with one more tile."""
+    h = panel.shape[1] - 4
+    w = round(image.shape[2] * h / image.shape[1])
+    tile = torch.nn.functional.interpolate(image[None], size=(h, w), mode="bicubic")[0]
+    out = torch.ones(3, panel.shape[1], panel.shape[2] + w + 2)
+    out[:, :, : panel.shape[2]] = panel
+    out[:, 2 : 2 + h, panel.shape[2] : panel.shape[2] + w] = tile.clamp(0, 1)
+    return out
+
+
+def contact_sheet(
+    folder: Path, min_width: int = 768, classical: Path | None = None
+) -> torch.Tensor:
+    """The panels `*_panel.png` under `folder` (sorted by path) in one column, each with the
+    image of the same name in `classical` as one more column, scaled by a whole factor up to
+    `min_width` pixels wide; (3, H, W) in [0, 1]."""
     paths = sorted(Path(folder).rglob("*_panel.png"))
     if not paths:
         raise FileNotFoundError(
             f"no *_panel.png under {folder}: write them with `i2i inpaint ... --panel`"
         )
-    panels = [decode_image(str(p), mode=ImageReadMode.RGB).float() / 255 for p in paths]
+    panels = [_read(p) for p in paths]
+    if classical is not None:
+        for i, path in enumerate(paths):
+            name = path.relative_to(folder).as_posix()[: -len("_panel.png")] + ".png"
+            other = Path(classical) / name
+            if not other.is_file():
+                raise FileNotFoundError(
+                    f"no {other} for the panel {path}: write the classical fill of the same "
+                    f"inputs into {classical} (`i2i inpaint classical:NAME ... --out {classical}`)"
+                )
+            panels[i] = _with_column(panels[i], _read(other))
     width = max(p.shape[-1] for p in panels)
     panels = [torch.nn.functional.pad(p, (0, width - p.shape[-1]), value=1.0) for p in panels]
     sheet = make_grid(panels, nrow=1, padding=4, pad_value=1.0)
@@ -34,17 +71,65 @@ def contact_sheet(folder: Path, min_width: int = 768) -> torch.Tensor:
     return torch.nn.functional.interpolate(sheet[None], scale_factor=scale, mode="nearest")[0]
 
 
+def _as_tensor(path: Path) -> torch.Tensor:
+    return _read(path)[None] * 2 - 1  # (1, 3, H, W) in [-1, 1]
+
+
+def heldout_scores(
+    heldout: Path, outputs: dict[str, list[Path]]
+) -> dict[str, float]:
+    """Hole L1 and edge F1 in the hole of `outputs` (scene name -> its output files, averaged)
+    against `heldout`/images/NAME.png with `heldout`/masks/NAME.png (white = hole)."""
+    from i2i.losses import masked_l1
+    from i2i.metrics.structure import edge_f1_in_region
+
+    l1, f1 = [], []
+    for name, files in sorted(outputs.items()):
+        real = _as_tensor(Path(heldout) / "images" / f"{name}.png")
+        hole = decode_image(str(Path(heldout) / "masks" / f"{name}.png"), ImageReadMode.GRAY)
+        known = (hole < 128).float()[None]
+        for path in files:
+            fake = _as_tensor(path)
+            l1.append(float(masked_l1(fake, real, known, region="hole")))
+            f1.append(float(edge_f1_in_region(fake, real, 1 - known)))
+    return {"hole_l1": sum(l1) / len(l1), "edge_f1": sum(f1) / len(f1), "outputs": len(l1)}
+
+
+def print_scores(folder: Path, heldout: Path, classical: Path | None, classical_name: str) -> None:
+    """The model's scores (its samples `NAME_K.png`) and the classical fill's, same scenes."""
+    names = sorted(p.stem for p in (Path(heldout) / "images").glob("*.png"))
+    model = {n: sorted(Path(folder).glob(f"{n}_[0-9]*.png")) for n in names}
+    missing = [n for n, files in model.items() if not files]
+    if missing:
+        raise FileNotFoundError(f"no outputs {missing[0]}_K.png in {folder} for {heldout}")
+    rows = [(f"model ({len(model[names[0]])} samples each)", heldout_scores(heldout, model))]
+    if classical is not None:
+        fills = {n: [Path(classical) / f"{n}.png"] for n in names}
+        rows.append((classical_name, heldout_scores(heldout, fills)))
+    print(f"scores on the {len(names)} held-out scenes (hole L1, images in [-1, 1]: lower is "
+          "better; edge F1 in the hole, kornia Canny, 1 px: higher is better):")  # fmt: skip
+    for label, s in rows:
+        print(f"  {label:<28} hole L1 {s['hole_l1']:.3f}   edge F1 {s['edge_f1']:.3f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m i2i.inference.sheet", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", type=Path, help="a folder of *_panel.png files")
     parser.add_argument("--out", type=Path, required=True, help="the PNG to write")
-    args = parser.parse_args(argv)
+    parser.add_argument("--classical", type=Path, default=None,
+                        help="a folder of another method's outputs NAME.png: one more column")
+    parser.add_argument("--classical-name", default="classical", help="its name in the scores")
+    parser.add_argument("--heldout", type=Path, default=None,
+                        help="the scenes' folder (images/, masks/ white = hole): print scores")
+    args = parser.parse_args(argv)  # fmt: skip
     if args.out.resolve() in {p.resolve() for p in Path(args.folder).rglob("*_panel.png")}:
         print(f"error: --out {args.out} is one of the panels: choose another name")
         return 1
     try:
-        sheet = contact_sheet(args.folder)
+        sheet = contact_sheet(args.folder, classical=args.classical)
+        if args.heldout is not None:
+            print_scores(args.folder, args.heldout, args.classical, args.classical_name)
     except FileNotFoundError as e:
         print(f"error: {e}")
         return 1

@@ -9,12 +9,20 @@
   (any image condition), `Pix2PixLabelsTask` = LabelsToPhoto + Pix2Pix (one-hot label maps).
 - `CycleGANTask` (cyclegan.py): unpaired translation, two generators and two discriminators.
 - `VAEInpaintingTask` (vae.py): variational inpainting on the base task alone (no adversary).
+- Classical baselines with no training (classical.py): `ClassicalInpaintingTask(method=...)`
+  (harmonic, biharmonic, Telea, Navier-Stokes fills), `NearestNeighbourEdgesTask` /
+  `NearestNeighbourLabelsTask` (retrieval of the closest training pair).
 - Problems as mixins: `Inpainting`, `EdgesToPhoto`, `LabelsToPhoto`; a task is a problem over a
   system (`InpaintingTask` = Inpainting + CoModGAN, `GLCICTask` = Inpainting + GLCIC).
 """
 
 from i2i.tasks.adversarial import AdversarialTask, Phase
 from i2i.tasks.base import ImageTask
+from i2i.tasks.classical import (
+    ClassicalInpaintingTask,
+    NearestNeighbourEdgesTask,
+    NearestNeighbourLabelsTask,
+)
 from i2i.tasks.comod import CoModGANTask
 from i2i.tasks.cyclegan import CycleGANTask, ImagePool
 from i2i.tasks.glcic import GLCICTask
@@ -31,6 +39,7 @@ from i2i.tasks.vae import VAEInpaintingTask
 
 __all__ = [
     "AdversarialTask",
+    "ClassicalInpaintingTask",
     "CoModGANTask",
     "CycleGANTask",
     "EdgesToPhoto",
@@ -42,6 +51,8 @@ __all__ = [
     "InpaintingTask",
     "LabelsToPhoto",
     "LabelsToPhotoTask",
+    "NearestNeighbourEdgesTask",
+    "NearestNeighbourLabelsTask",
     "Phase",
     "Pix2Pix",
     "Pix2PixLabelsTask",

@@ -67,6 +67,12 @@ class ImageTask(L.LightningModule):
         super().__init__()
         # Collects the arguments of every subclass's __init__ too (they are on the stack).
         self.save_hyperparameters(ignore=list(self.not_hyperparameters))
+        # Under LightningCLI, hparams are the config's arguments: one that a subclass passes
+        # itself (a system with no training: channels_last=False) is not among them.
+        own = dict(max_iterations=max_iterations, max_kimg=max_kimg, channels_last=channels_last,
+                   allow_tf32=allow_tf32, eval_seed=eval_seed)  # fmt: skip
+        for name, value in own.items():
+            self.hparams.setdefault(name, value)
         # Counters live in the state dict, so a resumed run continues them exactly.
         self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
         self.register_buffer("images_seen", torch.zeros((), dtype=torch.long))
@@ -213,8 +219,11 @@ class ImageTask(L.LightningModule):
 
     def _evaluate(self, batch: dict, stage: str) -> dict[str, torch.Tensor]:
         """The sampling network on a batch: logs the task's cheap metrics and returns the
-        output, which metric callbacks (P-IDS / U-IDS / FID) read."""
-        fake = self.sample(batch).float()
+        output, which metric callbacks (P-IDS / U-IDS / FID) read. Both see the output clamped
+        to the image range, as it is saved, so that every number describes an image (an
+        untrained network's raw output can reach 16); the protocols that quantise (Inception
+        features) quantise it further."""
+        fake = self.sample(batch).float().clamp(-1, 1)
         metrics = self.evaluation_metrics(fake, batch)
         n = batch[B.IMAGE].shape[0]
         self.log_dict(

@@ -7,11 +7,16 @@ G(.) * (1 - m) + x * m: known pixels are returned unchanged.
 
 from __future__ import annotations
 
+import hashlib
+
+import numpy as np
 import torch
 
+from i2i.classical import fill_batch, fill_function
 from i2i.data import batch as B
 from i2i.losses import masked_l1
 from i2i.metrics.image import psnr
+from i2i.metrics.structure import edge_f1_in_region, ssim_in_region
 from i2i.tasks.comod import CoModGANTask
 
 
@@ -19,6 +24,18 @@ class Inpainting:
     """Problem mixin: masks follow the project convention, 1 = known, 0 = hole."""
 
     evaluation = "inpainting"
+
+    def __init__(self, *args, classical_reference: str | None = "harmonic", **kwargs):
+        # classical_reference: the classical fill (`i2i.classical.FILLS`) whose l1_hole and
+        # edge_f1_hole validation logs beside the model's (`val/l1_hole_harmonic`), so every run
+        # shows where it stands. Each validation image is filled once per run (cached); harmonic
+        # takes ~0.8 s for a 512 px image with a 40% hole on one CPU core, telea ~0.2 s; None:
+        # not computed.
+        super().__init__(*args, **kwargs)
+        if classical_reference is not None:
+            fill_function(classical_reference)  # an unknown name stops here, with the choices
+        self.classical_reference = classical_reference
+        self._classical_cache: dict[tuple[int, str], dict[str, float]] = {}
 
     def condition(self, batch: dict) -> torch.Tensor:
         mask = batch[B.MASK].to(batch[B.IMAGE].dtype)
@@ -36,9 +53,38 @@ class Inpainting:
 
     def evaluation_metrics(self, fake: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
         real, mask = batch[B.IMAGE].float(), batch[B.MASK].float()
+        return {k: v.mean() for k, v in hole_scores(fake, real, mask).items()}
+
+    def validation_step(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
+        out = super().validation_step(batch, batch_idx)
+        if self.classical_reference is not None:  # validation only: `test` scores the model
+            name = self.classical_reference
+            scores = self.classical_scores(batch)
+            self.log_dict(
+                {f"val/{k}_{name}": scores[k].mean() for k in ("l1_hole", "edge_f1_hole")},
+                batch_size=batch[B.IMAGE].shape[0],
+                sync_dist=True,
+            )
+        return out
+
+    def classical_scores(self, batch: dict) -> dict[str, torch.Tensor]:
+        """The reference fill's per-sample scores on this batch, each image filled once per run:
+        validation images and masks are fixed, so they are cached by (index, mask)."""
+        cache = self._classical_cache
+        real, mask = batch[B.IMAGE].float(), batch[B.MASK].float()
+        keys = [
+            (int(i), hashlib.blake2b(np.packbits(m.cpu().numpy() > 0.5).tobytes()).hexdigest())
+            for i, m in zip(batch[B.INDEX], mask, strict=True)
+        ]
+        todo = [j for j, key in enumerate(keys) if key not in cache]
+        if todo:
+            filled = fill_batch(self.classical_reference, real[todo], mask[todo])
+            scores = hole_scores(filled, real[todo], mask[todo])
+            for n, j in enumerate(todo):
+                cache[keys[j]] = {k: v[n].item() for k, v in scores.items()}
         return {
-            "l1_hole": masked_l1(fake, real, mask, region="hole").mean(),
-            "psnr_hole": psnr(fake, real, 1 - mask).mean(),
+            k: torch.tensor([cache[key][k] for key in keys], device=real.device)
+            for k in cache[keys[0]]
         }
 
     def visual_panels(self, batch: dict, fake: torch.Tensor) -> list[torch.Tensor]:
@@ -48,6 +94,20 @@ class Inpainting:
         tint = torch.tensor([0.2, 0.6, 1.0], device=image.device).reshape(1, 3, 1, 1)
         masked = image * mask + tint * (1 - mask)
         return [masked, fake.float(), image]
+
+
+def hole_scores(
+    fake: torch.Tensor, real: torch.Tensor, mask: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """Per-sample scores of completions in the hole (mask 1 = known): L1, PSNR, and the
+    structure measures that punish blur (SSIM, edge F1; see `i2i.metrics.structure`)."""
+    hole = 1 - mask
+    return {
+        "l1_hole": masked_l1(fake, real, mask, region="hole"),
+        "psnr_hole": psnr(fake, real, hole),
+        "ssim_hole": ssim_in_region(fake, real, hole),
+        "edge_f1_hole": edge_f1_in_region(fake, real, hole),
+    }
 
 
 class InpaintingTask(Inpainting, CoModGANTask):
