@@ -52,6 +52,16 @@ def test_an_out_that_is_an_input_is_refused(model_files, tmp_path, mode):
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_an_out_that_is_a_file_is_named_and_kept(model_files, tmp_path, mode):
+    image, out = tmp_path / "a.png", tmp_path / "notes.txt"
+    png(image, np.full((20, 20, 3), 90, dtype=np.uint8))
+    out.write_text("mine")
+    code, text = inpaint(mode, model_files["inpainting"], image, "random", out, "--overwrite")
+    assert code == 1 and f"--out {out} is a file: give a folder" in text, text
+    assert "Traceback" not in text and out.read_text() == "mine"
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_two_inputs_writing_one_output_are_refused_before_writing(model_files, tmp_path, mode):
     rng = np.random.default_rng(1)
     images, out = tmp_path / "images", tmp_path / "out"

@@ -109,6 +109,8 @@ def check_outputs(
     """ValueError when an output would replace an input, or two inputs the same output.
     `sources`: the paths given for the inputs (files or folders) and the mask files."""
     here = out.resolve()
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file: give a folder (it is created if missing)")
     for source in sources:
         where = source.resolve()
         if source.is_dir() and (here == where or where in here.parents):
