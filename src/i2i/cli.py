@@ -24,17 +24,13 @@ success, 1 on an error, 2 on a bad option, 130 / 143 after Ctrl-C / SIGTERM.
 
 from __future__ import annotations
 
-import difflib
 import errno
-import inspect
 import json
 import os
-import re
 import shlex
 import shutil
 import signal
 import sys
-import textwrap
 import time
 import warnings
 from pathlib import Path
@@ -68,15 +64,18 @@ from i2i.callbacks.resume import (
     remove_stale_temporaries,
     write_error,
 )
+from i2i.checkpoint_checks import (
+    check_compatible,
+    check_loadable,
+    describe_checkpoint,
+    limits_reached,
+    process_count,
+)
 from i2i.commands import FILE_COMMANDS, run_file_command
+from i2i.config_keys import I2IArgumentParser
 from i2i.errors import UserError, find_user_error, report
 from i2i.safe_load import (
     TRUST_FLAG,
-    RefusedFileError,
-    damaged,
-    iteration_of,
-    load_checkpoint,
-    loadable_beside,
     trust_checkpoints,
 )
 from i2i.tasks import ImageTask
@@ -99,252 +98,9 @@ def _checkpoint_dir(default_root_dir: str | None) -> str:
     return str(Path(default_root_dir or ".") / "checkpoints")
 
 
-# ---- short errors for unknown keys -----------------------------------------------------------
-
-
-def _init_parameters(class_path: str) -> list[str]:
-    """The constructor arguments a class accepts (following **kwargs up its bases)."""
-    module_name, _, name = class_path.rpartition(".")
-    try:
-        cls = getattr(__import__(module_name, fromlist=[name]), name)
-    except (ImportError, AttributeError):
-        return []
-    names: list[str] = []
-    for klass in cls.__mro__ if isinstance(cls, type) else [cls]:
-        init = getattr(klass, "__init__", None)
-        try:
-            params = inspect.signature(init).parameters.values()
-        except (TypeError, ValueError):
-            continue
-        names += [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-        if not any(p.kind == p.VAR_KEYWORD for p in params):
-            break
-    return list(dict.fromkeys(n for n in names if n != "self"))
-
-
-def _parser_keys(parser: Any) -> list[str]:
-    """Every option key of a parser and of its subcommand parsers ("trainer.max_steps", ...)."""
-    keys = []
-    for action in getattr(parser, "_actions", []):
-        choices = getattr(action, "choices", None)
-        if (
-            isinstance(choices, dict)
-            and choices
-            and all(hasattr(p, "_actions") for p in choices.values())
-        ):
-            for sub in choices.values():
-                keys += _parser_keys(sub)
-        elif action.dest and action.dest not in ("help", "config", "print_config"):
-            keys.append(action.dest)
-    return list(dict.fromkeys(keys))
-
-
-def _unknown_key(message: str) -> tuple[str, str | None] | None:
-    """(the unknown key's full path, the class that rejected it) from jsonargparse's message."""
-    option = re.search(r"Option '([^']+)' is not accepted", message)
-    if option:
-        # `Parser key "model": ... class_path 'X': Parser key "generator": ... class_path 'Y'`
-        path = []
-        for key in re.findall(r'Parser key "([^"]+)"', message):
-            path += [key, "init_args"]
-        classes = re.findall(r"class_path '([^']+)'", message)
-        return ".".join([*path, option.group(1)]), classes[-1] if classes else None
-    flag = re.search(r"nrecognized arguments: --?([\w.\-]+)", message)
-    if flag:
-        return flag.group(1), None
-    key = re.search(r"does not accept option '([^']+)'", message) or re.search(
-        r"Key '([^']+)' is not expected", message
-    )
-    if key:
-        return key.group(1), None
-    return None
-
-
-def describe_unknown_key(message: str, parser: Any) -> str | None:
-    """A few lines: the unknown key, the close matches, and the keys accepted beside it."""
-    found = _unknown_key(message)
-    if found is None:
-        return None
-    key, class_path = found
-    group, _, name = key.rpartition(".")
-    if class_path:
-        accepted = _init_parameters(class_path)
-        where = f"{group} ({class_path})"
-    else:
-        # The first part of the key that names nothing: `chekpoint` in `chekpoint.monitor`.
-        known = _parser_keys(parser)
-        parts = key.split(".")
-        depth = next(
-            (
-                i
-                for i in range(len(parts))
-                if not any(
-                    k == ".".join(parts[: i + 1]) or k.startswith(".".join(parts[: i + 1]) + ".")
-                    for k in known
-                )
-            ),
-            len(parts) - 1,
-        )
-        group, name = ".".join(parts[:depth]), parts[depth]
-        prefix = f"{group}." if group else ""
-        keys = [k for k in known if k.startswith(prefix)]
-        accepted = list(dict.fromkeys(k[len(prefix) :].split(".")[0] for k in keys))
-        where = group or "the top level"
-    close = difflib.get_close_matches(name, accepted, n=3, cutoff=0.6)
-    lines = [f"i2i: error: unknown key {key!r}"]
-    if close:
-        lines.append(f"  did you mean: {', '.join(f'{group}.{c}' if group else c for c in close)}")
-    if accepted:
-        listed = textwrap.wrap(", ".join(accepted), 96)
-        if len(listed) > 8:
-            listed = [*listed[:8], "..."]
-        lines.append(f"  accepted keys of {where}:")
-        lines += [f"    {line}" for line in listed]
-    lines.append("  (all options: i2i fit --help; the resolved config: i2i fit ... --print_config)")
-    return "\n".join(lines)
-
-
-class I2IArgumentParser(LightningArgumentParser):
-    """Lightning's parser, with a few lines instead of the usage screen for an unknown key."""
-
-    def error(self, message: str, ex: Exception | None = None):
-        if self.exit_on_error:
-            short = describe_unknown_key(str(message), self)
-            if short is None:  # another problem: jsonargparse's message without the usage screen
-                lines = str(message).strip().splitlines()
-                lines = [*lines[:12], "  ..."] if len(lines) > 12 else lines
-                short = "i2i: error: " + "\n".join(lines) + "\n  (all options: i2i fit --help)"
-            print(short, file=sys.stderr)
-            sys.exit(2)
-        return super().error(message, ex)
-
-
 def _import_path(value: Any) -> str:
     name = getattr(value, "__qualname__", None) or type(value).__qualname__
     return f"{getattr(value, '__module__', None) or type(value).__module__}.{name}"
-
-
-# ---- checkpoints: damaged, another task or size, finished ------------------------------------
-
-
-def _load(path: Path) -> dict:
-    """The checkpoint's contents, memory-mapped where the file format allows (cheap), loaded
-    weights-only (`i2i.safe_load`: a foreign pickle is refused by name, nothing runs)."""
-    return load_checkpoint(path, mmap=True)
-
-
-def check_loadable(path: Path) -> dict:
-    """Load a checkpoint, or say it is damaged (or refused) and which checkpoints beside it
-    load."""
-    try:
-        return _load(path)
-    except RefusedFileError as e:
-        raise RunError(str(e)) from None
-    except Exception as e:
-        lines = [damaged(path, e)]
-        others = loadable_beside(path)
-        if others:
-            lines.append("  checkpoints beside it that load: " + "; ".join(others))
-            lines.append("  resume from one of them with --ckpt_path=<file>")
-        else:
-            lines.append("  no other checkpoint beside it loads; start afresh with --overwrite")
-        raise RunError("\n".join(lines)) from None
-
-
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(tree, dict):
-        out: dict[str, Any] = {}
-        for k, v in tree.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: tree}
-
-
-def _network_config(model_config: dict, model: L.LightningModule) -> dict[str, Any]:
-    """The part of a model config that decides shapes: the task class and the injected
-    networks (class paths and arguments); run-length and loss settings may change on resume."""
-    init_args = model_config.get("init_args") or {}
-    kept: dict[str, Any] = {"class_path": model_config.get("class_path")}
-    for name, value in init_args.items():
-        if isinstance(getattr(model, name, None), torch.nn.Module) and isinstance(value, dict):
-            kept.update(_flatten(value, f"{name}."))
-    return kept
-
-
-def check_compatible(
-    path: Path, checkpoint: dict, model: L.LightningModule, model_config: dict
-) -> None:
-    """Say which task class or network setting differs between a checkpoint and the config,
-    before Lightning fails with a raw `size mismatch`."""
-    expected = model.state_dict()
-    state = checkpoint.get("state_dict") or {}
-    mismatched = [
-        f"{k}: checkpoint {list(state[k].shape)}, config {list(v.shape)}"
-        for k, v in expected.items()
-        if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(v.shape)
-    ]
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    recorded = (checkpoint.get(RunRecord.KEY) or {}).get("model")
-    differences = []
-    if recorded:
-        old, new = _network_config(recorded, model), _network_config(model_config, model)
-        for k in sorted(old.keys() | new.keys(), key=lambda k: (k != "class_path", k)):
-            if old.get(k) != new.get(k):
-                name = "task (model.class_path)" if k == "class_path" else k
-                differences.append(f"{name}: checkpoint {old.get(k)}, config {new.get(k)}")
-    task_differs = bool(differences) and differences[0].startswith("task")
-    if not (mismatched or missing or unexpected or task_differs):
-        if differences:
-            print(f"i2i: note: {path} was trained with " + "; ".join(differences), flush=True)
-        return
-    lines = [f"the checkpoint {path} is of another task or size than this config:"]
-    if differences:
-        lines += [f"  {d}" for d in differences[:8]]
-    else:  # a checkpoint from before the record: name the first mismatching tensors
-        lines += [f"  {m}" for m in mismatched[:5]]
-        if missing or unexpected:
-            lines.append(
-                f"  {len(missing)} tensor(s) missing from the checkpoint (e.g. "
-                f"{(missing or ['-'])[0]}), {len(unexpected)} unexpected (e.g. "
-                f"{(unexpected or ['-'])[0]})"
-            )
-    lines.append("  use the config the checkpoint was trained with, or another --ckpt_path")
-    raise RunError("\n".join(lines))
-
-
-def _describe(path: Path) -> str:
-    try:
-        return f"{path.name} ({iteration_of(_load(path))})"
-    except Exception:
-        return f"{path.name} (does not load)"
-
-
-def _limits_reached(model: L.LightningModule) -> list[tuple[str, str]]:
-    """The run-length settings that the task's counters have reached: (name, description)."""
-    hp = model.hparams
-    ended = []
-    max_iterations = getattr(hp, "max_iterations", None)
-    if max_iterations is not None and int(model.iteration) >= max_iterations:
-        ended.append(("max_iterations", f"max_iterations={max_iterations}"))
-    max_kimg = getattr(hp, "max_kimg", None)
-    if max_kimg is not None and float(model.kimg) >= max_kimg:
-        seen = f"{int(model.images_seen)} images seen"
-        ended.append(("max_kimg", f"max_kimg={max_kimg}, at {seen}"))
-    return ended or [("max_iterations", "its length")]
-
-
-def _process_count(devices: Any, accelerator: str) -> int:
-    """The processes per node that Lightning will start for `trainer.devices`."""
-    if isinstance(devices, list | tuple):
-        return len(devices)
-    text = str(devices).strip()
-    if "," in text:
-        return len([d for d in text.split(",") if d.strip()])
-    if text.lstrip("-").isdigit() and int(text) >= 0:
-        return int(text)
-    # "auto" or -1: every GPU, or one CPU process
-    return torch.cuda.device_count() if accelerator in ("gpu", "cuda", "auto") else 1
 
 
 # ---- the CLI -------------------------------------------------------------------------------
@@ -491,7 +247,7 @@ class I2ICLI(LightningCLI):
         if self.subcommand != "fit" or getattr(self.model, "automatic_optimization", True):
             return None
         trainer = self._sub_config().trainer
-        processes = _process_count(trainer.devices, str(trainer.accelerator))
+        processes = process_count(trainer.devices, str(trainer.accelerator))
         processes *= int(trainer.num_nodes or 1)
         strategy = trainer.strategy
         if processes < 2:
@@ -545,8 +301,8 @@ class I2ICLI(LightningCLI):
                 newest = max(others, key=lambda p: p.stat().st_mtime)
                 raise RunError(
                     f"--ckpt_path last: there is no {path}, but {path.parent} holds "
-                    f"{'; '.join(_describe(p) for p in others)}. To resume from one of them: "
-                    f"--ckpt_path=<file> (e.g. --ckpt_path={newest}); nothing was changed"
+                    f"{'; '.join(describe_checkpoint(p) for p in others)}. To resume from one "
+                    f"of them: --ckpt_path=<file> (e.g. --ckpt_path={newest}); nothing was changed"
                 )
             return None
         path = Path(ckpt_path)
@@ -645,7 +401,7 @@ class I2ICLI(LightningCLI):
                 getattr(model, k).copy_(state[k])
             done = bool(finished())
             iteration = int(model.iteration)
-            ended = _limits_reached(model)
+            ended = limits_reached(model)
             for k, v in saved.items():
                 getattr(model, k).copy_(v)
         if not done:
