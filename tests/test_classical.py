@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from i2i.classical import FILLS, harmonic_fill, nearest_neighbour
@@ -119,6 +120,9 @@ def test_i2i_test_scores_a_classical_fill_like_a_model(tmp_path):
         assert np.isfinite(report["results"][key]), key
     assert report["protocol"]["generator"] == "ClassicalFill"
     assert report["protocol"]["task"] == "ClassicalInpaintingTask"
+    # A classical fill is a reference itself: the CLI must not give it the models' default one.
+    config = yaml.safe_load((root / "config.yaml").read_text())
+    assert config["model"]["init_args"]["classical_reference"] is None
 
 
 def test_i2i_test_scores_nearest_neighbour_retrieval(tmp_path):

@@ -67,10 +67,11 @@ class ClassicalInpaintingTask(_NoTraining, Inpainting, ImageTask):
     def __init__(
         self,
         method: str = "harmonic",  # a name of i2i.classical.FILLS
+        classical_reference: str | None = None,  # none by default: it is a reference itself
         **kwargs,
     ):
-        kwargs.setdefault("classical_reference", None)  # it is a reference itself
-        super().__init__(channels_last=False, **kwargs)
+        # Named here, not defaulted in kwargs: LightningCLI passes the parent's default otherwise.
+        super().__init__(channels_last=False, classical_reference=classical_reference, **kwargs)
         self.fill = ClassicalFill(method)
 
     @property
