@@ -29,8 +29,6 @@ from i2i.networks import CoModDiscriminator, CoModGenerator
 from i2i.networks.layers import (
     ModulatedConv2d,
     _ConvWeightGradContiguous,
-    conv2d,
-    conv_transpose2d_phases,
     weight_grad_wants_contiguous,
 )
 
@@ -50,40 +48,6 @@ def set_impl(G: torch.nn.Module, impl: str) -> None:
     for m in G.modules():
         if isinstance(m, ModulatedConv2d):
             m.impl = impl
-
-
-def upconv_rows(G: torch.nn.Module, batches: list[int], ceiling: float, reps: int) -> list[dict]:
-    """Each up-sampling layer's stride-2 transposed conv against the same as four phase convs,
-    forward and forward+backward, as time / floor (FLOPs at the ceiling's rate). Both run as i2i
-    runs them: through `conv2d`, with the weight gradient where this machine's rule puts it."""
-    rows = []
-    for m in G.modules():
-        if not (isinstance(m, ModulatedConv2d) and m.up == 2):
-            continue
-        h, w_ = m.resolution[0] // 2, m.resolution[1] // 2
-        k = m.kernel_size
-        weight = torch.randn(m.in_channels, m.out_channels, k, k).to(
-            memory_format=torch.channels_last
-        )
-        weight.requires_grad_(True)  # forward+backward: input and weight gradients, 3x the FLOPs
-        for batch in batches:
-            x = torch.randn(batch, m.in_channels, h, w_).to(memory_format=torch.channels_last)
-            flops = 2 * batch * m.in_channels * m.out_channels * k * k * h * w_
-            paths = {
-                "transposed": lambda x=x: conv2d(x, weight, stride=2, transposed=True),
-                "phases": lambda x=x: conv_transpose2d_phases(x, weight),
-            }
-            row = {"layer": f"{m.in_channels}->{m.out_channels} @{h}x{w_}", "batch": batch}
-            for name, fn in paths.items():
-                with torch.no_grad():
-                    t = seconds(fn, reps=reps)
-                xg = x.detach().requires_grad_(True)
-                t_fb = seconds(lambda fn=fn, xg=xg: fn(xg).sum().backward(), reps=reps)
-                floor = flops / 1e9 / ceiling
-                row[f"{name} fwd x floor"] = f"{t / floor:.2f}"
-                row[f"{name} fwd+bwd x floor"] = f"{t_fb / (3 * floor):.2f}"
-            rows.append(row)
-    return rows
 
 
 def weight_grad_rows(ceiling: float, reps: int) -> list[dict]:
@@ -150,9 +114,6 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="batch 1 only, one repetition")
     parser.add_argument(
-        "--upconv-only", action="store_true", help="only the up-sampling conv table"
-    )
-    parser.add_argument(
         "--weight-grad-only", action="store_true", help="only the weight-gradient table"
     )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -179,13 +140,6 @@ def main() -> None:
             "(3 x forward FLOPs / ceiling))",
         )
         if args.weight_grad_only:
-            return
-        print_table(
-            upconv_rows(G, batches, ceiling, reps=1 if args.quick else 3),
-            f"Up-sampling convs of G @{r}: transposed conv vs four phase convs "
-            "(x floor = time / (FLOPs / ceiling); fwd+bwd: input and weight gradients)",
-        )
-        if args.upconv_only:
             return
     D = CoModDiscriminator(r, cond_channels=1).to(device)
     rows = []

@@ -58,9 +58,10 @@ class ValidationCurve(Callback):
     def on_validation_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking:
             return
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        metrics = trainer.callback_metrics
         row = {"iteration": int(pl_module.iteration),
-               "minutes": round((time.perf_counter() - self._start) / 60, 3), **metrics}  # fmt: skip
+               "minutes": round((time.perf_counter() - self._start) / 60, 3),
+               **{k: float(v) for k, v in metrics.items() if k.startswith("val/")}}  # fmt: skip
         with self.path.open("a") as f:
             f.write(json.dumps(row) + "\n")
 
@@ -89,8 +90,8 @@ def draw(curves: dict[str, list[dict]], path: Path) -> None:
     width, height, pad = 520, 300, 50
     sheet = Image.new("RGB", (2 * width, height + 24 * (len(curves) + 1)), "white")
     pen = ImageDraw.Draw(sheet)
-    for panel, (key, title) in enumerate([("l1_hole", "hole L1 (lower is better)"),
-                                          ("edge_f1_hole", "edge F1 in the hole (higher)")]):  # fmt: skip
+    panels = [("l1_hole", "hole L1 (lower is better)"), ("edge_f1_hole", "edge F1 in the hole")]
+    for panel, (key, title) in enumerate(panels):
         x0 = panel * width
         values = [r[f"val/{key}"] for rows in curves.values() for r in rows]
         values += [r[f"val/{key}_{REFERENCE}"] for rows in curves.values() for r in rows]

@@ -134,10 +134,11 @@ class SamplingGraph(nn.Module):
             ws = G.map(inputs["z"])
             # G.truncate with psi as a graph input: its `psi == 1` shortcut would be data-dependent.
             ws = G.w_avg.to(ws.dtype).lerp(ws, inputs["truncation_psi"].to(ws.dtype))
-        g, skips = G.encoder(cond)
+        x = G.encoder_input(cond)
+        g, skips = G.encoder(x)
         if self.dropout_p > 0:
             g = g * inputs["dropout_keep"].to(g.dtype) * (1.0 / (1.0 - self.dropout_p))
-        raw = G.decoder(ws, g, skips, self.noise_mode)
+        raw = G.output_image(G.decoder(ws, g, skips, self.noise_mode), x)
         return self._compose(raw, batch) if self.kind == "inpainting" else raw
 
     def metadata(self, card: dict) -> dict:

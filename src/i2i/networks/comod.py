@@ -326,8 +326,18 @@ class CoModGenerator(nn.Module):
         assert_shape(cond, [None, self.cond_channels, *self.img_resolution], "cond")
         if ws is not None:
             assert_shape(ws, [cond.shape[0], self.num_ws, self.w_dim], "ws")
-        g, skips = self.encoder(cond)
-        return self.decoder(ws, g, skips, noise_mode)
+        x = self.encoder_input(cond)
+        g, skips = self.encoder(x)
+        return self.output_image(self.decoder(ws, g, skips, noise_mode), x)
+
+    def encoder_input(self, cond: torch.Tensor) -> torch.Tensor:
+        """What the encoder reads: the condition itself (a subclass may prepare it)."""
+        return cond
+
+    def output_image(self, raw: torch.Tensor, encoder_input: torch.Tensor) -> torch.Tensor:
+        """The generator's output from the decoder's: the decoder's own (a subclass may add to
+        it what it prepared)."""
+        return raw
 
     def forward(
         self,

@@ -27,7 +27,6 @@ FIR_KERNEL = (1.0, 3.0, 3.0, 1.0)
 
 Activation = Literal["linear", "lrelu"]
 ModConvImpl = Literal["auto", "grouped", "shared"]
-UpConvImpl = Literal["auto", "transposed", "phases"]
 
 
 def assert_shape(tensor: torch.Tensor, shape: list[int | None], name: str = "tensor") -> None:
@@ -317,63 +316,9 @@ def modulated_conv2d_reference(
     return torch.cat(outputs)
 
 
-def conv_transpose2d_phases(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, groups: int = 1
-) -> torch.Tensor:
-    """`F.conv_transpose2d(x, weight, bias, stride=2, groups=groups)` as four stride-1 convolutions
-    on the input, one per output phase, interleaved.
-
-    Output pixel p = 2m + a of a stride-2 transposed conv only meets kernel taps t = a + 2j, each
-    with input pixel m - j: phase a is an ordinary convolution of x with the sub-kernel
-    weight[..., a::2] flipped. The sub-kernels of a 3x3 kernel are 2x2, 2x1, 1x2 and 1x1: the
-    same multiply-adds as the transposed conv, on the forward-convolution path.
-    weight: (Cin, Cout / groups, kh, kw), the transposed-conv layout.
-    """
-    n, in_channels, h, w = x.shape
-    _, out_per_group, kh, kw = weight.shape
-    out_h, out_w = 2 * (h - 1) + kh, 2 * (w - 1) + kw
-    fmt = memory_format(x)
-    out = x.new_zeros(n, out_per_group * groups, out_h, out_w).contiguous(memory_format=fmt)
-    for a in range(2):
-        for b in range(2):
-            sub = weight[:, :, a::2, b::2]  # (Cin, Cout/g, ja, jb)
-            ja, jb = sub.shape[2], sub.shape[3]
-            rows, cols = (out_h - a + 1) // 2, (out_w - b + 1) // 2  # pixels of this phase
-            if rows == 0 or cols == 0:
-                continue
-            if ja == 0 or jb == 0:  # no tap reaches this phase (a 1-pixel kernel): only the bias
-                if bias is not None:
-                    out[:, :, a::2, b::2] = bias.reshape(1, -1, 1, 1).to(x.dtype)
-                continue
-            # (Cin, Cout/g, ja, jb) -> (Cout, Cin/g, ja, jb), flipped: a convolution's kernel.
-            k = sub.reshape(groups, in_channels // groups, out_per_group, ja, jb).transpose(1, 2)
-            k = k.reshape(groups * out_per_group, in_channels // groups, ja, jb).flip(2, 3)
-            xp = F.pad(x, [jb - 1, cols - w, ja - 1, rows - h])
-            out[:, :, a::2, b::2] = conv2d(xp, k.contiguous(memory_format=fmt), bias, groups=groups)
-    return out
-
-
-def choose_upconv_impl(device: torch.device) -> Literal["transposed", "phases"]:
-    """The faster way to run the stride-2 transposed conv of the up-sampling layers.
-
-    Measured with `python -m benchmarks.backbone --upconv-only` on the project's 2-core Xeon
-    (oneDNN): the four phase convolutions ran 1.0-6.6x slower than oneDNN's transposed conv at
-    every up-sampling layer of the 256 generator, at batch 1 and 8, forward and backward (the
-    2x2, 2x1 and 1x1 kernels run far below the 3x3 rate, and the interleave is one more pass over
-    the output). Not yet measured on a GPU.
-    """
-    return "transposed"
-
-
 def _conv_transpose_up2(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, groups: int, impl: UpConvImpl
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, groups: int
 ) -> torch.Tensor:
-    if impl == "auto":
-        impl = choose_upconv_impl(x.device)
-    if impl == "phases":
-        return conv_transpose2d_phases(x, weight, bias, groups=groups)
-    if impl != "transposed":
-        raise ValueError(f"up_impl must be 'auto', 'transposed' or 'phases', got {impl!r}")
     return conv2d(x, weight, bias, stride=2, groups=groups, transposed=True)
 
 
@@ -411,14 +356,12 @@ def modulated_conv2d(
     impl: ModConvImpl = "auto",
     eps: float = 1e-8,
     bias: torch.Tensor | None = None,
-    up_impl: UpConvImpl = "auto",
 ) -> torch.Tensor:
     """StyleGAN2's modulated convolution, multiplied by `gain`, plus `bias` (Cout,) if given
     (fused into the convolution or the demodulation pass: one pass less over the output).
 
     x: (N, Cin, H, W); weight: (Cout, Cin, k, k), stored N(0, 1); styles: (N, Cin).
-    up=2 runs a stride-2 transposed conv ((H - 1) * 2 + k pixels; the caller FIR-filters it),
-    as oneDNN/cuDNN's transposed conv or as four phase convolutions (`up_impl`).
+    up=2 runs a stride-2 transposed conv ((H - 1) * 2 + k pixels; the caller FIR-filters it).
     """
     n, in_channels, h, w_ = x.shape
     out_channels, _, kh, kw = weight.shape
@@ -443,7 +386,7 @@ def modulated_conv2d(
         x = x * styles.to(x.dtype).reshape(n, -1, 1, 1)
         if up == 2:
             w = weight.transpose(0, 1).to(x.dtype).contiguous(memory_format=fmt)
-            x = _conv_transpose_up2(x, w, None, 1, up_impl)
+            x = _conv_transpose_up2(x, w, None, 1)
         else:
             x = conv2d(x, weight.to(x.dtype).contiguous(memory_format=fmt), padding=kh // 2)
         x = x.contiguous(memory_format=fmt)
@@ -468,7 +411,7 @@ def modulated_conv2d(
         w = _product_in_layout(w, coef, fmt)
         b = bias.to(x.dtype) if bias is not None else None
         if up == 2:
-            x = _conv_transpose_up2(x, w, b, 1, up_impl)
+            x = _conv_transpose_up2(x, w, b, 1)
         else:
             x = conv2d(x, w, b, padding=kh // 2)
         return x.contiguous(memory_format=fmt)
@@ -478,7 +421,7 @@ def modulated_conv2d(
     b = bias.to(x.dtype).repeat(n) if bias is not None else None
     if up == 2:
         w = w.transpose(1, 2).reshape(n * in_channels, out_channels, kh, kw)
-        x = _conv_transpose_up2(x, w.contiguous(memory_format=fmt), b, n, up_impl)
+        x = _conv_transpose_up2(x, w.contiguous(memory_format=fmt), b, n)
     else:
         w = w.reshape(n * out_channels, in_channels, kh, kw).contiguous(memory_format=fmt)
         x = conv2d(x, w, b, padding=kh // 2, groups=n)
@@ -508,7 +451,6 @@ class ModulatedConv2d(nn.Module):
         use_noise: bool = True,
         activation: Activation = "lrelu",
         impl: ModConvImpl = "auto",
-        up_impl: UpConvImpl = "auto",  # up=2: 'transposed', 'phases', or the faster per device
     ):
         super().__init__()
         self.in_channels, self.out_channels, self.kernel_size = (
@@ -516,7 +458,6 @@ class ModulatedConv2d(nn.Module):
             out_channels,
             kernel_size,
         )
-        self.up_impl = up_impl
         self.resolution, self.w_index, self.up = tuple(resolution), w_index, up
         self.demodulate, self.use_noise, self.activation, self.impl = (
             demodulate,
@@ -550,7 +491,6 @@ class ModulatedConv2d(nn.Module):
             gain=gain,
             impl=self.impl,
             bias=fused_bias,
-            up_impl=self.up_impl,
         )
         if self.up == 2:
             # Transposed conv gave 2H + 1 pixels; the FIR filter with one pixel of padding gives 2H.

@@ -73,16 +73,14 @@ class PrefilledCoModGenerator(CoModGenerator):
         self.prefill_smoothing = prefill_smoothing
         self.residual_gain = nn.Parameter(torch.zeros([]))
 
-    def prefill(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(the condition with its hole filled, the fill)."""
-        mask = cond[:, :1] + 0.5
+    def encoder_input(self, cond: torch.Tensor) -> torch.Tensor:
+        """The condition with the hole of its image harmonically filled."""
         with torch.no_grad():
-            fill = harmonic_prefill(cond[:, 1:], mask, self.prefill_smoothing)
-        return torch.cat([cond[:, :1], fill], dim=1), fill
+            fill = harmonic_prefill(cond[:, 1:], cond[:, :1] + 0.5, self.prefill_smoothing)
+        return torch.cat([cond[:, :1], fill], dim=1)
 
-    def synthesize(self, cond: torch.Tensor, ws, noise_mode="random") -> torch.Tensor:
-        filled, fill = self.prefill(cond)
-        return fill + self.residual_gain * super().synthesize(filled, ws, noise_mode)
+    def output_image(self, raw: torch.Tensor, encoder_input: torch.Tensor) -> torch.Tensor:
+        return encoder_input[:, 1:] + self.residual_gain * raw
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", prefill='harmonic', smoothing={self.prefill_smoothing}"
