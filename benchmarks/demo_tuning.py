@@ -36,7 +36,7 @@ CANDIDATES: dict[str, tuple[str, list[str]]] = {
                [f"{G}.class_path=i2i.networks.CoModGenerator", "--model.init_args.l1_weight=10"]),
     "prefill": ("harmonic prefill and residual output, L1 weight 10",
                 [f"{G}.class_path={PREFILLED}", "--model.init_args.l1_weight=10"]),
-    "prefill_l1x100": ("harmonic prefill, L1 weight 100",
+    "prefill_l1x100": ("harmonic prefill, L1 weight 100 (configs/demo.yaml)",
                        [f"{G}.class_path={PREFILLED}", "--model.init_args.l1_weight=100"]),
     "prefill_l1x100_nodrop": ("harmonic prefill, L1 weight 100, no dropout on the global code",
                               [f"{G}.class_path={PREFILLED}", "--model.init_args.l1_weight=100",
@@ -131,7 +131,8 @@ def draw(curves: dict[str, list[dict]], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=CANDIDATES)
+    parser.add_argument("--candidates", nargs="+", choices=CANDIDATES,
+                        default=["before", "prefill", "prefill_l1x100"])  # fmt: skip
     parser.add_argument("--minutes", type=float, default=6.5, help="make train's time bound")
     parser.add_argument("--every", type=int, default=100, help="iterations between validations")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "demo_tuning")
