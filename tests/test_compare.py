@@ -21,7 +21,7 @@ def test_compare_trains_each_system_and_prints_one_table(tmp_path):
     env = {**os.environ, "WANDB_MODE": "disabled"}
     out = tmp_path / "cmp"
     cmd = [sys.executable, "-m", "i2i", "compare", "--configs", "demo", "demo_labels", "dip",
-           "classical:harmonic", "classical:telea", "nearest_edges",
+           "classical:biharmonic", "classical:telea", "nearest_edges",
            "--kimg", "0.032", "--val-batches", "1", "--out", str(out), "--dip-images", "2",
            "--dip-iterations", "3", "--dip-channels", "8"]  # fmt: skip
     env["TORCH_HOME"] = str(tmp_path / "no_weights")  # as on these offline machines
@@ -29,7 +29,7 @@ def test_compare_trains_each_system_and_prints_one_table(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     rows = json.loads((out / "compare.json").read_text())
     assert [r["config"] for r in rows] == [
-        "demo", "demo_labels", "dip", "classical:harmonic", "classical:telea", "nearest_edges"
+        "demo", "demo_labels", "dip", "classical:biharmonic", "classical:telea", "nearest_edges"
     ]  # fmt: skip
     rows, dip, classical, nearest = rows[:2], rows[2], rows[3:5], rows[5]
     for row in rows:
@@ -38,7 +38,7 @@ def test_compare_trains_each_system_and_prints_one_table(tmp_path):
         assert 0 < row["parameters_sampling"] < row["parameters_trained"]
         assert row["ended_by"] == "kimg" and row["lpips"] is None and row["fid"] is None
     hole = {"val/l1_hole", "val/psnr_hole", "val/ssim_hole", "val/edge_f1_hole"}
-    reference = {"val/l1_hole_harmonic", "val/edge_f1_hole_harmonic"}
+    reference = {"val/l1_hole_biharmonic", "val/edge_f1_hole_biharmonic"}  # demo.yaml's
     assert set(rows[0]["metrics"]) == hole | reference
     assert set(rows[1]["metrics"]) == {"val/l1", "val/psnr"}
     # Classical rows: no training, the demo row's validation images and masks, its metrics.
@@ -46,8 +46,10 @@ def test_compare_trains_each_system_and_prints_one_table(tmp_path):
         assert row["system"] == "ClassicalInpaintingTask" and row["data"] == "demo"
         assert row["images"] == 0 and row["parameters_trained"] == 0 and row["ended_by"] is None
         assert set(row["metrics"]) == hole and row["val_images"] == 16
-    harmonic = classical[0]["metrics"]
-    assert harmonic["val/l1_hole"] == pytest.approx(rows[0]["metrics"]["val/l1_hole_harmonic"])
+    biharmonic = classical[0]["metrics"]
+    assert biharmonic["val/l1_hole"] == pytest.approx(
+        rows[0]["metrics"]["val/l1_hole_biharmonic"]
+    )
     assert nearest["system"] == "NearestNeighbourEdgesTask" and nearest["problem"] == "translation"
     assert set(nearest["metrics"]) == {"val/l1", "val/psnr"}
     assert rows[0]["val_images"] == 16 and rows[1]["val_images"] == 16  # one batch each

@@ -345,7 +345,7 @@ ABSENT = "weights absent ¹"
 
 def _metric_text(row: dict) -> str:
     """The task's validation metrics, without the classical reference a trained row logs beside
-    its own (`l1_hole_harmonic`): that method has its own row."""
+    its own (`l1_hole_biharmonic` in the demo): that method has its own row."""
     shown = {
         k.split("/", 1)[-1]: v
         for k, v in row["metrics"].items()
