@@ -4,20 +4,20 @@ the `i2i` command does unless `I2I_MALLOC=system`.
 glibc's malloc serves each large block (above 32 MiB always, above a threshold from 128 KiB
 otherwise) with a fresh mmap and unmaps it when freed, so every such tensor pays one page fault
 per 4 KiB page when first written. A 256x256 feature map of 128 channels is 32 MiB at batch 1
-and 256 MiB at batch 8: a G forward+backward at 256, batch 8 took 3.9 million page faults per
-step. On the AMD EPYC (Zen 4, a VM) that was 18-20 s of its 36 s in the kernel; with freed
-memory kept the step took 25 s, and a full CoModGAN training iteration at 256, batch 4 ran
-1.59x faster (33.6 s against 53.4). On a Xeon it was 13-16%. PyTorch keeps no CPU cache of its
-own.
+and 256 MiB at batch 8, so a CoModGAN step at 256 pays millions of page faults, and on some
+machines (a VM among them) about half its time goes to the kernel. Keeping freed memory removes
+that time, and the training iteration at 256 runs markedly faster; how much depends on the
+machine. PyTorch keeps no CPU cache of its own. Measured in docs/benchmarks.md: "AMD EPYC (Zen
+4, AVX-512)" and "Intel Xeon, second session of 2026-12-02" under Backbone at 256, and Training.
 
 `keep_freed_memory` tells malloc to serve large blocks from its heap and to keep what is freed
 (`mallopt`: no mmap, trim only above 2 GiB), as a GPU caching allocator does. The price is
-memory: the heap grows to the largest working set and holds it. That step peaked at 8.8 GiB
-instead of 7.3 and stayed there over 8 steps (it does not creep); the training iteration at 8.6
-GB instead of 7.3. Two different models in one process do not share it well: the benchmark
-against the PyTorch port of CoModGAN (whose filters make 4 GiB temporaries) ran out of 24 GiB
-with it in the port's first step, after i2i's, so that benchmark runs with `system`. GPU runs
-gain nothing and lose nothing: their large tensors are not in this heap."""
+memory: the heap grows to the largest working set and holds it (about a fifth more peak memory
+for a step at 256, held flat from step to step: it does not creep). Two different models in one
+process do not share it well: the benchmark against the PyTorch port of CoModGAN (whose filters
+make GiB-sized temporaries) ran out of memory with it in the port's first step, after i2i's, so
+that benchmark runs with `system`. GPU runs gain nothing and lose nothing: their large tensors
+are not in this heap."""
 
 from __future__ import annotations
 

@@ -29,7 +29,8 @@ def seeded_torch_cpu(*parts: int) -> Iterator[None]:
     """Torch's CPU generator seeded by integers inside the block, restored after it (for code
     that draws from the global generator, as torchvision's transforms do). The CPU generator
     alone: torch.manual_seed would also seed every lazily initialised accelerator and record a
-    stack trace for each: 0.11 ms against 0.01 ms here, per sample in a data loader."""
+    stack trace for each, about ten times the cost, paid per sample in a data loader
+    (docs/benchmarks.md, Loading)."""
     with torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(derive_seed(*parts) & 0x7FFF_FFFF)  # 31 bits, as ever
         yield

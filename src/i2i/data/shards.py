@@ -204,9 +204,9 @@ def check_compression(compression: str | None) -> str | None:
     ValueError naming the value and what is accepted.
 
     Always whole-chunk (LitData's compression_level="chunk": each chunk file is one zstd
-    frame, inflated once into the reader's cache): LitData 0.2.76's default in-file framing
-    ("batch") and per-sample frames ("sample") fail to read back ("missing LDFZ01 magic",
-    "missing content size in frame header")."""
+    frame, inflated once into the reader's cache): LitData's default in-file framing ("batch")
+    and per-sample frames ("sample") did not read back with the LitData this was written
+    against ("missing LDFZ01 magic", "missing content size in frame header"; docs/shards.md)."""
     if compression is None:
         return None
     from litdata.streaming.compression import _COMPRESSORS
@@ -449,14 +449,15 @@ class ShardFiles(Sequence):
             source, folder = self.input_dir, local_folder(self.input_dir)
             if self.compressed and folder is not None:
                 # LitData inflates a local folder's compressed chunks in place and deletes the
-                # .zstd.bin files it read (0.2.76), leaving the folder out of step with its
-                # index; as "local:" it copies them to its cache and inflates them there.
+                # .zstd.bin files it read, leaving the folder out of step with its index; as
+                # "local:" it copies them to its cache and inflates them there (docs/shards.md).
                 source = "local:" + str(folder.resolve())
-            # How many records LitData decodes per read (0.2.76 guesses from the sizes: 256
-            # here, so a shuffled read decoded 256 records for one, ~1 ms each). Plain chunks:
-            # the one record (its byte range). Compressed ones: the whole chunk, held until
-            # the next chunk (a shard order reads each chunk's samples together); any smaller
-            # window rereads the whole inflated file at every miss (15 ms for 34 MB).
+            # How many records LitData decodes per read. Left to itself it guesses a window from
+            # the sizes, so a shuffled read decoded a whole window of records to return one.
+            # Plain chunks: the one record (its byte range). Compressed ones: the whole chunk,
+            # held until the next chunk (a shard order reads each chunk's samples together); any
+            # smaller window rereads the whole inflated file at every miss. Measured in
+            # docs/benchmarks.md, Loading.
             allow_plain_http(self.storage_options)
             self._dataset = StreamingDataset(
                 source, cache_dir=self.cache_dir, storage_options=self.storage_options or {},

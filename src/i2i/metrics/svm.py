@@ -27,8 +27,9 @@ Margins, gradients, objective and line search accumulate in float64, so the opti
 stopping test are float64-accurate. The many Hessian-vector products inside CG use float32 data:
 they only shape the search direction (an inexact direction is corrected by the exact line search
 and the next gradient) and halve the memory traffic. On the CPU the loop runs in one thread (see
-``_threads``). At N = 10,000 pairs of 2048-d features this takes about 1 s on the 2-core machines,
-12x faster than scikit-learn with the same scores (``python -m benchmarks.metrics``).
+``_threads``). It gives scikit-learn's scores in a fraction of its time, which is what lets
+P-IDS / U-IDS run at the paper's sizes on a CPU (``python -m benchmarks.metrics``; the numbers
+are in docs/benchmarks.md, P-IDS / U-IDS).
 """
 
 from __future__ import annotations
@@ -92,10 +93,10 @@ def _threads(n: int) -> Iterator[None]:
     """Run a section with ``n`` intra-op threads, then restore the caller's (process-wide) setting.
 
     The solver's loop is a chain of matrix-vector products on chunks and of O(n) vector ops, which
-    gain nothing from a second thread and lose much when the cores are shared: on the 2-core
-    machines, with another process busy, each multi-threaded MKL call waits ~4 ms for its partner
-    thread, and a threaded 128 x 128 eigh right after a big product stalls ~0.5 s (measured). Only
-    the large sketch products below use the caller's threads.
+    gain nothing from a second thread and lose much when the cores are shared: a multi-threaded
+    MKL call then waits for its partner thread to be scheduled, and a small threaded eigh right
+    after a big product stalls far longer than it computes (docs/benchmarks.md, P-IDS / U-IDS).
+    Only the large sketch products below use the caller's threads.
     """
     before = torch.get_num_threads()
     torch.set_num_threads(n)

@@ -194,7 +194,8 @@ class Decoder(nn.Module):
             return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
         e4 = skips[2]
-        # Follow the encoder's memory format (channels_last is ~3x faster for the FIR filters).
+        # Follow the encoder's memory format: the FIR filters' depthwise convs are much faster
+        # in channels_last on CPU (docs/benchmarks.md, Backbone at 256).
         x = e4 + self.fc(g).reshape(e4.shape).contiguous(memory_format=memory_format(e4))
         x = self.conv4(x, style_input(self.conv4), noise_mode)
         img = self.to_rgb4(x, style_input(self.to_rgb4), noise_mode)

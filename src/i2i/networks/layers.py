@@ -63,15 +63,15 @@ def bias_act(x: torch.Tensor, bias: torch.Tensor | None, activation: Activation)
 def weight_grad_wants_contiguous(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether to compute this conv's weight gradient on plainly contiguous (NCHW) copies.
 
-    On the project's AVX2 CPU (AMD EPYC, oneDNN) the weight gradient of a 3x3 conv on
-    channels_last tensors ran at 18-33 GFLOP/s against 73-76 for its forward and its input
-    gradient; on NCHW copies, conversion included, at 41-56. oneDNN also computes the bias
-    gradient in that weight-gradient pass, so it is summed apart. Together: 3x3 convs at 32x32
-    and larger ran forward+backward in 1.09-1.26x their floor instead of 1.16-2.11x
-    (`python -m benchmarks.backbone --weight-grad-only`). At 16x16 and below the two were equal
-    or the copies slower, and for 1x1 convs the copies cost more than they save. Not measured on
-    AVX-512 CPUs (G forward+backward there was already within 1.6x of its floor) nor used on
-    GPUs or under autocast: there the library's conv is kept.
+    On AVX2 CPUs oneDNN's weight gradient of a 3x3 conv on channels_last tensors runs at a
+    fraction of the rate of the same conv's forward and input gradient; on NCHW copies it runs
+    much faster, the copies paid for. oneDNN also computes the bias gradient in its
+    weight-gradient pass, so `conv2d` sums it apart. The copies only pay off on large feature
+    maps (hence the 32x32 bound) and never for 1x1 convs, where copying costs more than it
+    saves. On the AVX-512 CPU measured the library's weight gradient was not slow, so the rule
+    stays AVX2-only; GPUs and autocast keep the library's conv too. Measured with
+    `python -m benchmarks.backbone --weight-grad-only`: docs/benchmarks.md, "AMD EPYC (AVX2),
+    third session of 2026-12-02" (the rule) and "AMD EPYC (Zen 4, AVX-512)" (AVX2 only).
     """
     return (
         x.device.type == "cpu"
@@ -172,12 +172,14 @@ def upfirdn2d(
     left, right, top, bottom = padding
     conv_padding = (0, 0)
     if left == right >= 0 and top == bottom >= 0:
-        # The conv pads by itself: 1.4-2x faster on CPU than a padded copy first (same values).
+        # The conv pads by itself: faster on CPU than a padded copy first, same values
+        # (docs/benchmarks.md, Backbone at 256, Intel Xeon, first session of 2026-12-02).
         conv_padding = (top, left)
     else:
         x = F.pad(x, list(padding))
-    # One depthwise conv with the 2-D (outer product) kernel: in channels_last it runs about 3x
-    # faster on CPU than the two 1-D passes of a separable filter (measured by make bench).
+    # One depthwise conv with the 2-D (outer product) kernel: more multiply-adds than the two
+    # 1-D passes of a separable filter, but one pass over memory, and on CPU in channels_last
+    # the fastest form (docs/benchmarks.md, "Where G's time goes at batch > 1").
     f2d = (torch.outer(f, f) * gain).to(device=x.device, dtype=x.dtype)
     return F.conv2d(x, f2d.expand(c, 1, *f2d.shape), stride=down, padding=conv_padding, groups=c)
 

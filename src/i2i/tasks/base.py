@@ -60,7 +60,7 @@ class ImageTask(L.LightningModule):
         self,
         max_iterations: int | None = None,  # stop after this many iterations (None = no limit)
         max_kimg: float | None = None,  # stop after this many thousand images (None = no limit)
-        channels_last: bool = True,  # ~3x faster FIR filters on CPU; good for GPUs too
+        channels_last: bool = True,  # CPUs run the FIR filters much faster in it; good for GPUs too
         allow_tf32: bool = False,  # GPUs: TF32 matmuls and convolutions (fast, ~10-bit mantissa)
         eval_seed: int = 0,  # seeds z and noise in validation, so numbers compare across runs
     ):

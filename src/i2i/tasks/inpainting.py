@@ -28,9 +28,9 @@ class Inpainting:
     def __init__(self, *args, classical_reference: str | None = "harmonic", **kwargs):
         # classical_reference: the classical fill (`i2i.classical.FILLS`) whose l1_hole and
         # edge_f1_hole validation logs beside the model's (`val/l1_hole_harmonic`), so every run
-        # shows where it stands. Each validation image is filled once per run (cached); harmonic
-        # takes ~0.8 s for a 512 px image with a 40% hole on one CPU core, telea ~0.2 s; None:
-        # not computed.
+        # shows where it stands. Each validation image is filled once per run (cached), since a
+        # harmonic fill of a large image costs up to seconds of CPU (telea is several times
+        # cheaper: docs/benchmarks.md, Classical fills); None: not computed.
         super().__init__(*args, **kwargs)
         if classical_reference is not None:
             fill_function(classical_reference)  # an unknown name stops here, with the choices
