@@ -116,7 +116,7 @@ def test_region_scores_match_a_naive_numpy_reference():
     rng = np.random.default_rng(1)
     h, w = 20, 24
     real = np.zeros((3, h, w))
-    real[:, :, :12] = np.linspace(-0.1, 0.1, 12)  # smooth left half
+    real[:, :, :12] = np.linspace(0.5, 0.7, 12)  # smooth left half, far from 0 (padding)
     real[:, :, 12:] = rng.uniform(-1, 1, (3, h, 12))  # textured right half
     fake = np.clip(real + rng.normal(0, 0.2, real.shape), -1, 1)
     known = np.ones((h, w), bool)
