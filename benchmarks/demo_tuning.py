@@ -59,8 +59,8 @@ class ValidationCurve(Callback):
         if trainer.sanity_checking:
             return
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-        row = {"iteration": int(pl_module.iteration),
-               "minutes": round((time.perf_counter() - self._start) / 60, 3), **metrics}  # fmt: skip
+        minutes = round((time.perf_counter() - self._start) / 60, 3)
+        row = {"iteration": int(pl_module.iteration), "minutes": minutes, **metrics}
         with self.path.open("a") as f:
             f.write(json.dumps(row) + "\n")
 
@@ -89,8 +89,9 @@ def draw(curves: dict[str, list[dict]], path: Path) -> None:
     width, height, pad = 520, 300, 50
     sheet = Image.new("RGB", (2 * width, height + 24 * (len(curves) + 1)), "white")
     pen = ImageDraw.Draw(sheet)
-    for panel, (key, title) in enumerate([("l1_hole", "hole L1 (lower is better)"),
-                                          ("edge_f1_hole", "edge F1 in the hole (higher)")]):  # fmt: skip
+    panels = [("l1_hole", "hole L1 (lower is better)"),
+              ("edge_f1_hole", "edge F1 in the hole (higher)")]  # fmt: skip
+    for panel, (key, title) in enumerate(panels):
         x0 = panel * width
         values = [r[f"val/{key}"] for rows in curves.values() for r in rows]
         values += [r[f"val/{key}_{REFERENCE}"] for rows in curves.values() for r in rows]
