@@ -228,3 +228,16 @@ def test_pipeline_on_the_shared_photos(tmp_path):
     for image in payload["images"]:  # each mask read as the MANIFEST measured it
         assert image["manifest_hole"] is not None
         assert image["hole"] == pytest.approx(image["manifest_hole"], abs=ri.HOLE_TOLERANCE)
+
+
+def test_why_depth_parts_split_the_textured_hole_by_distance_to_a_known_pixel():
+    from benchmarks.real_inpainting_why import BAND, textured_scores
+
+    rng = np.random.default_rng(2)
+    real = (rng.random((40, 40, 3)) * 255).astype(np.uint8)  # textured everywhere
+    known = np.ones((40, 40), bool)
+    known[5:35, 5:35] = False  # a 30 px square: a ring of BAND px near, a 14 px core deep
+    parts = {d: textured_scores(real, real, known, d) for d in (None, "near", "deep")}
+    assert parts["deep"]["pixels"] == (30 - 2 * BAND) ** 2
+    assert parts["near"]["pixels"] + parts["deep"]["pixels"] == parts[None]["pixels"] == 900
+    assert parts["deep"]["l1"] == 0 and parts["near"]["edge_f1"] == 1
