@@ -151,7 +151,9 @@ def check_hole(pair: Pair, known: np.ndarray, data: Path, holes: dict[str, float
 def prepare(pair: Pair, known: np.ndarray, max_side: int | None, work: Path) -> None:
     """The image (RGB) and its mask (white = hole) in the work folder, at most max_side a side:
     the image by area averaging, the mask as the known share of each new pixel above 0.5."""
-    image = Image.open(pair.image).convert("RGB")
+    from i2i.data.datasets import load_image
+
+    image = load_image(pair.image)  # as the commands read it: upright, RGB, alpha dropped
     mask = Image.fromarray((known * 255).astype(np.uint8))
     if image.size != mask.size:
         raise SystemExit(f"{pair.mask} is {mask.size}, its image {pair.image} {image.size}")
