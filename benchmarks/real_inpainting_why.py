@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shutil
 import sys
 import time
@@ -159,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=None, help="K (default: the run's)")
     parser.add_argument("--channels", type=int, default=128, help="the wide run's width")
     parser.add_argument("--depth-only", action="store_true", help="no new DIP run")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of `i2i dip`")
     args = parser.parse_args(argv)
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)  # see benchmarks.real_inpainting
     payload = json.loads((args.run / "scores.json").read_text())
     names = [i["name"] for i in payload["images"]]
     groups = [[n for n in names if n.startswith(g + "_")] for g in ri.GROUPS]

@@ -190,7 +190,8 @@ def _lpips_present() -> bool:
 
 
 @pytest.mark.usefixtures("one_torch_thread")
-def test_pipeline_on_a_tiny_folder(tmp_path):
+def test_pipeline_on_a_tiny_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # main sets it: restored after the test
     knowns = make_folder(tmp_path / "data", side=40, per_source=1)
     out = tmp_path / "out"
     argv = ["--data", str(tmp_path / "data"), "--out", str(out), *ARGS, "--max-side", "0"]
@@ -215,7 +216,8 @@ def test_script_end_to_end_as_a_subprocess(tmp_path):
 
 
 @pytest.mark.usefixtures("one_torch_thread")
-def test_pipeline_on_the_shared_photos(tmp_path):
+def test_pipeline_on_the_shared_photos(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # main sets it: restored after the test
     data = shared_data("places", "fcf_places256").parents[1]
     out = tmp_path / "out"
     argv = ["--data", str(data), "--out", str(out), *ARGS, "--max-side", "32"]
