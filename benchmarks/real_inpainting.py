@@ -380,7 +380,7 @@ def main(
     )
     parser.add_argument("--data", type=Path, default=DATA, help="the shared data folder")
     parser.add_argument("--images", type=int, default=3, help="pairs per group (places, faces)")
-    parser.add_argument("--iterations", type=int, default=1000, help="DIP's, per image")
+    parser.add_argument("--iterations", type=int, default=300, help="DIP's, per image")
     parser.add_argument("--max-side", type=int, default=128, help="work size (0: as they come)")
     parser.add_argument("--channels", type=int, default=64, help="DIP's hourglass width")
     parser.add_argument("--sheet-images", type=int, default=4, help="columns of sheet.png")
@@ -391,6 +391,7 @@ def main(
     # The commands inherit it. On a 2-core machine with anything else running, DIP with 2 torch
     # threads ran 70x slower per iteration than with 1 (4.2 s against 0.06 s at 64 px).
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    torch.set_num_threads(args.threads)  # and the scoring here
     chosen = pairs(data, args.images)
     if not chosen:
         print(

@@ -163,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads of `i2i dip`")
     args = parser.parse_args(argv)
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # see benchmarks.real_inpainting
+    torch.set_num_threads(args.threads)
     payload = json.loads((args.run / "scores.json").read_text())
     names = [i["name"] for i in payload["images"]]
     groups = [[n for n in names if n.startswith(g + "_")] for g in ri.GROUPS]
