@@ -318,12 +318,6 @@ def modulated_conv2d_reference(
     return torch.cat(outputs)
 
 
-def _conv_transpose_up2(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, groups: int
-) -> torch.Tensor:
-    return conv2d(x, weight, bias, stride=2, groups=groups, transposed=True)
-
-
 def choose_modconv_impl(batch_size: int, device: torch.device) -> Literal["grouped", "shared"]:
     """The faster path for this batch and device (measured by `make bench`).
 
@@ -388,7 +382,7 @@ def modulated_conv2d(
         x = x * styles.to(x.dtype).reshape(n, -1, 1, 1)
         if up == 2:
             w = weight.transpose(0, 1).to(x.dtype).contiguous(memory_format=fmt)
-            x = _conv_transpose_up2(x, w, None, 1)
+            x = conv2d(x, w, stride=2, transposed=True)
         else:
             x = conv2d(x, weight.to(x.dtype).contiguous(memory_format=fmt), padding=kh // 2)
         x = x.contiguous(memory_format=fmt)
@@ -413,7 +407,7 @@ def modulated_conv2d(
         w = _product_in_layout(w, coef, fmt)
         b = bias.to(x.dtype) if bias is not None else None
         if up == 2:
-            x = _conv_transpose_up2(x, w, b, 1)
+            x = conv2d(x, w, b, stride=2, transposed=True)
         else:
             x = conv2d(x, w, b, padding=kh // 2)
         return x.contiguous(memory_format=fmt)
@@ -423,7 +417,7 @@ def modulated_conv2d(
     b = bias.to(x.dtype).repeat(n) if bias is not None else None
     if up == 2:
         w = w.transpose(1, 2).reshape(n * in_channels, out_channels, kh, kw)
-        x = _conv_transpose_up2(x, w.contiguous(memory_format=fmt), b, n)
+        x = conv2d(x, w.contiguous(memory_format=fmt), b, stride=2, groups=n, transposed=True)
     else:
         w = w.reshape(n * out_channels, in_channels, kh, kw).contiguous(memory_format=fmt)
         x = conv2d(x, w, b, padding=kh // 2, groups=n)
