@@ -44,8 +44,9 @@ test: ## Run the fast test suite (slow and GPU tests excluded)
 test-full: ## Run every test, slow ones included (GPU tests skip without a GPU)
 	$(PY) -m pytest -q -m ""
 
-lint: ## Ruff lint of the sources, tests and benchmarks
+lint: ## Ruff lint and format check of the sources, tests and benchmarks (`ruff format` fixes the format)
 	.venv/bin/ruff check src tests benchmarks
+	.venv/bin/ruff format --check src tests benchmarks
 
 bench: ## Speed benchmarks: backbone vs the FLOPs floor, masks/s, training throughput, P-IDS vs sklearn, GPU rows, shards vs folder loading, ONNX / torch.export vs eager, i2i vs the CoModGAN port
 	$(PY) -m benchmarks.backbone

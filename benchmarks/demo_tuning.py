@@ -32,16 +32,27 @@ G = "--model.init_args.generator"
 
 # name -> (what it is, CLI overrides of configs/demo.yaml)
 CANDIDATES: dict[str, tuple[str, list[str]]] = {
-    "before": ("CoModGAN reading the masked image, L1 weight 10 (the demo until now)",
-               [f"{G}.class_path=i2i.networks.CoModGenerator", "--model.init_args.l1_weight=10"]),
-    "prefill": ("harmonic prefill and residual output, L1 weight 10",
-                [f"{G}.class_path={PREFILLED}", "--model.init_args.l1_weight=10"]),
-    "prefill_l1x100": ("harmonic prefill, L1 weight 100 (configs/demo.yaml)",
-                       [f"{G}.class_path={PREFILLED}", "--model.init_args.l1_weight=100"]),
-    "prefill_l1x100_nodrop": ("harmonic prefill, L1 weight 100, no dropout on the global code",
-                              [f"{G}.class_path={PREFILLED}", "--model.init_args.l1_weight=100",
-                               f"{G}.init_args.global_dropout=0.0"]),
-}  # fmt: skip
+    "before": (
+        "CoModGAN reading the masked image, L1 weight 10 (the demo until now)",
+        [f"{G}.class_path=i2i.networks.CoModGenerator", "--model.init_args.l1_weight=10"],
+    ),
+    "prefill": (
+        "harmonic prefill and residual output, L1 weight 10",
+        [f"{G}.class_path={PREFILLED}", "--model.init_args.l1_weight=10"],
+    ),
+    "prefill_l1x100": (
+        "harmonic prefill, L1 weight 100 (configs/demo.yaml)",
+        [f"{G}.class_path={PREFILLED}", "--model.init_args.l1_weight=100"],
+    ),
+    "prefill_l1x100_nodrop": (
+        "harmonic prefill, L1 weight 100, no dropout on the global code",
+        [
+            f"{G}.class_path={PREFILLED}",
+            "--model.init_args.l1_weight=100",
+            f"{G}.init_args.global_dropout=0.0",
+        ],
+    ),
+}
 
 
 class ValidationCurve(Callback):
@@ -59,9 +70,11 @@ class ValidationCurve(Callback):
         if trainer.sanity_checking:
             return
         metrics = trainer.callback_metrics
-        row = {"iteration": int(pl_module.iteration),
-               "minutes": round((time.perf_counter() - self._start) / 60, 3),
-               **{k: float(v) for k, v in metrics.items() if k.startswith("val/")}}  # fmt: skip
+        row = {
+            "iteration": int(pl_module.iteration),
+            "minutes": round((time.perf_counter() - self._start) / 60, 3),
+            **{k: float(v) for k, v in metrics.items() if k.startswith("val/")},
+        }
         with self.path.open("a") as f:
             f.write(json.dumps(row) + "\n")
 
@@ -71,13 +84,25 @@ def run_candidate(name: str, overrides: list[str], out: Path, every: int, minute
     curve = out / f"{name}.jsonl"
     curve.unlink(missing_ok=True)
     clock = f"00:00:{int(minutes):02d}:{round(minutes % 1 * 60):02d}"
-    cmd = [sys.executable, "-m", "i2i", "fit", "--config", "configs/demo.yaml", *overrides,
-           f"--model.init_args.classical_reference={REFERENCE}",
-           f"--trainer.default_root_dir={folder}", "--trainer.logger=false",
-           "--trainer.enable_progress_bar=false", f"--trainer.val_check_interval={every}",
-           f"--trainer.max_time={clock}", "--samples.every_n_iterations=0",
-           "--trainer.callbacks+=benchmarks.demo_tuning.ValidationCurve",
-           f"--trainer.callbacks.path={curve}", "--overwrite"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "i2i",
+        "fit",
+        "--config",
+        "configs/demo.yaml",
+        *overrides,
+        f"--model.init_args.classical_reference={REFERENCE}",
+        f"--trainer.default_root_dir={folder}",
+        "--trainer.logger=false",
+        "--trainer.enable_progress_bar=false",
+        f"--trainer.val_check_interval={every}",
+        f"--trainer.max_time={clock}",
+        "--samples.every_n_iterations=0",
+        "--trainer.callbacks+=benchmarks.demo_tuning.ValidationCurve",
+        f"--trainer.callbacks.path={curve}",
+        "--overwrite",
+    ]
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"{name} failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
@@ -99,10 +124,13 @@ def draw(curves: dict[str, list[dict]], path: Path) -> None:
         lo, hi = lo - 0.05 * (hi - lo + 1e-6), hi + 0.05 * (hi - lo + 1e-6)
         t_max = max(r["minutes"] for rows in curves.values() for r in rows)
 
-        def xy(t: float, v: float, x0: int = x0, lo: float = lo, hi: float = hi,
-               t_max: float = t_max) -> tuple[float, float]:  # fmt: skip
-            return (x0 + pad + t / t_max * (width - 2 * pad),
-                    height - pad - (v - lo) / (hi - lo) * (height - 2 * pad))  # fmt: skip
+        def xy(
+            t: float, v: float, x0: int = x0, lo: float = lo, hi: float = hi, t_max: float = t_max
+        ) -> tuple[float, float]:
+            return (
+                x0 + pad + t / t_max * (width - 2 * pad),
+                height - pad - (v - lo) / (hi - lo) * (height - 2 * pad),
+            )
 
         pen.rectangle([x0 + pad, pad, x0 + width - pad, height - pad], outline="black")
         pen.text((x0 + pad, 15), title, fill="black")
@@ -131,8 +159,12 @@ def draw(curves: dict[str, list[dict]], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--candidates", nargs="+", choices=CANDIDATES,
-                        default=["before", "prefill", "prefill_l1x100"])  # fmt: skip
+    parser.add_argument(
+        "--candidates",
+        nargs="+",
+        choices=CANDIDATES,
+        default=["before", "prefill", "prefill_l1x100"],
+    )
     parser.add_argument("--minutes", type=float, default=6.5, help="make train's time bound")
     parser.add_argument("--every", type=int, default=100, help="iterations between validations")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "demo_tuning")
@@ -142,13 +174,23 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.candidates:
         print(f"training {name} for {args.minutes:g} min ...", flush=True)
         curves[name] = run_candidate(name, CANDIDATES[name][1], args.out, args.every, args.minutes)
-    rows = [{"candidate": name, "iteration": r["iteration"], "minutes": f"{r['minutes']:.2f}",
-             "hole L1": f"{r['val/l1_hole']:.4f}", "edge F1": f"{r['val/edge_f1_hole']:.3f}"}
-            for name, rs in curves.items() for r in rs]  # fmt: skip
+    rows = [
+        {
+            "candidate": name,
+            "iteration": r["iteration"],
+            "minutes": f"{r['minutes']:.2f}",
+            "hole L1": f"{r['val/l1_hole']:.4f}",
+            "edge F1": f"{r['val/edge_f1_hole']:.3f}",
+        }
+        for name, rs in curves.items()
+        for r in rs
+    ]
     ref = next(iter(curves.values()))[-1]
-    title = (f"Demo candidates, validation against minutes ({REFERENCE} on the same images: "
-             f"hole L1 {ref[f'val/l1_hole_{REFERENCE}']:.4f}, edge F1 "
-             f"{ref[f'val/edge_f1_hole_{REFERENCE}']:.3f})")  # fmt: skip
+    title = (
+        f"Demo candidates, validation against minutes ({REFERENCE} on the same images: "
+        f"hole L1 {ref[f'val/l1_hole_{REFERENCE}']:.4f}, edge F1 "
+        f"{ref[f'val/edge_f1_hole_{REFERENCE}']:.3f})"
+    )
     table = io.StringIO()
     with contextlib.redirect_stdout(table):
         print_table(rows, title)

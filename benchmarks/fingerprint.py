@@ -81,10 +81,11 @@ def logged_values(root: Path) -> dict[str, str]:
 
 
 def files_digest(folder: Path) -> dict[str, str]:
+    """The written images (not the logs beside them, which name the temporary folder)."""
     return {
         str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(folder.rglob("*"))
-        if p.is_file()
+        if p.suffix in (".png", ".jpg", ".npy")
     }
 
 
@@ -103,14 +104,20 @@ def fingerprint(work: Path) -> dict:
         config = ["--config", str(REPO / "configs" / f"{name}.yaml")]
         if mode == "fit":
             run(
-                ["fit", *config, *logger_args(root),
-                 f"--model.init_args.max_iterations={ITERATIONS}",
-                 f"--trainer.val_check_interval={ITERATIONS // 2}",
-                 "--trainer.limit_val_batches=1", "--trainer.max_time=null"],
+                [
+                    "fit",
+                    *config,
+                    *logger_args(root),
+                    f"--model.init_args.max_iterations={ITERATIONS}",
+                    f"--trainer.val_check_interval={ITERATIONS // 2}",
+                    "--trainer.limit_val_batches=1",
+                    "--trainer.max_time=null",
+                ],
                 cwd=REPO,
-            )  # fmt: skip
-            ckpt = torch.load(root / "checkpoints" / "last.ckpt", map_location="cpu",
-                              weights_only=False)  # fmt: skip
+            )
+            ckpt = torch.load(
+                root / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False
+            )
             weights = tensor_digest(ckpt["state_dict"])
             out[name] = {"weights": weights, "logged": logged_values(root)}
         else:
@@ -121,18 +128,56 @@ def fingerprint(work: Path) -> dict:
     scenes = work / "scenes"
     subprocess.run(
         [sys.executable, "-m", "i2i.data.synthetic", "--out", str(scenes), "--count", "3"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    run(["inpaint", str(work / "demo" / "checkpoints" / "last.ckpt"),
-         "--image", str(scenes / "images"), "--mask", str(scenes / "masks"),
-         "--mask-polarity", "white_is_hole", "--num-samples", "2", "--panel",
-         "--out", str(work / "inpainted")], REPO)  # fmt: skip
-    run(["inpaint", "classical:biharmonic", "--image", str(scenes / "images"),
-         "--mask", str(scenes / "masks"), "--mask-polarity", "white_is_hole",
-         "--out", str(work / "classical")], REPO)  # fmt: skip
-    run(["translate", str(work / "demo_edges" / "checkpoints" / "last.ckpt"),
-         "--input", str(scenes / "images"), "--edges-from-photo", "--num-samples", "2",
-         "--out", str(work / "translated")], REPO)  # fmt: skip
+        check=True,
+        capture_output=True,
+    )
+    run(
+        [
+            "inpaint",
+            str(work / "demo" / "checkpoints" / "last.ckpt"),
+            "--image",
+            str(scenes / "images"),
+            "--mask",
+            str(scenes / "masks"),
+            "--mask-polarity",
+            "white_is_hole",
+            "--num-samples",
+            "2",
+            "--panel",
+            "--out",
+            str(work / "inpainted"),
+        ],
+        REPO,
+    )
+    run(
+        [
+            "inpaint",
+            "classical:biharmonic",
+            "--image",
+            str(scenes / "images"),
+            "--mask",
+            str(scenes / "masks"),
+            "--mask-polarity",
+            "white_is_hole",
+            "--out",
+            str(work / "classical"),
+        ],
+        REPO,
+    )
+    run(
+        [
+            "translate",
+            str(work / "demo_edges" / "checkpoints" / "last.ckpt"),
+            "--input",
+            str(scenes / "images"),
+            "--edges-from-photo",
+            "--num-samples",
+            "2",
+            "--out",
+            str(work / "translated"),
+        ],
+        REPO,
+    )
     for folder in ("inpainted", "classical", "translated"):
         out[f"i2i {folder}"] = files_digest(work / folder)
     return out

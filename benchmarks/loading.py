@@ -57,9 +57,11 @@ def samples_per_second(dm: StreamDataModule, workers: int, samples: int, masks: 
     if not masks:
         stream.masks = None
     loader = DataLoader(
-        stream, batch_size=None, num_workers=workers,
+        stream,
+        batch_size=None,
+        num_workers=workers,
         worker_init_fn=ignore_stop_signals if workers else None,
-    )  # fmt: skip
+    )
     batches = iter(loader)
     next(batches)  # worker start-up and first chunks: not timed
     start, seen = time.perf_counter(), 0
@@ -99,10 +101,13 @@ def main() -> None:
         section = {
             "class_path": "i2i.data.inpainting.InpaintingDataModule",
             "init_args": {
-                "data_dir": str(root / "images"), "resolution": args.resolution,
-                "batch_size": args.batch_size, "num_workers": 0, "val_fraction": 0.05,
+                "data_dir": str(root / "images"),
+                "resolution": args.resolution,
+                "batch_size": args.batch_size,
+                "num_workers": 0,
+                "val_fraction": 0.05,
             },
-        }  # fmt: skip
+        }
         config = root / "config.yaml"
         config.write_text(yaml.safe_dump({"data": section}))
         start = time.perf_counter()
@@ -148,10 +153,16 @@ def main() -> None:
         if args.compression:
             sizes[args.compression] = folder_bytes(root / "zstd")
         print_table(
-            [{"data": k, "MB on disk": f"{v / 1e6:.1f}", "/ folder": f"{v / sizes['folder']:.3f}"}
-             for k, v in sizes.items()],
+            [
+                {
+                    "data": k,
+                    "MB on disk": f"{v / 1e6:.1f}",
+                    "/ folder": f"{v / sizes['folder']:.3f}",
+                }
+                for k, v in sizes.items()
+            ],
             "bytes on disk (shards: chunks, index and manifest files)",
-        )  # fmt: skip
+        )
 
 
 def rate_row(mode: str, workers: int, rates: dict[str, float], fmt: str) -> dict[str, str]:

@@ -61,12 +61,26 @@ class PortMissing(FileNotFoundError):
 def port_options(resolution: int) -> types.SimpleNamespace:
     """The port's defaults (its `modify_commandline_options`) for the generator and D."""
     return types.SimpleNamespace(
-        crop_size=resolution, dlatent_size=512, num_channels=3, fmap_base=16 << 10,
-        fmap_decay=1.0, fmap_min=1, fmap_max=512, randomize_noise=True, architecture="skip",
-        nonlinearity="lrelu", resample_kernel=[1, 3, 3, 1], fused_modconv=True, pix2pix=False,
-        dropout_rate=0.5, cond_mod=True, style_mod=True, noise_injection=True,
-        mbstd_num_features=1, mbstd_group_size=4,
-    )  # fmt: skip
+        crop_size=resolution,
+        dlatent_size=512,
+        num_channels=3,
+        fmap_base=16 << 10,
+        fmap_decay=1.0,
+        fmap_min=1,
+        fmap_max=512,
+        randomize_noise=True,
+        architecture="skip",
+        nonlinearity="lrelu",
+        resample_kernel=[1, 3, 3, 1],
+        fused_modconv=True,
+        pix2pix=False,
+        dropout_rate=0.5,
+        cond_mod=True,
+        style_mod=True,
+        noise_injection=True,
+        mbstd_num_features=1,
+        mbstd_group_size=4,
+    )
 
 
 def import_port(root: Path) -> types.ModuleType:
@@ -191,10 +205,14 @@ def main() -> None:
     for part, label in (("g", "G step"), ("d", "D step"), ("it", "iteration (G + D)")):
         ours = med["i2i"]["g"] + med["i2i"]["d"] if part == "it" else med["i2i"][part]
         theirs = med["port"]["g"] + med["port"]["d"] if part == "it" else med["port"][part]
-        rows.append({
-            "what": label, "i2i s": f"{ours:.2f}", "port s": f"{theirs:.2f}",
-            "i2i speed-up": f"{theirs / ours:.2f}x",
-        })  # fmt: skip
+        rows.append(
+            {
+                "what": label,
+                "i2i s": f"{ours:.2f}",
+                "port s": f"{theirs:.2f}",
+                "i2i speed-up": f"{theirs / ours:.2f}x",
+            }
+        )
     print_table(
         rows,
         f"i2i against the CoModGAN port ({args.resolution} px, batch {args.batch}, fp32, "

@@ -55,8 +55,12 @@ def textured_scores(
     if not bool(region.any()):
         return {"l1": math.nan, "ssim": math.nan, "edge_f1": math.nan, "pixels": 0}
     s = hole_scores(fake, real, (~region).float())
-    return {"l1": float(s["l1_hole"][0]), "ssim": float(s["ssim_hole"][0]),
-            "edge_f1": float(s["edge_f1_hole"][0]), "pixels": int(region.sum())}  # fmt: skip
+    return {
+        "l1": float(s["l1_hole"][0]),
+        "ssim": float(s["ssim_hole"][0]),
+        "edge_f1": float(s["edge_f1_hole"][0]),
+        "pixels": int(region.sum()),
+    }
 
 
 def mean_of(rows: list[dict[str, float]]) -> dict[str, float]:
@@ -131,11 +135,14 @@ def dip_settings(
 
 
 def markdown(depth: dict, settings: dict, names: list[str]) -> str:
-    lines = [f"Textured hole pixels near the border (<= {BAND} px from a known pixel) and deeper, "
-             "all images of the run:", "",
-             "| method | near: pixels | L1 ↓ | SSIM ↑ | edge F1 ↑ "
-             "| deep: pixels | L1 ↓ | SSIM ↑ | edge F1 ↑ |",
-             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f"Textured hole pixels near the border (<= {BAND} px from a known pixel) and deeper, "
+        "all images of the run:",
+        "",
+        "| method | near: pixels | L1 ↓ | SSIM ↑ | edge F1 ↑ "
+        "| deep: pixels | L1 ↓ | SSIM ↑ | edge F1 ↑ |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for method, parts in depth.items():
         cells = []
         for part in ("near", "deep"):
@@ -143,8 +150,13 @@ def markdown(depth: dict, settings: dict, names: list[str]) -> str:
             cells += [str(p["pixels"]), f"{p['l1']:.3f}", f"{p['ssim']:.3f}", f"{p['edge_f1']:.3f}"]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     if settings:
-        lines += ["", f"DIP settings on {', '.join(names)} (textured hole pixels):", "",
-                  "| setting | L1 ↓ | SSIM ↑ | edge F1 ↑ |", "|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "",
+            f"DIP settings on {', '.join(names)} (textured hole pixels):",
+            "",
+            "| setting | L1 ↓ | SSIM ↑ | edge F1 ↑ |",
+            "|---|---|---|---|",
+        ]
         for label, s in settings.items():
             if label != "seconds":
                 lines.append(f"| {label} | {s['l1']:.3f} | {s['ssim']:.3f} | {s['edge_f1']:.3f} |")
@@ -153,8 +165,9 @@ def markdown(depth: dict, settings: dict, names: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.real_inpainting_why",
-                                     description=__doc__.split("\n\n")[0])  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.real_inpainting_why", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--run", type=Path, default=ri.REPO / "runs" / "real_inpainting")
     parser.add_argument("--images", type=int, default=2, help="images for the DIP settings")
     parser.add_argument("--iterations", type=int, default=None, help="K (default: the run's)")

@@ -43,8 +43,14 @@ def faults_per_tensor(**extra_env: str) -> int:
     environment = env(**extra_env)
     if not extra_env:
         environment.pop("I2I_MALLOC", None)  # the default, whatever this shell has set
-    result = subprocess.run([sys.executable, "-c", FAULTS], cwd=REPO, env=environment,
-                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", FAULTS],
+        cwd=REPO,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, output(result)
     return int(result.stdout.split()[-1])
 

@@ -58,7 +58,7 @@ def test_harmonic_fill_solves_laplace_and_stays_fast_on_a_large_hole():
     inner = hole.clone()
     inner[0, :] = inner[-1, :] = False
     inner[:, 0] = inner[:, -1] = False
-    mean = (padded[:, :-2, 1:-1] + padded[:, 2:, 1:-1] + padded[:, 1:-1, :-2] + padded[:, 1:-1, 2:])
+    mean = padded[:, :-2, 1:-1] + padded[:, 2:, 1:-1] + padded[:, 1:-1, :-2] + padded[:, 1:-1, 2:]
     assert torch.allclose(out[:, inner], mean[:, inner] / 4, atol=1e-6)
 
 
@@ -83,8 +83,14 @@ def _write_scene(folder, h=45, w=70):
 
 def test_i2i_inpaint_fills_with_a_classical_method_at_the_image_size(tmp_path):
     image, hole = _write_scene(tmp_path / "in")
-    args = ["--image", str(tmp_path / "in" / "images"), "--mask", str(tmp_path / "in" / "masks"),
-            "--mask-polarity", "white_is_hole"]  # fmt: skip
+    args = [
+        "--image",
+        str(tmp_path / "in" / "images"),
+        "--mask",
+        str(tmp_path / "in" / "masks"),
+        "--mask-polarity",
+        "white_is_hole",
+    ]
     for method in ("telea", "harmonic"):
         out_dir = tmp_path / f"out_{method}"
         result = i2i("inpaint", f"classical:{method}", *args, "--out", str(out_dir))
@@ -94,8 +100,9 @@ def test_i2i_inpaint_fills_with_a_classical_method_at_the_image_size(tmp_path):
         assert np.array_equal(out[~hole], image[~hole])
         assert not np.array_equal(out[hole], image[hole])
     # Deterministic: several samples would be copies, so it says so instead.
-    result = i2i("inpaint", "classical:telea", *args, "--num-samples", "2",
-                 "--out", str(tmp_path / "two"))  # fmt: skip
+    result = i2i(
+        "inpaint", "classical:telea", *args, "--num-samples", "2", "--out", str(tmp_path / "two")
+    )
     assert result.returncode == 1 and "deterministic" in result.stderr
     assert "--num-samples 1" in result.stderr and not (tmp_path / "two").exists()
     result = i2i("inpaint", "classical:telia", *args, "--out", str(tmp_path / "typo"))
@@ -109,10 +116,16 @@ FEATURES = ["--metrics.feature=tests.helpers.TinyFeatures", "--metrics.feature.n
 def test_i2i_test_scores_a_classical_fill_like_a_model(tmp_path):
     root = tmp_path / "run"
     result = i2i(
-        "test", "--config", "configs/classical.yaml", "--model.init_args.method=navier_stokes",
-        f"--trainer.default_root_dir={root}", "--trainer.limit_test_batches=1",
-        "--data.init_args.val_batch_size=4", "--data.init_args.num_workers=0", *FEATURES,
-    )  # fmt: skip
+        "test",
+        "--config",
+        "configs/classical.yaml",
+        "--model.init_args.method=navier_stokes",
+        f"--trainer.default_root_dir={root}",
+        "--trainer.limit_test_batches=1",
+        "--data.init_args.val_batch_size=4",
+        "--data.init_args.num_workers=0",
+        *FEATURES,
+    )
     assert result.returncode == 0, output(result)[-3000:]
     report = json.loads((root / "test_results.json").read_text())
     assert report["results"]["n"] == 4
@@ -128,10 +141,16 @@ def test_i2i_test_scores_a_classical_fill_like_a_model(tmp_path):
 def test_i2i_test_scores_nearest_neighbour_retrieval(tmp_path):
     root = tmp_path / "run"
     result = i2i(
-        "test", "--config", "configs/nearest_edges.yaml", f"--trainer.default_root_dir={root}",
-        "--trainer.limit_test_batches=1", "--model.init_args.max_train_images=64",
-        "--data.init_args.val_batch_size=4", "--data.init_args.num_workers=0", *FEATURES,
-    )  # fmt: skip
+        "test",
+        "--config",
+        "configs/nearest_edges.yaml",
+        f"--trainer.default_root_dir={root}",
+        "--trainer.limit_test_batches=1",
+        "--model.init_args.max_train_images=64",
+        "--data.init_args.val_batch_size=4",
+        "--data.init_args.num_workers=0",
+        *FEATURES,
+    )
     assert result.returncode == 0, output(result)[-3000:]
     report = json.loads((root / "test_results.json").read_text())
     assert report["results"]["n"] == 4 and np.isfinite(report["results"]["fid"])

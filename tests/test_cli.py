@@ -45,16 +45,24 @@ def test_a_run_stopped_by_max_time_says_where_and_resumes_past_it(tmp_path):
     args = ["--model.init_args.max_iterations=100000", "--trainer.max_time=00:00:00:03"]
     result = i2i(*fit_args(root, *args))
     assert result.returncode == 0, output(result)[-3000:]
-    match = re.search(r"trainer.max_time \(00:00:03\) stopped it at iteration (\d+) of 100000; "
-                      r"to train on: (i2i fit .*--ckpt_path=last --trainer.max_time=null)",
-                      result.stdout)  # fmt: skip
+    match = re.search(
+        r"trainer.max_time \(00:00:03\) stopped it at iteration (\d+) of 100000; "
+        r"to train on: (i2i fit .*--ckpt_path=last --trainer.max_time=null)",
+        result.stdout,
+    )
     assert match, output(result)[-3000:]
     stopped = int(match.group(1))
     assert 0 < stopped < 100000 and "--overwrite" not in match.group(2)
     assert iteration(root / "checkpoints" / "last.ckpt") == stopped
     assert "val/l1_hole=" in result.stdout  # validated at the stop
-    resumed = i2i(*fit_args(root, f"--model.init_args.max_iterations={stopped + 2}",
-                            "--ckpt_path=last", "--trainer.max_time=null"))  # fmt: skip
+    resumed = i2i(
+        *fit_args(
+            root,
+            f"--model.init_args.max_iterations={stopped + 2}",
+            "--ckpt_path=last",
+            "--trainer.max_time=null",
+        )
+    )
     assert resumed.returncode == 0, output(resumed)[-3000:]
     assert iteration(root / "checkpoints" / "last.ckpt") == stopped + 2
     assert "time limit" not in resumed.stdout
@@ -159,8 +167,9 @@ def test_the_default_progress_bar_counts_iterations_even_with_rich_installed(tmp
     assert cli.trainer.progress_bar_callback is bars[0]
 
 
-@pytest.mark.parametrize("name", ["compare", "dip", "inpaint", "translate", "export", "demo",
-                                  "convert", "data"])
+@pytest.mark.parametrize(
+    "name", ["compare", "dip", "inpaint", "translate", "export", "demo", "convert", "data"]
+)
 def test_every_file_command_prints_its_help_and_exits_0(name):
     from i2i.commands import FILE_COMMANDS
 
@@ -200,8 +209,11 @@ def test_a_data_error_at_setup_is_one_line_and_the_traceback_is_for_debugging(tm
     photos, masks = tmp_path / "photos", tmp_path / "masks"
     _images(photos, images)
     _images(masks, 2, value=255)  # all known: nothing to learn
-    data = [f"--data.init_args.data_dir={photos}", f"--data.init_args.mask_dir={masks}",
-            "--data.init_args.mask_polarity=white_is_known"]  # fmt: skip
+    data = [
+        f"--data.init_args.data_dir={photos}",
+        f"--data.init_args.mask_dir={masks}",
+        "--data.init_args.mask_polarity=white_is_known",
+    ]
     result = i2i(*fit_args(tmp_path / "run", *data))
     line = _one_error_line(result)
     if images == 1:
@@ -246,9 +258,18 @@ def test_a_file_command_prints_a_user_error_alone(tmp_path):
     # `i2i compare` trains in-process; a config whose data cannot be downloaded (offline).
     proxy = "http://127.0.0.1:9"
     result = i2i(
-        "compare", "--configs", "edges2shoes", "--kimg", "0.001", "--out", str(tmp_path),
-        http_proxy=proxy, https_proxy=proxy, HTTP_PROXY=proxy, HTTPS_PROXY=proxy,
-    )  # fmt: skip
+        "compare",
+        "--configs",
+        "edges2shoes",
+        "--kimg",
+        "0.001",
+        "--out",
+        str(tmp_path),
+        http_proxy=proxy,
+        https_proxy=proxy,
+        HTTP_PROXY=proxy,
+        HTTPS_PROXY=proxy,
+    )
     text = output(result)
     assert result.returncode == 1, text[-3000:]
     assert "Traceback" not in text

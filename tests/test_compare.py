@@ -20,17 +20,43 @@ REPO = Path(__file__).resolve().parents[1]
 def test_compare_trains_each_system_and_prints_one_table(tmp_path):
     env = {**os.environ, "WANDB_MODE": "disabled"}
     out = tmp_path / "cmp"
-    cmd = [sys.executable, "-m", "i2i", "compare", "--configs", "demo", "demo_labels", "dip",
-           "classical:biharmonic", "classical:telea", "nearest_edges",
-           "--kimg", "0.032", "--val-batches", "1", "--out", str(out), "--dip-images", "2",
-           "--dip-iterations", "3", "--dip-channels", "8"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "i2i",
+        "compare",
+        "--configs",
+        "demo",
+        "demo_labels",
+        "dip",
+        "classical:biharmonic",
+        "classical:telea",
+        "nearest_edges",
+        "--kimg",
+        "0.032",
+        "--val-batches",
+        "1",
+        "--out",
+        str(out),
+        "--dip-images",
+        "2",
+        "--dip-iterations",
+        "3",
+        "--dip-channels",
+        "8",
+    ]
     env["TORCH_HOME"] = str(tmp_path / "no_weights")  # as on these offline machines
     result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = json.loads((out / "compare.json").read_text())
     assert [r["config"] for r in rows] == [
-        "demo", "demo_labels", "dip", "classical:biharmonic", "classical:telea", "nearest_edges"
-    ]  # fmt: skip
+        "demo",
+        "demo_labels",
+        "dip",
+        "classical:biharmonic",
+        "classical:telea",
+        "nearest_edges",
+    ]
     rows, dip, classical, nearest = rows[:2], rows[2], rows[3:5], rows[5]
     for row in rows:
         assert row["images"] >= 32 and row["iterations"] >= 1
@@ -47,9 +73,7 @@ def test_compare_trains_each_system_and_prints_one_table(tmp_path):
         assert row["images"] == 0 and row["parameters_trained"] == 0 and row["ended_by"] is None
         assert set(row["metrics"]) == hole and row["val_images"] == 16
     biharmonic = classical[0]["metrics"]
-    assert biharmonic["val/l1_hole"] == pytest.approx(
-        rows[0]["metrics"]["val/l1_hole_biharmonic"]
-    )
+    assert biharmonic["val/l1_hole"] == pytest.approx(rows[0]["metrics"]["val/l1_hole_biharmonic"])
     assert nearest["system"] == "NearestNeighbourEdgesTask" and nearest["problem"] == "translation"
     assert set(nearest["metrics"]) == {"val/l1", "val/psnr"}
     assert rows[0]["val_images"] == 16 and rows[1]["val_images"] == 16  # one batch each
@@ -136,8 +160,17 @@ def test_compare_minutes_budget_and_lpips_fid_where_weights_are_present(tmp_path
     from i2i.compare import main
 
     out = tmp_path / "cmp"
-    args = ["--configs", "demo_labels", "classical:harmonic", "--minutes", "0.001",
-            "--val-batches", "1", "--out", str(out)]  # fmt: skip
+    args = [
+        "--configs",
+        "demo_labels",
+        "classical:harmonic",
+        "--minutes",
+        "0.001",
+        "--val-batches",
+        "1",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     trained, harmonic = json.loads((out / "compare.json").read_text())
     assert trained["ended_by"] == "minutes"

@@ -122,9 +122,22 @@ def _i2i(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
 def test_i2i_dip_writes_the_full_size_completion_with_known_pixels_unchanged(tmp_path):
     image, mask, pixels = _files(tmp_path)
     out = tmp_path / "out" / "result.png"
-    common = ["--image", str(image), "--mask", str(mask), "--mask-polarity", "white_is_hole",
-              "--out", str(out), "--iterations", "30", "--channels", "8",
-              "--snapshot-every", "10"]  # fmt: skip
+    common = [
+        "--image",
+        str(image),
+        "--mask",
+        str(mask),
+        "--mask-polarity",
+        "white_is_hole",
+        "--out",
+        str(out),
+        "--iterations",
+        "30",
+        "--channels",
+        "8",
+        "--snapshot-every",
+        "10",
+    ]
     result = _i2i(*common)
     assert result.returncode == 0, result.stderr[-2000:]
     written = np.asarray(Image.open(out))
@@ -146,8 +159,18 @@ def test_i2i_dip_folders_matched_by_name_and_a_wrong_polarity(tmp_path):
     _files(images)
     (images / "photo_mask.png").rename(masks / "photo.png")
     out = tmp_path / "results"
-    args = ["--image", str(images), "--mask", str(masks), "--out", str(out),
-            "--iterations", "5", "--channels", "8"]  # fmt: skip
+    args = [
+        "--image",
+        str(images),
+        "--mask",
+        str(masks),
+        "--out",
+        str(out),
+        "--iterations",
+        "5",
+        "--channels",
+        "8",
+    ]
     assert _i2i(*args, "--mask-polarity", "white_is_hole").returncode == 0
     assert (out / "photo.png").is_file()
     full = np.zeros((37, 29), np.uint8)  # all black: with white_is_known, all hole
@@ -159,9 +182,26 @@ def test_i2i_dip_folders_matched_by_name_and_a_wrong_polarity(tmp_path):
 def test_ctrl_c_writes_the_current_result_and_exits_130(tmp_path):
     image, mask, pixels = _files(tmp_path)
     out = tmp_path / "result.png"
-    cmd = [sys.executable, "-m", "i2i", "dip", "--image", str(image), "--mask", str(mask),
-           "--mask-polarity", "white_is_hole", "--out", str(out), "--iterations", "100000",
-           "--channels", "8", "--snapshot-every", "5"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "i2i",
+        "dip",
+        "--image",
+        str(image),
+        "--mask",
+        str(mask),
+        "--mask-polarity",
+        "white_is_hole",
+        "--out",
+        str(out),
+        "--iterations",
+        "100000",
+        "--channels",
+        "8",
+        "--snapshot-every",
+        "5",
+    ]
     proc = subprocess.Popen(
         cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )

@@ -22,10 +22,13 @@ SAMPLES = 16  # the unbroken run: 4 iterations x 2 batches (G, D) x batch 2, one
 
 def fit(root: Path, log: Path, *args: str, processes: int = 1) -> str:
     result = i2i(
-        *fit_args(root, *args), f"--trainer.devices={processes}", *DDP,
-        "--trainer.callbacks+=tests.helpers.SampleLog", f"--trainer.callbacks.out_dir={log}",
+        *fit_args(root, *args),
+        f"--trainer.devices={processes}",
+        *DDP,
+        "--trainer.callbacks+=tests.helpers.SampleLog",
+        f"--trainer.callbacks.out_dir={log}",
         OMP_NUM_THREADS="1",
-    )  # fmt: skip
+    )
     assert result.returncode == 0, output(result)[-3000:]
     return output(result)
 
@@ -72,8 +75,12 @@ def test_a_run_resumed_with_another_batch_size_reads_each_sample_once(
 ):
     """Batch 2 -> 1 (old code: the second part re-read samples 4-11) and 2 -> 4 (old code:
     skipped 8-15, read 16-23); the change is said at resume with its consequences."""
-    text, seen = resume(half, tmp_path, f"--data.init_args.batch_size={batch}",
-                        f"--model.init_args.max_iterations={iterations}")  # fmt: skip
+    text, seen = resume(
+        half,
+        tmp_path,
+        f"--data.init_args.batch_size={batch}",
+        f"--model.init_args.max_iterations={iterations}",
+    )
     assert_same_samples(seen, unbroken)
     assert (
         f"i2i: resuming at iteration 2, sample 8 of the stream: batch per process 2 -> {batch} "

@@ -90,8 +90,9 @@ def test_perceptual_loss_loads_a_weights_file_and_weighs_layers(tmp_path):
 
     reference = vgg16(weights=None)
     torch.save(reference.state_dict(), tmp_path / "vgg16-397923af.pth")
-    loss = PerceptualLoss(weights=tmp_path / "vgg16-397923af.pth", layer_weights=(0, 0, 0, 1),
-                          distance="l2")  # fmt: skip
+    loss = PerceptualLoss(
+        weights=tmp_path / "vgg16-397923af.pth", layer_weights=(0, 0, 0, 1), distance="l2"
+    )
     x, y = torch.rand(1, 3, 32, 32) * 2 - 1, torch.rand(1, 3, 32, 32) * 2 - 1
     value = loss(x, y)
     features = reference.features[:23].eval()
@@ -171,9 +172,12 @@ def _train_gmm(objective: str, flip_g: bool, steps: int = 300) -> tuple[float, f
 
     def mlp(out):
         return nn.Sequential(
-            nn.Linear(2, 64), nn.LeakyReLU(0.2), nn.Linear(64, 64), nn.LeakyReLU(0.2),
+            nn.Linear(2, 64),
+            nn.LeakyReLU(0.2),
+            nn.Linear(64, 64),
+            nn.LeakyReLU(0.2),
             nn.Linear(64, out),
-        )  # fmt: skip
+        )
 
     G, D = mlp(2), mlp(1)
     opt_g = torch.optim.Adam(G.parameters(), 1e-3, betas=(0.5, 0.9))

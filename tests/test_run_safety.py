@@ -225,9 +225,13 @@ def test_a_signal_to_the_whole_process_group_stops_gracefully_with_loader_worker
         "--trainer.callbacks.delay=3",
     )
     proc = subprocess.Popen(
-        command(*args), cwd=REPO, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        command(*args),
+        cwd=REPO,
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
-    )  # fmt: skip
+    )
     deadline = time.time() + 240
     while not beat.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)

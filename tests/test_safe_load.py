@@ -123,8 +123,16 @@ def test_a_damaged_checkpoint_names_the_ones_beside_it_that_load(fitted_run, pho
     shutil.copytree(fitted_run / "checkpoints", folder)
     last = folder / "last.ckpt"
     last.write_bytes(last.read_bytes()[:50_000])
-    result = i2i("inpaint", str(last), "--image", str(photo), "--mask", "random",
-                 "--out", str(tmp_path / "out"))  # fmt: skip
+    result = i2i(
+        "inpaint",
+        str(last),
+        "--image",
+        str(photo),
+        "--mask",
+        "random",
+        "--out",
+        str(tmp_path / "out"),
+    )
     assert result.returncode == 1, output(result)
     assert f"{last} is damaged" in result.stderr
     loadable = [p for p in folder.glob("*.ckpt") if p != last]
@@ -143,8 +151,16 @@ def test_a_card_naming_another_package_is_refused_before_anything_runs(photo, tm
     card["task"]["init_args"]["eval_seed"] = command  # old i2i: os.system(...) -> 0, exit 0
     card_path.write_text(json.dumps(card))
     weights = card_path.with_suffix(".safetensors")
-    result = i2i("inpaint", str(weights), "--image", str(photo), "--mask", "random",
-                 "--out", str(tmp_path / "out"))  # fmt: skip
+    result = i2i(
+        "inpaint",
+        str(weights),
+        "--image",
+        str(photo),
+        "--mask",
+        "random",
+        "--out",
+        str(tmp_path / "out"),
+    )
     assert result.returncode == 1, output(result)
     assert not marker.exists()
     assert f"{card_path} names the class 'os.system'" in result.stderr
@@ -183,8 +199,9 @@ def _shard_fit(tmp_path: Path, folder: Path, section: dict):
     section["init_args"]["shards"] = str(folder)
     config = tmp_path / "shards.yaml"
     config.write_text(yaml.safe_dump({"data": section}))
-    return i2i(*fit_args(tmp_path / "run", "--config", str(config),
-                         "--model.init_args.max_iterations=2"))  # fmt: skip
+    return i2i(
+        *fit_args(tmp_path / "run", "--config", str(config), "--model.init_args.max_iterations=2")
+    )
 
 
 def test_fit_refuses_a_shard_folder_with_a_pickle(shards, tmp_path):
@@ -225,13 +242,18 @@ def test_records_litdata_would_unpickle_are_refused(shards, tmp_path):
     marker = tmp_path / "ran"
     shutil.rmtree(folder / "train")
     litdata.optimize(
-        fn=_hostile_record, inputs=[(i, str(marker)) for i in range(6)],
-        output_dir=str(folder / "train"), num_workers=1, chunk_bytes="64MB",
-        start_method="fork", verbose=False,
-    )  # fmt: skip
-    assert "pickle" in json.loads((folder / "train" / "index.json").read_text())["config"][
-        "data_format"
-    ]
+        fn=_hostile_record,
+        inputs=[(i, str(marker)) for i in range(6)],
+        output_dir=str(folder / "train"),
+        num_workers=1,
+        chunk_bytes="64MB",
+        start_method="fork",
+        verbose=False,
+    )
+    assert (
+        "pickle"
+        in json.loads((folder / "train" / "index.json").read_text())["config"]["data_format"]
+    )
     dm = ShardDataModule(str(folder), json.loads(json.dumps(shards[1]["init_args"]))["data"])
     dm.batches_per_step = 1
     with pytest.raises(ShardMismatchError, match=r"train/index\.json decodes fields with pickle"):

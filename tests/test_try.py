@@ -37,9 +37,13 @@ def test_make_try_inpaints_the_heldout_scenes_keeping_known_pixels(tmp_path):
     trained = i2i(*fit_args(run, "--model.init_args.max_iterations=1", "--trainer.logger=false"))
     assert trained.returncode == 0, output(trained)[-2000:]
     result = subprocess.run(
-        ["make", "try", f"RUN={run}"], cwd=REPO, env=env(), capture_output=True, text=True,
+        ["make", "try", f"RUN={run}"],
+        cwd=REPO,
+        env=env(),
+        capture_output=True,
+        text=True,
         timeout=600,
-    )  # fmt: skip
+    )
     assert result.returncode == 0, output(result)[-3000:]
     sheet = Image.open(run / "inpainted.png")
     assert sheet.width >= 768  # enlarged for a screen
@@ -63,8 +67,10 @@ def test_make_try_inpaints_the_heldout_scenes_keeping_known_pixels(tmp_path):
     lines = {ln.split()[0]: ln for ln in text.splitlines() if "hole L1" in ln and "F1" in ln}
     assert "model" in lines and "classical:biharmonic" in lines, text[-2000:]
     names = [f"scene_{i:03d}" for i in range(8)]
-    want = {"model": [[f"{n}_{k}.png" for k in range(3)] for n in names],
-            "classical:biharmonic": [[f"{n}.png"] for n in names]}  # fmt: skip
+    want = {
+        "model": [[f"{n}_{k}.png" for k in range(3)] for n in names],
+        "classical:biharmonic": [[f"{n}.png"] for n in names],
+    }
     for label, files in want.items():
         folder = run / ("inpainted" if label == "model" else "classical")
         l1 = []

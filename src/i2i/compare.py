@@ -408,24 +408,40 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help=f"config names in configs/ (default: those of {', '.join(DEMO_CONFIGS)} that exist)",
     )
-    parser.add_argument("--kimg", type=float, default=None,
-                        help="training images per system, x1000 (default 4, or none with "
-                        "--minutes)")  # fmt: skip
-    parser.add_argument("--minutes", type=float, default=None,
-                        help="wall-clock minutes of training batches per system on this machine "
-                        "(with --kimg: whichever comes first)")  # fmt: skip
-    parser.add_argument("--classical-data", default="demo", help="the config whose "
-                        "validation images and masks the classical fills complete")  # fmt: skip
+    parser.add_argument(
+        "--kimg",
+        type=float,
+        default=None,
+        help="training images per system, x1000 (default 4, or none with --minutes)",
+    )
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        default=None,
+        help="wall-clock minutes of training batches per system on this machine "
+        "(with --kimg: whichever comes first)",
+    )
+    parser.add_argument(
+        "--classical-data",
+        default="demo",
+        help="the config whose validation images and masks the classical fills complete",
+    )
     parser.add_argument("--val-batches", type=int, default=8, help="validation batches per system")
     parser.add_argument("--out", default=None, help="folder for compare.json / compare.md")
     parser.add_argument(
-        "--dip-data", default="demo", help="deep image prior: the config whose validation images "
+        "--dip-data",
+        default="demo",
+        help="deep image prior: the config whose validation images "
         "and masks it completes (default: demo, the same as vae_demo's)",
-    )  # fmt: skip
+    )
     parser.add_argument("--dip-images", type=int, default=8, help="deep image prior: images")
     parser.add_argument("--dip-iterations", type=int, default=300, help="per image")
-    parser.add_argument("--dip-channels", type=int, default=64, help="the hourglass's width "
-                        "(the paper's: 128, about 4x slower on a CPU)")  # fmt: skip
+    parser.add_argument(
+        "--dip-channels",
+        type=int,
+        default=64,
+        help="the hourglass's width (the paper's: 128, about 4x slower on a CPU)",
+    )
     args = parser.parse_args(argv)
     # run_cli gets its own arguments while sys.argv holds `compare ...`: intended here.
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
@@ -459,9 +475,7 @@ def main(argv: list[str] | None = None) -> int:
         if name.startswith(CLASSICAL) or not _trains(name):
             print(f"i2i compare: {name} (no training) ...", flush=True)
             data = REPO_CONFIGS / f"{args.classical_data}.yaml"
-            rows.append(
-                run_untrained(name, args.val_batches, data if name in classical else None)
-            )
+            rows.append(run_untrained(name, args.val_batches, data if name in classical else None))
             continue
         print(f"i2i compare: training {name} for {budget} ...", flush=True)
         config = REPO_CONFIGS / f"{name}.yaml"

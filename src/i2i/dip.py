@@ -74,8 +74,10 @@ def deep_image_prior(
     if image.ndim != 3 or image.shape[0] != 3:
         raise ValueError(f"image must be (3, H, W) in [-1, 1], got {tuple(image.shape)}")
     if mask.shape != (1, *image.shape[1:]):
-        raise ValueError(f"mask must be (1, H, W) = (1, {image.shape[1]}, {image.shape[2]}), "
-                         f"got {tuple(mask.shape)}")  # fmt: skip
+        raise ValueError(
+            f"mask must be (1, H, W) = (1, {image.shape[1]}, {image.shape[2]}), "
+            f"got {tuple(mask.shape)}"
+        )
     if float(mask.min()) == 1.0:
         raise ValueError("the mask has no hole (all pixels known): nothing to inpaint")
     if float(mask.max()) == 0.0:

@@ -47,20 +47,22 @@ CLASS_PACKAGES = ("i2i",)
 
 # The classes a shard folder's datasets.json may build (folder datasets whose file list comes
 # from the shards) and the value types their settings hold.
-SHARD_CLASSES = frozenset({
-    "i2i.data.datasets.ImageFolderDataset",
-    "i2i.data.paired.SideBySideDataset",
-    "i2i.data.paired.TwoFolderDataset",
-    "i2i.data.paired.CannyEdgesDataset",
-    "i2i.data.labels.PairedLabelDataset",
-    "i2i.data.labels.LabelFolderDataset",
-    "i2i.data.labels.CocoStuffDataset",
-    "i2i.data.labels.CityscapesDataset",
-    "i2i.data.labels.ADE20KDataset",
-    "i2i.data.unpaired.DomainFolder",
-    "i2i.data.labels.LabelRecord",
-    "i2i.data.label_specs.LabelSpec",
-})  # fmt: skip
+SHARD_CLASSES = frozenset(
+    {
+        "i2i.data.datasets.ImageFolderDataset",
+        "i2i.data.paired.SideBySideDataset",
+        "i2i.data.paired.TwoFolderDataset",
+        "i2i.data.paired.CannyEdgesDataset",
+        "i2i.data.labels.PairedLabelDataset",
+        "i2i.data.labels.LabelFolderDataset",
+        "i2i.data.labels.CocoStuffDataset",
+        "i2i.data.labels.CityscapesDataset",
+        "i2i.data.labels.ADE20KDataset",
+        "i2i.data.unpaired.DomainFolder",
+        "i2i.data.labels.LabelRecord",
+        "i2i.data.label_specs.LabelSpec",
+    }
+)
 
 _IMPORT_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
 _trusted = False  # set by --trust-checkpoint (trust_checkpoints)

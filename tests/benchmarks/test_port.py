@@ -12,8 +12,12 @@ from tests.clirun import REPO, env
 def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "benchmarks.port", *args],
-        cwd=REPO, env=env(), capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        cwd=REPO,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_a_missing_port_checkout_names_the_folder_and_the_clone_command(tmp_path):

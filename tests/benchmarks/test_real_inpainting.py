@@ -83,9 +83,13 @@ def test_selection_takes_each_groups_sources_in_turn_and_checks_the_manifest(tmp
     knowns = make_folder(tmp_path, side=16)
     chosen = ri.pairs(tmp_path, 3)
     assert [p.name for p in chosen] == [
-        "places_migan_img0", "places_fcf_img0_mask", "places_migan_img1",
-        "faces_migan_img0", "faces_fcf_img0_mask", "faces_migan_img1",
-    ]  # fmt: skip
+        "places_migan_img0",
+        "places_fcf_img0_mask",
+        "places_migan_img1",
+        "faces_migan_img0",
+        "faces_fcf_img0_mask",
+        "faces_migan_img1",
+    ]
     holes = ri.manifest_holes(tmp_path)
     for pair in chosen:
         known = ri.known_of(pair.mask, pair.polarity)
@@ -122,9 +126,10 @@ def test_region_scores_match_a_naive_numpy_reference():
     known = np.ones((h, w), bool)
     known[4:16, 6:20] = False
     scores = ri.region_scores(
-        torch.tensor(fake[None]).float(), torch.tensor(real[None]).float(),
+        torch.tensor(fake[None]).float(),
+        torch.tensor(real[None]).float(),
         torch.tensor(known[None, None]),
-    )  # fmt: skip
+    )
     textured = naive_textured(real)
     assert (ri.textured_region(torch.tensor(real[None]).float())[0, 0].numpy() == textured).all()
     hole = ~known
@@ -140,8 +145,11 @@ def test_region_scores_match_a_naive_numpy_reference():
         assert scores["psnr_hole" + suffix] == pytest.approx(10 * np.log10(4 / mse), abs=1e-3)
     assert scores["textured_share"] == pytest.approx((hole & textured).sum() / hole.sum())
     # A perfect output scores perfectly in every part.
-    same = ri.region_scores(torch.tensor(real[None]).float(), torch.tensor(real[None]).float(),
-                            torch.tensor(known[None, None]))  # fmt: skip
+    same = ri.region_scores(
+        torch.tensor(real[None]).float(),
+        torch.tensor(real[None]).float(),
+        torch.tensor(known[None, None]),
+    )
     assert same["l1_hole_textured"] == 0 and same["ssim_hole_smooth"] == pytest.approx(1, abs=1e-4)
     assert same["edge_f1_hole_textured"] == 1
 
@@ -157,8 +165,17 @@ def run_in_process(argv: list[str]) -> None:
 
 
 def run_script(data: Path, out: Path, *args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "benchmarks.real_inpainting", "--data", str(data),
-               "--out", str(out), *ARGS, *args]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.real_inpainting",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        *ARGS,
+        *args,
+    ]
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
 
 
@@ -197,8 +214,10 @@ def test_pipeline_on_a_tiny_folder(tmp_path, monkeypatch):
     argv = ["--data", str(tmp_path / "data"), "--out", str(out), *ARGS, "--max-side", "0"]
     assert ri.main([*argv, "--images", "1"], run_command=run_in_process) == 0
     payload = check_outputs(out, ["places_migan_img0", "faces_migan_img0"])
-    for name, rel in (("places_migan_img0", "places/migan_places256/masks/img0.png"),
-                      ("faces_migan_img0", "faces/migan_ffhq256/masks/img0.png")):  # fmt: skip
+    for name, rel in (
+        ("places_migan_img0", "places/migan_places256/masks/img0.png"),
+        ("faces_migan_img0", "faces/migan_ffhq256/masks/img0.png"),
+    ):
         hole = np.asarray(Image.open(out / "work" / "masks" / f"{name}.png")) > 127
         assert (hole == ~knowns[rel]).all()  # written white = hole, from white = known
     assert payload["settings"]["iterations"] == 3
@@ -223,9 +242,11 @@ def test_pipeline_on_the_shared_photos(tmp_path, monkeypatch):
     argv = ["--data", str(data), "--out", str(out), *ARGS, "--max-side", "32"]
     assert ri.main([*argv, "--images", "2", "--sheet-images", "2"], run_command=run_in_process) == 0
     expected = [
-        "places_migan_Places365_val_00000262", "places_fcf_082_Places365_val_00021838_mask",
-        "faces_migan_1", "faces_fcf_facea_mask",
-    ]  # fmt: skip
+        "places_migan_Places365_val_00000262",
+        "places_fcf_082_Places365_val_00021838_mask",
+        "faces_migan_1",
+        "faces_fcf_facea_mask",
+    ]
     payload = check_outputs(out, expected)
     for image in payload["images"]:  # each mask read as the MANIFEST measured it
         assert image["manifest_hole"] is not None

@@ -100,9 +100,14 @@ def test_batches_carry_each_images_attributes(tmp_path):
     write_images(tmp_path)
     write_attributes(tmp_path / ATTRIBUTES_FILE)
     dm = InpaintingDataModule(
-        str(tmp_path), resolution=32, batch_size=4, val_batch_size=4, num_workers=0,
-        val_fraction=0.3, attributes=["Young", "Smiling"],
-    )  # fmt: skip
+        str(tmp_path),
+        resolution=32,
+        batch_size=4,
+        val_batch_size=4,
+        num_workers=0,
+        val_fraction=0.3,
+        attributes=["Young", "Smiling"],
+    )
     dm.setup("fit")
     assert dm.attribute_names == ["Young", "Smiling"]
     val = dm.val_dataset.dataset
@@ -139,16 +144,29 @@ def test_a_vae_trains_on_attributes_through_the_console_script(tmp_path):
     write_images(data / "img_align_celeba")
     write_attributes(data / ATTRIBUTES_FILE)
     common = [
-        "fit", "--config", "configs/vae_demo.yaml", f"--trainer.default_root_dir={root}",
-        "--trainer.logger=false", "--trainer.enable_progress_bar=false",
-        f"--data.init_args.data_dir={data / 'img_align_celeba'}", "--data.init_args.resolution=32",
-        "--data.init_args.batch_size=4", "--data.init_args.val_batch_size=4",
-        "--data.init_args.num_workers=0", "--data.init_args.val_fraction=0.3",
-        "--data.init_args.attributes=true", "--trainer.val_check_interval=2",
-        "--trainer.limit_val_batches=1", "--samples.every_n_iterations=2",
-        "--samples.num_samples=2", "--model.init_args.max_iterations=2",
-        f"{VAE}img_resolution=32", f"{VAE}width=8", f"{VAE}z_dim=16", f"{VAE}max_width=16",
-    ]  # fmt: skip
+        "fit",
+        "--config",
+        "configs/vae_demo.yaml",
+        f"--trainer.default_root_dir={root}",
+        "--trainer.logger=false",
+        "--trainer.enable_progress_bar=false",
+        f"--data.init_args.data_dir={data / 'img_align_celeba'}",
+        "--data.init_args.resolution=32",
+        "--data.init_args.batch_size=4",
+        "--data.init_args.val_batch_size=4",
+        "--data.init_args.num_workers=0",
+        "--data.init_args.val_fraction=0.3",
+        "--data.init_args.attributes=true",
+        "--trainer.val_check_interval=2",
+        "--trainer.limit_val_batches=1",
+        "--samples.every_n_iterations=2",
+        "--samples.num_samples=2",
+        "--model.init_args.max_iterations=2",
+        f"{VAE}img_resolution=32",
+        f"{VAE}width=8",
+        f"{VAE}z_dim=16",
+        f"{VAE}max_width=16",
+    ]
     result = i2i(
         *common, "--overwrite", f"{VAE}attr_dim=3", f"{VAE}attributes_in=both", timeout=600
     )

@@ -133,9 +133,14 @@ def test_one_image_says_validation_needs_two_or_a_val_folder(tmp_path: Path) -> 
 def _dm(tmp_path: Path, masks: Path, polarity: str, **kwargs) -> InpaintingDataModule:
     root = _photos(tmp_path / "imgs", 4)
     return InpaintingDataModule(
-        str(root), resolution=32, val_fraction=0.5, mask_dir=str(masks), mask_polarity=polarity,
-        **LOADER, **kwargs,
-    )  # fmt: skip
+        str(root),
+        resolution=32,
+        val_fraction=0.5,
+        mask_dir=str(masks),
+        mask_polarity=polarity,
+        **LOADER,
+        **kwargs,
+    )
 
 
 def test_masks_hiding_nothing_stop_with_causes(tmp_path: Path) -> None:
@@ -207,9 +212,16 @@ def test_mask_options_validated(tmp_path: Path) -> None:
 def test_preprocessing_options_reach_both_datasets(tmp_path: Path) -> None:
     root = _photos(tmp_path / "imgs", 4, h=80, w=100)
     dm = InpaintingDataModule(
-        str(root), resolution=64, val_fraction=0.5, train_crop="center", resize="none",
-        resample="pil_bilinear", small_images="pad", hflip=False, **LOADER,
-    )  # fmt: skip
+        str(root),
+        resolution=64,
+        val_fraction=0.5,
+        train_crop="center",
+        resize="none",
+        resample="pil_bilinear",
+        small_images="pad",
+        hflip=False,
+        **LOADER,
+    )
     dm.setup("fit")
     for ds in (dm.train_dataset, dm.val_dataset.dataset):
         assert (ds.train_crop, ds.resize, ds.resample, ds.small_images) == (

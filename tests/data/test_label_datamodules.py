@@ -143,10 +143,16 @@ def test_ade20k_datamodule(tmp_path: Path) -> None:
 def test_label_folder_datamodule_generic_split(tmp_path: Path) -> None:
     root = _write_folder(tmp_path)
     dm = LabelFolderDataModule(
-        str(root / "photos"), str(root / "labels"), num_classes=3, ignore_value=255,
-        instance_dir=str(root / "inst"), instance_edges=True, resolution=32, val_fraction=0.4,
+        str(root / "photos"),
+        str(root / "labels"),
+        num_classes=3,
+        ignore_value=255,
+        instance_dir=str(root / "inst"),
+        instance_edges=True,
+        resolution=32,
+        val_fraction=0.4,
         **LOADER,
-    )  # fmt: skip
+    )
     assert (dm.num_classes, dm.cond_channels) == (4, 5)
     _check(dm, (32, 32))
     assert len(dm.train_dataset) == 3 and len(dm.val_dataset) == 2
@@ -211,8 +217,10 @@ def test_coco_stuff_without_instance_maps(tmp_path: Path) -> None:
 def test_cityscapes_datamodule_real_samples(tmp_path: Path) -> None:
     """The shared samples linked into the official layout, at the default 256x512."""
     shared = shared_data("cityscapes")
-    for split, src, city in (("train", "pix2pixHD_train", "aachen"),
-                             ("val", "val_frankfurt", "frankfurt")):  # fmt: skip
+    for split, src, city in (
+        ("train", "pix2pixHD_train", "aachen"),
+        ("val", "val_frankfurt", "frankfurt"),
+    ):
         for sub, dst in (("img", "leftImg8bit"), ("label", "gtFine"), ("inst", "gtFine")):
             for f in sorted((shared / src / f"{sub}_1024x512").iterdir())[:2]:
                 link = tmp_path / dst / split / city / f.name
@@ -235,11 +243,17 @@ def test_label_folder_datamodule_cityscapes_sample_folders() -> None:
     train = shared_data("cityscapes", "pix2pixHD_train")
     val = shared_data("cityscapes", "val_frankfurt")
     dm = LabelFolderDataModule(
-        str(train / "img_1024x512"), str(train / "label_1024x512"), label_set="cityscapes",
-        instance_dir=str(train / "inst_1024x512"), val_image_dir=str(val / "img_1024x512"),
-        val_label_dir=str(val / "label_1024x512"), val_instance_dir=str(val / "inst_1024x512"),
-        instance_edges=True, resolution=(64, 128), **LOADER,
-    )  # fmt: skip
+        str(train / "img_1024x512"),
+        str(train / "label_1024x512"),
+        label_set="cityscapes",
+        instance_dir=str(train / "inst_1024x512"),
+        val_image_dir=str(val / "img_1024x512"),
+        val_label_dir=str(val / "label_1024x512"),
+        val_instance_dir=str(val / "inst_1024x512"),
+        instance_edges=True,
+        resolution=(64, 128),
+        **LOADER,
+    )
     assert dm.cond_channels == 36
     _check(dm, (64, 128))
     assert len(dm.train_dataset) == 8 and len(dm.val_dataset) == 3
@@ -253,9 +267,14 @@ def test_label_problems_found_at_setup_for_every_file(tmp_path: Path) -> None:
     _write(root / "labels" / "p3.png", _blocks(32, 64, np.array([0, 1], np.uint8), 3))  # size
     _write(root / "labels" / "p4.png", _blocks(64, 64, np.array([0, 7, 9], np.uint8), 4))
     dm = LabelFolderDataModule(
-        str(root / "photos"), str(root / "labels"), num_classes=3, ignore_value=255,
-        resolution=32, val_fraction=0.4, **LOADER,
-    )  # fmt: skip
+        str(root / "photos"),
+        str(root / "labels"),
+        num_classes=3,
+        ignore_value=255,
+        resolution=32,
+        val_fraction=0.4,
+        **LOADER,
+    )
     with pytest.raises(ValueError) as info:
         dm.setup("fit")
     msg = str(info.value)
@@ -280,9 +299,14 @@ def test_label_values_are_read_once_then_cached(tmp_path: Path, monkeypatch) -> 
 
     def setup() -> LabelFolderDataModule:
         dm = LabelFolderDataModule(
-            str(root / "photos"), str(root / "labels"), num_classes=3, ignore_value=255,
-            resolution=32, val_fraction=0.5, **LOADER,
-        )  # fmt: skip
+            str(root / "photos"),
+            str(root / "labels"),
+            num_classes=3,
+            ignore_value=255,
+            resolution=32,
+            val_fraction=0.5,
+            **LOADER,
+        )
         dm.setup("fit")
         return dm
 
@@ -301,8 +325,9 @@ def test_label_values_are_read_once_then_cached(tmp_path: Path, monkeypatch) -> 
 
 def test_label_folder_one_pair_says_validation_needs_two(tmp_path: Path) -> None:
     root = _write_folder(tmp_path, n=1)
-    dm = LabelFolderDataModule(str(root / "photos"), str(root / "labels"), num_classes=3,
-                               ignore_value=255, **LOADER)  # fmt: skip
+    dm = LabelFolderDataModule(
+        str(root / "photos"), str(root / "labels"), num_classes=3, ignore_value=255, **LOADER
+    )
     with pytest.raises(ValueError) as info:
         dm.setup("fit")
     msg = str(info.value)

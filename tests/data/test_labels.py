@@ -63,9 +63,13 @@ def _folders(root: Path, n: int = 2, h: int = 80, w: int = 120, ext: str = "png"
 
 def _dataset(root: Path, resolution=64, **kwargs) -> LabelFolderDataset:
     return LabelFolderDataset(
-        root / "img", root / "label", generic_spec(3), resolution, instance_dir=root / "inst",
+        root / "img",
+        root / "label",
+        generic_spec(3),
+        resolution,
+        instance_dir=root / "inst",
         **kwargs,
-    )  # fmt: skip
+    )
 
 
 # ----------------------------------------------------------------------------- label sets
@@ -293,11 +297,17 @@ def test_named_datasets_name_layout_and_download_page(tmp_path: Path) -> None:
 def test_cityscapes_real_pair_one_hot_and_instance_edges() -> None:
     root = shared_data("cityscapes", "pix2pixHD_train")
     ds = LabelFolderDataset(
-        root / "img_1024x512", root / "label_1024x512", cityscapes_spec(), (256, 512),
-        instance_dir=root / "inst_1024x512", instance_edges=True, train=False,
-        image_suffix=CITYSCAPES_SUFFIXES[0], label_suffix=CITYSCAPES_SUFFIXES[1],
+        root / "img_1024x512",
+        root / "label_1024x512",
+        cityscapes_spec(),
+        (256, 512),
+        instance_dir=root / "inst_1024x512",
+        instance_edges=True,
+        train=False,
+        image_suffix=CITYSCAPES_SUFFIXES[0],
+        label_suffix=CITYSCAPES_SUFFIXES[1],
         instance_suffix=CITYSCAPES_SUFFIXES[2],
-    )  # fmt: skip
+    )
     assert len(ds) == 8
     s = ds[0]
     validate_sample(s)

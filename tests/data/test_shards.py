@@ -50,8 +50,10 @@ def write_images(folder: Path, n: int, seed: int = 0) -> None:
 
 
 def data_section(images: Path) -> dict:
-    return {"class_path": "i2i.data.inpainting.InpaintingDataModule",
-            "init_args": {"data_dir": str(images), **INPAINT}}  # fmt: skip
+    return {
+        "class_path": "i2i.data.inpainting.InpaintingDataModule",
+        "init_args": {"data_dir": str(images), **INPAINT},
+    }
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +64,18 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     write_images(root / "images", 20)
     config = root / "train.yaml"
     config.write_text(yaml.safe_dump({"data": data_section(root / "images")}))
-    result = i2i("data", "optimize", "--config", str(config), "--out", str(root / "shards"),
-                 "--num-workers", "2", "--chunk-bytes", "12KB")  # fmt: skip
+    result = i2i(
+        "data",
+        "optimize",
+        "--config",
+        str(config),
+        "--out",
+        str(root / "shards"),
+        "--num-workers",
+        "2",
+        "--chunk-bytes",
+        "12KB",
+    )
     assert result.returncode == 0, output(result)
     assert "wrote train 15, val 5 samples" in result.stdout
     return root / "images", config, root / "shards"
@@ -260,9 +272,20 @@ def test_zstd_shards_read_as_the_plain_ones_and_stay_compressed(built, tmp_path)
 
     images, config, plain = built
     shards = tmp_path / "zstd"
-    result = i2i("data", "optimize", "--config", str(config), "--out", str(shards),
-                 "--num-workers", "2", "--chunk-bytes", "12KB",
-                 "--compression", "zstd")  # fmt: skip
+    result = i2i(
+        "data",
+        "optimize",
+        "--config",
+        str(config),
+        "--out",
+        str(shards),
+        "--num-workers",
+        "2",
+        "--chunk-bytes",
+        "12KB",
+        "--compression",
+        "zstd",
+    )
     assert result.returncode == 0, output(result)
     assert json.loads((shards / MANIFEST).read_text())["compression"] == "zstd"
     written = {p: p.read_bytes() for p in sorted(shards.rglob("*")) if p.is_file()}
@@ -332,8 +355,10 @@ def test_fit_from_shards_resumed_with_another_batch_size_reads_each_sample_once(
         fit_args(run, "--model.init_args.max_iterations=6", "--ckpt_path=last", config=smaller),
     ]
     for log, args in zip(logs, runs, strict=True):
-        log_args = ("--trainer.callbacks+=tests.helpers.SampleLog",
-                    f"--trainer.callbacks.out_dir={log}")  # fmt: skip
+        log_args = (
+            "--trainer.callbacks+=tests.helpers.SampleLog",
+            f"--trainer.callbacks.out_dir={log}",
+        )
         result = i2i(*args, *log_args, OMP_NUM_THREADS="1")
         assert result.returncode == 0, output(result)
     seen = [i for log in logs for i in json.loads((log / "samples0.json").read_text())["indices"]]
@@ -351,12 +376,18 @@ def test_fit_from_shards_resumed_on_two_processes_reads_each_sample_once(built, 
     logs = [tmp_path / "first", tmp_path / "second"]
     runs = [
         ("--model.init_args.max_iterations=2",),
-        ("--model.init_args.max_iterations=3", "--ckpt_path=last", "--trainer.devices=2",
-         "--trainer.strategy=ddp_find_unused_parameters_true"),
-    ]  # fmt: skip
+        (
+            "--model.init_args.max_iterations=3",
+            "--ckpt_path=last",
+            "--trainer.devices=2",
+            "--trainer.strategy=ddp_find_unused_parameters_true",
+        ),
+    ]
     for log, args in zip(logs, runs, strict=True):
-        log_args = ("--trainer.callbacks+=tests.helpers.SampleLog",
-                    f"--trainer.callbacks.out_dir={log}")  # fmt: skip
+        log_args = (
+            "--trainer.callbacks+=tests.helpers.SampleLog",
+            f"--trainer.callbacks.out_dir={log}",
+        )
         result = i2i(*fit_args(run, *args, *log_args, config=config), OMP_NUM_THREADS="1")
         assert result.returncode == 0, output(result)
     files = [logs[0] / "samples0.json", logs[1] / "samples0.json", logs[1] / "samples1.json"]
@@ -421,17 +452,26 @@ def _labels(root: Path, n: int) -> None:
 def test_pairs_and_label_maps_stream_as_from_their_folders_where_those_are_absent(kind, tmp_path):
     if kind == "pix2pix_pairs":
         _pairs(tmp_path / "pairs", 8)
-        section = {"class_path": "i2i.data.translation.PairedDataModule",
-                   "init_args": {"data_dir": str(tmp_path / "pairs"), **INPAINT}}  # fmt: skip
+        section = {
+            "class_path": "i2i.data.translation.PairedDataModule",
+            "init_args": {"data_dir": str(tmp_path / "pairs"), **INPAINT},
+        }
         make = lambda: PairedDataModule(**section["init_args"])  # noqa: E731
         keys = (B.IMAGE, B.EDGES)
     else:
         _labels(tmp_path, 8)
-        args = {"image_dir": str(tmp_path / "img"), "label_dir": str(tmp_path / "label"),
-                "instance_dir": str(tmp_path / "inst"), "instance_edges": True,
-                "num_classes": 3, **INPAINT}  # fmt: skip
-        section = {"class_path": "i2i.data.label_datamodules.LabelFolderDataModule",
-                   "init_args": args}  # fmt: skip
+        args = {
+            "image_dir": str(tmp_path / "img"),
+            "label_dir": str(tmp_path / "label"),
+            "instance_dir": str(tmp_path / "inst"),
+            "instance_edges": True,
+            "num_classes": 3,
+            **INPAINT,
+        }
+        section = {
+            "class_path": "i2i.data.label_datamodules.LabelFolderDataModule",
+            "init_args": args,
+        }
         make = lambda: LabelFolderDataModule(**args)  # noqa: E731
         keys = (B.IMAGE, B.LABEL, B.INSTANCE_EDGES)
     config = tmp_path / "cfg.yaml"
@@ -467,9 +507,11 @@ def test_pairs_and_label_maps_stream_as_from_their_folders_where_those_are_absen
 
 @pytest.mark.parametrize(
     ("name", "shards", "loader"),
-    [("places512", "data/places2_shards", (4, 6, (512, 512))),
-     ("cyclegan_horse2zebra", "data/horse2zebra_shards", (1, 4, (256, 256)))],
-)  # fmt: skip
+    [
+        ("places512", "data/places2_shards", (4, 6, (512, 512))),
+        ("cyclegan_horse2zebra", "data/horse2zebra_shards", (1, 4, (256, 256))),
+    ],
+)
 def test_the_shards_overlays_match_their_configs(name, shards, loader):
     """configs/shards/NAME.yaml (a second --config over NAME.yaml) names the data settings the
     shards of NAME.yaml are checked against: they must stay equal."""
@@ -497,8 +539,11 @@ def bucket(monkeypatch: pytest.MonkeyPatch):
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-    for key, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
-                       ("AWS_DEFAULT_REGION", "us-east-1")):  # fmt: skip
+    for key, value in (
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+    ):
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")  # a proxy must not see the server
@@ -523,8 +568,13 @@ def _batches(dm: ShardDataModule, steps: int, workers: int = 0) -> list[dict]:
     stream = dm.train_stream()
     if not workers:
         return [stream.batch(s) for s in range(steps)]
-    loader = DataLoader(stream, batch_size=None, num_workers=workers, timeout=120,
-                        worker_init_fn=ignore_stop_signals)  # fmt: skip
+    loader = DataLoader(
+        stream,
+        batch_size=None,
+        num_workers=workers,
+        timeout=120,
+        worker_init_fn=ignore_stop_signals,
+    )
     got = []
     for batch in loader:
         got.append(batch)
@@ -546,8 +596,12 @@ def test_shards_stream_from_an_s3_bucket_as_from_their_folder(built, bucket, tmp
     want = _batches(local, 3)
     for folder, prefix in ((plain, "plain"), (tmp_path / "zstd", "zstd")):
         url = upload(folder, prefix)
-        dm = ShardDataModule(url, data_section(images), cache_dir=str(tmp_path / f"c_{prefix}"),
-                             storage_options=options)  # fmt: skip
+        dm = ShardDataModule(
+            url,
+            data_section(images),
+            cache_dir=str(tmp_path / f"c_{prefix}"),
+            storage_options=options,
+        )
         dm.batches_per_step = 2
         dm.setup("fit")
         for workers in (0, 2):
@@ -560,12 +614,15 @@ def test_shards_stream_from_an_s3_bucket_as_from_their_folder(built, bucket, tmp
     run_config = shards_config(tmp_path, images, plain)
     section = yaml.safe_load(run_config.read_text())
     section["data"]["init_args"].update(
-        shards=url.replace("/zstd", "/plain"), storage_options=options,
+        shards=url.replace("/zstd", "/plain"),
+        storage_options=options,
         cache_dir=str(tmp_path / "fit_cache"),
-    )  # fmt: skip
+    )
     run_config.write_text(yaml.safe_dump(section))
-    result = i2i(*fit_args(tmp_path / "run", "--model.init_args.max_iterations=2",
-                           config=run_config), OMP_NUM_THREADS="1")  # fmt: skip
+    result = i2i(
+        *fit_args(tmp_path / "run", "--model.init_args.max_iterations=2", config=run_config),
+        OMP_NUM_THREADS="1",
+    )
     assert result.returncode == 0, output(result)
     assert iteration(tmp_path / "run" / "checkpoints" / "last.ckpt") == 2
 
@@ -579,8 +636,9 @@ def test_shards_stream_from_an_s3_bucket_as_from_their_folder(built, bucket, tmp
     manifest["count"]["train"] = 14
     (rewritten / MANIFEST).write_text(json.dumps(manifest))
     upload(rewritten, "plain")  # the same URL, a new manifest
-    dm = ShardDataModule(url.replace("/zstd", "/plain"), data_section(images),
-                         storage_options=options)  # fmt: skip
+    dm = ShardDataModule(
+        url.replace("/zstd", "/plain"), data_section(images), storage_options=options
+    )
     dm.prepare_data()
     assert dm.manifest["count"]["train"] == 14
 
@@ -598,11 +656,13 @@ def test_two_ddp_processes_read_disjoint_samples_from_a_bucket(built, bucket, tm
     out = tmp_path / "samples"
     result = i2i(
         *fit_args(tmp_path / "run", "--model.init_args.max_iterations=1", config=config),
-        "--trainer.accelerator=cpu", "--trainer.devices=2",
+        "--trainer.accelerator=cpu",
+        "--trainer.devices=2",
         "--trainer.strategy=ddp_find_unused_parameters_true",
-        "--trainer.callbacks+=tests.helpers.SampleLog", f"--trainer.callbacks.out_dir={out}",
+        "--trainer.callbacks+=tests.helpers.SampleLog",
+        f"--trainer.callbacks.out_dir={out}",
         OMP_NUM_THREADS="1",
-    )  # fmt: skip
+    )
     assert result.returncode == 0, output(result)
     records = [json.loads((out / f"samples{r}.json").read_text()) for r in (0, 1)]
     assert [r["world_size"] for r in records] == [2, 2]
@@ -613,8 +673,9 @@ def test_two_ddp_processes_read_disjoint_samples_from_a_bucket(built, bucket, tm
 
 # ---- unpaired (CycleGAN) domains ------------------------------------------------------------
 
-UNPAIRED = dict(resolution=32, load_size=36, batch_size=2, val_batch_size=2, num_workers=0,
-                max_val_images=None)  # fmt: skip
+UNPAIRED = dict(
+    resolution=32, load_size=36, batch_size=2, val_batch_size=2, num_workers=0, max_val_images=None
+)
 
 
 @pytest.fixture(scope="module")
@@ -624,12 +685,24 @@ def unpaired(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
     root = tmp_path_factory.mktemp("unpaired")
     for split, n, seed in (("trainA", 6, 0), ("trainB", 6, 1), ("testA", 3, 2), ("testB", 5, 3)):
         write_images(root / "data" / split, n, seed)
-    section = {"class_path": "i2i.data.unpaired.UnpairedDataModule",
-               "init_args": {"root": str(root / "data"), **UNPAIRED}}  # fmt: skip
+    section = {
+        "class_path": "i2i.data.unpaired.UnpairedDataModule",
+        "init_args": {"root": str(root / "data"), **UNPAIRED},
+    }
     config = root / "cyclegan.yaml"
     config.write_text(yaml.safe_dump({"data": section}))
-    result = i2i("data", "optimize", "--config", str(config), "--out", str(root / "shards"),
-                 "--num-workers", "2", "--chunk-bytes", "12KB")  # fmt: skip
+    result = i2i(
+        "data",
+        "optimize",
+        "--config",
+        str(config),
+        "--out",
+        str(root / "shards"),
+        "--num-workers",
+        "2",
+        "--chunk-bytes",
+        "12KB",
+    )
     assert result.returncode == 0, output(result)
     assert "wrote train_a 6, train_b 6, val_a 3, val_b 5 samples" in result.stdout
     return section, root / "shards"
@@ -668,8 +741,10 @@ def test_unpaired_domains_stream_as_from_their_folders(unpaired):
         assert torch.equal(resumed[key], stream.batch(2)[key])
     ranks = [dm.train_stream(rank=r, world_size=2) for r in (0, 1)]
     for d in (0, 1):  # each rank's 3 images of the epoch: positions (step * 2 + rank) * 2 + j
-        seen = [{s.index(d, (q // 2 * 2 + r) * 2 + q % 2) for q in range(3)}
-                for r, s in enumerate(ranks)]  # fmt: skip
+        seen = [
+            {s.index(d, (q // 2 * 2 + r) * 2 + q % 2) for q in range(3)}
+            for r, s in enumerate(ranks)
+        ]
         assert len(seen[0]) == len(seen[1]) == 3 and not seen[0] & seen[1]
     for i in range(5):
         got, want = dm.val_dataset[i], folder.val_dataset[i]
@@ -696,9 +771,15 @@ def test_unpaired_shards_resumed_on_another_shape_read_what_the_first_shape_woul
 
 def test_optimize_says_in_one_line_how_to_place_data_it_cannot_download(tmp_path):
     """A config whose dataset is downloaded on first use, with no way to download it."""
-    section = {"class_path": "i2i.data.unpaired.UnpairedDataModule",
-               "init_args": {"root": str(tmp_path / "horse2zebra"), "dataset": "horse2zebra",
-                             "url": "http://127.0.0.1:9/horse2zebra.zip", **UNPAIRED}}  # fmt: skip
+    section = {
+        "class_path": "i2i.data.unpaired.UnpairedDataModule",
+        "init_args": {
+            "root": str(tmp_path / "horse2zebra"),
+            "dataset": "horse2zebra",
+            "url": "http://127.0.0.1:9/horse2zebra.zip",
+            **UNPAIRED,
+        },
+    }
     config = tmp_path / "h2z.yaml"
     config.write_text(yaml.safe_dump({"data": section}))
     result = i2i("data", "optimize", "--config", str(config), "--out", str(tmp_path / "out"))
@@ -711,17 +792,30 @@ def test_fit_cyclegan_from_unpaired_shards_and_resume(unpaired, tmp_path):
     """A real `i2i fit` of CycleGAN from unpaired shards, stopped at 2 iterations and resumed."""
     section, shards = unpaired
     config = yaml.safe_load((REPO / "configs" / "cyclegan_demo.yaml").read_text())
-    config["data"] = {"class_path": "i2i.data.shards.ShardDataModule",
-                      "init_args": {"shards": str(shards), "data": section}}  # fmt: skip
+    config["data"] = {
+        "class_path": "i2i.data.shards.ShardDataModule",
+        "init_args": {"shards": str(shards), "data": section},
+    }
     config["trainer"]["logger"] = False
     path = tmp_path / "cyclegan_shards.yaml"
     path.write_text(yaml.safe_dump(config))
     tiny = [f"--model.init_args.{g}.init_args.n_blocks=1" for g in ("generator_ab", "generator_ba")]
     run = tmp_path / "run"
-    for args in (("--model.init_args.max_iterations=2",),
-                 ("--model.init_args.max_iterations=3", "--ckpt_path=last")):  # fmt: skip
-        result = i2i(*fit_args(run, *tiny, "--trainer.val_check_interval=2",
-                               "--trainer.limit_val_batches=1", "--samples.every_n_iterations=0",
-                               *args, config=path), OMP_NUM_THREADS="1")  # fmt: skip
+    for args in (
+        ("--model.init_args.max_iterations=2",),
+        ("--model.init_args.max_iterations=3", "--ckpt_path=last"),
+    ):
+        result = i2i(
+            *fit_args(
+                run,
+                *tiny,
+                "--trainer.val_check_interval=2",
+                "--trainer.limit_val_batches=1",
+                "--samples.every_n_iterations=0",
+                *args,
+                config=path,
+            ),
+            OMP_NUM_THREADS="1",
+        )
         assert result.returncode == 0, output(result)
     assert iteration(run / "checkpoints" / "last.ckpt") == 3

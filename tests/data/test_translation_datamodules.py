@@ -269,9 +269,13 @@ def test_edges_channels_3_two_folders(tmp_path: Path) -> None:
             (tmp_path / sub).mkdir(exist_ok=True)
             img.save(tmp_path / sub / f"{i}.png")
     dm = PairedDataModule(
-        str(tmp_path), layout="two_folders", edges_channels=3, resolution=64, num_workers=0,
+        str(tmp_path),
+        layout="two_folders",
+        edges_channels=3,
+        resolution=64,
+        num_workers=0,
         val_fraction=0.5,
-    )  # fmt: skip
+    )
     dm.setup("fit")
     s = dm.val_dataset[0]
     cpath = dm.val_dataset.dataset.pairs[0][0]
@@ -310,8 +314,9 @@ def test_two_folder_aspect_mismatch_found_at_setup(tmp_path: Path) -> None:
             (tmp_path / sub).mkdir(exist_ok=True)
             img.save(tmp_path / sub / f"{i}.png")
     Image.new("RGB", (64, 32), (255, 255, 255)).save(tmp_path / "A" / "1.png")
-    dm = PairedDataModule(str(tmp_path), layout="two_folders", resolution=RES, num_workers=0,
-                          val_fraction=0.3)  # fmt: skip
+    dm = PairedDataModule(
+        str(tmp_path), layout="two_folders", resolution=RES, num_workers=0, val_fraction=0.3
+    )
     with pytest.raises(ValueError, match=r"1 pair\(s\) whose condition and photo differ") as info:
         dm.setup("fit")
     assert "1.png" in str(info.value) and "64x32 vs 64x64 WxH" in str(info.value)
@@ -343,9 +348,13 @@ def test_one_sample_says_validation_needs_two(tmp_path: Path, layout: str) -> No
 def test_real_edges2shoes_three_channel_condition() -> None:
     root = shared_data("edges2shoes", "hzycool_val")
     dm = PairedDataModule(
-        str(root), resolution=256, num_workers=0, val_fraction=0.5, edges_channels=3,
+        str(root),
+        resolution=256,
+        num_workers=0,
+        val_fraction=0.5,
+        edges_channels=3,
         resample="pil_bilinear",
-    )  # fmt: skip
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # sparse black lines on white: the check stays quiet
         dm.setup("fit")

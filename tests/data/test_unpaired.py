@@ -93,8 +93,9 @@ def test_a_stream_resumed_on_another_shape_continues_at_the_same_position(tmp_pa
     def read(module, world_size: int, steps: int, offset: int = 0) -> dict[int, tuple]:
         out = {}
         for rank in range(world_size):
-            batch_list = [module.train_stream(rank, world_size, offset=offset).batch(s)
-                          for s in range(steps)]  # fmt: skip
+            batch_list = [
+                module.train_stream(rank, world_size, offset=offset).batch(s) for s in range(steps)
+            ]
             for batch in batch_list:
                 for a, b, p in zip(batch[B.IMAGE_A], batch[B.IMAGE_B], batch[B.INDEX], strict=True):
                     assert int(p) not in out, f"position {int(p)} read twice"
@@ -103,8 +104,9 @@ def test_a_stream_resumed_on_another_shape_continues_at_the_same_position(tmp_pa
 
     unbroken = read(dm, 2, 5)  # positions 0-19: 4 epochs of A (5 images), 6 of B (3)
     for world_size, batch, steps in ((1, 3, 4), (3, 1, 4)):
-        resumed = read(dm, 2, 2) | read(datamodule(tmp_path, batch_size=batch), world_size,
-                                        steps, offset=8)  # fmt: skip
+        resumed = read(dm, 2, 2) | read(
+            datamodule(tmp_path, batch_size=batch), world_size, steps, offset=8
+        )
         assert sorted(resumed) == sorted(unbroken) == list(range(20))
         for p, (a, b) in unbroken.items():
             assert torch.equal(resumed[p][0], a) and torch.equal(resumed[p][1], b), p
@@ -192,9 +194,13 @@ def test_the_zip_downloads_extracts_and_feeds_the_datamodule(tmp_path):
         server.files["/horse2zebra.zip"] = _zip_of(tmp_path / "src", "horse2zebra")
         data = tmp_path / "data"
         dm = UnpairedDataModule(
-            root=str(data / "horse2zebra"), dataset="horse2zebra",
-            url=f"{server.url}/horse2zebra.zip", resolution=32, load_size=36, num_workers=0,
-        )  # fmt: skip
+            root=str(data / "horse2zebra"),
+            dataset="horse2zebra",
+            url=f"{server.url}/horse2zebra.zip",
+            resolution=32,
+            load_size=36,
+            num_workers=0,
+        )
         dm.prepare_data()
         assert sorted(p.name for p in (data / "horse2zebra").iterdir()) == sorted(SIZES)
         assert not (data / "horse2zebra.zip").exists()  # deleted after extraction

@@ -38,9 +38,11 @@ def serve(model: Path, tmp: Path, timeout: float = 1200) -> Iterator[str]:
     log = open(tmp / "demo.log", "w")  # noqa: SIM115 - closed below, after the process
     process = subprocess.Popen(
         command("demo", "--model", str(model), "--port", str(port)),
-        cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
         env=env(GRADIO_TEMP_DIR=str(tmp / "gradio"), OMP_NUM_THREADS="1"),
-    )  # fmt: skip
+    )
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.monotonic() + timeout
@@ -95,9 +97,7 @@ def write_inputs(tmp: Path) -> tuple[np.ndarray, np.ndarray, dict]:
 
 
 def inpaint(client: Client, editor: dict, mask=None, polarity="white_is_hole", seed=3, n=2):
-    return client.predict(
-        editor, mask, polarity, seed, 1.0, n, "crop", api_name="/inpaint"
-    )  # fmt: skip
+    return client.predict(editor, mask, polarity, seed, 1.0, n, "crop", api_name="/inpaint")
 
 
 def test_inpainting_keeps_known_pixels_at_the_uploads_size(demo, model_files, one_torch_thread):
@@ -176,19 +176,26 @@ def test_uploads_over_the_limit_are_refused_and_the_page_says_it(demo):
     client, tmp = demo
     config = httpx.get(client.src.rstrip("/") + "/config", timeout=30).json()
     assert config["max_file_size"] == 50 * 2**20
-    assert any("uploads up to 50 MB" in str(c.get("props", {}).get("value"))
-               for c in config["components"])  # fmt: skip
+    assert any(
+        "uploads up to 50 MB" in str(c.get("props", {}).get("value")) for c in config["components"]
+    )
     big = tmp / "big.png"
     big.write_bytes(b"\0" * (50 * 2**20 + 1))
     with big.open("rb") as f:
-        response = httpx.post(client.src.rstrip("/") + "/gradio_api/upload",
-                              files={"files": ("big.png", f)}, timeout=120)  # fmt: skip
+        response = httpx.post(
+            client.src.rstrip("/") + "/gradio_api/upload",
+            files={"files": ("big.png", f)},
+            timeout=120,
+        )
     assert response.status_code == 413, response.text
     small = tmp / "small.png"
     small.write_bytes(b"\0" * 1000)
     with small.open("rb") as f:
-        response = httpx.post(client.src.rstrip("/") + "/gradio_api/upload",
-                              files={"files": ("small.png", f)}, timeout=120)  # fmt: skip
+        response = httpx.post(
+            client.src.rstrip("/") + "/gradio_api/upload",
+            files={"files": ("small.png", f)},
+            timeout=120,
+        )
     assert response.status_code == 200, response.text
 
 

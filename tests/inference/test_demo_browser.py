@@ -26,16 +26,27 @@ pytestmark = [
 def screenshot(url: str, out: Path, profile: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [
-            str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-            "--no-first-run", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", f"--user-data-dir={profile}", f"--screenshot={out}",
-            f"--window-size={SIZE[0]},{SIZE[1]}", "--hide-scrollbars",
+            str(CHROMIUM),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            f"--screenshot={out}",
+            f"--window-size={SIZE[0]},{SIZE[1]}",
+            "--hide-scrollbars",
             # The page is built by JavaScript after load: give it time before the picture.
             "--virtual-time-budget=15000",
             url,
         ],
-        capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
 
 
 def test_the_page_renders_in_chromium(model_files, tmp_path):

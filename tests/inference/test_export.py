@@ -49,9 +49,16 @@ def onnx_file(noisy_model, tmp_path_factory) -> tuple[Path, object]:
     """The tiny inpainting model exported by the command (dropout as the network: on)."""
     out = tmp_path_factory.mktemp("export") / "inpainting.onnx"
     result = i2i(
-        "export", "--ckpt", str(noisy_model), "--format", "onnx", "--out", str(out),
-        OMP_NUM_THREADS="1", timeout=SLOW_MACHINE,
-    )  # fmt: skip
+        "export",
+        "--ckpt",
+        str(noisy_model),
+        "--format",
+        "onnx",
+        "--out",
+        str(out),
+        OMP_NUM_THREADS="1",
+        timeout=SLOW_MACHINE,
+    )
     assert result.returncode == 0, output(result)
     return out, result
 
@@ -183,9 +190,15 @@ def test_missing_checkpoint_exits_1_and_names_it(tmp_path):
     missing = tmp_path / "nope.ckpt"
     out = tmp_path / "m.onnx"
     result = i2i(
-        "export", "--ckpt", str(missing), "--format", "onnx", "--out", str(out),
+        "export",
+        "--ckpt",
+        str(missing),
+        "--format",
+        "onnx",
+        "--out",
+        str(out),
         timeout=SLOW_MACHINE,
-    )  # fmt: skip
+    )
     assert result.returncode == 1
     assert f"no checkpoint at {missing}" in result.stderr
     assert not out.exists()
@@ -215,10 +228,19 @@ def test_i2i_inpaint_runs_an_onnx_file(onnx_file, tmp_path):
     Image.fromarray(image).save(tmp_path / "images" / "a.png")
     Image.fromarray(hole).save(tmp_path / "masks" / "a.png")
     result = i2i(
-        "inpaint", str(onnx_file[0]), "--image", str(tmp_path / "images"),
-        "--mask", str(tmp_path / "masks"), "--mask-polarity", "white_is_hole",
-        "--out", str(tmp_path / "out"), OMP_NUM_THREADS="1", timeout=SLOW_MACHINE,
-    )  # fmt: skip
+        "inpaint",
+        str(onnx_file[0]),
+        "--image",
+        str(tmp_path / "images"),
+        "--mask",
+        str(tmp_path / "masks"),
+        "--mask-polarity",
+        "white_is_hole",
+        "--out",
+        str(tmp_path / "out"),
+        OMP_NUM_THREADS="1",
+        timeout=SLOW_MACHINE,
+    )
     assert result.returncode == 0, output(result)
     out = np.asarray(Image.open(tmp_path / "out" / "a.png"))
     known = hole == 0

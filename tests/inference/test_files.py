@@ -47,15 +47,35 @@ def test_inpaint_folders_skip_corrupt_inputs_and_never_overwrite(model_files, tm
     png(masks / "sub" / "b.png", hole_mask(120, 333, [(50, 300, 20, 20)]))
     png(masks / "c.png", hole_mask(8, 8, [(0, 0, 2, 2)]))
     model = model_files["inpainting"]
-    args = ["inpaint", str(model), "--image", str(images), "--mask", str(masks),
-            "--mask-polarity", "white_is_hole", "--out", str(out), "--seed", "3",
-            "--num-samples", "2", "--panel"]  # fmt: skip
+    args = [
+        "inpaint",
+        str(model),
+        "--image",
+        str(images),
+        "--mask",
+        str(masks),
+        "--mask-polarity",
+        "white_is_hole",
+        "--out",
+        str(out),
+        "--seed",
+        "3",
+        "--num-samples",
+        "2",
+        "--panel",
+    ]
     result = i2i(*args)
     assert result.returncode == 1, output(result)  # one input failed
     assert f"skipped {images / 'c.png'}" in result.stderr
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
-    assert written == ["a_0.png", "a_1.png", "a_panel.png", "sub/b_0.png", "sub/b_1.png",
-                       "sub/b_panel.png"]  # fmt: skip
+    assert written == [
+        "a_0.png",
+        "a_1.png",
+        "a_panel.png",
+        "sub/b_0.png",
+        "sub/b_1.png",
+        "sub/b_panel.png",
+    ]
 
     # The same bytes as the API; inputs are indexed in sorted order: a.png, c.png, sub/b.jpg.
     loaded = load_model(model)
@@ -89,13 +109,34 @@ def test_random_masks_the_resize_fit_and_overwrite(model_files, tmp_path, mode):
     path = png(tmp_path / "photo.png", image)
     out = tmp_path / "out"
     png(out / "photo.png", np.zeros((4, 4, 3), np.uint8))  # an old output
-    result = run_i2i(mode, "inpaint", str(model_files["inpainting"]), "--image", str(path),
-                     "--mask", "random", "--out", str(out), "--seed", "9", "--fit", "resize",
-                     "--truncation", "0.5", "--overwrite")  # fmt: skip
+    result = run_i2i(
+        mode,
+        "inpaint",
+        str(model_files["inpainting"]),
+        "--image",
+        str(path),
+        "--mask",
+        "random",
+        "--out",
+        str(out),
+        "--seed",
+        "9",
+        "--fit",
+        "resize",
+        "--truncation",
+        "0.5",
+        "--overwrite",
+    )
     assert result[0] == 0, result[1]
     known = random_mask((97, 61), (0.1, 0.5), numpy_rng(9, 0))[0].numpy() > 0.5
-    expected = inpaint_image(load_model(model_files["inpainting"]), image, known, seed=9,
-                             truncation_psi=0.5, fit="resize")[0]  # fmt: skip
+    expected = inpaint_image(
+        load_model(model_files["inpainting"]),
+        image,
+        known,
+        seed=9,
+        truncation_psi=0.5,
+        fit="resize",
+    )[0]
     got = read(out / "photo.png")
     assert np.array_equal(got, expected) and np.array_equal(got[known], image[known])
     assert (got[~known] != image[~known]).any()
@@ -149,9 +190,20 @@ def test_translate_edge_maps(model_files, tmp_path, mode):
     drawing[10:60, 30:33] = 0
     path = png(tmp_path / "in" / "shoe.png", drawing)
     out = tmp_path / "out"
-    result = run_i2i(mode, "translate", str(model_files["edges"]), "--input",
-                     str(tmp_path / "in"), "--out", str(out), "--seed", "2", "--num-samples", "2",
-                     "--panel")  # fmt: skip
+    result = run_i2i(
+        mode,
+        "translate",
+        str(model_files["edges"]),
+        "--input",
+        str(tmp_path / "in"),
+        "--out",
+        str(out),
+        "--seed",
+        "2",
+        "--num-samples",
+        "2",
+        "--panel",
+    )
     assert result[0] == 0, result[1]
     expected = translate_image(
         load_model(model_files["edges"]),
@@ -191,11 +243,26 @@ def test_translate_edges_from_photos(model_files, tmp_path, mode):
     photo[10:30, 8:25] = (200, 180, 40)  # a box: Canny finds its outline
     path = png(tmp_path / "p.png", photo)
     out = tmp_path / "out"
-    result = run_i2i(mode, "translate", str(model_files["edges"]), "--input", str(path),
-                     "--out", str(out), "--edges-from-photo")  # fmt: skip
+    result = run_i2i(
+        mode,
+        "translate",
+        str(model_files["edges"]),
+        "--input",
+        str(path),
+        "--out",
+        str(out),
+        "--edges-from-photo",
+    )
     assert result[0] == 0, result[1]
     expected = translate_image(load_model(model_files["edges"]), photo, edges_from_photo=True)[0]
     assert np.array_equal(read(out / "p.png"), expected)
-    wrong = run_i2i(mode, "translate", str(model_files["inpainting"]), "--input", str(path),
-                    "--out", str(tmp_path / "o2"))  # fmt: skip
+    wrong = run_i2i(
+        mode,
+        "translate",
+        str(model_files["inpainting"]),
+        "--input",
+        str(path),
+        "--out",
+        str(tmp_path / "o2"),
+    )
     assert wrong[0] == 1 and "is a model for inpainting" in wrong[1]

@@ -23,14 +23,26 @@ ORIENTATION = 0x0112  # the EXIF tag; 6: the pixels are stored turned 90 degrees
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*")
-            if p.is_file()}  # fmt: skip
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()
+    }
 
 
 def inpaint(mode: str, model: Path, image: Path, mask: Path | str, out: Path, *more: str):
     polarity = [] if mask == "random" else ["--mask-polarity", "white_is_hole"]
-    return run_i2i(mode, "inpaint", str(model), "--image", str(image), "--mask", str(mask),
-                   *polarity, "--out", str(out), *more)  # fmt: skip
+    return run_i2i(
+        mode,
+        "inpaint",
+        str(model),
+        "--image",
+        str(image),
+        "--mask",
+        str(mask),
+        *polarity,
+        "--out",
+        str(out),
+        *more,
+    )
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -99,10 +111,26 @@ def test_ctrl_c_leaves_complete_files_and_a_rerun_writes_the_rest(model_files, t
     images, out = tmp_path / "images", tmp_path / "out"
     for i in range(12):  # ~0.5 s each on a 2-core machine: Ctrl-C lands in the middle
         png(images / f"{i:02d}.png", rng.integers(0, 256, (384, 384, 3), dtype=np.uint8))
-    args = ["inpaint", str(model_files["inpainting"]), "--image", str(images), "--mask",
-            "random", "--out", str(out), "--num-samples", "2"]  # fmt: skip
-    process = subprocess.Popen(command(*args), cwd=REPO, env=env(), text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    args = [
+        "inpaint",
+        str(model_files["inpainting"]),
+        "--image",
+        str(images),
+        "--mask",
+        "random",
+        "--out",
+        str(out),
+        "--num-samples",
+        "2",
+    ]
+    process = subprocess.Popen(
+        command(*args),
+        cwd=REPO,
+        env=env(),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + 300
     while not list(out.glob("*.png")) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -123,8 +151,9 @@ def test_ctrl_c_leaves_complete_files_and_a_rerun_writes_the_rest(model_files, t
     code, text = run_i2i("in_process", *args, "--skip-existing")
     assert code == 0, text
     assert f"wrote {24 - len(files)} file(s)" in text and f"kept {len(files)} existing" in text
-    assert sorted(p.name for p in out.iterdir()) == [f"{i:02d}_{k}.png" for i in range(12)
-                                                     for k in range(2)]  # fmt: skip
+    assert sorted(p.name for p in out.iterdir()) == [
+        f"{i:02d}_{k}.png" for i in range(12) for k in range(2)
+    ]
     assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in files} == kept
 
 
@@ -171,8 +200,16 @@ def test_label_maps_are_turned_upright_as_photos(model_files, tmp_path, mode):
     path = tmp_path / "street.png"
     Image.fromarray(label).save(path, exif=exif_orientation(6))
     out = tmp_path / "out"
-    code, text = run_i2i(mode, "translate", str(model_files["labels"]), "--input", str(path),
-                         "--out", str(out), "--panel")  # fmt: skip
+    code, text = run_i2i(
+        mode,
+        "translate",
+        str(model_files["labels"]),
+        "--input",
+        str(path),
+        "--out",
+        str(out),
+        "--panel",
+    )
     assert code == 0, text
     assert read(out / "street.png").shape == (36, 20, 3)  # upright, as a viewer shows it
 
@@ -217,10 +254,21 @@ def test_a_large_photo_with_a_random_mask_takes_bytes_not_floats_per_pixel(model
     Image.fromarray(photo).save(tmp_path / "large.jpg", quality=90)
     Image.fromarray(photo[:40, :60]).save(tmp_path / "small.jpg")
     result = subprocess.run(
-        [sys.executable, "-c", PEAK_SCRIPT, str(model_files["inpainting"]),
-         str(tmp_path / "small.jpg"), str(tmp_path / "large.jpg"), str(tmp_path / "out")],
-        cwd=REPO, env=env(OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            PEAK_SCRIPT,
+            str(model_files["inpainting"]),
+            str(tmp_path / "small.jpg"),
+            str(tmp_path / "large.jpg"),
+            str(tmp_path / "out"),
+        ],
+        cwd=REPO,
+        env=env(OMP_NUM_THREADS="1"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     large_mb = float(result.stdout.split()[-1])  # the first run paid the imports and the model
     per_pixel = large_mb * 2**20 / photo[..., 0].size
@@ -233,12 +281,24 @@ def test_the_contact_sheet_never_replaces_a_panel(tmp_path):
         png(panels / f"{name}_panel.png", np.full((8, 20, 3), 40, np.uint8))
     before = snapshot(panels)
     run = [sys.executable, "-m", "i2i.inference.sheet", str(panels), "--out"]
-    result = subprocess.run([*run, str(panels / "a_panel.png")], cwd=REPO, env=env(),
-                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    result = subprocess.run(
+        [*run, str(panels / "a_panel.png")],
+        cwd=REPO,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 1 and "is one of the panels" in result.stdout, result.stdout
     assert snapshot(panels) == before
-    result = subprocess.run([*run, str(panels / "sheet.png")], cwd=REPO, env=env(),
-                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    result = subprocess.run(
+        [*run, str(panels / "sheet.png")],
+        cwd=REPO,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert Image.open(panels / "sheet.png").width >= 768
     assert sorted(p.name for p in panels.iterdir()) == ["a_panel.png", "b_panel.png", "sheet.png"]

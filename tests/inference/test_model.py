@@ -152,12 +152,24 @@ def test_kinds_and_their_attributes(model_files):
 def test_write_model_checks_its_kind_and_replaces_both_files(tmp_path):
     class_path, init_args = TASKS["edges"]
     with pytest.raises(ValueError, match="kind must be one of"):
-        write_model(tmp_path / "m", task_class_path=class_path, task_init_args=init_args,
-                    network_state={}, resolution=32, kind="faces")  # fmt: skip
+        write_model(
+            tmp_path / "m",
+            task_class_path=class_path,
+            task_init_args=init_args,
+            network_state={},
+            resolution=32,
+            kind="faces",
+        )
     assert not list(tmp_path.iterdir())
-    path = write_model(tmp_path / "m.safetensors", task_class_path=class_path,
-                       task_init_args=init_args, network_state={"w": torch.ones(2)},
-                       resolution=(32, 64), kind="edges", kimg=1.5)  # fmt: skip
+    path = write_model(
+        tmp_path / "m.safetensors",
+        task_class_path=class_path,
+        task_init_args=init_args,
+        network_state={"w": torch.ones(2)},
+        resolution=(32, 64),
+        kind="edges",
+        kimg=1.5,
+    )
     assert path == tmp_path / "m.json"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.safetensors"]
     card = json.loads(path.read_text())

@@ -41,11 +41,19 @@ def test_predict_writes_the_bytes_of_the_command(fitted_run, tmp_path, one_torch
     images, masks = demo_files(tmp_path)
     ckpt = fitted_run / "checkpoints" / "last.ckpt"
     root = tmp_path / "predict"
-    result = i2i("predict", "--config", str(TINY), f"--ckpt_path={ckpt}",
-                 f"--trainer.default_root_dir={root}", "--trainer.logger=false",
-                 f"--data.init_args.data_dir={images}", f"--data.init_args.val_mask_dir={masks}",
-                 "--data.init_args.mask_polarity=white_is_known",
-                 "--data.init_args.val_batch_size=4", "--model.init_args.eval_seed=5")  # fmt: skip
+    result = i2i(
+        "predict",
+        "--config",
+        str(TINY),
+        f"--ckpt_path={ckpt}",
+        f"--trainer.default_root_dir={root}",
+        "--trainer.logger=false",
+        f"--data.init_args.data_dir={images}",
+        f"--data.init_args.val_mask_dir={masks}",
+        "--data.init_args.mask_polarity=white_is_known",
+        "--data.init_args.val_batch_size=4",
+        "--model.init_args.eval_seed=5",
+    )
     assert result.returncode == 0, output(result)
     written = sorted(p.name for p in (root / "predictions").iterdir())
     assert written == [f"shape{i}.png" for i in range(6)]
@@ -69,11 +77,18 @@ def test_predict_writes_the_bytes_of_the_command(fitted_run, tmp_path, one_torch
         ).read_bytes()
 
     # Run again (in-process: the console script's function): the files are there.
-    code, text = run_i2i("in_process", "predict", "--config", str(TINY), f"--ckpt_path={ckpt}",
-                         f"--trainer.default_root_dir={root}", "--trainer.logger=false",
-                         f"--data.init_args.data_dir={images}",
-                         f"--data.init_args.val_mask_dir={masks}",
-                         "--data.init_args.mask_polarity=white_is_known")  # fmt: skip
+    code, text = run_i2i(
+        "in_process",
+        "predict",
+        "--config",
+        str(TINY),
+        f"--ckpt_path={ckpt}",
+        f"--trainer.default_root_dir={root}",
+        "--trainer.logger=false",
+        f"--data.init_args.data_dir={images}",
+        f"--data.init_args.val_mask_dir={masks}",
+        "--data.init_args.mask_polarity=white_is_known",
+    )
     assert code == 1 and "shape0.png already exists" in text, text
 
 

@@ -113,24 +113,28 @@ def test_the_channel_at_a_time_window_equals_the_whole_float_window():
     import torchvision.transforms.functional as TF
 
     rng = np.random.default_rng(5)
-    for (h, w), window, resolution in [((301, 187), Window(0, 0, 301, 187), (32, 32)),
-                                       ((90, 70), Window(10, 5, 23, 41), (48, 32)),
-                                       ((20, 17), Window(0, 0, 20, 17), (32, 32))]:  # fmt: skip
+    for (h, w), window, resolution in [
+        ((301, 187), Window(0, 0, 301, 187), (32, 32)),
+        ((90, 70), Window(10, 5, 23, 41), (48, 32)),
+        ((20, 17), Window(0, 0, 20, 17), (32, 32)),
+    ]:
         image, known = image_and_holes(h, w, seed=int(rng.integers(100)))
         rows, cols = window.slices
         x = to_tensor(image[rows, cols])
         hole = torch.from_numpy(~known[rows, cols])[None].float()
         mean = (x * (1 - hole)).sum((1, 2), keepdim=True) / (1 - hole).sum().clamp(min=1)
         filled = x * (1 - hole) + mean * hole
-        reference = TF.resize(filled, list(resolution), antialias=True,
-                              interpolation=TF.InterpolationMode.BICUBIC).clamp(-1, 1)  # fmt: skip
+        reference = TF.resize(
+            filled, list(resolution), antialias=True, interpolation=TF.InterpolationMode.BICUBIC
+        ).clamp(-1, 1)
         small_hole = (F.interpolate(hole[None], size=resolution, mode="area")[0] > 0).float()
         got, mask = inpainting_input(image, known, window, resolution)
         assert torch.equal(mask, 1 - small_hole)
         assert torch.allclose(got, reference, atol=1e-6)  # the mean: summed in int64, not float
         output = torch.rand(3, *resolution) * 2.2 - 1.1
-        up = F.interpolate(output[None], size=(window.height, window.width), mode="bicubic",
-                           align_corners=False)[0]  # fmt: skip
+        up = F.interpolate(
+            output[None], size=(window.height, window.width), mode="bicubic", align_corners=False
+        )[0]
         expected = image.copy()
         region = expected[rows, cols]
         region[~known[rows, cols]] = to_uint8(up.clamp(-1, 1))[~known[rows, cols]]
@@ -175,8 +179,9 @@ def test_translate_edge_maps_label_maps_and_photos(models, one_torch_thread):
 
     photo = rng.integers(0, 256, (40, 52, 3), dtype=np.uint8)
     key, cond = translation_input(edges, photo, edges_from_photo=True)
-    resized = torch.nn.functional.interpolate(to_tensor(photo)[None], size=R, mode="bicubic",
-                                              antialias=True)[0].clamp(-1, 1)  # fmt: skip
+    resized = torch.nn.functional.interpolate(
+        to_tensor(photo)[None], size=R, mode="bicubic", antialias=True
+    )[0].clamp(-1, 1)
     assert key == "edges" and torch.equal(cond, canny_edges(resized))
     assert translate_image(edges, photo, edges_from_photo=True)[0].shape == (40, 52, 3)
 

@@ -19,14 +19,24 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 VAE = "--model.init_args.vae.init_args."
 TINY_VAE = [
-    "--config", "configs/vae_demo.yaml", "--trainer.logger=false",
-    "--trainer.enable_progress_bar=false", f"{VAE}img_resolution=32", f"{VAE}width=8",
-    f"{VAE}z_dim=16", f"{VAE}max_width=16", "--data.init_args.resolution=32",
-    "--data.init_args.num_workers=0", "--data.init_args.synthetic_length=16",
-    "--data.init_args.max_val_images=8", "--data.init_args.val_batch_size=4",
-    "--data.init_args.batch_size=4", "--metrics.feature=tests.helpers.TinyFeatures",
-    "--metrics.feature.num_features=8", "--metrics.perceptual_distance=true",
-]  # fmt: skip
+    "--config",
+    "configs/vae_demo.yaml",
+    "--trainer.logger=false",
+    "--trainer.enable_progress_bar=false",
+    f"{VAE}img_resolution=32",
+    f"{VAE}width=8",
+    f"{VAE}z_dim=16",
+    f"{VAE}max_width=16",
+    "--data.init_args.resolution=32",
+    "--data.init_args.num_workers=0",
+    "--data.init_args.synthetic_length=16",
+    "--data.init_args.max_val_images=8",
+    "--data.init_args.val_batch_size=4",
+    "--data.init_args.batch_size=4",
+    "--metrics.feature=tests.helpers.TinyFeatures",
+    "--metrics.feature.num_features=8",
+    "--metrics.perceptual_distance=true",
+]
 
 
 @pytest.fixture
@@ -55,9 +65,14 @@ def reference_lpips(task, datamodule, batches: int) -> float:
 def test_i2i_test_reports_lpips_as_torchmetrics_computes_it(tmp_path, alexnet_home):
     root = tmp_path / "run"
     cli = run_cli(
-        ["test", *TINY_VAE, f"--trainer.default_root_dir={root}",
-         "--trainer.limit_test_batches=2", "--metrics.buckets=binned"]
-    )  # fmt: skip
+        [
+            "test",
+            *TINY_VAE,
+            f"--trainer.default_root_dir={root}",
+            "--trainer.limit_test_batches=2",
+            "--metrics.buckets=binned",
+        ]
+    )
     report = json.loads((root / "test_results.json").read_text())
     assert report["results"]["n"] == 8
     value = report["results"]["lpips"]
@@ -73,11 +88,18 @@ def test_i2i_test_reports_lpips_as_torchmetrics_computes_it(tmp_path, alexnet_ho
 def test_validation_logs_lpips_with_the_ids(tmp_path, alexnet_home):
     root = tmp_path / "run"
     cli = run_cli(
-        ["fit", *TINY_VAE, f"--trainer.default_root_dir={root}",
-         "--model.init_args.max_iterations=2", "--trainer.val_check_interval=2",
-         "--trainer.limit_val_batches=2", "--metrics.every_n_validations=1",
-         "--samples.every_n_iterations=0", "--checkpoint.monitor=null"]
-    )  # fmt: skip
+        [
+            "fit",
+            *TINY_VAE,
+            f"--trainer.default_root_dir={root}",
+            "--model.init_args.max_iterations=2",
+            "--trainer.val_check_interval=2",
+            "--trainer.limit_val_batches=2",
+            "--metrics.every_n_validations=1",
+            "--samples.every_n_iterations=0",
+            "--checkpoint.monitor=null",
+        ]
+    )
     logged = cli.trainer.callback_metrics
     assert {"val/lpips", "val/p_ids", "val/fid"} <= set(logged)
     # Validation ran after the last step: the final weights made those completions.
@@ -88,9 +110,13 @@ def test_validation_logs_lpips_with_the_ids(tmp_path, alexnet_home):
 def test_a_missing_alexnet_file_stops_i2i_test_naming_it(tmp_path):
     home = tmp_path / "empty_home"
     result = i2i(
-        "test", *TINY_VAE, f"--trainer.default_root_dir={tmp_path / 'run'}",
-        "--trainer.limit_test_batches=1", TORCH_HOME=str(home), timeout=600,
-    )  # fmt: skip
+        "test",
+        *TINY_VAE,
+        f"--trainer.default_root_dir={tmp_path / 'run'}",
+        "--trainer.limit_test_batches=1",
+        TORCH_HOME=str(home),
+        timeout=600,
+    )
     assert result.returncode == 1, output(result)[-3000:]
     assert str(home / "hub" / "checkpoints" / LPIPS_FILE) in result.stderr
     assert "i2i-weights" in result.stderr and "perceptual_distance: false" in result.stderr

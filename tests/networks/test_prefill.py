@@ -13,8 +13,15 @@ from i2i.data.synthetic import ShapesDataset
 from i2i.networks.prefill import PrefilledCoModGenerator, harmonic_prefill
 from i2i.seeding import numpy_rng
 
-TINY = dict(img_resolution=32, z_dim=16, w_dim=16, mapping_layers=2, channel_base=64,
-            channel_max=16, global_dim=32)  # fmt: skip
+TINY = dict(
+    img_resolution=32,
+    z_dim=16,
+    w_dim=16,
+    mapping_layers=2,
+    channel_base=64,
+    channel_max=16,
+    global_dim=32,
+)
 
 
 def scenes(n: int = 6, size: int | tuple[int, int] = 32) -> tuple[torch.Tensor, torch.Tensor]:
@@ -87,15 +94,22 @@ def test_an_exported_prefilled_model_computes_what_pytorch_computes(tmp_path):
     from i2i.inference.export import SamplingGraph, export
     from i2i.inference.model import build_task, load_model, write_model
 
-    generator = {"class_path": "i2i.networks.prefill.PrefilledCoModGenerator",
-                 "init_args": {**TINY, "global_dropout": 0.0}}  # fmt: skip
+    generator = {
+        "class_path": "i2i.networks.prefill.PrefilledCoModGenerator",
+        "init_args": {**TINY, "global_dropout": 0.0},
+    }
     torch.manual_seed(0)
     task = build_task("i2i.tasks.InpaintingTask", {"generator": generator})
     task.sampling_network.residual_gain.data.fill_(0.5)
-    card = write_model(tmp_path / "prefilled", task_class_path="i2i.tasks.InpaintingTask",
-                       task_init_args={"generator": generator},
-                       network_state=task.sampling_network.state_dict(), resolution=32,
-                       kind="inpainting", source="tests: untrained")  # fmt: skip
+    card = write_model(
+        tmp_path / "prefilled",
+        task_class_path="i2i.tasks.InpaintingTask",
+        task_init_args={"generator": generator},
+        network_state=task.sampling_network.state_dict(),
+        resolution=32,
+        kind="inpainting",
+        source="tests: untrained",
+    )
     model = load_model(card)
     export(model, tmp_path / "prefilled.onnx", "onnx")
     graph = SamplingGraph(model.task, "inpainting")

@@ -40,9 +40,14 @@ def tiny_task(**kwargs) -> CycleGANTask:
 
 def tiny_data(**kwargs) -> UnpairedDataModule:
     defaults = dict(
-        resolution=32, load_size=36, batch_size=2, val_batch_size=4, num_workers=0,
-        synthetic_length=16, max_val_images=4,
-    )  # fmt: skip
+        resolution=32,
+        load_size=36,
+        batch_size=2,
+        val_batch_size=4,
+        num_workers=0,
+        synthetic_length=16,
+        max_val_images=4,
+    )
     return UnpairedDataModule(**{**defaults, **kwargs})
 
 
@@ -59,7 +64,8 @@ def tiny_cli_args(root: Path, *extra: str) -> list[str]:
             f"--model.init_args.{d}.init_args.n_layers=1",
         ]
     return [
-        "--config", DEMO,
+        "--config",
+        DEMO,
         f"--trainer.default_root_dir={root}",
         "--trainer.logger=lightning.pytorch.loggers.CSVLogger",
         f"--trainer.logger.save_dir={root}",
@@ -77,7 +83,7 @@ def tiny_cli_args(root: Path, *extra: str) -> list[str]:
         "--samples.every_n_iterations=0",
         "--samples.num_samples=2",
         *extra,
-    ]  # fmt: skip
+    ]
 
 
 # ---- the image pool ---------------------------------------------------------------------
@@ -196,9 +202,14 @@ def test_a_few_steps_change_the_weights_and_lower_the_cycle_loss():
     before_loss = cycle(task)
     before = {k: v.clone() for k, v in task.state_dict().items()}
     trainer = L.Trainer(
-        accelerator="cpu", max_steps=-1, limit_val_batches=0, logger=False,
-        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
-    )  # fmt: skip
+        accelerator="cpu",
+        max_steps=-1,
+        limit_val_batches=0,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
     trainer.fit(task, dm)
     assert int(task.iteration) == 12
     for name in ("generators.ab", "generators.ba", "discriminators.a", "discriminators.b"):
@@ -271,11 +282,20 @@ def test_fit_logs_the_cycle_loss_and_draws_six_panels(tmp_path):
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
 def test_cyclegan_configs_instantiate(config):
     cli = I2ICLI(
-        ImageTask, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
+        ImageTask,
+        L.LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
         run=False,
-        args=["--config", str(config), "--trainer.logger=false", "--trainer.accelerator=cpu",
-              "--trainer.devices=1", "--trainer.strategy=auto"],
-    )  # fmt: skip
+        args=[
+            "--config",
+            str(config),
+            "--trainer.logger=false",
+            "--trainer.accelerator=cpu",
+            "--trainer.devices=1",
+            "--trainer.strategy=auto",
+        ],
+    )
     task = cli.model
     assert isinstance(task, CycleGANTask) and task.evaluation == "unpaired"
     assert cli.datamodule.batches_per_step == 1
@@ -322,8 +342,11 @@ def test_i2i_test_scores_fid_in_each_direction(tmp_path):
     assert report["protocol"]["evaluation"] == "unpaired"
     # 5 samples (max(3, 5)): the 2 repeats of testA are left out of A's sets.
     assert (results["n_real_a"], results["n_fake_b"], results["n_real_b"], results["n_fake_a"]) == (
-        3, 3, 5, 5,
-    )  # fmt: skip
+        3,
+        3,
+        5,
+        5,
+    )
     task, dm = cli.model, cli.datamodule
     val = dm.val_dataset.dataset
     a = torch.stack([val.domain_a[i] for i in range(3)])

@@ -37,9 +37,17 @@ def tiny_task(**kwargs) -> GLCICTask:
 
 def tiny_data(**kwargs) -> InpaintingDataModule:
     return InpaintingDataModule(
-        **{"resolution": 32, "batch_size": 2, "val_batch_size": 2, "num_workers": 0,
-           "synthetic_length": 16, "max_val_images": 4, "mask_shape": "rectangle", **kwargs}
-    )  # fmt: skip
+        **{
+            "resolution": 32,
+            "batch_size": 2,
+            "val_batch_size": 2,
+            "num_workers": 0,
+            "synthetic_length": 16,
+            "max_val_images": 4,
+            "mask_shape": "rectangle",
+            **kwargs,
+        }
+    )
 
 
 def hole_batch(n: int = 2, box=(4, 20, 8, 10)) -> dict:
@@ -55,9 +63,14 @@ def hole_batch(n: int = 2, box=(4, 20, 8, 10)) -> dict:
 def fit(task: GLCICTask, datamodule: InpaintingDataModule) -> L.Trainer:
     """Train until the task's max_iterations, without validation, logs or checkpoints."""
     trainer = L.Trainer(
-        accelerator="cpu", max_epochs=-1, limit_val_batches=0, logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-    )  # fmt: skip
+        accelerator="cpu",
+        max_epochs=-1,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(task, datamodule)
     return trainer
 
@@ -86,8 +99,11 @@ def test_phase_schedule_by_iteration():
     assert running[3] == running[4] == ["discriminator"]  # T_D: D alone
     assert running[5] == running[7] == ["discriminator", "joint"]  # D first, as Algorithm 1
     networks = {p.name: p.network for p in task.phases()}
-    assert networks == {"completion": "generator", "discriminator": "discriminator",
-                        "joint": "generator"}  # fmt: skip
+    assert networks == {
+        "completion": "generator",
+        "discriminator": "discriminator",
+        "joint": "generator",
+    }
 
 
 def test_report_defaults():
@@ -401,10 +417,16 @@ def test_the_sample_grid_samples_in_eval_mode_and_moves_no_batchnorm_statistics(
     task, data = tiny_task(max_iterations=1), tiny_data()
     grid = SampleGrid(every_n_iterations=1, num_samples=2)
     trainer = L.Trainer(
-        accelerator="cpu", max_epochs=-1, limit_val_batches=0, logger=False, callbacks=[grid],
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        accelerator="cpu",
+        max_epochs=-1,
+        limit_val_batches=0,
+        logger=False,
+        callbacks=[grid],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
         default_root_dir=str(tmp_path),
-    )  # fmt: skip
+    )
     trainer.fit(task, data)
     task.train()
     before = {k: v.clone() for k, v in task.state_dict().items() if "running_" in k}

@@ -37,9 +37,15 @@ def tiny_task(cond: int = 1, res: int = 32, **kwargs) -> Pix2PixTask:
 
 def shapes(res: int = 32, length: int = 16, batch_size: int = 2, **kwargs) -> ShapesDataModule:
     return ShapesDataModule(
-        "edges", resolution=res, batch_size=batch_size, val_batch_size=4, num_workers=0,
-        length=length, val_length=8, **kwargs,
-    )  # fmt: skip
+        "edges",
+        resolution=res,
+        batch_size=batch_size,
+        val_batch_size=4,
+        num_workers=0,
+        length=length,
+        val_length=8,
+        **kwargs,
+    )
 
 
 def trainer(**kwargs) -> L.Trainer:
@@ -201,8 +207,15 @@ def test_labels_task_fits_on_one_hot_maps():
     G = UNetGenerator(6, ngf=4, num_downs=5)
     D = PatchDiscriminator(9, ndf=4, n_layers=2)
     task = Pix2PixLabelsTask(G, D, num_classes=6)
-    dm = ShapesDataModule("labels", resolution=32, batch_size=2, val_batch_size=4, num_workers=0,
-                          length=8, val_length=4)  # fmt: skip
+    dm = ShapesDataModule(
+        "labels",
+        resolution=32,
+        batch_size=2,
+        val_batch_size=4,
+        num_workers=0,
+        length=8,
+        val_length=4,
+    )
     trainer(fast_dev_run=2).fit(task, dm)
     assert int(task.iteration) == 1  # fast_dev_run=2 caps optimizer steps: D + G
     assert task.sample(dm.sample_batch(2)).shape == (2, 3, 32, 32)

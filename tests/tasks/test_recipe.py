@@ -65,9 +65,13 @@ def test_an_r1_iteration_updates_d_twice(monkeypatch, r1_interval, updates):
 
     monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
     dm = InpaintingDataModule(
-        resolution=32, batch_size=2, val_batch_size=2, num_workers=0, synthetic_length=16,
+        resolution=32,
+        batch_size=2,
+        val_batch_size=2,
+        num_workers=0,
+        synthetic_length=16,
         max_val_images=4,
-    )  # fmt: skip
+    )
     fast_dev_run(task, dm)
     assert len(snapshots) == updates
     if updates == 2:

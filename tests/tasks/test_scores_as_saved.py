@@ -26,10 +26,14 @@ def _logged(root) -> dict[str, list[float]]:
 def loud_run(tmp_path_factory):
     """`i2i fit` of the tiny config for 2 iterations with a generator whose outputs reach ~16."""
     root = tmp_path_factory.mktemp("loud")
-    result = i2i(*fit_args(
-        root, "--model.init_args.generator.class_path=tests.helpers.LoudCoModGenerator",
-        "--model.init_args.max_iterations=2", "--samples.every_n_iterations=0",
-    ))  # fmt: skip
+    result = i2i(
+        *fit_args(
+            root,
+            "--model.init_args.generator.class_path=tests.helpers.LoudCoModGenerator",
+            "--model.init_args.max_iterations=2",
+            "--samples.every_n_iterations=0",
+        )
+    )
     assert result.returncode == 0, output(result)[-3000:]
     return _logged(root)
 
@@ -84,10 +88,15 @@ def test_the_reference_is_computed_once_per_image_and_matches_a_direct_fill(monk
 
 def test_the_reference_fill_is_a_model_argument(tmp_path):
     root = tmp_path / "run"
-    result = i2i(*fit_args(
-        root, "--model.init_args.classical_reference=telea", "--trainer.logger=false",
-        "--model.init_args.max_iterations=2", "--samples.every_n_iterations=0",
-        "--checkpoint.monitor=val/l1_hole_telea",
-    ))  # fmt: skip
+    result = i2i(
+        *fit_args(
+            root,
+            "--model.init_args.classical_reference=telea",
+            "--trainer.logger=false",
+            "--model.init_args.max_iterations=2",
+            "--samples.every_n_iterations=0",
+            "--checkpoint.monitor=val/l1_hole_telea",
+        )
+    )
     assert result.returncode == 0, output(result)[-3000:]
     assert "val/l1_hole_telea=" in result.stdout  # the end-of-run report names it

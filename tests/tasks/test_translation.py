@@ -163,10 +163,17 @@ def test_cityscapes_real_pairs_train_rectangular(tmp_path):
 
     train = shared_data("cityscapes", "pix2pixHD_train")
     dm = LabelFolderDataModule(
-        str(train / "img_1024x512"), str(train / "label_1024x512"), label_set="cityscapes",
-        instance_dir=str(train / "inst_1024x512"), instance_edges=True, resolution=(32, 64),
-        batch_size=2, val_batch_size=2, num_workers=0, val_fraction=0.25,
-    )  # fmt: skip
+        str(train / "img_1024x512"),
+        str(train / "label_1024x512"),
+        label_set="cityscapes",
+        instance_dir=str(train / "inst_1024x512"),
+        instance_edges=True,
+        resolution=(32, 64),
+        batch_size=2,
+        val_batch_size=2,
+        num_workers=0,
+        val_fraction=0.25,
+    )
     G = CoModGenerator((32, 64), cond_channels=dm.cond_channels, **TINY_G)
     D = CoModDiscriminator((32, 64), cond_channels=dm.cond_channels, **TINY_D)
     task = LabelsToPhotoTask(G, D, num_classes=dm.num_classes, instance_edges=True)

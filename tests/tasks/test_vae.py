@@ -65,9 +65,14 @@ def tiny_task(**kwargs) -> VAEInpaintingTask:
 
 def tiny_data() -> InpaintingDataModule:
     dm = InpaintingDataModule(
-        resolution=32, batch_size=8, val_batch_size=8, num_workers=0, synthetic_length=64,
-        max_val_images=8, hole_range=(0.1, 0.5),
-    )  # fmt: skip
+        resolution=32,
+        batch_size=8,
+        val_batch_size=8,
+        num_workers=0,
+        synthetic_length=64,
+        max_val_images=8,
+        hole_range=(0.1, 0.5),
+    )
     dm.setup("fit")
     return dm
 
@@ -152,16 +157,29 @@ def test_training_on_the_embedded_data_lowers_the_masked_error():
 def _fit(tmp_path: Path, *args: str):
     root = tmp_path / "run"
     return run_cli(
-        ["fit", "--config", VAE_DEMO, f"--trainer.default_root_dir={root}",
-         "--trainer.logger=false", "--trainer.enable_progress_bar=false",
-         "--model.init_args.vae.init_args.img_resolution=32",
-         "--model.init_args.vae.init_args.width=8", "--model.init_args.vae.init_args.z_dim=16",
-         "--data.init_args.resolution=32", "--data.init_args.batch_size=4",
-         "--data.init_args.num_workers=0", "--data.init_args.synthetic_length=32",
-         "--data.init_args.max_val_images=4", "--data.init_args.val_batch_size=4",
-         "--trainer.val_check_interval=2", "--trainer.limit_val_batches=1",
-         "--samples.every_n_iterations=2", "--samples.num_samples=2", *args]
-    )  # fmt: skip
+        [
+            "fit",
+            "--config",
+            VAE_DEMO,
+            f"--trainer.default_root_dir={root}",
+            "--trainer.logger=false",
+            "--trainer.enable_progress_bar=false",
+            "--model.init_args.vae.init_args.img_resolution=32",
+            "--model.init_args.vae.init_args.width=8",
+            "--model.init_args.vae.init_args.z_dim=16",
+            "--data.init_args.resolution=32",
+            "--data.init_args.batch_size=4",
+            "--data.init_args.num_workers=0",
+            "--data.init_args.synthetic_length=32",
+            "--data.init_args.max_val_images=4",
+            "--data.init_args.val_batch_size=4",
+            "--trainer.val_check_interval=2",
+            "--trainer.limit_val_batches=1",
+            "--samples.every_n_iterations=2",
+            "--samples.num_samples=2",
+            *args,
+        ]
+    )
 
 
 def test_fit_through_the_cli_and_exact_resume(tmp_path):
@@ -181,11 +199,19 @@ def test_a_missing_vgg_file_stops_before_training(tmp_path):
     import sys
 
     missing = tmp_path / "vgg16-397923af.pth"
-    cmd = [sys.executable, "-m", "i2i", "fit", "--config", VAE_DEMO,
-           f"--trainer.default_root_dir={tmp_path / 'run'}", "--trainer.logger=false",
-           "--data.init_args.num_workers=0",
-           "--model.init_args.perceptual=i2i.losses.PerceptualLoss",
-           f"--model.init_args.perceptual.weights={missing}"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "i2i",
+        "fit",
+        "--config",
+        VAE_DEMO,
+        f"--trainer.default_root_dir={tmp_path / 'run'}",
+        "--trainer.logger=false",
+        "--data.init_args.num_workers=0",
+        "--model.init_args.perceptual=i2i.losses.PerceptualLoss",
+        f"--model.init_args.perceptual.weights={missing}",
+    ]
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 1, result.stderr[-2000:]
     assert str(missing) in result.stderr and "i2i-weights" in result.stderr

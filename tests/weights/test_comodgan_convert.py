@@ -195,12 +195,17 @@ def test_official_pickle_converts_to_the_same_networks(
 
     assert out.image_first is image_first
     assert out.generator_args == {
-        "img_resolution": RES, "cond_channels": gs.cond_channels, "img_channels": 3,
-        "z_dim": TINY_G["z_dim"], "w_dim": TINY_G["w_dim"],
-        "mapping_layers": TINY_G["mapping_layers"], "channel_base": TINY_G["channel_base"],
-        "channel_max": TINY_G["channel_max"], "global_dim": TINY_G["global_dim"],
+        "img_resolution": RES,
+        "cond_channels": gs.cond_channels,
+        "img_channels": 3,
+        "z_dim": TINY_G["z_dim"],
+        "w_dim": TINY_G["w_dim"],
+        "mapping_layers": TINY_G["mapping_layers"],
+        "channel_base": TINY_G["channel_base"],
+        "channel_max": TINY_G["channel_max"],
+        "global_dim": TINY_G["global_dim"],
         "global_dropout": 0.5,
-    }  # fmt: skip
+    }
     assert_same_state(out.generator_ema, gs)
     assert_same_state(out.generator, g)
     assert_same_state(out.discriminator, d)
@@ -257,9 +262,16 @@ def test_up_sampling_kernel_is_rotated_to_match_the_official_operation(one_torch
 
     def i2i_up(layout: str) -> torch.Tensor:
         layer = ModulatedConv2d(
-            c_in, c_out, 4, (12, 12), 0, up=2, demodulate=False, use_noise=False,
+            c_in,
+            c_out,
+            4,
+            (12, 12),
+            0,
+            up=2,
+            demodulate=False,
+            use_noise=False,
             activation="linear",
-        ).double()  # fmt: skip
+        ).double()
         with torch.no_grad():
             layer.weight.copy_(C.to_torch(tf_kernel.numpy(), C.Entry("k", "k", layout)))
             layer.affine.weight.zero_()  # style = 0 + 1

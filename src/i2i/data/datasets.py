@@ -395,9 +395,14 @@ class ImageFolderDataset(Dataset):
         img = load_image(path, draft_size=self.resolution if draft else None)
         random_crop = self.train and self.train_crop == "random"
         plan = plan_crop(
-            (img.height, img.width), self.resolution, random_crop, self.small_images, path,
-            self.resize, self.resolution_multiple,
-        )  # fmt: skip
+            (img.height, img.width),
+            self.resolution,
+            random_crop,
+            self.small_images,
+            path,
+            self.resize,
+            self.resolution_multiple,
+        )
         img = apply_crop(img, plan, resample=self.resample)
         x = image_to_tensor(img)
         if self.train and self.hflip and torch.rand(()).item() < 0.5:
@@ -406,9 +411,15 @@ class ImageFolderDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         j, image = load_skipping_corrupt(
-            i, len(self.files), self.load, self._bad, self.on_corrupt,
-            describe=lambda k: str(self.files[k]), item="image", where=str(self.root),
-        )  # fmt: skip
+            i,
+            len(self.files),
+            self.load,
+            self._bad,
+            self.on_corrupt,
+            describe=lambda k: str(self.files[k]),
+            item="image",
+            where=str(self.root),
+        )
         return {batch.IMAGE: image, batch.INDEX: j}
 
     def scan(self, findings: Findings, indices: Sequence[int] | None = None) -> None:
@@ -441,10 +452,12 @@ def scan_headers(
             findings.add("missing", "file(s) missing", "Fix: check the paths.", path)
         elif on_corrupt == "raise":
             findings.add(
-                "corrupt", f"{item}(s) whose header cannot be read",
+                "corrupt",
+                f"{item}(s) whose header cannot be read",
                 "Fix: delete or replace these files, or set on_corrupt: skip to leave them out.",
-                path, f"{type(size).__name__}: {size}",
-            )  # fmt: skip
+                path,
+                f"{type(size).__name__}: {size}",
+            )
         else:
             msg = f"Skipping corrupt {item} {path}: cannot read its header ({size})"
             warnings.warn(msg, stacklevel=3)
@@ -472,11 +485,13 @@ def note_small(
     fit = min(findings.extra.get("small_fit", 1 << 30), _floor_pow2(min(h, w)))
     findings.extra["small_fit"] = fit
     findings.add(
-        "small", f"{item}(s) smaller than the resolution {th}x{tw} (HxW)",
+        "small",
+        f"{item}(s) smaller than the resolution {th}x{tw} (HxW)",
         f"Fix: set small_images: upscale (they are enlarged and look blurry), a lower resolution "
         f"(all of them fit {fit}), or remove these files.",
-        path, f"{h}x{w}",
-    )  # fmt: skip
+        path,
+        f"{h}x{w}",
+    )
 
 
 def load_skipping_corrupt(

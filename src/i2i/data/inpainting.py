@@ -180,9 +180,15 @@ class InpaintingDataModule(StreamDataModule):
         other = POLARITIES[1 - POLARITIES.index(polarity)]
         log.info(
             "mask folder %s: mean hole ratio %.1f%% over %d of %d masks with mask_polarity=%r "
-            "(with %r it would be %.1f%%)", root, 100 * mean_hole, len(picks), n, polarity,
-            other, 100 * (1 - mean_hole),
-        )  # fmt: skip
+            "(with %r it would be %.1f%%)",
+            root,
+            100 * mean_hole,
+            len(picks),
+            n,
+            polarity,
+            other,
+            100 * (1 - mean_hole),
+        )
         if mean_hole < MIN_MEAN_HOLE:
             raise DataError(
                 f"masks in {root} hide almost nothing: {mean_hole:.2%} hole on average over "
@@ -229,11 +235,19 @@ class InpaintingDataModule(StreamDataModule):
             val = ShapesDataset(self.resolution, length=hp.max_val_images or 256, seed=hp.seed + 1)
             return train, val
         train, val = image_folder_split(
-            hp.data_dir, self.resolution, hp.val_fraction, hp.max_val_images, hp.seed,
-            hflip=hp.hflip, on_corrupt=hp.on_corrupt, small_images=hp.small_images,
-            train_crop=hp.train_crop, resize=hp.resize, resample=hp.resample,
+            hp.data_dir,
+            self.resolution,
+            hp.val_fraction,
+            hp.max_val_images,
+            hp.seed,
+            hflip=hp.hflip,
+            on_corrupt=hp.on_corrupt,
+            small_images=hp.small_images,
+            train_crop=hp.train_crop,
+            resize=hp.resize,
+            resample=hp.resample,
             resolution_multiple=hp.resolution_multiple,
-        )  # fmt: skip
+        )
         table = self.attribute_table()
         if table is None:
             return train, val

@@ -81,9 +81,11 @@ class LabelDataModule(StreamDataModule):
     ) -> tuple[Dataset, Dataset]:
         hp = self.hparams
         common = dict(
-            spec=self._spec, resolution=self.resolution, instance_edges=self.instance_edges,
+            spec=self._spec,
+            resolution=self.resolution,
+            instance_edges=self.instance_edges,
             small_images=hp.small_images,
-        )  # fmt: skip
+        )
         train_ds = PairedLabelDataset(train, train=True, hflip=hp.hflip, **common)
         val_ds: Dataset = PairedLabelDataset(val, train=False, hflip=False, **common)
         if hp.max_val_images is not None and len(val) > hp.max_val_images:
@@ -129,9 +131,14 @@ class CocoStuffDataModule(LabelDataModule):
         seed: int = 0,  # seeds the training stream
     ):
         super().__init__(
-            coco_stuff_spec(), instance_edges, resolution, batch_size, val_batch_size,
-            num_workers, seed,
-        )  # fmt: skip
+            coco_stuff_spec(),
+            instance_edges,
+            resolution,
+            batch_size,
+            val_batch_size,
+            num_workers,
+            seed,
+        )
         self.save_hyperparameters()
 
     def build_datasets(self) -> tuple[Dataset, Dataset]:
@@ -164,9 +171,14 @@ class CityscapesDataModule(LabelDataModule):
         seed: int = 0,  # seeds the training stream
     ):
         super().__init__(
-            cityscapes_spec(), instance_edges, resolution, batch_size, val_batch_size,
-            num_workers, seed,
-        )  # fmt: skip
+            cityscapes_spec(),
+            instance_edges,
+            resolution,
+            batch_size,
+            val_batch_size,
+            num_workers,
+            seed,
+        )
         self.save_hyperparameters()
 
     def build_datasets(self) -> tuple[Dataset, Dataset]:
@@ -261,8 +273,14 @@ class LabelFolderDataModule(LabelDataModule):
         """FileNotFoundError naming the first folder that is missing. At setup, not when built:
         streaming shards build this datamodule on machines that have only the shards."""
         layout = "photos in image_dir, label maps (PNG class ids) with the same names in label_dir"
-        for name in ("image_dir", "label_dir", "instance_dir", "val_image_dir", "val_label_dir",
-                     "val_instance_dir"):  # fmt: skip
+        for name in (
+            "image_dir",
+            "label_dir",
+            "instance_dir",
+            "val_image_dir",
+            "val_label_dir",
+            "val_instance_dir",
+        ):
             folder = getattr(self.hparams, name)
             if folder is not None and not Path(folder).is_dir():
                 raise FileNotFoundError(f"{name} {folder} does not exist; expected {layout}")
@@ -270,16 +288,25 @@ class LabelFolderDataModule(LabelDataModule):
     def build_datasets(self) -> tuple[Dataset, Dataset]:
         self.check_folders()
         hp, ie = self.hparams, self.instance_edges
-        train = pair_files(hp.image_dir, hp.label_dir, hp.instance_dir if ie else None,
-                           *self.suffixes)  # fmt: skip
+        train = pair_files(
+            hp.image_dir, hp.label_dir, hp.instance_dir if ie else None, *self.suffixes
+        )
         if hp.val_image_dir is not None:
-            val = pair_files(hp.val_image_dir, hp.val_label_dir,
-                             hp.val_instance_dir if ie else None, *self.suffixes)  # fmt: skip
+            val = pair_files(
+                hp.val_image_dir,
+                hp.val_label_dir,
+                hp.val_instance_dir if ie else None,
+                *self.suffixes,
+            )
         else:
             _, val_images = split_files(
-                [r.image for r in train], hp.val_fraction, hp.seed, hp.image_dir,
-                "photo/label pair", "val_image_dir and val_label_dir",
-            )  # fmt: skip
+                [r.image for r in train],
+                hp.val_fraction,
+                hp.seed,
+                hp.image_dir,
+                "photo/label pair",
+                "val_image_dir and val_label_dir",
+            )
             chosen = set(val_images)
             val = [r for r in train if r.image in chosen]
             train = [r for r in train if r.image not in chosen]
@@ -291,9 +318,7 @@ def _folder_spec(
 ) -> LabelSpec:
     if label_set == "generic":
         if num_classes is None:
-            raise DataError(
-                "label_set 'generic' needs num_classes (label values 0..num_classes-1)"
-            )
+            raise DataError("label_set 'generic' needs num_classes (label values 0..num_classes-1)")
         return generic_spec(num_classes, class_names, ignore)
     spec = get_spec(label_set)
     if class_names is not None or ignore is not None:

@@ -225,10 +225,14 @@ def coco_stuff_spec() -> LabelSpec:
     """COCO-Stuff 2017 as SPADE uses it: 182 classes + 255 = unlabeled as class 182."""
     names = _names(_COCO_THINGS) + _names(_COCO_STUFF) + ("unlabeled",)
     return LabelSpec(
-        "coco_stuff", 183, names, distinct_palette(183, black=(182,)),
-        identity_range=182, special={255: 182},
+        "coco_stuff",
+        183,
+        names,
+        distinct_palette(183, black=(182,)),
+        identity_range=182,
+        special={255: 182},
         hint="COCO-Stuff label maps are the stuffthingmaps PNGs (0..181, 255 = unlabeled).",
-    )  # fmt: skip
+    )
 
 
 def cityscapes_spec() -> LabelSpec:
@@ -236,18 +240,24 @@ def cityscapes_spec() -> LabelSpec:
     names = tuple(n for n, _ in _CITYSCAPES)
     palette = np.array([c for _, c in _CITYSCAPES], dtype=np.uint8)
     return LabelSpec(
-        "cityscapes", 35, names, palette,
+        "cityscapes",
+        35,
+        names,
+        palette,
         hint="Use the *_gtFine_labelIds.png files (raw ids 0..33), not trainIds or colour maps.",
-    )  # fmt: skip
+    )
 
 
 def ade20k_spec() -> LabelSpec:
     """ADE20K SceneParsing (ADEChallengeData2016): 0 = other, 1..150 the classes."""
     return LabelSpec(
-        "ade20k", 151, ("other",) + _names(_ADE20K), distinct_palette(151, black=(0,)),
+        "ade20k",
+        151,
+        ("other",) + _names(_ADE20K),
+        distinct_palette(151, black=(0,)),
         hint="Expected ADEChallengeData2016 annotations (0..150); full-format ADE20K _seg.png "
         "files need decode_ade20k_full_seg and a mapping to these 150 classes first.",
-    )  # fmt: skip
+    )
 
 
 def generic_spec(
@@ -276,9 +286,13 @@ def generic_spec(
         )
     n = num_classes + 1
     return LabelSpec(
-        "generic", n, names + ("unlabeled",), distinct_palette(n, black=(num_classes,)),
-        identity_range=num_classes, special={ignore_value: num_classes},
-    )  # fmt: skip
+        "generic",
+        n,
+        names + ("unlabeled",),
+        distinct_palette(n, black=(num_classes,)),
+        identity_range=num_classes,
+        special={ignore_value: num_classes},
+    )
 
 
 SPECS = {"coco_stuff": coco_stuff_spec, "cityscapes": cityscapes_spec, "ade20k": ade20k_spec}

@@ -53,13 +53,31 @@ from i2i.data.scan import Findings, label_stats
 from i2i.errors import DataError
 
 __all__ = [
-    "CITYSCAPES_SUFFIXES", "SPECS", "LabelSpec", "ade20k_spec", "cityscapes_spec",
-    "coco_stuff_spec", "distinct_palette", "generic_spec", "get_spec", "LabelRecord",
-    "instance_edges", "decode_ade20k_full_seg", "read_label_map", "pair_files",
-    "PairedLabelDataset", "LabelFolderDataset", "CocoStuffDataset", "CityscapesDataset",
-    "ADE20KDataset", "colorize", "wandb_class_labels", "coco_stuff_folders",
-    "cityscapes_folders", "ade20k_folders",
-]  # fmt: skip
+    "CITYSCAPES_SUFFIXES",
+    "SPECS",
+    "LabelSpec",
+    "ade20k_spec",
+    "cityscapes_spec",
+    "coco_stuff_spec",
+    "distinct_palette",
+    "generic_spec",
+    "get_spec",
+    "LabelRecord",
+    "instance_edges",
+    "decode_ade20k_full_seg",
+    "read_label_map",
+    "pair_files",
+    "PairedLabelDataset",
+    "LabelFolderDataset",
+    "CocoStuffDataset",
+    "CityscapesDataset",
+    "ADE20KDataset",
+    "colorize",
+    "wandb_class_labels",
+    "coco_stuff_folders",
+    "cityscapes_folders",
+    "ade20k_folders",
+]
 
 LOSSY_EXTENSIONS = (".jpg", ".jpeg", ".webp")
 CITYSCAPES_SUFFIXES = ("_leftImg8bit", "_gtFine_labelIds", "_gtFine_instanceIds")
@@ -328,43 +346,54 @@ class PairedLabelDataset(Dataset):
         :mod:`i2i.data.scan`), against the label set."""
         recs = self.records if indices is None else [self.records[k] for k in indices]
         where = str(recs[0].image.parent) if recs else "the label dataset"
-        photos = scan_headers([r.image for r in recs], "raise", findings, where, exif=False,
-                              item="photo")  # fmt: skip
+        photos = scan_headers(
+            [r.image for r in recs], "raise", findings, where, exif=False, item="photo"
+        )
         stats = label_stats([r.label for r in recs], read_label_map)
         inst_sizes: dict[Path, tuple[int, int]] = {}
         if self.instance_edges:
-            inst_sizes = scan_headers([r.instance for r in recs], "raise", findings, where,
-                                      exif=False, item="instance map")  # fmt: skip
+            inst_sizes = scan_headers(
+                [r.instance for r in recs],
+                "raise",
+                findings,
+                where,
+                exif=False,
+                item="instance map",
+            )
         spec = self.spec
         for rec, st in zip(recs, stats, strict=True):
             if isinstance(st, Exception):
                 findings.add(
-                    "label_unreadable", "label map(s) that cannot be used",
+                    "label_unreadable",
+                    "label map(s) that cannot be used",
                     "Fix: label maps must be lossless single-channel PNGs of class ids; replace "
-                    "these files.", rec.label, f"{type(st).__name__}: {st}",
-                )  # fmt: skip
+                    "these files.",
+                    rec.label,
+                    f"{type(st).__name__}: {st}",
+                )
                 continue
             size = (st.height, st.width)
             photo = photos.get(rec.image)
             if photo is not None and photo != size:
                 findings.add(
-                    "size_mismatch", "photo(s) whose label map has a different size",
+                    "size_mismatch",
+                    "photo(s) whose label map has a different size",
                     "Fix: label maps must have their photo's size (wrong file, or one of the "
                     "two was resized); replace the label map or the photo.",
-                    rec.image, f"photo {photo[1]}x{photo[0]}, label map {rec.label} "
+                    rec.image,
+                    f"photo {photo[1]}x{photo[0]}, label map {rec.label} "
                     f"{st.width}x{st.height} WxH",
-                )  # fmt: skip
+                )
             inst = inst_sizes.get(rec.instance) if rec.instance is not None else None
             if inst is not None and inst != size:
                 findings.add(
-                    "instance_mismatch", "instance map(s) of a different size than the label map",
+                    "instance_mismatch",
+                    "instance map(s) of a different size than the label map",
                     "Fix: instance maps must have the label map's size; replace them.",
-                    rec.instance, f"{inst[1]}x{inst[0]} vs {st.width}x{st.height} WxH",
-                )  # fmt: skip
-            bad = [
-                v for v in st.values
-                if not (0 <= v < spec.identity_range or v in spec.special)
-            ]  # fmt: skip
+                    rec.instance,
+                    f"{inst[1]}x{inst[0]} vs {st.width}x{st.height} WxH",
+                )
+            bad = [v for v in st.values if not (0 <= v < spec.identity_range or v in spec.special)]
             if bad:
                 top = max(findings.extra.get("label_max", 0), max(st.values))
                 findings.extra["label_max"] = top
@@ -379,10 +408,13 @@ class PairedLabelDataset(Dataset):
                 else:
                     fix = spec.hint or "Check the dataset choice."
                 findings.add(
-                    "label_range", f"label map(s) with values outside the {spec.name} label set",
+                    "label_range",
+                    f"label map(s) with values outside the {spec.name} label set",
                     f"Fix: valid raw values are {spec.valid_values()} ({spec.num_classes} "
-                    f"classes). {fix}", rec.label, f"values {shown}",
-                )  # fmt: skip
+                    f"classes). {fix}",
+                    rec.label,
+                    f"values {shown}",
+                )
             note_small(findings, rec.label, size, self.resolution, self.small_images, "sample")
 
 

@@ -69,18 +69,24 @@ class KnownMaskSet(NamedTuple):
 
 KNOWN_MASK_SETS: dict[str, KnownMaskSet] = {
     "nvidia_irregular": KnownMaskSet(
-        "white_is_hole", (0.01, 0.60), (0.05, 0.45),
+        "white_is_hole",
+        (0.01, 0.60),
+        (0.05, 0.45),
         "NVIDIA irregular masks (PConv, Liu et al. 2018): 6 bins of 1-10% ... 50-60% hole",
     ),
     "comodgan": KnownMaskSet(
-        "white_is_known", (0.0, 1.0), (0.40, 0.75),
+        "white_is_known",
+        (0.0, 1.0),
+        (0.40, 0.75),
         "CoModGAN free-form masks: 0-100% hole, mean 64% at 512 and 72% at 256",
     ),
     "mat": KnownMaskSet(
-        "white_is_known", (0.0, 1.0), (0.30, 0.75),
+        "white_is_known",
+        (0.0, 1.0),
+        (0.30, 0.75),
         "MAT masks (CoModGAN's generator; its small variant averages 40% at 512)",
     ),
-}  # fmt: skip
+}
 _PER_MASK_SLACK = 0.02  # resizing a mask to the resolution moves its ratio a little
 _PER_MASK_SHARE = 0.9  # a set fits when this share of the sampled masks is in its range
 
@@ -319,9 +325,7 @@ def rectangle_sides(
     h, w = as_hw(size)
     lo, hi = (int(v) for v in sides)
     if not 0 < lo <= hi or sides_at < 1:
-        raise DataError(
-            f"need 0 < sides[0] <= sides[1] and sides_at >= 1, got {sides}, {sides_at}"
-        )
+        raise DataError(f"need 0 < sides[0] <= sides[1] and sides_at >= 1, got {sides}, {sides_at}")
 
     def scaled(side: int) -> tuple[int, int]:
         a = min(max(round(lo * side / sides_at), 1), side)
@@ -460,9 +464,7 @@ def load_mask(
     the mask is resized with NEAREST (keeps it binary) or, with ``resize=False``, rejected.
     ``max_hole_ratio`` guards against an inverted polarity.
     """
-    known = load_known(
-        path, size, polarity=polarity, resize=resize, max_hole_ratio=max_hole_ratio
-    )
+    known = load_known(path, size, polarity=polarity, resize=resize, max_hole_ratio=max_hole_ratio)
     return torch.from_numpy(known.astype(np.float32))[None]
 
 

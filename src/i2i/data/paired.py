@@ -240,9 +240,15 @@ class _PairedDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         j, (image, edges) = load_skipping_corrupt(
-            i, len(self), self.load, self._bad, self.on_corrupt, self.describe, item="pair",
+            i,
+            len(self),
+            self.load,
+            self._bad,
+            self.on_corrupt,
+            self.describe,
+            item="pair",
             where=type(self).__name__,
-        )  # fmt: skip
+        )
         return {batch.IMAGE: image, batch.EDGES: edges, batch.INDEX: j}
 
 
@@ -264,9 +270,15 @@ class SideBySideDataset(_PairedDataset):
         resample: str = "bicubic_antialias",  # photo resize filter, or "pil_bilinear"
     ) -> None:
         super().__init__(
-            resolution, train, hflip, on_corrupt, small_images, edge_polarity, edges_channels,
+            resolution,
+            train,
+            hflip,
+            on_corrupt,
+            small_images,
+            edge_polarity,
+            edges_channels,
             resample,
-        )  # fmt: skip
+        )
         check_choice("direction", direction, DIRECTIONS)
         self.root, self.direction = Path(root), direction
         self.files = [Path(f) for f in files] if files is not None else list_images(self.root)
@@ -288,9 +300,15 @@ class SideBySideDataset(_PairedDataset):
         condition, photo = split_side_by_side(img, self.direction, path)
         edges = condition_to_tensor(condition, self.edge_polarity, self.edges_channels)
         return transform_pair(
-            photo, edges, self.resolution, self.train, self.hflip, self.small_images, path,
+            photo,
+            edges,
+            self.resolution,
+            self.train,
+            self.hflip,
+            self.small_images,
+            path,
             self.resample,
-        )  # fmt: skip
+        )
 
     def scan(self, findings: Findings, indices: Sequence[int] | None = None) -> None:
         """Every file's header at setup: A|B shape (width = 2 x height) and half size."""
@@ -299,10 +317,13 @@ class SideBySideDataset(_PairedDataset):
         for path, (h, w) in sizes.items():
             if w != 2 * h:
                 findings.add(
-                    "not_pair", "file(s) that are not side-by-side pairs (width = 2 x height)",
+                    "not_pair",
+                    "file(s) that are not side-by-side pairs (width = 2 x height)",
                     "Fix: use layout='two_folders' for separate condition and photo files, or "
-                    "remove these files.", path, f"{w}x{h} WxH",
-                )  # fmt: skip
+                    "remove these files.",
+                    path,
+                    f"{w}x{h} WxH",
+                )
             else:
                 note_small(findings, path, (h, h), self.resolution, self.small_images, "pair")
 
@@ -379,9 +400,15 @@ class TwoFolderDataset(_PairedDataset):
         resample: str = "bicubic_antialias",  # photo resize filter, or "pil_bilinear"
     ) -> None:
         super().__init__(
-            resolution, train, hflip, on_corrupt, small_images, edge_polarity, edges_channels,
+            resolution,
+            train,
+            hflip,
+            on_corrupt,
+            small_images,
+            edge_polarity,
+            edges_channels,
             resample,
-        )  # fmt: skip
+        )
         self.condition_dir, self.image_dir = Path(condition_dir), Path(image_dir)
         self.pairs = pairs if pairs is not None else match_pairs(condition_dir, image_dir)
         if not self.pairs:
@@ -407,9 +434,15 @@ class TwoFolderDataset(_PairedDataset):
             )
         edges = condition_to_tensor(condition, self.edge_polarity, self.edges_channels)
         return transform_pair(
-            photo, edges, self.resolution, self.train, self.hflip, self.small_images, ipath,
+            photo,
+            edges,
+            self.resolution,
+            self.train,
+            self.hflip,
+            self.small_images,
+            ipath,
             self.resample,
-        )  # fmt: skip
+        )
 
     def scan(self, findings: Findings, indices: Sequence[int] | None = None) -> None:
         """Every pair's headers at setup: photo size and matching aspect ratios."""
@@ -421,10 +454,12 @@ class TwoFolderDataset(_PairedDataset):
             (ph, pw), (ch, cw) = photos[ipath], conds[cpath]
             if abs((pw / ph) / (cw / ch) - 1.0) > _ASPECT_TOLERANCE:
                 findings.add(
-                    "aspect", "pair(s) whose condition and photo differ in aspect ratio",
+                    "aspect",
+                    "pair(s) whose condition and photo differ in aspect ratio",
                     "Fix: the two files of a pair must show the same area; fix or remove them.",
-                    f"{cpath} + {ipath}", f"{cw}x{ch} vs {pw}x{ph} WxH",
-                )  # fmt: skip
+                    f"{cpath} + {ipath}",
+                    f"{cw}x{ch} vs {pw}x{ph} WxH",
+                )
             note_small(findings, ipath, (ph, pw), self.resolution, self.small_images, "photo")
 
 

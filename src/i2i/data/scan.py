@@ -172,8 +172,9 @@ def label_stats(
         return LabelStats(int(arr.shape[0]), int(arr.shape[1]), tuple(np.unique(arr).tolist()))
 
     if todo:
-        log.info("reading %d label map(s) once for their values (cached in %s)", len(todo),
-                 cache_root())  # fmt: skip
+        log.info(
+            "reading %d label map(s) once for their values (cached in %s)", len(todo), cache_root()
+        )
     changed: set[Path] = set()
     for i, result in zip(todo, parallel_map(measure, todo, "label maps"), strict=True):
         out[i] = result
@@ -204,8 +205,12 @@ def _save_cache(file: Path, entries: dict[str, Any]) -> None:
             json.dump({"version": _CACHE_VERSION, "files": entries}, f)
         publish(tmp, file)  # concurrent runs: never half a file; a plain mode, not mkstemp's
     except OSError as e:
-        log.warning("could not write the label-statistics cache %s (%s); the next run will "
-                    "read the label maps again", file, e)  # fmt: skip
+        log.warning(
+            "could not write the label-statistics cache %s (%s); the next run will "
+            "read the label maps again",
+            file,
+            e,
+        )
 
 
 # --------------------------------------------------------------------------------------------

@@ -74,10 +74,20 @@ ENTRY_LISTS = ("files", "pairs", "records")
 # Settings that change how batches are loaded, not which files or how they decode: they may
 # differ between the config that wrote the shards and the one that reads them.
 LOADER_ONLY = frozenset({"batch_size", "val_batch_size", "num_workers"})
-MASK_SETTINGS = frozenset({
-    "hole_range", "mask_variant", "mask_shape", "rectangle_sides", "rectangle_sides_at",
-    "mask_dir", "val_mask_dir", "mask_polarity", "check_mask_polarity", "mask_set",
-})  # fmt: skip
+MASK_SETTINGS = frozenset(
+    {
+        "hole_range",
+        "mask_variant",
+        "mask_shape",
+        "rectangle_sides",
+        "rectangle_sides_at",
+        "mask_dir",
+        "val_mask_dir",
+        "mask_polarity",
+        "check_mask_polarity",
+        "mask_set",
+    }
+)
 SHARD_STREAM = 0x5A4D  # a key of the shard order's seeds, apart from the folder stream's
 
 
@@ -260,11 +270,18 @@ def optimize_shards(
             raise DataError(f"{split}: samples differ in their number of files; cannot shard")
         print(f"i2i data optimize: {split}: {len(names)} samples -> {out / split}", flush=True)
         litdata.optimize(
-            fn=_record, inputs=list(enumerate(names)), output_dir=str(out / split),
-            num_workers=max(1, num_workers), chunk_bytes=chunk_bytes, compression=compression,
+            fn=_record,
+            inputs=list(enumerate(names)),
+            output_dir=str(out / split),
+            num_workers=max(1, num_workers),
+            chunk_bytes=chunk_bytes,
+            compression=compression,
             compression_level="chunk" if compression else None,
-            keep_data_ordered=True, reorder_files=False, start_method="fork", verbose=True,
-        )  # fmt: skip
+            keep_data_ordered=True,
+            reorder_files=False,
+            start_method="fork",
+            verbose=True,
+        )
         index = json.loads((out / split / "index.json").read_text())
         manifest["count"][split] = len(names)
         manifest["chunk_sizes"][split] = [c["chunk_size"] for c in index["chunks"]]
@@ -288,9 +305,10 @@ def main(argv: list[str]) -> int:
     opt.add_argument("--num-workers", type=int, default=os.cpu_count() or 1)
     opt.add_argument("--chunk-bytes", default="64MB", help="chunk size (LitData: 64MB, 256MB...)")
     opt.add_argument(
-        "--compression", default=None,
+        "--compression",
+        default=None,
         help="zstd or zstd:LEVEL: each chunk one zstd frame, inflated into the reader's cache",
-    )  # fmt: skip
+    )
     args = parser.parse_args(argv)
     try:
         manifest = optimize_shards(
@@ -460,9 +478,11 @@ class ShardFiles(Sequence):
             # docs/benchmarks.md, Loading.
             allow_plain_http(self.storage_options)
             self._dataset = StreamingDataset(
-                source, cache_dir=self.cache_dir, storage_options=self.storage_options or {},
+                source,
+                cache_dir=self.cache_dir,
+                storage_options=self.storage_options or {},
                 batch_decode=-1 if self.compressed else 1,
-            )  # fmt: skip
+            )
             self._pid = os.getpid()
         record = self._dataset[int(j)]
         if record["index"] != j:
@@ -546,9 +566,9 @@ def epoch_order(
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     key = (seed, SHARD_STREAM) if domain is None else (seed, SHARD_STREAM + 1 + domain)
     chunks = numpy_rng(*key, epoch).permutation(len(sizes))
-    seq = np.concatenate([
-        starts[c] + numpy_rng(*key, epoch, c).permutation(sizes[c]) for c in chunks
-    ])  # fmt: skip
+    seq = np.concatenate(
+        [starts[c] + numpy_rng(*key, epoch, c).permutation(sizes[c]) for c in chunks]
+    )
     share = len(seq) // world_size
     return seq[rank * share : (rank + 1) * share]
 
@@ -714,17 +734,30 @@ class ShardDataModule(StreamDataModule):
     ) -> ShardStream | ShardUnpairedStream:
         sizes = self._manifest()["chunk_sizes"]
         batch_size = self._batches_per_step() * self.batch_size
-        where = dict(seed=self.seed, rank=rank, world_size=world_size, start_batch=start_batch,
-                     offset=offset, layout=layout)  # fmt: skip
+        where = dict(
+            seed=self.seed,
+            rank=rank,
+            world_size=world_size,
+            start_batch=start_batch,
+            offset=offset,
+            layout=layout,
+        )
         if self.unpaired:
             return ShardUnpairedStream(
-                self.train_dataset.domain_a, self.train_dataset.domain_b, batch_size,
-                chunk_sizes=(sizes["train_a"], sizes["train_b"]), **where,
-            )  # fmt: skip
+                self.train_dataset.domain_a,
+                self.train_dataset.domain_b,
+                batch_size,
+                chunk_sizes=(sizes["train_a"], sizes["train_b"]),
+                **where,
+            )
         return ShardStream(
-            self.train_dataset, batch_size, self.train_masks(), self.keys,
-            chunk_sizes=sizes["train"], **where,
-        )  # fmt: skip
+            self.train_dataset,
+            batch_size,
+            self.train_masks(),
+            self.keys,
+            chunk_sizes=sizes["train"],
+            **where,
+        )
 
     def layout_note(self, layout: tuple[int, int], shape: Shape) -> str:
         same = tuple(layout) == (shape.world_size, shape.loader_batch)

@@ -271,10 +271,16 @@ class StreamDataModule(L.LightningDataModule):
         a run that starts at stream position `offset` (`layout`: the first run's shape, which
         orders the streaming shards; unused here)."""
         return TrainStream(
-            self.train_dataset, self._batches_per_step() * self.batch_size, self.train_masks(),
-            self.keys, seed=self.seed, rank=rank, world_size=world_size, start_batch=start_batch,
+            self.train_dataset,
+            self._batches_per_step() * self.batch_size,
+            self.train_masks(),
+            self.keys,
+            seed=self.seed,
+            rank=rank,
+            world_size=world_size,
+            start_batch=start_batch,
             offset=offset,
-        )  # fmt: skip
+        )
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_dataset, batch_size=self.val_batch_size)

@@ -72,9 +72,13 @@ def _two_folder_pairs(
     elif cdir.is_dir() and pdir.is_dir():  # root/A, root/B: split the pairs by seed
         pairs = dict(match_pairs(cdir, pdir))
         train, val = split_files(
-            list(pairs), val_fraction, seed, cdir, "pair",
+            list(pairs),
+            val_fraction,
+            seed,
+            cdir,
+            "pair",
             f"{cdir}/{{train,val}}/ and {pdir}/{{train,val}}/ folders",
-        )  # fmt: skip
+        )
         parts = [(cdir, pdir, [(c, pairs[c]) for c in part]) for part in (train, val)]
     else:
         raise FileNotFoundError(
@@ -124,9 +128,16 @@ class _EdgesDataModule(StreamDataModule):
             **kwargs,
         )
         val = SideBySideDataset(
-            val_root, self.resolution, val_files, hp.direction, train=False, hflip=False,
-            edges_channels=hp.edges_channels, resample=hp.resample, **kwargs,
-        )  # fmt: skip
+            val_root,
+            self.resolution,
+            val_files,
+            hp.direction,
+            train=False,
+            hflip=False,
+            edges_channels=hp.edges_channels,
+            resample=hp.resample,
+            **kwargs,
+        )
         return train, val
 
 
@@ -299,10 +310,23 @@ class _Pix2PixLabelsDataModule(_Pix2PixDataModule):
         seed: int = 0,  # shuffling and augmentation seed
     ) -> None:
         super().__init__(
-            root, download, url, resolution, batch_size, val_batch_size, num_workers, hflip,
-            direction, max_val_images, check_edges=False, on_corrupt=on_corrupt,
-            small_images=small_images, edges_channels=3, resample=resample, seed=seed,
-        )  # fmt: skip
+            root,
+            download,
+            url,
+            resolution,
+            batch_size,
+            val_batch_size,
+            num_workers,
+            hflip,
+            direction,
+            max_val_images,
+            check_edges=False,
+            on_corrupt=on_corrupt,
+            small_images=small_images,
+            edges_channels=3,
+            resample=resample,
+            seed=seed,
+        )
 
     def build_datasets(self) -> tuple[Dataset, Dataset]:
         train, val = super().build_datasets()

@@ -100,9 +100,14 @@ class DomainFolder(Dataset):
 
     def __getitem__(self, i: int) -> torch.Tensor:
         _, image = load_skipping_corrupt(
-            i, len(self.files), self.load, self._bad, self.on_corrupt,
-            describe=lambda k: str(self.files[k]), where=self.where,
-        )  # fmt: skip
+            i,
+            len(self.files),
+            self.load,
+            self._bad,
+            self.on_corrupt,
+            describe=lambda k: str(self.files[k]),
+            where=self.where,
+        )
         return image
 
     def scan(self, findings: Findings, indices: Sequence[int] | None = None) -> None:
@@ -300,7 +305,7 @@ class UnpairedDataModule(StreamDataModule):
                     hflip=hp.hflip,
                     on_corrupt=hp.on_corrupt,
                     where=str(where),
-                )  # fmt: skip
+                )
             )
         return out[0], out[1]
 
@@ -319,7 +324,12 @@ class UnpairedDataModule(StreamDataModule):
     ) -> UnpairedTrainStream:
         train = self.train_dataset
         return UnpairedTrainStream(
-            train.domain_a, train.domain_b, self._batches_per_step() * self.batch_size,
-            seed=self.seed, rank=rank, world_size=world_size, start_batch=start_batch,
+            train.domain_a,
+            train.domain_b,
+            self._batches_per_step() * self.batch_size,
+            seed=self.seed,
+            rank=rank,
+            world_size=world_size,
+            start_batch=start_batch,
             offset=offset,
-        )  # fmt: skip
+        )

@@ -133,9 +133,14 @@ def make_inpaint(model: Any):
         if not known.any():
             raise gr.Error("All of the image is a hole: leave part of it known (see the polarity).")
         outputs = inpaint_image(
-            model, image, known, seed=int(seed), num_samples=int(num_samples),
-            truncation_psi=float(truncation), fit=fit,
-        )  # fmt: skip
+            model,
+            image,
+            known,
+            seed=int(seed),
+            num_samples=int(num_samples),
+            truncation_psi=float(truncation),
+            fit=fit,
+        )
         gallery = [(out, f"seed {int(seed)}, sample {k}") for k, out in enumerate(outputs)]
         return gallery, overlay(image, known)
 
@@ -175,10 +180,14 @@ def make_translate(model: Any):
                 raise gr.Error("The canvas is empty: draw some lines, or upload an edge map.")
         try:
             outputs = translate_image(
-                model, condition, seed=int(seed), num_samples=int(num_samples),
-                truncation_psi=float(truncation), edge_polarity=polarity,
+                model,
+                condition,
+                seed=int(seed),
+                num_samples=int(num_samples),
+                truncation_psi=float(truncation),
+                edge_polarity=polarity,
                 edges_from_photo=bool(from_photo),
-            )  # fmt: skip
+            )
         except ValueError as e:
             raise gr.Error(str(e)) from e
         gallery = [(out, f"seed {int(seed)}, sample {k}") for k, out in enumerate(outputs)]
@@ -220,10 +229,14 @@ def build_app(model: Any, name: str, max_file_mb: float = MAX_FILE_MB):
             with gr.Column():
                 if model.kind == "inpainting":
                     editor = checked_editor(
-                        label="image (paint the hole)", type="numpy", image_mode="RGBA",
+                        label="image (paint the hole)",
+                        type="numpy",
+                        image_mode="RGBA",
                         brush=gr.Brush(colors=["#ff00ff"], color_mode="fixed"),
-                        sources=("upload", "clipboard"), layers=False, transforms=(),
-                    )  # fmt: skip
+                        sources=("upload", "clipboard"),
+                        layers=False,
+                        transforms=(),
+                    )
                     with gr.Accordion("or upload a mask file", open=False):
                         mask_file = gr.File(label="mask", file_types=["image"])
                         polarity = gr.Radio(list(POLARITIES), value=POLARITIES[0], label="polarity")
@@ -231,14 +244,19 @@ def build_app(model: Any, name: str, max_file_mb: float = MAX_FILE_MB):
                     white = np.full((max(h, 256), max(w, 256), 3), 255, np.uint8)
                     editor = checked_editor(
                         value={"background": white, "layers": [], "composite": None},
-                        label="edge map (draw, or upload)", type="numpy", image_mode="RGB",
+                        label="edge map (draw, or upload)",
+                        type="numpy",
+                        image_mode="RGB",
                         brush=gr.Brush(colors=["#000000"], color_mode="fixed", default_size=2),
-                        sources=("upload", "clipboard"), layers=False, transforms=(),
-                    )  # fmt: skip
+                        sources=("upload", "clipboard"),
+                        layers=False,
+                        transforms=(),
+                    )
                     polarity = gr.Radio(
-                        ["black_on_white", "white_on_black"], value="black_on_white",
+                        ["black_on_white", "white_on_black"],
+                        value="black_on_white",
                         label="lines",
-                    )  # fmt: skip
+                    )
                     from_photo = gr.Checkbox(False, label="the upload is a photo: use its edges")
                 else:
                     editor = gr.State(None)
@@ -255,8 +273,9 @@ def build_app(model: Any, name: str, max_file_mb: float = MAX_FILE_MB):
                 gallery = gr.Gallery(label="outputs", format="png", columns=2)
                 preview = gr.Image(
                     label="input (hole tinted)" if model.kind == "inpainting" else "condition",
-                    format="png", interactive=False,
-                )  # fmt: skip
+                    format="png",
+                    interactive=False,
+                )
         if model.kind == "inpainting":
             inputs = [editor, mask_file, polarity, seed, truncation, samples, fit]
             run.click(make_inpaint(model), inputs, [gallery, preview], api_name="inpaint")
@@ -275,20 +294,27 @@ def main(argv: list[str] | None = None) -> int:
         prog="i2i demo", description="A web demo of a model (Gradio), on this machine only."
     )
     parser.add_argument(
-        "--model", required=True, type=Path, help="a .ckpt, an i2i model (.safetensors + .json) "
-        "or an exported .onnx",
-    )  # fmt: skip
+        "--model",
+        required=True,
+        type=Path,
+        help="a .ckpt, an i2i model (.safetensors + .json) or an exported .onnx",
+    )
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--host", default="127.0.0.1", help="127.0.0.1: this machine only")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument(
-        "--max-file-size", type=float, default=MAX_FILE_MB, metavar="MB",
+        "--max-file-size",
+        type=float,
+        default=MAX_FILE_MB,
+        metavar="MB",
         help=f"the largest upload accepted, in MB (default {MAX_FILE_MB})",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--share", choices=("off",), default="off",
+        "--share",
+        choices=("off",),
+        default="off",
         help="Gradio share links need the network: off is the only choice",
-    )  # fmt: skip
+    )
     parser.add_argument(TRUST_FLAG, action="store_true", help=TRUST_HELP)
     args = parser.parse_args(argv)
     _offline_environment()
@@ -311,8 +337,15 @@ def main(argv: list[str] | None = None) -> int:
     app = build_app(model, args.model.name, args.max_file_size)
     print(f"i2i demo: {model!r} at http://{args.host}:{args.port} (Ctrl-C stops)", flush=True)
     app.queue(default_concurrency_limit=1).launch(
-        server_name=args.host, server_port=args.port, share=False, show_error=True,
-        ssr_mode=False, mcp_server=False, pwa=False, theme=theme(), footer_links=["api"],
+        server_name=args.host,
+        server_port=args.port,
+        share=False,
+        show_error=True,
+        ssr_mode=False,
+        mcp_server=False,
+        pwa=False,
+        theme=theme(),
+        footer_links=["api"],
         max_file_size=int(args.max_file_size * 1024 * 1024),
-    )  # fmt: skip
+    )
     return 0

@@ -92,9 +92,15 @@ def match_masks(mask: Path, inputs: list[tuple[Path, str]]) -> list[Path]:
             for f, name in missing[:5]
         ) + (f"; and {len(missing) - 5} more" if len(missing) > 5 else "")
         elsewhere = {Path(k).name: v[0] for k, v in by_name.items()}
-        hint = next((f" ({elsewhere[Path(n).name]} has the name of {f} but another folder: "
-                     "it is not used for it)" for f, n in missing if Path(n).name in elsewhere),
-                    "")  # fmt: skip
+        hint = next(
+            (
+                f" ({elsewhere[Path(n).name]} has the name of {f} but another folder: "
+                "it is not used for it)"
+                for f, n in missing
+                if Path(n).name in elsewhere
+            ),
+            "",
+        )
         raise FileNotFoundError(
             f"no mask in {mask} for {len(missing)} image(s): {listed}.{hint} Masks are matched "
             "by the path relative to their folder without extension (photos/a/b.jpg <- "
@@ -142,22 +148,28 @@ def check_outputs(
 
 def common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "model", help="a .ckpt, a .safetensors model (its .json beside it), or .onnx; "
+        "model",
+        help="a .ckpt, a .safetensors model (its .json beside it), or .onnx; "
         "inpaint also takes classical:harmonic, classical:biharmonic, classical:telea, "
         "classical:navier_stokes or classical:mean (a fill with no training)",
     )
     parser.add_argument("--out", required=True, type=Path, help="folder for the PNG outputs")
     parser.add_argument("--seed", type=int, default=0, help="seeds the latents (default 0)")
     parser.add_argument("--num-samples", type=int, default=1, help="outputs per input (default 1)")
-    parser.add_argument("--truncation", type=float, default=1.0,
-                        help="truncation psi toward the average w (1 = none, default)")  # fmt: skip
+    parser.add_argument(
+        "--truncation",
+        type=float,
+        default=1.0,
+        help="truncation psi toward the average w (1 = none, default)",
+    )
     parser.add_argument("--panel", action="store_true", help="also write a side-by-side panel")
     existing = parser.add_mutually_exclusive_group()
     existing.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     existing.add_argument(
-        "--skip-existing", action="store_true",
+        "--skip-existing",
+        action="store_true",
         help="keep existing outputs, write the missing ones (resume an interrupted run)",
-    )  # fmt: skip
+    )
     parser.add_argument("--batch-size", type=int, default=1, help="inputs per model call")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     parser.add_argument(TRUST_FLAG, action="store_true", help=TRUST_HELP)
@@ -241,8 +253,9 @@ def run_files(
         print(
             f"\n{PROG}: interrupted: wrote {written} file(s) to {args.out}, each complete. Run "
             "the same command with --skip-existing to write the rest",
-            file=sys.stderr, flush=True,
-        )  # fmt: skip
+            file=sys.stderr,
+            flush=True,
+        )
         return 130
     bar.close()
     summary = f"{PROG}: wrote {written} file(s) to {args.out}"
@@ -257,15 +270,17 @@ def run_files(
 
 def inpaint_main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog=f"{PROG} inpaint", description="Fill the holes of images with a model.",
+        prog=f"{PROG} inpaint",
+        description="Fill the holes of images with a model.",
         epilog="Known pixels are returned unchanged; see i2i.inference.run for --fit.",
-    )  # fmt: skip
+    )
     common_arguments(parser)
     parser.add_argument("--image", required=True, type=Path, help="an image file or a folder")
     parser.add_argument(
-        "--mask", required=True,
+        "--mask",
+        required=True,
         help="a mask file, a folder (matched by relative path), or 'random'",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--mask-polarity",
         choices=POLARITIES,
@@ -290,7 +305,7 @@ def inpaint_main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help=f"accept masks over {MAX_MEAN_HOLE * 100:.0f}%% hole (else: inverted polarity?)",
     )
-    args = parser.parse_args(argv)  # fmt: skip
+    args = parser.parse_args(argv)
     from i2i.inference.run import inpaint_batch, overlay, panel_image
 
     try:
@@ -313,12 +328,15 @@ def inpaint_main(argv: Sequence[str] | None = None) -> int:
         image = np.asarray(load_image(path))
         if masks[i] is None:  # the project's free-form masks, seeded per image
             try:
-                known = random_known(image.shape[:2], tuple(args.hole_range),
-                                     numpy_rng(args.seed, i))  # fmt: skip
+                known = random_known(
+                    image.shape[:2], tuple(args.hole_range), numpy_rng(args.seed, i)
+                )
             except (ValueError, RuntimeError) as e:
-                raise ValueError(f"--mask random on this {image.shape[0]}x{image.shape[1]} "
-                                 f"(HxW) image: {e}; give a mask file, or change "
-                                 "--hole-range") from None  # fmt: skip
+                raise ValueError(
+                    f"--mask random on this {image.shape[0]}x{image.shape[1]} "
+                    f"(HxW) image: {e}; give a mask file, or change "
+                    "--hole-range"
+                ) from None
         else:
             known = load_known(masks[i], polarity=args.mask_polarity, max_hole_ratio=limit)
         if known.shape != image.shape[:2]:
@@ -331,9 +349,13 @@ def inpaint_main(argv: Sequence[str] | None = None) -> int:
 
     def process(model, items) -> list[list[np.ndarray]]:
         outputs = inpaint_batch(
-            model, [(image, known, i) for i, (image, known) in items], seed=args.seed,
-            num_samples=args.num_samples, truncation_psi=args.truncation, fit=args.fit,
-        )  # fmt: skip
+            model,
+            [(image, known, i) for i, (image, known) in items],
+            seed=args.seed,
+            num_samples=args.num_samples,
+            truncation_psi=args.truncation,
+            fit=args.fit,
+        )
         if not args.panel:
             return outputs
         for (_, (image, known)), outs in zip(items, outputs, strict=True):
@@ -370,7 +392,7 @@ def translate_main(argv: Sequence[str] | None = None) -> int:
         default="black_on_white",
         help="lines of 1-channel edge maps (default black_on_white, as pix2pix)",
     )
-    args = parser.parse_args(argv)  # fmt: skip
+    args = parser.parse_args(argv)
     from i2i.inference.run import condition_rgb, panel_image, translate_batch
 
     try:
@@ -395,10 +417,14 @@ def translate_main(argv: Sequence[str] | None = None) -> int:
 
     def process(model, items) -> list[list[np.ndarray]]:
         outputs = translate_batch(
-            model, [(cond, i) for i, cond in items], seed=args.seed,
-            num_samples=args.num_samples, truncation_psi=args.truncation,
-            edge_polarity=args.edge_polarity, edges_from_photo=args.edges_from_photo,
-        )  # fmt: skip
+            model,
+            [(cond, i) for i, cond in items],
+            seed=args.seed,
+            num_samples=args.num_samples,
+            truncation_psi=args.truncation,
+            edge_polarity=args.edge_polarity,
+            edges_from_photo=args.edges_from_photo,
+        )
         if args.panel:
             for (_, cond), outs in zip(items, outputs, strict=True):
                 outs.append(panel_image([condition_rgb(model, cond), *outs]))

@@ -154,10 +154,13 @@ def read_card(path: str | Path) -> dict:
     except (OSError, ValueError) as e:
         raise ModelFileError(f"cannot read the model card {card_path}: {e}") from e
     check_format(
-        card, card_path, FORMAT, FORMAT_VERSION,
+        card,
+        card_path,
+        FORMAT,
+        FORMAT_VERSION,
         f'is not an i2i model card (no "format": "{FORMAT}"): write it with '
         "i2i.inference.model.write_model",
-    )  # fmt: skip
+    )
     missing = [k for k in ("task", "resolution", "kind", "weights") if k not in card]
     if missing:
         raise ModelFileError(f"the model card {card_path} lacks {', '.join(missing)}")

@@ -49,11 +49,14 @@ class OnnxModel:
         raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
         meta = json.loads(raw) if raw else {}
         check_format(
-            meta, self.path, EXPORT_FORMAT, EXPORT_FORMAT_VERSION,
+            meta,
+            self.path,
+            EXPORT_FORMAT,
+            EXPORT_FORMAT_VERSION,
             f"carries no i2i metadata (metadata_props['{METADATA_KEY}']): only files written by "
             "`i2i export --format onnx` can be used as models",
             error=ValueError,
-        )  # fmt: skip
+        )
         self.metadata = meta
         self.card: dict = meta["card"]
         self.kind: str = meta["kind"]
@@ -114,7 +117,6 @@ class OnnxModel:
         arrays = {k: np.ascontiguousarray(v.numpy()) for k, v in feeds.items()}
         (out,) = self.session.run(["output"], arrays)
         return torch.from_numpy(out).to(self.device)
-
 
     def sample(
         self, batch: dict, *, seed: int = 0, variant: int = 0, truncation_psi: float | None = None

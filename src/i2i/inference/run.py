@@ -181,8 +181,10 @@ def inpaint_batch(
     """`inpaint_image` on several (image, known, index) items in ONE batch of the model (a
     GPU's way); per item, `num_samples` completions."""
     if getattr(model.task, "any_size", False):  # a classical fill: the whole image, its size
-        return [_fill_whole(model, image, np.asarray(known, bool), num_samples)
-                for image, known, _ in items]  # fmt: skip
+        return [
+            _fill_whole(model, image, np.asarray(known, bool), num_samples)
+            for image, known, _ in items
+        ]
     windows, xs, masks = [], [], []
     for image, known, _ in items:
         _check_image(image)

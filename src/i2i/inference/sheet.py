@@ -75,9 +75,7 @@ def _as_tensor(path: Path) -> torch.Tensor:
     return _read(path)[None] * 2 - 1  # (1, 3, H, W) in [-1, 1]
 
 
-def heldout_scores(
-    heldout: Path, outputs: dict[str, list[Path]]
-) -> dict[str, float]:
+def heldout_scores(heldout: Path, outputs: dict[str, list[Path]]) -> dict[str, float]:
     """Hole L1 and edge F1 in the hole of `outputs` (scene name -> its output files, averaged)
     against `heldout`/images/NAME.png with `heldout`/masks/NAME.png (white = hole)."""
     from i2i.losses import masked_l1
@@ -106,23 +104,36 @@ def print_scores(folder: Path, heldout: Path, classical: Path | None, classical_
     if classical is not None:
         fills = {n: [Path(classical) / f"{n}.png"] for n in names}
         rows.append((classical_name, heldout_scores(heldout, fills)))
-    print(f"scores on the {len(names)} held-out scenes (hole L1, images in [-1, 1]: lower is "
-          "better; edge F1 in the hole, kornia Canny, 1 px: higher is better):")  # fmt: skip
+    print(
+        f"scores on the {len(names)} held-out scenes (hole L1, images in [-1, 1]: lower is "
+        "better; edge F1 in the hole, kornia Canny, 1 px: higher is better):"
+    )
     for label, s in rows:
         print(f"  {label:<28} hole L1 {s['hole_l1']:.3f}   edge F1 {s['edge_f1']:.3f}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m i2i.inference.sheet", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m i2i.inference.sheet",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("folder", type=Path, help="a folder of *_panel.png files")
     parser.add_argument("--out", type=Path, required=True, help="the PNG to write")
-    parser.add_argument("--classical", type=Path, default=None,
-                        help="a folder of another method's outputs NAME.png: one more column")
+    parser.add_argument(
+        "--classical",
+        type=Path,
+        default=None,
+        help="a folder of another method's outputs NAME.png: one more column",
+    )
     parser.add_argument("--classical-name", default="classical", help="its name in the scores")
-    parser.add_argument("--heldout", type=Path, default=None,
-                        help="the scenes' folder (images/, masks/ white = hole): print scores")
-    args = parser.parse_args(argv)  # fmt: skip
+    parser.add_argument(
+        "--heldout",
+        type=Path,
+        default=None,
+        help="the scenes' folder (images/, masks/ white = hole): print scores",
+    )
+    args = parser.parse_args(argv)
     if args.out.resolve() in {p.resolve() for p in Path(args.folder).rglob("*_panel.png")}:
         print(f"error: --out {args.out} is one of the panels: choose another name")
         return 1

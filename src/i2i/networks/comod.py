@@ -156,9 +156,17 @@ class Decoder(nn.Module):
 
         def to_rgb(c_in, level, w_index):
             return ModulatedConv2d(
-                c_in, img_channels, style_dim, ladder.size(level), index(w_index), kernel_size=1,
-                demodulate=False, use_noise=False, activation="linear", impl=modconv_impl,
-            )  # fmt: skip
+                c_in,
+                img_channels,
+                style_dim,
+                ladder.size(level),
+                index(w_index),
+                kernel_size=1,
+                demodulate=False,
+                use_noise=False,
+                activation="linear",
+                impl=modconv_impl,
+            )
 
         # Layer indices of the spec: 4x4 conv 0 and ToRGB 1; at res 2^k: up conv 2k-5, conv 2k-4,
         # ToRGB 2k-3. Each layer stores its own index at construction, so no loop variable is
@@ -249,9 +257,14 @@ class CoModGenerator(nn.Module):
             self.ladder, cond_channels, global_dim, global_dropout, dropout_at_inference
         )
         self.decoder = Decoder(
-            self.ladder, img_channels, global_dim, style_dim, has_w, modulation != "style",
+            self.ladder,
+            img_channels,
+            global_dim,
+            style_dim,
+            has_w,
+            modulation != "style",
             modconv_impl,
-        )  # fmt: skip
+        )
         self.num_ws = self.decoder.num_ws
         self.register_buffer("w_avg", torch.zeros(w_dim))
 
@@ -356,9 +369,13 @@ class CoModGenerator(nn.Module):
             if z is None:
                 z = torch.randn(cond.shape[0], self.z_dim, device=cond.device, dtype=cond.dtype)
             ws = self.map(
-                z, truncation_psi, truncation_cutoff, style_mixing_prob, update_w_avg,
+                z,
+                truncation_psi,
+                truncation_cutoff,
+                style_mixing_prob,
+                update_w_avg,
                 style_mixing_per_sample,
-            )  # fmt: skip
+            )
         return self.synthesize(cond, ws, noise_mode)
 
     def extra_repr(self) -> str:

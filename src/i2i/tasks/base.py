@@ -69,8 +69,13 @@ class ImageTask(L.LightningModule):
         self.save_hyperparameters(ignore=list(self.not_hyperparameters))
         # Under LightningCLI, hparams are the config's arguments: one that a subclass passes
         # itself (a system with no training: channels_last=False) is not among them.
-        own = dict(max_iterations=max_iterations, max_kimg=max_kimg, channels_last=channels_last,
-                   allow_tf32=allow_tf32, eval_seed=eval_seed)  # fmt: skip
+        own = dict(
+            max_iterations=max_iterations,
+            max_kimg=max_kimg,
+            channels_last=channels_last,
+            allow_tf32=allow_tf32,
+            eval_seed=eval_seed,
+        )
         for name, value in own.items():
             self.hparams.setdefault(name, value)
         # Counters live in the state dict, so a resumed run continues them exactly.

@@ -67,10 +67,15 @@ class DeepImagePriorTask(Inpainting, ImageTask):
                     out.append(image.cpu())
                     continue
                 result = deep_image_prior(
-                    image, mask, iterations=hp.iterations, lr=hp.lr,
-                    code_channels=hp.code_channels, input_noise_std=hp.input_noise_std,
-                    network=hp.network, seed=derive_seed(hp.eval_seed, int(index)),
+                    image,
+                    mask,
+                    iterations=hp.iterations,
+                    lr=hp.lr,
+                    code_channels=hp.code_channels,
+                    input_noise_std=hp.input_noise_std,
+                    network=hp.network,
+                    seed=derive_seed(hp.eval_seed, int(index)),
                     device=self.device,
-                )  # fmt: skip
+                )
                 out.append(result.image)
         return torch.stack(out).to(self.device, batch[B.IMAGE].dtype)

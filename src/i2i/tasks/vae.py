@@ -130,8 +130,9 @@ class VAEInpaintingTask(Inpainting, ImageTask):
         batch = self.prepare(batch)
         terms = {k: v.mean() for k, v in self.elbo_terms(batch).items()}
         n = batch[B.IMAGE].shape[0]
-        self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, prog_bar=True,
-                      batch_size=n)  # fmt: skip
+        self.log_dict(
+            {f"train/{k}": v.detach() for k, v in terms.items()}, prog_bar=True, batch_size=n
+        )
         self.count_iteration(n)
         return terms["loss"]
 

@@ -46,8 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     missing: list[tuple[WeightFile, Path]] = []
     for group, entries in groups.items():
         for entry in entries:
-            folder = Path(args.dir) if args.dir else (
-                hub_dir() if entry.home == "hub" else weights_dir()
+            folder = (
+                Path(args.dir)
+                if args.dir
+                else (hub_dir() if entry.home == "hub" else weights_dir())
             )
             path = folder / entry.name
             size = f", {entry.size}" if entry.size else ""

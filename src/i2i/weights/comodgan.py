@@ -450,8 +450,11 @@ def generator_args_from_port(state: dict[str, torch.Tensor], source: str) -> dic
         for k in shape
         if (m := re.fullmatch(r"G_mapping\.G_mapping\.Dense(\d+)\.weight", k))
     )
-    needed = ("G_synthesis.E.4x4.Conv.0.weight", "G_synthesis.E.4x4.Dense0.weight",
-              "G_synthesis.G_4x4.ToRGB.conv.weight")  # fmt: skip
+    needed = (
+        "G_synthesis.E.4x4.Conv.0.weight",
+        "G_synthesis.E.4x4.Dense0.weight",
+        "G_synthesis.G_4x4.ToRGB.conv.weight",
+    )
     if len(rgb) != 1 or not dense or any(k not in shape for k in needed):
         raise ConversionError(
             f"{source}: not a co-mod-gan-pytorch G_ema state dict (expected "
@@ -656,9 +659,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--resolution", type=int, help="check the file's resolution is this")
     parser.add_argument(
-        "--from-official-tf", action="store_true",
+        "--from-official-tf",
+        action="store_true",
         help="accept a renamed port .pth as official weights converted by the port",
-    )  # fmt: skip
+    )
     args = parser.parse_args(argv)
     try:
         converted = convert_file(args.file, args.from_official_tf)
@@ -669,8 +673,9 @@ def main(argv: list[str] | None = None) -> int:
                 "drop --resolution or pick the right file"
             )
         kind = args.kind or guess_kind(args.file, converted)
-        path = write(converted, args.out, kind, source=args.file.name,
-                     kimg=kimg_from_name(args.file.name))  # fmt: skip
+        path = write(
+            converted, args.out, kind, source=args.file.name, kimg=kimg_from_name(args.file.name)
+        )
     except (ConversionError, OSError, pickle.UnpicklingError) as err:
         print(f"i2i convert: error: {err}", file=sys.stderr)
         return 1
@@ -684,7 +689,12 @@ def write(converted: Converted, out: Path, kind: str, source: str, kimg: float |
 
     res = converted.generator_args["img_resolution"]
     return write_model(
-        out, task_class_path=TASKS[kind], task_init_args=task_args(kind, converted),
-        network_state=converted.generator_ema, resolution=(res, res), kind=kind, kimg=kimg,
+        out,
+        task_class_path=TASKS[kind],
+        task_init_args=task_args(kind, converted),
+        network_state=converted.generator_ema,
+        resolution=(res, res),
+        kind=kind,
+        kimg=kimg,
         source=f"{source}: " + "; ".join(converted.notes),
-    )  # fmt: skip
+    )
