@@ -38,11 +38,12 @@ try: ## After `make train`: the trained model inpaints 8 held-out scenes with `i
 		--classical $(RUN)/classical --classical-name classical:$(CLASSICAL) --heldout $(RUN)/heldout
 	@if command -v xdg-open >/dev/null 2>&1 && [ -n "$$DISPLAY" ]; then xdg-open $(RUN)/inpainted.png; fi
 
-test: ## Run the fast test suite (slow and GPU tests excluded)
-	$(PY) -m pytest -q
+TEST_WORKERS ?= 2
+test: ## Run the fast test suite (slow and GPU tests excluded), TEST_WORKERS=2 processes (pytest-xdist)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test-full: ## Run every test, slow ones included (GPU tests skip without a GPU)
-	$(PY) -m pytest -q -m ""
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m ""
 
 lint: ## Ruff lint and format check of the sources, tests and benchmarks (`ruff format` fixes the format)
 	.venv/bin/ruff check src tests benchmarks

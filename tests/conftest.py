@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,15 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 # Narrow channels so a 32-64 px generator builds and runs in milliseconds on CPU.
 TINY_G = dict(z_dim=32, w_dim=32, mapping_layers=2, channel_base=256, channel_max=32, global_dim=64)
 TINY_D = dict(channel_base=256, channel_max=32)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (`make test` runs one worker per core) each worker owns one core: one
+    torch thread, in this process and in the `i2i` processes it starts. More threads than free
+    cores make tiny networks wait for each other."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
