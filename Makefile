@@ -9,7 +9,7 @@ ARGS ?=
 export UV_COMPILE_BYTECODE := 1
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help install train try test test-full lint bench compare
+.PHONY: help install train try test test-full lint bench compare docs
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -57,6 +57,9 @@ bench: ## Speed benchmarks: backbone vs the FLOPs floor, masks/s, training throu
 	$(PY) -m benchmarks.export
 	$(PY) -m benchmarks.loading --compression zstd
 	$(PY) -m benchmarks.port --if-present
+
+docs: ## Build the documentation site into site/ (MkDocs Material; --strict: a broken link or reference fails)
+	NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet
 
 compare: ## Every system and the classical baselines on the embedded demo data, one seed, one budget, one table (ARGS='--kimg 4' or '--minutes 5')
 	$(PY) -m i2i compare $(ARGS)

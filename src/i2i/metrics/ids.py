@@ -99,8 +99,9 @@ class InceptionDiscriminativeScore(Metric):
             images, passed unchanged, to (N, D) features.
         compute_fid: also return ``"fid"``, the Frechet distance of the same features.
         C: the SVM's regularisation (1.0 in the paper).
-        weights_path, check_hash: where the Inception weights are and whether to check their
-            SHA-256 (see :func:`i2i.metrics.features.find_inception_weights`).
+        weights_path: where the Inception weights are (see
+            :func:`i2i.metrics.features.find_inception_weights`).
+        check_hash: whether to check their SHA-256.
         kwargs: torchmetrics ``Metric`` options (``sync_on_compute``, ``process_group``, ...).
 
     ``update(real, fake)`` takes paired float batches (N, 3, H, W) in [-1, 1]. ``compute()`` returns
