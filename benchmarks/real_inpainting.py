@@ -237,8 +237,8 @@ def region_scores(fake: torch.Tensor, real: torch.Tensor, known: torch.Tensor) -
 
 def lpips_model():
     """LPIPS (AlexNet) where its weights are in the torch hub cache, else None."""
-    from i2i.callbacks.evaluation import build_lpips
     from i2i.compare import paper_metric_files
+    from i2i.metrics.image import build_lpips
 
     return build_lpips() if paper_metric_files()["lpips"].is_file() else None
 

@@ -141,8 +141,8 @@ def paper_weights(tmp_path, monkeypatch):
     hub cache (stand-ins: the numbers are not the published networks')."""
     import torchvision
 
-    from i2i.callbacks.evaluation import LPIPS_FILE
     from i2i.metrics import features
+    from i2i.metrics.image import LPIPS_FILE
 
     folder = tmp_path / "torch_home" / "hub" / "checkpoints"
     folder.mkdir(parents=True)

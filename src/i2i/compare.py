@@ -97,8 +97,8 @@ def _weights_file(name: str) -> Path:
 
 def paper_metric_files() -> dict[str, Path]:
     """The weights file of each paper metric (LPIPS: AlexNet, FID: Inception)."""
-    from i2i.callbacks.evaluation import LPIPS_FILE
     from i2i.metrics.features import INCEPTION_FILENAME
+    from i2i.metrics.image import LPIPS_FILE
 
     return {"lpips": _weights_file(LPIPS_FILE), "fid": _weights_file(INCEPTION_FILENAME)}
 
@@ -114,8 +114,8 @@ class PaperMetrics(Callback):
         self._lpips_sum, self._lpips_n = 0.0, 0
 
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
-        from i2i.callbacks.evaluation import build_lpips
         from i2i.metrics import InceptionDiscriminativeScore
+        from i2i.metrics.image import build_lpips
 
         if self.present["lpips"] and self._lpips is None:
             self._lpips = build_lpips(instead="remove the file").to(pl_module.device)
@@ -225,7 +225,7 @@ def run_system(
     return {
         "config": config.stem,
         "system": type(task).__name__,
-        "problem": getattr(task, "evaluation", "?"),
+        "problem": task.evaluation_protocol.name,
         "parameters_sampling": sampling,
         "parameters_trained": trained,
         "iterations": int(task.iteration),
@@ -284,7 +284,7 @@ def run_untrained(name: str, val_batches: int, data_config: Path | None = None) 
     return {
         "config": name,
         "system": type(task).__name__,
-        "problem": task.evaluation,
+        "problem": task.evaluation_protocol.name,
         "parameters_sampling": 0,
         "parameters_trained": 0,
         "iterations": 0,
@@ -323,7 +323,7 @@ def run_dip(data_config: Path, images: int, iterations: int, channels: int) -> d
     return {
         "config": DIP,
         "system": type(task).__name__,
-        "problem": task.evaluation,
+        "problem": task.evaluation_protocol.name,
         "parameters_sampling": sampling,
         "parameters_trained": 0,  # a fresh network per image, fitted to that image alone
         "iterations": iterations,  # per image

@@ -11,8 +11,8 @@ import torch
 import torchvision
 from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
 
-from i2i.callbacks.evaluation import LPIPS_FILE
 from i2i.cli import run_cli
+from i2i.metrics.image import LPIPS_FILE
 from tests.clirun import i2i, output
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -1,6 +1,6 @@
 """SemanticConsistency: the confusion matrix against a naive count, mIoU / pixel accuracy against
-a naive computation, the ignore label, class sets, resizing of logits, errors, and 2-process
-DDP against 1 process.
+a naive computation and a numpy one, the ignore label, class sets, resizing of logits, errors, the
+semantic consistency protocol, and 2-process DDP against 1 process.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -22,7 +23,6 @@ from i2i.metrics.semantic import (
     IGNORE,
     SemanticConsistency,
     class_set,
-    confusion_matrix,
     scores_from_confusion,
 )
 
@@ -66,9 +66,51 @@ def naive_scores(conf):
 
 def test_confusion_matrix_against_a_naive_count():
     pred, target = random_maps()
-    conf = confusion_matrix(pred, target, C)
+    metric = SemanticConsistency(C)
+    metric.update(pred, target)
+    conf = metric.confmat
     assert conf.tolist() == naive_confusion(pred, target, C)
     assert int(conf.sum()) == int((target != IGNORE).sum())
+
+
+def numpy_scores(pred: np.ndarray, target: np.ndarray, num_classes: int) -> dict:
+    """mIoU over the classes in the labels or the predictions, pixel accuracy, mean accuracy over
+    the classes in the labels, per-class IoU (NaN where absent), ignored pixels left out."""
+    keep = target != IGNORE
+    p, t = pred[keep], target[keep]
+    iou, accuracy = [], []
+    for c in range(num_classes):
+        tp = np.sum((p == c) & (t == c))
+        union = np.sum((p == c) | (t == c))
+        iou.append(tp / union if union else np.nan)
+        truth = np.sum(t == c)
+        accuracy.append(tp / truth if truth else np.nan)
+    return {
+        "miou": np.nanmean(iou),
+        "pixel_accuracy": np.mean(p == t),
+        "mean_accuracy": np.nanmean(accuracy),
+        "per_class_iou": np.array(iou),
+    }
+
+
+def test_scores_against_numpy_with_the_ignore_label_and_absent_classes():
+    g = torch.Generator().manual_seed(5)
+    classes = 9  # 7 and 8 never occur in the labels; 8 is never predicted either
+    target = torch.randint(0, 6, (N, H, W), generator=g)
+    target[torch.rand(N, H, W, generator=g) < 0.3] = IGNORE
+    pred = torch.randint(0, 8, (N, H, W), generator=g)
+    right = torch.rand(N, H, W, generator=g) < 0.5
+    pred[right & (target != IGNORE)] = target[right & (target != IGNORE)]
+    metric = SemanticConsistency(classes)
+    for i in range(0, N, 4):
+        metric.update(pred[i : i + 4], target[i : i + 4])
+    scores = metric.compute()
+    expected = numpy_scores(pred.numpy(), target.numpy(), classes)
+    for key in ("miou", "pixel_accuracy", "mean_accuracy"):
+        assert float(scores[key]) == pytest.approx(float(expected[key]), rel=1e-12), key
+    np.testing.assert_allclose(scores["per_class_iou"].numpy(), expected["per_class_iou"])
+    assert math.isnan(float(scores["per_class_iou"][8]))  # neither labelled nor predicted
+    assert float(scores["per_class_iou"][7]) == 0.0  # predicted only: counts, with IoU 0
 
 
 def test_scores_against_a_naive_computation():
@@ -266,23 +308,58 @@ def test_labels_configs_pair_each_dataset_with_its_segmenter():
         GANMetrics(semantic_classes="cityscape")
 
 
+def semantic_protocol(**options):
+    from i2i.callbacks.evaluation import GANMetrics
+    from i2i.metrics.protocols import SemanticConsistencyProtocol
+
+    callback = GANMetrics(**options)
+    return SemanticConsistencyProtocol(callback.options(), callback.networks)
+
+
 def test_a_segmenter_on_data_without_label_maps_is_refused():
     from types import SimpleNamespace
 
     from i2i.callbacks.evaluation import GANMetrics
+    from i2i.metrics.protocols import InpaintingProtocol
 
-    callback = GANMetrics(segmenter=NearestColour())
-    task = SimpleNamespace(evaluation="translation", device=torch.device("cpu"), num_classes=6)
-    callback._build_semantic(task)
+    task = SimpleNamespace(device=torch.device("cpu"), num_classes=6)
+    protocol = semantic_protocol(segmenter=NearestColour())
+    protocol.start(None, task, "test")
     edges_batch = {"image": torch.zeros(1, 3, 8, 8), "edges": torch.zeros(1, 1, 8, 8)}
     with pytest.raises(ValueError, match="hold no label maps .*remove metrics.segmenter"):
-        callback._update_semantic(edges_batch, edges_batch["image"], edges_batch["image"])
-    task.evaluation = "inpainting"
-    callback._build_semantic(task)
-    assert callback._semantic == {}  # inpainting: no semantic consistency
-    task.evaluation = "translation"
+        protocol.update(edges_batch, {"fake": edges_batch["image"]})
+    # Without a segmenter it measures nothing, and says nothing in the JSON.
+    protocol = semantic_protocol()
+    protocol.start(None, task, "test")
+    protocol.update(edges_batch, {"fake": edges_batch["image"]})
+    assert protocol.compute() == {} and protocol.describe({}) is None
     with pytest.raises(ValueError, match="--real scores the real photos .*set metrics.segmenter"):
-        GANMetrics(real=True)._build_semantic(task)
+        semantic_protocol(real=True).start(None, task, "test")
+    # inpainting: no semantic consistency, so --real is refused whatever the segmenter
+    callback = GANMetrics(segmenter=NearestColour(), real=True)
+    inpainting = InpaintingProtocol(callback.options(), callback.networks)
+    with pytest.raises(ValueError, match="--real scores the real photos .*SimpleNamespace is not"):
+        inpainting.start(SimpleNamespace(datamodule=None), task, "test")
+
+
+def test_the_semantic_protocol_scores_outputs_and_photos_against_the_labels():
+    from types import SimpleNamespace
+
+    protocol = semantic_protocol(segmenter=NearestColour(), real=True)
+    protocol.start(None, SimpleNamespace(device=torch.device("cpu"), num_classes=6), "test")
+    g = torch.Generator().manual_seed(6)
+    label = torch.randint(0, 6, (4, 8, 8), generator=g)
+    photo = NearestColour().palette[0, :, :, 0, 0][label].permute(0, 3, 1, 2)  # the label's colours
+    noise = torch.rand(4, 3, 8, 8, generator=g) * 2 - 1
+    protocol.update({"image": photo, "label": label}, {"fake": noise})
+    results = protocol.compute()
+    assert results["real_miou"] == 1.0 and results["real_pixel_accuracy"] == 1.0
+    with torch.no_grad():
+        pred = NearestColour()(noise).argmax(1)
+    miou, accuracy = naive_scores(naive_confusion(pred, label, 6))
+    assert results["miou"] == pytest.approx(miou, rel=1e-12)
+    assert results["pixel_accuracy"] == pytest.approx(accuracy, rel=1e-12)
+    assert protocol.describe(results)["evaluation_size"] == [8, 8]
 
 
 # ---- DDP: 2 gloo processes against 1 --------------------------------------------------------

@@ -16,6 +16,7 @@ from i2i.cli import I2ICLI, run_cli
 from i2i.data import batch as B
 from i2i.data.unpaired import UnpairedDataModule
 from i2i.metrics import frechet_distance
+from i2i.metrics.protocols import UnpairedProtocol
 from i2i.networks import PatchDiscriminator, ResnetGenerator
 from i2i.tasks import CycleGANTask, ImagePool, ImageTask
 from tests.helpers import TinyFeatures
@@ -297,7 +298,7 @@ def test_cyclegan_configs_instantiate(config):
         ],
     )
     task = cli.model
-    assert isinstance(task, CycleGANTask) and task.evaluation == "unpaired"
+    assert isinstance(task, CycleGANTask) and task.evaluation_protocol is UnpairedProtocol
     assert cli.datamodule.batches_per_step == 1
     if config.stem == "cyclegan_horse2zebra":
 

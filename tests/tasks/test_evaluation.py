@@ -13,11 +13,12 @@ import pytest
 import torch
 from torch.utils.data import default_collate
 
-from i2i.callbacks.evaluation import BUCKETS, bucket_index, bucket_name, ssim_in_region
 from i2i.cli import run_cli
 from i2i.data import batch as B
 from i2i.data.masks import RandomMaskGenerator, mask_hole_ratio
 from i2i.metrics import InceptionDiscriminativeScore, frechet_distance
+from i2i.metrics.protocols.inpainting import BUCKETS, bucket_index, bucket_name
+from i2i.metrics.structure import ssim_in_region
 from tests import clirun
 from tests.helpers import TinyFeatures
 from tests.tasks.test_training import REPO, TINY
@@ -292,7 +293,7 @@ def test_ddp_test_gathers_every_rank(tmp_path):
 
 
 def test_missing_lpips_weights_are_named(tmp_path, monkeypatch):
-    from i2i.callbacks.evaluation import build_lpips
+    from i2i.metrics.image import build_lpips
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="alexnet-owt-7be5be79.pth"):

@@ -5,6 +5,7 @@
 - :func:`inception_feature_extractor`: the 2048-d pool3 features, loaded offline.
 - :func:`reference_statistics`: FID statistics of a dataset, split across processes, cached on disk.
 - :class:`SemanticConsistency`: mIoU / pixel accuracy of a segmenter on outputs (labels -> photo).
+- :mod:`i2i.metrics.protocols`: what each task evaluates (inpainting, paired translation, unpaired).
 """
 
 from i2i.metrics.features import (

@@ -186,7 +186,9 @@ class InceptionDiscriminativeScore(Metric):
         if self.inception_protocol and real.shape[1] != 3:
             raise ValueError(f"Inception takes RGB images (N, 3, H, W), got {tuple(real.shape)}")
 
-    def _features(self, images: Tensor) -> Tensor:
+    def features(self, images: Tensor) -> Tensor:
+        """(N, D) float32 features of images in [-1, 1] on the CPU, as the metric keeps them
+        (quantised to uint8 first for Inception)."""
         if self.inception_protocol:
             images = quantize_images(images)
         extractor = self.feature_extractor
@@ -205,7 +207,7 @@ class InceptionDiscriminativeScore(Metric):
     def update(self, real: Tensor, fake: Tensor) -> None:
         """Add a batch of pairs: ``fake[i]`` is the output for the input made from ``real[i]``."""
         self._check_images(real, fake)
-        f_real, f_fake = self._features(real), self._features(fake)
+        f_real, f_fake = self.features(real), self.features(fake)
         # Append together so that the i-th rows of both concatenated states stay a pair, also
         # after the DDP gather (which concatenates each state rank by rank).
         self.real_features.append(f_real)

@@ -3,8 +3,9 @@ input label map from the generated photo (mIoU and pixel accuracy, as pix2pixHD,
 successors report them).
 
 `SemanticConsistency` segments each image, resizes the logits (bilinear) to the label map's size,
-takes the argmax and accumulates a confusion matrix, rows = true class, columns = prediction.
-The matrix is the metric's only state, summed across processes, so DDP gives the 1-process result.
+takes the argmax and accumulates a confusion matrix, rows = true class, columns = prediction
+(torchmetrics' `MulticlassConfusionMatrix`, whose state it is). The matrix is the metric's only
+state, summed across processes, so DDP gives the 1-process result.
 
 Class sets: the label batches hold the dataset's class ids (`i2i.data.label_specs`); a class set
 maps them onto the segmenter's classes, the rest to the ignore label:
@@ -26,7 +27,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import Metric
+from torchmetrics.classification import MulticlassConfusionMatrix
 
 from i2i.data.label_specs import ade20k_spec, cityscapes_spec, coco_stuff_spec
 
@@ -104,21 +105,6 @@ def class_set(name: str) -> ClassSet:
     )
 
 
-def confusion_matrix(
-    pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int | None = IGNORE
-) -> torch.Tensor:
-    """(num_classes, num_classes) int64 counts, rows = target, columns = prediction; pixels whose
-    target is `ignore_index` are left out."""
-    pred, target = pred.reshape(-1).long(), target.reshape(-1).long()
-    keep = (
-        target != ignore_index
-        if ignore_index is not None
-        else torch.ones_like(target, dtype=torch.bool)
-    )
-    flat = target[keep] * num_classes + pred[keep]
-    return torch.bincount(flat, minlength=num_classes**2).reshape(num_classes, num_classes)
-
-
 def scores_from_confusion(conf: torch.Tensor) -> dict[str, torch.Tensor]:
     """mIoU over the classes present in the labels or the predictions (union > 0), pixel accuracy,
     mean class accuracy (over the classes present in the labels) and per-class IoU (NaN where the
@@ -141,13 +127,14 @@ def scores_from_confusion(conf: torch.Tensor) -> dict[str, torch.Tensor]:
     }
 
 
-class SemanticConsistency(Metric):
+class SemanticConsistency(MulticlassConfusionMatrix):
     """mIoU / pixel accuracy of a segmenter's predictions on images against label maps.
 
     `update(images, label)`: images (N, 3, H, W) in [-1, 1] (segmented by `segmenter`; without a
     segmenter, `images` are already logits (N, num_classes, h, w) or predictions (N, H, W));
     label (N, H, W) integer class ids of the dataset, mapped by `class_map` when given.
     `compute()`: `miou`, `pixel_accuracy`, `mean_accuracy`, `per_class_iou` (num_classes,).
+    The counts are the confusion matrix's state `confmat` (rows = label, columns = prediction).
     """
 
     full_state_update = False
@@ -163,10 +150,11 @@ class SemanticConsistency(Metric):
         class_names: Sequence[str] | None = None,  # for the per-class table; default: the ids
         **kwargs: Any,
     ):
-        super().__init__(**kwargs)
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        self.num_classes, self.ignore_index = int(num_classes), ignore_index
+        # Labels are checked by `map_labels` and predictions are an argmax over num_classes, so
+        # torchmetrics' checks (a pass over every pixel, and num_classes >= 2) are left out.
+        super().__init__(int(num_classes), ignore_index=ignore_index, validate_args=False, **kwargs)
         self.class_names = tuple(class_names) if class_names is not None else None
         if self.class_names is not None and len(self.class_names) != self.num_classes:
             raise ValueError(f"{len(self.class_names)} class_names for {num_classes} classes")
@@ -186,11 +174,6 @@ class SemanticConsistency(Metric):
                     f"class_map sends ids to {sorted(set(bad.tolist()))}, outside the segmenter's "
                     f"0..{num_classes - 1} and not the ignore label {ignore_index}"
                 )
-        self.add_state(
-            "confmat",
-            torch.zeros(self.num_classes, self.num_classes, dtype=torch.long),
-            dist_reduce_fx="sum",
-        )
 
     @classmethod
     def for_class_set(
@@ -245,7 +228,7 @@ class SemanticConsistency(Metric):
             raise ValueError(f"label maps must be (N, H, W), got {tuple(label.shape)}")
         target = self.map_labels(label)
         pred = self.predict(images, tuple(label.shape[-2:])).to(target.device)
-        self.confmat += confusion_matrix(pred, target, self.num_classes, self.ignore_index)
+        super().update(pred, target)
 
     def compute(self) -> dict[str, torch.Tensor]:
         return scores_from_confusion(self.confmat)

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from i2i.data import batch as B
+from i2i.metrics.protocols import EvaluationProtocol, PairedTranslationProtocol
 from i2i.seeding import derive_seed
 
 
@@ -46,9 +47,9 @@ class ImageTask(L.LightningModule):
 
     #: Batches of `batch_size` that one training step consumes per process.
     batches_per_step: int = 1
-    #: What the evaluation protocol measures: "inpainting" (masks, hole-ratio buckets, hole
-    #: metrics) or "translation" (FID, diversity between latents).
-    evaluation: str = "translation"
+    #: What `i2i test` and the validation metrics measure (`i2i.metrics.protocols`); the problem
+    #: mixins name theirs (inpainting: masks, hole-ratio buckets, hole metrics).
+    evaluation_protocol: type[EvaluationProtocol] = PairedTranslationProtocol
     #: Whether the condition is an image (edges) rather than a mask or a one-hot map: the
     #: official CoModGAN edges model feeds D a 6-channel real, so its R1 covers both.
     condition_is_image: bool = False

@@ -15,7 +15,7 @@ iteration, two phases on the same batch {"image_a", "image_b"}, as the paper's t
 Adam lr 2e-4, betas (0.5, 0.999); the lr is constant, then decays linearly to 0 (the adversarial
 layer's `lr_constant_iterations` / `lr_decay_iterations`: the paper's 100 + 100 epochs expressed
 in iterations). Evaluation translates both ways: FID of G_AB(A) against B and of G_BA(B) against A
-(`evaluation = "unpaired"`), and the cycle L1 on the validation set during fit.
+(`i2i.metrics.protocols.UnpairedProtocol`), and the cycle L1 on the validation set during fit.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from i2i.data import batch as B
+from i2i.metrics.protocols import UnpairedProtocol
 from i2i.seeding import derive_seed
 from i2i.tasks.adversarial import AdversarialTask, OptimizerCallable, Phase
 
@@ -88,7 +89,7 @@ class ImagePool:
 class CycleGANTask(AdversarialTask):
     """Unpaired A <-> B translation by CycleGAN; see the module docstring."""
 
-    evaluation = "unpaired"
+    evaluation_protocol = UnpairedProtocol
     not_hyperparameters = (
         "generator_ab",
         "generator_ba",

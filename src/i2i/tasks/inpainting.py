@@ -16,6 +16,7 @@ from i2i.classical import fill_batch, fill_function
 from i2i.data import batch as B
 from i2i.losses import masked_l1
 from i2i.metrics.image import psnr
+from i2i.metrics.protocols import InpaintingProtocol
 from i2i.metrics.structure import edge_f1_in_region, ssim_in_region
 from i2i.tasks.comod import CoModGANTask
 
@@ -23,7 +24,7 @@ from i2i.tasks.comod import CoModGANTask
 class Inpainting:
     """Problem mixin: masks follow the project convention, 1 = known, 0 = hole."""
 
-    evaluation = "inpainting"
+    evaluation_protocol = InpaintingProtocol
 
     def __init__(self, *args, classical_reference: str | None = "harmonic", **kwargs):
         # classical_reference: the classical fill (`i2i.classical.FILLS`) whose l1_hole and

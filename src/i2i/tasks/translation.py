@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from i2i.data import batch as B
 from i2i.losses import masked_l1
 from i2i.metrics.image import psnr
+from i2i.metrics.protocols import PairedTranslationProtocol
 from i2i.tasks.comod import CoModGANTask
 
 
@@ -22,7 +23,7 @@ class Translation:
     """Problem mixin shared by the translation problems: no compositing, an L1 distance to the
     target, and a grid of condition | several samples | target."""
 
-    evaluation = "translation"
+    evaluation_protocol = PairedTranslationProtocol
 
     def __init__(self, *args, num_visual_samples: int = 3, **kwargs):
         super().__init__(*args, **kwargs)
