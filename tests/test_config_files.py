@@ -93,6 +93,16 @@ def test_a_missing_base_and_bases_that_name_each_other_are_named(tmp_path):
         load_config(tmp_path / "a.yaml")
 
 
+def test_the_command_names_a_missing_base_in_one_line(tmp_path, capsys):
+    from i2i.cli import main
+
+    missing = _write(tmp_path / "missing.yaml", {"base": ["nowhere.yaml"], "seed_everything": 0})
+    assert main(["fit", "--config", str(missing), "--print_config"]) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    expected = f"base 'nowhere.yaml' of a config in {tmp_path}: no file {tmp_path / 'nowhere.yaml'}"
+    assert error == [f"i2i: error: {expected}"]
+
+
 # ---- names and the packaged folder ---------------------------------------------------------
 
 
@@ -178,9 +188,10 @@ def test_an_installed_wheel_finds_its_configs_by_name(tmp_path):
         result = subprocess.run(["uv", *args], env=uv_env, capture_output=True, text=True)
         assert result.returncode == 0, result.stdout + result.stderr
 
-    uv("build", "--wheel", "--no-build-isolation", "--python", sys.executable, "--out-dir",
-       str(tmp_path / "dist"), str(source))  # fmt: skip
-    (wheel,) = (tmp_path / "dist").glob("i2i-*.whl")
+    dist = tmp_path / "dist"
+    build = ["build", "--wheel", "--no-build-isolation", "--python", sys.executable]
+    uv(*build, "--out-dir", str(dist), str(source))
+    (wheel,) = dist.glob("i2i-*.whl")
     venv = tmp_path / "venv"
     uv("venv", "--python", sys.executable, str(venv))
     python = venv / "bin" / "python"
