@@ -13,7 +13,7 @@ export UV_PYTHON_DOWNLOADS := never
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "  TASK=<name> picks configs/<name>.yaml for train (default: demo); ARGS='--flag=value ...' adds CLI overrides"
+	@echo "  TASK=<name> picks configs/<name>.yaml for train (default: demo; the same as --config <name>); ARGS='--flag=value ...' adds CLI overrides"
 	@echo "  resume a stopped run: ARGS='--ckpt_path last'; start afresh in a used run folder: ARGS=--overwrite"
 
 install: ## Create .venv with the pinned, tested stack (uv, from uv.lock)
@@ -21,7 +21,8 @@ install: ## Create .venv with the pinned, tested stack (uv, from uv.lock)
 	uv sync --frozen --extra dev
 
 train: ## Train configs/$(TASK).yaml (default: the embedded demo, no download)
-	@if [ ! -f configs/$(TASK).yaml ]; then \
+	@# configs/ holds the packaged experiments; its folders hold fragments, which are no TASK
+	@if [ ! -f configs/$(TASK).yaml ] || [[ "$(TASK)" == */* ]]; then \
 		echo "Unknown TASK=$(TASK). Available: $$(ls configs | sed -n 's/\.yaml$$//p' | tr '\n' ' ')"; exit 2; fi
 	$(PY) -m i2i fit --config configs/$(TASK).yaml $(ARGS)
 

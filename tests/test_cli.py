@@ -10,6 +10,7 @@ import pytest
 import torch
 import yaml
 
+from i2i.config_files import load_config
 from tests.clirun import REPO, TINY, env, fit_args, i2i, iteration, output
 
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
@@ -70,7 +71,7 @@ def test_a_run_stopped_by_max_time_says_where_and_resumes_past_it(tmp_path):
 
 def test_shipped_configs_do_not_hard_code_the_log_folder():
     for config in CONFIGS:
-        logger = yaml.safe_load(config.read_text())["trainer"].get("logger") or {}
+        logger = load_config(config)["trainer"].get("logger") or {}
         assert "save_dir" not in (logger.get("init_args") or {}), config.name
 
 

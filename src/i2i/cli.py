@@ -5,6 +5,7 @@
     i2i fit --config configs/demo.yaml --overwrite             # start afresh in a used folder
     i2i validate|test|predict --config ... --ckpt_path PATH
     i2i fit --config configs/demo.yaml --print_config           # the full resolved config
+    i2i fit --config demo                                       # a packaged config by name
 
 Every run gets a checkpoint callback (last + best, written atomically, in
 <trainer.default_root_dir>/checkpoints), a sample-grid callback and a graceful stop on Ctrl-C or
@@ -72,6 +73,7 @@ from i2i.checkpoint_checks import (
     process_count,
 )
 from i2i.commands import FILE_COMMANDS, run_file_command
+from i2i.config_files import resolve_config_arguments
 from i2i.config_keys import I2IArgumentParser
 from i2i.errors import UserError, find_user_error, report
 from i2i.safe_load import (
@@ -121,7 +123,13 @@ class I2ICLI(LightningCLI):
             self.argv = sys.argv[1:]
         else:
             self.argv = [str(a) for a in args] if isinstance(args, list | tuple) else []
-        super().parse_arguments(parser, args)
+        resolved = resolve_config_arguments(self.argv)  # `--config demo`: the shipped one
+        if resolved == self.argv:
+            return super().parse_arguments(parser, args)
+        with warnings.catch_warnings():  # Lightning's warning about args beside sys.argv
+            if args is None:  # does not apply: these are sys.argv's own
+                warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+            super().parse_arguments(parser, resolved)
 
     def _parse_ckpt_path(self) -> None:
         """Lightning would read the checkpoint here (a damaged one ends in a traceback) and

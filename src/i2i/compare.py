@@ -45,8 +45,8 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 
 from i2i.classical import FILLS
+from i2i.config_files import PACKAGED_CONFIGS, load_config
 
-REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 # The embedded-data config of each system, in the order of the table (missing ones are skipped).
 DEMO_CONFIGS = (
     "demo",
@@ -242,21 +242,17 @@ def run_system(
 
 def _trains(name: str) -> bool:
     """Whether the task of configs/<name>.yaml learns (a classical one has `trains = False`)."""
-    import yaml
-
     from i2i.safe_load import check_class_path
 
-    config = REPO_CONFIGS / f"{name}.yaml"
-    model = yaml.safe_load(config.read_text()).get("model") or {}
+    config = PACKAGED_CONFIGS / f"{name}.yaml"
+    model = load_config(config).get("model") or {}
     if "class_path" not in model:
         return True
     return getattr(check_class_path(model["class_path"], config), "trains", True)
 
 
 def _datamodule(data_config: Path, **overrides):
-    import yaml
-
-    data = yaml.safe_load(data_config.read_text())["data"]
+    data = load_config(data_config)["data"]
     module, name = data["class_path"].rsplit(".", 1)
     init_args = {**(data.get("init_args") or {}), **overrides}
     return getattr(importlib.import_module(module), name)(**init_args)
@@ -265,13 +261,11 @@ def _datamodule(data_config: Path, **overrides):
 def run_untrained(name: str, val_batches: int, data_config: Path | None = None) -> dict:
     """A system with no training (a classical fill, nearest-neighbour retrieval) scored on the
     first `val_batches` validation batches of `data_config` (default: its own config's data)."""
-    import yaml
-
     from i2i.inference.model import build_task
 
     classical = name.startswith(CLASSICAL)
-    config = REPO_CONFIGS / ("classical.yaml" if classical else f"{name}.yaml")
-    model = yaml.safe_load(config.read_text())["model"]
+    config = PACKAGED_CONFIGS / ("classical.yaml" if classical else f"{name}.yaml")
+    model = load_config(config)["model"]
     init_args = dict(model.get("init_args") or {})
     if classical:
         init_args["method"] = name[len(CLASSICAL) :]
@@ -303,11 +297,9 @@ def run_untrained(name: str, val_batches: int, data_config: Path | None = None) 
 
 def run_dip(data_config: Path, images: int, iterations: int, channels: int) -> dict:
     """Deep image prior on the first `images` validation images (and masks) of `data_config`."""
-    import yaml
-
     from i2i.tasks.dip import DeepImagePriorTask
 
-    data = yaml.safe_load(data_config.read_text())["data"]
+    data = load_config(data_config)["data"]
     val_batch_size = min(images, (data.get("init_args") or {}).get("val_batch_size", images))
     # num_workers 0: loading is nothing next to the optimisation
     datamodule = _datamodule(data_config, val_batch_size=val_batch_size, num_workers=0)
@@ -406,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         "--configs",
         nargs="+",
         default=None,
-        help=f"config names in configs/ (default: those of {', '.join(DEMO_CONFIGS)} that exist)",
+        help=f"packaged config names (default: those of {', '.join(DEMO_CONFIGS)} that exist)",
     )
     parser.add_argument(
         "--kimg",
@@ -445,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # run_cli gets its own arguments while sys.argv holds `compare ...`: intended here.
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-    configs = {p.stem for p in REPO_CONFIGS.glob("*.yaml")}
+    configs = {p.stem for p in PACKAGED_CONFIGS.glob("*.yaml")}
     classical = [CLASSICAL + m for m in FILLS] if "classical" in configs else []
     known = {*configs, DIP, *classical}
     names = args.configs or [n for n in DEMO_CONFIGS if n in known]
@@ -455,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     if any(n.startswith(CLASSICAL) for n in names) and args.classical_data not in configs:
         missing.append(args.classical_data)
     if missing:
-        parser.error(f"no config {missing} in {REPO_CONFIGS}; available: {sorted(known)}")
+        parser.error(f"no config {missing} in {PACKAGED_CONFIGS}; available: {sorted(known)}")
     if min(args.dip_images, args.dip_iterations, args.dip_channels) < 1:
         parser.error("--dip-images, --dip-iterations and --dip-channels must be >= 1")
     if any(v is not None and v <= 0 for v in (args.kimg, args.minutes)):
@@ -469,16 +461,16 @@ def main(argv: list[str] | None = None) -> int:
         if name == DIP:
             what = f"{args.dip_images} images of {args.dip_data}, {args.dip_iterations} it each"
             print(f"i2i compare: deep image prior on {what} ...", flush=True)
-            data = REPO_CONFIGS / f"{args.dip_data}.yaml"
+            data = PACKAGED_CONFIGS / f"{args.dip_data}.yaml"
             rows.append(run_dip(data, args.dip_images, args.dip_iterations, args.dip_channels))
             continue
         if name.startswith(CLASSICAL) or not _trains(name):
             print(f"i2i compare: {name} (no training) ...", flush=True)
-            data = REPO_CONFIGS / f"{args.classical_data}.yaml"
+            data = PACKAGED_CONFIGS / f"{args.classical_data}.yaml"
             rows.append(run_untrained(name, args.val_batches, data if name in classical else None))
             continue
         print(f"i2i compare: training {name} for {budget} ...", flush=True)
-        config = REPO_CONFIGS / f"{name}.yaml"
+        config = PACKAGED_CONFIGS / f"{name}.yaml"
         rows.append(run_system(config, kimg, out / name, args.val_batches, args.minutes))
     markdown = table(rows)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,6 @@
-"""Short errors for unknown config keys: the key, the close matches and the keys accepted beside
-it, instead of jsonargparse's usage screen (`I2IArgumentParser`)."""
+"""i2i's argument parser (`I2IArgumentParser`): config files may name their bases
+(`i2i.config_files`), and an unknown key gets a short error (the key, the close matches and the
+keys accepted beside it) instead of jsonargparse's usage screen."""
 
 from __future__ import annotations
 
@@ -8,9 +9,13 @@ import inspect
 import re
 import sys
 import textwrap
+from pathlib import Path
 from typing import Any
 
+from jsonargparse import get_loader
 from lightning.pytorch.cli import LightningArgumentParser
+
+from i2i.config_files import BASE_KEY, with_bases
 
 # ---- short errors for unknown keys -----------------------------------------------------------
 
@@ -118,7 +123,21 @@ def describe_unknown_key(message: str, parser: Any) -> str | None:
 
 
 class I2IArgumentParser(LightningArgumentParser):
-    """Lightning's parser, with a few lines instead of the usage screen for an unknown key."""
+    """Lightning's parser, with a config's `base:` merged in and a few lines instead of the
+    usage screen for an unknown key."""
+
+    def _load_config_parser_mode(self, content, path="", ext_vars=None, prev_cfg=None):
+        # jsonargparse reads every config file through here, from the file's folder (it
+        # changes into it), so relative bases resolve against the file that names them. The
+        # bases are read with jsonargparse's own loader: a value means what it means on its own.
+        loader = get_loader(self.parser_mode)
+        try:
+            config = loader(content)
+        except Exception:  # jsonargparse's own message for a file it cannot read
+            config = None
+        if not (isinstance(config, dict) and BASE_KEY in config):
+            return super()._load_config_parser_mode(content, path, ext_vars, prev_cfg)
+        return self._apply_actions(with_bases(config, Path.cwd(), loader), prev_cfg=prev_cfg)
 
     def error(self, message: str, ex: Exception | None = None):
         if self.exit_on_error:

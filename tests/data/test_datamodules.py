@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 from PIL import Image
 
+from i2i.config_files import load_config
 from i2i.data import batch
 from i2i.data.datamodules import InpaintingDataModule
 from i2i.data.datasets import CorruptImageError
@@ -242,7 +242,7 @@ def test_preprocessing_options_reach_both_datasets(tmp_path: Path) -> None:
 
 
 def _data_section(name: str) -> dict:
-    return yaml.safe_load((REPO / "configs" / name).read_text())["data"]
+    return load_config(REPO / "configs" / name)["data"]
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs").glob("*.yaml")))

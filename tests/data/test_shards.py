@@ -13,6 +13,7 @@ import yaml
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from i2i.config_files import load_config
 from i2i.data import batch as B
 from i2i.data.inpainting import InpaintingDataModule
 from i2i.data.label_datamodules import LabelFolderDataModule
@@ -791,7 +792,7 @@ def test_optimize_says_in_one_line_how_to_place_data_it_cannot_download(tmp_path
 def test_fit_cyclegan_from_unpaired_shards_and_resume(unpaired, tmp_path):
     """A real `i2i fit` of CycleGAN from unpaired shards, stopped at 2 iterations and resumed."""
     section, shards = unpaired
-    config = yaml.safe_load((REPO / "configs" / "cyclegan_demo.yaml").read_text())
+    config = load_config(REPO / "configs" / "cyclegan_demo.yaml")
     config["data"] = {
         "class_path": "i2i.data.shards.ShardDataModule",
         "init_args": {"shards": str(shards), "data": section},

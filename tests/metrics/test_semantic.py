@@ -284,9 +284,8 @@ def test_labels_configs_pair_each_dataset_with_its_segmenter():
     weights are read before `i2i test`) and each segmenter's classes are its class set's."""
     import importlib
 
-    import yaml
-
     from i2i.callbacks.evaluation import GANMetrics
+    from i2i.config_files import load_config
 
     repo = Path(__file__).resolve().parents[2]
     expected = {
@@ -295,7 +294,7 @@ def test_labels_configs_pair_each_dataset_with_its_segmenter():
         "ade20k": ("UperNetSegmenter", "ade20k"),
     }
     for name, (segmenter_name, classes) in expected.items():
-        metrics = yaml.safe_load((repo / "configs" / f"{name}.yaml").read_text())["metrics"]
+        metrics = load_config(repo / "configs" / f"{name}.yaml")["metrics"]
         spec = metrics.pop("segmenter")
         module, cls = spec["class_path"].rsplit(".", 1)
         with torch.device("meta"):

@@ -325,10 +325,10 @@ def test_i2i_test_on_the_demo_config(tmp_path):
 
 
 def test_paper_configs_score_the_whole_evaluation_set():
-    import yaml
+    from i2i.config_files import load_config
 
     def load(name: str) -> dict:
-        return yaml.safe_load((REPO / "configs" / f"{name}.yaml").read_text())
+        return load_config(REPO / "configs" / f"{name}.yaml")
 
     for name, pairs in (("ffhq512", 10_000), ("places512", 36_500)):
         config = load(name)

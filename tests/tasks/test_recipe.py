@@ -221,9 +221,9 @@ CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
 def test_config_networks_match_their_data(config):
-    import yaml
+    from i2i.config_files import load_config
 
-    raw = yaml.safe_load(config.read_text())
+    raw = load_config(config)
     model, data = raw["model"]["init_args"], raw["data"]["init_args"]
     if raw["model"]["class_path"].endswith(".CycleGANTask"):
         # Unpaired RGB <-> RGB: each generator maps 3 channels to 3, each D reads the image alone.

@@ -18,6 +18,7 @@ import yaml
 from i2i.callbacks import AtomicCheckpointIO
 from i2i.cli import I2ICLI, main
 from i2i.cli import run_cli as run_i2i
+from i2i.config_files import load_config
 from i2i.networks import CoModDiscriminator, CoModGenerator
 from i2i.tasks import CoModGANTask, ImageTask
 from tests import clirun
@@ -166,7 +167,7 @@ def test_every_shipped_config_parses_and_instantiates(config):
     # GLCIC's completion network, have none).
     sized = [m for m in cli.model.children() if hasattr(m, "img_resolution")]
     assert all(m.img_resolution == cli.datamodule.resolution for m in sized)
-    raw = yaml.safe_load(config.read_text())
+    raw = load_config(config)
     assert cli.model.__class__.__name__ == raw["model"]["class_path"].rsplit(".", 1)[1]
 
 

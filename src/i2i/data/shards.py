@@ -49,6 +49,7 @@ import numpy as np
 import yaml
 from torch.utils.data import Dataset, Subset
 
+from i2i.config_files import load_config
 from i2i.data import datasets as D
 from i2i.data import shard_templates
 from i2i.data.download import DownloadError
@@ -105,7 +106,7 @@ def load_datamodule(config: str | Path) -> StreamDataModule:
     path = Path(config)
     if not path.is_file():
         raise FileNotFoundError(f"config {path} does not exist; give the YAML you train with")
-    section = (yaml.safe_load(path.read_text()) or {}).get("data")
+    section = load_config(path).get("data")
     if not section:
         raise DataError(f"{path} has no data: section; give the YAML you train with")
     datamodule = instantiate_datamodule(section)
@@ -289,7 +290,12 @@ def optimize_shards(
         lines += [f"{split}\t{i}\t" + "\t".join(n or "-" for n in ns) for i, ns in enumerate(names)]
     (out / TEMPLATES).write_text(shard_templates.encode(templates))
     (out / FILES).write_text("\n".join(lines) + "\n")
-    shutil.copyfile(config, out / "config.yaml")
+    # A config that names bases is written merged: its bases do not travel with it.
+    resolved = load_config(config)
+    if resolved == yaml.safe_load(Path(config).read_text()):
+        shutil.copyfile(config, out / "config.yaml")
+    else:
+        (out / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")  # last: marks it complete
     return manifest
 
