@@ -293,13 +293,3 @@ def generic_spec(
         identity_range=num_classes,
         special={ignore_value: num_classes},
     )
-
-
-SPECS = {"coco_stuff": coco_stuff_spec, "cityscapes": cityscapes_spec, "ade20k": ade20k_spec}
-
-
-def get_spec(name: str) -> LabelSpec:
-    """A named label set: "coco_stuff", "cityscapes" or "ade20k"."""
-    if name not in SPECS:
-        raise DataError(f"unknown label set {name!r}; choose one of {sorted(SPECS)} or 'generic'")
-    return SPECS[name]()

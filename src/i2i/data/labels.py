@@ -16,7 +16,8 @@ Label sets (class names, colours, raw-value mapping) live in :mod:`i2i.data.labe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -40,21 +41,18 @@ from i2i.data.datasets import (
     scan_headers,
 )
 from i2i.data.label_specs import (
-    SPECS,
     LabelSpec,
     ade20k_spec,
     cityscapes_spec,
     coco_stuff_spec,
     distinct_palette,
     generic_spec,
-    get_spec,
 )
 from i2i.data.scan import Findings, label_stats
 from i2i.errors import DataError
 
 __all__ = [
     "CITYSCAPES_SUFFIXES",
-    "SPECS",
     "LabelSpec",
     "ade20k_spec",
     "cityscapes_spec",
@@ -72,6 +70,9 @@ __all__ = [
     "CocoStuffDataset",
     "CityscapesDataset",
     "ADE20KDataset",
+    "LABEL_DATASETS",
+    "LabelDatasetRow",
+    "NamedLabelDataset",
     "colorize",
     "wandb_class_labels",
     "coco_stuff_folders",
@@ -492,57 +493,102 @@ def ade20k_folders(root: str | Path, split: str) -> tuple[Path, Path, None]:
     return img, lab, None
 
 
-class CocoStuffDataset(PairedLabelDataset):
-    """COCO-Stuff (SPADE conventions: 0..181, 255 = unlabeled -> class 182; 183 classes)."""
+@dataclass(frozen=True)
+class LabelDatasetRow:
+    """A published label dataset: its label set, its folder layouts and how its files pair."""
 
-    def __init__(
-        self,
-        root: str | Path,  # folder with train_img/, train_label/, train_inst/, val_... (SPADE)
-        split: str = "train",  # "train" or "val"
-        resolution: int | Sequence[int] = 256,
-        **kwargs: Any,  # train, hflip, instance_edges, small_images: see PairedLabelDataset
-    ) -> None:
-        img, lab, inst = coco_stuff_folders(root, split)
-        records = pair_files(img, lab, inst if kwargs.get("instance_edges") else None)
-        super().__init__(records, coco_stuff_spec(), resolution, **kwargs)
+    title: str  # the name error messages use
+    spec: Callable[[], LabelSpec]  # its label set
+    folders: Callable[[str | Path, str], tuple[Path, Path, Path | None]]  # (root, split) -> dirs
+    suffixes: tuple[str, str, str] = ("", "", "")  # removed from photo/label/instance stems
+    has_instances: bool = True  # False: the release has no instance maps
 
-
-class CityscapesDataset(PairedLabelDataset):
-    """Cityscapes raw labelIds (35 classes), instance boundaries from *_gtFine_instanceIds.png.
-    Keep its 2:1 aspect: resolution (256, 512)."""
-
-    def __init__(
-        self,
-        root: str | Path,  # folder with leftImg8bit/ and gtFine/ (or pix2pixHD's train_img/...)
-        split: str = "train",  # "train" or "val"
-        resolution: int | Sequence[int] = (256, 512),
-        **kwargs: Any,  # train, hflip, instance_edges, small_images: see PairedLabelDataset
-    ) -> None:
-        img, lab, inst = cityscapes_folders(root, split)
-        records = pair_files(
-            img, lab, inst if kwargs.get("instance_edges") else None, *CITYSCAPES_SUFFIXES
-        )
-        super().__init__(records, cityscapes_spec(), resolution, **kwargs)
-
-
-class ADE20KDataset(PairedLabelDataset):
-    """ADE20K SceneParsing, ADEChallengeData2016 format (151 classes, 0 = other); the challenge
-    release has no instance maps."""
-
-    def __init__(
-        self,
-        root: str | Path,  # ADEChallengeData2016 (or its parent folder)
-        split: str = "train",  # "train"/"training" or "val"/"validation"
-        resolution: int | Sequence[int] = 256,
-        **kwargs: Any,  # train, hflip, small_images: see PairedLabelDataset
-    ) -> None:
-        img, lab, _ = ade20k_folders(root, split)
-        if kwargs.get("instance_edges"):
+    def records(self, root: str | Path, split: str, instance_edges: bool) -> list[LabelRecord]:
+        """The (photo, label, instance) records of one split; instance maps only when asked."""
+        if instance_edges and not self.has_instances:
             raise DataError(
-                "ADEChallengeData2016 has no instance maps: set instance_edges=false (as SPADE "
-                "does for ADE20K)"
+                f"{self.title} has no instance maps: set instance_edges=false (as SPADE does "
+                "for ADE20K)"
             )
-        super().__init__(pair_files(img, lab), ade20k_spec(), resolution, **kwargs)
+        img, lab, inst = self.folders(root, split)
+        return pair_files(img, lab, inst if instance_edges else None, *self.suffixes)
+
+    def check_instances(self, root: str | Path) -> None:
+        """FileNotFoundError when a split has no instance folder: before any file is listed."""
+        for split in ("train", "val"):
+            if self.folders(root, split)[2] is None:
+                raise FileNotFoundError(
+                    f"instance_edges=true but {self.title} in {root} has no instance maps for "
+                    f"the {split!r} split; add them (see the layout in the docs) or set "
+                    "instance_edges: false"
+                )
+
+
+LABEL_DATASETS = {
+    "coco_stuff": LabelDatasetRow("COCO-Stuff", coco_stuff_spec, coco_stuff_folders),
+    "cityscapes": LabelDatasetRow(
+        "Cityscapes", cityscapes_spec, cityscapes_folders, CITYSCAPES_SUFFIXES
+    ),
+    "ade20k": LabelDatasetRow(
+        "ADEChallengeData2016", ade20k_spec, ade20k_folders, has_instances=False
+    ),
+}
+
+
+def get_spec(name: str) -> LabelSpec:
+    """The label set of a row of LABEL_DATASETS: "coco_stuff", "cityscapes" or "ade20k"."""
+    if name not in LABEL_DATASETS:
+        raise DataError(
+            f"unknown label set {name!r}; choose one of {sorted(LABEL_DATASETS)} or 'generic'"
+        )
+    return LABEL_DATASETS[name].spec()
+
+
+class NamedLabelDataset(PairedLabelDataset):
+    """One split of a row of LABEL_DATASETS; each subclass binds its row by key."""
+
+    dataset = ""  # the key in LABEL_DATASETS
+
+    def __init__(
+        self,
+        root: str | Path,  # the dataset's root folder (see the row's folder layouts)
+        split: str = "train",  # "train" or "val"
+        resolution: int | Sequence[int] = 256,
+        **kwargs: Any,  # train, hflip, instance_edges, small_images: see PairedLabelDataset
+    ) -> None:
+        row = LABEL_DATASETS[self.dataset]
+        records = row.records(root, split, bool(kwargs.get("instance_edges")))
+        super().__init__(records, row.spec(), resolution, **kwargs)
+
+
+class CocoStuffDataset(NamedLabelDataset):
+    """COCO-Stuff (SPADE conventions: 0..181, 255 = unlabeled -> class 182; 183 classes);
+    root holds train_img/, train_label/, train_inst/, val_... (SPADE) or the release layout."""
+
+    dataset = "coco_stuff"
+
+
+class CityscapesDataset(NamedLabelDataset):
+    """Cityscapes raw labelIds (35 classes), instance boundaries from *_gtFine_instanceIds.png;
+    root holds leftImg8bit/ and gtFine/ (or pix2pixHD's train_img/...)."""
+
+    dataset = "cityscapes"
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        resolution: int | Sequence[int] = (256, 512),  # keep Cityscapes' 2:1 aspect
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(root, split, resolution, **kwargs)
+
+
+class ADE20KDataset(NamedLabelDataset):
+    """ADE20K SceneParsing, ADEChallengeData2016 format (151 classes, 0 = other; split may also
+    be "training"/"validation"); the challenge release has no instance maps."""
+
+    dataset = "ade20k"
 
 
 # ---------------------------------------------------------------------------------------------
