@@ -231,9 +231,24 @@ class _PairedDataset(Dataset):
     def __len__(self) -> int:
         raise NotImplementedError
 
+    def read(self, i: int) -> tuple[Image.Image, Image.Image, Path]:
+        """(condition, photo, the photo's file) of sample i, decoded but not yet transformed."""
+        raise NotImplementedError
+
     def load(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(image (3, H, W), edges (1, H, W)) of sample i; CorruptImageError on a bad file."""
-        raise NotImplementedError
+        condition, photo, path = self.read(i)
+        edges = condition_to_tensor(condition, self.edge_polarity, self.edges_channels)
+        return transform_pair(
+            photo,
+            edges,
+            self.resolution,
+            self.train,
+            self.hflip,
+            self.small_images,
+            path,
+            self.resample,
+        )
 
     def describe(self, i: int) -> str:
         raise NotImplementedError
@@ -269,16 +284,8 @@ class SideBySideDataset(_PairedDataset):
         edges_channels: int = 1,  # 1: grey edge map, +1 on lines; 3: the RGB half as it is
         resample: str = "bicubic_antialias",  # photo resize filter, or "pil_bilinear"
     ) -> None:
-        super().__init__(
-            resolution,
-            train,
-            hflip,
-            on_corrupt,
-            small_images,
-            edge_polarity,
-            edges_channels,
-            resample,
-        )
+        settings = (on_corrupt, small_images, edge_polarity, edges_channels, resample)
+        super().__init__(resolution, train, hflip, *settings)
         check_choice("direction", direction, DIRECTIONS)
         self.root, self.direction = Path(root), direction
         self.files = [Path(f) for f in files] if files is not None else list_images(self.root)
@@ -291,24 +298,13 @@ class SideBySideDataset(_PairedDataset):
     def describe(self, i: int) -> str:
         return str(self.files[i])
 
-    def load(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def read(self, i: int) -> tuple[Image.Image, Image.Image, Path]:
         path = self.files[i]
         h, w = self.resolution
         # Each half must still cover (h, w); no reduced JPEG decode where the official filter
         # (PIL bilinear on the full decode) is asked for.
         img = load_image(path, draft_size=(h, 2 * w) if self._draft else None)
-        condition, photo = split_side_by_side(img, self.direction, path)
-        edges = condition_to_tensor(condition, self.edge_polarity, self.edges_channels)
-        return transform_pair(
-            photo,
-            edges,
-            self.resolution,
-            self.train,
-            self.hflip,
-            self.small_images,
-            path,
-            self.resample,
-        )
+        return (*split_side_by_side(img, self.direction, path), path)
 
     def scan(self, findings: Findings, indices: Sequence[int] | None = None) -> None:
         """Every file's header at setup: A|B shape (width = 2 x height) and half size."""
@@ -399,16 +395,8 @@ class TwoFolderDataset(_PairedDataset):
         edges_channels: int = 1,  # 1: grey edge map, +1 on lines; 3: the RGB file as it is
         resample: str = "bicubic_antialias",  # photo resize filter, or "pil_bilinear"
     ) -> None:
-        super().__init__(
-            resolution,
-            train,
-            hflip,
-            on_corrupt,
-            small_images,
-            edge_polarity,
-            edges_channels,
-            resample,
-        )
+        settings = (on_corrupt, small_images, edge_polarity, edges_channels, resample)
+        super().__init__(resolution, train, hflip, *settings)
         self.condition_dir, self.image_dir = Path(condition_dir), Path(image_dir)
         self.pairs = pairs if pairs is not None else match_pairs(condition_dir, image_dir)
         if not self.pairs:
@@ -420,7 +408,7 @@ class TwoFolderDataset(_PairedDataset):
     def describe(self, i: int) -> str:
         return f"{self.pairs[i][0]} + {self.pairs[i][1]}"
 
-    def load(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def read(self, i: int) -> tuple[Image.Image, Image.Image, Path]:
         cpath, ipath = self.pairs[i]
         draft = self.resolution if self._draft else None
         photo = load_image(ipath, draft_size=draft)
@@ -432,17 +420,7 @@ class TwoFolderDataset(_PairedDataset):
                 f"({photo.width}x{photo.height}) have different aspect ratios, so they cannot be "
                 "aligned; fix or remove this pair."
             )
-        edges = condition_to_tensor(condition, self.edge_polarity, self.edges_channels)
-        return transform_pair(
-            photo,
-            edges,
-            self.resolution,
-            self.train,
-            self.hflip,
-            self.small_images,
-            ipath,
-            self.resample,
-        )
+        return condition, photo, ipath
 
     def scan(self, findings: Findings, indices: Sequence[int] | None = None) -> None:
         """Every pair's headers at setup: photo size and matching aspect ratios."""
