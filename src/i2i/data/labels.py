@@ -19,25 +19,25 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
-from torch.utils.data import Dataset
 
 from i2i.data import batch
 from i2i.data.datasets import (
     SMALL_IMAGES,
     CorruptImageError,
     CropPlan,
+    FileDataset,
     apply_crop,
     check_resolution,
-    file_source,
     image_to_tensor,
     list_images,
     note_small,
     plan_crop,
+    read_from_disk,
     scan_headers,
 )
 from i2i.data.label_specs import (
@@ -126,7 +126,9 @@ def decode_ade20k_full_seg(rgb: np.ndarray) -> np.ndarray:
     return r // 10 * 256 + g
 
 
-def read_label_map(path: str | Path, exif: bool = False) -> np.ndarray:
+def read_label_map(
+    path: str | Path, exif: bool = False, open_file: Callable[[Path], BinaryIO] = read_from_disk
+) -> np.ndarray:
     """The raw integer values of a single-channel label / instance file (PNG modes L, P, I;16,
     I, 1; an RGB file is accepted only when its three channels are equal). With `exif`, turned
     upright by its EXIF orientation as `load_image` turns images (the inference commands, where
@@ -138,7 +140,7 @@ def read_label_map(path: str | Path, exif: bool = False) -> np.ndarray:
             "borders. Use lossless single-channel PNGs of class ids."
         )
     try:
-        with Image.open(file_source(path)) as img:
+        with open_file(path) as file, Image.open(file) as img:
             img.load()
             mode = img.mode
             # A transpose moves pixels, never changes their values or the mode.
@@ -239,11 +241,13 @@ def pair_files(
 # Datasets
 
 
-def _load_photo(path: Path, draft: tuple[int, int]) -> tuple[Image.Image, tuple[int, int]]:
+def _load_photo(
+    path: Path, draft: tuple[int, int], open_file: Callable[[Path], BinaryIO]
+) -> tuple[Image.Image, tuple[int, int]]:
     """(RGB photo, its stored size (H, W)); JPEGs may decode at a reduced scale covering `draft`
     (the crop plan resizes the photo to the label's geometry anyway)."""
     try:
-        with Image.open(file_source(path)) as img:
+        with open_file(path) as file, Image.open(file) as img:
             size = (img.height, img.width)
             if img.format == "JPEG":
                 side = max(draft)
@@ -271,7 +275,7 @@ def _crop_map(arr: np.ndarray, plan: CropPlan) -> np.ndarray:
     return crop.astype(np.int64)
 
 
-class PairedLabelDataset(Dataset):
+class PairedLabelDataset(FileDataset):
     """Photo + label map (+ instance map) samples from a list of :class:`LabelRecord`."""
 
     def __init__(
@@ -309,8 +313,8 @@ class PairedLabelDataset(Dataset):
             raise IndexError(f"index {i} out of range for a dataset of {n} samples")
         i %= n
         rec = self.records[i]
-        raw = read_label_map(rec.label)
-        photo, photo_size = _load_photo(rec.image, self.resolution)
+        raw = read_label_map(rec.label, open_file=self.open_file)
+        photo, photo_size = _load_photo(rec.image, self.resolution, self.open_file)
         if photo_size != raw.shape:
             raise DataError(
                 f"Photo {rec.image} is {photo_size[1]}x{photo_size[0]} (WxH) but its label map "
@@ -320,7 +324,7 @@ class PairedLabelDataset(Dataset):
         label = self.spec.to_class_ids(raw, rec.label)
         inst = None
         if self.instance_edges:
-            inst = read_label_map(rec.instance)
+            inst = read_label_map(rec.instance, open_file=self.open_file)
             if inst.shape != raw.shape:
                 raise DataError(
                     f"Instance map {rec.instance} is {inst.shape[1]}x{inst.shape[0]} (WxH) but "

@@ -60,6 +60,7 @@ from i2i.data.datasets import (
     RESAMPLES,
     SMALL_IMAGES,
     CropPlan,
+    FileDataset,
     apply_crop,
     check_resolution,
     image_to_tensor,
@@ -198,7 +199,7 @@ def check_edge_maps(dataset: Dataset, num: int = 8, hint: str = "") -> None:
 # Datasets
 
 
-class _PairedDataset(Dataset):
+class _PairedDataset(FileDataset):
     """Shared resolution, flip and corrupt-file handling; subclasses implement `load`."""
 
     def __init__(
@@ -303,7 +304,7 @@ class SideBySideDataset(_PairedDataset):
         h, w = self.resolution
         # Each half must still cover (h, w); no reduced JPEG decode where the official filter
         # (PIL bilinear on the full decode) is asked for.
-        img = load_image(path, draft_size=(h, 2 * w) if self._draft else None)
+        img = load_image(path, (h, 2 * w) if self._draft else None, self.open_file)
         return (*split_side_by_side(img, self.direction, path), path)
 
     def scan(self, findings: Findings, indices: Sequence[int] | None = None) -> None:
@@ -411,8 +412,8 @@ class TwoFolderDataset(_PairedDataset):
     def read(self, i: int) -> tuple[Image.Image, Image.Image, Path]:
         cpath, ipath = self.pairs[i]
         draft = self.resolution if self._draft else None
-        photo = load_image(ipath, draft_size=draft)
-        condition = load_image(cpath, draft_size=draft)
+        photo = load_image(ipath, draft, self.open_file)
+        condition = load_image(cpath, draft, self.open_file)
         a, b = photo.width / photo.height, condition.width / condition.height
         if abs(a / b - 1.0) > _ASPECT_TOLERANCE:
             raise DataError(
@@ -568,7 +569,7 @@ class CannyEdgesDataset(_PairedDataset):
 
     def load(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         path = self.files[i]
-        img = load_image(path, draft_size=self.resolution)
+        img = load_image(path, self.resolution, self.open_file)
         plan = plan_crop(
             (img.height, img.width), self.resolution, self.train, self.small_images, path
         )
