@@ -39,8 +39,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -73,7 +71,7 @@ from i2i.data.datasets import (
 )
 from i2i.data.scan import Findings
 from i2i.errors import DataError
-from i2i.io import publish
+from i2i.io import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -497,16 +495,9 @@ class EdgeCache:
         file = self.path(key)
         file.parent.mkdir(parents=True, exist_ok=True)
         arr = np.where(edges[0].numpy() > 0, 255, 0).astype(np.uint8)
-        # Write then rename: loader workers may compute the same file concurrently, and a reader
-        # must never see a half-written PNG.
-        fd, tmp = tempfile.mkstemp(dir=file.parent, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                Image.fromarray(arr).save(f, format="PNG")
-            publish(tmp, file)  # a plain file's mode: mkstemp's is 0600
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        # Loader workers may compute the same file concurrently: a reader must never see a
+        # half-written PNG.
+        atomic_write(file, lambda tmp: Image.fromarray(arr).save(tmp, format="PNG"))
 
 
 class CannyEdgesDataset(_PairedDataset):
