@@ -18,7 +18,7 @@ from i2i.data.label_datamodules import (
     LabelDataModule,
     LabelFolderDataModule,
 )
-from i2i.data.labels import CITYSCAPES_SUFFIXES, LABEL_DATASETS
+from i2i.data.labels import CITYSCAPES_SUFFIXES, LABEL_DATASETS, split_records
 from tests.conftest import shared_data
 
 LOADER = dict(batch_size=1, val_batch_size=2, num_workers=0)
@@ -228,7 +228,7 @@ def test_named_datamodules_are_rows_of_one_table() -> None:
     assert LABEL_DATASETS["cityscapes"].suffixes == CITYSCAPES_SUFFIXES
     assert LabelFolderDataModule("img", "lab", num_classes=3).suffixes == ("", "", "")
     with pytest.raises(ValueError, match="no instance maps"):
-        LABEL_DATASETS["ade20k"].records("unused", "train", instance_edges=True)
+        split_records(LABEL_DATASETS["ade20k"], "unused", "train", instance_edges=True)
 
 
 # ----------------------------------------------------------------------------- real samples

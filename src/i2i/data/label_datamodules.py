@@ -18,15 +18,15 @@ from torch.utils.data import Dataset, Subset
 
 from i2i.data import batch as B
 from i2i.data.datasets import check_resolution, split_files
+from i2i.data.label_specs import LABEL_DATASETS, LabelDatasetRow
 from i2i.data.labels import (
-    LABEL_DATASETS,
-    LabelDatasetRow,
     LabelRecord,
     LabelSpec,
     PairedLabelDataset,
     generic_spec,
     get_spec,
     pair_files,
+    split_records,
 )
 from i2i.data.stream import StreamDataModule
 from i2i.errors import DataError
@@ -100,7 +100,7 @@ class NamedLabelDataModule(LabelDataModule):
         if ie:
             self.row.check_instances(root)
         return self._datasets(
-            self.row.records(root, "train", ie), self.row.records(root, "val", ie)
+            split_records(self.row, root, "train", ie), split_records(self.row, root, "val", ie)
         )
 
 

@@ -11,13 +11,13 @@ resolution, so they are one pixel wide as in SPADE.
 Photos are read WITHOUT applying EXIF orientation (unlike :func:`load_image`): label maps are
 annotated on the stored pixels and carry no EXIF, so rotating only the photo would misalign them.
 
-Label sets (class names, colours, raw-value mapping) live in :mod:`i2i.data.label_specs`.
+Label sets (class names, colours, raw-value mapping) and the published datasets' table
+(LABEL_DATASETS: label set, folder layouts, file suffixes) live in :mod:`i2i.data.label_specs`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
@@ -41,12 +41,19 @@ from i2i.data.datasets import (
     scan_headers,
 )
 from i2i.data.label_specs import (
+    CITYSCAPES_SUFFIXES,
+    LABEL_DATASETS,
+    LabelDatasetRow,
     LabelSpec,
+    ade20k_folders,
     ade20k_spec,
+    cityscapes_folders,
     cityscapes_spec,
+    coco_stuff_folders,
     coco_stuff_spec,
     distinct_palette,
     generic_spec,
+    get_spec,
 )
 from i2i.data.scan import Findings, label_stats
 from i2i.errors import DataError
@@ -73,6 +80,7 @@ __all__ = [
     "LABEL_DATASETS",
     "LabelDatasetRow",
     "NamedLabelDataset",
+    "split_records",
     "colorize",
     "wandb_class_labels",
     "coco_stuff_folders",
@@ -81,11 +89,6 @@ __all__ = [
 ]
 
 LOSSY_EXTENSIONS = (".jpg", ".jpeg", ".webp")
-CITYSCAPES_SUFFIXES = ("_leftImg8bit", "_gtFine_labelIds", "_gtFine_instanceIds")
-
-URL_COCO_STUFF = "https://github.com/nightrome/cocostuff"
-URL_CITYSCAPES = "https://www.cityscapes-dataset.com (login required)"
-URL_ADE20K = "http://sceneparsing.csail.mit.edu"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -445,107 +448,17 @@ class LabelFolderDataset(PairedLabelDataset):
         super().__init__(records, spec, resolution, **kwargs)
 
 
-# ---- the named datasets: folder layouts ------------------------------------------------------
-
-
-def _first_layout(root: Path, layouts: list[tuple[Path, ...]], what: str, url: str):
-    """The first layout whose photo and label folders exist, else FileNotFoundError."""
-    for folders in layouts:
-        if folders[0].is_dir() and folders[1].is_dir():
-            return folders
-    expected = "; or ".join(f"{f[0]} + {f[1]}" for f in layouts)
-    state = "does not exist" if not root.is_dir() else "does not have the expected layout"
-    raise FileNotFoundError(
-        f"{what} folder {root} {state}. Expected photo + label folders: {expected}. "
-        f"Download from {url}."
-    )
-
-
-def coco_stuff_folders(root: str | Path, split: str) -> tuple[Path, Path, Path | None]:
-    """(photos, labels, instances or None) of a COCO-Stuff split ("train" or "val"):
-    SPADE's root/{split}_img, {split}_label, {split}_inst, or the cocostuff release's
-    root/images/{split}2017 + root/annotations/{split}2017 (stuffthingmaps, no instances)."""
-    root = Path(root)
-    spade = (root / f"{split}_img", root / f"{split}_label", root / f"{split}_inst")
-    release = (root / "images" / f"{split}2017", root / "annotations" / f"{split}2017")
-    img, lab, *inst = _first_layout(root, [spade, release], "COCO-Stuff", URL_COCO_STUFF)
-    return img, lab, (inst[0] if inst and inst[0].is_dir() else None)
-
-
-def cityscapes_folders(root: str | Path, split: str) -> tuple[Path, Path, Path | None]:
-    """(photos, labels, instances or None) of a Cityscapes split: the official
-    root/leftImg8bit/{split}/<city>/ + root/gtFine/{split}/<city>/, or pix2pixHD's
-    root/{split}_img, {split}_label, {split}_inst (pix2pixHD names the val split "test")."""
-    root = Path(root)
-    layouts = [(root / "leftImg8bit" / split, root / "gtFine" / split, root / "gtFine" / split)]
-    for s in (split, "test") if split == "val" else (split,):
-        layouts.append((root / f"{s}_img", root / f"{s}_label", root / f"{s}_inst"))
-    img, lab, inst = _first_layout(root, layouts, "Cityscapes", URL_CITYSCAPES)
-    return img, lab, (inst if inst.is_dir() else None)
-
-
-def ade20k_folders(root: str | Path, split: str) -> tuple[Path, Path, None]:
-    """(photos, labels, None) of ADEChallengeData2016: {root}/images/{training,validation} and
-    {root}/annotations/...; `root` may also be the folder that contains ADEChallengeData2016."""
-    root = Path(root)
-    name = {"train": "training", "val": "validation"}.get(split, split)
-    layouts = [
-        (r / "images" / name, r / "annotations" / name)
-        for r in (root, root / "ADEChallengeData2016")
-    ]
-    img, lab = _first_layout(root, layouts, "ADE20K (ADEChallengeData2016)", URL_ADE20K)
-    return img, lab, None
-
-
-@dataclass(frozen=True)
-class LabelDatasetRow:
-    """A published label dataset: its label set, its folder layouts and how its files pair."""
-
-    title: str  # the name error messages use
-    spec: Callable[[], LabelSpec]  # its label set
-    folders: Callable[[str | Path, str], tuple[Path, Path, Path | None]]  # (root, split) -> dirs
-    suffixes: tuple[str, str, str] = ("", "", "")  # removed from photo/label/instance stems
-    has_instances: bool = True  # False: the release has no instance maps
-
-    def records(self, root: str | Path, split: str, instance_edges: bool) -> list[LabelRecord]:
-        """The (photo, label, instance) records of one split; instance maps only when asked."""
-        if instance_edges and not self.has_instances:
-            raise DataError(
-                f"{self.title} has no instance maps: set instance_edges=false (as SPADE does "
-                "for ADE20K)"
-            )
-        img, lab, inst = self.folders(root, split)
-        return pair_files(img, lab, inst if instance_edges else None, *self.suffixes)
-
-    def check_instances(self, root: str | Path) -> None:
-        """FileNotFoundError when a split has no instance folder: before any file is listed."""
-        for split in ("train", "val"):
-            if self.folders(root, split)[2] is None:
-                raise FileNotFoundError(
-                    f"instance_edges=true but {self.title} in {root} has no instance maps for "
-                    f"the {split!r} split; add them (see the layout in the docs) or set "
-                    "instance_edges: false"
-                )
-
-
-LABEL_DATASETS = {
-    "coco_stuff": LabelDatasetRow("COCO-Stuff", coco_stuff_spec, coco_stuff_folders),
-    "cityscapes": LabelDatasetRow(
-        "Cityscapes", cityscapes_spec, cityscapes_folders, CITYSCAPES_SUFFIXES
-    ),
-    "ade20k": LabelDatasetRow(
-        "ADEChallengeData2016", ade20k_spec, ade20k_folders, has_instances=False
-    ),
-}
-
-
-def get_spec(name: str) -> LabelSpec:
-    """The label set of a row of LABEL_DATASETS: "coco_stuff", "cityscapes" or "ade20k"."""
-    if name not in LABEL_DATASETS:
+def split_records(
+    row: LabelDatasetRow, root: str | Path, split: str, instance_edges: bool
+) -> list[LabelRecord]:
+    """The (photo, label, instance) records of one split of a LABEL_DATASETS row; instance maps
+    only when asked."""
+    if instance_edges and not row.has_instances:
         raise DataError(
-            f"unknown label set {name!r}; choose one of {sorted(LABEL_DATASETS)} or 'generic'"
+            f"{row.title} has no instance maps: set instance_edges=false (as SPADE does for ADE20K)"
         )
-    return LABEL_DATASETS[name].spec()
+    img, lab, inst = row.folders(root, split)
+    return pair_files(img, lab, inst if instance_edges else None, *row.suffixes)
 
 
 class NamedLabelDataset(PairedLabelDataset):
@@ -561,7 +474,7 @@ class NamedLabelDataset(PairedLabelDataset):
         **kwargs: Any,  # train, hflip, instance_edges, small_images: see PairedLabelDataset
     ) -> None:
         row = LABEL_DATASETS[self.dataset]
-        records = row.records(root, split, bool(kwargs.get("instance_edges")))
+        records = split_records(row, root, split, bool(kwargs.get("instance_edges")))
         super().__init__(records, row.spec(), resolution, **kwargs)
 
 
