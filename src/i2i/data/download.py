@@ -25,6 +25,7 @@ are checked by size and by the zip's per-member CRCs during extraction.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gzip
 import logging
@@ -36,7 +37,6 @@ import urllib.parse
 import urllib.request
 import zipfile
 import zlib
-from dataclasses import dataclass
 from http.client import HTTPException
 from pathlib import Path, PureWindowsPath
 
@@ -60,7 +60,7 @@ class ArchiveError(DownloadError):
     """A downloaded or placed archive that is corrupt, unsafe or not the expected file."""
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Pix2PixArchive:
     """One pix2pix dataset archive (files are 256x512 JPEGs, two halves side by side)."""
 
@@ -71,19 +71,11 @@ class Pix2PixArchive:
     sha256: str | None = None  # unknown offline; see the module docstring
     halves: str = "edges left, photo right"  # what the two halves of each file hold
 
-    family = "pix2pix"
-    splits = ("train", "val")
-    suffix = ".tar.gz"
-
-    @property
-    def size_text(self) -> str:
-        return f"~{self.approx_size_gb:g} GB"
-
-    def contents(self, folder: Path) -> str:
-        return f"{folder}/train/ and {folder}/val/ holding 256x512 JPEGs ({self.halves})"
-
-    def layout(self, folder: Path) -> str:
-        return f"{folder / 'train'}/*.jpg and {folder / 'val'}/*.jpg exist"
+    # What ensure_dataset says of the family, formatted with the fields and `folder`.
+    family, splits, suffix = "pix2pix", ("train", "val"), ".tar.gz"
+    size = "~{approx_size_gb:g} GB"
+    contents = "{folder}/train/ and {folder}/val/ holding 256x512 JPEGs ({halves})"
+    layout = "{folder}/train/*.jpg and {folder}/val/*.jpg exist"
 
 
 _PIX2PIX_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/{}.tar.gz"
@@ -159,7 +151,7 @@ def download_and_extract(
     return archive
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class CycleGANArchive:
     """One CycleGAN unpaired dataset archive: a .zip of <name>/{trainA,trainB,testA,testB}."""
 
@@ -167,23 +159,14 @@ class CycleGANArchive:
     approx_size_mb: float  # informational only: the exact byte count is not known offline
     sha256: str | None = None  # unknown offline
 
-    family = "CycleGAN"
-    splits = ("trainA", "trainB", "testA", "testB")
-    suffix = ".zip"
+    family, splits, suffix = "CycleGAN", ("trainA", "trainB", "testA", "testB"), ".zip"
+    size = "~{approx_size_mb:.0f} MB"  # formatted as Pix2PixArchive's texts
+    contents = "{folder}/ with trainA, trainB, testA, testB folders of images"
+    layout = "{folder}/trainA/, {folder}/trainB/, {folder}/testA/, {folder}/testB/ exist"
 
     @property
     def approx_size_gb(self) -> float:
         return self.approx_size_mb / 1000
-
-    @property
-    def size_text(self) -> str:
-        return f"~{self.approx_size_mb:.0f} MB"
-
-    def contents(self, folder: Path) -> str:
-        return f"{folder}/ with {', '.join(self.splits)} folders of images"
-
-    def layout(self, folder: Path) -> str:
-        return ", ".join(f"{folder / split}/" for split in self.splits) + " exist"
 
 
 _CYCLEGAN_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/datasets/{}.zip"
@@ -227,11 +210,12 @@ def ensure_dataset(
     folder = root / name
     if all((folder / split).is_dir() for split in info.splits):
         return folder
-    layout = info.layout(folder)
+    fields = {**dataclasses.asdict(info), "folder": folder}
+    layout, size = info.layout.format(**fields), info.size.format(**fields)
     if not download:
         raise FileNotFoundError(
-            f"{info.family} dataset {name!r} not found: expected {info.contents(folder)}. "
-            f"Download {url} ({info.size_text}) and extract it into {root} so that {layout}; or "
+            f"{info.family} dataset {name!r} not found: expected {info.contents.format(**fields)}. "
+            f"Download {url} ({size}) and extract it into {root} so that {layout}; or "
             f"save it as {root / (name + info.suffix)} and set download=True (then it is only "
             "verified and extracted); or set download=True to fetch it."
         )
@@ -244,7 +228,7 @@ def ensure_dataset(
             name,
             2.2 * info.approx_size_gb,
         )
-    log.info("Downloading %s (%s) from %s into %s", name, info.size_text, url, root)
+    log.info("Downloading %s (%s) from %s into %s", name, size, url, root)
     filename = name + info.suffix
     download_and_extract(
         url, root, filename, sha256=info.sha256, keep_archive=False, layout_hint=layout
