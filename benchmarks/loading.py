@@ -31,7 +31,8 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from benchmarks.common import print_table
-from i2i.data.shards import ShardDataModule, instantiate_datamodule, optimize_shards
+from i2i.data.shard_optimize import optimize_shards
+from i2i.data.shards import ShardDataModule, instantiate_datamodule
 from i2i.data.stream import StreamDataModule, ignore_stop_signals
 
 

@@ -179,7 +179,7 @@ def test_only_network_and_task_classes_of_i2i_may_be_named():
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     """(shards of 8 images written by `optimize_shards`, the data section that reads them)."""
-    from i2i.data.shards import optimize_shards
+    from i2i.data.shard_optimize import optimize_shards
     from tests.data.test_shards import data_section, write_images
 
     root = tmp_path_factory.mktemp("shards")

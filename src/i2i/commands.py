@@ -20,7 +20,7 @@ FILE_COMMANDS = {
     "export": "i2i.inference.export:main",  # ONNX / torch.export of the generator
     "demo": "i2i.inference.demo:main",  # the Gradio web demo
     "convert": "i2i.weights.comodgan:main",  # published CoModGAN weights -> safetensors + card
-    "data": "i2i.data.shards:main",  # `i2i data optimize`: LitData streaming shards
+    "data": "i2i.data.shard_optimize:main",  # `i2i data optimize`: LitData streaming shards
 }
 
 

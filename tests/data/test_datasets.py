@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
@@ -18,6 +19,7 @@ from i2i.data.batch import validate_sample
 from i2i.data.datasets import (
     IMAGE_EXTENSIONS,
     CorruptImageError,
+    FileDataset,
     ImageFolderDataset,
     check_resolution,
     find_split_folders,
@@ -220,6 +222,21 @@ def test_train_varies_val_deterministic(tmp_path: Path) -> None:
     torch.manual_seed(0)  # reproducible from the global torch seed
     again = [train[0][batch.IMAGE] for _ in range(16)]
     assert all(torch.equal(x, y) for x, y in zip(outs, again, strict=True))
+
+
+def test_open_file_hook_reads_the_bytes_it_is_given(tmp_path: Path) -> None:
+    """A dataset opens its files through `open_file` (the disk unless set): streaming shards
+    set it to a record's bytes, which must decode as the file would."""
+    path = _save(_noise(64, 96, seed=5), tmp_path / "a.png")
+    dataset = ImageFolderDataset(tmp_path, 64, train=False)
+    assert "open_file" not in vars(dataset)  # a class default: never written to datasets.json
+    from_disk = dataset[0][batch.IMAGE]
+    data, opened = path.read_bytes(), []
+    path.unlink()  # from here on only the hook has the bytes
+    dataset.open_file = lambda p: opened.append(p) or io.BytesIO(data)
+    assert torch.equal(dataset[0][batch.IMAGE], from_disk) and opened == [path]
+    with pytest.raises(FileNotFoundError):
+        FileDataset.open_file(path)
 
 
 def test_train_flip_only_when_enabled(tmp_path: Path) -> None:

@@ -27,16 +27,21 @@ from i2i.data.download import (
 PAYLOAD = np.random.default_rng(0).integers(0, 256, 200_000, dtype=np.uint8).tobytes()
 
 
-def make_tar(members: dict[str, bytes], symlinks: dict[str, str] | None = None) -> bytes:
+def make_tar(
+    members: dict[str, bytes],
+    symlinks: dict[str, str] | None = None,
+    others: dict[str, tuple[bytes, str]] | None = None,  # name -> (tar member type, link name)
+) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
         for name, data in members.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
-        for name, target in (symlinks or {}).items():
+        links = {name: (tarfile.SYMTYPE, target) for name, target in (symlinks or {}).items()}
+        for name, (kind, target) in {**links, **(others or {})}.items():
             info = tarfile.TarInfo(name)
-            info.type, info.linkname = tarfile.SYMTYPE, target
+            info.type, info.linkname = kind, target
             tar.addfile(info)
     return buf.getvalue()
 
@@ -256,6 +261,8 @@ def _zip_bytes(members: dict[str, bytes]) -> bytes:
         ("evil.tar.gz", make_tar({"../escaped.txt": b"x"})),
         ("abs.tar.gz", make_tar({"/tmp/i2i_abs_escape.txt": b"x"})),
         ("link.tar.gz", make_tar({"ds/a.txt": b"x"}, symlinks={"ds/link": "../../outside"})),
+        ("evil_dir.tar.gz", make_tar({"ds/../../evil": b"x"})),
+        ("hard.tar.gz", make_tar({}, others={"ds/hard": (tarfile.LNKTYPE, "../evil")})),
         ("evil.zip", _zip_bytes({"ok.txt": b"x", "../escaped.txt": b"x"})),
     ],
 )
@@ -268,7 +275,22 @@ def test_members_escaping_root_rejected(
         download_and_extract(f"{server.url}/{name}", root)
     assert not (tmp_path / "escaped.txt").exists() and not (tmp_path / "outside").exists()
     assert not Path("/tmp/i2i_abs_escape.txt").exists()
-    assert not any(root.iterdir())
+    assert not any(root.iterdir()) and not (tmp_path / "evil").exists()
+
+
+@pytest.mark.parametrize(
+    "member, why",
+    [
+        (("ds/null", tarfile.CHRTYPE, ""), "special file"),
+        (("ds/abs", tarfile.SYMTYPE, "/x"), "absolute"),
+    ],
+)
+def test_device_and_absolute_link_rejected(server: Server, tmp_path: Path, member, why) -> None:
+    name, kind, target = member
+    server.files["/odd.tar.gz"] = make_tar({}, others={name: (kind, target)})
+    with pytest.raises(ArchiveError, match=why):
+        download_and_extract(f"{server.url}/odd.tar.gz", tmp_path / "root")
+    assert not any((tmp_path / "root").iterdir())
 
 
 def test_zip_extracts(server: Server, tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from i2i.data.label_datamodules import (
     LabelDataModule,
     LabelFolderDataModule,
 )
+from i2i.data.labels import CITYSCAPES_SUFFIXES, LABEL_DATASETS, split_records
 from tests.conftest import shared_data
 
 LOADER = dict(batch_size=1, val_batch_size=2, num_workers=0)
@@ -209,6 +210,25 @@ def test_coco_stuff_without_instance_maps(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="instance_edges: false"):
         CocoStuffDataModule(str(root)).setup("fit")
     assert CocoStuffDataModule(str(root), instance_edges=False).cond_channels == 183
+
+
+def test_named_datamodules_are_rows_of_one_table() -> None:
+    """Each named datamodule reads its row: label set, layout and suffixes come from the table."""
+    for cls, key in (
+        (CocoStuffDataModule, "coco_stuff"),
+        (CityscapesDataModule, "cityscapes"),
+        (ADE20KDataModule, "ade20k"),
+    ):
+        dm = cls("unused")
+        assert dm.row is LABEL_DATASETS[key] and dm.spec.name == key
+        folder = LabelFolderDataModule("img", "lab", label_set=key)
+        assert (
+            folder.suffixes == LABEL_DATASETS[key].suffixes and folder.num_classes == dm.num_classes
+        )
+    assert LABEL_DATASETS["cityscapes"].suffixes == CITYSCAPES_SUFFIXES
+    assert LabelFolderDataModule("img", "lab", num_classes=3).suffixes == ("", "", "")
+    with pytest.raises(ValueError, match="no instance maps"):
+        split_records(LABEL_DATASETS["ade20k"], "unused", "train", instance_edges=True)
 
 
 # ----------------------------------------------------------------------------- real samples

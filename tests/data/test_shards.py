@@ -17,18 +17,15 @@ from i2i.config_files import load_config
 from i2i.data import batch as B
 from i2i.data.inpainting import InpaintingDataModule
 from i2i.data.label_datamodules import LabelFolderDataModule
+from i2i.data.shard_optimize import load_datamodule, optimize_shards
+from i2i.data.shard_order import ShardStream, epoch_order, layout_sample
 from i2i.data.shards import (
     FILES,
     MANIFEST,
     ShardDataModule,
     ShardMismatchError,
-    ShardStream,
     dataset_settings,
-    epoch_order,
     instantiate_datamodule,
-    layout_sample,
-    load_datamodule,
-    optimize_shards,
 )
 from i2i.data.stream import ignore_stop_signals
 from i2i.data.translation import PairedDataModule
@@ -115,6 +112,11 @@ def test_optimize_records_the_folder_loaders_files_and_their_bytes(built):
         record = files.record(j)
         assert json.loads(record["names"]) == [str(path)]
         assert bytes(record["file0"]) == path.read_bytes()  # the original encoded bytes
+    # The dataset opens the files of the sample it last read from the shards, and nothing else.
+    path = files[3]
+    assert dm.train_dataset.open_file(path).read() == bytes(files.record(3)["file0"])
+    with pytest.raises(FileNotFoundError, match="not a file of the shard sample last read"):
+        dm.train_dataset.open_file(files[4].with_name("other.png"))
 
 
 def test_batches_equal_the_folder_loaders_sample_for_sample(built):
@@ -137,6 +139,9 @@ def test_batches_equal_the_folder_loaders_sample_for_sample(built):
         assert torch.equal(got[B.IMAGE], want[B.IMAGE]) and torch.equal(got[B.MASK], want[B.MASK])
     B.validate_sample(dm.val_dataset[0], "shards")
     assert dm.resolution == folder.resolution  # what tasks ask of a datamodule is the folder's
+    assert dm.mask_generator is dm.data.mask_generator and getattr(dm, "spec", None) is None
+    # Only what callers ask of a datamodule is the folder's: nothing else is forwarded.
+    assert hasattr(dm.data, "rectangle_masks") and not hasattr(dm, "rectangle_masks")
 
 
 def test_resume_reads_the_same_batches_with_any_number_of_workers(built):

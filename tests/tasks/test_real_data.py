@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from i2i.cli import run_cli as main  # in-process: returns the CLI object, errors raise
-from i2i.data.datamodules import InpaintingDataModule
+from i2i.data.inpainting import InpaintingDataModule
 from tests.conftest import shared_data
 from tests.tasks.test_training import TINY
 

@@ -6,7 +6,7 @@ import lightning as L
 import pytest
 import torch
 
-from i2i.data.datamodules import ShapesDataModule
+from i2i.data.synthetic import ShapesDataModule
 from i2i.networks import CoModDiscriminator, CoModGenerator
 from i2i.tasks import EdgesToPhotoTask, LabelsToPhotoTask
 from tests.conftest import TINY_D, TINY_G

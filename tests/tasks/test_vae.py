@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from i2i.cli import run_cli
-from i2i.data.datamodules import InpaintingDataModule
+from i2i.data.inpainting import InpaintingDataModule
 from i2i.losses import PerceptualLoss, kl_to_standard_normal
 from i2i.networks.vae import ConvVAE
 from i2i.tasks.vae import VAEInpaintingTask

@@ -18,14 +18,13 @@ Randomness (crop offsets, flips) comes from the global torch RNG, which Lightnin
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 import os
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 import torch
@@ -187,19 +186,25 @@ def find_split_folders(root: str | Path) -> tuple[Path, Path] | None:
 # --------------------------------------------------------------------------------------------
 # Decoding
 
-# Files held in memory by path (their bytes read from streaming shards, `i2i.data.shards`): the
-# readers open these instead of the disk, so every dataset decodes shard records with its own code.
-MEMORY_FILES: dict[Path, bytes] = {}
+
+def read_from_disk(path: Path) -> BinaryIO:
+    """A sample's file, opened as the datasets open it unless told otherwise: from the disk."""
+    return open(path, "rb")  # the caller closes it
 
 
-def file_source(path: str | Path) -> Path | io.BytesIO:
-    """What `Image.open` should read for `path`: its bytes when held in MEMORY_FILES, else the
-    file on disk."""
-    data = MEMORY_FILES.get(Path(path))
-    return Path(path) if data is None else io.BytesIO(data)
+class FileDataset(Dataset):
+    """A dataset whose samples are files: `open_file` opens one by path. Streaming shards set
+    it on their datasets to open a record's bytes instead (:mod:`i2i.data.shards`), so every
+    dataset decodes shard records with its own code."""
+
+    open_file: Callable[[Path], BinaryIO] = staticmethod(read_from_disk)
 
 
-def load_image(path: str | Path, draft_size: tuple[int, int] | None = None) -> Image.Image:
+def load_image(
+    path: str | Path,
+    draft_size: tuple[int, int] | None = None,
+    open_file: Callable[[Path], BinaryIO] = read_from_disk,  # path -> its bytes, to be closed
+) -> Image.Image:
     """Decode `path` into an RGB PIL image (grayscale, palette, CMYK converted; alpha dropped).
 
     EXIF orientation is applied so phone photos are upright. `draft_size` = (H, W) lets JPEG
@@ -208,7 +213,7 @@ def load_image(path: str | Path, draft_size: tuple[int, int] | None = None) -> I
     """
     path = Path(path)
     try:
-        with Image.open(file_source(path)) as img:
+        with open_file(path) as file, Image.open(file) as img:
             if draft_size is not None and img.format == "JPEG":
                 # Square request: EXIF rotation may swap the sides after decoding. JPEG draft
                 # never goes below the requested size, so the small-image check stays exact.
@@ -348,7 +353,7 @@ def apply_crop(
 # Dataset
 
 
-class ImageFolderDataset(Dataset):
+class ImageFolderDataset(FileDataset):
     """Images from a folder (any depth) as {"image": (3, H, W) in [-1, 1], "index": int}."""
 
     def __init__(
@@ -392,7 +397,7 @@ class ImageFolderDataset(Dataset):
         # JPEG draft decodes at a reduced scale: only where we resize anyway and the filter is
         # ours; pil_bilinear reproduces the official tool, which resized the full decode.
         draft = self.resize == "cover" and self.resample == "bicubic_antialias"
-        img = load_image(path, draft_size=self.resolution if draft else None)
+        img = load_image(path, self.resolution if draft else None, self.open_file)
         random_crop = self.train and self.train_crop == "random"
         plan = plan_crop(
             (img.height, img.width),

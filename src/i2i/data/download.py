@@ -25,6 +25,8 @@ are checked by size and by the zip's per-member CRCs during extraction.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import gzip
 import logging
 import os
@@ -35,7 +37,6 @@ import urllib.parse
 import urllib.request
 import zipfile
 import zlib
-from dataclasses import dataclass
 from http.client import HTTPException
 from pathlib import Path, PureWindowsPath
 
@@ -59,7 +60,7 @@ class ArchiveError(DownloadError):
     """A downloaded or placed archive that is corrupt, unsafe or not the expected file."""
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Pix2PixArchive:
     """One pix2pix dataset archive (files are 256x512 JPEGs, two halves side by side)."""
 
@@ -69,6 +70,12 @@ class Pix2PixArchive:
     num_val: int
     sha256: str | None = None  # unknown offline; see the module docstring
     halves: str = "edges left, photo right"  # what the two halves of each file hold
+
+    # What ensure_dataset says of the family, formatted with the fields and `folder`.
+    family, splits, suffix = "pix2pix", ("train", "val"), ".tar.gz"
+    size = "~{approx_size_gb:g} GB"
+    contents = "{folder}/train/ and {folder}/val/ holding 256x512 JPEGs ({halves})"
+    layout = "{folder}/train/*.jpg and {folder}/val/*.jpg exist"
 
 
 _PIX2PIX_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/{}.tar.gz"
@@ -144,53 +151,22 @@ def download_and_extract(
     return archive
 
 
-def ensure_pix2pix(
-    name: str, root: str | Path, download: bool = True, url: str | None = None
-) -> Path:
-    """``root/<name>`` with its train/ and val/ folders, downloading the pix2pix archive if needed.
-
-    `name` is a key of PIX2PIX_DATASETS; `url` overrides the official address (a mirror). With
-    download=False a missing dataset raises FileNotFoundError naming the URL and the layout.
-    The archive is deleted after a successful extraction (they are 2-8 GB).
-    """
-    if name not in PIX2PIX_DATASETS:
-        raise ValueError(f"Unknown pix2pix dataset {name!r}; known: {sorted(PIX2PIX_DATASETS)}")
-    info = PIX2PIX_DATASETS[name]
-    url = url or info.url
-    root = Path(root)
-    folder = root / name
-    if _has_splits(folder):
-        return folder
-    layout = f"{folder / 'train'}/*.jpg and {folder / 'val'}/*.jpg exist"
-    if not download:
-        raise FileNotFoundError(
-            f"pix2pix dataset {name!r} not found: expected {folder}/train/ and {folder}/val/ "
-            f"holding 256x512 JPEGs ({info.halves}). Download {url} "
-            f"(~{info.approx_size_gb:g} GB) and extract it into {root} so that {layout}; or "
-            f"save it as {root / (name + '.tar.gz')} and set download=True (then it is only "
-            "verified and extracted); or set download=True to fetch it."
-        )
-    free = shutil.disk_usage(_existing_parent(root)).free
-    if free < 2.2 * info.approx_size_gb * 1e9:  # archive + extracted JPEGs, briefly both
-        log.warning(
-            "Only %.1f GB free under %s; %s needs about %.1f GB while extracting",
-            free / 1e9,
-            root,
-            name,
-            2.2 * info.approx_size_gb,
-        )
-    log.info("Downloading %s (~%.1f GB) from %s into %s", name, info.approx_size_gb, url, root)
-    _fetch(url, root, f"{name}.tar.gz", info.sha256, layout, folder, ("train", "val"))
-    return folder
-
-
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class CycleGANArchive:
     """One CycleGAN unpaired dataset archive: a .zip of <name>/{trainA,trainB,testA,testB}."""
 
     url: str
     approx_size_mb: float  # informational only: the exact byte count is not known offline
     sha256: str | None = None  # unknown offline
+
+    family, splits, suffix = "CycleGAN", ("trainA", "trainB", "testA", "testB"), ".zip"
+    size = "~{approx_size_mb:.0f} MB"  # formatted as Pix2PixArchive's texts
+    contents = "{folder}/ with trainA, trainB, testA, testB folders of images"
+    layout = "{folder}/trainA/, {folder}/trainB/, {folder}/testA/, {folder}/testB/ exist"
+
+    @property
+    def approx_size_gb(self) -> float:
+        return self.approx_size_mb / 1000
 
 
 _CYCLEGAN_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/datasets/{}.zip"
@@ -210,62 +186,64 @@ CYCLEGAN_DATASETS: dict[str, CycleGANArchive] = {
         ("ae_photos", 10),
     )
 }
-CYCLEGAN_SPLITS = ("trainA", "trainB", "testA", "testB")
 
 
-def ensure_cyclegan(
-    name: str, root: str | Path, download: bool = True, url: str | None = None
+def ensure_dataset(
+    archives: dict[str, Pix2PixArchive] | dict[str, CycleGANArchive],
+    name: str,
+    root: str | Path,
+    download: bool = True,
+    url: str | None = None,
 ) -> Path:
-    """``root/<name>`` with its trainA/, trainB/, testA/ and testB/ folders, downloading the
-    CycleGAN archive if needed.
+    """``root/<name>`` with its split folders, downloading the archive `archives[name]` if needed.
 
-    `name` is a key of CYCLEGAN_DATASETS; `url` overrides the official address (a mirror, or a
-    file:// URL). With download=False a missing dataset raises FileNotFoundError naming the URL
-    and the layout. The archive is deleted after a successful extraction.
+    `url` overrides the official address (a mirror, or a file:// URL). With download=False a
+    missing dataset raises FileNotFoundError naming the URL and the layout. The archive is
+    deleted after a successful extraction (pix2pix archives are 2-8 GB).
     """
-    if name not in CYCLEGAN_DATASETS:
-        raise ValueError(f"Unknown CycleGAN dataset {name!r}; known: {sorted(CYCLEGAN_DATASETS)}")
-    info = CYCLEGAN_DATASETS[name]
+    if name not in archives:
+        family = next(iter(archives.values())).family
+        raise ValueError(f"Unknown {family} dataset {name!r}; known: {sorted(archives)}")
+    info = archives[name]
     url = url or info.url
     root = Path(root)
     folder = root / name
-    if _has_cyclegan_splits(folder):
+    if all((folder / split).is_dir() for split in info.splits):
         return folder
-    layout = ", ".join(f"{folder / split}/" for split in CYCLEGAN_SPLITS) + " exist"
+    fields = {**dataclasses.asdict(info), "folder": folder}
+    layout, size = info.layout.format(**fields), info.size.format(**fields)
     if not download:
         raise FileNotFoundError(
-            f"CycleGAN dataset {name!r} not found: expected {folder}/ with "
-            f"{', '.join(CYCLEGAN_SPLITS)} folders of images. Download {url} "
-            f"(~{info.approx_size_mb:.0f} MB) and extract it into {root} so that {layout}; or "
-            f"save it as {root / (name + '.zip')} and set download=True (then it is only "
+            f"{info.family} dataset {name!r} not found: expected {info.contents.format(**fields)}. "
+            f"Download {url} ({size}) and extract it into {root} so that {layout}; or "
+            f"save it as {root / (name + info.suffix)} and set download=True (then it is only "
             "verified and extracted); or set download=True to fetch it."
         )
-    log.info("Downloading %s (~%.0f MB) from %s into %s", name, info.approx_size_mb, url, root)
-    _fetch(url, root, f"{name}.zip", info.sha256, layout, folder, CYCLEGAN_SPLITS)
-    return folder
-
-
-def _fetch(
-    url: str,
-    root: Path,
-    filename: str,
-    sha256: str | None,
-    layout: str,
-    folder: Path,
-    splits: tuple[str, ...],
-) -> None:
-    """Download and extract one dataset archive, then check that its split folders are there."""
-    download_and_extract(url, root, filename, sha256=sha256, keep_archive=False, layout_hint=layout)
-    missing = [f"{split}/" for split in splits if not (folder / split).is_dir()]
+    free = shutil.disk_usage(_existing_parent(root)).free
+    if free < 2.2 * info.approx_size_gb * 1e9:  # archive + extracted files, briefly both
+        log.warning(
+            "Only %.1f GB free under %s; %s needs about %.1f GB while extracting",
+            free / 1e9,
+            root,
+            name,
+            2.2 * info.approx_size_gb,
+        )
+    log.info("Downloading %s (%s) from %s into %s", name, size, url, root)
+    filename = name + info.suffix
+    download_and_extract(
+        url, root, filename, sha256=info.sha256, keep_archive=False, layout_hint=layout
+    )
+    missing = [f"{split}/" for split in info.splits if not (folder / split).is_dir()]
     if missing:
         raise ArchiveError(
             f"The archive from {url} was extracted into {root} but {folder} lacks "
             f"{', '.join(missing)}; check {root} and place the folders by hand ({layout})."
         )
+    return folder
 
 
-def _has_cyclegan_splits(folder: Path) -> bool:
-    return all((folder / split).is_dir() for split in CYCLEGAN_SPLITS)
+ensure_pix2pix = functools.partial(ensure_dataset, PIX2PIX_DATASETS)
+ensure_cyclegan = functools.partial(ensure_dataset, CYCLEGAN_DATASETS)
 
 
 # --------------------------------------------------------------------------------------------
@@ -433,16 +411,6 @@ def _safe_target(staging: Path, name: str, archive: Path) -> Path:
     return target
 
 
-def _check_tar_member(member: tarfile.TarInfo, staging: Path, archive: Path) -> None:
-    _safe_target(staging, member.name, archive)
-    if member.issym():  # a symlink's target is relative to the link's own folder
-        _safe_target(staging, str(Path(member.name).parent / member.linkname), archive)
-    elif member.islnk():
-        _safe_target(staging, member.linkname, archive)
-    elif not (member.isfile() or member.isdir()):
-        raise ArchiveError(f"{archive}: member {member.name!r} is a device or pipe; refusing it")
-
-
 def _extract(archive: Path, root: Path, url: str, manual: str) -> None:
     """Extract via a staging folder, then move the top-level entries into `root`."""
     staging = root / f".{archive.name}.extracting"
@@ -457,7 +425,9 @@ def _extract(archive: Path, root: Path, url: str, manual: str) -> None:
         else:
             with tarfile.open(archive, "r:*") as tar:
                 for member in tar:  # one sequential pass: no re-reading of a huge archive
-                    _check_tar_member(member, staging, archive)
+                    # The "data" filter refuses links out of staging and device files but would
+                    # strip an absolute path's "/" and extract it: such a member is refused too.
+                    _safe_target(staging, member.name, archive)
                     tar.extract(member, staging, filter="data")
                 if tar.fileobj is not None:
                     # tarfile stops at the end-of-archive block; reading on to EOF makes gzip
@@ -484,10 +454,6 @@ def _extract(archive: Path, root: Path, url: str, manual: str) -> None:
             )
         os.replace(entry, dest)
     staging.rmdir()
-
-
-def _has_splits(folder: Path) -> bool:
-    return (folder / "train").is_dir() and (folder / "val").is_dir()
 
 
 def _existing_parent(path: Path) -> Path:

@@ -12,33 +12,24 @@ checked when the datamodule is built, so a wrong path fails before any training 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 from torch.utils.data import Dataset, Subset
 
 from i2i.data import batch as B
 from i2i.data.datasets import check_resolution, split_files
+from i2i.data.label_specs import LABEL_DATASETS, LabelDatasetRow
 from i2i.data.labels import (
-    CITYSCAPES_SUFFIXES,
     LabelRecord,
     LabelSpec,
     PairedLabelDataset,
-    ade20k_folders,
-    ade20k_spec,
-    cityscapes_folders,
-    cityscapes_spec,
-    coco_stuff_folders,
-    coco_stuff_spec,
     generic_spec,
     get_spec,
     pair_files,
+    split_records,
 )
 from i2i.data.stream import StreamDataModule
 from i2i.errors import DataError
-
-# (data_dir, split) -> (photo folder, label folder, instance folder or None)
-FolderFinder = Callable[[str, str], tuple[Path, Path, Path | None]]
 
 
 class LabelDataModule(StreamDataModule):
@@ -94,28 +85,32 @@ class LabelDataModule(StreamDataModule):
         return train_ds, val_ds
 
 
-def _split_records(
-    finder: FolderFinder, data_dir: str, split: str, instance_edges: bool, suffixes=("", "", "")
-) -> list[LabelRecord]:
-    img, lab, inst = finder(data_dir, split)
-    return pair_files(img, lab, inst if instance_edges else None, *suffixes)
+class NamedLabelDataModule(LabelDataModule):
+    """A row of :data:`i2i.data.labels.LABEL_DATASETS` under data_dir; each subclass binds its
+    row by key and declares the init arguments (and their defaults) that configs give it."""
+
+    dataset = ""  # the key in LABEL_DATASETS
+
+    @property
+    def row(self) -> LabelDatasetRow:
+        return LABEL_DATASETS[self.dataset]
+
+    def build_datasets(self) -> tuple[Dataset, Dataset]:
+        root, ie = self.hparams.data_dir, self.instance_edges
+        if ie:
+            self.row.check_instances(root)
+        return self._datasets(
+            split_records(self.row, root, "train", ie), split_records(self.row, root, "val", ie)
+        )
 
 
-def _check_instances(finder: FolderFinder, data_dir: str, what: str) -> None:
-    for split in ("train", "val"):
-        if finder(data_dir, split)[2] is None:
-            raise FileNotFoundError(
-                f"instance_edges=true but {what} in {data_dir} has no instance maps for the "
-                f"{split!r} split; add them (see the layout in the docs) or set "
-                "instance_edges: false"
-            )
-
-
-class CocoStuffDataModule(LabelDataModule):
+class CocoStuffDataModule(NamedLabelDataModule):
     """COCO-Stuff 2017 (183 classes: 0..181 and 255 = unlabeled -> 182), SPADE layout
     data_dir/{train,val}_{img,label,inst}, or the cocostuff release layout
     data_dir/images/{train,val}2017 + data_dir/annotations/{train,val}2017 (no instance maps).
     Download: https://github.com/nightrome/cocostuff."""
+
+    dataset = "coco_stuff"
 
     def __init__(
         self,
@@ -131,7 +126,7 @@ class CocoStuffDataModule(LabelDataModule):
         seed: int = 0,  # seeds the training stream
     ):
         super().__init__(
-            coco_stuff_spec(),
+            self.row.spec(),
             instance_edges,
             resolution,
             batch_size,
@@ -141,21 +136,14 @@ class CocoStuffDataModule(LabelDataModule):
         )
         self.save_hyperparameters()
 
-    def build_datasets(self) -> tuple[Dataset, Dataset]:
-        d, ie = self.hparams.data_dir, self.instance_edges
-        if ie:
-            _check_instances(coco_stuff_folders, d, "COCO-Stuff")
-        return self._datasets(
-            _split_records(coco_stuff_folders, d, "train", ie),
-            _split_records(coco_stuff_folders, d, "val", ie),
-        )
 
-
-class CityscapesDataModule(LabelDataModule):
+class CityscapesDataModule(NamedLabelDataModule):
     """Cityscapes raw labelIds (35 classes), 2:1 aspect. Layout data_dir/leftImg8bit/{split}/
     <city>/*_leftImg8bit.png + data_dir/gtFine/{split}/<city>/*_gtFine_{labelIds,instanceIds}.png
     (or pix2pixHD's {train,test}_{img,label,inst}). Download (login required):
     https://www.cityscapes-dataset.com."""
+
+    dataset = "cityscapes"
 
     def __init__(
         self,
@@ -171,7 +159,7 @@ class CityscapesDataModule(LabelDataModule):
         seed: int = 0,  # seeds the training stream
     ):
         super().__init__(
-            cityscapes_spec(),
+            self.row.spec(),
             instance_edges,
             resolution,
             batch_size,
@@ -181,20 +169,13 @@ class CityscapesDataModule(LabelDataModule):
         )
         self.save_hyperparameters()
 
-    def build_datasets(self) -> tuple[Dataset, Dataset]:
-        d, ie = self.hparams.data_dir, self.instance_edges
-        if ie:
-            _check_instances(cityscapes_folders, d, "Cityscapes")
-        return self._datasets(
-            _split_records(cityscapes_folders, d, "train", ie, CITYSCAPES_SUFFIXES),
-            _split_records(cityscapes_folders, d, "val", ie, CITYSCAPES_SUFFIXES),
-        )
 
-
-class ADE20KDataModule(LabelDataModule):
+class ADE20KDataModule(NamedLabelDataModule):
     """ADE20K SceneParsing, ADEChallengeData2016 (151 classes, 0 = other; no instance maps):
     data_dir/images/{training,validation}/*.jpg + data_dir/annotations/.../*.png.
     Download: http://sceneparsing.csail.mit.edu."""
+
+    dataset = "ade20k"
 
     def __init__(
         self,
@@ -209,16 +190,9 @@ class ADE20KDataModule(LabelDataModule):
         seed: int = 0,  # seeds the training stream
     ):
         super().__init__(
-            ade20k_spec(), False, resolution, batch_size, val_batch_size, num_workers, seed
+            self.row.spec(), False, resolution, batch_size, val_batch_size, num_workers, seed
         )
         self.save_hyperparameters()
-
-    def build_datasets(self) -> tuple[Dataset, Dataset]:
-        d = self.hparams.data_dir
-        return self._datasets(
-            _split_records(ade20k_folders, d, "train", False),
-            _split_records(ade20k_folders, d, "val", False),
-        )
 
 
 class LabelFolderDataModule(LabelDataModule):
@@ -265,7 +239,8 @@ class LabelFolderDataModule(LabelDataModule):
             raise DataError(
                 "instance_edges=true needs instance_dir (and val_instance_dir with val_image_dir)"
             )
-        default = CITYSCAPES_SUFFIXES if label_set == "cityscapes" else ("", "", "")
+        row = LABEL_DATASETS.get(label_set)
+        default = row.suffixes if row is not None else ("", "", "")
         given = (image_suffix, label_suffix, instance_suffix)
         self.suffixes = tuple(d if g is None else g for g, d in zip(given, default, strict=True))
 

@@ -1,4 +1,6 @@
-"""Label sets for labels -> photo: class names, colours and the raw-value -> class-id mapping.
+"""Label sets for labels -> photo: class names, colours and the raw-value -> class-id mapping;
+and LABEL_DATASETS, the published datasets as rows of one table (label set, folder layouts,
+file suffixes) that the named datasets and datamodules read.
 
 A :class:`LabelSpec` says how the integers stored in a dataset's label files become contiguous
 class ids 0..num_classes-1 (the channels of the one-hot condition), following SPADE's conventions:
@@ -18,7 +20,7 @@ table (labels.py of cityscapesScripts) and the SceneParsing objectInfo150 list (
 from __future__ import annotations
 
 import colorsys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -295,11 +297,101 @@ def generic_spec(
     )
 
 
-SPECS = {"coco_stuff": coco_stuff_spec, "cityscapes": cityscapes_spec, "ade20k": ade20k_spec}
+# ---------------------------------------------------------------------------------------------
+# The published label datasets: one table of label sets, folder layouts and file suffixes
+
+CITYSCAPES_SUFFIXES = ("_leftImg8bit", "_gtFine_labelIds", "_gtFine_instanceIds")
+
+URL_COCO_STUFF = "https://github.com/nightrome/cocostuff"
+URL_CITYSCAPES = "https://www.cityscapes-dataset.com (login required)"
+URL_ADE20K = "http://sceneparsing.csail.mit.edu"
+
+
+def _first_layout(root: Path, layouts: list[tuple[Path, ...]], what: str, url: str):
+    """The first layout whose photo and label folders exist, else FileNotFoundError."""
+    for folders in layouts:
+        if folders[0].is_dir() and folders[1].is_dir():
+            return folders
+    expected = "; or ".join(f"{f[0]} + {f[1]}" for f in layouts)
+    state = "does not exist" if not root.is_dir() else "does not have the expected layout"
+    raise FileNotFoundError(
+        f"{what} folder {root} {state}. Expected photo + label folders: {expected}. "
+        f"Download from {url}."
+    )
+
+
+def coco_stuff_folders(root: str | Path, split: str) -> tuple[Path, Path, Path | None]:
+    """(photos, labels, instances or None) of a COCO-Stuff split ("train" or "val"):
+    SPADE's root/{split}_img, {split}_label, {split}_inst, or the cocostuff release's
+    root/images/{split}2017 + root/annotations/{split}2017 (stuffthingmaps, no instances)."""
+    root = Path(root)
+    spade = (root / f"{split}_img", root / f"{split}_label", root / f"{split}_inst")
+    release = (root / "images" / f"{split}2017", root / "annotations" / f"{split}2017")
+    img, lab, *inst = _first_layout(root, [spade, release], "COCO-Stuff", URL_COCO_STUFF)
+    return img, lab, (inst[0] if inst and inst[0].is_dir() else None)
+
+
+def cityscapes_folders(root: str | Path, split: str) -> tuple[Path, Path, Path | None]:
+    """(photos, labels, instances or None) of a Cityscapes split: the official
+    root/leftImg8bit/{split}/<city>/ + root/gtFine/{split}/<city>/, or pix2pixHD's
+    root/{split}_img, {split}_label, {split}_inst (pix2pixHD names the val split "test")."""
+    root = Path(root)
+    layouts = [(root / "leftImg8bit" / split, root / "gtFine" / split, root / "gtFine" / split)]
+    for s in (split, "test") if split == "val" else (split,):
+        layouts.append((root / f"{s}_img", root / f"{s}_label", root / f"{s}_inst"))
+    img, lab, inst = _first_layout(root, layouts, "Cityscapes", URL_CITYSCAPES)
+    return img, lab, (inst if inst.is_dir() else None)
+
+
+def ade20k_folders(root: str | Path, split: str) -> tuple[Path, Path, None]:
+    """(photos, labels, None) of ADEChallengeData2016: {root}/images/{training,validation} and
+    {root}/annotations/...; `root` may also be the folder that contains ADEChallengeData2016."""
+    root = Path(root)
+    name = {"train": "training", "val": "validation"}.get(split, split)
+    layouts = [
+        (r / "images" / name, r / "annotations" / name)
+        for r in (root, root / "ADEChallengeData2016")
+    ]
+    img, lab = _first_layout(root, layouts, "ADE20K (ADEChallengeData2016)", URL_ADE20K)
+    return img, lab, None
+
+
+@dataclass(frozen=True)
+class LabelDatasetRow:
+    """A published label dataset: its label set, its folder layouts and how its files pair."""
+
+    title: str  # the name error messages use
+    spec: Callable[[], LabelSpec]  # its label set
+    folders: Callable[[str | Path, str], tuple[Path, Path, Path | None]]  # (root, split) -> dirs
+    suffixes: tuple[str, str, str] = ("", "", "")  # removed from photo/label/instance stems
+    has_instances: bool = True  # False: the release has no instance maps
+
+    def check_instances(self, root: str | Path) -> None:
+        """FileNotFoundError when a split has no instance folder: before any file is listed."""
+        for split in ("train", "val"):
+            if self.folders(root, split)[2] is None:
+                raise FileNotFoundError(
+                    f"instance_edges=true but {self.title} in {root} has no instance maps for "
+                    f"the {split!r} split; add them (see the layout in the docs) or set "
+                    "instance_edges: false"
+                )
+
+
+LABEL_DATASETS = {
+    "coco_stuff": LabelDatasetRow("COCO-Stuff", coco_stuff_spec, coco_stuff_folders),
+    "cityscapes": LabelDatasetRow(
+        "Cityscapes", cityscapes_spec, cityscapes_folders, CITYSCAPES_SUFFIXES
+    ),
+    "ade20k": LabelDatasetRow(
+        "ADEChallengeData2016", ade20k_spec, ade20k_folders, has_instances=False
+    ),
+}
 
 
 def get_spec(name: str) -> LabelSpec:
-    """A named label set: "coco_stuff", "cityscapes" or "ade20k"."""
-    if name not in SPECS:
-        raise DataError(f"unknown label set {name!r}; choose one of {sorted(SPECS)} or 'generic'")
-    return SPECS[name]()
+    """The label set of a row of LABEL_DATASETS: "coco_stuff", "cityscapes" or "ade20k"."""
+    if name not in LABEL_DATASETS:
+        raise DataError(
+            f"unknown label set {name!r}; choose one of {sorted(LABEL_DATASETS)} or 'generic'"
+        )
+    return LABEL_DATASETS[name].spec()

@@ -11,39 +11,45 @@ resolution, so they are one pixel wide as in SPADE.
 Photos are read WITHOUT applying EXIF orientation (unlike :func:`load_image`): label maps are
 annotated on the stored pixels and carry no EXIF, so rotating only the photo would misalign them.
 
-Label sets (class names, colours, raw-value mapping) live in :mod:`i2i.data.label_specs`.
+Label sets (class names, colours, raw-value mapping) and the published datasets' table
+(LABEL_DATASETS: label set, folder layouts, file suffixes) live in :mod:`i2i.data.label_specs`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
-from torch.utils.data import Dataset
 
 from i2i.data import batch
 from i2i.data.datasets import (
     SMALL_IMAGES,
     CorruptImageError,
     CropPlan,
+    FileDataset,
     apply_crop,
     check_resolution,
-    file_source,
     image_to_tensor,
     list_images,
     note_small,
     plan_crop,
+    read_from_disk,
     scan_headers,
 )
 from i2i.data.label_specs import (
-    SPECS,
+    CITYSCAPES_SUFFIXES,
+    LABEL_DATASETS,
+    LabelDatasetRow,
     LabelSpec,
+    ade20k_folders,
     ade20k_spec,
+    cityscapes_folders,
     cityscapes_spec,
+    coco_stuff_folders,
     coco_stuff_spec,
     distinct_palette,
     generic_spec,
@@ -54,7 +60,6 @@ from i2i.errors import DataError
 
 __all__ = [
     "CITYSCAPES_SUFFIXES",
-    "SPECS",
     "LabelSpec",
     "ade20k_spec",
     "cityscapes_spec",
@@ -72,6 +77,10 @@ __all__ = [
     "CocoStuffDataset",
     "CityscapesDataset",
     "ADE20KDataset",
+    "LABEL_DATASETS",
+    "LabelDatasetRow",
+    "NamedLabelDataset",
+    "split_records",
     "colorize",
     "wandb_class_labels",
     "coco_stuff_folders",
@@ -80,11 +89,6 @@ __all__ = [
 ]
 
 LOSSY_EXTENSIONS = (".jpg", ".jpeg", ".webp")
-CITYSCAPES_SUFFIXES = ("_leftImg8bit", "_gtFine_labelIds", "_gtFine_instanceIds")
-
-URL_COCO_STUFF = "https://github.com/nightrome/cocostuff"
-URL_CITYSCAPES = "https://www.cityscapes-dataset.com (login required)"
-URL_ADE20K = "http://sceneparsing.csail.mit.edu"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -125,7 +129,9 @@ def decode_ade20k_full_seg(rgb: np.ndarray) -> np.ndarray:
     return r // 10 * 256 + g
 
 
-def read_label_map(path: str | Path, exif: bool = False) -> np.ndarray:
+def read_label_map(
+    path: str | Path, exif: bool = False, open_file: Callable[[Path], BinaryIO] = read_from_disk
+) -> np.ndarray:
     """The raw integer values of a single-channel label / instance file (PNG modes L, P, I;16,
     I, 1; an RGB file is accepted only when its three channels are equal). With `exif`, turned
     upright by its EXIF orientation as `load_image` turns images (the inference commands, where
@@ -137,7 +143,7 @@ def read_label_map(path: str | Path, exif: bool = False) -> np.ndarray:
             "borders. Use lossless single-channel PNGs of class ids."
         )
     try:
-        with Image.open(file_source(path)) as img:
+        with open_file(path) as file, Image.open(file) as img:
             img.load()
             mode = img.mode
             # A transpose moves pixels, never changes their values or the mode.
@@ -238,11 +244,13 @@ def pair_files(
 # Datasets
 
 
-def _load_photo(path: Path, draft: tuple[int, int]) -> tuple[Image.Image, tuple[int, int]]:
+def _load_photo(
+    path: Path, draft: tuple[int, int], open_file: Callable[[Path], BinaryIO]
+) -> tuple[Image.Image, tuple[int, int]]:
     """(RGB photo, its stored size (H, W)); JPEGs may decode at a reduced scale covering `draft`
     (the crop plan resizes the photo to the label's geometry anyway)."""
     try:
-        with Image.open(file_source(path)) as img:
+        with open_file(path) as file, Image.open(file) as img:
             size = (img.height, img.width)
             if img.format == "JPEG":
                 side = max(draft)
@@ -270,7 +278,7 @@ def _crop_map(arr: np.ndarray, plan: CropPlan) -> np.ndarray:
     return crop.astype(np.int64)
 
 
-class PairedLabelDataset(Dataset):
+class PairedLabelDataset(FileDataset):
     """Photo + label map (+ instance map) samples from a list of :class:`LabelRecord`."""
 
     def __init__(
@@ -308,8 +316,8 @@ class PairedLabelDataset(Dataset):
             raise IndexError(f"index {i} out of range for a dataset of {n} samples")
         i %= n
         rec = self.records[i]
-        raw = read_label_map(rec.label)
-        photo, photo_size = _load_photo(rec.image, self.resolution)
+        raw = read_label_map(rec.label, open_file=self.open_file)
+        photo, photo_size = _load_photo(rec.image, self.resolution, self.open_file)
         if photo_size != raw.shape:
             raise DataError(
                 f"Photo {rec.image} is {photo_size[1]}x{photo_size[0]} (WxH) but its label map "
@@ -319,7 +327,7 @@ class PairedLabelDataset(Dataset):
         label = self.spec.to_class_ids(raw, rec.label)
         inst = None
         if self.instance_edges:
-            inst = read_label_map(rec.instance)
+            inst = read_label_map(rec.instance, open_file=self.open_file)
             if inst.shape != raw.shape:
                 raise DataError(
                     f"Instance map {rec.instance} is {inst.shape[1]}x{inst.shape[0]} (WxH) but "
@@ -440,109 +448,64 @@ class LabelFolderDataset(PairedLabelDataset):
         super().__init__(records, spec, resolution, **kwargs)
 
 
-# ---- the named datasets: folder layouts ------------------------------------------------------
-
-
-def _first_layout(root: Path, layouts: list[tuple[Path, ...]], what: str, url: str):
-    """The first layout whose photo and label folders exist, else FileNotFoundError."""
-    for folders in layouts:
-        if folders[0].is_dir() and folders[1].is_dir():
-            return folders
-    expected = "; or ".join(f"{f[0]} + {f[1]}" for f in layouts)
-    state = "does not exist" if not root.is_dir() else "does not have the expected layout"
-    raise FileNotFoundError(
-        f"{what} folder {root} {state}. Expected photo + label folders: {expected}. "
-        f"Download from {url}."
-    )
-
-
-def coco_stuff_folders(root: str | Path, split: str) -> tuple[Path, Path, Path | None]:
-    """(photos, labels, instances or None) of a COCO-Stuff split ("train" or "val"):
-    SPADE's root/{split}_img, {split}_label, {split}_inst, or the cocostuff release's
-    root/images/{split}2017 + root/annotations/{split}2017 (stuffthingmaps, no instances)."""
-    root = Path(root)
-    spade = (root / f"{split}_img", root / f"{split}_label", root / f"{split}_inst")
-    release = (root / "images" / f"{split}2017", root / "annotations" / f"{split}2017")
-    img, lab, *inst = _first_layout(root, [spade, release], "COCO-Stuff", URL_COCO_STUFF)
-    return img, lab, (inst[0] if inst and inst[0].is_dir() else None)
-
-
-def cityscapes_folders(root: str | Path, split: str) -> tuple[Path, Path, Path | None]:
-    """(photos, labels, instances or None) of a Cityscapes split: the official
-    root/leftImg8bit/{split}/<city>/ + root/gtFine/{split}/<city>/, or pix2pixHD's
-    root/{split}_img, {split}_label, {split}_inst (pix2pixHD names the val split "test")."""
-    root = Path(root)
-    layouts = [(root / "leftImg8bit" / split, root / "gtFine" / split, root / "gtFine" / split)]
-    for s in (split, "test") if split == "val" else (split,):
-        layouts.append((root / f"{s}_img", root / f"{s}_label", root / f"{s}_inst"))
-    img, lab, inst = _first_layout(root, layouts, "Cityscapes", URL_CITYSCAPES)
-    return img, lab, (inst if inst.is_dir() else None)
-
-
-def ade20k_folders(root: str | Path, split: str) -> tuple[Path, Path, None]:
-    """(photos, labels, None) of ADEChallengeData2016: {root}/images/{training,validation} and
-    {root}/annotations/...; `root` may also be the folder that contains ADEChallengeData2016."""
-    root = Path(root)
-    name = {"train": "training", "val": "validation"}.get(split, split)
-    layouts = [
-        (r / "images" / name, r / "annotations" / name)
-        for r in (root, root / "ADEChallengeData2016")
-    ]
-    img, lab = _first_layout(root, layouts, "ADE20K (ADEChallengeData2016)", URL_ADE20K)
-    return img, lab, None
-
-
-class CocoStuffDataset(PairedLabelDataset):
-    """COCO-Stuff (SPADE conventions: 0..181, 255 = unlabeled -> class 182; 183 classes)."""
-
-    def __init__(
-        self,
-        root: str | Path,  # folder with train_img/, train_label/, train_inst/, val_... (SPADE)
-        split: str = "train",  # "train" or "val"
-        resolution: int | Sequence[int] = 256,
-        **kwargs: Any,  # train, hflip, instance_edges, small_images: see PairedLabelDataset
-    ) -> None:
-        img, lab, inst = coco_stuff_folders(root, split)
-        records = pair_files(img, lab, inst if kwargs.get("instance_edges") else None)
-        super().__init__(records, coco_stuff_spec(), resolution, **kwargs)
-
-
-class CityscapesDataset(PairedLabelDataset):
-    """Cityscapes raw labelIds (35 classes), instance boundaries from *_gtFine_instanceIds.png.
-    Keep its 2:1 aspect: resolution (256, 512)."""
-
-    def __init__(
-        self,
-        root: str | Path,  # folder with leftImg8bit/ and gtFine/ (or pix2pixHD's train_img/...)
-        split: str = "train",  # "train" or "val"
-        resolution: int | Sequence[int] = (256, 512),
-        **kwargs: Any,  # train, hflip, instance_edges, small_images: see PairedLabelDataset
-    ) -> None:
-        img, lab, inst = cityscapes_folders(root, split)
-        records = pair_files(
-            img, lab, inst if kwargs.get("instance_edges") else None, *CITYSCAPES_SUFFIXES
+def split_records(
+    row: LabelDatasetRow, root: str | Path, split: str, instance_edges: bool
+) -> list[LabelRecord]:
+    """The (photo, label, instance) records of one split of a LABEL_DATASETS row; instance maps
+    only when asked."""
+    if instance_edges and not row.has_instances:
+        raise DataError(
+            f"{row.title} has no instance maps: set instance_edges=false (as SPADE does for ADE20K)"
         )
-        super().__init__(records, cityscapes_spec(), resolution, **kwargs)
+    img, lab, inst = row.folders(root, split)
+    return pair_files(img, lab, inst if instance_edges else None, *row.suffixes)
 
 
-class ADE20KDataset(PairedLabelDataset):
-    """ADE20K SceneParsing, ADEChallengeData2016 format (151 classes, 0 = other); the challenge
-    release has no instance maps."""
+class NamedLabelDataset(PairedLabelDataset):
+    """One split of a row of LABEL_DATASETS; each subclass binds its row by key."""
+
+    dataset = ""  # the key in LABEL_DATASETS
 
     def __init__(
         self,
-        root: str | Path,  # ADEChallengeData2016 (or its parent folder)
-        split: str = "train",  # "train"/"training" or "val"/"validation"
+        root: str | Path,  # the dataset's root folder (see the row's folder layouts)
+        split: str = "train",  # "train" or "val"
         resolution: int | Sequence[int] = 256,
-        **kwargs: Any,  # train, hflip, small_images: see PairedLabelDataset
+        **kwargs: Any,  # train, hflip, instance_edges, small_images: see PairedLabelDataset
     ) -> None:
-        img, lab, _ = ade20k_folders(root, split)
-        if kwargs.get("instance_edges"):
-            raise DataError(
-                "ADEChallengeData2016 has no instance maps: set instance_edges=false (as SPADE "
-                "does for ADE20K)"
-            )
-        super().__init__(pair_files(img, lab), ade20k_spec(), resolution, **kwargs)
+        row = LABEL_DATASETS[self.dataset]
+        records = split_records(row, root, split, bool(kwargs.get("instance_edges")))
+        super().__init__(records, row.spec(), resolution, **kwargs)
+
+
+class CocoStuffDataset(NamedLabelDataset):
+    """COCO-Stuff (SPADE conventions: 0..181, 255 = unlabeled -> class 182; 183 classes);
+    root holds train_img/, train_label/, train_inst/, val_... (SPADE) or the release layout."""
+
+    dataset = "coco_stuff"
+
+
+class CityscapesDataset(NamedLabelDataset):
+    """Cityscapes raw labelIds (35 classes), instance boundaries from *_gtFine_instanceIds.png;
+    root holds leftImg8bit/ and gtFine/ (or pix2pixHD's train_img/...)."""
+
+    dataset = "cityscapes"
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        resolution: int | Sequence[int] = (256, 512),  # keep Cityscapes' 2:1 aspect
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(root, split, resolution, **kwargs)
+
+
+class ADE20KDataset(NamedLabelDataset):
+    """ADE20K SceneParsing, ADEChallengeData2016 format (151 classes, 0 = other; split may also
+    be "training"/"validation"); the challenge release has no instance maps."""
+
+    dataset = "ade20k"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -39,8 +39,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -60,6 +58,7 @@ from i2i.data.datasets import (
     RESAMPLES,
     SMALL_IMAGES,
     CropPlan,
+    FileDataset,
     apply_crop,
     check_resolution,
     image_to_tensor,
@@ -72,7 +71,7 @@ from i2i.data.datasets import (
 )
 from i2i.data.scan import Findings
 from i2i.errors import DataError
-from i2i.io import publish
+from i2i.io import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +197,7 @@ def check_edge_maps(dataset: Dataset, num: int = 8, hint: str = "") -> None:
 # Datasets
 
 
-class _PairedDataset(Dataset):
+class _PairedDataset(FileDataset):
     """Shared resolution, flip and corrupt-file handling; subclasses implement `load`."""
 
     def __init__(
@@ -231,9 +230,24 @@ class _PairedDataset(Dataset):
     def __len__(self) -> int:
         raise NotImplementedError
 
+    def read(self, i: int) -> tuple[Image.Image, Image.Image, Path]:
+        """(condition, photo, the photo's file) of sample i, decoded but not yet transformed."""
+        raise NotImplementedError
+
     def load(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(image (3, H, W), edges (1, H, W)) of sample i; CorruptImageError on a bad file."""
-        raise NotImplementedError
+        condition, photo, path = self.read(i)
+        edges = condition_to_tensor(condition, self.edge_polarity, self.edges_channels)
+        return transform_pair(
+            photo,
+            edges,
+            self.resolution,
+            self.train,
+            self.hflip,
+            self.small_images,
+            path,
+            self.resample,
+        )
 
     def describe(self, i: int) -> str:
         raise NotImplementedError
@@ -269,16 +283,8 @@ class SideBySideDataset(_PairedDataset):
         edges_channels: int = 1,  # 1: grey edge map, +1 on lines; 3: the RGB half as it is
         resample: str = "bicubic_antialias",  # photo resize filter, or "pil_bilinear"
     ) -> None:
-        super().__init__(
-            resolution,
-            train,
-            hflip,
-            on_corrupt,
-            small_images,
-            edge_polarity,
-            edges_channels,
-            resample,
-        )
+        settings = (on_corrupt, small_images, edge_polarity, edges_channels, resample)
+        super().__init__(resolution, train, hflip, *settings)
         check_choice("direction", direction, DIRECTIONS)
         self.root, self.direction = Path(root), direction
         self.files = [Path(f) for f in files] if files is not None else list_images(self.root)
@@ -291,24 +297,13 @@ class SideBySideDataset(_PairedDataset):
     def describe(self, i: int) -> str:
         return str(self.files[i])
 
-    def load(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def read(self, i: int) -> tuple[Image.Image, Image.Image, Path]:
         path = self.files[i]
         h, w = self.resolution
         # Each half must still cover (h, w); no reduced JPEG decode where the official filter
         # (PIL bilinear on the full decode) is asked for.
-        img = load_image(path, draft_size=(h, 2 * w) if self._draft else None)
-        condition, photo = split_side_by_side(img, self.direction, path)
-        edges = condition_to_tensor(condition, self.edge_polarity, self.edges_channels)
-        return transform_pair(
-            photo,
-            edges,
-            self.resolution,
-            self.train,
-            self.hflip,
-            self.small_images,
-            path,
-            self.resample,
-        )
+        img = load_image(path, (h, 2 * w) if self._draft else None, self.open_file)
+        return (*split_side_by_side(img, self.direction, path), path)
 
     def scan(self, findings: Findings, indices: Sequence[int] | None = None) -> None:
         """Every file's header at setup: A|B shape (width = 2 x height) and half size."""
@@ -399,16 +394,8 @@ class TwoFolderDataset(_PairedDataset):
         edges_channels: int = 1,  # 1: grey edge map, +1 on lines; 3: the RGB file as it is
         resample: str = "bicubic_antialias",  # photo resize filter, or "pil_bilinear"
     ) -> None:
-        super().__init__(
-            resolution,
-            train,
-            hflip,
-            on_corrupt,
-            small_images,
-            edge_polarity,
-            edges_channels,
-            resample,
-        )
+        settings = (on_corrupt, small_images, edge_polarity, edges_channels, resample)
+        super().__init__(resolution, train, hflip, *settings)
         self.condition_dir, self.image_dir = Path(condition_dir), Path(image_dir)
         self.pairs = pairs if pairs is not None else match_pairs(condition_dir, image_dir)
         if not self.pairs:
@@ -420,11 +407,11 @@ class TwoFolderDataset(_PairedDataset):
     def describe(self, i: int) -> str:
         return f"{self.pairs[i][0]} + {self.pairs[i][1]}"
 
-    def load(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def read(self, i: int) -> tuple[Image.Image, Image.Image, Path]:
         cpath, ipath = self.pairs[i]
         draft = self.resolution if self._draft else None
-        photo = load_image(ipath, draft_size=draft)
-        condition = load_image(cpath, draft_size=draft)
+        photo = load_image(ipath, draft, self.open_file)
+        condition = load_image(cpath, draft, self.open_file)
         a, b = photo.width / photo.height, condition.width / condition.height
         if abs(a / b - 1.0) > _ASPECT_TOLERANCE:
             raise DataError(
@@ -432,17 +419,7 @@ class TwoFolderDataset(_PairedDataset):
                 f"({photo.width}x{photo.height}) have different aspect ratios, so they cannot be "
                 "aligned; fix or remove this pair."
             )
-        edges = condition_to_tensor(condition, self.edge_polarity, self.edges_channels)
-        return transform_pair(
-            photo,
-            edges,
-            self.resolution,
-            self.train,
-            self.hflip,
-            self.small_images,
-            ipath,
-            self.resample,
-        )
+        return condition, photo, ipath
 
     def scan(self, findings: Findings, indices: Sequence[int] | None = None) -> None:
         """Every pair's headers at setup: photo size and matching aspect ratios."""
@@ -518,16 +495,9 @@ class EdgeCache:
         file = self.path(key)
         file.parent.mkdir(parents=True, exist_ok=True)
         arr = np.where(edges[0].numpy() > 0, 255, 0).astype(np.uint8)
-        # Write then rename: loader workers may compute the same file concurrently, and a reader
-        # must never see a half-written PNG.
-        fd, tmp = tempfile.mkstemp(dir=file.parent, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                Image.fromarray(arr).save(f, format="PNG")
-            publish(tmp, file)  # a plain file's mode: mkstemp's is 0600
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        # Loader workers may compute the same file concurrently: a reader must never see a
+        # half-written PNG.
+        atomic_write(file, lambda tmp: Image.fromarray(arr).save(tmp, format="PNG"))
 
 
 class CannyEdgesDataset(_PairedDataset):
@@ -590,7 +560,7 @@ class CannyEdgesDataset(_PairedDataset):
 
     def load(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         path = self.files[i]
-        img = load_image(path, draft_size=self.resolution)
+        img = load_image(path, self.resolution, self.open_file)
         plan = plan_crop(
             (img.height, img.width), self.resolution, self.train, self.small_images, path
         )

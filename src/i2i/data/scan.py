@@ -20,7 +20,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +29,7 @@ from typing import Any, NamedTuple, TypeVar
 import numpy as np
 from PIL import Image
 
-from i2i.io import publish
+from i2i.io import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -200,10 +199,8 @@ def _load_cache(file: Path) -> dict[str, Any]:
 def _save_cache(file: Path, entries: dict[str, Any]) -> None:
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=file.parent, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump({"version": _CACHE_VERSION, "files": entries}, f)
-        publish(tmp, file)  # concurrent runs: never half a file; a plain mode, not mkstemp's
+        text = json.dumps({"version": _CACHE_VERSION, "files": entries})
+        atomic_write(file, lambda tmp: tmp.write_text(text))  # concurrent runs: never half a file
     except OSError as e:
         log.warning(
             "could not write the label-statistics cache %s (%s); the next run will "

@@ -1,64 +1,34 @@
-"""Streaming shards (LitData) for millions of images: `i2i data optimize` and ShardDataModule.
+"""Streaming shards (LitData) for millions of images: ShardDataModule reads them.
 
-`i2i data optimize --config CONFIG --out DIR` builds the config's datamodule exactly as training
-would (its split, its setup checks: the files it keeps are the files the folder loader would
-use) and writes each sample's files, their ORIGINAL encoded bytes, into LitData chunks
-(`DIR/train`, `DIR/val`; unpaired data one folder per domain: `DIR/train_a`, `DIR/train_b`,
-`DIR/val_a`, `DIR/val_b`), in parallel, with a progress bar; with `--compression zstd` each
-chunk file is one zstd frame, which readers inflate once into LitData's cache. Beside them it
-records what it wrote: `manifest.json` (counts, the source config, the datamodule's settings
-and their fingerprint, the chunk sizes, the compression), `files.txt` (every sample's files, in
-shard order), `config.yaml` (a copy of the config) and `datasets.json` (the datasets' settings:
-the decoding and transforms of the folder datasets themselves, without their file lists, as
-JSON data: `i2i.data.shard_templates`; a shard folder is never unpickled, so shards from a
-shared bucket cannot run code).
-
-:class:`ShardDataModule` reads them from a local folder or an object-store URL (s3://, gs://...,
-through LitData's downloaders and cache) and decodes each record with the folder dataset's own
-code (the bytes are opened in place of the files: `i2i.data.datasets.file_source`), so batches
-hold the same keys, preprocessing, crops and masks. Its training stream (:class:`ShardStream`) is
-the project's deterministic stream with an order that suits streaming: per epoch the chunks are
-shuffled by (seed, epoch), samples inside each chunk by (seed, epoch, chunk), and process r of
-W (all nodes' GPUs) takes the r-th contiguous W-th of that sequence, so each process reads about
-1/W of the chunks and none shares a sample. Crops, flips and masks are seeded by the global
-stream position as in `TrainStream`, so batch s holds the same samples, crops and masks whatever
-the number of loader workers, and a resumed run continues the exact sequence. (LitData's own
-shuffle depends on the number of loader workers and the batch size, and resumes from its
-loader's state; the position-seeded order keeps the project's one resume mechanism.) Unpaired
-(CycleGAN) shards stream each domain so, with orders of their own (:class:`ShardUnpairedStream`).
+:class:`ShardDataModule` reads the shards that `i2i data optimize` wrote
+(:mod:`i2i.data.shard_optimize`: the chunks, manifest.json, datasets.json) from a local folder
+or an object-store URL (s3://, gs://..., through LitData's downloaders and cache) and decodes
+each record with the folder dataset's own code (the dataset's `open_file` opens a record's bytes
+in place of the files), so batches hold the same keys, preprocessing, crops and masks; its
+training streams read in the order of :mod:`i2i.data.shard_order`.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextvars
 import hashlib
+import io
 import json
 import os
-import pickle
-import shutil
-import sys
 import tempfile
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
-import yaml
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Dataset
 
-from i2i.config_files import load_config
-from i2i.data import datasets as D
 from i2i.data import shard_templates
-from i2i.data.download import DownloadError
 from i2i.data.elastic import Shape
-from i2i.data.stream import FixedMaskDataset, StreamDataModule, TrainStream
-from i2i.data.unpaired import UnpairedEvalDataset, UnpairedTrainStream
-from i2i.errors import DataError
+from i2i.data.shard_order import ShardStream, ShardUnpairedStream
+from i2i.data.stream import FixedMaskDataset, StreamDataModule
+from i2i.data.unpaired import UnpairedEvalDataset
 from i2i.safe_load import RefusedFileError
-from i2i.seeding import numpy_rng
 
 MANIFEST = "manifest.json"
 TEMPLATES = "datasets.json"
@@ -89,7 +59,6 @@ MASK_SETTINGS = frozenset(
         "mask_set",
     }
 )
-SHARD_STREAM = 0x5A4D  # a key of the shard order's seeds, apart from the folder stream's
 
 
 class ShardMismatchError(FileNotFoundError):
@@ -99,20 +68,6 @@ class ShardMismatchError(FileNotFoundError):
 
 # --------------------------------------------------------------------------------------------
 # The config's datamodule
-
-
-def load_datamodule(config: str | Path) -> StreamDataModule:
-    """The datamodule of a training config, instantiated as `i2i fit` would."""
-    path = Path(config)
-    if not path.is_file():
-        raise FileNotFoundError(f"config {path} does not exist; give the YAML you train with")
-    section = load_config(path).get("data")
-    if not section:
-        raise DataError(f"{path} has no data: section; give the YAML you train with")
-    datamodule = instantiate_datamodule(section)
-    if isinstance(datamodule, ShardDataModule):
-        raise DataError(f"{path} already reads shards; give the config of the folder datamodule")
-    return datamodule
 
 
 def instantiate_datamodule(section: dict[str, Any]) -> StreamDataModule:
@@ -140,196 +95,12 @@ def fingerprint(settings: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _parts(split: str, dataset: Dataset) -> list[tuple[str, Dataset]]:
-    """The shard folders of a split: (name, dataset) for the split itself, or for each of its
-    domains when the data is unpaired (`split`_a and `split`_b)."""
-    inner = dataset.dataset if isinstance(dataset, FixedMaskDataset) else dataset
-    if isinstance(inner, UnpairedEvalDataset):
-        domains = (inner.domain_a, inner.domain_b)
-        return [(f"{split}_{d}", data) for d, data in zip(DOMAINS, domains, strict=True)]
-    return [(split, dataset)]
-
-
-def _unwrap(dataset: Dataset) -> tuple[Dataset, list[Any]]:
-    """(the folder dataset, its per-sample file entries) of a train or val dataset."""
-    indices = None
-    if isinstance(dataset, FixedMaskDataset):
-        dataset = dataset.dataset
-    if isinstance(dataset, Subset):
-        dataset, indices = dataset.dataset, list(dataset.indices)
-    attr = next((a for a in ENTRY_LISTS if isinstance(getattr(dataset, a, None), list)), None)
-    if attr is None:
-        raise DataError(
-            f"{type(dataset).__name__} has no files to shard (supported: image folders, "
-            "pix2pix pairs, label maps with instances, unpaired domains; the embedded demo "
-            "data is generated)"
-        )
-    entries = getattr(dataset, attr)
-    return dataset, entries if indices is None else [entries[i] for i in indices]
-
-
-def _entry_paths(entry: Any) -> list[str | None]:
-    if isinstance(entry, tuple):  # a pair, or a LabelRecord (a NamedTuple)
-        return [None if p is None else str(p) for p in entry]
-    return [str(entry)]
-
-
 def _rebuild(example: Any, names: Sequence[str | None]) -> Any:
     """An entry of `example`'s kind from the names stored in a record."""
     paths = [None if n is None else Path(n) for n in names]
     if isinstance(example, tuple):
         return type(example)(*paths) if hasattr(example, "_fields") else tuple(paths)
     return paths[0]
-
-
-def _template(dataset: Dataset, example: Any) -> Dataset:
-    """A copy of the folder dataset without its file list (it comes from the shards), keeping
-    one entry to tell their kind."""
-    attr = next(a for a in ENTRY_LISTS if isinstance(getattr(dataset, a, None), list))
-    saved = getattr(dataset, attr)
-    setattr(dataset, attr, [example])
-    try:
-        template = pickle.loads(pickle.dumps(dataset))
-    finally:
-        setattr(dataset, attr, saved)
-    if getattr(template, "cache", None) is not None:
-        template.cache = None  # a Canny edge cache is keyed by the files on disk
-    return template
-
-
-# --------------------------------------------------------------------------------------------
-# Writing
-
-
-def _record(item: tuple[int, list[str | None]]) -> dict[str, Any]:
-    """One LitData record: the sample's index, its files' names and their bytes as stored."""
-    index, names = item
-    record: dict[str, Any] = {"index": index, "names": json.dumps(names)}
-    for k, name in enumerate(names):
-        record[f"file{k}"] = Path(name).read_bytes() if name is not None else b""
-    return record
-
-
-def check_compression(compression: str | None) -> str | None:
-    """The LitData codec of `--compression` (zstd, or zstd:LEVEL with LEVEL 1-22), or a
-    ValueError naming the value and what is accepted.
-
-    Always whole-chunk (LitData's compression_level="chunk": each chunk file is one zstd
-    frame, inflated once into the reader's cache): LitData's default in-file framing ("batch")
-    and per-sample frames ("sample") did not read back with the LitData this was written
-    against ("missing LDFZ01 magic", "missing content size in frame header"; docs/shards.md)."""
-    if compression is None:
-        return None
-    from litdata.streaming.compression import _COMPRESSORS
-
-    if compression not in _COMPRESSORS:
-        known = "zstd or zstd:LEVEL (LEVEL 1-22)" if _COMPRESSORS else "none installed"
-        raise DataError(
-            f"compression {compression!r} is not one LitData can write ({known}); use "
-            "--compression zstd, or leave it out"
-            + ("" if _COMPRESSORS else " (install the zstd package: `uv pip install zstd`)")
-        )
-    return compression
-
-
-def optimize_shards(
-    config: str | Path,
-    out: str | Path,
-    num_workers: int = 1,
-    chunk_bytes: str = "64MB",
-    compression: str | None = None,
-) -> dict[str, Any]:
-    """Write the shards of `config`'s datamodule to `out` (see the module doc); the manifest."""
-    import litdata
-
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out} is not empty; give a new folder or remove it first")
-    compression = check_compression(compression)
-    datamodule = load_datamodule(config)
-    datamodule.setup("fit")  # the split and the setup checks: the files training would use
-    settings = dataset_settings(datamodule)
-    manifest: dict[str, Any] = {
-        "format": FORMAT,
-        "source_config": str(Path(config).resolve()),
-        "written": datetime.now(UTC).isoformat(timespec="seconds"),
-        "settings": settings,
-        "fingerprint": fingerprint(settings),
-        "litdata": litdata.__version__,
-        "compression": compression,
-        "count": {},
-        "chunk_sizes": {},
-    }
-    out.mkdir(parents=True, exist_ok=True)
-    templates, lines = {}, []
-    splits = (datamodule.train_dataset, datamodule.val_dataset)
-    parts = [p for split, d in zip(SPLITS, splits, strict=True) for p in _parts(split, d)]
-    for split, dataset in parts:
-        folder, entries = _unwrap(dataset)
-        names = [_entry_paths(e) for e in entries]
-        if len({len(n) for n in names}) > 1:
-            raise DataError(f"{split}: samples differ in their number of files; cannot shard")
-        print(f"i2i data optimize: {split}: {len(names)} samples -> {out / split}", flush=True)
-        litdata.optimize(
-            fn=_record,
-            inputs=list(enumerate(names)),
-            output_dir=str(out / split),
-            num_workers=max(1, num_workers),
-            chunk_bytes=chunk_bytes,
-            compression=compression,
-            compression_level="chunk" if compression else None,
-            keep_data_ordered=True,
-            reorder_files=False,
-            start_method="fork",
-            verbose=True,
-        )
-        index = json.loads((out / split / "index.json").read_text())
-        manifest["count"][split] = len(names)
-        manifest["chunk_sizes"][split] = [c["chunk_size"] for c in index["chunks"]]
-        templates[split] = _template(folder, entries[0])
-        lines += [f"{split}\t{i}\t" + "\t".join(n or "-" for n in ns) for i, ns in enumerate(names)]
-    (out / TEMPLATES).write_text(shard_templates.encode(templates))
-    (out / FILES).write_text("\n".join(lines) + "\n")
-    # A config that names bases is written merged: its bases do not travel with it.
-    resolved = load_config(config)
-    if resolved == yaml.safe_load(Path(config).read_text()):
-        shutil.copyfile(config, out / "config.yaml")
-    else:
-        (out / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")  # last: marks it complete
-    return manifest
-
-
-def main(argv: list[str]) -> int:
-    """`i2i data optimize --config CONFIG --out DIR [--num-workers N] [--chunk-bytes 64MB]
-    [--compression zstd]`: the exit status."""
-    parser = argparse.ArgumentParser(prog="i2i data", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    opt = sub.add_parser("optimize", help="write a config's dataset into LitData shards")
-    opt.add_argument("--config", required=True, help="the YAML you train with")
-    opt.add_argument("--out", required=True, help="a new local folder (sync it to a bucket after)")
-    opt.add_argument("--num-workers", type=int, default=os.cpu_count() or 1)
-    opt.add_argument("--chunk-bytes", default="64MB", help="chunk size (LitData: 64MB, 256MB...)")
-    opt.add_argument(
-        "--compression",
-        default=None,
-        help="zstd or zstd:LEVEL: each chunk one zstd frame, inflated into the reader's cache",
-    )
-    args = parser.parse_args(argv)
-    try:
-        manifest = optimize_shards(
-            args.config, args.out, args.num_workers, args.chunk_bytes, args.compression
-        )
-    except (FileNotFoundError, FileExistsError, ValueError, DownloadError) as e:
-        print(f"i2i: error: {e}", file=sys.stderr, flush=True)
-        return 1
-    counts = ", ".join(f"{k} {v}" for k, v in manifest["count"].items())
-    print(f"i2i data optimize: wrote {counts} samples to {args.out} ({MANIFEST}, {FILES})")
-    return 0
-
-
-# --------------------------------------------------------------------------------------------
-# Reading
 
 
 def local_folder(shards: str) -> Path | None:
@@ -442,8 +213,8 @@ def check_manifest(manifest: dict[str, Any], want: dict[str, Any], shards: str) 
 
 class ShardFiles(Sequence):
     """The file entries of a folder dataset, read from its shards: entry j is rebuilt from
-    record j, whose bytes are then what the readers open for its paths. Opened lazily, once per
-    process (loader workers each open their own)."""
+    record j, whose bytes are then what `open_file` opens for its paths (the dataset's
+    `open_file`). Opened lazily, once per process (loader workers each open their own)."""
 
     def __init__(
         self,
@@ -459,12 +230,13 @@ class ShardFiles(Sequence):
         self.storage_options = storage_options
         self._dataset: Any = None
         self._pid = -1
+        self._held: dict[Path, bytes] = {}  # the last sample's files, by path
 
     def __len__(self) -> int:
         return self.count
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_dataset": None, "_pid": -1}
+        return {**self.__dict__, "_dataset": None, "_pid": -1, "_held": {}}
 
     def record(self, j: int) -> dict[str, Any]:
         if self._dataset is None or self._pid != os.getpid():
@@ -503,11 +275,19 @@ class ShardFiles(Sequence):
             raise IndexError(f"sample {j} out of range for {self.count} shard samples")
         record = self.record(j)
         names = json.loads(record["names"])
-        D.MEMORY_FILES.clear()  # one sample's files at a time
-        for k, name in enumerate(names):
-            if name is not None:
-                D.MEMORY_FILES[Path(name)] = bytes(record[f"file{k}"])
+        self._held = {  # one sample's files at a time
+            Path(name): bytes(record[f"file{k}"])
+            for k, name in enumerate(names)
+            if name is not None
+        }
         return _rebuild(self.example, names)
+
+    def open_file(self, path: Path) -> io.BytesIO:
+        """The bytes of `path`, a file of the sample last read (FileNotFoundError otherwise)."""
+        data = self._held.get(Path(path))
+        if data is None:
+            raise FileNotFoundError(f"{path} is not a file of the shard sample last read")
+        return io.BytesIO(data)
 
 
 def check_serializers(input_dir: str, storage_options: dict[str, Any] | None = None) -> None:
@@ -553,102 +333,12 @@ def open_split(
         input_dir, manifest["count"][split], example, sub_cache, compressed, storage_options
     )
     setattr(dataset, attr, files)
+    dataset.open_file = files.open_file
     return dataset
 
 
-def epoch_order(
-    chunk_sizes: Sequence[int],
-    seed: int,
-    epoch: int,
-    rank: int = 0,
-    world_size: int = 1,
-    domain: int | None = None,  # unpaired data: 0 (A) or 1 (B), each with orders of its own
-) -> np.ndarray:
-    """The shard indices process `rank` of `world_size` reads in `epoch`: the chunks shuffled by
-    (seed, epoch), each chunk's samples by (seed, epoch, chunk), and the rank's contiguous
-    share of that sequence (n // world_size samples; the last n mod world_size are left out
-    of this epoch)."""
-    sizes = np.asarray(chunk_sizes, dtype=np.int64)
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    key = (seed, SHARD_STREAM) if domain is None else (seed, SHARD_STREAM + 1 + domain)
-    chunks = numpy_rng(*key, epoch).permutation(len(sizes))
-    seq = np.concatenate(
-        [starts[c] + numpy_rng(*key, epoch, c).permutation(sizes[c]) for c in chunks]
-    )
-    share = len(seq) // world_size
-    return seq[rank * share : (rank + 1) * share]
-
-
-class ShardStream(TrainStream):
-    """The training stream over shards: `TrainStream`'s batching, worker split and
-    position-seeded crops and masks, with the order of :func:`epoch_order` for the run's first
-    shape (`layout`: processes, loader batch), which a resumed run of any shape keeps, so that it
-    reads the same samples at the same positions (:mod:`i2i.data.elastic`)."""
-
-    def __init__(
-        self,
-        *args: Any,
-        chunk_sizes: Sequence[int],
-        layout: tuple[int, int] | None = None,  # None: this stream's (world_size, batch_size)
-        **kwargs: Any,
-    ):
-        super().__init__(*args, **kwargs)
-        self.chunk_sizes = list(chunk_sizes)
-        self.layout = tuple(layout or (self.world_size, self.batch_size))
-        self.per_rank = sum(self.chunk_sizes) // self.layout[0]
-        if self.per_rank == 0:
-            raise DataError(
-                f"{sum(self.chunk_sizes)} training samples cannot feed {self.layout[0]} "
-                "processes; shard more images or use fewer devices"
-            )
-
-    def dataset_index(self, position: int) -> int:
-        rank, q = layout_sample(position, *self.layout)
-        epoch, k = divmod(q, self.per_rank)
-        if epoch != self._perm_epoch:  # the whole epoch: any process may read any share
-            self._perm = epoch_order(self.chunk_sizes, self.seed, epoch)
-            self._perm_epoch = epoch
-        return int(self._perm[rank * self.per_rank + k])
-
-
-def layout_sample(position: int, world_size: int, batch_size: int) -> tuple[int, int]:
-    """(rank, q): the process of the layout that global stream position `position`
-    ((step * world_size + rank) * batch_size + j) belongs to, and which of its own samples it
-    is (its q-th)."""
-    rank = position // batch_size % world_size
-    return rank, position // batch_size // world_size * batch_size + position % batch_size
-
-
-class ShardUnpairedStream(UnpairedTrainStream):
-    """The unpaired training stream over shards: `UnpairedTrainStream`'s batches, crops and
-    flips, with each domain's order from :func:`epoch_order` (its own key, so that equal chunk
-    sizes do not pair A and B up) and each process of the layout reading its own share of each
-    domain (see :class:`ShardStream`)."""
-
-    def __init__(
-        self,
-        *args: Any,
-        chunk_sizes: Sequence[Sequence[int]],
-        layout: tuple[int, int] | None = None,
-        **kwargs: Any,
-    ):
-        super().__init__(*args, **kwargs)
-        self.chunk_sizes = [list(sizes) for sizes in chunk_sizes]
-        self.layout = tuple(layout or (self.world_size, self.batch_size))
-        self.per_rank = [sum(sizes) // self.layout[0] for sizes in self.chunk_sizes]
-        if min(self.per_rank) == 0:
-            raise DataError(
-                f"domains of {[sum(s) for s in self.chunk_sizes]} training images cannot feed "
-                f"{self.layout[0]} processes; shard more images or use fewer devices"
-            )
-
-    def index(self, domain: int, position: int) -> int:
-        rank, q = layout_sample(position, *self.layout)
-        epoch, k = divmod(q, self.per_rank[domain])
-        if self._perms[domain][0] != epoch:
-            order = epoch_order(self.chunk_sizes[domain], self.seed, epoch, domain=domain)
-            self._perms[domain] = (epoch, order)
-        return int(self._perms[domain][1][rank * self.per_rank[domain] + k])
+def _folder_attribute(name: str) -> property:
+    return property(lambda self: getattr(self.data, name), doc=f"The folder datamodule's {name}")
 
 
 class ShardDataModule(StreamDataModule):
@@ -674,13 +364,13 @@ class ShardDataModule(StreamDataModule):
         self.keys = folder.keys
         self.manifest: dict[str, Any] | None = None
 
-    def __getattr__(self, name: str) -> Any:
-        # What tasks and callbacks ask of a datamodule (resolution, spec, cond_channels,
-        # mask_generator...) is the folder datamodule's.
-        data = self.__dict__.get("data")
-        if data is None or name.startswith("__"):
-            raise AttributeError(name)
-        return getattr(data, name)
+    # What tasks and callbacks ask of a datamodule is the folder datamodule's (AttributeError
+    # where it has none, so that getattr(datamodule, name, default) reads the same).
+    resolution = _folder_attribute("resolution")
+    spec = _folder_attribute("spec")  # labels: the label set
+    cond_channels = _folder_attribute("cond_channels")  # labels and edges
+    attribute_names = _folder_attribute("attribute_names")  # CelebA attributes
+    mask_generator = _folder_attribute("mask_generator")  # inpainting: the free-form masks
 
     def prepare_data(self) -> None:
         # In the main process, before any process group: one clear error.

@@ -83,7 +83,7 @@ class TrainStream(IterableDataset):
 
     def dataset_index(self, position: int) -> int:
         """The dataset index of stream position `position` (the streaming shards order it by
-        chunks instead: `i2i.data.shards.ShardStream`)."""
+        chunks instead: `i2i.data.shard_order.ShardStream`)."""
         epoch, k = divmod(position, len(self.dataset))
         if epoch != self._perm_epoch:
             self._perm = numpy_rng(self.seed, epoch).permutation(len(self.dataset))

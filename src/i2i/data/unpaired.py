@@ -40,6 +40,7 @@ from torchvision.transforms import InterpolationMode
 from i2i.data import batch as B
 from i2i.data.datasets import (
     ON_CORRUPT,
+    FileDataset,
     check_choice,
     check_resolution,
     image_to_tensor,
@@ -57,7 +58,7 @@ from i2i.seeding import numpy_rng, seeded_torch_cpu
 CROPS = ("random", "center")
 
 
-class DomainFolder(Dataset):
+class DomainFolder(FileDataset):
     """The images of one domain as (3, H, W) tensors in [-1, 1], resized as the official code."""
 
     def __init__(
@@ -82,7 +83,7 @@ class DomainFolder(Dataset):
         return len(self.files)
 
     def load(self, i: int) -> torch.Tensor:
-        x = image_to_tensor(load_image(self.files[i]))
+        x = image_to_tensor(load_image(self.files[i], open_file=self.open_file))
         th, tw = self.resolution
         if not self.train or self.load_size is None:
             return _resize(x, (th, tw))
