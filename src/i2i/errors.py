@@ -24,6 +24,10 @@ class DataError(UserError, ValueError):
     callers that catch one)."""
 
 
+class ModelFileError(UserError, ValueError):
+    """A model file that cannot be used; the message names the file and the fix."""
+
+
 def debugging() -> bool:
     return os.environ.get(DEBUG_VARIABLE, "").strip().lower() not in ("", "0", "false", "no")
 

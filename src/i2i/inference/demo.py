@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from i2i.errors import ModelFileError
 from i2i.safe_load import TRUST_FLAG, TRUST_HELP
 
 POLARITIES = ("white_is_hole", "white_is_known")
@@ -318,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(TRUST_FLAG, action="store_true", help=TRUST_HELP)
     args = parser.parse_args(argv)
     _offline_environment()
-    from i2i.inference.model import ModelFileError, load_model
+    from i2i.inference.model import load_model
 
     if args.device == "cuda":
         import torch
