@@ -95,14 +95,12 @@ def _constructor_parameters(cls: type) -> list[str]:
 def build_task(class_path: str, init_args: dict, where: str | Path = "the model") -> nn.Module:
     """The task for inference: its arguments without the training-only ones, a placeholder
     for the discriminator (see `NoDiscriminator`). `where` names the file in errors."""
-    init_args = inference_init_args(init_args)
-    check_class_names({"class_path": class_path, "init_args": init_args}, where)
-    cls = check_class_path(class_path, where)
-    args = {k: instantiate(v, where) for k, v in init_args.items()}
-    for name in _constructor_parameters(cls):
-        if name.startswith("discriminator") and name not in args:
-            args[name] = NoDiscriminator()
-    return cls(**args)
+    task = {"class_path": class_path, "init_args": inference_init_args(init_args)}
+    check_class_names(task, where)  # the whole tree, before any of it is imported
+    for name in _constructor_parameters(check_class_path(class_path, where)):
+        if name.startswith("discriminator") and name not in task["init_args"]:
+            task["init_args"][name] = NoDiscriminator()  # an object: instantiate keeps it
+    return instantiate(task, where)
 
 
 def task_kind(task: nn.Module) -> str:
