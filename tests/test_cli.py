@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from tests.clirun import REPO, TINY, env, fit_args, i2i, iteration, output
+from tests.clirun import REPO, TINY, env, fit_args, i2i, iteration, output, run
 
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
 
@@ -195,14 +195,7 @@ print([name for name in ("i2i.cli", "lightning.pytorch.cli") if name in sys.modu
 def test_a_file_command_starts_without_lightnings_cli():
     """`i2i.commands` dispatches a file command before the Lightning CLI is imported (seconds
     that `i2i inpaint` on one photo should not pay)."""
-    result = subprocess.run(
-        [sys.executable, "-c", LOADED_BY_A_FILE_COMMAND],
-        cwd=REPO,
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run([sys.executable, "-c", LOADED_BY_A_FILE_COMMAND])
     assert result.returncode == 0, output(result)[-2000:]
     assert "usage:" in result.stdout
     assert result.stdout.strip().splitlines()[-1] == "[]"
