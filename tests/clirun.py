@@ -33,8 +33,13 @@ def command(*args: str, module: bool = False) -> list[str]:
 
 def i2i(*args: str, module: bool = False, timeout: float = 300, **extra_env: str):
     """Run `i2i ARGS` from the repository root; the CompletedProcess (text, both streams)."""
+    return run(command(*args, module=module), timeout, **extra_env)
+
+
+def run(argv: list[str], timeout: float = 300, **extra_env: str):
+    """Run `argv` as `i2i` is run: from the repository root, in `env()`."""
     return subprocess.run(
-        command(*args, module=module),
+        argv,
         cwd=REPO,
         env=env(**extra_env),
         capture_output=True,

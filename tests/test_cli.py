@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 
 import pytest
 import torch
 import yaml
 
 from i2i.config_files import load_config
-from tests.clirun import REPO, TINY, env, fit_args, i2i, iteration, output
+from tests.clirun import REPO, TINY, env, fit_args, i2i, iteration, output, run
 
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
 
@@ -179,6 +180,26 @@ def test_every_file_command_prints_its_help_and_exits_0(name):
     result = i2i(*args, timeout=120)
     assert result.returncode == 0, output(result)[-2000:]
     assert "usage:" in result.stdout and "Traceback" not in output(result)
+
+
+LOADED_BY_A_FILE_COMMAND = """
+import sys
+from i2i.commands import main
+try:
+    main(["inpaint", "--help"])
+except SystemExit:
+    pass
+print([name for name in ("i2i.cli", "lightning.pytorch.cli") if name in sys.modules])
+"""
+
+
+def test_a_file_command_starts_without_lightnings_cli():
+    """`i2i.commands` dispatches a file command before the Lightning CLI is imported (seconds
+    that `i2i inpaint` on one photo should not pay)."""
+    result = run([sys.executable, "-c", LOADED_BY_A_FILE_COMMAND])
+    assert result.returncode == 0, output(result)[-2000:]
+    assert "usage:" in result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
 def _images(folder, n: int, value: int | None = None, size: int = 48) -> None:

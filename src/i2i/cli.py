@@ -72,7 +72,6 @@ from i2i.checkpoint_checks import (
     limits_reached,
     process_count,
 )
-from i2i.commands import FILE_COMMANDS, run_file_command
 from i2i.config_files import resolve_config_arguments
 from i2i.config_keys import I2IArgumentParser
 from i2i.errors import UserError, find_user_error, report
@@ -584,12 +583,10 @@ def _rank_zero_reports(wait: float = 10.0) -> bool:
 
 
 def main(args: list[str] | None = None) -> int:
-    """The console script: the exit status (0 success, 1 error, 2 bad option, 128 + signal
-    after a graceful stop). Errors that explain themselves print one message, no traceback
+    """Lightning's subcommands (fit, validate, test, predict) as `i2i.commands.main`, the console
+    script, runs them: the exit status (0 success, 1 error, 2 bad option, 128 + signal after a
+    graceful stop). Errors that explain themselves print one message, no traceback
     (I2I_DEBUG=1 prints it too)."""
-    argv = sys.argv[1:] if args is None else args
-    if argv[:1] and argv[0] in FILE_COMMANDS:  # not Lightning subcommands: files in, files out
-        return run_file_command(argv)
     try:
         return run_cli(args).exit_code
     except Exception as e:
@@ -602,7 +599,3 @@ def main(args: list[str] | None = None) -> int:
         return report(e, message)
     finally:
         _stop_loader_workers()
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -35,19 +35,26 @@ def run_file_command(argv: Sequence[str]) -> int:
         return report(e)
 
 
+def run(args: Sequence[str] | None = None) -> int:
+    """`i2i ARGS` (None: this process's command line) in this process, as `main` runs it but
+    leaving the allocator as it is (what tests run in-process): a file command, else Lightning's."""
+    argv = list(sys.argv[1:] if args is None else args)
+    if argv[:1] and argv[0] in FILE_COMMANDS:
+        return run_file_command(argv)
+    from i2i.cli import main as lightning_main  # Lightning: seconds of imports, so only here
+
+    # None: Lightning reads sys.argv itself (given args, it warns that they are for notebooks).
+    return lightning_main(None if args is None else argv)
+
+
 def main(args: Sequence[str] | None = None) -> int:
+    """The console script (`i2i`, `python -m i2i`): the one place every command starts."""
     try:
         keep_freed_memory()  # faster large CPU steps; I2I_MALLOC=system opts out (i2i.allocator)
     except ValueError as e:
         print(f"i2i: error: {e}", file=sys.stderr)
         return 2
-    argv = list(sys.argv[1:] if args is None else args)
-    if argv[:1] and argv[0] in FILE_COMMANDS:
-        return run_file_command(argv)
-    from i2i.cli import main as lightning_main
-
-    # None: Lightning reads sys.argv itself (given args, it warns that they are for notebooks).
-    return lightning_main(None if args is None else argv)
+    return run(args)
 
 
 if __name__ == "__main__":

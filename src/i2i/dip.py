@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from i2i.images import to_uint8
 from i2i.networks.hourglass import HourglassNetwork
 
 
@@ -147,10 +148,6 @@ def _to_tensor(rgb: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(rgb.copy()).permute(2, 0, 1).float() / 127.5 - 1
 
 
-def _to_uint8(x: torch.Tensor) -> np.ndarray:
-    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
-
-
 def complete_file(
     image_path: Path,
     mask_path: Path,
@@ -206,7 +203,7 @@ def complete_file(
 def _write(path: Path, rgb: np.ndarray, mask: torch.Tensor, raw: torch.Tensor) -> None:
     out = rgb.copy()
     hole = mask[0].numpy() < 0.5
-    out[hole] = _to_uint8(raw)[hole]
+    out[hole] = to_uint8(raw)[hole]
     Image.fromarray(out).save(path)
 
 

@@ -24,6 +24,15 @@ class DataError(UserError, ValueError):
     callers that catch one)."""
 
 
+class ConversionError(UserError, ValueError):
+    """A published weights file that does not map onto i2i's networks; the message lists every
+    offending name."""
+
+
+class ModelFileError(UserError, ValueError):
+    """A model file that cannot be used; the message names the file and the fix."""
+
+
 def debugging() -> bool:
     return os.environ.get(DEBUG_VARIABLE, "").strip().lower() not in ("", "0", "false", "no")
 

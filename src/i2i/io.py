@@ -1,13 +1,15 @@
-"""Files written atomically: a temporary beside the target, renamed over it once complete, with
-the mode a plain `open()` gives (0666 less the umask).
+"""Files: written atomically, and hashed.
 
-Temporaries from `tempfile.mkstemp`, and files some libraries create (safetensors), are 0600:
-renamed as they are, a model or a cache shared on a cluster would be unreadable to the group.
+Atomic writes go to a temporary beside the target, renamed over it once complete, with the mode
+a plain `open()` gives (0666 less the umask). Temporaries from `tempfile.mkstemp`, and files
+some libraries create (safetensors), are 0600: renamed as they are, a model or a cache shared on
+a cluster would be unreadable to the group.
 A leaf module: anything may import it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -42,3 +44,12 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
         publish(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def sha256_of(path: str | Path) -> str:
+    """The SHA-256 hex digest of a file, read in blocks (weights files are gigabytes)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -75,7 +75,7 @@ def fitted_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 # The commands' tests run the console script in a subprocess where marked slow, and its
-# function (`i2i.cli.main`, what the script calls) in-process otherwise: a subprocess pays
+# dispatch (`i2i.commands.run`, what the script calls) in-process otherwise: a subprocess pays
 # ~8 s of imports on the 2-core machines.
 MODES = ["in_process", pytest.param("subprocess", marks=pytest.mark.slow)]
 
@@ -85,9 +85,9 @@ def run_i2i(mode: str, *args: str) -> tuple[int, str]:
     if mode == "subprocess":
         result = i2i(*args)
         return result.returncode, output(result)
-    from i2i.cli import main
+    from i2i.commands import run
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(args))
+        code = run(list(args))
     return code, out.getvalue() + err.getvalue()

@@ -9,16 +9,16 @@ import shutil
 import pytest
 import torch
 
+from i2i.errors import ModelFileError
 from i2i.inference.model import (
     InferenceModel,
-    ModelFileError,
     NoDiscriminator,
     load_model,
     load_task,
     save_model,
-    sha256_of,
     write_model,
 )
+from i2i.io import sha256_of
 from tests.inference.conftest import RES, TASKS
 
 

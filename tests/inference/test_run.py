@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from i2i.data.paired import canny_edges
+from i2i.images import to_uint8
 from i2i.inference.model import load_model
 from i2i.inference.run import (
     CONTEXT,
@@ -19,7 +20,6 @@ from i2i.inference.run import (
     paste,
     plan_window,
     to_tensor,
-    to_uint8,
     translate_image,
     translation_input,
 )

@@ -14,9 +14,9 @@ import pytest
 import torch
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
+from i2i.io import sha256_of
 from i2i.metrics import InceptionDiscriminativeScore, discriminative_scores, frechet_distance
 from i2i.metrics import features as feats
-from i2i.weights.registry import sha256_of
 from tests.metrics.ddp_ids import N_PAIRS, PooledProjection, make_pairs
 
 DDP_SCRIPT = Path(__file__).with_name("ddp_ids.py")

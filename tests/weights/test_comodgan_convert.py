@@ -20,6 +20,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from i2i.errors import ConversionError
 from i2i.networks import CoModDiscriminator, CoModGenerator
 from i2i.networks.layers import ModulatedConv2d, fir_filter, upsample2d
 from i2i.weights import comodgan as C
@@ -291,7 +292,7 @@ def test_renamed_and_missing_variables_stop_the_conversion_with_every_name(tmp_p
         )
 
     path = official_pickle(tmp_path / "renamed.pkl", g, d, gs, edit=rename)
-    with pytest.raises(C.ConversionError) as err:
+    with pytest.raises(ConversionError) as err:
         C.convert_file(path)
     message = str(err.value)
     assert "1 unknown variable(s): G_synthesis/G_8x8/Conv1/noise_strengthX" in message
@@ -303,7 +304,7 @@ def test_renamed_and_missing_variables_stop_the_conversion_with_every_name(tmp_p
         del d_vars["16x16/Skip/weight"]
 
     path = official_pickle(tmp_path / "missing.pkl", g, d, gs, edit=drop)
-    with pytest.raises(C.ConversionError) as err:
+    with pytest.raises(ConversionError) as err:
         C.convert_file(path)
     message = str(err.value)
     assert "2 missing variable(s): G_synthesis/E_16x16/Conv0/bias, dlatent_avg" in message
@@ -312,7 +313,7 @@ def test_renamed_and_missing_variables_stop_the_conversion_with_every_name(tmp_p
         g_vars["G_synthesis/G_4x4/Conv/bias"] = np.zeros(7, np.float32)
 
     path = official_pickle(tmp_path / "shape.pkl", g, d, gs, edit=reshape)
-    with pytest.raises(C.ConversionError, match=r"G_synthesis/G_4x4/Conv/bias \[7\] -> "):
+    with pytest.raises(ConversionError, match=r"G_synthesis/G_4x4/Conv/bias \[7\] -> "):
         C.convert_file(path)
 
 
@@ -365,7 +366,7 @@ def test_port_state_dict_converts_to_the_same_generator(tmp_path, one_torch_thre
 def test_a_port_file_of_unknown_origin_is_refused_with_the_reason(tmp_path, one_torch_thread):
     g = CoModGenerator(RES, cond_channels=4, **TINY_G)
     torch.save(port_state(g), tmp_path / "my_training_best_net_G_ema.pth")
-    with pytest.raises(C.ConversionError, match=r"E\[4\].*--from-official-tf"):
+    with pytest.raises(ConversionError, match=r"E\[4\].*--from-official-tf"):
         C.convert_file(tmp_path / "my_training_best_net_G_ema.pth")
     out = C.convert_file(tmp_path / "my_training_best_net_G_ema.pth", from_official_tf=True)
     assert out.generator_args["img_resolution"] == RES
@@ -378,18 +379,18 @@ def test_architecture_inference_and_kinds():
         "channel_base": 128,
         "channel_max": 32,
     }
-    with pytest.raises(C.ConversionError, match="do not follow"):
+    with pytest.raises(ConversionError, match="do not follow"):
         C._channel_args({2: 32, 3: 16, 4: 16}, "f")
     assert C.kimg_from_name("co-mod-gan-places2-050000.pkl") == 50000.0
     assert C.kimg_from_name("co-mod-gan-ffhq-9-025000_net_G_ema.pth") == 25000.0
 
     edges = C.Converted({"cond_channels": 3}, {}, image_first=True)
     assert C.guess_kind(Path("co-mod-gan-edges2shoes-025000.pkl"), edges) == "edges"
-    with pytest.raises(C.ConversionError, match="--kind edges or --kind labels"):
+    with pytest.raises(ConversionError, match="--kind edges or --kind labels"):
         C.guess_kind(Path("mine.pkl"), edges)
-    with pytest.raises(C.ConversionError, match="colour-coded label map.*--kind edges"):
+    with pytest.raises(ConversionError, match="colour-coded label map.*--kind edges"):
         C.task_args("labels", edges)
-    with pytest.raises(C.ConversionError, match="4 condition channels"):
+    with pytest.raises(ConversionError, match="4 condition channels"):
         C.task_args("inpainting", edges)
 
 

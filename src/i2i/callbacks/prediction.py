@@ -97,8 +97,9 @@ class PredictionWriter(BasePredictionWriter):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
+        from i2i.images import to_uint8
         from i2i.inference.files import output_paths, save_png
-        from i2i.inference.run import panel_image, to_uint8
+        from i2i.inference.run import panel_image
 
         fakes = [prediction[B.OUTPUT]]
         fakes += [pl_module.sample(batch, variant=k) for k in range(1, self.num_samples)]
@@ -114,7 +115,8 @@ class PredictionWriter(BasePredictionWriter):
 
     @staticmethod
     def _inputs(batch: dict, j: int) -> list[np.ndarray]:
-        from i2i.inference.run import overlay, to_uint8
+        from i2i.images import to_uint8
+        from i2i.inference.run import overlay
 
         if B.MASK in batch:
             image = to_uint8(batch[B.IMAGE][j])

@@ -60,7 +60,7 @@ OUTPUT = "fake"  # the key of a task's output in its step results (unpaired: A -
 OUTPUT_A = "fake_a"  # unpaired tasks: the B -> A output
 
 KEYS = (IMAGE, MASK, EDGES, LABEL, INSTANCE_EDGES, IMAGE_A, IMAGE_B, ATTRIBUTES, INDEX)
-EDGES_CHANNELS = (1, 3)
+EDGES_CHANNELS = (1, 3)  # a grey edge map (+1 on lines) | the RGB condition image as it is
 
 # Float round-off from resizing may overshoot [-1, 1] by a hair; that is not a contract violation.
 _TOL = 1e-4

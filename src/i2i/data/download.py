@@ -41,7 +41,7 @@ from http.client import HTTPException
 from pathlib import Path, PureWindowsPath
 
 from i2i.errors import UserError
-from i2i.weights.registry import sha256_of
+from i2i.io import sha256_of
 
 log = logging.getLogger(__name__)
 

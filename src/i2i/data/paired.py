@@ -53,6 +53,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms import InterpolationMode
 
 from i2i.data import batch
+from i2i.data.batch import EDGES_CHANNELS
 from i2i.data.datasets import (
     ON_CORRUPT,
     RESAMPLES,
@@ -77,7 +78,6 @@ log = logging.getLogger(__name__)
 
 DIRECTIONS = ("AtoB", "BtoA")
 EDGE_POLARITIES = ("black_on_white", "white_on_black")
-EDGES_CHANNELS = (1, 3)  # grey edge map (+1 on lines) | the RGB condition image as it is
 # Two files of a pair may differ in size (e.g. edges stored at half size) but not in shape.
 _ASPECT_TOLERANCE = 0.02
 # An edge map is sparse lines: pix2pix edges are 1-6 % ink, Canny at 0.1/0.2 about 5-10 %.

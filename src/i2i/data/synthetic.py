@@ -30,6 +30,7 @@ from i2i.data.datasets import check_resolution
 from i2i.data.label_specs import LabelSpec
 from i2i.data.labels import label_edges
 from i2i.data.stream import StreamDataModule
+from i2i.images import to_uint8
 from i2i.resolution import as_hw
 from i2i.seeding import derive_seed, numpy_rng
 
@@ -245,10 +246,6 @@ def write_heldout(
     masks = RandomMaskGenerator(resolution, tuple(hole_range))
     for i in range(count):
         item, name = scenes[i], f"scene_{i:03d}.png"
-
-        def to_uint8(x: torch.Tensor) -> np.ndarray:  # [-1, 1] (C, H, W) -> (H, W[, C])
-            x = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-            return x.permute(1, 2, 0).squeeze(-1).numpy()
 
         Image.fromarray(to_uint8(item[batch.IMAGE])).save(folders["images"] / name)
         known = masks.sample(derive_seed(seed, i)).squeeze(0).numpy() > 0.5

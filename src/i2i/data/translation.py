@@ -29,6 +29,7 @@ import torch
 from torch.utils.data import Dataset
 
 from i2i.data import batch as B
+from i2i.data.batch import EDGES_CHANNELS
 from i2i.data.datasets import (
     ON_CORRUPT,
     RESAMPLES,
@@ -43,7 +44,6 @@ from i2i.data.download import PIX2PIX_DATASETS, ensure_pix2pix
 from i2i.data.paired import (
     DIRECTIONS,
     EDGE_POLARITIES,
-    EDGES_CHANNELS,
     CannyEdgesDataset,
     SideBySideDataset,
     TwoFolderDataset,

@@ -8,11 +8,11 @@ sample of one input is the same image.
 
 from __future__ import annotations
 
-import torch
+from torch import nn
 
-import i2i
 from i2i.classical import FILLS
-from i2i.inference.model import FORMAT, FORMAT_VERSION, InferenceModel, ModelFileError
+from i2i.errors import ModelFileError
+from i2i.inference.model_format import new_card
 
 PREFIX = "classical:"
 
@@ -21,8 +21,9 @@ def is_classical(spec: object) -> bool:
     return str(spec).startswith(PREFIX)
 
 
-def load_classical(spec: str, device: str | torch.device = "cpu") -> InferenceModel:
-    """The InferenceModel of `classical:NAME` (NAME in `i2i.classical.FILLS`)."""
+def load_classical(spec: str) -> tuple[nn.Module, dict]:
+    """(the task, its card) of `classical:NAME` (NAME in `i2i.classical.FILLS`), for
+    `i2i.inference.model.load_model` to serve like any model."""
     from i2i.tasks.classical import ClassicalInpaintingTask
 
     method = str(spec)[len(PREFIX) :]
@@ -31,18 +32,8 @@ def load_classical(spec: str, device: str | torch.device = "cpu") -> InferenceMo
             f"{spec}: no classical fill {method!r}; give one of "
             f"{', '.join(PREFIX + name for name in FILLS)}"
         )
-    card = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "task": {
-            "class_path": "i2i.tasks.ClassicalInpaintingTask",
-            "init_args": {"method": method},
-        },
-        "resolution": [1, 1],  # none: the whole image is filled at its own size
-        "kind": "inpainting",
-        "kimg": 0,
-        "metrics": {},
-        "source": str(spec),
-        "i2i_version": i2i.__version__,
-    }
-    return InferenceModel(ClassicalInpaintingTask(method=method), card, "cpu")
+    # resolution: none, the whole image is filled at its own size
+    card = new_card(
+        "i2i.tasks.ClassicalInpaintingTask", {"method": method}, 1, "inpainting", 0, {}, str(spec)
+    )
+    return ClassicalInpaintingTask(method=method), card

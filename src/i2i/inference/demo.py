@@ -23,9 +23,11 @@ from typing import Any
 
 import numpy as np
 
+from i2i.errors import ModelFileError
 from i2i.safe_load import TRUST_FLAG, TRUST_HELP
 
-POLARITIES = ("white_is_hole", "white_is_known")
+# A mask drawn for inpainting is white where the hole is: that reading comes first, the default.
+DEFAULT_POLARITY = "white_is_hole"
 MAX_SAMPLES = 8
 MAX_FILE_MB = 50  # default upload limit: a 12000x9000 JPEG photo is about 20-40 MB
 NOT_AN_IMAGE = "cannot be read as an image: upload a PNG, JPEG or WebP file"
@@ -93,14 +95,21 @@ def painted_known(editor: dict | None) -> tuple[np.ndarray, np.ndarray]:
     return image, ~hole
 
 
+def polarity_choices() -> list[str]:
+    """The mask polarities the commands read (`i2i.data.masks`), the default first."""
+    from i2i.data.masks import POLARITIES  # the data modules: only once a mask is read
+
+    return sorted(POLARITIES, key=lambda polarity: polarity != DEFAULT_POLARITY)
+
+
 def uploaded_known(path: str, polarity: str, image: np.ndarray) -> np.ndarray:
     """The known pixels of an uploaded mask file, read as the commands read masks."""
     import gradio as gr
 
     from i2i.data.masks import load_mask
 
-    if polarity not in POLARITIES:
-        raise gr.Error(f"Choose the mask's polarity: {' or '.join(POLARITIES)}.")
+    if polarity not in polarity_choices():
+        raise gr.Error(f"Choose the mask's polarity: {' or '.join(polarity_choices())}.")
     try:
         mask = load_mask(path, image.shape[:2], polarity=polarity, resize=False)
     except ValueError as e:
@@ -239,7 +248,9 @@ def build_app(model: Any, name: str, max_file_mb: float = MAX_FILE_MB):
                     )
                     with gr.Accordion("or upload a mask file", open=False):
                         mask_file = gr.File(label="mask", file_types=["image"])
-                        polarity = gr.Radio(list(POLARITIES), value=POLARITIES[0], label="polarity")
+                        polarity = gr.Radio(
+                            polarity_choices(), value=DEFAULT_POLARITY, label="polarity"
+                        )
                 elif model.kind == "edges":
                     white = np.full((max(h, 256), max(w, 256), 3), 255, np.uint8)
                     editor = checked_editor(
@@ -318,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(TRUST_FLAG, action="store_true", help=TRUST_HELP)
     args = parser.parse_args(argv)
     _offline_environment()
-    from i2i.inference.model import ModelFileError, load_model
+    from i2i.inference.model import load_model
 
     if args.device == "cuda":
         import torch

@@ -45,14 +45,19 @@ import torch
 from torch import nn
 
 from i2i.data import batch as B
+from i2i.errors import ModelFileError
+from i2i.inference.model_format import (
+    EXPORT_FORMAT,
+    EXPORT_FORMAT_VERSION,
+    EXTRA_FILE,
+    METADATA_KEY,
+)
 from i2i.networks import CoModGenerator
 from i2i.networks.layers import ModulatedConv2d, NoiseMode
 from i2i.safe_load import TRUST_FLAG, TRUST_HELP
 
 Format = Literal["onnx", "torch-export"]
 FORMATS: dict[str, str] = {"onnx": ".onnx", "torch-export": ".pt2"}
-EXPORT_FORMAT, EXPORT_FORMAT_VERSION = "i2i-export", 1
-METADATA_KEY, EXTRA_FILE = "i2i", "i2i.json"
 BATCH_DIM = "batch"
 
 
@@ -285,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    from i2i.inference.model import ModelFileError, load_model
+    from i2i.inference.model import load_model
 
     try:
         model = load_model(args.ckpt, trust_checkpoint=args.trust_checkpoint)

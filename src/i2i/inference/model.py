@@ -16,9 +16,7 @@ placeholder in the discriminator's place (see `NoDiscriminator`).
 
 from __future__ import annotations
 
-import importlib
 import inspect
-import json
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +24,20 @@ import torch
 import yaml
 from torch import nn
 
-import i2i
-from i2i.errors import UserError
-from i2i.io import atomic_write
+from i2i.errors import ModelFileError
+from i2i.inference.classical import is_classical, load_classical
+from i2i.inference.model_format import (
+    CARD_SUFFIX,
+    WEIGHTS_SUFFIX,
+    base_name,
+    beside,
+    inference_init_args,
+    new_card,
+    read_card,
+    write_model,
+)
+from i2i.inference.onnx_backend import load_onnx
+from i2i.io import sha256_of
 from i2i.resolution import as_hw
 from i2i.safe_load import (
     RefusedFileError,
@@ -38,33 +47,6 @@ from i2i.safe_load import (
     load_checkpoint,
     loadable_beside,
 )
-from i2i.weights.registry import sha256_of
-
-FORMAT = "i2i-model"
-FORMAT_VERSION = 1
-KINDS = ("inpainting", "edges", "labels")
-WEIGHTS_SUFFIX, CARD_SUFFIX = ".safetensors", ".json"
-# Constructor arguments that only training uses: left out of the card, and not built for
-# inference (a discriminator gets a placeholder, the others keep their defaults).
-TRAINING_ONLY = ("optimizer", "discriminator", "perceptual")
-
-
-class ModelFileError(UserError, ValueError):
-    """A model file that cannot be used; the message names the file and the fix."""
-
-
-def check_format(
-    meta: object, path: Path, name: str, version: int, not_ours: str, error: type = ModelFileError
-) -> None:
-    """A model file's metadata names our format at a version this i2i reads; `not_ours` says
-    what the file is not and how to write one."""
-    if not isinstance(meta, dict) or meta.get("format") != name:
-        raise error(f"{path} {not_ours}")
-    if int(meta.get("format_version", 0)) > version:
-        raise error(
-            f"{path} has format_version {meta['format_version']}; this i2i reads up to "
-            f"{version}: update i2i"
-        )
 
 
 class NoDiscriminator(nn.Module):
@@ -77,94 +59,6 @@ class NoDiscriminator(nn.Module):
             "this task was built for inference (i2i.inference.model.load_model): it has no "
             "discriminator; train from the Lightning checkpoint and its config instead"
         )
-
-
-# ---- the card ------------------------------------------------------------------------------
-
-
-def _base(path: str | Path) -> Path:
-    """`x`, `x.json` and `x.safetensors` all name the model `x`."""
-    path = Path(path)
-    return path.with_suffix("") if path.suffix in (WEIGHTS_SUFFIX, CARD_SUFFIX) else path
-
-
-def _beside(base: Path, suffix: str) -> Path:
-    return base.parent / (base.name + suffix)  # not with_suffix: "model.v2" keeps its ".v2"
-
-
-def inference_init_args(init_args: dict) -> dict:
-    """A task's constructor arguments without what only training uses (optimizers, the
-    discriminator, a perceptual loss network), as plain JSON data."""
-    kept = {k: v for k, v in init_args.items() if not k.startswith(TRAINING_ONLY)}
-    return json.loads(json.dumps(kept))
-
-
-def write_model(
-    path: str | Path,
-    *,
-    task_class_path: str,  # e.g. "i2i.tasks.InpaintingTask"
-    task_init_args: dict,  # its constructor arguments, networks as {class_path, init_args}
-    network_state: dict[str, torch.Tensor],  # the sampling network's state dict (G_ema)
-    resolution: tuple[int, int] | int,  # (H, W) the model runs at
-    kind: str,  # "inpainting" | "edges" | "labels"
-    kimg: float | None = None,  # thousands of training images seen (None: unknown)
-    metrics: dict | None = None,  # e.g. {"val/p_ids": 0.1}
-    source: str = "",  # where the weights come from: a checkpoint, a published file
-) -> Path:
-    """Write `<path>.safetensors` (the weights) and `<path>.json` (the card) beside it; `path`
-    may carry either suffix or none. Returns the card's path. Both files are replaced
-    atomically, the weights first, so a card always describes complete weights."""
-    from safetensors.torch import save_file  # a heavy import only where files are written
-
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    base = _base(path)
-    base.parent.mkdir(parents=True, exist_ok=True)
-    weights, card_path = _beside(base, WEIGHTS_SUFFIX), _beside(base, CARD_SUFFIX)
-    # clone: safetensors refuses tensors that share storage (views of one buffer).
-    tensors = {k: v.detach().cpu().clone().contiguous() for k, v in network_state.items()}
-    atomic_write(weights, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
-    card = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "task": {"class_path": task_class_path, "init_args": inference_init_args(task_init_args)},
-        "resolution": list(as_hw(resolution)),
-        "kind": kind,
-        "kimg": None if kimg is None else float(kimg),
-        "metrics": {k: float(v) for k, v in (metrics or {}).items()},
-        "source": source,
-        "i2i_version": i2i.__version__,
-        "weights": {"file": weights.name, "sha256": sha256_of(weights)},
-    }
-    text = json.dumps(card, indent=2) + "\n"
-    atomic_write(card_path, lambda tmp: tmp.write_text(text))
-    return card_path
-
-
-def read_card(path: str | Path) -> dict:
-    """The card of a model file pair, checked for its format (not yet the weights)."""
-    card_path = _beside(_base(path), CARD_SUFFIX)
-    if not card_path.is_file():
-        raise FileNotFoundError(
-            f"no model card {card_path}: an i2i model is a .safetensors file with its .json "
-            "card beside it (write both with i2i.inference.model.write_model or save_model)"
-        )
-    try:
-        card = json.loads(card_path.read_text())
-    except (OSError, ValueError) as e:
-        raise ModelFileError(f"cannot read the model card {card_path}: {e}") from e
-    check_format(
-        card,
-        card_path,
-        FORMAT,
-        FORMAT_VERSION,
-        f'is not an i2i model card (no "format": "{FORMAT}"): write it with '
-        "i2i.inference.model.write_model",
-    )
-    missing = [k for k in ("task", "resolution", "kind", "weights") if k not in card]
-    if missing:
-        raise ModelFileError(f"the model card {card_path} lacks {', '.join(missing)}")
-    return card
 
 
 # ---- building the task ---------------------------------------------------------------------
@@ -201,14 +95,12 @@ def _constructor_parameters(cls: type) -> list[str]:
 def build_task(class_path: str, init_args: dict, where: str | Path = "the model") -> nn.Module:
     """The task for inference: its arguments without the training-only ones, a placeholder
     for the discriminator (see `NoDiscriminator`). `where` names the file in errors."""
-    init_args = inference_init_args(init_args)
-    check_class_names({"class_path": class_path, "init_args": init_args}, where)
-    cls = check_class_path(class_path, where)
-    args = {k: instantiate(v, where) for k, v in init_args.items()}
-    for name in _constructor_parameters(cls):
-        if name.startswith("discriminator") and name not in args:
-            args[name] = NoDiscriminator()
-    return cls(**args)
+    task = {"class_path": class_path, "init_args": inference_init_args(init_args)}
+    check_class_names(task, where)  # the whole tree, before any of it is imported
+    for name in _constructor_parameters(check_class_path(class_path, where)):
+        if name.startswith("discriminator") and name not in task["init_args"]:
+            task["init_args"][name] = NoDiscriminator()  # an object: instantiate keeps it
+    return instantiate(task, where)
 
 
 def task_kind(task: nn.Module) -> str:
@@ -380,20 +272,15 @@ def load_task(path: str | Path, trust_checkpoint: bool = False) -> tuple[nn.Modu
     if resolution is None:
         raise ModelFileError(f"{path} records no resolution (no datamodule hyperparameters)")
     images = state.get("images_seen")
-    card = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "task": {
-            "class_path": config["class_path"],
-            "init_args": inference_init_args(config.get("init_args") or {}),
-        },
-        "resolution": list(as_hw(resolution)),
-        "kind": task_kind(task),
-        "kimg": None if images is None else int(images) / 1000,
-        "metrics": {},
-        "source": str(path),
-        "i2i_version": i2i.__version__,
-    }
+    card = new_card(
+        config["class_path"],
+        config.get("init_args") or {},
+        resolution,
+        task_kind(task),
+        None if images is None else int(images) / 1000,
+        {},
+        str(path),
+    )
     task.i2i_card = card  # what save_model writes
     return task, card
 
@@ -428,18 +315,18 @@ def _load_pair(path: Path) -> tuple[nn.Module, dict]:
     from safetensors.torch import load_file
 
     card = read_card(path)
-    base = _base(path)
+    base = base_name(path)
     weights = base.parent / card["weights"].get("file", base.name + WEIGHTS_SUFFIX)
     if not weights.is_file():
         raise FileNotFoundError(
-            f"the model card {_beside(base, CARD_SUFFIX)} names the weights {weights}, which do "
+            f"the model card {beside(base, CARD_SUFFIX)} names the weights {weights}, which do "
             f"not exist: place {weights.name} beside the card"
         )
     expected = card["weights"].get("sha256")
     actual = sha256_of(weights)
     if expected and actual != expected:
         raise ModelFileError(
-            f"{weights} has SHA-256 {actual}, but its card {_beside(base, CARD_SUFFIX)} says "
+            f"{weights} has SHA-256 {actual}, but its card {beside(base, CARD_SUFFIX)} says "
             f"{expected}: the file is damaged or belongs to another model; copy it again, or "
             "rewrite both with write_model"
         )
@@ -448,7 +335,7 @@ def _load_pair(path: Path) -> tuple[nn.Module, dict]:
     except (SafetensorError, OSError) as e:
         raise ModelFileError(f"cannot read {weights} as safetensors: {e}") from e
     task = build_task(
-        card["task"]["class_path"], card["task"].get("init_args") or {}, _beside(base, CARD_SUFFIX)
+        card["task"]["class_path"], card["task"].get("init_args") or {}, beside(base, CARD_SUFFIX)
     )
     _load_state(task.sampling_network, state, weights, "the card and the weights disagree")
     task.i2i_card = card
@@ -462,26 +349,15 @@ def load_model(
     without suffix), an exported `.onnx` file, or `classical:NAME` (a fill with no file). A
     `.ckpt` is loaded weights-only unless `trust_checkpoint` (`--trust-checkpoint`: unpickled in
     full, with a warning)."""
-    if str(path).startswith("classical:"):
-        from i2i.inference.classical import load_classical
-
-        return load_classical(str(path), device)
+    if is_classical(path):
+        return InferenceModel(*load_classical(str(path)), "cpu")  # a fill runs on the CPU
     path = Path(path)
     if path.suffix == ".onnx":
-        try:
-            backend = importlib.import_module("i2i.inference.onnx_backend")
-        except ModuleNotFoundError as e:
-            if e.name != "i2i.inference.onnx_backend":
-                raise
-            raise ModelFileError(
-                f"{path}: this i2i has no ONNX backend (i2i.inference.onnx_backend); load the "
-                ".ckpt or .safetensors model instead"
-            ) from e
-        return backend.load_onnx(path, device)
+        return load_onnx(path, device)
     if path.suffix == ".ckpt":
         task, card = load_task(path, trust_checkpoint)
     elif path.suffix in (WEIGHTS_SUFFIX, CARD_SUFFIX, "") or not path.exists():
-        if not _beside(_base(path), CARD_SUFFIX).exists() and not path.exists():
+        if not beside(base_name(path), CARD_SUFFIX).exists() and not path.exists():
             raise FileNotFoundError(
                 f"no model at {path}: give a .ckpt, a .safetensors file with its .json card "
                 "beside it, or an .onnx file"

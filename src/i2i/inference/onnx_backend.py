@@ -17,8 +17,12 @@ import numpy as np
 import torch
 
 from i2i.data import batch as B
-from i2i.inference.export import EXPORT_FORMAT, EXPORT_FORMAT_VERSION, METADATA_KEY
-from i2i.inference.model import check_format
+from i2i.inference.model_format import (
+    EXPORT_FORMAT,
+    EXPORT_FORMAT_VERSION,
+    METADATA_KEY,
+    check_format,
+)
 from i2i.resolution import as_hw
 from i2i.safe_load import check_class_path
 from i2i.seeding import derive_seed

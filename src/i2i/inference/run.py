@@ -41,6 +41,7 @@ from torchvision.utils import make_grid
 from i2i.data import batch as B
 from i2i.data.datasets import image_to_tensor
 from i2i.data.paired import canny_edges, condition_to_tensor
+from i2i.images import to_uint8
 from i2i.inference.model import InferenceModel
 from i2i.tasks.translation import default_palette
 
@@ -69,13 +70,6 @@ class Window:
 def to_tensor(image: np.ndarray) -> torch.Tensor:
     """(H, W, 3) uint8 -> (3, H, W) float32 in [-1, 1], exactly as the datasets read files."""
     return image_to_tensor(Image.fromarray(np.ascontiguousarray(image)))
-
-
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """(3, H, W) in [-1, 1] -> (H, W, 3) uint8 (rounded: a known pixel read by `to_tensor`
-    comes back as its own byte)."""
-    x = x.detach().float().cpu().add(1).mul(127.5).round().clamp(0, 255)
-    return x.to(torch.uint8).permute(1, 2, 0).numpy()
 
 
 def _check_image(image: np.ndarray, what: str = "image") -> np.ndarray:

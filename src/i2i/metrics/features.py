@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
-from i2i.weights.registry import sha256_of
+from i2i.io import sha256_of
 
 __all__ = [
     "INCEPTION_FILENAME",

@@ -43,7 +43,8 @@ from typing import Literal
 import numpy as np
 import torch
 
-from i2i.errors import UserError
+from i2i.errors import ConversionError
+from i2i.inference.model_format import KINDS, write_model
 from i2i.networks.comod import CoModDiscriminator, CoModGenerator
 from i2i.weights import tf_pickle
 from i2i.weights.registry import COMODGAN_FILES
@@ -60,7 +61,6 @@ Layout = Literal[
     "port_rgb_bias",  # port [1, C, 1, 1] <-> [C]
 ]
 
-KINDS = ("inpainting", "edges", "labels")
 TASKS = {
     "inpainting": "i2i.tasks.InpaintingTask",
     "edges": "i2i.tasks.EdgesToPhotoTask",
@@ -83,10 +83,6 @@ class Entry:
     target: str
     layout: Layout
     image_channels: int = 0  # from_rgb_image_first: the image's channels (first in the file)
-
-
-class ConversionError(UserError, ValueError):
-    """A file that does not map onto i2i's networks; the message lists every offending name."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -685,8 +681,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def write(converted: Converted, out: Path, kind: str, source: str, kimg: float | None) -> Path:
     """The model file pair: G_ema (the sampling network) and its card."""
-    from i2i.inference.model import write_model  # only the command needs it
-
     res = converted.generator_args["img_resolution"]
     return write_model(
         out,

@@ -8,12 +8,13 @@ Two homes: files that torchvision/torch-fidelity architectures load live in the 
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from i2i.io import sha256_of
 
 
 @dataclass(frozen=True)
@@ -37,14 +38,6 @@ def hub_dir() -> Path:
 
 def path_of(entry: WeightFile) -> Path:
     return (hub_dir() if entry.home == "hub" else weights_dir()) / entry.name
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def expected_digest(entry: WeightFile) -> str:

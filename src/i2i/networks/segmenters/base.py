@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from i2i.weights.registry import expected_digest, find, path_of, sha256_of
+from i2i.io import sha256_of
+from i2i.weights.registry import expected_digest, find, path_of
 
 
 def to_unit(images: torch.Tensor) -> torch.Tensor:
