@@ -26,11 +26,8 @@ from benchmarks.common import (
 )
 from i2i.data.masks import random_mask
 from i2i.networks import CoModDiscriminator, CoModGenerator
-from i2i.networks.layers import (
-    ModulatedConv2d,
-    _ConvWeightGradContiguous,
-    weight_grad_wants_contiguous,
-)
+from i2i.networks.layers import ModulatedConv2d
+from i2i.networks.ops import _ConvWeightGradContiguous, weight_grad_wants_contiguous
 
 # The 3x3 convs of G, E and D at 256 whose backward dominates (channels in = out, size, batch).
 WEIGHT_GRAD_LAYERS = [

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from i2i.callbacks.resume import remove_stale_temporaries
 from tests.clirun import REPO, command, env, fit_args, i2i, iteration, output
 
 
@@ -148,6 +149,18 @@ def _dead_pid() -> int:
     proc = subprocess.Popen(["true"])
     proc.wait()
     return proc.pid
+
+
+def test_stale_temporaries_are_found_by_either_name_and_live_ones_kept(tmp_path):
+    dead = _dead_pid()
+    # `.{name}.tmp{pid}` as i2i.io.atomic_write names them, `.{name}.tmp-{pid}` as before it.
+    stale = [tmp_path / f".last.ckpt.tmp{dead}", tmp_path / f".best-3.ckpt.tmp-{dead}"]
+    live = tmp_path / f".last.ckpt.tmp{os.getppid()}"  # a running save of another process
+    for path in [*stale, live, tmp_path / "last.ckpt"]:
+        path.write_bytes(b"partial")
+    removed = remove_stale_temporaries(tmp_path, started=time.time() - 60)
+    assert sorted(removed) == sorted(stale)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["last.ckpt", live.name])
 
 
 def test_a_crash_saves_last_and_the_run_resumes(tmp_path):

@@ -60,6 +60,7 @@ from i2i.callbacks.evaluation import GANMetrics
 from i2i.callbacks.resume import (
     LAST,
     RunError,
+    checkpoint_plugins,
     locked_run_folder,
     probe_writable,
     remove_stale_temporaries,
@@ -207,7 +208,10 @@ class I2ICLI(LightningCLI):
             self.datamodule.batches_per_step = self.model.batches_per_step
         if self.subcommand is not None and rank_zero_only.rank == 0:
             self.preflight()
-        trainer = super().instantiate_trainer(**kwargs)
+        # Checkpoints are written atomically, whatever plugins the user adds.
+        config = self._get(self.config_init, "trainer", default={})
+        plugins = checkpoint_plugins(config.get("plugins"), config.get("strategy"))
+        trainer = super().instantiate_trainer(**{"plugins": plugins, **kwargs})
         # Lightning's default bar (Rich when rich is installed, as gradio pulls it in) becomes
         # ours, which counts iterations; a bar the user configured is kept.
         for i, callback in enumerate(trainer.callbacks):

@@ -6,10 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from i2i.networks.layers import (
-    EqualConv2d,
-    EqualLinear,
-    MinibatchStdLayer,
+from i2i.networks.layers import EqualConv2d, EqualLinear, MinibatchStdLayer
+from i2i.networks.ops import (
     fir_filter,
     modulated_conv2d,
     modulated_conv2d_reference,

@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from i2i.networks import CoModDiscriminator, CoModGenerator, layers
-from i2i.networks.layers import conv2d, weight_grad_wants_contiguous
+from i2i.networks import CoModDiscriminator, CoModGenerator, ops
+from i2i.networks.ops import conv2d, weight_grad_wants_contiguous
 from tests.conftest import TINY_D, TINY_G
 
 TOL = dict(rtol=1e-10, atol=1e-10)
@@ -105,14 +105,14 @@ def test_networks_and_r1_agree_with_the_library_path(batch, monkeypatch, one_tor
     def gradients(capability: str) -> tuple[dict, dict, int]:
         monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
         taken = 0
-        rule = layers.weight_grad_wants_contiguous
+        rule = ops.weight_grad_wants_contiguous
 
         def counting(x, w):
             nonlocal taken
             taken += rule(x, w)
             return rule(x, w)
 
-        monkeypatch.setattr(layers, "weight_grad_wants_contiguous", counting)
+        monkeypatch.setattr(ops, "weight_grad_wants_contiguous", counting)
         G.zero_grad(set_to_none=True), D.zero_grad(set_to_none=True)
         torch.manual_seed(1)  # the same dropout masks
         G(cond, z=z, noise_mode="const").square().mean().backward()
@@ -121,7 +121,7 @@ def test_networks_and_r1_agree_with_the_library_path(batch, monkeypatch, one_tor
         logits = D(image, cond[:, :1])
         (grad,) = torch.autograd.grad(logits.sum(), image, create_graph=True)
         (grad.square().sum() + logits.mean()).backward()
-        monkeypatch.setattr(layers, "weight_grad_wants_contiguous", rule)
+        monkeypatch.setattr(ops, "weight_grad_wants_contiguous", rule)
         grads = lambda m: {n: p.grad.clone() for n, p in m.named_parameters()}  # noqa: E731
         return grads(G), grads(D), taken
 

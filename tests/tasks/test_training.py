@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
 import pickle
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -14,11 +16,15 @@ import lightning as L
 import pytest
 import torch
 import yaml
+from lightning.pytorch.plugins import DoublePrecision
+from lightning.pytorch.plugins.io import AsyncCheckpointIO, TorchCheckpointIO
 
 from i2i.callbacks import AtomicCheckpointIO
+from i2i.callbacks.resume import CheckpointWriteError
 from i2i.cli import I2ICLI, main
 from i2i.cli import run_cli as run_i2i
 from i2i.config_files import load_config
+from i2i.io import umask
 from i2i.networks import CoModDiscriminator, CoModGenerator
 from i2i.tasks import CoModGANTask, ImageTask
 from tests import clirun
@@ -145,22 +151,77 @@ def test_atomic_checkpoint_keeps_the_old_file_on_failure(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
-def test_every_shipped_config_parses_and_instantiates(config):
-    cli = I2ICLI(
+def test_atomic_checkpoint_on_a_full_disk_keeps_the_old_file_and_no_temporary(tmp_path):
+    class FullDiskIO(AtomicCheckpointIO):
+        def write(self, checkpoint, tmp) -> None:
+            tmp.write_bytes(b"partial")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    path = tmp_path / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"step": 1}, path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask()  # a plain file's mode
+    with pytest.raises(CheckpointWriteError, match=f"could not write the checkpoint {path}: the"):
+        FullDiskIO().save_checkpoint({"step": 2}, path)
+    assert torch.load(path)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+class OwnCheckpointIO(TorchCheckpointIO):
+    """A user's own CheckpointIO (`--trainer.plugins`): the CLI keeps it."""
+
+
+def instantiate(config: str | Path, *args: str) -> I2ICLI:
+    """The CLI's model, data and trainer for `config`, without running anything."""
+    return I2ICLI(
         ImageTask,
         L.LightningDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
         run=False,
-        args=[
-            "--config",
-            str(config),
-            "--trainer.logger=false",
-            "--trainer.accelerator=cpu",
-            "--trainer.devices=1",
-            "--trainer.strategy=auto",
-        ],
+        args=["--config", str(config), "--trainer.logger=false", *args],
+    )
+
+
+def _checkpoint_io(*args: str) -> tuple[L.Trainer, object]:
+    trainer = instantiate(TINY, *args).trainer
+    return trainer, trainer.strategy.checkpoint_io
+
+
+def test_the_cli_writes_checkpoints_atomically_beside_the_users_plugins():
+    trainer, io = _checkpoint_io()
+    assert type(io) is AtomicCheckpointIO
+    # A plugin of another kind is kept beside it.
+    trainer, io = _checkpoint_io("--trainer.plugins=lightning.pytorch.plugins.DoublePrecision")
+    assert type(io) is AtomicCheckpointIO and type(trainer.precision_plugin) is DoublePrecision
+    # A wrapping one gets it inside; Lightning's plain one is replaced by it.
+    trainer, io = _checkpoint_io("--trainer.plugins=lightning.pytorch.plugins.io.AsyncCheckpointIO")
+    assert type(io) is AsyncCheckpointIO and type(io.checkpoint_io) is AtomicCheckpointIO
+    trainer, io = _checkpoint_io("--trainer.plugins=lightning.pytorch.plugins.io.TorchCheckpointIO")
+    assert type(io) is AtomicCheckpointIO
+    # The user's own CheckpointIO is theirs to keep (a Trainer takes one).
+    trainer, io = _checkpoint_io(f"--trainer.plugins={__name__}.OwnCheckpointIO")
+    assert type(io) is OwnCheckpointIO
+
+
+def test_i2i_fit_saves_every_checkpoint_through_the_atomic_plugin(tmp_path, monkeypatch):
+    written = []
+    write = AtomicCheckpointIO.write
+    monkeypatch.setattr(
+        AtomicCheckpointIO, "write", lambda self, c, tmp: (written.append(tmp), write(self, c, tmp))
+    )
+    cli = run_cli("--model.init_args.max_iterations=2", tmp_path=tmp_path)
+    assert type(cli.trainer.strategy.checkpoint_io) is AtomicCheckpointIO
+    folder = tmp_path / "run" / "checkpoints"
+    saved = sorted(folder.iterdir())
+    assert "last.ckpt" in [p.name for p in saved] and all(p.suffix == ".ckpt" for p in saved)
+    assert {tmp.parent for tmp in written} == {folder}
+    assert {p.name for p in saved} <= {tmp.name.split(".tmp")[0][1:] for tmp in written}
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
+def test_every_shipped_config_parses_and_instantiates(config):
+    cli = instantiate(
+        config, "--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.strategy=auto"
     )
     assert isinstance(cli.model, ImageTask)
     # Every network with a resolution of its own has the data's (fully convolutional ones, as

@@ -22,7 +22,8 @@ import torch.nn.functional as F
 
 from i2i.errors import ConversionError
 from i2i.networks import CoModDiscriminator, CoModGenerator
-from i2i.networks.layers import ModulatedConv2d, fir_filter, upsample2d
+from i2i.networks.layers import ModulatedConv2d
+from i2i.networks.ops import fir_filter, upsample2d
 from i2i.weights import comodgan as C
 from i2i.weights import tf_pickle
 from tests.clirun import i2i, output

@@ -23,9 +23,11 @@ import lightning as L
 import torch
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
-from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.plugins.io import CheckpointIO, TorchCheckpointIO
+from lightning.pytorch.plugins.io.wrapper import _WrappingCheckpointIO
 
 from i2i.errors import UserError
+from i2i.io import atomic_write
 from i2i.safe_load import load_checkpoint
 
 try:
@@ -91,7 +93,9 @@ def write_error(path: Path, error: BaseException, what: str = "the checkpoint") 
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes beside the target and renames: a crash mid-write leaves the previous file intact.
+    """Lightning's checkpoint file, written atomically (`i2i.io.atomic_write`): a crash mid-write
+    leaves the previous file intact. The `i2i` command gives it to every Trainer it builds
+    (`checkpoint_plugins`).
 
     (Lightning's own save goes through a temporary file in the system temp folder, which is not
     an atomic rename when that folder is on another filesystem.) A failed write raises
@@ -100,20 +104,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
         path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self.write(checkpoint, tmp)
-            os.replace(tmp, path)
+            atomic_write(path, lambda tmp: self.write(checkpoint, tmp))
         except (OSError, RuntimeError) as e:
             if not _is_write_failure(e):
                 raise
             raise CheckpointWriteError(write_error(path, e)) from e
-        finally:
-            try:
-                tmp.unlink(missing_ok=True)
-            except OSError:
-                pass
 
     def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:
         """Lightning's load for `--ckpt_path`: weights-only with i2i's allow-list, in full only
@@ -131,6 +128,28 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             torch.save(checkpoint, f)
             f.flush()
             os.fsync(f.fileno())
+
+
+def checkpoint_plugins(plugins: Any, strategy: Any = None) -> list[Any]:
+    """The Trainer's `plugins` with AtomicCheckpointIO for its checkpoints, composed with the
+    user's `--trainer.plugins`: added beside precision, cluster or sync plugins; put inside a
+    wrapping CheckpointIO that has none (AsyncCheckpointIO), which Lightning would otherwise fill
+    with its plain TorchCheckpointIO; and in place of a plain TorchCheckpointIO, the default it
+    extends. Any other CheckpointIO the user chose, on its own or on a strategy object, is kept
+    (a Trainer takes one)."""
+    if plugins is None:
+        plugins = []
+    plugins = list(plugins) if isinstance(plugins, list | tuple) else [plugins]
+    if getattr(strategy, "_checkpoint_io", None) is not None:
+        return plugins
+    for i, plugin in enumerate(plugins):
+        if type(plugin) is TorchCheckpointIO:
+            plugins[i] = AtomicCheckpointIO()
+        elif isinstance(plugin, _WrappingCheckpointIO) and plugin.checkpoint_io is None:
+            plugin.checkpoint_io = AtomicCheckpointIO()
+        if isinstance(plugin, CheckpointIO):
+            return plugins
+    return [*plugins, AtomicCheckpointIO()]
 
 
 def probe_writable(folder: str | Path) -> None:
@@ -223,15 +242,16 @@ def _pid_alive(pid: int) -> bool:
 
 
 def remove_stale_temporaries(folder: str | Path, started: float | None = None) -> list[Path]:
-    """Delete `.{name}.tmp-{pid}` files that a save killed mid-write left in `folder`: those
+    """Delete the temporaries that a save killed mid-write left in `folder` (`.{name}.tmp{pid}`
+    as `i2i.io.atomic_write` names them, or `.{name}.tmp-{pid}` as earlier versions did): those
     whose process is gone, or that are older than `started` (this process's start)."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
     started = time.time() if started is None else started
     removed = []
-    for tmp in sorted(folder.glob(".*.tmp-*")):
-        pid_text = tmp.name.rsplit("-", 1)[-1]
+    for tmp in sorted(folder.glob(".*.tmp*")):
+        pid_text = tmp.name.rpartition(".tmp")[2].removeprefix("-")
         pid = int(pid_text) if pid_text.isdigit() else None
         try:
             stale = pid is None or pid == os.getpid() or not _pid_alive(pid)
@@ -254,8 +274,6 @@ class GracefulShutdown(Callback):
     iteration before it changed anything: the checkpoint then holds the last completed iteration.
     An exception in the middle of an iteration (after a network's training forward, which may
     already have moved w_avg or an optimizer) leaves the previous last.ckpt as it is.
-
-    It also installs AtomicCheckpointIO for every checkpoint the trainer writes.
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -269,10 +287,6 @@ class GracefulShutdown(Callback):
         self.signal: int | None = None  # the signal that stopped the run
         self.stopped_at: int | None = None  # the iteration saved by the stop
         self.saved: Path | None = None  # the checkpoint written by a stop or after an error
-
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
-            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
 
     def _handler(self, signum, frame) -> None:
         log.warning(
@@ -396,6 +410,8 @@ class LastAndBestCheckpoint(ModelCheckpoint):
     validation is not its best would `--ckpt_path last` into the past. This one also writes it
     after every validation, at the end of training and when GracefulShutdown stops the run, and
     it never writes `last-v1.ckpt` beside an existing last.ckpt (the version counter is off).
+    Its overrides decide which file is written when, which a CheckpointIO plugin (it writes the
+    file it is handed) cannot; how each file is written is AtomicCheckpointIO's.
     """
 
     def __init__(self, *args, enable_version_counter: bool = False, **kwargs):

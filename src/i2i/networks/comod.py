@@ -24,15 +24,11 @@ from i2i.networks.layers import (
     EqualConv2d,
     EqualLinear,
     MinibatchStdLayer,
-    ModConvImpl,
     ModulatedConv2d,
     NoiseMode,
-    assert_shape,
-    fir_filter,
-    memory_format,
     normalize_2nd_moment,
-    upsample2d,
 )
+from i2i.networks.ops import ModConvImpl, assert_shape, fir_filter, memory_format, upsample2d
 from i2i.resolution import parse_resolution
 
 Modulation = Literal["co", "style", "cond"]

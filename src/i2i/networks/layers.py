@@ -1,11 +1,9 @@
-"""The StyleGAN2 primitives that the co-modulated generator and its discriminator are built from.
-
-Everything here is plain PyTorch (no custom CUDA), so it runs on CPU and GPU alike:
+"""The StyleGAN2 layers that the co-modulated generator and its discriminator are built from:
+modules over the functional primitives of `i2i.networks.ops`.
 
 - equalized learning rate: weights are stored N(0, 1) and scaled at run time by gain / sqrt(fan_in);
-- FIR [1, 3, 3, 1] up- and down-sampling (`upfirdn2d`);
-- `modulated_conv2d` with and without demodulation, with two equivalent code paths;
-- noise injection, minibatch standard deviation, and leaky ReLU with gain sqrt(2).
+- the modulated conv layer (affine, modulated conv, FIR upsampling, noise, bias, activation);
+- minibatch standard deviation, pixel norm, and leaky ReLU with gain sqrt(2).
 
 Leaky ReLU is positively homogeneous (lrelu(g * y) = g * lrelu(y) for g > 0), so every layer folds
 its activation gain into the (tiny) weight scale and bias instead of paying one more pass over the
@@ -21,26 +19,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from i2i.networks.ops import (
+    ModConvImpl,
+    conv2d,
+    fir_filter,
+    memory_format,
+    modulated_conv2d,
+    product_in_layout,
+    upfirdn2d,
+)
+
 LRELU_SLOPE = 0.2
 LRELU_GAIN = math.sqrt(2.0)
-FIR_KERNEL = (1.0, 3.0, 3.0, 1.0)
 
 Activation = Literal["linear", "lrelu"]
-ModConvImpl = Literal["auto", "grouped", "shared"]
-
-
-def assert_shape(tensor: torch.Tensor, shape: list[int | None], name: str = "tensor") -> None:
-    """Raise a readable error unless `tensor` has `shape` (None matches any size)."""
-    if tensor.ndim != len(shape) or any(
-        want is not None and have != want for have, want in zip(tensor.shape, shape, strict=True)
-    ):
-        raise ValueError(f"{name} has shape {list(tensor.shape)}, expected {shape} (None = any)")
-
-
-def memory_format(x: torch.Tensor) -> torch.memory_format:
-    """channels_last if `x` is laid out that way (and not also plainly contiguous)."""
-    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-    return torch.channels_last if channels_last else torch.contiguous_format
 
 
 def activation_gain(activation: Activation) -> float:
@@ -54,148 +46,6 @@ def bias_act(x: torch.Tensor, bias: torch.Tensor | None, activation: Activation)
     if activation == "lrelu":
         return F.leaky_relu(x, LRELU_SLOPE, inplace=bias is not None)
     return x
-
-
-# --------------------------------------------------------------------------------------------------
-# Convolution with a faster weight gradient on AVX2 CPUs
-
-
-def weight_grad_wants_contiguous(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether to compute this conv's weight gradient on plainly contiguous (NCHW) copies.
-
-    On AVX2 CPUs oneDNN's weight gradient of a 3x3 conv on channels_last tensors runs at a
-    fraction of the rate of the same conv's forward and input gradient; on NCHW copies it runs
-    much faster, the copies paid for. oneDNN also computes the bias gradient in its
-    weight-gradient pass, so `conv2d` sums it apart. The copies only pay off on large feature
-    maps (hence the 32x32 bound) and never for 1x1 convs, where copying costs more than it
-    saves. On the AVX-512 CPU measured the library's weight gradient was not slow, so the rule
-    stays AVX2-only; GPUs and autocast keep the library's conv too. Measured with
-    `python -m benchmarks.backbone --weight-grad-only`: docs/benchmarks.md, "AMD EPYC (AVX2),
-    third session of 2026-12-02" (the rule) and "AMD EPYC (Zen 4, AVX-512)" (AVX2 only).
-    """
-    return (
-        x.device.type == "cpu"
-        and torch.backends.cpu.get_cpu_capability() == "AVX2"
-        and torch.is_grad_enabled()
-        and not torch.is_autocast_enabled("cpu")  # autocast casts F.conv2d, not aten's op
-        and weight.requires_grad
-        and weight.shape[-1] > 1
-        and x.shape[-2] * x.shape[-1] >= 32 * 32
-        and memory_format(x) == torch.channels_last
-    )
-
-
-class _ConvWeightGradContiguous(torch.autograd.Function):
-    """aten's convolution, whose backward takes the input gradient in the tensors' own layout and
-    the weight gradient on contiguous copies. The backward is made of differentiable ops, so a
-    gradient penalty (R1) can differentiate through it again."""
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, stride, padding, groups, transposed):
-        ctx.save_for_backward(x, weight)
-        ctx.setup = (stride, padding, groups, transposed)
-        return torch.ops.aten.convolution(
-            x, weight, bias, stride, padding, [1, 1], transposed, [0, 0], groups
-        )
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, weight = ctx.saved_tensors
-        stride, padding, groups, transposed = ctx.setup
-        setup = (stride, padding, [1, 1], transposed, [0, 0], groups)
-        need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        grad_x = grad_w = grad_b = None
-        if need_x:
-            grad_x = torch.ops.aten.convolution_backward(
-                grad, x, weight, None, *setup, [True, False, False]
-            )[0]
-        if need_b:  # oneDNN would run its weight-gradient pass for this sum
-            grad_b = grad.sum(dim=(0, 2, 3))
-        if need_w:
-            grad_w = torch.ops.aten.convolution_backward(
-                grad.contiguous(),
-                x.contiguous(),
-                weight.contiguous(),
-                None,
-                *setup,
-                [False, True, False],
-            )[1]
-        return grad_x, grad_w, grad_b, None, None, None, None
-
-
-def conv2d(
-    x: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor | None = None,
-    stride: int = 1,
-    padding: int = 0,
-    groups: int = 1,
-    transposed: bool = False,  # F.conv_transpose2d; weight (Cin, Cout / groups, k, k)
-) -> torch.Tensor:
-    """`F.conv2d` (or `F.conv_transpose2d`), with the weight gradient on contiguous copies where
-    `weight_grad_wants_contiguous` says that is faster. Same values either way."""
-    if weight_grad_wants_contiguous(x, weight):
-        return _ConvWeightGradContiguous.apply(
-            x, weight, bias, [stride, stride], [padding, padding], groups, transposed
-        )
-    if transposed:
-        return F.conv_transpose2d(x, weight, bias, stride=stride, padding=padding, groups=groups)
-    return F.conv2d(x, weight, bias, stride=stride, padding=padding, groups=groups)
-
-
-# --------------------------------------------------------------------------------------------------
-# FIR filtering
-
-
-def fir_filter(taps: tuple[float, ...] = FIR_KERNEL) -> torch.Tensor:
-    """The normalised separable 1-D filter (it sums to 1)."""
-    f = torch.tensor(taps, dtype=torch.float32)
-    return f / f.sum()
-
-
-def upfirdn2d(
-    x: torch.Tensor,
-    f: torch.Tensor,
-    up: int = 1,
-    down: int = 1,
-    padding: tuple[int, int, int, int] = (0, 0, 0, 0),
-    gain: float = 1.0,
-) -> torch.Tensor:
-    """Zero-insert upsample by `up`, pad (left, right, top, bottom), filter with the separable
-    symmetric filter `f` (given 1-D), then keep every `down`-th pixel. `gain` scales the 2-D
-    filter."""
-    n, c, h, w = x.shape
-    if up > 1:
-        x = x.reshape(n, c, h, 1, w, 1)
-        x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
-        x = x.reshape(n, c, h * up, w * up)
-    left, right, top, bottom = padding
-    conv_padding = (0, 0)
-    if left == right >= 0 and top == bottom >= 0:
-        # The conv pads by itself: faster on CPU than a padded copy first, same values
-        # (docs/benchmarks.md, Backbone at 256, Intel Xeon, first session of 2026-12-02).
-        conv_padding = (top, left)
-    else:
-        x = F.pad(x, list(padding))
-    # One depthwise conv with the 2-D (outer product) kernel: more multiply-adds than the two
-    # 1-D passes of a separable filter, but one pass over memory, and on CPU in channels_last
-    # the fastest form (docs/benchmarks.md, "Where G's time goes at batch > 1").
-    f2d = (torch.outer(f, f) * gain).to(device=x.device, dtype=x.dtype)
-    return F.conv2d(x, f2d.expand(c, 1, *f2d.shape), stride=down, padding=conv_padding, groups=c)
-
-
-def upsample2d(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-    """2x FIR upsampling (H, W) -> (2H, 2W), as in the skip RGB path."""
-    taps = f.numel()
-    p0, p1 = (taps + 1) // 2, (taps - 2) // 2
-    return upfirdn2d(x, f, up=2, padding=(p0, p1, p0, p1), gain=4.0)
-
-
-def downsample2d(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-    """2x FIR downsampling (H, W) -> (H/2, W/2)."""
-    taps = f.numel()
-    p0, p1 = (taps - 1) // 2, (taps - 2) // 2
-    return upfirdn2d(x, f, down=2, padding=(p0, p1, p0, p1))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -265,7 +115,7 @@ class EqualConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Scaled straight into the input's layout, which the conv would otherwise copy it to.
-        w = _product_in_layout(self.weight.to(x.dtype), self.weight_scale, memory_format(x))
+        w = product_in_layout(self.weight.to(x.dtype), self.weight_scale, memory_format(x))
         b = (self.bias * self.bias_scale).to(x.dtype) if self.bias is not None else None
         k = self.kernel_size
         if self.down == 2:
@@ -285,145 +135,6 @@ class EqualConv2d(nn.Module):
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
             f"activation={self.activation}, down={self.down}, bias={self.bias is not None}"
         )
-
-
-# --------------------------------------------------------------------------------------------------
-# Modulated convolution
-
-
-def _style_weight_scale(weight: torch.Tensor) -> float:
-    _, in_channels, kh, kw = weight.shape
-    return 1.0 / math.sqrt(in_channels * kh * kw)
-
-
-def modulated_conv2d_reference(
-    x: torch.Tensor,
-    weight: torch.Tensor,
-    styles: torch.Tensor,
-    demodulate: bool = True,
-    up: int = 1,
-    eps: float = 1e-8,
-) -> torch.Tensor:
-    """The definition, one sample at a time: scale the weight per input channel by the sample's
-    style, optionally normalise each output filter, convolve. Slow; tests compare against it."""
-    outputs = []
-    for xi, si in zip(x, styles, strict=True):
-        w = weight * _style_weight_scale(weight) * si.reshape(1, -1, 1, 1)
-        if demodulate:
-            w = w / torch.sqrt(w.square().sum(dim=(1, 2, 3), keepdim=True) + eps)
-        if up == 2:
-            outputs.append(F.conv_transpose2d(xi[None], w.transpose(0, 1), stride=2))
-        else:
-            outputs.append(F.conv2d(xi[None], w, padding=weight.shape[-1] // 2))
-    return torch.cat(outputs)
-
-
-def choose_modconv_impl(batch_size: int, device: torch.device) -> Literal["grouped", "shared"]:
-    """The faster path for this batch and device (measured by `make bench`).
-
-    Batch 1: a grouped conv is one ordinary conv with the sample's own weight, and skips the two
-    passes over the activations that the shared path needs. Larger batches: one shared-weight conv
-    over the whole batch beats per-sample groups on CPU (oneDNN) and in GPU backward passes.
-    """
-    return "grouped" if batch_size == 1 else "shared"
-
-
-def _product_in_layout(
-    a: torch.Tensor, b: torch.Tensor | float, fmt: torch.memory_format
-) -> torch.Tensor:
-    """a * b laid out in `fmt`: written there in one pass when no gradient is asked for (the
-    broadcast product follows a's layout, so it would need a second pass to move; autograd
-    takes no out=)."""
-    b_requires_grad = isinstance(b, torch.Tensor) and b.requires_grad
-    if torch.is_grad_enabled() and (a.requires_grad or b_requires_grad):
-        return (a * b).contiguous(memory_format=fmt)
-    shape = torch.broadcast_shapes(a.shape, b.shape) if isinstance(b, torch.Tensor) else a.shape
-    out = torch.empty(shape, dtype=a.dtype, device=a.device, memory_format=fmt)
-    return torch.mul(a, b, out=out)
-
-
-def modulated_conv2d(
-    x: torch.Tensor,
-    weight: torch.Tensor,
-    styles: torch.Tensor,
-    demodulate: bool = True,
-    up: int = 1,
-    gain: float = 1.0,
-    impl: ModConvImpl = "auto",
-    eps: float = 1e-8,
-    bias: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """StyleGAN2's modulated convolution, multiplied by `gain`, plus `bias` (Cout,) if given
-    (fused into the convolution or the demodulation pass: one pass less over the output).
-
-    x: (N, Cin, H, W); weight: (Cout, Cin, k, k), stored N(0, 1); styles: (N, Cin).
-    up=2 runs a stride-2 transposed conv ((H - 1) * 2 + k pixels; the caller FIR-filters it).
-    """
-    n, in_channels, h, w_ = x.shape
-    out_channels, _, kh, kw = weight.shape
-    assert_shape(styles, [n, in_channels], "styles")
-    if impl == "auto":
-        impl = choose_modconv_impl(n, x.device)
-    # The weight's equalized-lr scale c is a scalar: conv(x, c W) = c conv(x, W), so it joins
-    # the per-(sample, channel) coefficients below instead of costing a pass over the weight.
-    c = _style_weight_scale(weight)
-    out_gain = gain * c
-    styles = styles.to(weight.dtype)
-    dcoefs = None
-    if demodulate:
-        # sum over (Cin, k, k) of (c w s)^2 == c^2 (sum_k w^2) @ s^2: (N, Cout), no per-sample
-        # weights.
-        squares = styles.square() @ weight.square().sum(dim=(2, 3)).t()
-        dcoefs = torch.rsqrt(squares * (c * c) + eps)
-
-    # oneDNN and cuDNN pick the output layout from the weight too: keep the input's layout.
-    fmt = memory_format(x)
-    if impl == "shared":
-        x = x * styles.to(x.dtype).reshape(n, -1, 1, 1)
-        if up == 2:
-            w = weight.transpose(0, 1).to(x.dtype).contiguous(memory_format=fmt)
-            x = conv2d(x, w, stride=2, transposed=True)
-        else:
-            x = conv2d(x, weight.to(x.dtype).contiguous(memory_format=fmt), padding=kh // 2)
-        x = x.contiguous(memory_format=fmt)
-        scale = dcoefs * out_gain if demodulate else torch.full_like(styles[:, :1], out_gain)
-        scale = scale.to(x.dtype)
-        if bias is None:
-            return x * scale.reshape(n, -1, 1, 1)
-        return torch.addcmul(bias.to(x.dtype).reshape(1, -1, 1, 1), x, scale.reshape(n, -1, 1, 1))
-
-    if impl != "grouped":
-        raise ValueError(f"impl must be 'auto', 'grouped' or 'shared', got {impl!r}")
-    # One pass over the weight: (N, Cout, Cin) coefficients first, then a broadcast multiply.
-    coefs = styles.reshape(n, 1, -1) * out_gain
-    if demodulate:
-        coefs = coefs * dcoefs.reshape(n, -1, 1)
-    if n == 1:
-        # One sample: an ordinary conv with its own weight. No reshapes, which would leave a
-        # batch stride that makes later ops fall back to the slow NCHW layout.
-        w, coef = weight.to(x.dtype), coefs[0].to(x.dtype).unsqueeze(-1).unsqueeze(-1)
-        if up == 2:  # the transposed conv's weight is (Cin, Cout, k, k)
-            w, coef = w.transpose(0, 1), coef.transpose(0, 1)
-        w = _product_in_layout(w, coef, fmt)
-        b = bias.to(x.dtype) if bias is not None else None
-        if up == 2:
-            x = conv2d(x, w, b, stride=2, transposed=True)
-        else:
-            x = conv2d(x, w, b, padding=kh // 2)
-        return x.contiguous(memory_format=fmt)
-    w = weight.unsqueeze(0) * coefs.unsqueeze(-1).unsqueeze(-1)  # (N, Cout, Cin, k, k)
-    w = w.to(x.dtype)
-    x = x.reshape(1, n * in_channels, h, w_)
-    b = bias.to(x.dtype).repeat(n) if bias is not None else None
-    if up == 2:
-        w = w.transpose(1, 2).reshape(n * in_channels, out_channels, kh, kw)
-        x = conv2d(x, w.contiguous(memory_format=fmt), b, stride=2, groups=n, transposed=True)
-    else:
-        w = w.reshape(n * out_channels, in_channels, kh, kw).contiguous(memory_format=fmt)
-        x = conv2d(x, w, b, padding=kh // 2, groups=n)
-    # Small transposed convs take a native path that returns NCHW: restore the layout (no-op
-    # when it is already right) so that the next layers stay fast.
-    return x.reshape(n, out_channels, *x.shape[2:]).contiguous(memory_format=fmt)
 
 
 NoiseMode = Literal["random", "const", "none"]
