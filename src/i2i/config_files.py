@@ -3,7 +3,7 @@ the fragments it builds on (`base:`).
 
 A config may start with
 
-    base: [../trainer/gpu8_ddp.yaml, ../logging/wandb.yaml]   # or one path as a string
+    base: [trainer/gpu8_ddp.yaml, logging/wandb.yaml]   # or one path as a string
 
 Each base (a path relative to the file that names it, which may have bases of its own) is merged
 in order, then the file's own keys over them, as several `--config` are. The merge is of plain
