@@ -138,7 +138,7 @@ class UserErrorOnRank(Callback):
         self.rank, self.iteration = rank, iteration
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        from i2i.callbacks.resume import RunError
+        from i2i.errors import RunError
 
         if trainer.global_rank == self.rank and int(pl_module.iteration) == self.iteration - 1:
             raise RunError(f"test: a bad file read by rank {self.rank} only")

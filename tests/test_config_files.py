@@ -17,13 +17,13 @@ import yaml
 
 from i2i.config_files import (
     PACKAGED_CONFIGS,
-    ConfigFileError,
     config_names,
     load_config,
     merge,
     packaged_config,
     resolve_config_arguments,
 )
+from i2i.errors import ConfigFileError
 from tests.clirun import REPO
 
 

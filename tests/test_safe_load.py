@@ -15,7 +15,8 @@ import pytest
 import torch
 import yaml
 
-from i2i.safe_load import RefusedFileError, check_class_path, load_checkpoint
+from i2i.errors import RefusedFileError
+from i2i.safe_load import check_class_path, load_checkpoint
 from tests.clirun import fit_args, i2i, output
 from tests.inference.conftest import fitted_run, tiny_model_file  # noqa: F401 (a fixture)
 
@@ -218,7 +219,8 @@ def test_fit_refuses_a_shard_folder_with_a_pickle(shards, tmp_path):
 
 
 def test_datasets_json_may_name_only_the_folder_datasets(shards, tmp_path):
-    from i2i.data.shards import ShardDataModule, ShardMismatchError
+    from i2i.data.shards import ShardDataModule
+    from i2i.errors import ShardMismatchError
 
     folder = tmp_path / "bucket"
     shutil.copytree(shards[0], folder)
@@ -235,7 +237,8 @@ def test_records_litdata_would_unpickle_are_refused(shards, tmp_path):
     """LitData decodes a field with the serializer its index.json names; "pickle" runs code."""
     import litdata
 
-    from i2i.data.shards import ShardDataModule, ShardMismatchError
+    from i2i.data.shards import ShardDataModule
+    from i2i.errors import ShardMismatchError
 
     folder = tmp_path / "bucket"
     shutil.copytree(shards[0], folder)

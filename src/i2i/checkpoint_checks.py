@@ -10,8 +10,9 @@ from typing import Any
 import lightning as L
 import torch
 
-from i2i.callbacks.resume import RunError, RunRecord
-from i2i.safe_load import RefusedFileError, damaged, iteration_of, load_checkpoint, loadable_beside
+from i2i.callbacks.resume import RunRecord
+from i2i.errors import RefusedFileError, RunError
+from i2i.safe_load import damaged, iteration_of, load_checkpoint, loadable_beside
 
 
 def read_checkpoint(path: Path) -> dict:

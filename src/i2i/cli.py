@@ -59,7 +59,6 @@ from i2i.callbacks import (
 from i2i.callbacks.evaluation import GANMetrics
 from i2i.callbacks.resume import (
     LAST,
-    RunError,
     checkpoint_plugins,
     locked_run_folder,
     probe_writable,
@@ -75,7 +74,7 @@ from i2i.checkpoint_checks import (
 )
 from i2i.config_files import resolve_config_arguments
 from i2i.config_keys import I2IArgumentParser
-from i2i.errors import UserError, find_user_error, report
+from i2i.errors import RunError, UserError, find_user_error, report
 from i2i.safe_load import (
     TRUST_FLAG,
     trust_checkpoints,

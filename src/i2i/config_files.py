@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from i2i.errors import UserError
+from i2i.errors import ConfigFileError
 
 #: The key that lists a config's bases.
 BASE_KEY = "base"
@@ -36,10 +36,6 @@ BASE_KEY = "base"
 PACKAGED_CONFIGS = Path(str(files("i2i") / "configs"))
 
 Loader = Callable[[str], Any]
-
-
-class ConfigFileError(UserError):
-    """A config that names a base that does not exist, or bases that name each other."""
 
 
 def config_names() -> list[str]:

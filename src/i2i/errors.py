@@ -33,6 +33,42 @@ class ModelFileError(UserError, ValueError):
     """A model file that cannot be used; the message names the file and the fix."""
 
 
+class ConfigFileError(UserError):
+    """A config that names a base that does not exist, or bases that name each other."""
+
+
+class RunError(UserError, RuntimeError):
+    """A problem with a run's files or settings that the message fully explains: the `i2i`
+    command prints it as is, without a traceback."""
+
+
+class CheckpointWriteError(RunError):
+    """A checkpoint (or the start-up probe) could not be written: full disk, permissions, a path
+    through a file."""
+
+
+class RefusedFileError(UserError, ValueError):
+    """A file names code to run (a foreign pickle global, a class outside the allow-list): it
+    was refused before anything ran. The message names the file, what was refused and the fix."""
+
+
+class CorruptImageError(UserError, ValueError):
+    """An image file that cannot be decoded (truncated, wrong format, random bytes)."""
+
+
+class ShardMismatchError(UserError, FileNotFoundError):
+    """The shards this config needs are not in the folder (missing, or written from another
+    config); still a FileNotFoundError for callers that catch one."""
+
+
+class DownloadError(UserError, RuntimeError):
+    """A download that could not complete; the message says how to install the data by hand."""
+
+
+class ArchiveError(DownloadError):
+    """A downloaded or placed archive that is corrupt, unsafe or not the expected file."""
+
+
 def debugging() -> bool:
     return os.environ.get(DEBUG_VARIABLE, "").strip().lower() not in ("", "0", "false", "no")
 

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import IO, Any
 
-from i2i.errors import UserError
+from i2i.errors import RefusedFileError
 
 TRUST_FLAG = "--trust-checkpoint"
 TRUST_HELP = (
@@ -67,11 +67,6 @@ SHARD_CLASSES = frozenset(
 _IMPORT_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
 _trusted = False  # set by --trust-checkpoint (trust_checkpoints)
 _warned: set[str] = set()
-
-
-class RefusedFileError(UserError, ValueError):
-    """A file names code to run (a foreign pickle global, a class outside the allow-list): it
-    was refused before anything ran. The message names the file, what was refused and the fix."""
 
 
 def trust_checkpoints(trust: bool) -> None:

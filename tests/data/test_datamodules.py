@@ -16,8 +16,8 @@ from PIL import Image
 
 from i2i.config_files import load_config
 from i2i.data import batch
-from i2i.data.datasets import CorruptImageError
 from i2i.data.inpainting import InpaintingDataModule
+from i2i.errors import CorruptImageError
 
 # Tiny tensors: on a busy 2-core machine, more threads than free cores mostly wait.
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

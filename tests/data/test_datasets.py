@@ -18,7 +18,6 @@ from i2i.data import batch
 from i2i.data.batch import validate_sample
 from i2i.data.datasets import (
     IMAGE_EXTENSIONS,
-    CorruptImageError,
     FileDataset,
     ImageFolderDataset,
     check_resolution,
@@ -27,6 +26,7 @@ from i2i.data.datasets import (
     load_image,
     split_files,
 )
+from i2i.errors import CorruptImageError
 
 FACES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "faces"
 

@@ -15,13 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from i2i.data.download import (
-    PIX2PIX_DATASETS,
-    ArchiveError,
-    DownloadError,
-    download_and_extract,
-    ensure_pix2pix,
-)
+from i2i.data.download import PIX2PIX_DATASETS, download_and_extract, ensure_pix2pix
+from i2i.errors import ArchiveError, DownloadError
 
 # Random bytes do not compress: the archive is big enough to cut in the middle and to resume.
 PAYLOAD = np.random.default_rng(0).integers(0, 256, 200_000, dtype=np.uint8).tobytes()

@@ -23,12 +23,12 @@ from i2i.data.shards import (
     FILES,
     MANIFEST,
     ShardDataModule,
-    ShardMismatchError,
     dataset_settings,
     instantiate_datamodule,
 )
 from i2i.data.stream import ignore_stop_signals
 from i2i.data.translation import PairedDataModule
+from i2i.errors import ShardMismatchError
 from i2i.seeding import seeded_torch_cpu
 from tests.clirun import REPO, TINY, fit_args, i2i, iteration, output
 

@@ -13,8 +13,9 @@ import torch
 from PIL import Image
 
 from i2i.data import batch as B
-from i2i.data.download import CYCLEGAN_DATASETS, ArchiveError, DownloadError, ensure_cyclegan
+from i2i.data.download import CYCLEGAN_DATASETS, ensure_cyclegan
 from i2i.data.unpaired import UnpairedDataModule, UnpairedTrainStream
+from i2i.errors import ArchiveError, DownloadError
 from tests.data.test_download import Server
 
 SIZES = {"trainA": 5, "trainB": 3, "testA": 2, "testB": 4}

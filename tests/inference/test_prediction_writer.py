@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 
 from i2i.callbacks import PredictionWriter
-from i2i.callbacks.resume import RunError
 from i2i.data.masks import RandomMaskGenerator, load_mask
 from i2i.data.synthetic import ShapesDataset
+from i2i.errors import RunError
 from i2i.images import to_uint8
 from i2i.inference.model import load_model
 from i2i.inference.run import inpaint_batch

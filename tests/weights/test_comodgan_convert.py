@@ -25,6 +25,7 @@ from i2i.networks import CoModDiscriminator, CoModGenerator
 from i2i.networks.layers import ModulatedConv2d
 from i2i.networks.ops import fir_filter, upsample2d
 from i2i.weights import comodgan as C
+from i2i.weights import comodgan_map as M
 from i2i.weights import tf_pickle
 from tests.clirun import i2i, output
 from tests.conftest import TINY_D, TINY_G, shared_data
@@ -97,9 +98,9 @@ def network_state(name: str, variables: dict, components: dict | None = None, **
 
 def official_variables(g, d, image_first: bool, edit=None):
     """The (G or Gs, D) variables an official run of this architecture would hold."""
-    g_vars = C.unmap_state(g.state_dict(), C.generator_entries(g))
+    g_vars = M.unmap_state(g.state_dict(), M.generator_entries(g))
     g_vars["lod"] = np.float32(0.0)
-    d_vars = C.unmap_state(d.state_dict(), C.discriminator_entries(d, image_first))
+    d_vars = M.unmap_state(d.state_dict(), M.discriminator_entries(d, image_first))
     if edit:
         edit(g_vars, d_vars)
     return g_vars, d_vars
@@ -139,8 +140,8 @@ def official_pickle(
 
 def port_state(g: CoModGenerator) -> dict[str, torch.Tensor]:
     """The port's G_ema state dict for this architecture (its blur kernels included)."""
-    entries, ignored = C.port_entries(g)
-    state = {k: torch.from_numpy(v) for k, v in C.unmap_state(g.state_dict(), entries).items()}
+    entries, ignored = M.port_entries(g)
+    state = {k: torch.from_numpy(v) for k, v in M.unmap_state(g.state_dict(), entries).items()}
     f = fir_filter()
     for key in ignored:
         gain = 4.0 if ".blur." in key or "upsample" in key else 1.0
@@ -275,7 +276,7 @@ def test_up_sampling_kernel_is_rotated_to_match_the_official_operation(one_torch
             activation="linear",
         ).double()
         with torch.no_grad():
-            layer.weight.copy_(C.to_torch(tf_kernel.numpy(), C.Entry("k", "k", layout)))
+            layer.weight.copy_(M.to_torch(tf_kernel.numpy(), M.Entry("k", "k", layout)))
             layer.affine.weight.zero_()  # style = 0 + 1
             return layer(x, torch.zeros(1, 4, dtype=torch.float64))
 

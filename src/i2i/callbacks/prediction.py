@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from i2i.callbacks.resume import RunError
 from i2i.data import batch as B
+from i2i.errors import RunError
 
 
 def _dataset_files(dataset: Any) -> tuple[list[Path], Path] | None:

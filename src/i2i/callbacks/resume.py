@@ -26,7 +26,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.plugins.io import CheckpointIO, TorchCheckpointIO
 from lightning.pytorch.plugins.io.wrapper import _WrappingCheckpointIO
 
-from i2i.errors import UserError
+from i2i.errors import CheckpointWriteError, RunError
 from i2i.io import atomic_write
 from i2i.safe_load import load_checkpoint
 
@@ -38,16 +38,6 @@ except ImportError:  # Windows: runs are not locked there
 log = logging.getLogger(__name__)
 
 LAST = ModelCheckpoint.CHECKPOINT_NAME_LAST + ModelCheckpoint.FILE_EXTENSION
-
-
-class RunError(UserError, RuntimeError):
-    """A problem with a run's files or settings that the message fully explains: the `i2i`
-    command prints it as is, without a traceback."""
-
-
-class CheckpointWriteError(RunError):
-    """A checkpoint (or the start-up probe) could not be written: full disk, permissions, a path
-    through a file."""
 
 
 def _nearest_existing(path: Path) -> Path:

@@ -35,7 +35,7 @@ from torchvision.transforms import InterpolationMode
 
 from i2i.data import batch
 from i2i.data.scan import Findings, header_size, parallel_map
-from i2i.errors import DataError, UserError
+from i2i.errors import CorruptImageError, DataError
 from i2i.resolution import parse_resolution
 
 log = logging.getLogger(__name__)
@@ -48,10 +48,6 @@ RESIZES = ("cover", "none")  # cover-resize then crop | crop (or pad) without re
 TRAIN_CROPS = ("random", "center")
 RESAMPLES = ("bicubic_antialias", "pil_bilinear")
 VAL_DIR_NAMES = ("val", "valid", "validation", "test")
-
-
-class CorruptImageError(UserError, ValueError):
-    """An image file that cannot be decoded (truncated, wrong format, random bytes)."""
 
 
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

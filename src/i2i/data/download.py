@@ -40,7 +40,7 @@ import zlib
 from http.client import HTTPException
 from pathlib import Path, PureWindowsPath
 
-from i2i.errors import UserError
+from i2i.errors import ArchiveError, DownloadError
 from i2i.io import sha256_of
 
 log = logging.getLogger(__name__)
@@ -50,14 +50,6 @@ _TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 _ZIP_SUFFIXES = (".zip",)
 # What a damaged archive raises while it is read (gzip.BadGzipFile: bad header or CRC).
 _CORRUPT = (tarfile.TarError, zipfile.BadZipFile, gzip.BadGzipFile, EOFError, zlib.error)
-
-
-class DownloadError(UserError, RuntimeError):
-    """A download that could not complete; the message says how to install the data by hand."""
-
-
-class ArchiveError(DownloadError):
-    """A downloaded or placed archive that is corrupt, unsafe or not the expected file."""
 
 
 @dataclasses.dataclass(frozen=True)

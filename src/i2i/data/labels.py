@@ -28,7 +28,6 @@ from PIL import Image, ImageOps
 from i2i.data import batch
 from i2i.data.datasets import (
     SMALL_IMAGES,
-    CorruptImageError,
     CropPlan,
     FileDataset,
     apply_crop,
@@ -56,7 +55,7 @@ from i2i.data.label_specs import (
     get_spec,
 )
 from i2i.data.scan import Findings, label_stats
-from i2i.errors import DataError
+from i2i.errors import CorruptImageError, DataError
 
 __all__ = [
     "CITYSCAPES_SUFFIXES",

@@ -31,7 +31,6 @@ from torch.utils.data import Dataset, Subset
 
 from i2i.config_files import load_config
 from i2i.data import shard_templates
-from i2i.data.download import DownloadError
 from i2i.data.shards import (
     DOMAINS,
     ENTRY_LISTS,
@@ -47,7 +46,7 @@ from i2i.data.shards import (
 )
 from i2i.data.stream import FixedMaskDataset, StreamDataModule
 from i2i.data.unpaired import UnpairedEvalDataset
-from i2i.errors import DataError
+from i2i.errors import DataError, DownloadError
 
 
 def load_datamodule(config: str | Path) -> StreamDataModule:

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
-from i2i.errors import DataError
-from i2i.safe_load import RefusedFileError, shard_class
+from i2i.errors import DataError, RefusedFileError
+from i2i.safe_load import shard_class
 
 FORMAT = 1
 _DTYPES = frozenset({"uint8", "int16", "int32", "int64", "float32", "float64", "bool"})

@@ -28,7 +28,7 @@ from i2i.data.elastic import Shape
 from i2i.data.shard_order import ShardStream, ShardUnpairedStream
 from i2i.data.stream import FixedMaskDataset, StreamDataModule
 from i2i.data.unpaired import UnpairedEvalDataset
-from i2i.safe_load import RefusedFileError
+from i2i.errors import RefusedFileError, ShardMismatchError
 
 MANIFEST = "manifest.json"
 TEMPLATES = "datasets.json"
@@ -59,11 +59,6 @@ MASK_SETTINGS = frozenset(
         "mask_set",
     }
 )
-
-
-class ShardMismatchError(FileNotFoundError):
-    """The shards this config needs are not in the folder (missing, or written from another
-    config). A FileNotFoundError, so that the CLI prints it as one line."""
 
 
 # --------------------------------------------------------------------------------------------

@@ -36,10 +36,10 @@ from torch.utils.data import (
 )
 
 from i2i.data import batch as B
-from i2i.data.datasets import CorruptImageError
 from i2i.data.elastic import Shape, StreamState, describe_change
 from i2i.data.masks import MaskFolder, RandomMaskGenerator
 from i2i.data.scan import Findings, scan_enabled
+from i2i.errors import CorruptImageError
 from i2i.seeding import numpy_rng, seeded_torch_cpu
 
 MaskSource = Callable[[np.random.Generator], torch.Tensor]

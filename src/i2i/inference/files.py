@@ -30,10 +30,11 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from i2i.data.datasets import CorruptImageError, list_images, load_image, walk_files
+from i2i.data.datasets import list_images, load_image, walk_files
 from i2i.data.inpainting import MAX_MEAN_HOLE
 from i2i.data.labels import read_label_map
 from i2i.data.masks import MASK_EXTENSIONS, POLARITIES, load_known, random_known, rotation_hint
+from i2i.errors import CorruptImageError
 from i2i.io import atomic_write
 from i2i.safe_load import TRUST_FLAG, TRUST_HELP
 from i2i.seeding import numpy_rng

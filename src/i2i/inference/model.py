@@ -24,7 +24,7 @@ import torch
 import yaml
 from torch import nn
 
-from i2i.errors import ModelFileError
+from i2i.errors import ModelFileError, RefusedFileError
 from i2i.inference.classical import is_classical, load_classical
 from i2i.inference.model_format import (
     CARD_SUFFIX,
@@ -40,7 +40,6 @@ from i2i.inference.onnx_backend import load_onnx
 from i2i.io import sha256_of
 from i2i.resolution import as_hw
 from i2i.safe_load import (
-    RefusedFileError,
     check_class_names,
     check_class_path,
     damaged,
