@@ -155,7 +155,14 @@ class InceptionFeatures(nn.Module):
         self.eval()
 
     def train(self, mode: bool = True) -> InceptionFeatures:
-        """Stay in eval mode whatever `mode` asks: batch norm must use its stored statistics."""
+        """Stay in eval mode whatever `mode` asks: batch norm must use its stored statistics.
+
+        Args:
+            mode: ignored.
+
+        Returns:
+            This module, in eval mode.
+        """
         return super().train(False)
 
     def forward(self, images: Tensor) -> Tensor:
