@@ -142,9 +142,9 @@ class HoleSSIM(_HoleMean):
         """`ssim_in_region` of the pair over the hole.
 
         Args:
-            fake: (N, 3, H, W) in [-1, 1].
-            real: (N, 3, H, W) in [-1, 1].
-            hole: (N, 1, H, W), 1 in the hole.
+            fake (torch.Tensor): (N, 3, H, W) in [-1, 1].
+            real (torch.Tensor): (N, 3, H, W) in [-1, 1].
+            hole (torch.Tensor): (N, 1, H, W), 1 in the hole.
         """
         return ssim_in_region(fake, real, hole)
 
@@ -154,7 +154,7 @@ class HoleEdgeF1(_HoleMean):
 
     Args:
         tolerance: the distance in pixels within which an edge counts as found.
-        **kwargs: torchmetrics `Metric` options.
+        **kwargs (Any): torchmetrics `Metric` options.
     """
 
     def __init__(self, tolerance: int = 1, **kwargs):
@@ -165,8 +165,8 @@ class HoleEdgeF1(_HoleMean):
         """`edge_f1_in_region` of the pair over the hole.
 
         Args:
-            fake: (N, 3, H, W) in [-1, 1].
-            real: (N, 3, H, W) in [-1, 1].
-            hole: (N, 1, H, W), 1 in the hole.
+            fake (torch.Tensor): (N, 3, H, W) in [-1, 1].
+            real (torch.Tensor): (N, 3, H, W) in [-1, 1].
+            hole (torch.Tensor): (N, 1, H, W), 1 in the hole.
         """
         return edge_f1_in_region(fake, real, hole, self.tolerance)

@@ -92,10 +92,10 @@ class Dropout(nn.Dropout):
         """Apply dropout to `x` (any shape) in training, or always when `at_inference` is set.
 
         Args:
-            x: input tensor of any shape.
+            x (torch.Tensor): input tensor of any shape.
 
         Returns:
-            A tensor of the same shape; kept elements are scaled by 1 / (1 - p).
+            out (torch.Tensor): a tensor of the same shape; kept elements are scaled by 1 / (1 - p).
         """
         return F.dropout(x, self.p, training=self.training or self.at_inference)
 

@@ -38,8 +38,9 @@ class ResolutionLadder:
     """Shapes and channel widths of every level k (the shorter side is 2^k), shared by G and D.
 
     Args:
-        img_resolution: the image size: an int (square) or (H, W), powers of two with an aspect
-            ratio up to 4:1 (see `i2i.resolution.parse_resolution`).
+        img_resolution (int | tuple[int, int]): the image size: an int (square) or (H, W),
+            powers of two with an aspect ratio up to 4:1 (see
+            `i2i.resolution.parse_resolution`).
         channel_base: the width at level k is min(channel_base / 2^(k-1), channel_max).
         channel_max: the largest width of any level.
     """

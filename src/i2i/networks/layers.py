@@ -272,7 +272,7 @@ class ModulatedConv2d(nn.Module):
                 repeatable output) or `"none"` (no noise).
 
         Returns:
-            (N, out_channels, H, W), or (N, out_channels, 2H, 2W) when `up=2`.
+            out (torch.Tensor): (N, out_channels, H, W), or (N, out_channels, 2H, 2W) when `up=2`.
 
         Raises:
             ValueError: `noise_mode` is none of the three names (with noise in use).

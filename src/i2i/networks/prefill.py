@@ -70,9 +70,9 @@ class PrefilledCoModGenerator(CoModGenerator):
     it as any generator.
 
     Args:
-        *args: `CoModGenerator`'s arguments.
+        *args (Any): `CoModGenerator`'s arguments.
         prefill_smoothing: Jacobi steps per level of `harmonic_prefill`.
-        **kwargs: `CoModGenerator`'s arguments.
+        **kwargs (Any): `CoModGenerator`'s arguments.
 
     Raises:
         ValueError: `cond_channels` is not 1 + `img_channels`.

@@ -70,13 +70,13 @@ class AdversarialTask(ImageTask):
     """Trains the networks registered with `add_network` by the phases of `phases()`.
 
     Args:
-        *args: `ImageTask`'s arguments.
+        *args (Any): `ImageTask`'s arguments.
         objective: the GAN objective by name: minimax | nonsaturating | lsgan | hinge | wgan
             (see `i2i.losses.gan_objective`).
         lr_constant_iterations: None keeps the learning rate constant; else it is constant for
             this many iterations, then decays linearly.
         lr_decay_iterations: ... to 0 over this many iterations (pix2pix, CycleGAN).
-        **kwargs: `ImageTask`'s arguments.
+        **kwargs (Any): `ImageTask`'s arguments.
 
     Raises:
         ValueError: a negative schedule length.

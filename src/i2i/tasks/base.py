@@ -172,8 +172,8 @@ class ImageTask(L.LightningModule):
         """Seed the training randomness by (seed, rank, iteration).
 
         Args:
-            batch: the training batch (unused).
-            batch_idx: its index in the epoch (unused).
+            batch (dict): the training batch (unused).
+            batch_idx (int): its index in the epoch (unused).
         """
         # Latents, mixing, noise and dropout draw from a stream seeded by (seed, rank, iteration):
         # every rank draws its own latents (seed_everything alone gives all ranks the same), and
@@ -185,9 +185,9 @@ class ImageTask(L.LightningModule):
         """Stop the trainer once the run has reached its length (`finished`).
 
         Args:
-            outputs: the training step's output (unused).
-            batch: the training batch (unused).
-            batch_idx: its index in the epoch (unused).
+            outputs (Any): the training step's output (unused).
+            batch (dict): the training batch (unused).
+            batch_idx (int): its index in the epoch (unused).
         """
         if self.finished():
             self.trainer.should_stop = True
@@ -346,7 +346,7 @@ class ImageTask(L.LightningModule):
             G: the generator (the training one, or the sampling network).
             batch: a batch dict.
             z: latents (N, z_dim); None calls G on the condition alone.
-            **kwargs: G's keyword arguments (passed only with a `z`), e.g. truncation_psi.
+            **kwargs (Any): G's keyword arguments (passed only with a `z`), e.g. truncation_psi.
 
         Returns:
             The output (N, C, H, W), roughly in [-1, 1].

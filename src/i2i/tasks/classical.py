@@ -83,7 +83,7 @@ class ClassicalInpaintingTask(_NoTraining, Inpainting, ImageTask):
         method: a name of `i2i.classical.FILLS`.
         classical_reference: the reference fill logged beside it in validation; None by
             default, since it is a reference itself.
-        **kwargs: `ImageTask`'s arguments (channels_last is always off).
+        **kwargs (Any): `ImageTask`'s arguments (channels_last is always off).
     """
 
     #: Fills any size: `i2i inpaint` gives it the whole image, not a window resized to a model's.
@@ -110,8 +110,8 @@ class ClassicalInpaintingTask(_NoTraining, Inpainting, ImageTask):
         Args:
             G: the fill.
             batch: a batch dict with "image" (N, 3, H, W) in [-1, 1] and "mask" (1 = known).
-            z: ignored (deterministic).
-            **kwargs: ignored.
+            z (torch.Tensor | None): ignored (deterministic).
+            **kwargs (Any): ignored.
 
         Returns:
             (N, 3, H, W) in the image's dtype.
@@ -162,7 +162,7 @@ class NearestNeighbour(_NoTraining, ImageTask):
     Args:
         max_train_images: training pairs in the bank; None takes all.
         retrieval_resolution: conditions are compared at this size (area-resized).
-        **kwargs: `ImageTask`'s arguments (channels_last is always off).
+        **kwargs (Any): `ImageTask`'s arguments (channels_last is always off).
     """
 
     def __init__(
@@ -200,7 +200,8 @@ class NearestNeighbour(_NoTraining, ImageTask):
         """Read the training conditions (as stored: no random crop or flip) into the bank.
 
         Args:
-            dataset: the training dataset (batch dicts); the first `max_train_images` are read.
+            dataset (torch.utils.data.Dataset): the training dataset (batch dicts); the first
+                `max_train_images` are read.
         """
         from i2i.metrics.fid_stats import deterministic_view
 
@@ -222,8 +223,8 @@ class NearestNeighbour(_NoTraining, ImageTask):
         Args:
             G: the retrieval bank.
             batch: a batch dict with the condition's key and "image".
-            z: ignored (deterministic).
-            **kwargs: ignored.
+            z (torch.Tensor | None): ignored (deterministic).
+            **kwargs (Any): ignored.
 
         Returns:
             (N, 3, H, W) training images in [-1, 1].

@@ -82,7 +82,7 @@ class CoModGANTask(AdversarialTask):
         truncation_psi_train: truncation toward w_avg in training (the official quirk: 0.5).
         truncation_psi_eval: truncation in evaluation and sampling (1: none).
         l1_weight: weight of the reconstruction term in G's loss; 0 (off) in the official recipe.
-        **kwargs: `AdversarialTask`'s and `ImageTask`'s arguments (objective, run length,
+        **kwargs (Any): `AdversarialTask`'s and `ImageTask`'s arguments (objective, run length,
             seeds, ...).
     """
 
@@ -278,7 +278,7 @@ class CoModGANTask(AdversarialTask):
             G: the generator (G or G_ema).
             batch: a batch dict.
             z: latents (N, z_dim); None draws them inside G.
-            **kwargs: G's keyword arguments (truncation, style mixing, w_avg update).
+            **kwargs (Any): G's keyword arguments (truncation, style mixing, w_avg update).
 
         Returns:
             The output (N, 3, H, W), roughly in [-1, 1].

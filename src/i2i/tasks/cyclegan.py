@@ -125,7 +125,7 @@ class CycleGANTask(AdversarialTask):
         pool_size: generated images kept per discriminator (0: no history).
         d_loss_scale: the D loss is this x (real + fake): 0.5 makes D learn at half G's rate.
         objective: the GAN objective; the paper's least-squares GAN loss by default.
-        **kwargs: the lr decay and what every task takes (run length, seeds, ...).
+        **kwargs (Any): the lr decay and what every task takes (run length, seeds, ...).
     """
 
     evaluation_protocol = UnpairedProtocol

@@ -27,7 +27,7 @@ class DeepImagePriorTask(Inpainting, ImageTask):
         input_noise_std: standard deviation of the noise added to the code at every step.
         network: `HourglassNetwork` arguments (channels, skip_channels, levels, ...); None for
             its defaults.
-        **kwargs: `Inpainting`'s and `ImageTask`'s arguments (channels_last is always off).
+        **kwargs (Any): `Inpainting`'s and `ImageTask`'s arguments (channels_last is always off).
 
     Raises:
         ValueError: `iterations` < 1.
@@ -85,8 +85,8 @@ class DeepImagePriorTask(Inpainting, ImageTask):
             G: ignored (each image builds its own network from the hyperparameters).
             batch: a batch dict with "image" (N, 3, H, W) in [-1, 1], "mask" (1 = known) and
                 "index".
-            z: ignored.
-            **kwargs: ignored.
+            z (torch.Tensor | None): ignored.
+            **kwargs (Any): ignored.
 
         Returns:
             (N, 3, H, W) completions in [-1, 1], in the image's dtype.

@@ -89,7 +89,7 @@ class GLCICTask(Inpainting, AdversarialTask):
         fill_color: the hole's fill colour (R, G, B) in [-1, 1]; None: the training data's mean,
             computed at setup.
         poisson_blend: blend the hole's border in evaluation and sampling.
-        **kwargs: the GAN objective and what every task takes (run length, seeds, ...).
+        **kwargs (Any): the GAN objective and what every task takes (run length, seeds, ...).
 
     Raises:
         ValueError: a negative phase length, an unknown `real_patches`, or `real_label` with a
@@ -186,7 +186,7 @@ class GLCICTask(Inpainting, AdversarialTask):
             blend: Poisson-blend the hole's border instead of the plain composite.
 
         Returns:
-            (N, 3, H, W) in [-1, 1].
+            (N, 3, H, W); in [-1, 1] without the blend (the network ends in Tanh).
         """
         raw = G(self.condition(batch))
         if blend:
@@ -325,7 +325,7 @@ def mean_color(dataset, max_images: int = FILL_COLOR_SAMPLE) -> torch.Tensor:
     course of training.
 
     Args:
-        dataset: yields batch dicts with "image" (3, H, W) in [-1, 1].
+        dataset (torch.utils.data.Dataset): yields batch dicts with "image" (3, H, W) in [-1, 1].
         max_images: the most images averaged.
 
     Returns:

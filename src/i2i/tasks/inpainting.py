@@ -25,12 +25,12 @@ class Inpainting:
     """Problem mixin: masks follow the project convention, 1 = known, 0 = hole.
 
     Args:
-        *args: the system's arguments.
+        *args (Any): the system's arguments.
         classical_reference: the classical fill (`i2i.classical.FILLS`) whose l1_hole and
             edge_f1_hole validation logs beside the model's (`val/l1_hole_harmonic`), so every
             run shows where it stands; each validation image is filled once per run (cached).
             None: not computed.
-        **kwargs: the system's arguments.
+        **kwargs (Any): the system's arguments.
 
     Raises:
         ValueError: an unknown fill name.

@@ -100,7 +100,7 @@ class Pix2Pix(AdversarialTask):
         d_loss_weight: factor on D's objective (the paper halves it: 0.5).
         eval_norm: BatchNorm at inference: `"per_sample"`, `"batch"` or `"running"` (see the
             module docstring).
-        **kwargs: the GAN objective, the lr schedule and what every task takes.
+        **kwargs (Any): the GAN objective, the lr schedule and what every task takes.
 
     Raises:
         ValueError: an unknown `eval_norm`.

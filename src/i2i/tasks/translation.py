@@ -26,9 +26,9 @@ class Translation:
     target.
 
     Args:
-        *args: the system's arguments.
+        *args (Any): the system's arguments.
         num_visual_samples: outputs per input in the sample grid (different latents).
-        **kwargs: the system's arguments.
+        **kwargs (Any): the system's arguments.
     """
 
     evaluation_protocol = PairedTranslationProtocol
@@ -135,10 +135,10 @@ class LabelsToPhoto(Translation):
     more channel when `instance_edges`.
 
     Args:
-        *args: the system's arguments.
+        *args (Any): the system's arguments.
         num_classes: the classes of the label maps (label values 0..num_classes - 1).
         instance_edges: add the instance-boundary channel.
-        **kwargs: the system's arguments.
+        **kwargs (Any): the system's arguments.
     """
 
     def __init__(self, *args, num_classes: int, instance_edges: bool = False, **kwargs):

@@ -54,7 +54,7 @@ class VAEInpaintingTask(Inpainting, ImageTask):
         perceptual: a perceptual distance (fake, real) -> (N,), e.g.
             `i2i.losses.PerceptualLoss(distance="l2")`; None for none.
         sampling_steps: iterative sampling steps at test time, >= 1.
-        **kwargs: `Inpainting`'s and `ImageTask`'s arguments.
+        **kwargs (Any): `Inpainting`'s and `ImageTask`'s arguments.
 
     Raises:
         ValueError: an unknown `observed`, a one-shot VAE without 4 decoder condition channels,
@@ -216,8 +216,8 @@ class VAEInpaintingTask(Inpainting, ImageTask):
         Args:
             G: ignored (the task's VAE is used).
             batch: a batch dict.
-            z: ignored (z comes from the posterior).
-            **kwargs: ignored.
+            z (torch.Tensor | None): ignored (z comes from the posterior).
+            **kwargs (Any): ignored.
 
         Returns:
             (N, 3, H, W) in [-1, 1].

@@ -200,9 +200,9 @@ class InpaintingProtocol(PairedProtocol):
 
         Args:
             prefix: "" for the whole set, "bucket/" for a bucket's.
-            real: (N, 3, H, W) in [-1, 1].
-            fake: (N, 3, H, W) in [-1, 1].
-            mask: (N, 1, H, W), 1 = known, 0 = hole.
+            real (torch.Tensor): (N, 3, H, W) in [-1, 1].
+            fake (torch.Tensor): (N, 3, H, W) in [-1, 1].
+            mask (torch.Tensor): (N, 1, H, W), 1 = known, 0 = hole.
 
         Returns:
             (N,) hole ratios.

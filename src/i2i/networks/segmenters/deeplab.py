@@ -134,8 +134,8 @@ class DeepLabV2(nn.Sequential):
 
     Args:
         num_classes: classes of the ASPP's output.
-        blocks: bottlenecks of layers 2 to 5.
-        rates: the ASPP's dilation rates.
+        blocks (tuple[int, ...]): bottlenecks of layers 2 to 5.
+        rates (tuple[int, ...]): the ASPP's dilation rates.
     """
 
     def __init__(self, num_classes: int, blocks=(3, 4, 23, 3), rates=(6, 12, 18, 24)):

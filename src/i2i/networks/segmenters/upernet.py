@@ -31,7 +31,7 @@ class ResNetEncoder(nn.Module):
     channels.
 
     Args:
-        blocks: bottlenecks per stage.
+        blocks (tuple[int, ...]): bottlenecks per stage.
     """
 
     def __init__(self, blocks=(3, 4, 23, 3)):
