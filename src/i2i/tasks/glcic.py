@@ -206,7 +206,7 @@ class GLCICTask(Inpainting, AdversarialTask):
             variant: ignored (no latent).
 
         Returns:
-            (N, 3, H, W) in [-1, 1].
+            (N, 3, H, W), as `generate` gives it.
         """
         # No latent, so the base passes no keyword arguments: ask for the blend here.
         batch = self.prepare(batch)
