@@ -54,8 +54,21 @@ def default_weights_dir() -> Path:
 def find_inception_weights(
     weights_path: str | os.PathLike | None = None, check_hash: bool = True
 ) -> Path:
-    """The weights file to load: ``weights_path`` (a file, or a folder holding the official file
-    name) or the torch hub cache; its SHA-256 must start with ``6726825d`` when ``check_hash``."""
+    """The Inception weights file to load, checked to exist (and by hash).
+
+    Args:
+        weights_path: a file, or a folder holding the official file name; None looks in the torch
+            hub cache (`default_weights_dir()`).
+        check_hash: require the file's SHA-256 to start with ``6726825d`` (the prefix in the
+            official name).
+
+    Returns:
+        The file's path.
+
+    Raises:
+        FileNotFoundError: no file there (the message says where to download it).
+        ValueError: the hash does not match.
+    """
     if weights_path is None:
         path = default_weights_dir() / INCEPTION_FILENAME
     else:
@@ -105,8 +118,18 @@ class _FidelityInceptionV3(FeatureExtractorInceptionV3):
 
 
 def build_inception(state_dict: dict[str, Tensor] | None = None) -> FeatureExtractorInceptionV3:
-    """torch-fidelity's Inception-v3 (features ["2048"]), frozen in eval mode, with ``state_dict``
-    loaded strictly, or randomly initialised when it is None (tests, shapes, timing)."""
+    """torch-fidelity's Inception-v3 (features ["2048"]), frozen in eval mode.
+
+    Args:
+        state_dict: the weights, loaded strictly; None leaves the network randomly initialised
+            (tests, shapes, timing).
+
+    Returns:
+        The network, without gradients, in eval mode.
+
+    Raises:
+        ValueError: `state_dict` is empty.
+    """
     net = _FidelityInceptionV3()
     if state_dict is not None:
         if not state_dict:
@@ -119,6 +142,9 @@ class InceptionFeatures(nn.Module):
     """uint8 images (N, 3, H, W), any H and W, -> (N, 2048) float32 pool3 features.
 
     Always in eval mode (batch norm must use its stored statistics) and without gradients.
+
+    Args:
+        net: the network from `build_inception`.
     """
 
     num_features = 2048
@@ -129,9 +155,29 @@ class InceptionFeatures(nn.Module):
         self.eval()
 
     def train(self, mode: bool = True) -> InceptionFeatures:
+        """Stay in eval mode whatever `mode` asks: batch norm must use its stored statistics.
+
+        Args:
+            mode: ignored.
+
+        Returns:
+            This module, in eval mode.
+        """
         return super().train(False)
 
     def forward(self, images: Tensor) -> Tensor:
+        """The pool3 features of uint8 images.
+
+        Args:
+            images: uint8 (N, 3, H, W) in 0..255, any H and W (resized to 299 x 299 inside); see
+                `quantize_images` for float images.
+
+        Returns:
+            float32 (N, 2048).
+
+        Raises:
+            ValueError: `images` is not uint8 (N, 3, H, W).
+        """
         if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(
                 "Inception features need uint8 images (N, 3, H, W), got "
@@ -145,7 +191,19 @@ class InceptionFeatures(nn.Module):
 def inception_feature_extractor(
     weights_path: str | os.PathLike | None = None, check_hash: bool = True
 ) -> InceptionFeatures:
-    """The FID Inception-v3 pool3 extractor, loaded offline (see ``find_inception_weights``)."""
+    """The FID Inception-v3 pool3 extractor, loaded offline (see `find_inception_weights`).
+
+    Args:
+        weights_path: the weights file or its folder; None looks in the torch hub cache.
+        check_hash: check the file's SHA-256 prefix.
+
+    Returns:
+        The extractor: uint8 (N, 3, H, W) -> float32 (N, 2048).
+
+    Raises:
+        FileNotFoundError: the weights file is missing.
+        ValueError: the hash does not match, or the file holds no state dict.
+    """
     path = find_inception_weights(weights_path, check_hash=check_hash)
     # weights_only: the official file is a plain state dict, no need to unpickle arbitrary objects.
     state_dict = torch.load(path, map_location="cpu", weights_only=True)
@@ -155,18 +213,39 @@ def inception_feature_extractor(
 
 
 def quantize_images(x: Tensor) -> Tensor:
-    """Float images in [-1, 1] -> uint8 as the official (TensorFlow) evaluation does:
+    """Float images in [-1, 1] -> uint8 as the official (TensorFlow) evaluation does.
+
     floor(x * 127.5 + 128), clipped to [0, 255]. That is round-half-UP of x * 127.5 + 127.5
-    (a value k + 0.5 goes to k + 1), not torch.round's round-half-to-even."""
+    (a value k + 0.5 goes to k + 1), not torch.round's round-half-to-even.
+
+    Args:
+        x: float images (any shape) in [-1, 1]; values outside are clipped.
+
+    Returns:
+        uint8 of the same shape, in 0..255.
+
+    Raises:
+        ValueError: `x` is not a floating-point tensor.
+    """
     if not x.is_floating_point():
         raise ValueError(f"quantize_images expects float images in [-1, 1], got dtype {x.dtype}")
     return (x * 127.5 + 128).floor().clamp(0, 255).to(torch.uint8)
 
 
 def download_inception_weights(dest_dir: str | os.PathLike | None = None) -> Path:
-    """Download the weights into ``dest_dir`` (default: the torch hub cache) and check the hash.
+    """Download the weights into ``dest_dir`` and check the hash.
 
-    Returns the file's path; a file already there with the right hash is kept.
+    A file already there with the right hash is kept.
+
+    Args:
+        dest_dir: the folder; None is the torch hub cache (`default_weights_dir()`).
+
+    Returns:
+        The file's path.
+
+    Raises:
+        RuntimeError: the download failed (no network).
+        ValueError: the downloaded file's hash does not match; nothing is written.
     """
     folder = Path(dest_dir).expanduser() if dest_dir is not None else default_weights_dir()
     target = folder / INCEPTION_FILENAME

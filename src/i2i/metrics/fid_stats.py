@@ -50,7 +50,11 @@ class FeatureStats:
     """Running sums of (N, D) features in float64: sum, sum of outer products, count.
 
     Two sets of sums add up to the sums of the union, so each process can take a share and an
-    all-reduce of ``as_tensors()`` gives the statistics of everything."""
+    all-reduce of ``as_tensors()`` gives the statistics of everything.
+
+    Args:
+        dim: the feature size D.
+    """
 
     def __init__(self, dim: int):
         self.sum = torch.zeros(dim, dtype=torch.float64)
@@ -59,11 +63,27 @@ class FeatureStats:
 
     @classmethod
     def of(cls, features: Tensor) -> FeatureStats:
+        """The sums of one batch of features.
+
+        Args:
+            features: (N, D).
+
+        Returns:
+            A new `FeatureStats` over those N samples.
+        """
         stats = cls(features.shape[1])
         stats.update(features)
         return stats
 
     def update(self, features: Tensor) -> None:
+        """Add a batch of features to the sums (on the CPU, in float64).
+
+        Args:
+            features: (N, D), any device and float dtype.
+
+        Raises:
+            ValueError: `features` is not (N, D).
+        """
         f = features.detach().to(device="cpu", dtype=torch.float64)
         if f.dim() != 2 or f.shape[1] != self.sum.shape[0]:
             raise ValueError(f"expected (N, {self.sum.shape[0]}) features, got {tuple(f.shape)}")
@@ -72,10 +92,18 @@ class FeatureStats:
         self.count += f.shape[0]
 
     def as_tensors(self) -> list[Tensor]:
+        """[sum (D,), sum of outer products (D, D), count (float64 scalar)]: what DDP adds."""
         return [self.sum, self.outer, torch.tensor(float(self.count), dtype=torch.float64)]
 
     def reduce(self, sum_fn: Callable[[Tensor], Tensor]) -> FeatureStats:
-        """These sums added over processes by ``sum_fn`` (an all-reduce; identity in one)."""
+        """These sums added over processes by ``sum_fn``.
+
+        Args:
+            sum_fn: adds a tensor over processes (an all-reduce); the identity in one process.
+
+        Returns:
+            A new `FeatureStats` of the total, on the CPU.
+        """
         total, outer, count = (sum_fn(t) for t in self.as_tensors())
         out = FeatureStats(self.sum.shape[0])
         out.sum, out.outer = total.cpu().to(torch.float64), outer.cpu().to(torch.float64)
@@ -97,7 +125,17 @@ def frechet_distance_from_moments(
     """||mu_r - mu_f||^2 + tr(S_r) + tr(S_f) - 2 tr((S_r S_f)^1/2), in float64.
 
     The trace of the square root is taken from the eigenvalues of the symmetric
-    S_r^1/2 S_f S_r^1/2 (same spectrum as S_r S_f), which avoids a non-symmetric eigensolver."""
+    S_r^1/2 S_f S_r^1/2 (same spectrum as S_r S_f), which avoids a non-symmetric eigensolver.
+
+    Args:
+        mu_r: the real features' mean (D,).
+        cov_r: the real features' covariance (D, D).
+        mu_f: the fake features' mean (D,).
+        cov_f: the fake features' covariance (D, D).
+
+    Returns:
+        The Fréchet distance, a float64 scalar >= 0 (up to rounding).
+    """
     mu_r, cov_r, mu_f, cov_f = (t.to(torch.float64) for t in (mu_r, cov_r, mu_f, cov_f))
     evals, evecs = torch.linalg.eigh(cov_r)
     root_r = (evecs * evals.clamp_min(0).sqrt()) @ evecs.T
@@ -127,9 +165,17 @@ def _sha256_lines(items: list[str]) -> str:
 
 
 def dataset_identity(dataset: Dataset) -> dict[str, Any]:
-    """What the dataset's images depend on, without reading any image: its class, its public
-    plain-typed settings, its length and, for file datasets, the file count and a hash of the
-    (absolute) paths. Nested datasets (``.dataset``) are described too."""
+    """What the dataset's images depend on, without reading any image.
+
+    Its class, its public plain-typed settings, its length and, for file datasets, the file count
+    and a hash of the (absolute) paths. Nested datasets (``.dataset``) are described too.
+
+    Args:
+        dataset: a map-style dataset.
+
+    Returns:
+        A JSON-serialisable dict.
+    """
     cls = type(dataset)
     identity: dict[str, Any] = {"class": f"{cls.__module__}.{cls.__qualname__}"}
     identity["length"] = len(dataset)  # type: ignore[arg-type]
@@ -154,7 +200,14 @@ def dataset_identity(dataset: Dataset) -> dict[str, Any]:
 
 
 def module_identity(module: nn.Module) -> dict[str, Any]:
-    """The feature network: its class and a SHA-256 of its state dict (names and bytes)."""
+    """The feature network: its class and a SHA-256 of its state dict (names and bytes).
+
+    Args:
+        module: the feature network.
+
+    Returns:
+        {"class": ..., "state_sha256": ...}.
+    """
     digest = hashlib.sha256()
     for name, tensor in sorted(module.state_dict().items()):
         digest.update(name.encode())
@@ -165,8 +218,17 @@ def module_identity(module: nn.Module) -> dict[str, Any]:
 
 
 def deterministic_view(dataset: Dataset) -> Dataset:
-    """A shallow copy that reads the stored images: no random crop, no flip (``train`` and
-    ``hflip`` off where the dataset has them), as the official reference statistics."""
+    """A shallow copy that reads the stored images, as the official reference statistics.
+
+    No random crop, no flip: ``train`` and ``hflip`` are turned off where the dataset has them as
+    booleans.
+
+    Args:
+        dataset: the dataset; it is not changed.
+
+    Returns:
+        The copy.
+    """
     view = copy.copy(dataset)
     for attr in ("train", "hflip"):
         if isinstance(getattr(view, attr, None), bool):
@@ -220,14 +282,36 @@ def reference_statistics(
     sum_fn: Callable[[Tensor], Tensor] = lambda t: t,
     broadcast_fn: Callable[[Any], Any] = lambda obj: obj,
 ) -> tuple[Tensor, Tensor, int, dict[str, Any]]:
-    """(mean, covariance, count, info) of the features of ``dataset``'s images (``"image"``),
-    from the cache when it holds them, else computed and cached.
+    """(mean, covariance, count, info) of the features of ``dataset``'s images.
 
-    Under DDP every process calls it with its ``rank`` and ``world_size``: rank r takes samples
-    r, r + W, ... and ``sum_fn`` (an all-reduce of sums) adds the shares; whether the cache holds
-    the statistics is rank 0's answer (``broadcast_fn``), and rank 0 reads and writes the file.
-    ``preprocess`` maps float images in [-1, 1] to the network's input (uint8 quantisation for
-    Inception). ``info`` says where the file is and whether it was a hit.
+    Read from the cache when it holds them, else computed from the ``"image"`` of every sample
+    and cached. Under DDP every process calls it with its ``rank`` and ``world_size``: rank r
+    takes samples r, r + W, ... and ``sum_fn`` (an all-reduce of sums) adds the shares; whether
+    the cache holds the statistics is rank 0's answer (``broadcast_fn``), and rank 0 reads and
+    writes the file.
+
+    Args:
+        dataset: yields batch dicts whose ``"image"`` is (3, H, W) in [-1, 1].
+        extractor: the feature network, (N, ...) -> (N, D); put in eval mode.
+        preprocess: maps float images in [-1, 1] to the network's input (uint8 quantisation
+            for Inception); None feeds them as they are.
+        max_samples: use only the first samples of the dataset; None uses all.
+        cache_dir: the cache folder; None is `default_stats_dir()`.
+        use_cache: read and write the cache.
+        device: where the features are computed.
+        batch_size: images per forward.
+        num_workers: DataLoader workers.
+        rank: this process's rank.
+        world_size: the number of processes W.
+        sum_fn: adds a tensor over processes (an all-reduce); the identity in one process.
+        broadcast_fn: sends rank 0's object to every process; the identity in one process.
+
+    Returns:
+        mean (D,) and covariance (D, D) in float64, the number of samples, and info
+        ({"cache": path or None, "cache_hit": bool}).
+
+    Raises:
+        ValueError: fewer than 2 samples.
     """
     n = len(dataset) if max_samples is None else min(max_samples, len(dataset))
     folder = Path(cache_dir).expanduser() if cache_dir is not None else default_stats_dir()

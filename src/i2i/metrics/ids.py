@@ -42,9 +42,20 @@ def _check_features(real: Tensor, fake: Tensor) -> None:
 
 
 def discriminative_scores(real: Tensor, fake: Tensor, C: float = 1.0) -> dict[str, Tensor]:
-    """P-IDS and U-IDS of paired features ``real[i]`` / ``fake[i]`` (N, D), as float32 fractions.
+    """P-IDS and U-IDS of paired features ``real[i]`` / ``fake[i]``, as float32 fractions.
 
     The SVM runs on the features' device; decision values are float64.
+
+    Args:
+        real: features of the real images (N, D).
+        fake: features of their completions (N, D), row i paired with ``real[i]``.
+        C: the SVM's regularisation (1.0 in the paper).
+
+    Returns:
+        {"p_ids": scalar, "u_ids": scalar}, each in [0, 1]; 0.5 means indistinguishable.
+
+    Raises:
+        ValueError: the two sets are not both (N, D) of the same shape.
     """
     _check_features(real, fake)
     return _scores_of_stacked(torch.cat([real, fake]), real.shape[0], C)
@@ -68,11 +79,21 @@ def _scores_of_stacked(x: Tensor, n: int, C: float) -> dict[str, Tensor]:
 
 
 def frechet_distance(real: Tensor, fake: Tensor) -> Tensor:
-    """Frechet distance between Gaussians fitted to two feature sets (N, D), in float64.
+    """Frechet distance between Gaussians fitted to two feature sets, in float64.
 
     ||mu_r - mu_f||^2 + tr(S_r) + tr(S_f) - 2 tr((S_r S_f)^1/2) with unbiased covariances, like
     torchmetrics' FID; the trace of the square root is taken from the eigenvalues of the symmetric
     S_r^1/2 S_f S_r^1/2 (same spectrum as S_r S_f), which avoids a non-symmetric eigensolver.
+
+    Args:
+        real: (N_r, D) features.
+        fake: (N_f, D) features; N_r and N_f need not be equal.
+
+    Returns:
+        A float64 scalar >= 0 (up to rounding).
+
+    Raises:
+        ValueError: the sets are not (N, D) with the same D, or one has fewer than 2 samples.
     """
     if real.dim() != 2 or fake.dim() != 2 or real.shape[1] != fake.shape[1]:
         raise ValueError(
@@ -157,6 +178,7 @@ class InceptionDiscriminativeScore(Metric):
 
     @property
     def feature_extractor(self) -> nn.Module:
+        """The frozen feature network (not a child module: outside `state_dict()`)."""
         return self.__dict__["_extractor"]
 
     def _apply(self, fn: Callable, exclude_state: Sequence[str] = ()) -> nn.Module:
@@ -187,8 +209,19 @@ class InceptionDiscriminativeScore(Metric):
             raise ValueError(f"Inception takes RGB images (N, 3, H, W), got {tuple(real.shape)}")
 
     def features(self, images: Tensor) -> Tensor:
-        """(N, D) float32 features of images in [-1, 1] on the CPU, as the metric keeps them
-        (quantised to uint8 first for Inception)."""
+        """(N, D) float32 features of images in [-1, 1] on the CPU, as the metric keeps them.
+
+        Images are quantised to uint8 first for Inception.
+
+        Args:
+            images: (N, 3, H, W) in [-1, 1] (any channels for a custom feature network).
+
+        Returns:
+            float32 (N, D) on the CPU.
+
+        Raises:
+            ValueError: the feature network does not return (N, D).
+        """
         if self.inception_protocol:
             images = quantize_images(images)
         extractor = self.feature_extractor
@@ -205,7 +238,16 @@ class InceptionDiscriminativeScore(Metric):
         return feats.detach().to(device="cpu", dtype=torch.float32)
 
     def update(self, real: Tensor, fake: Tensor) -> None:
-        """Add a batch of pairs: ``fake[i]`` is the output for the input made from ``real[i]``."""
+        """Add a batch of pairs: ``fake[i]`` is the output for the input made from ``real[i]``.
+
+        Args:
+            real: float (N, 3, H, W) in [-1, 1].
+            fake: float (N, 3, H, W) in [-1, 1], the same shape as `real`.
+
+        Raises:
+            TypeError: `real` or `fake` is not a tensor.
+            ValueError: the shapes are not equal 4-D batches (RGB for Inception).
+        """
         self._check_images(real, fake)
         f_real, f_fake = self.features(real), self.features(fake)
         # Append together so that the i-th rows of both concatenated states stay a pair, also
@@ -214,7 +256,12 @@ class InceptionDiscriminativeScore(Metric):
         self.fake_features.append(f_fake)
 
     def forward(self, real: Tensor, fake: Tensor) -> None:
-        """Only updates: the scores of one batch mean nothing (the SVM separates few samples)."""
+        """Only updates: the scores of one batch mean nothing (the SVM separates few samples).
+
+        Args:
+            real: as in `update`.
+            fake: as in `update`.
+        """
         self.update(real, fake)
 
     def _sync_dist(
@@ -235,6 +282,16 @@ class InceptionDiscriminativeScore(Metric):
                 setattr(self, name, [t.cpu() for t in value])
 
     def compute(self) -> dict[str, Tensor]:
+        """Fit the SVM on every pair seen (gathered across processes) and score it.
+
+        Warns when there are fewer pairs than feature dimensions (the scores are then meaningless).
+
+        Returns:
+            {"p_ids", "u_ids"} as float32 fractions in [0, 1], plus "fid" when `compute_fid`.
+
+        Raises:
+            RuntimeError: no pairs, or unequal numbers of real and fake features.
+        """
         # List states before a DDP sync, tensors after it.
         reals, fakes = (
             [state] if isinstance(state, Tensor) else list(state)

@@ -13,8 +13,17 @@ LPIPS_FILE = "alexnet-owt-7be5be79.pth"  # torchvision's AlexNet, under LPIPS's 
 def psnr(
     fake: torch.Tensor, real: torch.Tensor, weight: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Peak signal-to-noise ratio in dB of images in [-1, 1] (range 2), per sample; with a
-    `weight` (e.g. 1 in the hole) the mean squared error is taken over the weighted pixels."""
+    """Peak signal-to-noise ratio in dB of images in [-1, 1] (range 2), per sample.
+
+    Args:
+        fake: (N, C, H, W) in [-1, 1].
+        real: (N, C, H, W) in [-1, 1].
+        weight: broadcastable to the images, e.g. 1 in the hole and 0 elsewhere: the mean squared
+            error is taken over the weighted pixels; None takes every pixel.
+
+    Returns:
+        (N,) PSNR in dB (the squared error is floored at 1e-10, so identical images give 106 dB).
+    """
     err = (fake - real).square()
     if weight is None:
         mse = err.flatten(1).mean(1)
@@ -25,8 +34,20 @@ def psnr(
 
 
 def build_lpips(instead: str = "set diversity: l1") -> nn.Module:
-    """torchmetrics' LPIPS (AlexNet) per sample, offline: the AlexNet weights must be in the torch
-    hub cache (`i2i-weights` puts them there); `instead` is the error's way to do without."""
+    """torchmetrics' LPIPS (AlexNet) per sample, offline.
+
+    The AlexNet weights must be in the torch hub cache (`i2i-weights` puts them there).
+
+    Args:
+        instead: what the error message suggests doing without LPIPS.
+
+    Returns:
+        A frozen module in eval mode: (a, b), each (N, 3, H, W) in [-1, 1] -> (N,) distances
+        (lower is closer).
+
+    Raises:
+        FileNotFoundError: the AlexNet weights are not in the cache.
+    """
     from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
 
     path = Path(torch.hub.get_dir()) / "checkpoints" / LPIPS_FILE

@@ -68,11 +68,22 @@ class ClassSet:
 
     @property
     def num_classes(self) -> int:
+        """The number of the segmenter's classes."""
         return len(self.class_names)
 
 
 def class_set(name: str) -> ClassSet:
-    """A named class set: "cityscapes", "coco_stuff" or "ade20k" (see the module docstring)."""
+    """A named class set (see the module docstring).
+
+    Args:
+        name: `"cityscapes"`, `"coco_stuff"` or `"ade20k"`.
+
+    Returns:
+        The class set: the segmenter's class names and the dataset id -> class mapping.
+
+    Raises:
+        ValueError: an unknown name.
+    """
     if name == "cityscapes":
         ids = sorted(CITYSCAPES_TRAIN_IDS, key=CITYSCAPES_TRAIN_IDS.get)
         names = cityscapes_spec().class_names
@@ -106,9 +117,19 @@ def class_set(name: str) -> ClassSet:
 
 
 def scores_from_confusion(conf: torch.Tensor) -> dict[str, torch.Tensor]:
-    """mIoU over the classes present in the labels or the predictions (union > 0), pixel accuracy,
+    """The scores of a confusion matrix.
+
+    mIoU over the classes present in the labels or the predictions (union > 0), pixel accuracy,
     mean class accuracy (over the classes present in the labels) and per-class IoU (NaN where the
-    class occurs in neither)."""
+    class occurs in neither).
+
+    Args:
+        conf: (C, C) counts, rows = true class, columns = prediction.
+
+    Returns:
+        {"miou", "pixel_accuracy", "mean_accuracy"}: float64 scalars in [0, 1] (NaN when nothing
+        was counted), and "per_class_iou" (C,).
+    """
     conf = conf.double()
     tp = conf.diag()
     truth, predicted = conf.sum(1), conf.sum(0)
@@ -135,6 +156,20 @@ class SemanticConsistency(MulticlassConfusionMatrix):
     label (N, H, W) integer class ids of the dataset, mapped by `class_map` when given.
     `compute()`: `miou`, `pixel_accuracy`, `mean_accuracy`, `per_class_iou` (num_classes,).
     The counts are the confusion matrix's state `confmat` (rows = label, columns = prediction).
+
+    Args:
+        num_classes: the segmenter's classes.
+        segmenter: images in [-1, 1] -> (N, num_classes, h, w) logits; None when `update`
+            receives logits or predictions.
+        ignore_index: (mapped) label value left out of every count; None counts every value.
+        class_map: dataset class id -> segmenter class or `ignore_index`; None when the dataset's
+            ids are the segmenter's classes.
+        class_names: names for the per-class table; None uses the ids.
+        **kwargs: torchmetrics `Metric` options.
+
+    Raises:
+        ValueError: `num_classes` < 1, `class_names` of the wrong length, or a `class_map` value
+            outside the classes.
     """
 
     full_state_update = False
@@ -179,11 +214,32 @@ class SemanticConsistency(MulticlassConfusionMatrix):
     def for_class_set(
         cls, name: str, segmenter: nn.Module | None = None, **kwargs: Any
     ) -> SemanticConsistency:
+        """The metric for a named class set (see `class_set`).
+
+        Args:
+            name: `"cityscapes"`, `"coco_stuff"` or `"ade20k"`.
+            segmenter: the segmenter, or None (see the class).
+            **kwargs: torchmetrics `Metric` options.
+
+        Returns:
+            The metric, with the set's class count, mapping and names.
+        """
         spec = class_set(name)
         return cls(spec.num_classes, segmenter, IGNORE, spec.mapping, spec.class_names, **kwargs)
 
     def map_labels(self, label: torch.Tensor) -> torch.Tensor:
-        """The dataset's ids -> the segmenter's classes (or the ignore label), checked."""
+        """The dataset's ids -> the segmenter's classes (or the ignore label), checked.
+
+        Args:
+            label: integer class ids of the dataset, any shape.
+
+        Returns:
+            int64 labels of the same shape.
+
+        Raises:
+            ValueError: a value outside the class map (or, without one, outside the classes and not
+                the ignore label).
+        """
         label = label.long()
         if self.class_map is not None:
             size = self.class_map.numel()
@@ -204,7 +260,19 @@ class SemanticConsistency(MulticlassConfusionMatrix):
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        """(N, H, W) class predictions at `size`: segmenter, bilinear resize of logits, argmax."""
+        """(N, H, W) class predictions at `size`: segmenter, bilinear resize of logits, argmax.
+
+        Args:
+            images: (N, 3, H, W) in [-1, 1] with a segmenter; without one, logits
+                (N, num_classes, h, w) or predictions (N, H, W).
+            size: the label map's (H, W).
+
+        Returns:
+            int64 (N, H, W) class indices.
+
+        Raises:
+            ValueError: predictions of another size, or logits of the wrong shape.
+        """
         if self.segmenter is not None:
             images = self.segmenter(images.float())
         if images.ndim == 3:  # already predictions
@@ -222,6 +290,7 @@ class SemanticConsistency(MulticlassConfusionMatrix):
         return images.argmax(1)
 
     def update(self, images: torch.Tensor, label: torch.Tensor) -> None:
+        """Add a batch to the confusion matrix: `update(images, label)` (see the class)."""
         if label.ndim == 4 and label.shape[1] == 1:
             label = label[:, 0]
         if label.ndim != 3:
@@ -231,6 +300,7 @@ class SemanticConsistency(MulticlassConfusionMatrix):
         super().update(pred, target)
 
     def compute(self) -> dict[str, torch.Tensor]:
+        """The scores of the summed confusion matrix (see `scores_from_confusion`)."""
         return scores_from_confusion(self.confmat)
 
     def protocol(self) -> dict[str, Any]:
@@ -252,8 +322,16 @@ class SemanticConsistency(MulticlassConfusionMatrix):
 
 
 def state_sha256(module: nn.Module) -> str:
-    """SHA-256 of a module's state dict (names, dtypes, shapes, values): which weights scored,
-    whatever file they came from."""
+    """SHA-256 of a module's state dict (names, dtypes, shapes, values).
+
+    Which weights scored, whatever file they came from.
+
+    Args:
+        module: the network.
+
+    Returns:
+        The hex digest.
+    """
     digest = hashlib.sha256()
     for name, tensor in module.state_dict().items():
         t = tensor.detach().cpu().contiguous()

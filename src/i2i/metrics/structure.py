@@ -21,7 +21,16 @@ from torchmetrics.functional.image import structural_similarity_index_measure
 
 
 def ssim_in_region(fake: torch.Tensor, real: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
-    """SSIM per sample averaged over a region (the hole): the SSIM map, then a masked mean."""
+    """SSIM per sample averaged over a region (the hole): the SSIM map, then a masked mean.
+
+    Args:
+        fake: (N, C, H, W) in [-1, 1] (clamped).
+        real: (N, C, H, W) in [-1, 1] (clamped).
+        region: (N, 1, H, W) weights, e.g. 1 in the hole.
+
+    Returns:
+        (N,) SSIM in [-1, 1] (1 = identical); 0 for an empty region.
+    """
     _, ssim_map = structural_similarity_index_measure(
         fake.float().clamp(-1, 1),
         real.float().clamp(-1, 1),
@@ -35,8 +44,16 @@ def ssim_in_region(fake: torch.Tensor, real: torch.Tensor, region: torch.Tensor)
 
 
 def canny_edges(images: torch.Tensor) -> torch.Tensor:
-    """kornia's Canny (its default thresholds 0.1 / 0.2, 5x5 Gaussian, sigma 1) on images in
-    [-1, 1] (N, 3, H, W), on their grey level in [0, 1]; (N, 1, H, W) bool."""
+    """kornia's Canny edges of images in [-1, 1], on their grey level in [0, 1].
+
+    kornia's default thresholds 0.1 / 0.2, 5x5 Gaussian, sigma 1.
+
+    Args:
+        images: (N, 3, H, W) in [-1, 1] (clamped).
+
+    Returns:
+        bool (N, 1, H, W).
+    """
     from kornia.filters import canny
 
     _, edges = canny(images.float().clamp(-1, 1).add(1).div(2))
@@ -52,7 +69,20 @@ def _dilate(x: torch.Tensor, tolerance: int) -> torch.Tensor:
 def edge_f1_from_edges(
     fake_edges: torch.Tensor, real_edges: torch.Tensor, region: torch.Tensor, tolerance: int = 1
 ) -> torch.Tensor:
-    """F1 per sample of boolean edge maps (N, 1, H, W) inside `region` (N, 1, H, W), 1 = counted."""
+    """F1 per sample of boolean edge maps inside a region.
+
+    A predicted edge pixel counts as right when a real one is within `tolerance` pixels, and the
+    other way round for recall.
+
+    Args:
+        fake_edges: bool (N, 1, H, W).
+        real_edges: bool (N, 1, H, W).
+        region: (N, 1, H, W), 1 = counted (above 0.5).
+        tolerance: the distance t in pixels: a (2t+1)^2 square; 0 asks for the same pixel.
+
+    Returns:
+        (N,) F1 in [0, 1]; 1 where neither map has an edge in the region.
+    """
     inside = region > 0.5
     fake, real = fake_edges & inside, real_edges & inside
     n_fake, n_real = fake.flatten(1).sum(1).float(), real.flatten(1).sum(1).float()
@@ -68,7 +98,17 @@ def edge_f1_from_edges(
 def edge_f1_in_region(
     fake: torch.Tensor, real: torch.Tensor, region: torch.Tensor, tolerance: int = 1
 ) -> torch.Tensor:
-    """Edge F1 per sample of `fake` against `real` (N, 3, H, W) in [-1, 1] inside `region`."""
+    """Edge F1 per sample of `fake` against `real` inside `region` (see `edge_f1_from_edges`).
+
+    Args:
+        fake: (N, 3, H, W) in [-1, 1].
+        real: (N, 3, H, W) in [-1, 1].
+        region: (N, 1, H, W), 1 = counted.
+        tolerance: the distance in pixels within which an edge counts as found.
+
+    Returns:
+        (N,) F1 in [0, 1].
+    """
     return edge_f1_from_edges(canny_edges(fake), canny_edges(real), region, tolerance)
 
 
@@ -99,15 +139,34 @@ class HoleSSIM(_HoleMean):
     """Mean SSIM over the hole pixels (see `ssim_in_region`); update(fake, real, mask)."""
 
     def score(self, fake, real, hole) -> torch.Tensor:
+        """`ssim_in_region` of the pair over the hole.
+
+        Args:
+            fake (torch.Tensor): (N, 3, H, W) in [-1, 1].
+            real (torch.Tensor): (N, 3, H, W) in [-1, 1].
+            hole (torch.Tensor): (N, 1, H, W), 1 in the hole.
+        """
         return ssim_in_region(fake, real, hole)
 
 
 class HoleEdgeF1(_HoleMean):
-    """Mean edge F1 in the hole (see `edge_f1_in_region`); update(fake, real, mask)."""
+    """Mean edge F1 in the hole (see `edge_f1_in_region`); update(fake, real, mask).
+
+    Args:
+        tolerance: the distance in pixels within which an edge counts as found.
+        **kwargs (Any): torchmetrics `Metric` options.
+    """
 
     def __init__(self, tolerance: int = 1, **kwargs):
         super().__init__(**kwargs)
         self.tolerance = tolerance
 
     def score(self, fake, real, hole) -> torch.Tensor:
+        """`edge_f1_in_region` of the pair over the hole.
+
+        Args:
+            fake (torch.Tensor): (N, 3, H, W) in [-1, 1].
+            real (torch.Tensor): (N, 3, H, W) in [-1, 1].
+            hole (torch.Tensor): (N, 1, H, W), 1 in the hole.
+        """
         return edge_f1_in_region(fake, real, hole, self.tolerance)

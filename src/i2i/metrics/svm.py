@@ -303,9 +303,24 @@ def solve_linear_svc(
 ) -> SVCFit:
     """Fit the squared-hinge linear SVM; see the module docstring for the problem and the method.
 
-    ``hv_dtype`` is the dtype of the data copy used for Hessian-vector products inside CG (only the
-    search directions depend on it). ``seed`` fixes the Nystrom sketch; any seed reaches the same
-    optimum up to the solver tolerance.
+    Args:
+        x: (n, d) features, any float dtype, on any device (the fit runs there).
+        y: (n,) labels in {0, 1} or {-1, 1}, both classes present; 1 is the positive class.
+        C: the regularisation, > 0.
+        tol: the stopping tolerance, shrunk for class imbalance as liblinear does.
+        max_iter: the most Newton iterations, >= 1.
+        intercept_scaling: the constant feature appended for the intercept, > 0.
+        hv_dtype: the dtype of the data copy used for Hessian-vector products inside CG (only the
+            search directions depend on it).
+        seed: fixes the Nystrom sketch; any seed reaches the same optimum up to the solver
+            tolerance.
+
+    Returns:
+        The solution and how it was reached (see `SVCFit`).
+
+    Raises:
+        ValueError: `x` is not 2-D or holds NaN or infinite values, `y` does not match, or an
+            option is out of range.
     """
     if x.dim() != 2:
         raise ValueError(f"x must be 2-D (n_samples, n_features), got shape {tuple(x.shape)}")
@@ -419,9 +434,14 @@ def fit_linear_svc(
 ) -> tuple[Tensor, float]:
     """scikit-learn's ``LinearSVC(dual=False, C=C, tol=tol, max_iter=max_iter)`` in torch.
 
+    Warns when the solver does not converge in `max_iter` iterations.
+
     Args:
         x: (n, d) features, any float dtype, on any device (the fit runs there).
         y: (n,) labels in {0, 1} or {-1, 1}; 1 is the positive class.
+        C: the regularisation, > 0.
+        tol: the stopping tolerance.
+        max_iter: the most Newton iterations.
 
     Returns:
         (w, b): w (d,) float64 on x's device and the intercept b, so that the decision function is

@@ -35,7 +35,15 @@ Modulation = Literal["co", "style", "cond"]
 
 
 class ResolutionLadder:
-    """Shapes and channel widths of every level k (the shorter side is 2^k), shared by G and D."""
+    """Shapes and channel widths of every level k (the shorter side is 2^k), shared by G and D.
+
+    Args:
+        img_resolution (int | tuple[int, int]): the image size: an int (square) or (H, W),
+            powers of two with an aspect ratio up to 4:1 (see
+            `i2i.resolution.parse_resolution`).
+        channel_base: the width at level k is min(channel_base / 2^(k-1), channel_max).
+        channel_max: the largest width of any level.
+    """
 
     def __init__(self, img_resolution, channel_base: int, channel_max: int):
         self.height, self.width = parse_resolution(img_resolution, name="img_resolution")
@@ -45,9 +53,25 @@ class ResolutionLadder:
         self.channel_base, self.channel_max = channel_base, channel_max
 
     def channels(self, level: int) -> int:
+        """The channel width at a level.
+
+        Args:
+            level: k, where the shorter side of the feature map is 2^k (2 is the 4x4 bottleneck).
+
+        Returns:
+            min(channel_base / 2^(k-1), channel_max).
+        """
         return min(self.channel_base // 2 ** (level - 1), self.channel_max)
 
     def size(self, level: int) -> tuple[int, int]:
+        """The feature map's (H, W) at a level.
+
+        Args:
+            level: k, where the shorter side is 2^k.
+
+        Returns:
+            (2^k, 2^k) times the aspect ratio, for example (4, 8) at level 2 of a 256x512 ladder.
+        """
         return (2**level * self.aspect[0], 2**level * self.aspect[1])
 
     @property
@@ -57,7 +81,14 @@ class ResolutionLadder:
 
 
 class MappingNetwork(nn.Module):
-    """z -> pixel norm -> `num_layers` FC layers (lr multiplier 0.01) -> w."""
+    """z -> pixel norm -> `num_layers` FC layers (lr multiplier 0.01) -> w.
+
+    Args:
+        z_dim: size of the latent z.
+        w_dim: size of the intermediate latent w (and of every hidden layer).
+        num_layers: number of fully connected layers, each with leaky ReLU.
+        lr_multiplier: learning-rate multiplier of every layer.
+    """
 
     def __init__(self, z_dim: int, w_dim: int, num_layers: int = 8, lr_multiplier: float = 0.01):
         super().__init__()
@@ -70,13 +101,31 @@ class MappingNetwork(nn.Module):
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Map latents to intermediate latents.
+
+        Args:
+            z: (N, z_dim), usually N(0, 1).
+
+        Returns:
+            w (N, w_dim).
+        """
         return self.layers(normalize_2nd_moment(z))
 
 
 class Encoder(nn.Module):
-    """The conditional branch: from-RGB 1x1, then per level a 3x3 conv (its output is the skip
-    feature E[res]) and a blurred stride-2 3x3 conv; at 4x4 a 3x3 conv (E[4]), flatten, dense to
-    the global code g, dropout."""
+    """The conditional branch of the generator.
+
+    From-RGB 1x1, then per level a 3x3 conv (its output is the skip feature E[res]) and a
+    blurred stride-2 3x3 conv; at 4x4 a 3x3 conv (E[4]), flatten, dense to the global code g,
+    dropout.
+
+    Args:
+        ladder: the levels' sizes and widths.
+        cond_channels: channels of the condition.
+        global_dim: size of the global code g.
+        dropout: dropout probability on g, in [0, 1].
+        dropout_at_inference: keep the dropout on g in eval mode (the official behaviour).
+    """
 
     def __init__(
         self,
@@ -106,6 +155,15 @@ class Encoder(nn.Module):
         self.fc = EqualLinear(c4 * h4 * w4, global_dim, activation="lrelu")
 
     def forward(self, cond: torch.Tensor) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """Encode a condition.
+
+        Args:
+            cond: (N, cond_channels, H, W) at the ladder's full resolution.
+
+        Returns:
+            The global code g (N, global_dim) and the skip features {level: (N, channels(level),
+            *size(level))} for every level from the top down to 2 (4x4).
+        """
         x = self.from_rgb(cond)
         skips: dict[int, torch.Tensor] = {}
         for level in self.ladder.levels_down:
@@ -123,8 +181,20 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """The synthesis branch: dense(g) -> 4x4 plus E[4], then per level an up-sampling modulated
-    conv, + E[res], a modulated conv and a ToRGB, with the skip RGB architecture."""
+    """The synthesis branch of the generator.
+
+    dense(g) -> 4x4 plus E[4], then per level an up-sampling modulated conv, + E[res], a
+    modulated conv and a ToRGB, with the skip RGB architecture.
+
+    Args:
+        ladder: the levels' sizes and widths.
+        img_channels: channels of the output image.
+        global_dim: size of the global code g.
+        style_dim: inputs of each layer's affine map (w_dim, global_dim, or their sum).
+        has_w: whether the layers read a w (False under `modulation='cond'`).
+        g_in_styles: whether the affine maps read g (co-modulation and 'cond').
+        modconv_impl: modulated conv path, see `i2i.networks.ops.modulated_conv2d`.
+    """
 
     def __init__(
         self,
@@ -189,6 +259,18 @@ class Decoder(nn.Module):
         skips: dict[int, torch.Tensor],
         noise_mode: NoiseMode,
     ) -> torch.Tensor:
+        """Synthesise the raw image.
+
+        Args:
+            ws: (N, num_ws, w_dim), or None when modulation is 'cond'.
+            g: (N, global_dim): the decoder's input, and a style input unless modulation is 'style'.
+            skips: the encoder's skip features by level (see `Encoder.forward`).
+            noise_mode: `"random"`, `"const"` or `"none"` (see `ModulatedConv2d.forward`).
+
+        Returns:
+            The raw image (N, img_channels, H, W), not clamped.
+        """
+
         def style_input(layer: ModulatedConv2d) -> torch.Tensor:
             parts = []
             if layer.w_index is not None:
@@ -218,6 +300,26 @@ class CoModGenerator(nn.Module):
     Under co-modulation every modulated layer l reads concat(w_l, g), with w_l from the mapping
     network and g the global code of the encoder. `modulation='style'` drops g from the affine maps
     (an unconditional StyleGAN2 decoder with encoder skips); `'cond'` drops w (no mapping network).
+
+    Args:
+        img_resolution: H = W, or (H, W): powers of two, aspect ratio up to 4:1.
+        cond_channels: channels of the condition (inpainting: mask - 0.5 and x * mask).
+        img_channels: channels of the output image.
+        z_dim: size of the latent z.
+        w_dim: size of the intermediate latent w.
+        mapping_layers: FC layers of the mapping network.
+        channel_base: the width at level k is min(channel_base / 2^(k-1), channel_max).
+        channel_max: the largest width of any level.
+        global_dim: size of the encoder's global code g.
+        global_dropout: dropout probability on g.
+        dropout_at_inference: keep the dropout on g on in eval mode (the official behaviour).
+        modulation: `'co'`: A(w, g); `'style'`: A(w); `'cond'`: A(g).
+        w_avg_beta: decay of the running average of w, per update.
+        modconv_impl: `'grouped'`, `'shared'`, or `'auto'` (chosen per batch and device).
+
+    Raises:
+        ValueError: `modulation` is none of the three names, or `img_resolution` is not
+            powers of two within 4:1.
     """
 
     def __init__(
@@ -268,8 +370,15 @@ class CoModGenerator(nn.Module):
 
     @torch.no_grad()
     def update_w_avg(self, w: torch.Tensor, beta: float | None = None) -> None:
-        """Move the running average of w toward the mean of this batch of w (N, w_dim); under
-        torch.distributed, the mean over every process's batch, so w_avg stays identical."""
+        """Move the running average of w toward the mean of this batch of w.
+
+        Under torch.distributed the mean is taken over every process's batch, so `w_avg` stays
+        identical on every process.
+
+        Args:
+            w: (N, w_dim).
+            beta: the decay: w_avg <- mean + beta * (w_avg - mean); None uses `w_avg_beta`.
+        """
         beta = self.w_avg_beta if beta is None else beta
         mean = w.detach().to(self.w_avg.dtype).mean(dim=0)
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
@@ -280,7 +389,16 @@ class CoModGenerator(nn.Module):
     def truncate(
         self, ws: torch.Tensor, psi: float = 1.0, cutoff: int | None = None
     ) -> torch.Tensor:
-        """w <- w_avg + psi * (w - w_avg) on the layers below `cutoff` (all when None)."""
+        """w <- w_avg + psi * (w - w_avg) on the layers below `cutoff` (all when None).
+
+        Args:
+            ws: (N, num_ws, w_dim).
+            psi: 1 leaves `ws` unchanged, 0 gives `w_avg`.
+            cutoff: truncate only the layers with index below it; None truncates all.
+
+        Returns:
+            (N, num_ws, w_dim); `ws` itself when psi is 1.
+        """
         if psi == 1.0:
             return ws
         w_avg = self.w_avg.to(ws.dtype)
@@ -292,7 +410,16 @@ class CoModGenerator(nn.Module):
 
     @staticmethod
     def mix_styles(ws: torch.Tensor, ws2: torch.Tensor, crossover: torch.Tensor) -> torch.Tensor:
-        """Layers at index >= crossover[i] of sample i take ws2; crossover = num_ws means no mix."""
+        """Layers at index >= crossover[i] of sample i take ws2; crossover = num_ws means no mix.
+
+        Args:
+            ws: (N, num_ws, w_dim).
+            ws2: the second styles, broadcastable to `ws`.
+            crossover: (N,) integer layer indices.
+
+        Returns:
+            (N, num_ws, w_dim).
+        """
         layer = torch.arange(ws.shape[1], device=ws.device).reshape(1, -1, 1)
         return torch.where(layer < crossover.reshape(-1, 1, 1), ws, ws2)
 
@@ -305,11 +432,28 @@ class CoModGenerator(nn.Module):
         update_w_avg: bool = False,
         style_mixing_per_sample: bool = False,
     ) -> torch.Tensor:
-        """z (N, z_dim) -> ws (N, num_ws, w_dim): mapping, w_avg update, style mixing (a second z
-        and a random crossover layer), then truncation toward w_avg (w only, never g).
+        """z (N, z_dim) -> ws (N, num_ws, w_dim).
 
-        Style mixing draws, as the official code, one coin and one crossover layer for the whole
-        minibatch; `style_mixing_per_sample` draws them per sample instead."""
+        Mapping, w_avg update, style mixing (a second z and a random crossover layer), then
+        truncation toward w_avg (w only, never g). Style mixing draws, as the official code, one
+        coin and one crossover layer for the whole minibatch; `style_mixing_per_sample` draws them
+        per sample instead.
+
+        Args:
+            z: (N, z_dim).
+            truncation_psi: see `truncate`; 1 means no truncation.
+            truncation_cutoff: see `truncate`; None truncates every layer.
+            style_mixing_prob: probability of mixing in a second z's styles, in [0, 1].
+            update_w_avg: update the running average of w with this batch's w (training).
+            style_mixing_per_sample: draw the mixing coin and crossover per sample.
+
+        Returns:
+            ws (N, num_ws, w_dim).
+
+        Raises:
+            RuntimeError: the generator has no mapping network (`modulation='cond'`).
+            ValueError: `z` is not (N, z_dim).
+        """
         if self.mapping is None:
             raise RuntimeError("modulation='cond' has no mapping network and no w")
         assert_shape(z, [None, self.z_dim], "z")
@@ -332,7 +476,19 @@ class CoModGenerator(nn.Module):
     def synthesize(
         self, cond: torch.Tensor, ws: torch.Tensor | None, noise_mode: NoiseMode = "random"
     ) -> torch.Tensor:
-        """The encoder and decoder for given ws (N, num_ws, w_dim)."""
+        """The encoder and decoder for given ws.
+
+        Args:
+            cond: (N, cond_channels, H, W) at `img_resolution`.
+            ws: (N, num_ws, w_dim), or None when modulation is 'cond'.
+            noise_mode: `"random"`, `"const"` or `"none"` (see `ModulatedConv2d.forward`).
+
+        Returns:
+            The raw image (N, img_channels, H, W), not clamped.
+
+        Raises:
+            ValueError: `cond` or `ws` has the wrong shape.
+        """
         assert_shape(cond, [None, self.cond_channels, *self.img_resolution], "cond")
         if ws is not None:
             assert_shape(ws, [cond.shape[0], self.num_ws, self.w_dim], "ws")
@@ -341,12 +497,28 @@ class CoModGenerator(nn.Module):
         return self.output_image(self.decoder(ws, g, skips, noise_mode), x)
 
     def encoder_input(self, cond: torch.Tensor) -> torch.Tensor:
-        """What the encoder reads: the condition itself (a subclass may prepare it)."""
+        """What the encoder reads: the condition itself (a subclass may prepare it).
+
+        Args:
+            cond: (N, cond_channels, H, W).
+
+        Returns:
+            The encoder's input, here `cond` unchanged.
+        """
         return cond
 
     def output_image(self, raw: torch.Tensor, encoder_input: torch.Tensor) -> torch.Tensor:
-        """The generator's output from the decoder's: the decoder's own (a subclass may add to
-        it what it prepared)."""
+        """The generator's output from the decoder's.
+
+        The decoder's own here; a subclass may add to it what it prepared in `encoder_input`.
+
+        Args:
+            raw: the decoder's image (N, img_channels, H, W).
+            encoder_input: what `encoder_input` returned.
+
+        Returns:
+            The image (N, img_channels, H, W), here `raw` unchanged.
+        """
         return raw
 
     def forward(
@@ -360,6 +532,23 @@ class CoModGenerator(nn.Module):
         update_w_avg: bool = False,  # training: track the running average of w
         style_mixing_per_sample: bool = False,  # official: one draw per minibatch
     ) -> torch.Tensor:
+        """Generate images for a batch of conditions.
+
+        Args:
+            cond: (N, cond_channels, H, W), built by the task (values around [-1, 1]).
+            z: (N, z_dim); drawn N(0, 1) when None. Ignored under `modulation='cond'`.
+            truncation_psi: 1 = no truncation (official evaluation); training uses 0.5.
+            truncation_cutoff: truncate only layers below this index; None truncates all.
+            noise_mode: per-pixel noise: `"random"` (fresh), `"const"` (the fixed buffer) or
+                `"none"` (off).
+            style_mixing_prob: probability of style mixing (official training: 0.5).
+            update_w_avg: training: track the running average of w.
+            style_mixing_per_sample: draw mixing per sample (official: one draw per minibatch).
+
+        Returns:
+            The raw image (N, img_channels, H, W): trained toward [-1, 1] but not clamped, and not
+            composited with the known pixels.
+        """
         ws = None
         if self.mapping is not None:
             if z is None:
@@ -375,6 +564,7 @@ class CoModGenerator(nn.Module):
         return self.synthesize(cond, ws, noise_mode)
 
     def extra_repr(self) -> str:
+        """The resolution, condition channels, modulation and number of ws, for `print(model)`."""
         return (
             f"img_resolution={self.img_resolution}, cond_channels={self.cond_channels}, "
             f"modulation={self.modulation!r}, num_ws={self.num_ws}"
@@ -382,7 +572,12 @@ class CoModGenerator(nn.Module):
 
 
 class DiscriminatorBlock(nn.Module):
-    """3x3 conv, blurred stride-2 3x3 conv, plus a 1x1 stride-2 skip: (x + skip) / sqrt 2."""
+    """3x3 conv, blurred stride-2 3x3 conv, plus a 1x1 stride-2 skip: (x + skip) / sqrt 2.
+
+    Args:
+        in_channels: input channels.
+        out_channels: output channels.
+    """
 
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
@@ -391,13 +586,33 @@ class DiscriminatorBlock(nn.Module):
         self.skip = EqualConv2d(in_channels, out_channels, 1, bias=False, down=2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the block.
+
+        Args:
+            x: (N, in_channels, H, W), H and W even.
+
+        Returns:
+            (N, out_channels, H/2, W/2).
+        """
         y = self.skip(x)
         return (self.conv1(self.conv0(x)) + y) * (1 / math.sqrt(2))
 
 
 class CoModDiscriminator(nn.Module):
-    """StyleGAN2's residual discriminator, conditioned by concatenation: D(image, cond) reads
-    concat(cond, image) and returns one logit per sample, shape (N,)."""
+    """StyleGAN2's residual discriminator, conditioned by concatenation.
+
+    D(image, cond) reads concat(cond, image) and returns one logit per sample, shape (N,).
+
+    Args:
+        img_resolution: H = W, or (H, W): powers of two, aspect ratio up to 4:1.
+        img_channels: channels of the image.
+        cond_channels: channels of the condition (inpainting: the mask - 0.5; edges / labels:
+            the condition); 0 for an unconditional discriminator.
+        channel_base: the width at level k is min(channel_base / 2^(k-1), channel_max).
+        channel_max: the largest width of any level.
+        mbstd_group_size: largest minibatch-stddev group (official: min(4, batch)).
+        mbstd_num_channels: channels the minibatch-stddev layer appends.
+    """
 
     def __init__(
         self,
@@ -430,6 +645,18 @@ class CoModDiscriminator(nn.Module):
         self.out = EqualLinear(c4, 1)
 
     def forward(self, image: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """Score images.
+
+        Args:
+            image: (N, img_channels, H, W) at `img_resolution`, in [-1, 1].
+            cond: (N, cond_channels, H, W); may be None only when `cond_channels` is 0.
+
+        Returns:
+            One logit per sample (N,): higher means judged real.
+
+        Raises:
+            ValueError: a shape is wrong, or `cond` is None while `cond_channels` > 0.
+        """
         assert_shape(image, [None, self.img_channels, *self.img_resolution], "image")
         if self.cond_channels:
             if cond is None:

@@ -36,9 +36,19 @@ def _deconv(c_in: int, c_out: int) -> list[nn.Module]:
 
 
 class CompletionNetwork(nn.Module):
-    """`C(cond)` -> raw image (N, 3, H, W); cond = concat(image with the hole filled, hole mask)
-    where the mask channel is 1 in the HOLE (the paper's convention; the task builds it from
-    i2i's 1 = known masks). Sides must be divisible by 4."""
+    """`C(cond)` -> image (N, 3, H, W) in [-1, 1].
+
+    cond = concat(image with the hole filled, hole mask) where the mask channel is 1 in the HOLE
+    (the paper's convention; the task builds it from i2i's 1 = known masks). Sides must be
+    divisible by 4.
+
+    Args:
+        in_channels: RGB + the hole mask.
+        out_channels: channels of the output image.
+        width: channels of the first layer (the paper: 64; 4 x width in the middle).
+        dilations: dilation rates of the middle 3x3 convolutions.
+        init_std: standard deviation of the N(0, std) initialisation.
+    """
 
     def __init__(
         self,
@@ -75,6 +85,15 @@ class CompletionNetwork(nn.Module):
         init_normal_(self, init_std)
 
     def forward(self, cond: torch.Tensor) -> torch.Tensor:
+        """Complete the images.
+
+        Args:
+            cond: (N, in_channels, H, W), H and W divisible by 4: the pre-filled image in [-1, 1]
+                and the hole mask (1 = hole).
+
+        Returns:
+            (N, out_channels, H, W) in [-1, 1] (Tanh), not composited with the known pixels.
+        """
         return self.net(cond)
 
 
@@ -97,8 +116,20 @@ class _ContextBranch(nn.Module):
 
 
 class ContextDiscriminator(nn.Module):
-    """`D(image, patch)` -> one logit per sample (N,): the global branch reads the whole image,
-    the local branch a `local_size` patch centred on the hole (cut out by the task)."""
+    """`D(image, patch)` -> one logit per sample (N,).
+
+    The global branch reads the whole image, the local branch a `local_size` patch centred on the
+    hole (cut out by the task with `hole_centred_boxes` and `crop_boxes`).
+
+    Args:
+        img_resolution: the whole image's size, int or (H, W) (the report: 160).
+        local_size: the patch around the hole, int or (h, w) (the report: 80).
+        in_channels: channels of the image and the patch.
+        global_convs: strided convolutions of the global branch (the paper: 6).
+        local_convs: strided convolutions of the local branch (the paper: 5).
+        features: width of each branch's output vector.
+        init_std: standard deviation of the N(0, std) initialisation.
+    """
 
     def __init__(
         self,
@@ -120,6 +151,18 @@ class ContextDiscriminator(nn.Module):
         init_normal_(self, init_std)
 
     def forward(self, image: torch.Tensor, patch: torch.Tensor) -> torch.Tensor:
+        """Score images with their hole patches.
+
+        Args:
+            image: (N, in_channels, H, W) at `img_resolution`, in [-1, 1].
+            patch: (N, in_channels, h, w) at `local_size`, in [-1, 1].
+
+        Returns:
+            One logit per sample (N,); the sigmoid lives in the loss.
+
+        Raises:
+            ValueError: `image` or `patch` has the wrong size.
+        """
         if tuple(image.shape[-2:]) != self.img_resolution:
             raise ValueError(f"the global branch takes {self.img_resolution}, got {image.shape}")
         if tuple(patch.shape[-2:]) != self.local_size:
@@ -131,9 +174,21 @@ class ContextDiscriminator(nn.Module):
 def hole_centred_boxes(
     mask: torch.Tensor, size: tuple[int, int]
 ) -> list[tuple[int, int, int, int]]:
-    """Per sample, the (top, left, height, width) box of `size` centred on the hole's bounding
-    box (mask 1 = known), shifted to stay inside the image; a mask without a hole gives the
-    centre of the image."""
+    """Per sample, the box of `size` centred on the hole's bounding box.
+
+    The box is shifted to stay inside the image; a mask without a hole gives the centre of the
+    image.
+
+    Args:
+        mask: (N, 1, H, W), 1 = known, 0 = hole (a pixel below 0.5 counts as hole).
+        size: the box's (height, width).
+
+    Returns:
+        One (top, left, height, width) per sample.
+
+    Raises:
+        ValueError: `size` is larger than the image.
+    """
     n, _, height, width = mask.shape
     ph, pw = size
     if ph > height or pw > width:
@@ -153,7 +208,15 @@ def hole_centred_boxes(
 
 
 def crop_boxes(images: torch.Tensor, boxes: list[tuple[int, int, int, int]]) -> torch.Tensor:
-    """Stack the crops of each sample's box: (N, C, h, w)."""
+    """Stack the crops of each sample's box.
+
+    Args:
+        images: (N, C, H, W).
+        boxes: one (top, left, h, w) per sample, all of the same h and w.
+
+    Returns:
+        (N, C, h, w).
+    """
     return torch.stack(
         [img[:, t : t + h, l : l + w] for img, (t, l, h, w) in zip(images, boxes, strict=True)]
     )

@@ -25,7 +25,15 @@ def _conv(c_in: int, c_out: int, k: int, stride: int = 1) -> list[nn.Module]:
 
 
 class HourglassNetwork(nn.Module):
-    """`net(code)` -> image (N, out_channels, H, W) in [-1, 1], for a code (N, C, H, W)."""
+    """`net(code)` -> image (N, out_channels, H, W) in [-1, 1], for a code (N, C, H, W).
+
+    Args:
+        in_channels: channels of the random input code.
+        out_channels: channels of the output image.
+        channels: per level, encoder and decoder (the paper's inpainting setting: 128).
+        skip_channels: per skip connection.
+        levels: encoder (and decoder) levels; sides must be divisible by 2^levels.
+    """
 
     def __init__(
         self,
@@ -59,6 +67,17 @@ class HourglassNetwork(nn.Module):
         self.to_image = nn.Conv2d(channels, out_channels, 1)
 
     def forward(self, code: torch.Tensor) -> torch.Tensor:
+        """Decode an image from the fixed code.
+
+        Args:
+            code: (N, in_channels, H, W), H and W divisible by 2^levels.
+
+        Returns:
+            (N, out_channels, H, W) in [-1, 1].
+
+        Raises:
+            ValueError: a side is not divisible by 2^levels.
+        """
         size = 2**self.levels
         if code.shape[-2] % size or code.shape[-1] % size:
             raise ValueError(

@@ -36,11 +36,25 @@ Activation = Literal["linear", "lrelu"]
 
 
 def activation_gain(activation: Activation) -> float:
+    """The gain that keeps an activation's output at unit variance: sqrt(2) for leaky ReLU, else 1.
+
+    Args:
+        activation: `"linear"` or `"lrelu"`.
+    """
     return LRELU_GAIN if activation == "lrelu" else 1.0
 
 
 def bias_act(x: torch.Tensor, bias: torch.Tensor | None, activation: Activation) -> torch.Tensor:
-    """x + bias, then the activation. The gain must already be folded into x and bias."""
+    """`x + bias`, then the activation. The gain must already be folded into `x` and `bias`.
+
+    Args:
+        x: input (N, C, ...).
+        bias: (C,), or None for no bias.
+        activation: `"linear"` (none) or `"lrelu"` (leaky ReLU, slope 0.2).
+
+    Returns:
+        A tensor shaped like `x`.
+    """
     if bias is not None:
         x = x + bias.reshape(1, -1, *([1] * (x.ndim - 2))).to(x.dtype)
     if activation == "lrelu":
@@ -53,7 +67,17 @@ def bias_act(x: torch.Tensor, bias: torch.Tensor | None, activation: Activation)
 
 
 class EqualLinear(nn.Module):
-    """Fully connected layer with equalized learning rate and an optional lr multiplier."""
+    """Fully connected layer with equalized learning rate and an optional lr multiplier.
+
+    Args:
+        in_features: input width.
+        out_features: output width.
+        bias: whether the layer has a bias.
+        activation: `"linear"` or `"lrelu"` (its gain is folded into the weight scale).
+        lr_multiplier: learning-rate multiplier; the weight is stored divided by it (the mapping
+            network uses 0.01).
+        bias_init: initial value of every bias.
+    """
 
     def __init__(
         self,
@@ -73,6 +97,14 @@ class EqualLinear(nn.Module):
         self.bias_scale = gain * lr_multiplier
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the layer.
+
+        Args:
+            x: input (N, in_features).
+
+        Returns:
+            (N, out_features).
+        """
         # alpha scales the product, so the (up to 8M-element) weight is never rescaled in memory.
         w = self.weight.to(x.dtype).t()
         if self.bias is None:
@@ -82,11 +114,24 @@ class EqualLinear(nn.Module):
         return F.leaky_relu_(x, LRELU_SLOPE) if self.activation == "lrelu" else x
 
     def extra_repr(self) -> str:
+        """The widths and activation, for `print(model)`."""
         return f"{self.in_features}, {self.out_features}, activation={self.activation}"
 
 
 class EqualConv2d(nn.Module):
-    """Convolution with equalized learning rate; `down=2` blurs with the FIR filter then strides."""
+    """Convolution with equalized learning rate; `down=2` blurs with the FIR filter then strides.
+
+    Args:
+        in_channels: input channels.
+        out_channels: output channels.
+        kernel_size: odd side k of the square kernel; with `down=1` the output keeps the size.
+        bias: whether the layer has a bias.
+        activation: `"linear"` or `"lrelu"` (its gain is folded into the weight scale).
+        down: 1, or 2 to halve the resolution.
+
+    Raises:
+        ValueError: `down` is neither 1 nor 2.
+    """
 
     def __init__(
         self,
@@ -114,6 +159,14 @@ class EqualConv2d(nn.Module):
         self.register_buffer("fir", fir_filter(), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the convolution.
+
+        Args:
+            x: input (N, in_channels, H, W); H and W even when `down=2`.
+
+        Returns:
+            (N, out_channels, H, W), or (N, out_channels, H/2, W/2) when `down=2`.
+        """
         # Scaled straight into the input's layout, which the conv would otherwise copy it to.
         w = product_in_layout(self.weight.to(x.dtype), self.weight_scale, memory_format(x))
         b = (self.bias * self.bias_scale).to(x.dtype) if self.bias is not None else None
@@ -131,6 +184,7 @@ class EqualConv2d(nn.Module):
         return x
 
     def extra_repr(self) -> str:
+        """The channels, kernel, activation, downsampling and bias, for `print(model)`."""
         return (
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
             f"activation={self.activation}, down={self.down}, bias={self.bias is not None}"
@@ -141,9 +195,25 @@ NoiseMode = Literal["random", "const", "none"]
 
 
 class ModulatedConv2d(nn.Module):
-    """A modulated conv layer of the synthesis network: affine -> modulated conv -> (FIR up) ->
-    noise -> bias -> activation. With `demodulate=False, kernel_size=1, activation='linear',
-    use_noise=False` it is the ToRGB layer."""
+    """A modulated conv layer of the synthesis network.
+
+    affine -> modulated conv -> (FIR up) -> noise -> bias -> activation. With
+    `demodulate=False, kernel_size=1, activation='linear', use_noise=False` it is the ToRGB
+    layer.
+
+    Args:
+        in_channels: input channels.
+        out_channels: output channels.
+        style_dim: inputs of the affine map A (w_dim + global_dim under co-modulation).
+        resolution: output (H, W): the size of the constant noise.
+        w_index: which broadcast w this layer reads; None when there is no w.
+        kernel_size: side k of the square kernel.
+        up: 1, or 2 to double the resolution.
+        demodulate: normalise each output filter per sample (off for ToRGB).
+        use_noise: add per-pixel noise scaled by a learned strength (which starts at 0).
+        activation: `"linear"` or `"lrelu"`.
+        impl: modulated conv path, see `i2i.networks.ops.modulated_conv2d`.
+    """
 
     def __init__(
         self,
@@ -182,9 +252,31 @@ class ModulatedConv2d(nn.Module):
         self.register_buffer("fir", fir_filter(), persistent=False)
 
     def styles(self, style_input: torch.Tensor) -> torch.Tensor:
+        """The per-input-channel styles A(style_input) + 1.
+
+        Args:
+            style_input: (N, style_dim).
+
+        Returns:
+            (N, in_channels); they start near 1.
+        """
         return self.affine(style_input) + 1.0
 
     def forward(self, x: torch.Tensor, style_input: torch.Tensor, noise_mode: NoiseMode = "random"):
+        """Apply the layer.
+
+        Args:
+            x: input (N, in_channels, H, W).
+            style_input: (N, style_dim): w, or w concatenated with the encoder's global code.
+            noise_mode: `"random"` (fresh noise per call), `"const"` (the stored noise image, for
+                repeatable output) or `"none"` (no noise).
+
+        Returns:
+            out (torch.Tensor): (N, out_channels, H, W), or (N, out_channels, 2H, 2W) when `up=2`.
+
+        Raises:
+            ValueError: `noise_mode` is none of the three names (with noise in use).
+        """
         gain = activation_gain(self.activation)
         # Without upsampling the bias joins the convolution ((conv + b) + noise is the same sum);
         # after a transposed conv it must wait for the FIR filter, which would smear it at borders.
@@ -217,6 +309,7 @@ class ModulatedConv2d(nn.Module):
         return bias_act(x, self.bias * gain, self.activation)
 
     def extra_repr(self) -> str:
+        """The channels, kernel, upsampling, demodulation, noise, w index and resolution."""
         return (
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
             f"up={self.up}, "
@@ -230,24 +323,57 @@ class ModulatedConv2d(nn.Module):
 
 
 def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:
-    """Pixel norm: scale each vector to unit mean square."""
+    """Pixel norm: scale each vector to unit mean square.
+
+    Args:
+        x: input tensor.
+        dim: the dimension along which the mean square is taken.
+        eps: added to the mean square before the inverse square root.
+
+    Returns:
+        A tensor shaped like `x`.
+    """
     return x * torch.rsqrt(x.square().mean(dim=dim, keepdim=True) + eps)
 
 
 def mbstd_group_size(batch_size: int, max_group_size: int) -> int:
-    """Largest group size <= max_group_size that divides the batch (official: min(4, N))."""
+    """Largest group size <= max_group_size that divides the batch (official: min(4, N)).
+
+    Args:
+        batch_size: the number of samples N.
+        max_group_size: the upper bound (the layer's `group_size`).
+
+    Returns:
+        The group size, at least 1.
+    """
     return max(g for g in range(1, min(max_group_size, batch_size) + 1) if batch_size % g == 0)
 
 
 class MinibatchStdLayer(nn.Module):
-    """Appends the across-group standard deviation of the features as extra channels, which lets
-    the discriminator see a lack of variety in a batch of fakes."""
+    """Appends the across-group standard deviation of the features as extra channels.
+
+    This lets the discriminator see a lack of variety in a batch of fakes.
+
+    Args:
+        group_size: largest number of samples per group; the group size used is the largest
+            divisor of the batch not above it.
+        num_channels: number of appended channels F (the features are split into F groups);
+            must divide the input's channels.
+    """
 
     def __init__(self, group_size: int = 4, num_channels: int = 1):
         super().__init__()
         self.group_size, self.num_channels = group_size, num_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Append the minibatch standard deviation.
+
+        Args:
+            x: features (N, C, H, W).
+
+        Returns:
+            (N, C + num_channels, H, W).
+        """
         n, c, h, w = x.shape
         g = mbstd_group_size(n, self.group_size)
         f = self.num_channels
@@ -259,4 +385,5 @@ class MinibatchStdLayer(nn.Module):
         return torch.cat([x, y], dim=1)
 
     def extra_repr(self) -> str:
+        """The group size and number of appended channels."""
         return f"group_size={self.group_size}, num_channels={self.num_channels}"

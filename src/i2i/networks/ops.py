@@ -22,7 +22,17 @@ ModConvImpl = Literal["auto", "grouped", "shared"]
 
 
 def assert_shape(tensor: torch.Tensor, shape: list[int | None], name: str = "tensor") -> None:
-    """Raise a readable error unless `tensor` has `shape` (None matches any size)."""
+    """Raise a readable error unless `tensor` has `shape`.
+
+    Args:
+        tensor: the tensor to check.
+        shape: the expected size of each dimension; None matches any size. The number of
+            dimensions must match too.
+        name: what to call the tensor in the error message.
+
+    Raises:
+        ValueError: the number of dimensions or a given size differs.
+    """
     if tensor.ndim != len(shape) or any(
         want is not None and have != want for have, want in zip(tensor.shape, shape, strict=True)
     ):
@@ -30,7 +40,15 @@ def assert_shape(tensor: torch.Tensor, shape: list[int | None], name: str = "ten
 
 
 def memory_format(x: torch.Tensor) -> torch.memory_format:
-    """channels_last if `x` is laid out that way (and not also plainly contiguous)."""
+    """The memory layout of `x`.
+
+    Args:
+        x: a 4-D tensor (N, C, H, W).
+
+    Returns:
+        `torch.channels_last` if `x` is laid out that way (and not also plainly contiguous, as
+        tensors with C = 1 or H = W = 1 are), else `torch.contiguous_format`.
+    """
     channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
     return torch.channels_last if channels_last else torch.contiguous_format
 
@@ -47,10 +65,17 @@ def weight_grad_wants_contiguous(x: torch.Tensor, weight: torch.Tensor) -> bool:
     much faster, the copies paid for. oneDNN also computes the bias gradient in its
     weight-gradient pass, so `conv2d` sums it apart. The copies only pay off on large feature
     maps (hence the 32x32 bound) and never for 1x1 convs, where copying costs more than it
-    saves. On the AVX-512 CPU measured the library's weight gradient was not slow, so the rule
-    stays AVX2-only; GPUs and autocast keep the library's conv too. Measured with
-    `python -m benchmarks.backbone --weight-grad-only`: docs/benchmarks.md, "AMD EPYC (AVX2),
-    third session of 2026-12-02" (the rule) and "AMD EPYC (Zen 4, AVX-512)" (AVX2 only).
+    saves. On AVX-512 CPUs the library's weight gradient was not slow, so the rule stays
+    AVX2-only; GPUs and autocast keep the library's conv too. The measurements are in
+    docs/benchmarks.md (`python -m benchmarks.backbone --weight-grad-only`).
+
+    Args:
+        x: the conv's input (N, Cin, H, W).
+        weight: the conv's weight (Cout, Cin, k, k).
+
+    Returns:
+        True only on an AVX2 CPU, with gradients enabled and no CPU autocast, for a weight that
+        requires grad with k > 1, on a channels_last input of at least 32x32 pixels.
     """
     return (
         x.device.type == "cpu"
@@ -112,7 +137,20 @@ def conv2d(
     transposed: bool = False,  # F.conv_transpose2d; weight (Cin, Cout / groups, k, k)
 ) -> torch.Tensor:
     """`F.conv2d` (or `F.conv_transpose2d`), with the weight gradient on contiguous copies where
-    `weight_grad_wants_contiguous` says that is faster. Same values either way."""
+    `weight_grad_wants_contiguous` says that is faster. Same values either way.
+
+    Args:
+        x: input (N, Cin, H, W).
+        weight: (Cout, Cin / groups, k, k), or (Cin, Cout / groups, k, k) when `transposed`.
+        bias: (Cout,), or None for no bias.
+        stride: the same stride along H and W.
+        padding: the same zero padding along H and W.
+        groups: number of groups of a grouped conv.
+        transposed: run a transposed conv (`F.conv_transpose2d`) instead.
+
+    Returns:
+        The convolution's output (N, Cout, H', W').
+    """
     if weight_grad_wants_contiguous(x, weight):
         return _ConvWeightGradContiguous.apply(
             x, weight, bias, [stride, stride], [padding, padding], groups, transposed
@@ -127,7 +165,14 @@ def conv2d(
 
 
 def fir_filter(taps: tuple[float, ...] = FIR_KERNEL) -> torch.Tensor:
-    """The normalised separable 1-D filter (it sums to 1)."""
+    """The normalised separable 1-D FIR filter.
+
+    Args:
+        taps: the unnormalised filter taps; the default is StyleGAN2's [1, 3, 3, 1].
+
+    Returns:
+        A float32 tensor (len(taps),) that sums to 1.
+    """
     f = torch.tensor(taps, dtype=torch.float32)
     return f / f.sum()
 
@@ -140,9 +185,22 @@ def upfirdn2d(
     padding: tuple[int, int, int, int] = (0, 0, 0, 0),
     gain: float = 1.0,
 ) -> torch.Tensor:
-    """Zero-insert upsample by `up`, pad (left, right, top, bottom), filter with the separable
-    symmetric filter `f` (given 1-D), then keep every `down`-th pixel. `gain` scales the 2-D
-    filter."""
+    """Upsample, pad, FIR-filter and downsample, in that order.
+
+    Zero-insert upsample by `up`, pad, filter with the separable symmetric filter `f` (given
+    1-D), then keep every `down`-th pixel.
+
+    Args:
+        x: input (N, C, H, W).
+        f: the 1-D filter (taps,), for example from `fir_filter`; used as its outer product.
+        up: upsampling factor (1 for none).
+        down: downsampling factor (1 for none).
+        padding: zero padding (left, right, top, bottom) after upsampling.
+        gain: scale of the 2-D filter (4 after a 2x upsample keeps the mean).
+
+    Returns:
+        (N, C, (H * up + top + bottom - taps + 1) / down, likewise for W), rounded up.
+    """
     n, c, h, w = x.shape
     if up > 1:
         x = x.reshape(n, c, h, 1, w, 1)
@@ -164,14 +222,30 @@ def upfirdn2d(
 
 
 def upsample2d(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-    """2x FIR upsampling (H, W) -> (2H, 2W), as in the skip RGB path."""
+    """2x FIR upsampling (N, C, H, W) -> (N, C, 2H, 2W), as in the skip RGB path.
+
+    Args:
+        x: input (N, C, H, W).
+        f: the 1-D filter from `fir_filter`.
+
+    Returns:
+        (N, C, 2H, 2W), with the same mean as `x`.
+    """
     taps = f.numel()
     p0, p1 = (taps + 1) // 2, (taps - 2) // 2
     return upfirdn2d(x, f, up=2, padding=(p0, p1, p0, p1), gain=4.0)
 
 
 def downsample2d(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-    """2x FIR downsampling (H, W) -> (H/2, W/2)."""
+    """2x FIR downsampling (N, C, H, W) -> (N, C, H/2, W/2).
+
+    Args:
+        x: input (N, C, H, W), H and W even.
+        f: the 1-D filter from `fir_filter`.
+
+    Returns:
+        (N, C, H/2, W/2), with the same mean as `x`.
+    """
     taps = f.numel()
     p0, p1 = (taps - 1) // 2, (taps - 2) // 2
     return upfirdn2d(x, f, down=2, padding=(p0, p1, p0, p1))
@@ -194,8 +268,22 @@ def modulated_conv2d_reference(
     up: int = 1,
     eps: float = 1e-8,
 ) -> torch.Tensor:
-    """The definition, one sample at a time: scale the weight per input channel by the sample's
-    style, optionally normalise each output filter, convolve. Slow; tests compare against it."""
+    """The definition of the modulated convolution, one sample at a time.
+
+    Scale the weight per input channel by the sample's style, optionally normalise each output
+    filter, convolve. Slow; tests compare `modulated_conv2d` against it.
+
+    Args:
+        x: input (N, Cin, H, W).
+        weight: (Cout, Cin, k, k), stored N(0, 1) (the equalized-lr scale is applied here).
+        styles: per-sample input-channel scales (N, Cin).
+        demodulate: normalise each output filter to unit norm.
+        up: 1, or 2 for a stride-2 transposed conv.
+        eps: added under the square root of the demodulation.
+
+    Returns:
+        (N, Cout, H, W), or (N, Cout, (H - 1) * 2 + k, ...) when `up=2`.
+    """
     outputs = []
     for xi, si in zip(x, styles, strict=True):
         w = weight * _style_weight_scale(weight) * si.reshape(1, -1, 1, 1)
@@ -209,11 +297,18 @@ def modulated_conv2d_reference(
 
 
 def choose_modconv_impl(batch_size: int, device: torch.device) -> Literal["grouped", "shared"]:
-    """The faster path for this batch and device (measured by `make bench`).
+    """The faster path of `modulated_conv2d` for this batch and device (measured by `make bench`).
 
     Batch 1: a grouped conv is one ordinary conv with the sample's own weight, and skips the two
     passes over the activations that the shared path needs. Larger batches: one shared-weight conv
     over the whole batch beats per-sample groups on CPU (oneDNN) and in GPU backward passes.
+
+    Args:
+        batch_size: the number of samples N.
+        device: where the conv runs (the choice does not depend on it today).
+
+    Returns:
+        `"grouped"` for a batch of 1, `"shared"` otherwise.
     """
     return "grouped" if batch_size == 1 else "shared"
 
@@ -221,9 +316,19 @@ def choose_modconv_impl(batch_size: int, device: torch.device) -> Literal["group
 def product_in_layout(
     a: torch.Tensor, b: torch.Tensor | float, fmt: torch.memory_format
 ) -> torch.Tensor:
-    """a * b laid out in `fmt`: written there in one pass when no gradient is asked for (the
-    broadcast product follows a's layout, so it would need a second pass to move; autograd
-    takes no out=)."""
+    """`a * b` laid out in `fmt`.
+
+    Written there in one pass when no gradient is asked for (the broadcast product follows a's
+    layout, so it would need a second pass to move; autograd takes no out=).
+
+    Args:
+        a: a tensor.
+        b: a tensor that broadcasts against `a`, or a number.
+        fmt: the memory format of the result.
+
+    Returns:
+        The product, with the broadcast shape of `a` and `b`, in layout `fmt`.
+    """
     b_requires_grad = isinstance(b, torch.Tensor) and b.requires_grad
     if torch.is_grad_enabled() and (a.requires_grad or b_requires_grad):
         return (a * b).contiguous(memory_format=fmt)
@@ -243,11 +348,30 @@ def modulated_conv2d(
     eps: float = 1e-8,
     bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """StyleGAN2's modulated convolution, multiplied by `gain`, plus `bias` (Cout,) if given
-    (fused into the convolution or the demodulation pass: one pass less over the output).
+    """StyleGAN2's modulated convolution, multiplied by `gain`, plus `bias` if given.
 
-    x: (N, Cin, H, W); weight: (Cout, Cin, k, k), stored N(0, 1); styles: (N, Cin).
-    up=2 runs a stride-2 transposed conv ((H - 1) * 2 + k pixels; the caller FIR-filters it).
+    The bias is fused into the convolution or the demodulation pass: one pass less over the
+    output. Gives the values of `modulated_conv2d_reference` (times `gain`, plus `bias`).
+
+    Args:
+        x: input (N, Cin, H, W).
+        weight: (Cout, Cin, k, k), stored N(0, 1) (the equalized-lr scale is applied here).
+        styles: per-sample input-channel scales (N, Cin).
+        demodulate: normalise each sample's output filters to unit norm.
+        up: 1, or 2 for a stride-2 transposed conv ((H - 1) * 2 + k pixels; the caller
+            FIR-filters it).
+        gain: factor on the output (an activation's gain folded in).
+        impl: `"grouped"` (one conv with per-sample weights), `"shared"` (one shared-weight
+            conv, the styles applied to the activations) or `"auto"` (`choose_modconv_impl`).
+        eps: added under the square root of the demodulation.
+        bias: (Cout,), or None for no bias.
+
+    Returns:
+        (N, Cout, H, W), or (N, Cout, (H - 1) * 2 + k, (W - 1) * 2 + k) when `up=2`, in the
+        memory layout of `x`.
+
+    Raises:
+        ValueError: `styles` is not (N, Cin), or `impl` is not one of the three names.
     """
     n, in_channels, h, w_ = x.shape
     out_channels, _, kh, kw = weight.shape

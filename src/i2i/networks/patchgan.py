@@ -15,9 +15,18 @@ from i2i.networks.blocks import Norm, conv_bias, init_normal_, norm_layer
 
 
 class PatchDiscriminator(nn.Module):
-    """`D(image, cond=None)` -> patch logits (N, 1, H', W'). `PatchDiscriminator()` is pix2pix's
-    70x70 PatchGAN on 6 channels with BatchNorm: 2,768,705 parameters; with `in_channels=3,
-    norm="instance"` it is CycleGAN's (2,764,737)."""
+    """`D(image, cond=None)` -> patch logits (N, 1, H', W').
+
+    `PatchDiscriminator()` is pix2pix's 70x70 PatchGAN on 6 channels with BatchNorm: 2,768,705
+    parameters; with `in_channels=3, norm="instance"` it is CycleGAN's (2,764,737).
+
+    Args:
+        in_channels: image + condition channels (pix2pix: 3 + 3; CycleGAN: 3).
+        ndf: filters of the first layer, doubled per layer up to 8 x ndf.
+        n_layers: strided layers after the first: 3 gives 70x70 receptive fields.
+        norm: `"batch"`, `"instance"` or `"none"` (see `i2i.networks.blocks.norm_layer`).
+        init_std: standard deviation of the N(0, std) initialisation.
+    """
 
     def __init__(
         self,
@@ -49,6 +58,20 @@ class PatchDiscriminator(nn.Module):
         init_normal_(self, init_std)
 
     def forward(self, image: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """Score every patch of the images.
+
+        Args:
+            image: (N, C_img, H, W) in [-1, 1].
+            cond: (N, C_cond, H, W), concatenated before `image`; None for an unconditional
+                discriminator. C_cond + C_img must equal `in_channels`.
+
+        Returns:
+            Logits (N, 1, H', W'), one per patch; H' = H / 2^n_layers - 2 for H divisible by
+            2^n_layers (30 for 256 with the defaults).
+
+        Raises:
+            ValueError: the input channels do not add up to `in_channels`.
+        """
         x = image if cond is None else torch.cat([cond.to(image.dtype), image], dim=1)
         if x.shape[1] != self.in_channels:
             raise ValueError(

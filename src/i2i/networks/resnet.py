@@ -15,7 +15,14 @@ from i2i.networks.blocks import Dropout, Norm, conv_bias, init_normal_, norm_lay
 
 
 class ResnetBlock(nn.Module):
-    """x + conv-norm-ReLU-conv-norm(x), reflection-padded."""
+    """x + conv-norm-ReLU-conv-norm(x), reflection-padded.
+
+    Args:
+        channels: input and output channels.
+        norm: `"batch"`, `"instance"` or `"none"`.
+        dropout: dropout probability after the first ReLU; 0 for none.
+        bias: whether the convolutions have a bias (see `i2i.networks.blocks.conv_bias`).
+    """
 
     def __init__(self, channels: int, norm: Norm, dropout: float, bias: bool):
         super().__init__()
@@ -35,12 +42,32 @@ class ResnetBlock(nn.Module):
         self.body = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the residual block.
+
+        Args:
+            x: (N, channels, H, W).
+
+        Returns:
+            (N, channels, H, W).
+        """
         return x + self.body(x)
 
 
 class ResnetGenerator(nn.Module):
-    """`ResnetGenerator()` is CycleGAN's resnet_9blocks at 256 px with ngf 64: 11,378,179
-    parameters. Inputs need sides divisible by 4."""
+    """CycleGAN's ResNet generator.
+
+    `ResnetGenerator()` is CycleGAN's resnet_9blocks at 256 px with ngf 64: 11,378,179
+    parameters. Inputs need sides divisible by 4.
+
+    Args:
+        in_channels: channels of the input image.
+        out_channels: channels of the output image.
+        ngf: filters of the first layer (4 x ngf in the residual blocks).
+        n_blocks: residual blocks: 9 at 256 px, 6 at 128 px.
+        norm: `"batch"`, `"instance"` or `"none"`.
+        dropout: inside the residual blocks; CycleGAN uses none.
+        init_std: standard deviation of the N(0, std) initialisation.
+    """
 
     def __init__(
         self,
@@ -84,4 +111,12 @@ class ResnetGenerator(nn.Module):
         init_normal_(self, init_std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Translate images.
+
+        Args:
+            x: (N, in_channels, H, W) in [-1, 1], H and W divisible by 4.
+
+        Returns:
+            (N, out_channels, H, W) in [-1, 1] (Tanh).
+        """
         return self.net(x)

@@ -17,8 +17,24 @@ from i2i.networks.blocks import Dropout, Norm, conv_bias, init_normal_, norm_lay
 
 
 class UNetGenerator(nn.Module):
-    """`UNetGenerator()` is pix2pix's unet_256: 8 downsamplings, ngf 64, RGB in and out,
-    54,413,955 parameters. Inputs need sides divisible by 2^num_downs."""
+    """pix2pix's U-Net generator.
+
+    `UNetGenerator()` is pix2pix's unet_256: 8 downsamplings, ngf 64, RGB in and out,
+    54,413,955 parameters. Inputs need sides divisible by 2^num_downs.
+
+    Args:
+        in_channels: channels of the condition.
+        out_channels: channels of the output image.
+        ngf: filters of the outermost layer; doubled per level up to 8 x ngf.
+        num_downs: downsamplings: 8 for 256 px (unet_256), 7 for 128 px; at least 5.
+        norm: `"batch"`, `"instance"` or `"none"`.
+        dropout: in the 8 x ngf decoder blocks after the innermost one; 0 for none.
+        dropout_at_inference: keep that dropout in eval mode (pix2pix applies it at test time).
+        init_std: standard deviation of the N(0, std) initialisation.
+
+    Raises:
+        ValueError: `num_downs` is below 5.
+    """
 
     def __init__(
         self,
@@ -65,6 +81,14 @@ class UNetGenerator(nn.Module):
         init_normal_(self, init_std)
 
     def forward(self, cond: torch.Tensor) -> torch.Tensor:
+        """Translate conditions to images.
+
+        Args:
+            cond: (N, in_channels, H, W), H and W divisible by 2^num_downs.
+
+        Returns:
+            (N, out_channels, H, W) in [-1, 1] (Tanh).
+        """
         skips = []
         x = cond
         for block in self.down:

@@ -25,8 +25,27 @@ AttributesIn = Literal["none", "encoder", "decoder", "both"]
 
 
 class ConvVAE(nn.Module):
-    """`vae(x_enc, cond=None, attributes=None)` -> (x, mu, logvar); `encode`, `reparameterize`,
-    `decode` separately for iterative sampling."""
+    """`vae(x_enc, cond=None, attributes=None)` -> (x, mu, logvar).
+
+    `encode`, `reparameterize`, `decode` separately for iterative sampling.
+
+    Args:
+        img_resolution: side of the square image, a power of two >= 8.
+        in_channels: encoder input: 3 (full image) or 4 (masked image + mask).
+        out_channels: channels of the output image.
+        z_dim: size of the latent z.
+        width: channels of the first level, doubled per level up to `max_width`.
+        max_width: the largest width of any level.
+        decoder_cond_channels: one-shot variant: channels of the decoder's condition; 0 for
+            none.
+        attr_dim: number of attributes per sample (CelebA: 40); 0 for none.
+        attributes_in: where the attributes join: `"none"`, `"encoder"`, `"decoder"` or
+            `"both"`.
+
+    Raises:
+        ValueError: `img_resolution` is not a power of two >= 8, `attributes_in` is not one of
+            the four names, or it is not `"none"` while `attr_dim` is 0.
+    """
 
     def __init__(
         self,
@@ -79,7 +98,18 @@ class ConvVAE(nn.Module):
     def encode(
         self, x: torch.Tensor, attributes: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mu, logvar), each (N, z_dim)."""
+        """The posterior q(z | x): its mean and log-variance.
+
+        Args:
+            x: encoder input (N, in_channels, R, R) at `img_resolution`.
+            attributes: (N, attr_dim) when the encoder reads attributes, else ignored (may be None).
+
+        Returns:
+            (mu, logvar), each (N, z_dim).
+
+        Raises:
+            ValueError: the encoder reads attributes and they are missing or of the wrong width.
+        """
         h = self.encoder(x).flatten(1)
         if self.attributes_in in ("encoder", "both"):
             h = torch.cat([h, self._attributes(attributes, x)], dim=1)
@@ -90,7 +120,16 @@ class ConvVAE(nn.Module):
     def reparameterize(
         mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """z = mu + sigma * eps, eps ~ N(0, I): differentiable in mu and logvar."""
+        """z = mu + sigma * eps, eps ~ N(0, I): differentiable in mu and logvar.
+
+        Args:
+            mu: (N, z_dim).
+            logvar: (N, z_dim), the log of sigma^2.
+            generator: the random generator for eps; None uses torch's global one.
+
+        Returns:
+            z (N, z_dim).
+        """
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         return mu + (0.5 * logvar).exp() * eps
 
@@ -100,6 +139,22 @@ class ConvVAE(nn.Module):
         cond: torch.Tensor | None = None,
         attributes: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """The decoder p(x | z).
+
+        Args:
+            z: (N, z_dim).
+            cond: one-shot variant: the decoder's condition (N, decoder_cond_channels, R, R),
+                resized to every level; None when `decoder_cond_channels` is 0.
+            attributes: (N, attr_dim) when the decoder reads attributes, else ignored (may be
+                None).
+
+        Returns:
+            The image (N, out_channels, R, R) in [-1, 1] (Tanh).
+
+        Raises:
+            ValueError: the one-shot decoder gets no `cond`, or attributes are missing or of the
+                wrong width.
+        """
         if self.attributes_in in ("decoder", "both"):
             z = torch.cat([z, self._attributes(attributes, z)], dim=1)
         x = self.from_z(z).reshape(z.shape[0], self._bottom, 4, 4)
@@ -127,6 +182,18 @@ class ConvVAE(nn.Module):
         attributes: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Encode, sample z and decode.
+
+        Args:
+            x_enc: encoder input (N, in_channels, R, R).
+            cond: the decoder's condition (one-shot variant), see `decode`; None otherwise.
+            attributes: (N, attr_dim), see `encode` and `decode`; None when not used.
+            generator: the random generator for the sample of z; None uses torch's global one.
+
+        Returns:
+            (x, mu, logvar): the image (N, out_channels, R, R) in [-1, 1] and the posterior's mean
+            and log-variance, each (N, z_dim).
+        """
         mu, logvar = self.encode(x_enc, attributes)
         z = self.reparameterize(mu, logvar, generator)
         return self.decode(z, cond, attributes), mu, logvar

@@ -24,7 +24,20 @@ OptimizerCallable = Callable[[Iterable], torch.optim.Optimizer]
 
 @dataclass(frozen=True)
 class Phase:
-    """One optimizer step of a training iteration."""
+    """One optimizer step of a training iteration.
+
+    Attributes:
+        name: a label for profilers and benchmarks.
+        network: the attribute name of the network whose optimizer steps.
+        loss: the name of the task method: part of the batch -> (loss, {name: value to log}).
+        part: the part of the split batch it reads (see `ImageTask.batches_per_step`).
+        every: runs on iterations divisible by this (counted from `start`); 0 never.
+        start: the first iteration it may run at.
+        stop: the iteration it stops before; None runs to the end.
+        keep_zero_grads: zero the gradients instead of dropping them, so that parameters the loss
+            does not reach still take their (zero-gradient) optimizer step, as TensorFlow's
+            optimizers do.
+    """
 
     name: str  # a label for profilers and benchmarks
     network: str  # the attribute name of the network whose optimizer steps
@@ -38,6 +51,14 @@ class Phase:
     keep_zero_grads: bool = False
 
     def runs_at(self, iteration: int) -> bool:
+        """Whether this phase runs at an iteration.
+
+        Args:
+            iteration: the iteration number (from 0).
+
+        Returns:
+            True when start <= iteration < stop and (iteration - start) is a multiple of `every`.
+        """
         if self.every <= 0 or iteration < self.start:
             return False
         if self.stop is not None and iteration >= self.stop:
@@ -46,7 +67,20 @@ class Phase:
 
 
 class AdversarialTask(ImageTask):
-    """Trains the networks registered with `add_network` by the phases of `phases()`."""
+    """Trains the networks registered with `add_network` by the phases of `phases()`.
+
+    Args:
+        *args (Any): `ImageTask`'s arguments.
+        objective: the GAN objective by name: minimax | nonsaturating | lsgan | hinge | wgan
+            (see `i2i.losses.gan_objective`).
+        lr_constant_iterations: None keeps the learning rate constant; else it is constant for
+            this many iterations, then decays linearly.
+        lr_decay_iterations: ... to 0 over this many iterations (pix2pix, CycleGAN).
+        **kwargs (Any): `ImageTask`'s arguments.
+
+    Raises:
+        ValueError: a negative schedule length.
+    """
 
     def __init__(
         self,
@@ -66,8 +100,14 @@ class AdversarialTask(ImageTask):
     def add_network(
         self, name: str, module: nn.Module, optimizer: OptimizerCallable | None = None
     ) -> None:
-        """Register a network as `self.<name>`, trained by `optimizer` (None: not trained by an
-        optimizer, e.g. an EMA copy)."""
+        """Register a network as `self.<name>`, trained by `optimizer`.
+
+        Args:
+            name: the attribute name (what `Phase.network` refers to).
+            module: the network.
+            optimizer: builds the network's optimizer from its parameters; None when no optimizer
+                trains it (e.g. an EMA copy).
+        """
         setattr(self, name, module)
         if optimizer is not None:
             self._optimizer_factories[name] = optimizer
@@ -78,20 +118,40 @@ class AdversarialTask(ImageTask):
         return list(self._optimizer_factories)
 
     def phases(self) -> list[Phase]:
+        """The training iteration's phases, in order: what each system defines.
+
+        Returns:
+            The phases; each runs when `Phase.runs_at` the current iteration.
+        """
         raise NotImplementedError
 
     def iteration_settings(self) -> list[str]:
+        """The lr schedule's lengths when a schedule is set (they count iterations)."""
         hp = self.hparams
         if hp.lr_constant_iterations is None:
             return []
         return ["the lr schedule's lr_constant_iterations and lr_decay_iterations"]
 
     def adjust_optimizer(self, name: str, optimizer: torch.optim.Optimizer) -> None:
-        """A hook to change a freshly built optimizer (CoModGAN: the lazy-R1 correction)."""
+        """A hook to change a freshly built optimizer (CoModGAN: the lazy-R1 correction).
+
+        Args:
+            name: the network's name.
+            optimizer: its optimizer, changed in place.
+        """
 
     def lr_factor(self, iteration: int) -> float:
-        """The learning-rate multiplier at an iteration: 1 for `lr_constant_iterations`, then a
-        linear decay that reaches 0 after `lr_decay_iterations` more."""
+        """The learning-rate multiplier at an iteration.
+
+        1 for `lr_constant_iterations`, then a linear decay that reaches 0 after
+        `lr_decay_iterations` more.
+
+        Args:
+            iteration: the iteration number.
+
+        Returns:
+            The factor in [0, 1].
+        """
         hp = self.hparams
         if hp.lr_constant_iterations is None or iteration < hp.lr_constant_iterations:
             return 1.0
@@ -100,6 +160,7 @@ class AdversarialTask(ImageTask):
         return max(0.0, 1.0 - (iteration - hp.lr_constant_iterations) / hp.lr_decay_iterations)
 
     def configure_optimizers(self):
+        """One optimizer per trained network (and a LambdaLR of `lr_factor` each when scheduled)."""
         optimizers = []
         for name, factory in self._optimizer_factories.items():
             optimizer = factory(getattr(self, name).parameters())
@@ -112,9 +173,15 @@ class AdversarialTask(ImageTask):
         return optimizers, schedulers
 
     def after_phase(self, phase: Phase, part: dict) -> None:
-        """A hook after each phase's optimizer step (CoModGAN: the G_ema update after D)."""
+        """A hook after each phase's optimizer step (CoModGAN: the G_ema update after D).
+
+        Args:
+            phase: the phase that ran.
+            part: the part of the batch it read.
+        """
 
     def training_step(self, batch: dict, batch_idx: int) -> None:
+        """Run the phases due at this iteration, step the schedulers, count and log."""
         optimizers = self.optimizers()
         if not isinstance(optimizers, list | tuple):
             optimizers = [optimizers]

@@ -25,7 +25,15 @@ from i2i.tasks.translation import EdgesToPhoto, LabelsToPhoto
 
 
 class ClassicalFill(nn.Module):
-    """A classical fill as a network: (image, mask) -> completion; no parameters."""
+    """A classical fill as a network: (image, mask) -> completion; no parameters.
+
+    Args:
+        method: a name of `i2i.classical.FILLS` (harmonic, biharmonic, telea, navier_stokes,
+            mean).
+
+    Raises:
+        ValueError: an unknown method (the message lists the choices).
+    """
 
     def __init__(self, method: str = "harmonic"):
         super().__init__()
@@ -33,9 +41,19 @@ class ClassicalFill(nn.Module):
         self.method = method
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Fill every image's hole.
+
+        Args:
+            image: (N, 3, H, W) in [-1, 1].
+            mask: (N, 1, H, W), 1 = known, 0 = hole.
+
+        Returns:
+            (N, 3, H, W): the images with their holes filled, known pixels unchanged.
+        """
         return fill_batch(self.method, image, mask)
 
     def extra_repr(self) -> str:
+        """The method, for `print(model)`."""
         return f"method={self.method!r}"
 
 
@@ -59,7 +77,14 @@ class _NoTraining:
 
 
 class ClassicalInpaintingTask(_NoTraining, Inpainting, ImageTask):
-    """`sample(batch)`: every image of the batch filled by `method`, known pixels unchanged."""
+    """`sample(batch)`: every image of the batch filled by `method`, known pixels unchanged.
+
+    Args:
+        method: a name of `i2i.classical.FILLS`.
+        classical_reference: the reference fill logged beside it in validation; None by
+            default, since it is a reference itself.
+        **kwargs (Any): `ImageTask`'s arguments (channels_last is always off).
+    """
 
     #: Fills any size: `i2i inpaint` gives it the whole image, not a window resized to a model's.
     any_size = True
@@ -76,14 +101,30 @@ class ClassicalInpaintingTask(_NoTraining, Inpainting, ImageTask):
 
     @property
     def sampling_network(self) -> nn.Module:
+        """The fill (`ClassicalFill`)."""
         return self.fill
 
     def generate(self, G: nn.Module, batch: dict, z=None, **kwargs) -> torch.Tensor:
+        """The fill of the batch's images and masks.
+
+        Args:
+            G: the fill.
+            batch: a batch dict with "image" (N, 3, H, W) in [-1, 1] and "mask" (1 = known).
+            z (torch.Tensor | None): ignored (deterministic).
+            **kwargs (Any): ignored.
+
+        Returns:
+            (N, 3, H, W) in the image's dtype.
+        """
         return G(batch[B.IMAGE].float(), batch[B.MASK].float()).to(batch[B.IMAGE].dtype)
 
 
 class Retrieval(nn.Module):
-    """The bank of training conditions (downsampled) and their dataset indices; no parameters."""
+    """The bank of training conditions (downsampled) and their dataset indices; no parameters.
+
+    Args:
+        resolution: conditions are compared at resolution x resolution (area-resized).
+    """
 
     def __init__(self, resolution: int = 32):
         super().__init__()
@@ -92,16 +133,37 @@ class Retrieval(nn.Module):
         self.register_buffer("indices", torch.zeros(0, dtype=torch.long), persistent=False)
 
     def key(self, condition: torch.Tensor) -> torch.Tensor:
+        """The retrieval key of each condition: area-resized to `resolution`, flattened.
+
+        Args:
+            condition: (N, C, H, W).
+
+        Returns:
+            float (N, C * resolution^2).
+        """
         size = (self.resolution, self.resolution)
         return F.interpolate(condition.float(), size=size, mode="area").flatten(1)
 
     def forward(self, condition: torch.Tensor) -> torch.Tensor:
-        """The dataset index of the nearest training condition of each input."""
+        """The dataset index of the nearest training condition of each input (L2 of the keys).
+
+        Args:
+            condition: (N, C, H, W), with the bank's C.
+
+        Returns:
+            (N,) indices into the training set.
+        """
         return nearest_neighbour(self.key(condition), self.keys, self.indices)[0]
 
 
 class NearestNeighbour(_NoTraining, ImageTask):
-    """Paired translation by retrieval (see the module doc); a problem mixin gives the condition."""
+    """Paired translation by retrieval (see the module doc); a problem mixin gives the condition.
+
+    Args:
+        max_train_images: training pairs in the bank; None takes all.
+        retrieval_resolution: conditions are compared at this size (area-resized).
+        **kwargs (Any): `ImageTask`'s arguments (channels_last is always off).
+    """
 
     def __init__(
         self,
@@ -115,9 +177,11 @@ class NearestNeighbour(_NoTraining, ImageTask):
 
     @property
     def sampling_network(self) -> nn.Module:
+        """The retrieval bank (`Retrieval`)."""
         return self.retrieval
 
     def setup(self, stage: str) -> None:
+        """Build the bank from the datamodule's training set."""
         ImageTask.setup(self, stage)  # not the problem's checks of the generator's channels
         datamodule = self.trainer.datamodule if self._trainer is not None else None
         dataset = getattr(datamodule, "train_dataset", None)
@@ -133,7 +197,12 @@ class NearestNeighbour(_NoTraining, ImageTask):
 
     @torch.no_grad()
     def build_bank(self, dataset) -> None:
-        """Read the training conditions (as stored: no random crop or flip) into the bank."""
+        """Read the training conditions (as stored: no random crop or flip) into the bank.
+
+        Args:
+            dataset (torch.utils.data.Dataset): the training dataset (batch dicts); the first
+                `max_train_images` are read.
+        """
         from i2i.metrics.fid_stats import deterministic_view
 
         view = deterministic_view(dataset)
@@ -149,6 +218,20 @@ class NearestNeighbour(_NoTraining, ImageTask):
         self._targets = view
 
     def generate(self, G: nn.Module, batch: dict, z=None, **kwargs) -> torch.Tensor:
+        """The training photo whose condition is nearest to each input's.
+
+        Args:
+            G: the retrieval bank.
+            batch: a batch dict with the condition's key and "image".
+            z (torch.Tensor | None): ignored (deterministic).
+            **kwargs (Any): ignored.
+
+        Returns:
+            (N, 3, H, W) training images in [-1, 1].
+
+        Raises:
+            RuntimeError: the bank was never built (no trainer ran `setup`).
+        """
         if self._targets is None:
             raise RuntimeError(f"{type(self).__name__}: no training bank (run it with a trainer)")
         nearest = G(self.condition(batch)).tolist()
@@ -160,6 +243,7 @@ class NearestNeighbourEdgesTask(EdgesToPhoto, NearestNeighbour):
     """Edges -> photo by retrieval of the training photo with the closest edge map."""
 
     def setup(self, stage: str) -> None:
+        """Build the bank (the generator's channel checks do not apply: there is no generator)."""
         NearestNeighbour.setup(self, stage)
 
 
@@ -167,4 +251,5 @@ class NearestNeighbourLabelsTask(LabelsToPhoto, NearestNeighbour):
     """Labels -> photo by retrieval of the training photo with the closest label map."""
 
     def setup(self, stage: str) -> None:
+        """Build the bank (the generator's channel checks do not apply: there is no generator)."""
         NearestNeighbour.setup(self, stage)

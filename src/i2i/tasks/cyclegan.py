@@ -33,7 +33,14 @@ from i2i.tasks.adversarial import AdversarialTask, OptimizerCallable, Phase
 
 
 def default_adam(params: Iterable) -> torch.optim.Optimizer:
-    """The paper's optimizer for both the generators and the discriminators."""
+    """The paper's optimizer for both the generators and the discriminators.
+
+    Args:
+        params: the parameters to optimise.
+
+    Returns:
+        Adam with lr 2e-4, betas (0.5, 0.999).
+    """
     return torch.optim.Adam(params, lr=2e-4, betas=(0.5, 0.999))
 
 
@@ -45,7 +52,13 @@ class ImagePool:
     probability 1/2, otherwise a uniformly drawn stored image is returned and replaced by the
     input. The draws come from torch's global RNG, which the task seeds per (seed, rank,
     iteration), so a resumed run draws what an uninterrupted one would; `state_dict()` holds the
-    content, for checkpoints. size 0: no history (the input is returned).
+    content, for checkpoints.
+
+    Args:
+        size: the most images kept; 0: no history (the input is returned).
+
+    Raises:
+        ValueError: a negative size.
     """
 
     def __init__(self, size: int = 50):
@@ -59,6 +72,14 @@ class ImagePool:
 
     @torch.no_grad()
     def query(self, images: torch.Tensor) -> torch.Tensor:
+        """Mix a batch of generated images with the history (see the class).
+
+        Args:
+            images: generated images (N, C, H, W); detached.
+
+        Returns:
+            (N, C, H, W) on the input's device and dtype.
+        """
         images = images.detach()
         if self.size == 0:
             return images
@@ -76,10 +97,12 @@ class ImagePool:
         return torch.stack(out)
 
     def state_dict(self) -> dict[str, Any]:
+        """The pool's size and its images stacked (K, C, H, W) on the CPU, for checkpoints."""
         stored = torch.stack([i.cpu() for i in self.images]) if self.images else torch.empty(0)
         return {"size": self.size, "images": stored}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the images of `state_dict()`; raises ValueError if they exceed the size."""
         # Stored images stay on the CPU until drawn (query moves them to the batch's device).
         self.images = list(state["images"].unbind(0)) if state["images"].numel() else []
         if len(self.images) > self.size:
@@ -87,7 +110,23 @@ class ImagePool:
 
 
 class CycleGANTask(AdversarialTask):
-    """Unpaired A <-> B translation by CycleGAN; see the module docstring."""
+    """Unpaired A <-> B translation by CycleGAN; see the module docstring.
+
+    Args:
+        generator_ab: G: A -> B (e.g. `i2i.networks.ResnetGenerator`).
+        generator_ba: F: B -> A.
+        discriminator_a: D_A: judges images of domain A (e.g. a 3-channel
+            `i2i.networks.PatchDiscriminator`).
+        discriminator_b: D_B: judges images of domain B.
+        optimizer_g: builds one optimizer over both generators.
+        optimizer_d: builds one optimizer over both discriminators.
+        lambda_cycle: cycle-consistency L1 weight, each direction.
+        lambda_identity: identity L1 weight, as a fraction of lambda_cycle (0: off).
+        pool_size: generated images kept per discriminator (0: no history).
+        d_loss_scale: the D loss is this x (real + fake): 0.5 makes D learn at half G's rate.
+        objective: the GAN objective; the paper's least-squares GAN loss by default.
+        **kwargs (Any): the lr decay and what every task takes (run length, seeds, ...).
+    """
 
     evaluation_protocol = UnpairedProtocol
     not_hyperparameters = (
@@ -126,21 +165,26 @@ class CycleGANTask(AdversarialTask):
     # The four networks by their roles (CycleGAN's G, F, D_X, D_Y).
     @property
     def generator_ab(self) -> nn.Module:
+        """G: A -> B."""
         return self.generators["ab"]
 
     @property
     def generator_ba(self) -> nn.Module:
+        """F: B -> A."""
         return self.generators["ba"]
 
     @property
     def discriminator_a(self) -> nn.Module:
+        """D_A: judges images of domain A."""
         return self.discriminators["a"]
 
     @property
     def discriminator_b(self) -> nn.Module:
+        """D_B: judges images of domain B."""
         return self.discriminators["b"]
 
     def phases(self) -> list[Phase]:
+        """One step over both generators, then one over both discriminators, on the same batch."""
         return [
             Phase("g_step", "generators", "generator_loss"),
             Phase("d_step", "discriminators", "discriminator_loss"),
@@ -149,6 +193,16 @@ class CycleGANTask(AdversarialTask):
     # ---- the two losses -----------------------------------------------------------------
 
     def generator_loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        """Both generators' adversarial, cycle and identity losses.
+
+        Keeps this iteration's fakes (detached) for the D step.
+
+        Args:
+            batch: a batch dict with "image_a" and "image_b" (N, 3, H, W) in [-1, 1].
+
+        Returns:
+            The loss and its terms to log.
+        """
         hp = self.hparams
         a, b = batch[B.IMAGE_A], batch[B.IMAGE_B]
         G, F = self.generator_ab, self.generator_ba
@@ -174,6 +228,14 @@ class CycleGANTask(AdversarialTask):
         return loss, logs
 
     def discriminator_loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        """Both discriminators' losses on the reals and on fakes drawn through the image pools.
+
+        Args:
+            batch: a batch dict with "image_a" and "image_b".
+
+        Returns:
+            The loss, its two domains' terms and the mean real / fake logits to log.
+        """
         a, b = batch[B.IMAGE_A], batch[B.IMAGE_B]
         if self._fakes is None:  # a phase list without the G step before this one
             with torch.no_grad():
@@ -199,9 +261,11 @@ class CycleGANTask(AdversarialTask):
     # ---- the pools in checkpoints -------------------------------------------------------
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Save the image pools' content in the checkpoint."""
         checkpoint[self.POOLS_KEY] = {k: pool.state_dict() for k, pool in self.pools.items()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the image pools' content from the checkpoint."""
         for k, state in checkpoint.get(self.POOLS_KEY, {}).items():
             self.pools[k].load_state_dict(state)
 
@@ -209,15 +273,29 @@ class CycleGANTask(AdversarialTask):
 
     @property
     def sampling_network(self) -> nn.Module:
+        """G_AB."""
         return self.generator_ab
 
     def condition(self, batch: dict) -> torch.Tensor:
+        """G_AB's input: the batch's "image_a".
+
+        Args:
+            batch: a batch dict with "image_a" (N, 3, H, W) in [-1, 1].
+        """
         return batch[B.IMAGE_A]
 
     @torch.no_grad()
     def sample_ba(self, batch: dict) -> torch.Tensor:
-        """G_BA's output for the batch's "image_b" (as `sample` gives G_AB's for "image_a"),
-        with the global RNG left untouched."""
+        """G_BA's output for the batch's "image_b" (as `sample` gives G_AB's for "image_a").
+
+        The global RNG is left untouched.
+
+        Args:
+            batch: a batch dict with "image_b" and "index".
+
+        Returns:
+            (N, 3, H, W), roughly in [-1, 1].
+        """
         batch = self.prepare(batch)
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(derive_seed(self.hparams.eval_seed, int(batch[B.INDEX][0]), 1))
@@ -239,7 +317,12 @@ class CycleGANTask(AdversarialTask):
         return {B.OUTPUT: fake_b, B.OUTPUT_A: fake_a}
 
     def visual_panels(self, batch: dict, fake: torch.Tensor) -> list[torch.Tensor]:
-        """Six panels per sample: A | G_AB(A) | G_BA(G_AB(A)) | B | G_BA(B) | G_AB(G_BA(B))."""
+        """Six panels per sample: A | G_AB(A) | G_BA(G_AB(A)) | B | G_BA(B) | G_AB(G_BA(B)).
+
+        Args:
+            batch: a batch dict with "image_a", "image_b" and "index".
+            fake: G_AB's output for "image_a".
+        """
         with torch.no_grad():
             fake_a = self.sample_ba(batch)
             rec_a = self.generator_ba(fake.to(batch[B.IMAGE_A].dtype))
@@ -248,5 +331,13 @@ class CycleGANTask(AdversarialTask):
 
 
 def l1(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """The mean absolute difference (torch's L1Loss), in float32."""
+    """The mean absolute difference (torch's L1Loss), in float32.
+
+    Args:
+        x: a tensor.
+        y: a tensor of the same shape.
+
+    Returns:
+        A float32 scalar.
+    """
     return (x.float() - y.float()).abs().mean()

@@ -18,7 +18,20 @@ from i2i.tasks.inpainting import Inpainting
 
 
 class DeepImagePriorTask(Inpainting, ImageTask):
-    """`sample(batch)`: every image of the batch inpainted by deep image prior."""
+    """`sample(batch)`: every image of the batch inpainted by deep image prior.
+
+    Args:
+        iterations: Adam steps per image, >= 1.
+        lr: Adam's learning rate.
+        code_channels: channels of the fixed random input code.
+        input_noise_std: standard deviation of the noise added to the code at every step.
+        network: `HourglassNetwork` arguments (channels, skip_channels, levels, ...); None for
+            its defaults.
+        **kwargs (Any): `Inpainting`'s and `ImageTask`'s arguments (channels_last is always off).
+
+    Raises:
+        ValueError: `iterations` < 1.
+    """
 
     #: No dataset to learn from: there is nothing to fit, only images to complete.
     trains = False
@@ -40,21 +53,44 @@ class DeepImagePriorTask(Inpainting, ImageTask):
 
     @property
     def sampling_network(self) -> nn.Module:
+        """The hourglass architecture each image gets afresh (never trained as a whole)."""
         return self.network
 
     def eval_latents(self, batch: dict, variant: int = 0) -> None:
+        """None: the random code is drawn inside each image's optimisation, from its seed.
+
+        Args:
+            batch: ignored.
+            variant: ignored.
+        """
         return None  # the random code is drawn inside the optimisation, from its seed
 
     def training_step(self, batch: dict, batch_idx: int) -> None:
+        """Refuse: deep image prior has no training (each image is optimised when completed)."""
         raise RuntimeError(
             "deep image prior has no training: each image is optimised when it is completed "
             "(`i2i dip`, or validate / `i2i compare` with this task)"
         )
 
     def configure_optimizers(self) -> None:
+        """No optimizer: nothing is trained."""
         return None
 
     def generate(self, G: nn.Module, batch: dict, z=None, **kwargs) -> torch.Tensor:
+        """Complete each image by its own optimisation, seeded by (eval_seed, index).
+
+        Images without a hole are returned as they are.
+
+        Args:
+            G: ignored (each image builds its own network from the hyperparameters).
+            batch: a batch dict with "image" (N, 3, H, W) in [-1, 1], "mask" (1 = known) and
+                "index".
+            z (torch.Tensor | None): ignored.
+            **kwargs (Any): ignored.
+
+        Returns:
+            (N, 3, H, W) completions in [-1, 1], in the image's dtype.
+        """
         hp = self.hparams
         out = []
         # Evaluation runs under no_grad / inference mode; the optimisation needs autograd, and

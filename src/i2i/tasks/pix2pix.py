@@ -44,15 +44,30 @@ EVAL_NORMS = ("per_sample", "batch", "running")
 
 
 def pix2pix_adam(params: Iterable) -> torch.optim.Optimizer:
-    """The paper's solver for G and D: Adam, lr 0.0002, momentum parameters 0.5 and 0.999."""
+    """The paper's solver for G and D: Adam, lr 0.0002, momentum parameters 0.5 and 0.999.
+
+    Args:
+        params: the parameters to optimise.
+    """
     return torch.optim.Adam(params, lr=2e-4, betas=(0.5, 0.999))
 
 
 @contextmanager
 def inference_mode_norm(module: nn.Module, norm: str) -> Iterator[None]:
-    """`module` in eval mode, its BatchNorm layers normalising with the statistics of the batch
-    they see (`norm` "batch" or "per_sample") or with their running averages ("running"). The
-    running averages are never updated; every module's mode is restored afterwards."""
+    """`module` in eval mode, its BatchNorm layers normalising as `norm` says.
+
+    With the statistics of the batch they see (`norm` "batch" or "per_sample") or with their
+    running averages ("running"). The running averages are never updated; every module's mode is
+    restored afterwards.
+
+    Args:
+        module: the network.
+        norm: `"per_sample"`, `"batch"` or `"running"` (the first two act the same here; the
+            caller feeds one sample at a time for "per_sample").
+
+    Raises:
+        ValueError: an unknown `norm`.
+    """
     if norm not in EVAL_NORMS:
         raise ValueError(f"eval_norm must be one of {EVAL_NORMS}, got {norm!r}")
     saved = [(m, m.training, getattr(m, "track_running_stats", None)) for m in module.modules()]
@@ -73,7 +88,23 @@ def inference_mode_norm(module: nn.Module, norm: str) -> Iterator[None]:
 
 
 class Pix2Pix(AdversarialTask):
-    """The pix2pix system; a problem mixin (EdgesToPhoto, LabelsToPhoto) gives the condition."""
+    """The pix2pix system; a problem mixin (EdgesToPhoto, LabelsToPhoto) gives the condition.
+
+    Args:
+        generator: G(condition) -> image, e.g. `i2i.networks.UNetGenerator`.
+        discriminator: D(image, condition) -> patch logits, e.g.
+            `i2i.networks.PatchDiscriminator`.
+        optimizer_g: builds G's optimizer from its parameters.
+        optimizer_d: builds D's optimizer likewise.
+        l1_weight: lambda of the L1 term in G's loss (0 = cGAN alone).
+        d_loss_weight: factor on D's objective (the paper halves it: 0.5).
+        eval_norm: BatchNorm at inference: `"per_sample"`, `"batch"` or `"running"` (see the
+            module docstring).
+        **kwargs (Any): the GAN objective, the lr schedule and what every task takes.
+
+    Raises:
+        ValueError: an unknown `eval_norm`.
+    """
 
     batches_per_step = 1  # the D and the G step share one batch, as pix2pix trains
     not_hyperparameters = ("generator", "discriminator", "optimizer_g", "optimizer_d")
@@ -97,12 +128,14 @@ class Pix2Pix(AdversarialTask):
         self._fake: torch.Tensor | None = None  # G's output, from the D phase to the G phase
 
     def phases(self) -> list[Phase]:
+        """The D step, then the G step, on the same batch."""
         return [
             Phase("d_step", "discriminator", "discriminator_loss"),
             Phase("g_step", "generator", "generator_loss"),
         ]
 
     def setup(self, stage: str) -> None:
+        """Check that the networks fit the data's channels and size (`check_pix2pix_networks`)."""
         super().setup(stage)
         datamodule = self.trainer.datamodule if self._trainer is not None else None
         check_pix2pix_networks(
@@ -126,6 +159,16 @@ class Pix2Pix(AdversarialTask):
         return self._fake
 
     def discriminator_loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        """D's loss on (condition, real) and (condition, G's output detached), weighted.
+
+        G runs here, once per iteration; the G phase reuses its output.
+
+        Args:
+            batch: a batch dict.
+
+        Returns:
+            The loss and the logged loss and mean real / fake logits.
+        """
         fake = self._generator_output(batch).detach()
         d_cond = self.d_condition(batch)
         fake_logits = self.discriminator(fake, d_cond)  # fakes first, as the reference code
@@ -138,6 +181,14 @@ class Pix2Pix(AdversarialTask):
         }
 
     def generator_loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        """G's GAN loss through the updated D, plus l1_weight x L1 to the target.
+
+        Args:
+            batch: a batch dict.
+
+        Returns:
+            The loss and its terms to log.
+        """
         fake, self._fake = self._fake, None
         if fake is None:  # no D phase ran this iteration
             fake = self.generate(self.generator, batch)
@@ -150,8 +201,17 @@ class Pix2Pix(AdversarialTask):
 
     @torch.no_grad()
     def sample(self, batch: dict, variant: int = 0) -> torch.Tensor:
-        """G's output with the dropout of `variant` and the BatchNorm of `eval_norm`; with
-        "per_sample" every output depends on its own input, index and variant alone."""
+        """G's output with the dropout of `variant` and the BatchNorm of `eval_norm`.
+
+        With "per_sample" every output depends on its own input, index and variant alone.
+
+        Args:
+            batch: a batch dict with "index".
+            variant: which dropout draw (0 for the default).
+
+        Returns:
+            (N, 3, H, W) in [-1, 1].
+        """
         norm = self.hparams.eval_norm
         with inference_mode_norm(self.sampling_network, norm):
             if norm != "per_sample":
@@ -167,8 +227,20 @@ def check_pix2pix_networks(
     cond_channels: int | None,
     resolution: tuple[int, int] | None,
 ) -> None:
-    """Name the setting to change when the networks do not fit the data: G's input channels,
-    D's (condition + image), and a size the U-Net cannot halve `num_downs` times."""
+    """Name the setting to change when the networks do not fit the data.
+
+    G's input channels, D's (condition + image), and a size the U-Net cannot halve `num_downs`
+    times. A value the networks or data do not give (None, or no such attribute) is not checked.
+
+    Args:
+        generator: G (its in_channels, out_channels, num_downs are read).
+        discriminator: D (its in_channels is read).
+        cond_channels: the condition's channels, or None.
+        resolution: the data's (H, W), or None.
+
+    Raises:
+        ValueError: naming the setting that does not fit.
+    """
     g_in = getattr(generator, "in_channels", None)
     g_out = getattr(generator, "out_channels", 3)
     d_in = getattr(discriminator, "in_channels", None)

@@ -33,11 +33,33 @@ from i2i.tasks.inpainting import Inpainting
 
 
 def vae_adam(params: Iterable) -> torch.optim.Optimizer:
+    """The default optimizer: Adam with lr 1e-3.
+
+    Args:
+        params: the parameters to optimise.
+    """
     return torch.optim.Adam(params, lr=1e-3)
 
 
 class VAEInpaintingTask(Inpainting, ImageTask):
-    """A `ConvVAE` trained and sampled as the variational inpainting paper describes."""
+    """A `ConvVAE` trained and sampled as the variational inpainting paper describes.
+
+    Args:
+        vae: the VAE (`i2i.networks.ConvVAE`).
+        optimizer: builds the optimizer from the VAE's parameters.
+        observed: what the encoder sees: the `"full"` image or the `"partial"` x * m.
+        one_shot: the decoder also sees x' and the mask (needs `decoder_cond_channels: 4`).
+        beta: weight of the KL term (per image element, see the module doc).
+        pixel_weight: weight of the pixel MSE.
+        perceptual: a perceptual distance (fake, real) -> (N,), e.g.
+            `i2i.losses.PerceptualLoss(distance="l2")`; None for none.
+        sampling_steps: iterative sampling steps at test time, >= 1.
+        **kwargs (Any): `Inpainting`'s and `ImageTask`'s arguments.
+
+    Raises:
+        ValueError: an unknown `observed`, a one-shot VAE without 4 decoder condition channels,
+            or `sampling_steps` < 1.
+    """
 
     not_hyperparameters = ("vae", "optimizer", "perceptual")
 
@@ -65,6 +87,7 @@ class VAEInpaintingTask(Inpainting, ImageTask):
             perceptual.requires_grad_(False)
 
     def setup(self, stage: str) -> None:
+        """Load the perceptual network's weights and check the attributes before training."""
         super().setup(stage)
         if self.perceptual is not None and hasattr(self.perceptual, "load_weights"):
             self.perceptual.load_weights()  # a missing weights file stops before training
@@ -73,7 +96,14 @@ class VAEInpaintingTask(Inpainting, ImageTask):
             self.check_attributes(getattr(datamodule, "attribute_names", []))
 
     def check_attributes(self, names: list[str]) -> None:
-        """The VAE takes as many attributes as the data gives (or none): stop before training."""
+        """The VAE takes as many attributes as the data gives (or none): stop before training.
+
+        Args:
+            names: the data's attribute names.
+
+        Raises:
+            ValueError: the VAE's attribute count differs from the data's.
+        """
         where = getattr(self.vae, "attributes_in", "none")
         wanted = getattr(self.vae, "attr_dim", 0) if where != "none" else 0
         if wanted != len(names):
@@ -86,13 +116,21 @@ class VAEInpaintingTask(Inpainting, ImageTask):
             )
 
     def configure_optimizers(self):
+        """One optimizer over the VAE."""
         return self.optimizer_factory(self.vae.parameters())
 
     @property
     def sampling_network(self) -> nn.Module:
+        """The VAE."""
         return self.vae
 
     def eval_latents(self, batch: dict, variant: int = 0) -> None:
+        """None: z is drawn from the encoder's posterior, seeded by `sample`.
+
+        Args:
+            batch: ignored.
+            variant: ignored.
+        """
         return None  # z is drawn from the encoder's posterior, seeded by `sample`
 
     # ---- training ----------------------------------------------------------------------------
@@ -106,7 +144,15 @@ class VAEInpaintingTask(Inpainting, ImageTask):
         return torch.cat([observed, batch[B.MASK].to(observed.dtype)], dim=1)
 
     def elbo_terms(self, batch: dict) -> dict[str, torch.Tensor]:
-        """Per-sample loss terms of a batch (one posterior sample each)."""
+        """Per-sample loss terms of a batch (one posterior sample each).
+
+        Args:
+            batch: a batch dict with "image" (N, 3, H, W) in [-1, 1], "mask" (1 = known) and, for
+                a VAE with attributes, "attributes".
+
+        Returns:
+            {"mse", "kl", "loss"} (and "perceptual" when set), each (N,).
+        """
         hp = self.hparams
         x = batch[B.IMAGE]
         observed = self._observed(batch)
@@ -127,6 +173,7 @@ class VAEInpaintingTask(Inpainting, ImageTask):
         return terms
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        """Maximise the ELBO: log the batch means of the terms and return the loss."""
         batch = self.prepare(batch)
         terms = {k: v.mean() for k, v in self.elbo_terms(batch).items()}
         n = batch[B.IMAGE].shape[0]
@@ -139,8 +186,17 @@ class VAEInpaintingTask(Inpainting, ImageTask):
     # ---- completion --------------------------------------------------------------------------
 
     def complete(self, batch: dict, steps: int | None = None) -> list[torch.Tensor]:
-        """Every step of the completion (the last is the result), known pixels exact: the
-        iterative sampling, or one pass of the one-shot decoder."""
+        """Every step of the completion (the last is the result), known pixels exact.
+
+        The iterative sampling, or one pass of the one-shot decoder.
+
+        Args:
+            batch: a batch dict with "image", "mask" (1 = known) (and "attributes" when used).
+            steps: the number of sampling steps; None uses `sampling_steps` (one-shot: always 1).
+
+        Returns:
+            One composite (N, 3, H, W) in [-1, 1] per step.
+        """
         hp = self.hparams
         mask = batch[B.MASK].to(batch[B.IMAGE].dtype)
         current = self._observed(batch)  # x'_0: the hole is 0
@@ -155,6 +211,17 @@ class VAEInpaintingTask(Inpainting, ImageTask):
         return outputs
 
     def generate(self, G: nn.Module, batch: dict, z=None, **kwargs) -> torch.Tensor:
+        """The last step of `complete`.
+
+        Args:
+            G: ignored (the task's VAE is used).
+            batch: a batch dict.
+            z (torch.Tensor | None): ignored (z comes from the posterior).
+            **kwargs (Any): ignored.
+
+        Returns:
+            (N, 3, H, W) in [-1, 1].
+        """
         return self.complete(batch)[-1]
 
     @contextmanager
@@ -169,12 +236,28 @@ class VAEInpaintingTask(Inpainting, ImageTask):
             self.vae.train(was_training)
 
     def sample(self, batch: dict, variant: int = 0) -> torch.Tensor:
+        """The base `sample` with BatchNorm on its running statistics.
+
+        Args:
+            batch: a batch dict with "index".
+            variant: which of several samples of one input.
+
+        Returns:
+            (N, 3, H, W) in [-1, 1].
+        """
         with self._inference():
             return super().sample(batch, variant)
 
     @torch.no_grad()
     def sample_steps(self, batch: dict) -> list[torch.Tensor]:
-        """`complete` with the seeds of `sample`: its last step is `sample(batch)`."""
+        """`complete` with the seeds of `sample`: its last step is `sample(batch)`.
+
+        Args:
+            batch: a batch dict with "index".
+
+        Returns:
+            One composite (N, 3, H, W) per step.
+        """
         batch = self.prepare(batch)
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(derive_seed(self.hparams.eval_seed, int(batch[B.INDEX][0]), 0))
@@ -182,7 +265,12 @@ class VAEInpaintingTask(Inpainting, ImageTask):
                 return self.complete(batch)
 
     def visual_panels(self, batch: dict, fake: torch.Tensor) -> list[torch.Tensor]:
-        """The masked input | a few steps of the iterative sampling | the result | the real."""
+        """The masked input | a few steps of the iterative sampling | the result | the real.
+
+        Args:
+            batch: a batch dict.
+            fake: the output for the default latents.
+        """
         masked, _, real = super().visual_panels(batch, fake)
         steps = self.sample_steps(batch)
         shown = steps[:-1][:: max(1, len(steps) // 3)][:2]

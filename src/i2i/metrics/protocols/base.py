@@ -50,9 +50,17 @@ class EvaluationOptions:
 
 
 class ScoringNetworks:
-    """The frozen networks that score: the feature network of every P-IDS / U-IDS / FID metric
-    and LPIPS' AlexNet. Each is built when first needed (a run that never evaluates needs no
-    weights) and then shared by every protocol of the run."""
+    """The frozen networks that score, built when first needed and shared.
+
+    The feature network of every P-IDS / U-IDS / FID metric and LPIPS' AlexNet. Each is built
+    when first needed (a run that never evaluates needs no weights) and then shared by every
+    protocol of the run.
+
+    Args:
+        feature: Inception pool3 (2048), or any module that maps images to (N, D) features.
+        weights_path: the Inception weights file; None looks in the torch hub cache.
+        check_hash: check the Inception weights' SHA-256.
+    """
 
     def __init__(
         self,
@@ -70,7 +78,14 @@ class ScoringNetworks:
         return isinstance(self.feature, int)
 
     def ids(self, device: torch.device) -> InceptionDiscriminativeScore:
-        """A new P-IDS / U-IDS / FID metric on the shared feature network."""
+        """A new P-IDS / U-IDS / FID metric on the shared feature network.
+
+        Args:
+            device: where the metric (and the feature network) runs.
+
+        Returns:
+            An `InceptionDiscriminativeScore` with `compute_fid=True`.
+        """
         if self.extractor is None:
             if self.inception:
                 metric = InceptionDiscriminativeScore(
@@ -87,14 +102,27 @@ class ScoringNetworks:
         return metric.to(device)
 
     def lpips(self, device: torch.device, instead: str) -> nn.Module:
-        """LPIPS (AlexNet) per sample; `instead` is the missing-weights error's way out."""
+        """LPIPS (AlexNet) per sample, built once.
+
+        Args:
+            device: where it runs (the first call's device is kept).
+            instead: what the missing-weights error suggests doing without LPIPS.
+
+        Returns:
+            A module (a, b) in [-1, 1] -> (N,) distances; see `i2i.metrics.image.build_lpips`.
+        """
         if self.perceptual is None:
             self.perceptual = build_lpips(instead).to(device)
         return self.perceptual
 
 
 class EvaluationProtocol:
-    """The interface; see the module docstring."""
+    """The interface; see the module docstring.
+
+    Args:
+        options: what to measure (the `metrics:` options of the config).
+        networks: the scoring networks, shared by every protocol of the run.
+    """
 
     name: ClassVar[str]  # the problem's name in results and tables: "inpainting", ...
 
@@ -103,7 +131,19 @@ class EvaluationProtocol:
         self.buckets: dict[str, dict[str, Any]] = {}  # the test JSON's per-bucket scores
 
     def start(self, trainer: L.Trainer, task: L.LightningModule, stage: str) -> None:
-        """Fresh metrics for one evaluation of `task` in `stage` ("val" or "test")."""
+        """Fresh metrics for one evaluation of `task` in `stage`.
+
+        A subclass builds its metrics on `self.device` (the task's) after calling this.
+
+        Args:
+            trainer: the running trainer (its datamodule, world size and strategy are read).
+            task: the task being evaluated.
+            stage: `"val"` (the cheap scores logged during fit) or `"test"` (the whole protocol;
+                `check_options` runs first).
+
+        Raises:
+            ValueError: an unknown `stage`, or options this protocol cannot measure.
+        """
         if stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
         self.trainer, self.task, self.stage, self.device = trainer, task, stage, task.device
@@ -117,7 +157,13 @@ class EvaluationProtocol:
             raise ValueError(real_refused(f"{type(self.task).__name__} is not"))
 
     def update(self, batch: dict, outputs: dict) -> None:
-        """One batch and the task's step outputs (`i2i.data.batch`: OUTPUT, OUTPUT_A)."""
+        """One batch and the task's step outputs.
+
+        Args:
+            batch: the batch dict (`i2i.data.batch` keys: IMAGE, MASK, INDEX, ...), on the device.
+            outputs: the task's step outputs: OUTPUT (N, C, H, W) in [-1, 1], and OUTPUT_A for
+                two-way tasks.
+        """
         raise NotImplementedError
 
     def compute(self) -> dict[str, Any]:
@@ -125,7 +171,14 @@ class EvaluationProtocol:
         raise NotImplementedError
 
     def describe(self, results: dict[str, Any]) -> dict[str, Any]:
-        """The test JSON's "protocol": what the numbers mean and how they were made."""
+        """The test JSON's "protocol": what the numbers mean and how they were made.
+
+        Args:
+            results: what `compute` returned (some descriptions quote its counts).
+
+        Returns:
+            A JSON-serialisable dict.
+        """
         raise NotImplementedError
 
     def sum_fn(self) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -145,6 +198,14 @@ class EvaluationProtocol:
 
 
 def real_refused(why: str) -> str:
+    """The message that refuses `i2i test --real` where it cannot apply.
+
+    Args:
+        why: the reason, completing the sentence after the colon.
+
+    Returns:
+        The error message.
+    """
     return (
         "--real scores the real photos with metrics.segmenter, for labels -> photo: "
         + why
@@ -153,7 +214,14 @@ def real_refused(why: str) -> str:
 
 
 def data_protocol(dm: L.LightningDataModule) -> dict:
-    """The datamodule's plain settings and class, for the protocol of a JSON result."""
+    """The datamodule's plain settings and class, for the protocol of a JSON result.
+
+    Args:
+        dm: the datamodule; its `hparams` of plain types are kept.
+
+    Returns:
+        A dict of those settings plus "class".
+    """
     plain = str | int | float | bool | list | tuple | None
     data = {k: v for k, v in dict(dm.hparams).items() if isinstance(v, plain)}
     data["class"] = type(dm).__name__

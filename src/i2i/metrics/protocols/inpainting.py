@@ -37,18 +37,42 @@ BUCKET_MODES = ("separate", "binned", "none")
 
 
 def bucket_name(low: float, high: float) -> str:
+    """The bucket's name, "[low,high)" (closed at 1.0: "[0.8,1.0]").
+
+    Args:
+        low: the bucket's lowest hole ratio.
+        high: the bucket's upper bound.
+    """
     return f"[{low:.1f},{high:.1f}{']' if high >= 1.0 else ')'}"
 
 
 def bucket_index(hole_ratio: torch.Tensor) -> torch.Tensor:
-    """The bucket of each hole ratio; 1.0 falls in the last bucket."""
+    """The bucket of each hole ratio; 1.0 falls in the last bucket.
+
+    Args:
+        hole_ratio: (N,) hole ratios in [0, 1].
+
+    Returns:
+        (N,) integer bucket indices in 0..4 (see `BUCKETS`).
+    """
     edges = torch.tensor([b[1] for b in BUCKETS[:-1]], device=hole_ratio.device)
     return torch.bucketize(hole_ratio, edges, right=True)
 
 
 class BucketMaskDataset(Dataset):
-    """The validation images `indices` of `dataset` with masks drawn by `masks` (one bucket's
-    hole_range), fixed per image and bucket: seeded by (seed, 2, bucket, image index)."""
+    """The evaluated images with one bucket's masks, fixed per image and bucket.
+
+    The validation images `indices` of `dataset` with masks drawn by `masks` (one bucket's
+    hole_range), seeded by (seed, 2, bucket, image index).
+
+    Args:
+        dataset: the validation images (without masks).
+        indices: their "index" values to evaluate, in order.
+        masks: the bucket's mask generator (1 = known).
+        keys: the batch keys the task needs.
+        seed: the datamodule's seed.
+        bucket: the bucket's number, 0..4.
+    """
 
     def __init__(
         self,
@@ -79,6 +103,13 @@ class InpaintingProtocol(PairedProtocol):
     name = "inpainting"
 
     def start(self, trainer: L.Trainer, task: L.LightningModule, stage: str) -> None:
+        """Fresh metrics; at test, the bucket mode is chosen and a metric made per bucket.
+
+        Args:
+            trainer: the running trainer.
+            task: the task being evaluated.
+            stage: `"val"` or `"test"`.
+        """
         self.mode, self.note = "none", None
         if stage == "test":
             self.choose_bucket_mode(trainer.datamodule)
@@ -93,7 +124,13 @@ class InpaintingProtocol(PairedProtocol):
             self.lpips = self.networks.lpips(self.device, instead)
 
     def choose_bucket_mode(self, dm: L.LightningDataModule) -> None:
-        """'separate' needs the free-form generator; mask files only allow binning."""
+        """Set `mode`: 'separate' needs the free-form generator; mask files only allow binning.
+
+        Falls back to 'binned' (with a note for the JSON) where 'separate' is asked but impossible.
+
+        Args:
+            dm: the datamodule (its `val_dataset`, `mask_generator` and `keys` are read).
+        """
         self.mode = self.options.buckets
         if self.mode != "separate":
             return
@@ -116,16 +153,31 @@ class InpaintingProtocol(PairedProtocol):
             )
 
     def mean(self, name: str) -> MeanMetric:
+        """The running mean called `name`, made on first use.
+
+        Args:
+            name: the score's key, with "bucket/" in front for a bucket's.
+        """
         if name not in self.means:
             self.means[name] = MeanMetric().to(self.device)
         return self.means[name]
 
     def perceptual(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-        """LPIPS per pair over the whole image (the completion, known pixels included), both
-        clamped to [-1, 1], LPIPS's input range."""
+        """LPIPS per pair over the whole image (the completion, known pixels included).
+
+        Both are clamped to [-1, 1], LPIPS's input range.
+
+        Args:
+            fake: (N, 3, H, W) completions.
+            real: (N, 3, H, W) real images.
+
+        Returns:
+            (N,) distances.
+        """
         return self.lpips(fake.float().clamp(-1, 1), real.float().clamp(-1, 1)).flatten()
 
     def update(self, batch: dict, outputs: dict) -> None:
+        """Add a batch: P-IDS / U-IDS / FID (and LPIPS); at test also the hole scores."""
         fake = outputs[B.OUTPUT]
         if self.stage == "val":
             super().update(batch, outputs)
@@ -144,6 +196,17 @@ class InpaintingProtocol(PairedProtocol):
                 self.update_hole_scores(name + "/", real[one], fake[one], mask)
 
     def update_hole_scores(self, prefix: str, real, fake, mask) -> torch.Tensor:
+        """Add the hole ratio, L1, PSNR, SSIM, edge F1 (and LPIPS) in the hole to the running means.
+
+        Args:
+            prefix: "" for the whole set, "bucket/" for a bucket's.
+            real (torch.Tensor): (N, 3, H, W) in [-1, 1].
+            fake (torch.Tensor): (N, 3, H, W) in [-1, 1].
+            mask (torch.Tensor): (N, 1, H, W), 1 = known, 0 = hole.
+
+        Returns:
+            (N,) hole ratios.
+        """
         hole = 1 - mask.flatten(1).mean(1)
         self.mean(f"{prefix}hole_ratio").update(hole)
         self.mean(f"{prefix}l1_hole").update(masked_l1(fake, real, mask))
@@ -179,6 +242,9 @@ class InpaintingProtocol(PairedProtocol):
             rank_zero_info(f"i2i: bucket {name} scored (hole_range [{low}, {high}])")
 
     def compute(self) -> dict[str, Any]:
+        """The overall scores; at test also the per-bucket ones (into `buckets`), running the
+        separate bucket runs first when that is the mode.
+        """
         if self.stage == "val":
             results = super().compute()
             if "lpips" in self.means:
@@ -201,6 +267,11 @@ class InpaintingProtocol(PairedProtocol):
         return results
 
     def describe(self, results: dict[str, Any]) -> dict[str, Any]:
+        """The paired protocol's description plus the masks, buckets and perceptual distance.
+
+        Args:
+            results: what `compute` returned.
+        """
         protocol = super().describe(results)
         dm = self.trainer.datamodule
         masks = getattr(getattr(dm, "val_dataset", None), "masks", None)
@@ -220,6 +291,14 @@ class InpaintingProtocol(PairedProtocol):
         return protocol
 
     def describe_buckets(self, dm: L.LightningDataModule) -> dict[str, Any]:
+        """How the buckets were made, for the test JSON.
+
+        Args:
+            dm: the datamodule (its mask generator and seed are quoted).
+
+        Returns:
+            {"mode", "requested", "names"}, plus "masks" and "note" where they apply.
+        """
         mode = self.mode
         out: dict[str, Any] = {
             "mode": mode,

@@ -36,19 +36,35 @@ class PairedProtocol(EvaluationProtocol):
     across processes with the pairs still aligned."""
 
     def start(self, trainer: L.Trainer, task: L.LightningModule, stage: str) -> None:
+        """Fresh metrics: one P-IDS / U-IDS / FID metric, "all".
+
+        Args:
+            trainer: the running trainer.
+            task: the task being evaluated.
+            stage: `"val"` or `"test"`.
+        """
         super().start(trainer, task, stage)
         self.ids: dict[str, InceptionDiscriminativeScore] = {"all": self.networks.ids(self.device)}
 
     def update(self, batch: dict, outputs: dict) -> None:
+        """Add the batch's pairs (real IMAGE, OUTPUT) to the "all" metric."""
         self.ids["all"].update(batch[B.IMAGE].float(), outputs[B.OUTPUT])
 
     def compute(self) -> dict[str, Any]:
+        """The scores of "all": plain floats in validation, with the pair count at test."""
         if self.stage == "val":
             return {k: float(v) for k, v in self.ids["all"].compute().items()}
         return self.scores(self.ids["all"])
 
     def scores(self, metric: InceptionDiscriminativeScore) -> dict[str, Any]:
-        """The pair count over every process and, from 2 pairs on, the metric's scores."""
+        """The pair count over every process and, from 2 pairs on, the metric's scores.
+
+        Args:
+            metric: a P-IDS / U-IDS / FID metric that has seen pairs.
+
+        Returns:
+            {"n": count, "p_ids", "u_ids", "fid"} (only "n" below 2 pairs).
+        """
         count = synced_count(metric, self.trainer)
         with warnings.catch_warnings():
             # Buckets are often smaller than the feature dimension; the JSON keeps their counts.
@@ -57,6 +73,12 @@ class PairedProtocol(EvaluationProtocol):
         return {"n": count, **{k: float(v) for k, v in scores.items()}}
 
     def describe(self, results: dict[str, Any]) -> dict[str, Any]:
+        """The run, the number of pairs against the official one, the generator, latents, features
+        and classifier, and the data.
+
+        Args:
+            results: what `compute` returned (its "n" is quoted).
+        """
         task, dm = self.task, self.trainer.datamodule
         hp = task.hparams
         feature = (
@@ -95,6 +117,13 @@ class PairedTranslationProtocol(PairedProtocol):
     name = "translation"
 
     def start(self, trainer: L.Trainer, task: L.LightningModule, stage: str) -> None:
+        """Fresh metrics; at test also diversity, semantic consistency and LPIPS where asked.
+
+        Args:
+            trainer: the running trainer.
+            task: the task being evaluated.
+            stage: `"val"` or `"test"`.
+        """
         super().start(trainer, task, stage)
         self.reference: dict[str, Any] = {}
         if stage == "val":
@@ -106,9 +135,11 @@ class PairedTranslationProtocol(PairedProtocol):
             self.lpips = self.networks.lpips(self.device, "set diversity: l1")
 
     def check_options(self) -> None:
+        """Accept every option: `--real` is for the semantic consistency protocol to refuse."""
         pass  # --real: the semantic consistency protocol says whether it can
 
     def update(self, batch: dict, outputs: dict) -> None:
+        """Add a batch: the pairs, and at test semantic consistency and diversity."""
         if self.stage == "val":
             return super().update(batch, outputs)
         real, fake = batch[B.IMAGE].float(), outputs[B.OUTPUT]
@@ -118,8 +149,15 @@ class PairedTranslationProtocol(PairedProtocol):
             self.update_diversity(batch, fake)
 
     def update_diversity(self, batch: dict, fake: torch.Tensor) -> None:
-        """Pair p of an input: the outputs of latent variants 2p and 2p + 1 (z seeded by
-        (eval_seed, index, variant)), clamped to [-1, 1] as the official metric."""
+        """Add the diversity of `diversity_pairs` pairs of outputs per input.
+
+        Pair p of an input: the outputs of latent variants 2p and 2p + 1 (z seeded by
+        (eval_seed, index, variant)), clamped to [-1, 1] as the official metric.
+
+        Args:
+            batch: the batch dict.
+            fake: the outputs for variant 0 (N, 3, H, W), reused as the first of pair 0.
+        """
         for p in range(self.options.diversity_pairs):
             first = fake if p == 0 else self.task.sample(batch, variant=2 * p).float()
             second = self.task.sample(batch, variant=2 * p + 1).float()
@@ -131,6 +169,9 @@ class PairedTranslationProtocol(PairedProtocol):
             self.diversity.update(value.float())
 
     def compute(self) -> dict[str, Any]:
+        """The paired scores; at test also diversity (mean and std), FID against the training
+        targets where asked, and semantic consistency.
+        """
         results = super().compute()
         if self.stage == "val":
             return results
@@ -175,6 +216,11 @@ class PairedTranslationProtocol(PairedProtocol):
         return float(frechet_distance_from_moments(mean, cov, *fake.mean_cov()))
 
     def describe(self, results: dict[str, Any]) -> dict[str, Any]:
+        """The paired description plus the FID reference, diversity and semantic consistency.
+
+        Args:
+            results: what `compute` returned.
+        """
         protocol = super().describe(results)
         options = self.options
         protocol["fid_reference"] = options.fid_reference
@@ -202,7 +248,15 @@ class PairedTranslationProtocol(PairedProtocol):
 
 
 def synced_count(metric: InceptionDiscriminativeScore, trainer: L.Trainer) -> int:
-    """The pairs in `metric` over every process."""
+    """The pairs in `metric` over every process.
+
+    Args:
+        metric: a P-IDS / U-IDS / FID metric.
+        trainer: the running trainer (its strategy sums across processes).
+
+    Returns:
+        The number of pairs.
+    """
     local = sum(f.shape[0] for f in metric.real_features)
     count = torch.tensor(float(local))
     return int(trainer.strategy.reduce(count, reduce_op="sum")) if trainer.world_size > 1 else local

@@ -23,9 +23,16 @@ class SemanticConsistencyProtocol(EvaluationProtocol):
     name = "semantic"
 
     def start(self, trainer: L.Trainer, task: L.LightningModule, stage: str) -> None:
-        """The mIoU metrics, "" for the outputs and "real_" for the photos; the segmenter's
-        weights are loaded here, so that a missing file stops the run before any image is
-        generated."""
+        """The mIoU metrics, "" for the outputs and "real_" for the photos.
+
+        The segmenter's weights are loaded here, so that a missing file stops the run before any
+        image is generated. Without a segmenter there are no metrics.
+
+        Args:
+            trainer: the running trainer.
+            task: the task being evaluated (its `num_classes` is the fallback class count).
+            stage: `"val"` or `"test"`.
+        """
         super().start(trainer, task, stage)
         self.metrics: dict[str, SemanticConsistency] = {}
         self.size: list[int] | None = None
@@ -44,10 +51,12 @@ class SemanticConsistencyProtocol(EvaluationProtocol):
             self.metrics[prefix] = metric.to(self.device)
 
     def check_options(self) -> None:
+        """Refuse `--real` without a segmenter."""
         if self.options.real and self.options.segmenter is None:
             raise ValueError(real_refused("set metrics.segmenter"))
 
     def update(self, batch: dict, outputs: dict) -> None:
+        """Segment the batch's outputs (and real photos with `--real`) against its label maps."""
         if not self.metrics:
             return
         if B.LABEL not in batch:
@@ -83,6 +92,12 @@ class SemanticConsistencyProtocol(EvaluationProtocol):
         return out
 
     def describe(self, results: dict[str, Any]) -> dict[str, Any] | None:
+        """The evaluation size, labels, class set and the segmenter's protocol; None without a
+        segmenter.
+
+        Args:
+            results: what `compute` returned (unused: the description does not depend on it).
+        """
         if not self.metrics:
             return None
         metric = self.metrics[""]

@@ -22,6 +22,13 @@ class UnpairedProtocol(EvaluationProtocol):
     name = "unpaired"
 
     def start(self, trainer: L.Trainer, task: L.LightningModule, stage: str) -> None:
+        """Fresh running sums; the scorer's feature network makes the features.
+
+        Args:
+            trainer: the running trainer.
+            task: the task being evaluated.
+            stage: `"val"` or `"test"`.
+        """
         super().start(trainer, task, stage)
         # Its feature network and preprocessing (uint8 for Inception) make the features.
         self.scorer = self.networks.ids(self.device)
@@ -59,6 +66,11 @@ class UnpairedProtocol(EvaluationProtocol):
         return out
 
     def describe(self, results: dict[str, Any]) -> dict[str, Any]:
+        """The run, what fid_ab and fid_ba compare, the features and the data.
+
+        Args:
+            results: what `compute` returned (unused).
+        """
         feature = (
             "inception-v3-compat pool3 (2048), images quantised to uint8 as TF"
             if self.networks.inception

@@ -21,23 +21,53 @@ from i2i.weights.registry import expected_digest, find, path_of
 
 
 def to_unit(images: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] -> [0, 1], clamped: generator outputs may overshoot."""
+    """[-1, 1] -> [0, 1], clamped: generator outputs may overshoot.
+
+    Args:
+        images: (N, 3, H, W) in [-1, 1] (values outside are clamped after the shift).
+
+    Returns:
+        float32 (N, 3, H, W) in [0, 1].
+    """
     return ((images.float() + 1) / 2).clamp(0, 1)
 
 
 def bn(channels: int) -> nn.BatchNorm2d:
+    """A BatchNorm2d over `channels`, as the published files name their norms.
+
+    Args:
+        channels: the number of channels.
+    """
     return nn.BatchNorm2d(channels)
 
 
 def conv(cin: int, cout: int, k: int, stride: int = 1, dilation: int = 1) -> nn.Conv2d:
-    """A bias-free k x k convolution that keeps the size at stride 1 ('same' padding)."""
+    """A bias-free k x k convolution that keeps the size at stride 1 ('same' padding).
+
+    Args:
+        cin: input channels.
+        cout: output channels.
+        k: odd kernel side.
+        stride: stride along H and W.
+        dilation: dilation along H and W (the padding grows with it).
+    """
     return nn.Conv2d(
         cin, cout, k, stride, padding=dilation * (k // 2), dilation=dilation, bias=False
     )
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict from a .pth file (a plain dict, or one under "state_dict")."""
+    """A state dict from a .pth file (a plain dict, or one under "state_dict").
+
+    Args:
+        path: the .pth file; loaded with `weights_only=True` onto the CPU.
+
+    Returns:
+        The parameter and buffer tensors by name.
+
+    Raises:
+        ValueError: the file cannot be read, or does not hold a state dict of tensors.
+    """
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated file, pickle of arbitrary objects, not a torch file
@@ -56,9 +86,19 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 
 def load_exact(module: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
-    """Load `state` into `module` with every key and shape matching, or raise ValueError naming the
-    missing keys, the unexpected ones and the shape mismatches. BatchNorm's `num_batches_tracked`
-    (absent from files saved before PyTorch 0.4.1) is the only key allowed to be missing."""
+    """Load `state` into `module` with every key and shape matching.
+
+    BatchNorm's `num_batches_tracked` (absent from files saved before PyTorch 0.4.1) is the only
+    key allowed to be missing.
+
+    Args:
+        module: the network to load into.
+        state: the tensors by name, as `read_state_dict` returns them.
+        source: how to name where `state` comes from in the error message.
+
+    Raises:
+        ValueError: naming the missing keys, the unexpected ones and the shape mismatches.
+    """
     own = module.state_dict()
     state = dict(state)
     for key in own:
@@ -94,9 +134,14 @@ def load_exact(module: nn.Module, state: Mapping[str, torch.Tensor], source: str
 
 
 class Segmenter(nn.Module):
-    """Base of the published segmenters. `weights`: "published" (the registry's file(s) in the
-    weights folder, loaded at the first `load_weights()` or forward), a path (one file; UperNet:
-    "encoder.pth,decoder.pth"), or None (random initialisation: tests, fine-tuning)."""
+    """Base of the published segmenters: images in [-1, 1] -> class logits.
+
+    Args:
+        num_classes: the number of classes C of the logits.
+        weights: `"published"` (the registry's file(s) in the weights folder, loaded at the first
+            `load_weights()` or forward), a path (one file; UperNet:
+            `"encoder.pth,decoder.pth"`), or None (random initialisation: tests, fine-tuning).
+    """
 
     #: registry names of the published files, in the order `_load_files` takes them
     published: tuple[str, ...] = ()
@@ -168,7 +213,20 @@ class Segmenter(nn.Module):
     # ---- the contract ------------------------------------------------------------------------
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) in [-1, 1] -> logits (N, num_classes, H', W')."""
+        """(N, 3, H, W) in [-1, 1] -> logits (N, num_classes, H', W').
+
+        Loads the weights first if they are not loaded yet.
+
+        Args:
+            images: (N, 3, H, W) RGB in [-1, 1].
+
+        Returns:
+            Logits (N, num_classes, H', W'); H', W' depend on the segmenter (see `segment`).
+
+        Raises:
+            ValueError: `images` is not (N, 3, H, W), or a weights file does not fit.
+            FileNotFoundError: a weights file is missing.
+        """
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(
                 f"{type(self).__name__} takes (N, 3, H, W) images, got {tuple(images.shape)}"
@@ -177,6 +235,14 @@ class Segmenter(nn.Module):
         return self.segment(images)
 
     def segment(self, images: torch.Tensor) -> torch.Tensor:
+        """The network itself, once the weights are loaded: what each segmenter implements.
+
+        Args:
+            images: (N, 3, H, W) RGB in [-1, 1].
+
+        Returns:
+            Logits (N, num_classes, H', W').
+        """
         raise NotImplementedError
 
     def protocol(self) -> dict[str, Any]:
@@ -189,9 +255,17 @@ class Segmenter(nn.Module):
 
 
 class Bottleneck(nn.Module):
-    """1x1 reduce, 3x3 (strided, dilated), 1x1 expand x4; projection shortcut where the shape
-    changes. The stride sits on the 3x3 convolution. The ResNet bottleneck of torchvision, DRN and
-    CSAIL's encoder alike (their state dicts share these names)."""
+    """The ResNet bottleneck of torchvision, DRN and CSAIL's encoder alike.
+
+    1x1 reduce, 3x3 (strided, dilated), 1x1 expand x4; projection shortcut where the shape
+    changes. The stride sits on the 3x3 convolution. Their state dicts share these names.
+
+    Args:
+        cin: input channels.
+        width: channels of the 1x1 and 3x3 convolutions; the output has 4 x width.
+        stride: stride of the 3x3 convolution and of the shortcut.
+        dilation: dilation of the 3x3 convolution.
+    """
 
     def __init__(self, cin: int, width: int, stride: int = 1, dilation: int = 1):
         super().__init__()
@@ -205,6 +279,14 @@ class Bottleneck(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the block.
+
+        Args:
+            x: (N, cin, H, W).
+
+        Returns:
+            (N, 4 * width, H / stride, W / stride) (rounded up).
+        """
         y = F.relu(self.bn1(self.conv1(x)))
         y = F.relu(self.bn2(self.conv2(y)))
         y = self.bn3(self.conv3(y))

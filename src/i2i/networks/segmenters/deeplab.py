@@ -26,7 +26,16 @@ MEAN_BGR = (104.008, 116.669, 122.675)
 
 
 class ConvBN(nn.Sequential):
-    """conv (no bias) + bn, optionally followed by ReLU (a parameterless child: names unchanged)."""
+    """conv (no bias) + bn, optionally followed by ReLU (a parameterless child: names unchanged).
+
+    Args:
+        cin: input channels.
+        cout: output channels.
+        k: odd kernel side ('same' padding at stride 1).
+        stride: stride along H and W.
+        dilation: dilation along H and W.
+        relu: append a ReLU.
+    """
 
     def __init__(
         self, cin: int, cout: int, k: int, stride: int = 1, dilation: int = 1, relu: bool = True
@@ -41,6 +50,16 @@ class ConvBN(nn.Sequential):
 
 
 class Bottleneck(nn.Module):
+    """The Caffe ResNet bottleneck: the stride sits on the 1x1 `reduce` convolution.
+
+    Args:
+        cin: input channels.
+        cout: output channels (the inner width is cout / 4).
+        stride: stride of `reduce` and of the shortcut.
+        dilation: dilation of the 3x3 convolution.
+        project: a 1x1 projection shortcut (the first block of a layer) instead of the identity.
+    """
+
     def __init__(self, cin: int, cout: int, stride: int, dilation: int, project: bool):
         super().__init__()
         mid = cout // 4
@@ -50,10 +69,27 @@ class Bottleneck(nn.Module):
         self.shortcut = ConvBN(cin, cout, 1, stride, relu=False) if project else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the block.
+
+        Args:
+            x: (N, cin, H, W).
+
+        Returns:
+            (N, cout, H / stride, W / stride) (rounded up).
+        """
         return F.relu(self.increase(self.conv3x3(self.reduce(x))) + self.shortcut(x))
 
 
 def res_layer(n: int, cin: int, cout: int, stride: int, dilation: int) -> nn.Sequential:
+    """A residual layer of `n` bottlenecks named `block1`.. as in the published file.
+
+    Args:
+        n: number of blocks.
+        cin: input channels of the first block.
+        cout: output channels of every block.
+        stride: stride of the first block.
+        dilation: dilation of every block's 3x3 convolution.
+    """
     return nn.Sequential(
         OrderedDict(
             (
@@ -68,7 +104,13 @@ def res_layer(n: int, cin: int, cout: int, stride: int, dilation: int) -> nn.Seq
 
 
 class ASPP(nn.Module):
-    """Parallel 3x3 convolutions at several dilations straight to class scores, summed."""
+    """Parallel 3x3 convolutions at several dilations straight to class scores, summed.
+
+    Args:
+        cin: input channels.
+        num_classes: output channels, one per class.
+        rates: the dilation (and padding) of each branch.
+    """
 
     def __init__(self, cin: int, num_classes: int, rates: tuple[int, ...]):
         super().__init__()
@@ -76,11 +118,25 @@ class ASPP(nn.Module):
             self.add_module(f"c{i}", nn.Conv2d(cin, num_classes, 3, 1, rate, rate, bias=True))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Sum the branches' class scores.
+
+        Args:
+            x: (N, cin, H, W).
+
+        Returns:
+            (N, num_classes, H, W).
+        """
         return sum(branch(x) for branch in self.children())
 
 
 class DeepLabV2(nn.Sequential):
-    """ResNet-101 (3, 4, 23, 3 blocks) at output stride 8 (layers 4, 5 dilated 2, 4) + ASPP."""
+    """ResNet-101 (3, 4, 23, 3 blocks) at output stride 8 (layers 4, 5 dilated 2, 4) + ASPP.
+
+    Args:
+        num_classes: classes of the ASPP's output.
+        blocks (tuple[int, ...]): bottlenecks of layers 2 to 5.
+        rates (tuple[int, ...]): the ASPP's dilation rates.
+    """
 
     def __init__(self, num_classes: int, blocks=(3, 4, 23, 3), rates=(6, 12, 18, 24)):
         stem = nn.Sequential(
@@ -99,8 +155,19 @@ class DeepLabV2(nn.Sequential):
 
 
 class DeepLabV2Segmenter(Segmenter):
-    """DeepLab-v2 ResNet-101 for COCO-Stuff's 182 classes, evaluated as published: the image
-    warped to 513x513 and multi-scale (the pixel-wise max of the logits at scales 1, 0.5, 0.75)."""
+    """DeepLab-v2 ResNet-101 for COCO-Stuff's 182 classes, evaluated as published.
+
+    The image is warped to 513x513, and multi-scale takes the pixel-wise max of the logits at
+    scales 1, 0.5, 0.75.
+
+    Args:
+        num_classes: COCO-Stuff 164k: label PNG values 0..181.
+        weights: `"published"`, a .pth path, or None (random init).
+        input_size: (H, W) the image is warped to (the cocostuff164k model's test size); None
+            leaves it as given.
+        multi_scale: also run at `scales` and take the pixel-wise max (the released model's MSC).
+        scales: the extra scales when `multi_scale`.
+    """
 
     published = ("deeplabv2_resnet101_msc-cocostuff164k-100000.pth",)
 
@@ -120,6 +187,15 @@ class DeepLabV2Segmenter(Segmenter):
         self.register_buffer("mean_bgr", torch.tensor(MEAN_BGR).view(1, 3, 1, 1), persistent=False)
 
     def segment(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits at output stride 8 of the (warped) input.
+
+        Args:
+            images: (N, 3, H, W) RGB in [-1, 1].
+
+        Returns:
+            Logits (N, num_classes, H' / 8, W' / 8) (rounded up), where (H', W') is `input_size`
+            or the input's size.
+        """
         x = to_unit(images)
         if self.input_size and tuple(x.shape[-2:]) != self.input_size:
             x = F.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False)
@@ -137,6 +213,7 @@ class DeepLabV2Segmenter(Segmenter):
         return torch.stack(out).amax(0)
 
     def protocol(self) -> dict[str, Any]:
+        """The base record plus the architecture, input normalisation, size and scales."""
         return {
             **super().protocol(),
             "architecture": "DeepLab-v2 ResNet-101 + ASPP (rates 6, 12, 18, 24), output stride 8",

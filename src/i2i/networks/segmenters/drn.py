@@ -45,7 +45,15 @@ def _res_stage(cin: int, width: int, n: int, stride: int, dilation: int) -> nn.S
 
 
 def bilinear_kernel(channels: int, size: int = 16) -> torch.Tensor:
-    """The fixed (channels, 1, size, size) kernel of a bilinear x(size/2) transposed conv."""
+    """The fixed (channels, 1, size, size) kernel of a bilinear x(size/2) transposed conv.
+
+    Args:
+        channels: one kernel per channel (a depthwise transposed conv).
+        size: kernel side; 16 upsamples by 8.
+
+    Returns:
+        float32 (channels, 1, size, size).
+    """
     f = (size + 1) // 2
     centre = (2 * f - 1 - f % 2) / (2 * f)
     ramp = 1 - (torch.arange(size, dtype=torch.float64) / f - centre).abs()
@@ -53,7 +61,14 @@ def bilinear_kernel(channels: int, size: int = 16) -> torch.Tensor:
 
 
 class DRNSegmenter(Segmenter):
-    """DRN-D-105 for Cityscapes' 19 train ids (published: drn-d-105_ms_cityscapes.pth)."""
+    """DRN-D-105 for Cityscapes' 19 train ids (published: drn-d-105_ms_cityscapes.pth).
+
+    Args:
+        num_classes: Cityscapes train ids.
+        weights: `"published"`, a .pth path, or None (random init).
+        input_size: (H, W) to resize to first; None leaves it as given (pix2pixHD scores
+            1024x2048 outputs at their size).
+    """
 
     published = ("drn-d-105_ms_cityscapes.pth",)
 
@@ -91,6 +106,15 @@ class DRNSegmenter(Segmenter):
         self.register_buffer("std", torch.tensor(CITYSCAPES_STD).view(1, 3, 1, 1), persistent=False)
 
     def segment(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits at the input's size (output stride 8, upsampled by 8).
+
+        Args:
+            images: (N, 3, H, W) RGB in [-1, 1].
+
+        Returns:
+            Logits (N, num_classes, H', W'): the size of the (resized) input when it is a multiple
+            of 8, else rounded.
+        """
         x = to_unit(images)
         if self.input_size and tuple(x.shape[-2:]) != self.input_size:
             x = F.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False)
@@ -98,6 +122,7 @@ class DRNSegmenter(Segmenter):
         return self.up(self.seg(self.base(x)))
 
     def protocol(self) -> dict[str, Any]:
+        """The base record plus the architecture, input normalisation and size."""
         return {
             **super().protocol(),
             "architecture": "DRN-D-105 (fyu/drn drn_d_105 + DRNSeg head), output stride 8, "

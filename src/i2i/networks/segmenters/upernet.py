@@ -25,8 +25,14 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class ResNetEncoder(nn.Module):
-    """CSAIL's ResNet-101 (deep stem, 3 / 4 / 23 / 3 blocks): the four stages' outputs at
-    1/4, 1/8, 1/16 and 1/32 with 256, 512, 1024 and 2048 channels."""
+    """CSAIL's ResNet-101 (deep stem, 3 / 4 / 23 / 3 blocks).
+
+    Returns the four stages' outputs at 1/4, 1/8, 1/16 and 1/32 with 256, 512, 1024 and 2048
+    channels.
+
+    Args:
+        blocks (tuple[int, ...]): bottlenecks per stage.
+    """
 
     def __init__(self, blocks=(3, 4, 23, 3)):
         super().__init__()
@@ -43,6 +49,15 @@ class ResNetEncoder(nn.Module):
             cin = 4 * width
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The four stages' features.
+
+        Args:
+            x: normalised images (N, 3, H, W).
+
+        Returns:
+            [(N, 256, H/4, W/4), (N, 512, H/8, W/8), (N, 1024, H/16, W/16), (N, 2048, H/32, W/32)]
+            (sizes rounded up).
+        """
         x = F.relu(self.bn1(self.conv1(x)))
         x = F.relu(self.bn2(self.conv2(x)))
         x = F.relu(self.bn3(self.conv3(x)))
@@ -55,12 +70,28 @@ class ResNetEncoder(nn.Module):
 
 
 def conv_bn_relu(cin: int, cout: int, k: int = 3) -> nn.Sequential:
+    """A bias-free k x k convolution ('same' padding), BatchNorm and ReLU.
+
+    Args:
+        cin: input channels.
+        cout: output channels.
+        k: odd kernel side.
+    """
     return nn.Sequential(conv(cin, cout, k), bn(cout), nn.ReLU())
 
 
 class UperNetDecoder(nn.Module):
-    """Pyramid pooling (bins 1, 2, 3, 6) on the last stage, top-down feature pyramid, all levels
-    upsampled to 1/4 and fused into class scores."""
+    """The UperNet head.
+
+    Pyramid pooling (bins 1, 2, 3, 6) on the last stage, top-down feature pyramid, all levels
+    upsampled to 1/4 and fused into class scores.
+
+    Args:
+        num_classes: output channels, one per class.
+        in_channels: channels of the encoder's stages, finest first.
+        width: fpn_dim of the "upernet" decoder (256 is "upernet_lite").
+        bins: the pyramid pooling's output sizes.
+    """
 
     def __init__(
         self,
@@ -83,6 +114,15 @@ class UperNetDecoder(nn.Module):
         )
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """Fuse the encoder's features into class scores.
+
+        Args:
+            features: the encoder's stages, finest first (see `ResNetEncoder.forward`).
+
+        Returns:
+            Logits (N, num_classes, h, w) at the finest feature's size (1/4 of the input).
+        """
+
         def resize(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
             return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
 
@@ -102,9 +142,22 @@ class UperNetDecoder(nn.Module):
 
 
 class UperNetSegmenter(Segmenter):
-    """UperNet ResNet-101 for ADE20K's 150 classes, evaluated as the release's eval.py: the
-    shorter side resized to each of `sizes` (the longer one capped at `max_size`), both sides
-    rounded up to a multiple of `multiple`, the class probabilities averaged over the sizes."""
+    """UperNet ResNet-101 for ADE20K's 150 classes, evaluated as the release's eval.py.
+
+    The shorter side is resized to each of `sizes` (the longer one capped at `max_size`), both
+    sides rounded up to a multiple of `multiple`, the class probabilities averaged over the
+    sizes.
+
+    Args:
+        num_classes: ADE20K SceneParsing classes 1..150 as 0..149.
+        weights: `"published"`, `"encoder.pth,decoder.pth"`, or None (random init).
+        sizes: shorter sides to evaluate at; one size means single-scale.
+        max_size: cap on the longer side.
+        multiple: sides rounded up to a multiple of it (eval.py's padding_constant).
+
+    Raises:
+        ValueError: `sizes` is empty.
+    """
 
     published = (
         "ade20k-resnet101-upernet-encoder_epoch_50.pth",
@@ -134,11 +187,31 @@ class UperNetSegmenter(Segmenter):
         load_exact(self.decoder, decoder, decoder_source)
 
     def scaled_size(self, height: int, width: int, short: int) -> tuple[int, int]:
+        """The (H, W) the encoder reads for one evaluated size.
+
+        Args:
+            height: the input's height.
+            width: the input's width.
+            short: the target of the shorter side.
+
+        Returns:
+            Both sides scaled by min(short / shorter side, max_size / longer side), each rounded up
+            to a multiple of `multiple`.
+        """
         scale = min(short / min(height, width), self.max_size / max(height, width))
         m = self.multiple
         return tuple(-(-int(side * scale) // m) * m for side in (height, width))  # type: ignore[return-value]
 
     def segment(self, images: torch.Tensor) -> torch.Tensor:
+        """Class scores averaged over the evaluated sizes.
+
+        Args:
+            images: (N, 3, H, W) RGB in [-1, 1].
+
+        Returns:
+            With one size: logits (N, num_classes, h, w) at 1/4 of the scaled size. With several:
+            the log of the mean class probabilities (N, num_classes, H, W) at the input's size.
+        """
         x = (to_unit(images) - self.mean) / self.std
         height, width = x.shape[-2:]
         probs = None
@@ -154,6 +227,7 @@ class UperNetSegmenter(Segmenter):
         return (probs / len(self.sizes)).clamp_min(1e-12).log()  # log of the mean: argmax kept
 
     def protocol(self) -> dict[str, Any]:
+        """The base record plus the architecture, input normalisation, sizes and multi-scale."""
         return {
             **super().protocol(),
             "architecture": "UperNet (PPM bins 1, 2, 3, 6 + FPN, width 512) on CSAIL ResNet-101",
