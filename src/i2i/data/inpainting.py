@@ -57,7 +57,12 @@ MASK_SHAPES = ("free_form", "rectangle")
 
 
 class FolderMasks:
-    """Draws training masks from a MaskFolder with the stream's rng."""
+    """Draws training masks from a MaskFolder with the stream's rng: `masks(rng)` is a
+    uniformly drawn file's mask (1, H, W), 1 = known.
+
+    Args:
+        folder: the mask files.
+    """
 
     def __init__(self, folder: MaskFolder):
         self.folder = folder
@@ -160,6 +165,7 @@ class InpaintingDataModule(StreamDataModule):
         return table.names if table is not None else []
 
     def setup(self, stage: str | None = None) -> None:
+        """Check the images and validation masks (the base class), and the training mask files."""
         super().setup(stage)  # checks the images and the validation masks
         if self.hparams.mask_dir:
             self.train_masks()  # and the training masks now, not at the first batch
@@ -219,14 +225,18 @@ class InpaintingDataModule(StreamDataModule):
         return self.rectangle_masks if rectangles else self.mask_generator
 
     def train_masks(self) -> MaskSource:
+        """Training masks: drawn from `mask_dir`'s files when given, else `drawn_masks`."""
         hp = self.hparams
         return FolderMasks(self._mask_folder(hp.mask_dir)) if hp.mask_dir else self.drawn_masks
 
     def val_masks(self) -> RandomMaskGenerator | RectangleMaskGenerator | MaskFolder:
+        """Validation masks by index: `val_mask_dir`'s files when given, else `drawn_masks`."""
         hp = self.hparams
         return self._mask_folder(hp.val_mask_dir) if hp.val_mask_dir else self.drawn_masks
 
     def build_datasets(self) -> tuple[Dataset, Dataset]:
+        """(train, val) image datasets: the folder's split, or the embedded shapes without
+        `data_dir`; with their attributes when asked for."""
         hp = self.hparams
         if hp.data_dir is None:
             from i2i.data.synthetic import ShapesDataset  # the demo's data only: imported here
@@ -263,7 +273,20 @@ def image_folder_split(
     **dataset_kwargs: Any,
 ) -> tuple[ImageFolderDataset, ImageFolderDataset]:
     """Train and val ImageFolderDatasets: `train/` + `val/` sub-folders when present, otherwise a
-    seeded split of every image under `data_dir`."""
+    seeded split of every image under `data_dir`.
+
+    Args:
+        data_dir: the image folder.
+        resolution: (H, W) of the images.
+        val_fraction: the share held out when there are no split folders.
+        max_val_images: at most this many validation images; None: all.
+        seed: seeds the split.
+        **dataset_kwargs: passed to both `ImageFolderDataset`s; `hflip` (default True) applies
+            to training only, and validation always centre-crops.
+
+    Returns:
+        (train dataset, validation dataset).
+    """
     root = Path(data_dir)
     train_files, val_files = split_image_folder(root, val_fraction, seed, max_val_images)
     hflip = dataset_kwargs.pop("hflip", True)

@@ -34,7 +34,18 @@ from i2i.errors import DataError
 
 class LabelDataModule(StreamDataModule):
     """What the labels -> photo datamodules share: keys, label set, condition channels, and
-    train / val datasets built from (photo, label, instance) records."""
+    train / val datasets built from (photo, label, instance) records.
+
+    Args:
+        spec: the label set.
+        instance_edges: batches also carry "instance_edges" (1, H, W) in [-1, 1], and the
+            condition has one more channel.
+        resolution: (H, W) or H = W, powers of two.
+        batch_size: samples per batch, per process and use.
+        val_batch_size: samples per validation batch.
+        num_workers: loader worker processes.
+        seed: seeds the training stream.
+    """
 
     def __init__(
         self,
@@ -60,6 +71,7 @@ class LabelDataModule(StreamDataModule):
 
     @property
     def num_classes(self) -> int:
+        """Classes of the label set (ids 0..num_classes - 1)."""
         return self._spec.num_classes
 
     @property
@@ -93,9 +105,11 @@ class NamedLabelDataModule(LabelDataModule):
 
     @property
     def row(self) -> LabelDatasetRow:
+        """This datamodule's row of `LABEL_DATASETS`."""
         return LABEL_DATASETS[self.dataset]
 
     def build_datasets(self) -> tuple[Dataset, Dataset]:
+        """(train, val) paired label datasets from the row's split folders under data_dir."""
         root, ie = self.hparams.data_dir, self.instance_edges
         if ie:
             self.row.check_instances(root)
@@ -261,6 +275,8 @@ class LabelFolderDataModule(LabelDataModule):
                 raise FileNotFoundError(f"{name} {folder} does not exist; expected {layout}")
 
     def build_datasets(self) -> tuple[Dataset, Dataset]:
+        """(train, val) paired label datasets from the folders: the val_* folders, or a seeded
+        split of the pairs."""
         self.check_folders()
         hp, ie = self.hparams, self.instance_edges
         train = pair_files(

@@ -175,6 +175,7 @@ class PairedDataModule(_EdgesDataModule):
         self.resolution = self._check_common(resolution, on_corrupt, small_images)
 
     def build_datasets(self) -> tuple[Dataset, Dataset]:
+        """(train, val) pair datasets of the layout, the edge maps checked on val."""
         hp = self.hparams
         root = Path(hp.data_dir)
         if not root.is_dir():
@@ -256,6 +257,7 @@ class _Pix2PixDataModule(_EdgesDataModule):
         return ensure_pix2pix(name, root.parent, download=hp.download, url=hp.url)
 
     def prepare_data(self) -> None:
+        """Download the archive if needed (once per node, before setup)."""
         # Lightning calls this once per node before setup(): the download happens here, once.
         self.dataset_folder()
 
@@ -363,7 +365,16 @@ def _flat_share(x: torch.Tensor, tol: float = 0.1) -> float:
 def check_label_images(dataset: Dataset, num: int = 8, hint: str = "") -> None:
     """Stop when the condition ("edges") of the first `num` samples is on average less flat than
     the photo: label maps are flat regions, so the halves are probably swapped (`direction`).
-    On pix2pix facades the label half is ~60 % flat and the photo ~30 %."""
+    On pix2pix facades the label half is ~60 % flat and the photo ~30 %.
+
+    Args:
+        dataset: a dataset of {"image", "edges"} samples, the label map as "edges".
+        num: how many samples to check.
+        hint: added to the message (which folder, which direction).
+
+    Raises:
+        DataError: the condition is less flat than the photo.
+    """
     n = min(num, len(dataset))
     if n == 0:
         return
@@ -412,6 +423,7 @@ class EdgesFromPhotosDataModule(_EdgesDataModule):
             )
 
     def build_datasets(self) -> tuple[Dataset, Dataset]:
+        """(train, val) photo datasets with their Canny edges."""
         hp = self.hparams
         train_files, val_files = split_image_folder(
             Path(hp.data_dir), hp.val_fraction, hp.seed, hp.max_val_images
