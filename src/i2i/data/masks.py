@@ -305,10 +305,10 @@ def random_mask(
     A size too small for any ratio inside the range (1x1) is a ValueError.
 
     Args:
-        size: (H, W), or one int for a square.
-        hole_range: (lo, hi) with 0 <= lo < hi <= 1: the hole ratio is strictly inside.
-        rng: the generator to draw from; None: a fresh unseeded one.
-        variant: "large" (the official masks) or "small" (MAT's lighter variant).
+        size: the mask's (H, W); an int gives a square.
+        hole_range: the accepted hole ratios, lo < ratio < hi, where 0 <= lo < hi <= 1.
+        rng: draws the mask; None: a new unseeded generator.
+        variant: the official "large" masks, or MAT's lighter "small" ones.
 
     Returns:
         float32 ``(1, H, W)`` in {0, 1}, 1 = known.

@@ -496,15 +496,15 @@ class TwoFolderDataset(_PairedDataset):
     Args:
         condition_dir: the edge maps.
         image_dir: the photos (targets).
-        resolution: the output size: an int (square) or (H, W), powers of two.
+        resolution: as for `SideBySideDataset`.
         pairs: explicit (condition, photo) pairs; None: `match_pairs` of the two folders.
-        train: random crop and optional flip; False: centre crop, deterministic.
-        hflip: random horizontal flip of both, only when `train`.
-        edge_polarity: "black_on_white" or "white_on_black" (maps with white lines).
-        on_corrupt: "skip" warns and uses another pair; "raise" raises CorruptImageError.
-        small_images: photos smaller than the resolution: "error" or "upscale".
-        edges_channels: 1: a grey edge map, +1 on the lines; 3: the RGB file as it is.
-        resample: the photo's resize filter: "bicubic_antialias" or "pil_bilinear".
+        train: as for `SideBySideDataset`.
+        hflip: flip the edge map and the photo together at random, in training only.
+        edge_polarity: how the edge maps are drawn; "white_on_black" for white lines.
+        on_corrupt: an unreadable pair is skipped with a warning ("skip") or raised ("raise").
+        small_images: a photo under the resolution raises ("error") or is enlarged ("upscale").
+        edges_channels: 1 reads the edge file as grey (+1 on the lines); 3 keeps its RGB.
+        resample: as for `SideBySideDataset`.
 
     Raises:
         DataError: an unknown choice, or an empty pair list.

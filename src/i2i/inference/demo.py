@@ -149,15 +149,12 @@ def uploaded_known(path: str, polarity: str, image: np.ndarray) -> np.ndarray:
 
 
 def make_inpaint(model: Any):
-    """The inpainting button's callback for a loaded model.
+    """The inpainting button's callback for a loaded model: a function (editor, mask_file,
+    polarity, seed, truncation, num_samples, fit) -> (gallery of (completion, caption), the
+    input with its hole tinted), which raises `gr.Error` when there is no hole or no known pixel.
 
     Args:
         model: an inpainting model from `load_model`.
-
-    Returns:
-        A function (editor, mask_file, polarity, seed, truncation, num_samples, fit) ->
-        (gallery of (completion, caption), the input with its hole tinted); it raises
-        `gr.Error` when there is no hole or no known pixel.
     """
 
     def inpaint(
@@ -198,15 +195,13 @@ def make_inpaint(model: Any):
 
 
 def make_translate(model: Any):
-    """The translation button's callback for a loaded edges or labels model.
+    """The translation button's callback for a loaded edges or labels model: a function
+    (editor, label_file, polarity, from_photo, seed, truncation, num_samples) -> (gallery of
+    (output, caption), the condition as RGB), which raises `gr.Error` for an empty canvas or a
+    missing or unreadable label map.
 
     Args:
         model: an edges -> photo or labels -> photo model from `load_model`.
-
-    Returns:
-        A function (editor, label_file, polarity, from_photo, seed, truncation, num_samples) ->
-        (gallery of (output, caption), the condition as RGB); it raises `gr.Error` for an
-        empty canvas or a missing or unreadable label map.
     """
 
     def translate(
@@ -269,15 +264,12 @@ def theme():
 
 
 def build_app(model: Any, name: str, max_file_mb: float = MAX_FILE_MB):
-    """The Blocks app for a loaded model.
+    """The `gr.Blocks` app for a loaded model, not yet launched.
 
     Args:
         model: a model from `i2i.inference.model.load_model` (its `kind` picks the inputs).
         name: the model's name, shown in the title.
         max_file_mb: the largest upload, in MB, said in the page.
-
-    Returns:
-        The `gr.Blocks` app, not yet launched.
     """
     import gradio as gr
 
@@ -370,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
 
     Returns:
         The exit status: 0, or 1 after a one-line error (a model that cannot be loaded, no
-        CUDA device for --device cuda, a --max-file-size that is not positive).
+            CUDA device for --device cuda, a --max-file-size that is not positive).
     """
     parser = argparse.ArgumentParser(
         prog="i2i demo", description="A web demo of a model (Gradio), on this machine only."

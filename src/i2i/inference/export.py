@@ -130,7 +130,7 @@ class SamplingGraph(nn.Module):
 
         Returns:
             One tensor per name of `input_names`: the image uniform in [-1, 1], the mask and
-            `dropout_keep` in {0, 1}, `cond` and `z` standard normal, `truncation_psi` 1.
+                `dropout_keep` in {0, 1}, `cond` and `z` standard normal, `truncation_psi` 1.
         """
         g = torch.Generator().manual_seed(seed)
         h, w = self.G.img_resolution
@@ -187,7 +187,7 @@ class SamplingGraph(nn.Module):
 
         Returns:
             A JSON-ready dict: format and version, kind, resolution [H, W], inputs, z_dim,
-            cond_channels, global_dim, noise mode, dropout and its probability, the card.
+                cond_channels, global_dim, noise mode, dropout and its probability, the card.
         """
         h, w = self.G.img_resolution
         return {
@@ -299,7 +299,7 @@ def export(
     """Write the model's sampling graph to `out`.
 
     Args:
-        model: an `InferenceModel` from `i2i.inference.model.load_model`.
+        model (InferenceModel): from `i2i.inference.model.load_model`.
         out: the file to write; its folder is created.
         fmt: "onnx" or "torch-export".
         noise_mode: "const", "none" or "random" (see `SamplingGraph`).
@@ -352,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
 
     Returns:
         The exit status: 0, or 1 after a one-line error (an existing --out without
-        --overwrite, a model that cannot be loaded or exported).
+            --overwrite, a model that cannot be loaded or exported).
     """
     parser = argparse.ArgumentParser(
         prog="i2i export",

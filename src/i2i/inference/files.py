@@ -80,7 +80,7 @@ def collect(path: Path, what: str) -> list[tuple[Path, str]]:
 
     Returns:
         (file, name) pairs; the name is the path relative to the folder without extension (a
-        file's own stem).
+            file's own stem).
 
     Raises:
         FileNotFoundError: the path does not exist.

@@ -298,7 +298,7 @@ def load_task(path: str | Path, trust_checkpoint: bool = False) -> tuple[nn.Modu
 
     Returns:
         (the task, its model card); the card is also the task's `i2i_card`, what `save_model`
-        writes.
+            writes.
 
     Raises:
         FileNotFoundError: no file at path.

@@ -329,7 +329,7 @@ def translation_input(
 
     Returns:
         (batch key, tensor): ("label", (h, w) int64 class ids, resized NEAREST) or
-        ("edges", (C, h, w) in [-1, 1]), C the model's condition channels.
+            ("edges", (C, h, w) in [-1, 1]), C the model's condition channels.
 
     Raises:
         ValueError: a condition of the wrong dtype or shape, a model that is neither edges nor

@@ -96,7 +96,7 @@ def heldout_scores(heldout: Path, outputs: dict[str, list[Path]]) -> dict[str, f
 
     Returns:
         {"hole_l1": mean L1 in the hole (images in [-1, 1]), "edge_f1": mean edge F1 in the
-        hole, "outputs": how many files were scored}.
+            hole, "outputs": how many files were scored}.
     """
     from i2i.losses import masked_l1
     from i2i.metrics.structure import edge_f1_in_region
