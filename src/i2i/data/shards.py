@@ -440,7 +440,17 @@ def _folder_attribute(name: str) -> property:
 class ShardDataModule(StreamDataModule):
     """A folder datamodule's data read from its shards (`i2i data optimize`): the same batches'
     keys, decoding, crops and masks (the folder datamodule's `data:` section is given whole as
-    `data`, checked against the shards' manifest), streamed from a local folder or a URL."""
+    `data`, checked against the shards' manifest), streamed from a local folder or a URL.
+
+    Args:
+        shards: the folder `i2i data optimize --out` wrote, or its URL (s3://...).
+        data: the folder datamodule's section, {class_path, init_args}: its batch size,
+            workers and seed are this datamodule's.
+        cache_dir: LitData's cache of downloaded and inflated chunks; None: LitData's default.
+        storage_options: the object store's client settings, as LitData takes them (S3:
+            {"endpoint_url": "http://minio:9000"}, ...); None: none. They are saved with the
+            run's config: keep secrets in the environment (AWS_ACCESS_KEY_ID, ...), not here.
+    """
 
     def __init__(
         self,

@@ -215,7 +215,22 @@ class ShapesDataset(Dataset):
 class ShapesDataModule(StreamDataModule):
     """The embedded procedural scenes for the translation tasks: `condition="edges"` gives
     {"image", "edges"} for edges -> photo, `"labels"` gives {"image", "label"} for labels ->
-    photo (6 classes, with `class_names` and `palette`). No download."""
+    photo (6 classes, with `class_names` and `palette`). No download.
+
+    Args:
+        condition: "edges" or "labels".
+        resolution: (H, W) or H = W, powers of two.
+        batch_size: samples per batch, per process and use (CoModGAN: G and D each; see
+            `batches_per_step`).
+        val_batch_size: samples per validation batch.
+        num_workers: loader worker processes.
+        length: training scenes.
+        val_length: validation scenes.
+        seed: seeds the training scenes and stream; validation uses seed + 1.
+
+    Raises:
+        ValueError: another condition.
+    """
 
     def __init__(
         self,

@@ -278,7 +278,31 @@ class UnpairedEvalDataset(Dataset):
 
 class UnpairedDataModule(StreamDataModule):
     """Two domains, A and B, for CycleGAN: a folder in the CycleGAN layout (root/trainA, trainB,
-    testA, testB), an official archive (`dataset`), or the embedded shapes (root: null)."""
+    testA, testB), an official archive (`dataset`), or the embedded shapes (root: null).
+    Batches: "image_a" and "image_b" (N, 3, H, W) in [-1, 1], and "index".
+
+    Args:
+        root: the folder holding trainA/ trainB/ testA/ testB/; None: the embedded shapes
+            (photos and their edges), or data/<dataset> with `dataset`.
+        dataset: an official archive (horse2zebra, ...: `CYCLEGAN_DATASETS`) to download into
+            root's parent when root lacks the folders; root must then end in that name. None:
+            none.
+        download: with `dataset`: fetch the archive when the folders are absent.
+        url: a mirror of the archive; None: the official CycleGAN URL.
+        resolution: the crop (training) and evaluation size.
+        load_size: training resizes to this square, then crops (the official recipe); None:
+            resize to the resolution, no crop.
+        crop: the training crop: "random" (official) or "center".
+        batch_size: samples per batch and process (the paper: 1).
+        val_batch_size: samples per evaluation batch.
+        num_workers: loader worker processes.
+        max_val_images: at most this many evaluation images per domain; None: all.
+        synthetic_length: embedded data: training scenes per domain.
+        seed: seeds the stream, the permutations and the augmentation.
+
+    Raises:
+        DataError: an unknown crop, dataset or option, or a load_size under the resolution.
+    """
 
     keys = (B.IMAGE_A, B.IMAGE_B, B.INDEX)
 
