@@ -113,8 +113,9 @@ class InpaintingDataModule(StreamDataModule):
         seed: seeds the split, the training stream and the validation masks.
 
     Raises:
-        DataError: mask files without mask_polarity, an unknown polarity, mask_set, mask_shape
-            or option, a bad hole_range or rectangle, or attributes without data_dir.
+        DataError: mask files without mask_polarity; an unknown polarity, mask_set,
+            mask_shape, mask_variant or option; a bad hole_range or rectangle; or attributes
+            without data_dir.
     """
 
     def __init__(

@@ -34,7 +34,8 @@ def load_classical(spec: str) -> tuple[nn.Module, dict]:
         spec: `classical:NAME`, NAME a key of `i2i.classical.FILLS`.
 
     Returns:
-        (a `ClassicalInpaintingTask`, its model card with resolution 0: any size).
+        (a `ClassicalInpaintingTask`, its model card; the card's resolution, 1, is a
+            placeholder: the fill runs at each image's own size).
 
     Raises:
         ModelFileError: NAME is not a known fill.
