@@ -3,7 +3,9 @@
 Walks the source of each package with `ast` (no imports, so it is fast and sees exactly what the
 pages render) and asserts that every public class, function and public method has a docstring,
 and that every one taking arguments documents them in an `Args:` section. A class's constructor
-arguments may be documented in the class docstring or in `__init__`'s.
+arguments may be documented in the class docstring or in `__init__`'s; a public class that takes
+its constructor from a private base of its module documents them itself (the page does not show
+the private base).
 """
 
 import ast
@@ -13,7 +15,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "i2i"
 
-PACKAGES = ("networks", "tasks", "metrics")
+PACKAGES = ("networks", "tasks", "metrics", "inference", "data")
 
 # Methods that only implement a hook whose arguments Lightning or torchmetrics documents: a
 # one-line docstring saying what this class does there is enough, and an Args: section would
@@ -54,9 +56,27 @@ def _has_args(doc: str | None) -> bool:
     return doc is not None and any(line.strip() == "Args:" for line in doc.splitlines())
 
 
+def _init(node: ast.ClassDef) -> ast.FunctionDef | None:
+    return next(
+        (f for f in node.body if isinstance(f, ast.FunctionDef) and f.name == "__init__"), None
+    )
+
+
+def _inherited_init(node: ast.ClassDef, classes: dict[str, ast.ClassDef]):
+    """(the class of this module whose `__init__` `node` uses, that `__init__`): along the first
+    base while it is a class of the same module; None when the constructor comes from elsewhere."""
+    while _init(node) is None:
+        bases = [b.id for b in node.bases if isinstance(b, ast.Name)]
+        if not bases or bases[0] not in classes:
+            return None
+        node = classes[bases[0]]
+    return node, _init(node)
+
+
 def _offenders(path: Path) -> list[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     rel = path.relative_to(SRC.parents[1])
+    classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
     found = []
 
     def check_function(node, qualname: str, hook: bool = False) -> None:
@@ -73,6 +93,18 @@ def _offenders(path: Path) -> list[str]:
             doc = ast.get_docstring(node)
             if doc is None:
                 found.append(f"{rel}:{node.lineno}:{node.name}: no docstring")
+            owner = _inherited_init(node, classes)
+            if (
+                owner is not None
+                and owner[0] is not node
+                and not _is_public(owner[0].name)
+                and _params(owner[1])
+                and not _has_args(doc)
+            ):
+                found.append(
+                    f"{rel}:{node.lineno}:{node.name}: no Args: section for the constructor of "
+                    f"{owner[0].name}"
+                )
             for item in node.body:
                 if not isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
                     continue

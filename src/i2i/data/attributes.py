@@ -32,14 +32,28 @@ ATTRIBUTES_FILE = "list_attr_celeba.txt"
 
 @dataclass
 class AttributeTable:
-    """The parsed file: attribute names, and a {0, 1} row per image keyed by its file stem."""
+    """The parsed file: attribute names, and a {0, 1} row per image keyed by its file stem.
+
+    Attributes:
+        path: the file it was read from, named in errors.
+        names: the attribute names, in the rows' order.
+        rows: file stem -> (len(names),) float32, 1 = present, 0 = absent.
+    """
 
     path: Path
     names: list[str]
     rows: dict[str, torch.Tensor]  # file stem -> (len(names),) float32 in {0, 1}
 
     def select(self, names: Sequence[str] | None) -> AttributeTable:
-        """The table with only `names` (in that order); None keeps every attribute."""
+        """The table with only some attributes.
+
+        Args:
+            names: the attributes to keep, in that order (case-sensitive); None keeps every
+                attribute.
+
+        Raises:
+            DataError: an unknown name, or an empty list.
+        """
         if names is None:
             return self
         unknown = [n for n in names if n not in self.names]
@@ -55,7 +69,17 @@ class AttributeTable:
         return AttributeTable(self.path, list(names), rows)
 
     def for_files(self, files: Sequence[Path]) -> torch.Tensor:
-        """(len(files), len(names)) float32: each file's row; an error lists files without one."""
+        """Each file's row, matched by file name without extension.
+
+        Args:
+            files: image files, in the dataset's order.
+
+        Returns:
+            (len(files), len(names)) float32 in {0, 1}.
+
+        Raises:
+            DataError: files without a row (the first five are listed).
+        """
         missing = [f for f in files if Path(f).stem not in self.rows]
         if missing:
             shown = ", ".join(str(f) for f in missing[:5]) + (" ..." if len(missing) > 5 else "")
@@ -70,8 +94,15 @@ class AttributeTable:
 
 
 def read_attributes(path: str | Path) -> AttributeTable:
-    """Parse an attribute file (the module doc's format); every problem is a ValueError naming
-    the file, the line and what to fix."""
+    """Parse an attribute file (the module doc's format).
+
+    Args:
+        path: the `list_attr_celeba.txt` file.
+
+    Raises:
+        FileNotFoundError: no file at path.
+        ValueError: a problem in the file, naming the line and what to fix.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
@@ -142,7 +173,14 @@ def read_attributes(path: str | Path) -> AttributeTable:
 
 def find_attributes_file(data_dir: str | Path) -> Path:
     """`list_attr_celeba.txt` next to the images: in `data_dir`, its `Anno/` folder (CelebA's
-    layout) or its parent (images in `celeba/img_align_celeba/`, the file in `celeba/`)."""
+    layout) or its parent (images in `celeba/img_align_celeba/`, the file in `celeba/`).
+
+    Args:
+        data_dir: the images' folder.
+
+    Raises:
+        FileNotFoundError: the file is in none of these places.
+    """
     root = Path(data_dir)
     candidates = [root / name for name in (ATTRIBUTES_FILE, f"Anno/{ATTRIBUTES_FILE}")]
     candidates.append(root.parent / ATTRIBUTES_FILE)
@@ -158,7 +196,15 @@ def find_attributes_file(data_dir: str | Path) -> Path:
 
 class WithAttributes(Dataset):
     """A dataset of image files (`.files`) whose samples also carry their attributes; every
-    file's row is looked up once, when this is built, so a missing row stops at setup."""
+    file's row is looked up once, when this is built, so a missing row stops at setup.
+
+    Args:
+        dataset: a dataset with a `files` list; its other attributes are read through.
+        table: the attributes (already `select`ed) to add as `attributes` (A,) float32.
+
+    Raises:
+        DataError: a dataset without files, or a file without a row.
+    """
 
     def __init__(self, dataset: Dataset, table: AttributeTable):
         files = getattr(dataset, "files", None)

@@ -101,10 +101,19 @@ def _describe(x: Any) -> str:
 
 
 def validate_sample(sample: Mapping[str, Any], source: str = "sample") -> None:
-    """Check one (uncollated) sample against the contract; raise ValueError naming `source`.
+    """Check one (uncollated) sample against the contract.
 
     Only the keys present are checked, plus that their spatial sizes agree. Cheap enough to run
     on the first few samples of a dataset, not meant for every step.
+
+    Args:
+        sample: one dataset item: key -> tensor (or an int index).
+        source: what the sample is (a dataset and index), named in the error.
+
+    Raises:
+        ValueError: not a dict, an unknown key, a value of the wrong dtype, shape or range
+            (images in [-1, 1], mask in [0, 1], labels >= 0, attributes in {0, 1}), or keys
+            whose (H, W) differ.
     """
     if not isinstance(sample, Mapping):
         raise ValueError(f"{source}: a sample must be a dict, got {type(sample).__name__}")

@@ -51,7 +51,17 @@ VAL_DIR_NAMES = ("val", "valid", "validation", "test")
 
 
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    """ValueError naming the argument and its allowed values."""
+    """Check an argument against its allowed values.
+
+    Args:
+        name: the argument's name, for the message.
+        value: its value.
+        choices: the allowed values.
+
+    Raises:
+        DataError: (a ValueError) the value is not one of the choices; the message names the
+            argument and its allowed values.
+    """
     if value not in choices:
         raise DataError(f"{name} must be one of {choices}, got {value!r}")
 
@@ -66,6 +76,13 @@ def walk_files(root: str | Path, extensions: Sequence[str]) -> list[Path]:
     Hidden files and folders (names starting with '.', e.g. macOS '._x.jpg' resource forks)
     are skipped; symlinked folders are not entered. A sub-folder that cannot be read (no
     permission, I/O error) is skipped with a warning naming it, never silently.
+
+    Args:
+        root: the folder to walk.
+        extensions: lower-case extensions with their dot, e.g. (".png", ".jpg").
+
+    Raises:
+        OSError: `root` itself cannot be read.
     """
     root = Path(root)
 
@@ -95,6 +112,12 @@ def list_images(root: str | Path) -> list[Path]:
 
     Hidden files and folders (names starting with '.', e.g. macOS '._x.jpg' resource forks,
     which are not images) are ignored; an unreadable sub-folder is skipped with a warning.
+
+    Args:
+        root: the folder to list.
+
+    Raises:
+        FileNotFoundError: the folder does not exist or holds no image.
     """
     root = Path(root)
     if not root.is_dir():
@@ -125,6 +148,22 @@ def split_files(
     With val_fraction > 0 and at least 2 files, both parts are non-empty; otherwise ValueError
     naming `where` (the folder), the count of `item`s and how to give a separate validation
     set (`separate`; default: train/ and val/ sub-folders of `where`).
+
+    Args:
+        files: the files to split.
+        val_fraction: the share held out for validation, in [0, 1); rounded, at least one
+            file and at most all but one.
+        seed: seeds the permutation.
+        where: the folder the files come from, named in errors.
+        item: what a file is ("image", "pair"), named in errors.
+        separate: how to give a separate validation set, for the error; "" for train/ and val/
+            sub-folders of `where`.
+
+    Returns:
+        (train files, validation files), each sorted.
+
+    Raises:
+        DataError: val_fraction outside [0, 1), fewer than two files, or val_fraction 0.
     """
     if not 0.0 <= val_fraction < 1.0:
         raise DataError(f"val_fraction must be in [0, 1), got {val_fraction}")
@@ -154,7 +193,17 @@ def split_image_folder(
 ) -> tuple[list[Path], list[Path]]:
     """The project's one train / val split of an image folder: `train/` + `val/` sub-folders
     (see `find_split_folders`) when present, otherwise a seeded split of every image under
-    `root` (`split_files`); validation capped at `max_val` files."""
+    `root` (`split_files`).
+
+    Args:
+        root: the image folder.
+        val_fraction: the share held out when there are no split folders.
+        seed: seeds that split.
+        max_val: at most this many validation files (the first ones); None: all.
+
+    Returns:
+        (train files, validation files).
+    """
     root = Path(root)
     folders = find_split_folders(root)
     if folders is not None:
@@ -166,7 +215,11 @@ def split_image_folder(
 
 def find_split_folders(root: str | Path) -> tuple[Path, Path] | None:
     """(root/train, root/<val>) when both exist, <val> being val, valid, validation or test
-    (first match, names compared case-insensitively); otherwise None."""
+    (first match, names compared case-insensitively); otherwise None.
+
+    Args:
+        root: the dataset folder; None is returned when it is not a folder.
+    """
     root = Path(root)
     if not root.is_dir():
         return None
@@ -184,7 +237,11 @@ def find_split_folders(root: str | Path) -> tuple[Path, Path] | None:
 
 
 def read_from_disk(path: Path) -> BinaryIO:
-    """A sample's file, opened as the datasets open it unless told otherwise: from the disk."""
+    """A sample's file, opened as the datasets open it unless told otherwise: from the disk.
+
+    Args:
+        path: the file; the caller closes what is returned.
+    """
     return open(path, "rb")  # the caller closes it
 
 
@@ -203,9 +260,18 @@ def load_image(
 ) -> Image.Image:
     """Decode `path` into an RGB PIL image (grayscale, palette, CMYK converted; alpha dropped).
 
-    EXIF orientation is applied so phone photos are upright. `draft_size` = (H, W) lets JPEG
-    decode at a reduced scale that still covers that size (a large speed-up for big photos).
-    Raises CorruptImageError when the file cannot be decoded.
+    EXIF orientation is applied so phone photos are upright.
+
+    Args:
+        path: the image file.
+        draft_size: (H, W) lets JPEG decode at a reduced scale that still covers that size (a
+            large speed-up for big photos); None decodes at full size.
+        open_file: path -> its bytes as a file object, closed here (shards open a record).
+
+    Raises:
+        CorruptImageError: the file cannot be decoded.
+        FileNotFoundError: no file at path.
+        PIL.Image.DecompressionBombError: an image over PIL's pixel limit.
     """
     path = Path(path)
     try:
@@ -240,7 +306,11 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 
 
 def image_to_tensor(img: Image.Image) -> torch.Tensor:
-    """RGB PIL image -> float32 tensor (3, H, W) in [-1, 1]."""
+    """RGB PIL image -> float32 tensor (3, H, W) in [-1, 1].
+
+    Args:
+        img: an RGB PIL image (uint8 channels).
+    """
     x = TF.pil_to_tensor(img)
     return x.to(torch.float32).div_(127.5).sub_(1.0)
 
@@ -280,6 +350,22 @@ def plan_crop(
     negative along the short sides: the crop reaches outside the image, centred as in TF's
     ``resize_with_crop_or_pad``, and a PIL crop fills the outside with black.
     `random_crop` draws the offset from the global torch RNG; otherwise the crop is centred.
+
+    Args:
+        size: the image's (H, W).
+        resolution: the output size: an int (square) or (H, W).
+        random_crop: draw the offset at random; False: centre it.
+        small_images: "error", "upscale" or "pad" (see above).
+        source: the image, named in errors.
+        resize: "cover" or "none" (see above).
+        multiple_of: the resolution's sides must be multiples of this; None: powers of two.
+
+    Returns:
+        The plan for `apply_crop`.
+
+    Raises:
+        DataError: an image under the resolution with small_images="error", or an unknown
+            small_images or resize.
     """
     th, tw = check_resolution(resolution, multiple_of)
     h, w = size
@@ -326,9 +412,21 @@ def apply_crop(
     interpolation: InterpolationMode = InterpolationMode.BICUBIC,
     resample: str = "bicubic_antialias",
 ) -> Image.Image | torch.Tensor:
-    """Apply a CropPlan; use InterpolationMode.NEAREST for label maps. resample="pil_bilinear"
-    resizes a PIL image with PIL's bilinear filter instead of `interpolation` (the official
-    dataset tool's choice). A crop reaching outside a PIL image fills it with black."""
+    """Apply a CropPlan. A crop reaching outside a PIL image fills it with black.
+
+    Args:
+        img: a PIL image, or a tensor (..., H, W).
+        plan: from `plan_crop`.
+        interpolation: the resize filter; NEAREST for label maps (no antialiasing then).
+        resample: "bicubic_antialias" follows `interpolation`; "pil_bilinear" resizes a PIL
+            image with PIL's bilinear filter instead (the official dataset tool's choice).
+
+    Returns:
+        The same type as `img`, of the plan's (height, width).
+
+    Raises:
+        DataError: an unknown resample.
+    """
     check_choice("resample", resample, RESAMPLES)
     size = TF.get_size(img)  # [H, W] for PIL images and tensors alike
     if tuple(size) != plan.resized:
@@ -350,7 +448,27 @@ def apply_crop(
 
 
 class ImageFolderDataset(FileDataset):
-    """Images from a folder (any depth) as {"image": (3, H, W) in [-1, 1], "index": int}."""
+    """Images from a folder (any depth) as {"image": (3, H, W) in [-1, 1], "index": int}.
+
+    Args:
+        root: the folder of images; listed recursively unless `files` is given.
+        resolution: the output size: an int (square) or (H, W), powers of two unless
+            `resolution_multiple`.
+        files: an explicit file list (e.g. one half of `split_files`); None lists `root`.
+        train: random crop and optional flip; False: centre crop, deterministic.
+        hflip: random horizontal flips, only when `train`.
+        on_corrupt: "skip" warns and returns the next decodable image; "raise" raises
+            CorruptImageError.
+        small_images: images under the resolution: "error", "upscale" or "pad" (black).
+        train_crop: where training crops: "random" or "center" (validation: the centre).
+        resize: "cover" resizes to cover, then crops; "none" crops (or pads) only.
+        resample: the resize filter: "bicubic_antialias" or "pil_bilinear" (the official tool).
+        resolution_multiple: the sides must be multiples of this; None: powers of two.
+
+    Raises:
+        DataError: an unknown choice, or an empty file list.
+        FileNotFoundError: `root` holds no image (when `files` is None).
+    """
 
     def __init__(
         self,
@@ -388,7 +506,17 @@ class ImageFolderDataset(FileDataset):
         return len(self.files)
 
     def load(self, i: int) -> torch.Tensor:
-        """Decode, crop and (maybe) flip file i; raises CorruptImageError on a bad file."""
+        """Decode, crop and (maybe) flip one file.
+
+        Args:
+            i: the file's index in `files`.
+
+        Returns:
+            (3, H, W) in [-1, 1].
+
+        Raises:
+            CorruptImageError: the file cannot be decoded.
+        """
         path = self.files[i]
         # JPEG draft decodes at a reduced scale: only where we resize anyway and the filter is
         # ours; pil_bilinear reproduces the official tool, which resized the full decode.
@@ -425,7 +553,12 @@ class ImageFolderDataset(FileDataset):
 
     def scan(self, findings: Findings, indices: Sequence[int] | None = None) -> None:
         """Check every file's header at setup: unreadable ones are dropped (on_corrupt="skip",
-        with a warning) or reported, images under the resolution are reported."""
+        with a warning) or reported, images under the resolution are reported.
+
+        Args:
+            findings: where problems are collected, to be raised together.
+            indices: unused: every file is checked.
+        """
         sizes = scan_headers(self.files, self.on_corrupt, findings, str(self.root))
         self.files = [f for f in self.files if f in sizes]
         for path, size in sizes.items():
@@ -440,9 +573,25 @@ def scan_headers(
     exif: bool = True,
     item: str = "image",
 ) -> dict[Path, tuple[int, int]]:
-    """{file: (H, W)} from the headers of `files` (EXIF-rotated with `exif`). A file whose
-    header cannot be read is left out with a warning (on_corrupt="skip"), or reported in
-    `findings` ("raise"); when every file is unreadable, CorruptImageError."""
+    """The sizes of files from their headers, without decoding them.
+
+    A file whose header cannot be read is left out with a warning (on_corrupt="skip"), or
+    reported in `findings` ("raise"); a missing file is always reported.
+
+    Args:
+        files: the image files.
+        on_corrupt: "skip" or "raise".
+        findings: where problems are collected.
+        where: the dataset's folder, named in the error.
+        exif: the sizes after EXIF rotation (as the images are loaded).
+        item: what a file is ("image", "mask"), named in messages.
+
+    Returns:
+        {file: (H, W)} for each readable file.
+
+    Raises:
+        CorruptImageError: every file is unreadable (with on_corrupt="skip").
+    """
     sizes: dict[Path, tuple[int, int]] = {}
     results = parallel_map(lambda f: header_size(f, exif), list(files), f"{item} headers")
     for path, size in zip(files, results, strict=True):
@@ -479,7 +628,17 @@ def note_small(
     small_images: str,
     item: str = "image",
 ) -> None:
-    """Report `path` when it is smaller than `resolution` and small_images is "error"."""
+    """Report `path` when it is smaller than `resolution` and small_images is "error".
+
+    Args:
+        findings: where the report goes; its `extra["small_fit"]` keeps the largest power of
+            two that every small image fits.
+        path: the file.
+        size: its (H, W).
+        resolution: the target (H, W).
+        small_images: the dataset's setting; only "error" reports.
+        item: what the file is, named in the report.
+    """
     (h, w), (th, tw) = size, resolution
     if small_images != "error" or (h >= th and w >= tw):
         return
@@ -508,7 +667,22 @@ def load_skipping_corrupt(
     """(j, load(j)) for the item at i. On a corrupt file (CorruptImageError) with
     on_corrupt="skip", warn once naming it (it is remembered in `bad`, per worker process) and
     walk forward, wrapping, to the next decodable item: j names the item actually returned, so
-    fixed validation masks follow the image. With on_corrupt="raise", the error propagates."""
+    fixed validation masks follow the image. With on_corrupt="raise", the error propagates.
+
+    Args:
+        i: the index asked for, in [-n, n).
+        n: the dataset's length.
+        load: index -> the item; raises CorruptImageError for a bad file.
+        bad: indices known to be corrupt; changed in place.
+        on_corrupt: "skip" or "raise".
+        describe: index -> the file's name, for the warning.
+        item: what an item is, for messages.
+        where: the dataset, for the error when all fail.
+
+    Raises:
+        IndexError: i out of range.
+        CorruptImageError: with "raise", the first bad file; with "skip", when every item fails.
+    """
     if not -n <= i < n:
         raise IndexError(f"index {i} out of range for a dataset of {n} {item}s")
     i %= n

@@ -102,17 +102,32 @@ def download_and_extract(
     keep_archive: bool = True,
     layout_hint: str | None = None,
 ) -> Path:
-    """Download `url` into `root`, verify it and extract it into `root`; return the archive path.
+    """Download `url` into `root`, verify it and extract it into `root`.
 
-    `archive_name` defaults to the last part of the URL path; its suffix picks the format
-    (.tar.gz, .tgz, .tar, .zip). An archive already at ``root/archive_name`` is verified and
-    extracted without downloading. `expected_size` is the exact byte count, `sha256` the hex
-    digest; either is checked when given. `timeout` (seconds) bounds connecting and each read.
-    `retries`: resumptions after a connection that drops mid-transfer (a refused connection fails
-    at once). `keep_archive`: keep the archive after extracting (False deletes it to save disk).
-    `layout_hint` (e.g. "data/x/train/ exists") completes the "extract it yourself" instruction.
-    Raises DownloadError (network; a partial .part file is kept for resuming), ArchiveError (bad
-    file; deleted), or FileExistsError when an extracted entry would overwrite a non-empty folder.
+    An archive already at ``root/archive_name`` is verified and extracted without downloading.
+
+    Args:
+        url: an http(s) or file:// URL.
+        root: the folder the archive is saved and extracted into (created if missing).
+        archive_name: the archive's file name; None: the last part of the URL path. Its suffix
+            picks the format (.tar.gz, .tgz, .tar, .zip).
+        sha256: the archive's hex digest, checked when given.
+        expected_size: the archive's exact byte count, checked when given.
+        timeout: seconds that bound connecting and each read.
+        retries: resumptions after a connection that drops mid-transfer (a refused connection
+            fails at once).
+        keep_archive: keep the archive after extracting; False deletes it to save disk.
+        layout_hint: completes the "extract it yourself" instruction (e.g. "data/x/train/
+            exists"); None: none.
+
+    Returns:
+        The archive's path (deleted already when not `keep_archive`).
+
+    Raises:
+        ValueError: an archive name whose format cannot be told.
+        DownloadError: a network failure (a partial .part file is kept for resuming).
+        ArchiveError: a corrupt, unsafe or unexpected archive (deleted).
+        FileExistsError: an extracted entry would overwrite a non-empty folder.
     """
     root = Path(root)
     name = archive_name or Path(urllib.parse.urlparse(url).path).name
@@ -158,6 +173,7 @@ class CycleGANArchive:
 
     @property
     def approx_size_gb(self) -> float:
+        """The approximate size in GB (`ensure_dataset` warns about free disk with it)."""
         return self.approx_size_mb / 1000
 
 
@@ -189,9 +205,23 @@ def ensure_dataset(
 ) -> Path:
     """``root/<name>`` with its split folders, downloading the archive `archives[name]` if needed.
 
-    `url` overrides the official address (a mirror, or a file:// URL). With download=False a
-    missing dataset raises FileNotFoundError naming the URL and the layout. The archive is
-    deleted after a successful extraction (pix2pix archives are 2-8 GB).
+    The archive is deleted after a successful extraction (pix2pix archives are 2-8 GB).
+
+    Args:
+        archives: the family's table (`PIX2PIX_DATASETS`, `CYCLEGAN_DATASETS`).
+        name: the dataset's name in the table.
+        root: the folder that holds (or will hold) `<name>/`.
+        download: fetch a missing dataset; False raises instead.
+        url: a mirror or a file:// URL in place of the official address; None: the official.
+
+    Returns:
+        ``root/<name>``.
+
+    Raises:
+        ValueError: a name not in the table.
+        FileNotFoundError: a missing dataset with download=False (naming the URL and layout).
+        DownloadError: the download failed (see `download_and_extract`).
+        ArchiveError: the archive lacks the split folders.
     """
     if name not in archives:
         family = next(iter(archives.values())).family

@@ -44,6 +44,7 @@ class Shape:
 
     @property
     def global_batch(self) -> int:
+        """Samples per batch, all processes together."""
         return self.world_size * self.batch_size
 
 
@@ -57,10 +58,15 @@ class StreamState:
     layout: tuple[int, int]  # (processes, loader batch) of the run's first shape: the shards' order
 
     def at(self, iteration: int) -> int:
-        """Stream positions consumed at `iteration` (one loader batch per process per step)."""
+        """Stream positions consumed at an iteration (one loader batch per process per step).
+
+        Args:
+            iteration: the task's iteration, at or after this record's.
+        """
         return self.samples + (iteration - self.iteration) * self.shape.per_iteration
 
     def to_dict(self) -> dict[str, Any]:
+        """The record as a checkpoint stores it (plain ints and a list), read by `from_dict`."""
         return {
             "samples_consumed": self.samples,
             "iteration": self.iteration,
@@ -72,8 +78,17 @@ class StreamState:
 
     @classmethod
     def from_dict(cls, state: Any, where: str) -> StreamState:
-        """The record of a checkpoint (`where` names it), checked: a damaged or foreign record
-        is an error that says so, not a silently wrong stream."""
+        """The record of a checkpoint, checked: a damaged or foreign record is an error that
+        says so, not a silently wrong stream.
+
+        Args:
+            state: what `to_dict` wrote (anything else is refused).
+            where: the checkpoint, named in errors.
+
+        Raises:
+            DataError: a missing or non-integer field, a count under its least value, or a
+                layout that is not two integers >= 1.
+        """
         keys = ("samples_consumed", "iteration", "world_size", "batch_size", "batches_per_step")
         values = state if isinstance(state, dict) else {}
         layout = values.get("layout")
@@ -101,7 +116,15 @@ class StreamState:
 
 
 def describe_change(old: Shape, new: Shape) -> str:
-    """'processes 2 -> 1, batch per process 8 -> 4 (global batch 16 -> 4)': what differs."""
+    """'processes 2 -> 1, batch per process 8 -> 4 (global batch 16 -> 4)': what differs.
+
+    Args:
+        old: the shape the run had.
+        new: the shape it resumes with.
+
+    Returns:
+        The differences, comma-separated; "" when none.
+    """
     parts = []
     if old.world_size != new.world_size:
         parts.append(f"processes {old.world_size} -> {new.world_size}")

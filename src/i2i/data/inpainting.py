@@ -57,7 +57,12 @@ MASK_SHAPES = ("free_form", "rectangle")
 
 
 class FolderMasks:
-    """Draws training masks from a MaskFolder with the stream's rng."""
+    """Draws training masks from a MaskFolder with the stream's rng: `masks(rng)` is a
+    uniformly drawn file's mask (1, H, W), 1 = known.
+
+    Args:
+        folder: the mask files.
+    """
 
     def __init__(self, folder: MaskFolder):
         self.folder = folder
@@ -70,7 +75,48 @@ class InpaintingDataModule(StreamDataModule):
     """Any folder of images (recursive; jpg/png/webp/bmp; grayscale and RGBA converted), or the
     embedded procedural shapes when `data_dir` is None. Masks: the official free-form generator,
     GLCIC's one rectangle per image (`mask_shape: rectangle`), or mask files with an explicit
-    polarity."""
+    polarity. Batches: "image" (N, 3, H, W) in [-1, 1], "mask" (N, 1, H, W) with 1 = known,
+    "index", and "attributes" (N, A) in {0, 1} when asked for.
+
+    Args:
+        data_dir: the image folder; None: the embedded shapes scenes, no download.
+        resolution: (H, W) or H = W; powers of two unless `resolution_multiple`.
+        batch_size: samples per batch, per process and use (CoModGAN: G and D each; see
+            `batches_per_step`).
+        val_batch_size: samples per validation batch.
+        num_workers: loader worker processes.
+        val_fraction: the share held out when data_dir has no train/ and val/ sub-folders.
+        max_val_images: at most this many validation images; None: all.
+        hole_range: the free-form masks' hole ratios (lo, hi), 0 <= lo < hi <= 1.
+        mask_variant: "large" (the official masks) or "small" (MAT's lighter variant).
+        mask_shape: "free_form" (the official generator) or "rectangle" (GLCIC's one
+            rectangular hole).
+        rectangle_sides: the rectangle's sides (lo, hi) in pixels at `rectangle_sides_at`.
+        rectangle_sides_at: the resolution rectangle_sides are given at; they are scaled with
+            the image (GLCIC: 46-92 px at 160).
+        mask_dir: training masks from these files instead of the generator; None: generated.
+        val_mask_dir: validation masks from these files (sample i gets file i mod n); None:
+            generated, fixed per sample.
+        mask_polarity: required with mask files: "white_is_known" or "white_is_hole".
+        check_mask_polarity: stop when the mask files average more than `MAX_MEAN_HOLE` hole
+            (an inverted polarity?), and warn when their hole ratios fit a known set only
+            inverted; False: neither.
+        mask_set: a known set to check the mask files against (a key of `KNOWN_MASK_SETS`,
+            e.g. "comodgan"); None: every known set.
+        synthetic_length: images in the embedded training set.
+        resolution_multiple: the sides must be multiples of this; None: powers of two (GLCIC:
+            4, for 160 px).
+        attributes: per-image attributes in the batch (`i2i.data.attributes`): True = every
+            attribute of the file, a list = those names in that order (e.g. ["Smiling"]);
+            False: none.
+        attributes_file: the attribute file; None: list_attr_celeba.txt next to the images.
+        seed: seeds the split, the training stream and the validation masks.
+
+    Raises:
+        DataError: mask files without mask_polarity; an unknown polarity, mask_set,
+            mask_shape, mask_variant or option; a bad hole_range or rectangle; or attributes
+            without data_dir.
+    """
 
     def __init__(
         self,
@@ -160,6 +206,7 @@ class InpaintingDataModule(StreamDataModule):
         return table.names if table is not None else []
 
     def setup(self, stage: str | None = None) -> None:
+        """Check the images and validation masks (the base class), and the training mask files."""
         super().setup(stage)  # checks the images and the validation masks
         if self.hparams.mask_dir:
             self.train_masks()  # and the training masks now, not at the first batch
@@ -219,14 +266,18 @@ class InpaintingDataModule(StreamDataModule):
         return self.rectangle_masks if rectangles else self.mask_generator
 
     def train_masks(self) -> MaskSource:
+        """Training masks: drawn from `mask_dir`'s files when given, else `drawn_masks`."""
         hp = self.hparams
         return FolderMasks(self._mask_folder(hp.mask_dir)) if hp.mask_dir else self.drawn_masks
 
     def val_masks(self) -> RandomMaskGenerator | RectangleMaskGenerator | MaskFolder:
+        """Validation masks by index: `val_mask_dir`'s files when given, else `drawn_masks`."""
         hp = self.hparams
         return self._mask_folder(hp.val_mask_dir) if hp.val_mask_dir else self.drawn_masks
 
     def build_datasets(self) -> tuple[Dataset, Dataset]:
+        """(train, val) image datasets: the folder's split, or the embedded shapes without
+        `data_dir`; with their attributes when asked for."""
         hp = self.hparams
         if hp.data_dir is None:
             from i2i.data.synthetic import ShapesDataset  # the demo's data only: imported here
@@ -263,7 +314,20 @@ def image_folder_split(
     **dataset_kwargs: Any,
 ) -> tuple[ImageFolderDataset, ImageFolderDataset]:
     """Train and val ImageFolderDatasets: `train/` + `val/` sub-folders when present, otherwise a
-    seeded split of every image under `data_dir`."""
+    seeded split of every image under `data_dir`.
+
+    Args:
+        data_dir: the image folder.
+        resolution: (H, W) of the images.
+        val_fraction: the share held out when there are no split folders.
+        max_val_images: at most this many validation images; None: all.
+        seed: seeds the split.
+        **dataset_kwargs: passed to both `ImageFolderDataset`s; `hflip` (default True) applies
+            to training only, and validation always centre-crops.
+
+    Returns:
+        (train dataset, validation dataset).
+    """
     root = Path(data_dir)
     train_files, val_files = split_image_folder(root, val_fraction, seed, max_val_images)
     hflip = dataset_kwargs.pop("hflip", True)

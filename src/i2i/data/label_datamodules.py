@@ -34,7 +34,18 @@ from i2i.errors import DataError
 
 class LabelDataModule(StreamDataModule):
     """What the labels -> photo datamodules share: keys, label set, condition channels, and
-    train / val datasets built from (photo, label, instance) records."""
+    train / val datasets built from (photo, label, instance) records.
+
+    Args:
+        spec: the label set.
+        instance_edges: batches also carry "instance_edges" (1, H, W) in [-1, 1], and the
+            condition has one more channel.
+        resolution: (H, W) or H = W, powers of two.
+        batch_size: samples per batch, per process and use.
+        val_batch_size: samples per validation batch.
+        num_workers: loader worker processes.
+        seed: seeds the training stream.
+    """
 
     def __init__(
         self,
@@ -60,6 +71,7 @@ class LabelDataModule(StreamDataModule):
 
     @property
     def num_classes(self) -> int:
+        """Classes of the label set (ids 0..num_classes - 1)."""
         return self._spec.num_classes
 
     @property
@@ -93,9 +105,11 @@ class NamedLabelDataModule(LabelDataModule):
 
     @property
     def row(self) -> LabelDatasetRow:
+        """This datamodule's row of `LABEL_DATASETS`."""
         return LABEL_DATASETS[self.dataset]
 
     def build_datasets(self) -> tuple[Dataset, Dataset]:
+        """(train, val) paired label datasets from the row's split folders under data_dir."""
         root, ie = self.hparams.data_dir, self.instance_edges
         if ie:
             self.row.check_instances(root)
@@ -108,7 +122,20 @@ class CocoStuffDataModule(NamedLabelDataModule):
     """COCO-Stuff 2017 (183 classes: 0..181 and 255 = unlabeled -> 182), SPADE layout
     data_dir/{train,val}_{img,label,inst}, or the cocostuff release layout
     data_dir/images/{train,val}2017 + data_dir/annotations/{train,val}2017 (no instance maps).
-    Download: https://github.com/nightrome/cocostuff."""
+    Download: https://github.com/nightrome/cocostuff.
+
+    Args:
+        data_dir: the COCO-Stuff folder, in one of the two layouts.
+        resolution: (H, W) or H = W; the paper used 512.
+        batch_size: samples per batch, per process and use (CoModGAN: G and D each; see
+            `batches_per_step`).
+        val_batch_size: samples per validation batch.
+        num_workers: loader worker processes.
+        instance_edges: add the instance-boundary channel (SPADE's default); needs the SPADE
+            layout's instance maps.
+        max_val_images: the first this many validation pairs; None: all 5000.
+        seed: seeds the training stream.
+    """
 
     dataset = "coco_stuff"
 
@@ -141,7 +168,19 @@ class CityscapesDataModule(NamedLabelDataModule):
     """Cityscapes raw labelIds (35 classes), 2:1 aspect. Layout data_dir/leftImg8bit/{split}/
     <city>/*_leftImg8bit.png + data_dir/gtFine/{split}/<city>/*_gtFine_{labelIds,instanceIds}.png
     (or pix2pixHD's {train,test}_{img,label,inst}). Download (login required):
-    https://www.cityscapes-dataset.com."""
+    https://www.cityscapes-dataset.com.
+
+    Args:
+        data_dir: the Cityscapes folder with leftImg8bit/ and gtFine/.
+        resolution: (H, W); keep 1:2 for Cityscapes.
+        batch_size: as for `CocoStuffDataModule`.
+        val_batch_size: validation samples per batch.
+        num_workers: worker processes of each loader.
+        instance_edges: add the boundaries of the *_gtFine_instanceIds maps as a channel
+            (SPADE's default).
+        max_val_images: keep the first this many validation pairs; None: all 500.
+        seed: the training stream's seed.
+    """
 
     dataset = "cityscapes"
 
@@ -173,7 +212,17 @@ class CityscapesDataModule(NamedLabelDataModule):
 class ADE20KDataModule(NamedLabelDataModule):
     """ADE20K SceneParsing, ADEChallengeData2016 (151 classes, 0 = other; no instance maps):
     data_dir/images/{training,validation}/*.jpg + data_dir/annotations/.../*.png.
-    Download: http://sceneparsing.csail.mit.edu."""
+    Download: http://sceneparsing.csail.mit.edu.
+
+    Args:
+        data_dir: ADEChallengeData2016, or the folder containing it.
+        resolution: (H, W) or H = W, powers of two.
+        batch_size: as for `CocoStuffDataModule`.
+        val_batch_size: how many validation samples a batch holds.
+        num_workers: how many processes each loader reads with.
+        max_val_images: only the first this many validation pairs; None: all.
+        seed: what the training stream is seeded with.
+    """
 
     dataset = "ade20k"
 
@@ -198,7 +247,39 @@ class ADE20KDataModule(NamedLabelDataModule):
 class LabelFolderDataModule(LabelDataModule):
     """Your own data: a photo folder and a label folder (single-channel PNGs of class ids),
     matched by file stem, optionally an instance folder; validation from val_* folders or a
-    seeded split. `label_set` reuses a named set's classes and conventions for such folders."""
+    seeded split. `label_set` reuses a named set's classes and conventions for such folders.
+
+    Args:
+        image_dir: the photos, any sub-folder depth.
+        label_dir: the label maps, with the photos' stems (after removing label_suffix).
+        num_classes: the classes of label_set "generic" (raw values 0..n-1), required there;
+            None with a named set.
+        label_set: "generic", "coco_stuff", "cityscapes" or "ade20k".
+        class_names: generic only: the classes' names; None: class_0, class_1, ...
+        ignore_value: generic only: the raw value of "unlabeled", which becomes class n; None:
+            no such value.
+        instance_dir: instance-id maps, needed for instance_edges; None: none.
+        val_image_dir: validation photos; None: a seeded split of val_fraction.
+        val_label_dir: validation label maps, given with val_image_dir.
+        val_instance_dir: validation instance maps, given with val_image_dir and
+            instance_edges.
+        image_suffix: removed from photo stems; None: the set's default.
+        label_suffix: removed from label stems (e.g. "_gtFine_labelIds"); None: the set's.
+        instance_suffix: removed from instance stems; None: the set's.
+        resolution: (H, W) or H = W, powers of two.
+        val_fraction: the share held out when no val_image_dir is given.
+        max_val_images: the first this many validation pairs; None: all.
+        instance_edges: add the instance-boundary channel (needs instance_dir).
+        batch_size: as for `CocoStuffDataModule`.
+        val_batch_size: the validation loader's batch size.
+        num_workers: the loaders' worker processes.
+        seed: seeds the training stream and the train/val split.
+
+    Raises:
+        DataError: only one of val_image_dir and val_label_dir, instance_edges without the
+            instance folders, or a label set that does not fit num_classes, class_names or
+            ignore_value.
+    """
 
     def __init__(
         self,
@@ -261,6 +342,8 @@ class LabelFolderDataModule(LabelDataModule):
                 raise FileNotFoundError(f"{name} {folder} does not exist; expected {layout}")
 
     def build_datasets(self) -> tuple[Dataset, Dataset]:
+        """(train, val) paired label datasets from the folders: the val_* folders, or a seeded
+        split of the pairs."""
         self.check_folders()
         hp, ie = self.hparams, self.instance_edges
         train = pair_files(

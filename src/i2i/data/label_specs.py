@@ -129,6 +129,10 @@ def distinct_palette(num_classes: int, black: Sequence[int] = ()) -> np.ndarray:
 
     Hues step by the golden ratio (neighbouring ids get far-apart hues); saturation and value
     cycle with co-prime periods so that classes sharing a hue still differ.
+
+    Args:
+        num_classes: how many colours.
+        black: class ids drawn black; () for none.
     """
     golden = 0.6180339887498949
     rows = []
@@ -152,6 +156,18 @@ class LabelSpec:
 
     Raw values 0..`identity_range`-1 keep their value; `special` maps further raw values (such
     as 255 = unlabeled) onto class ids; any other value is an error.
+
+    Attributes:
+        name: the set's name, in messages.
+        num_classes: how many classes (ids 0..num_classes - 1).
+        class_names: one name per class.
+        palette: uint8 (num_classes, 3), for sample grids and W&B overlays.
+        identity_range: raw values below it are class ids as they are; -1: num_classes.
+        special: raw value -> class id, for raw values >= identity_range.
+        hint: appended to out-of-range errors: what usually causes them for this set.
+
+    Raises:
+        ValueError: names or palette of the wrong length, or a bad identity_range or mapping.
     """
 
     name: str
@@ -196,8 +212,17 @@ class LabelSpec:
     def to_class_ids(self, raw: np.ndarray, path: str | Path = "label map") -> np.ndarray:
         """Map the raw values of one label file to int64 class ids 0..num_classes-1.
 
-        Raises ValueError naming `path`, the offending values and the valid range when a value
-        is not part of the label set (usually a wrong number of classes or the wrong dataset).
+        Args:
+            raw: the file's values, (H, W) of an integer (or bool) dtype.
+            path: the file, named in errors.
+
+        Returns:
+            (H, W) int64 class ids.
+
+        Raises:
+            DataError: (a ValueError) values that are not integers, or not part of the label
+                set (usually a wrong number of classes or the wrong dataset); the message names
+                `path`, the offending values and the valid range.
         """
         raw = np.asarray(raw)
         if raw.dtype.kind not in "iub":
@@ -269,8 +294,16 @@ def generic_spec(
 ) -> LabelSpec:
     """A user label set: raw values 0..num_classes-1 are the classes.
 
-    With `ignore_value` (e.g. 255), pixels of that value become one more class, id num_classes,
-    named "unlabeled" (as COCO-Stuff's 255), so the spec then has num_classes + 1 classes.
+    Args:
+        num_classes: the classes, raw values 0..num_classes-1.
+        class_names: one name per class; None: class_0, class_1, ...
+        ignore_value: a raw value (>= num_classes, e.g. 255) whose pixels become one more
+            class, id num_classes, named "unlabeled" (as COCO-Stuff's 255), so the spec then
+            has num_classes + 1 classes; None: no such value.
+
+    Raises:
+        DataError: num_classes not a positive int, names of another count, or an ignore_value
+            that is one of the classes.
     """
     if not isinstance(num_classes, int) or num_classes < 1:
         raise DataError(f"num_classes must be a positive int, got {num_classes!r}")
@@ -321,9 +354,17 @@ def _first_layout(root: Path, layouts: list[tuple[Path, ...]], what: str, url: s
 
 
 def coco_stuff_folders(root: str | Path, split: str) -> tuple[Path, Path, Path | None]:
-    """(photos, labels, instances or None) of a COCO-Stuff split ("train" or "val"):
-    SPADE's root/{split}_img, {split}_label, {split}_inst, or the cocostuff release's
-    root/images/{split}2017 + root/annotations/{split}2017 (stuffthingmaps, no instances)."""
+    """(photos, labels, instances or None) of a COCO-Stuff split: SPADE's root/{split}_img,
+    {split}_label, {split}_inst, or the cocostuff release's root/images/{split}2017 +
+    root/annotations/{split}2017 (stuffthingmaps, no instances).
+
+    Args:
+        root: the COCO-Stuff folder.
+        split: "train" or "val".
+
+    Raises:
+        FileNotFoundError: neither layout's photo and label folders exist.
+    """
     root = Path(root)
     spade = (root / f"{split}_img", root / f"{split}_label", root / f"{split}_inst")
     release = (root / "images" / f"{split}2017", root / "annotations" / f"{split}2017")
@@ -334,7 +375,15 @@ def coco_stuff_folders(root: str | Path, split: str) -> tuple[Path, Path, Path |
 def cityscapes_folders(root: str | Path, split: str) -> tuple[Path, Path, Path | None]:
     """(photos, labels, instances or None) of a Cityscapes split: the official
     root/leftImg8bit/{split}/<city>/ + root/gtFine/{split}/<city>/, or pix2pixHD's
-    root/{split}_img, {split}_label, {split}_inst (pix2pixHD names the val split "test")."""
+    root/{split}_img, {split}_label, {split}_inst (pix2pixHD names the val split "test").
+
+    Args:
+        root: the Cityscapes folder.
+        split: "train" or "val".
+
+    Raises:
+        FileNotFoundError: no layout's photo and label folders exist.
+    """
     root = Path(root)
     layouts = [(root / "leftImg8bit" / split, root / "gtFine" / split, root / "gtFine" / split)]
     for s in (split, "test") if split == "val" else (split,):
@@ -345,7 +394,15 @@ def cityscapes_folders(root: str | Path, split: str) -> tuple[Path, Path, Path |
 
 def ade20k_folders(root: str | Path, split: str) -> tuple[Path, Path, None]:
     """(photos, labels, None) of ADEChallengeData2016: {root}/images/{training,validation} and
-    {root}/annotations/...; `root` may also be the folder that contains ADEChallengeData2016."""
+    {root}/annotations/...
+
+    Args:
+        root: ADEChallengeData2016, or the folder that contains it.
+        split: "train" or "val" (or the folder's own name).
+
+    Raises:
+        FileNotFoundError: neither place has the photo and label folders.
+    """
     root = Path(root)
     name = {"train": "training", "val": "validation"}.get(split, split)
     layouts = [
@@ -358,7 +415,15 @@ def ade20k_folders(root: str | Path, split: str) -> tuple[Path, Path, None]:
 
 @dataclass(frozen=True)
 class LabelDatasetRow:
-    """A published label dataset: its label set, its folder layouts and how its files pair."""
+    """A published label dataset: its label set, its folder layouts and how its files pair.
+
+    Attributes:
+        title: the name error messages use.
+        spec: builds its label set.
+        folders: (root, split) -> (photos, labels, instances or None).
+        suffixes: removed from photo, label and instance stems before pairing.
+        has_instances: False: the release has no instance maps.
+    """
 
     title: str  # the name error messages use
     spec: Callable[[], LabelSpec]  # its label set
@@ -367,7 +432,14 @@ class LabelDatasetRow:
     has_instances: bool = True  # False: the release has no instance maps
 
     def check_instances(self, root: str | Path) -> None:
-        """FileNotFoundError when a split has no instance folder: before any file is listed."""
+        """Check that both splits have instance maps, before any file is listed.
+
+        Args:
+            root: the dataset's folder.
+
+        Raises:
+            FileNotFoundError: a split without an instance folder.
+        """
         for split in ("train", "val"):
             if self.folders(root, split)[2] is None:
                 raise FileNotFoundError(
@@ -389,7 +461,14 @@ LABEL_DATASETS = {
 
 
 def get_spec(name: str) -> LabelSpec:
-    """The label set of a row of LABEL_DATASETS: "coco_stuff", "cityscapes" or "ade20k"."""
+    """The label set of a row of LABEL_DATASETS.
+
+    Args:
+        name: "coco_stuff", "cityscapes" or "ade20k".
+
+    Raises:
+        DataError: another name.
+    """
     if name not in LABEL_DATASETS:
         raise DataError(
             f"unknown label set {name!r}; choose one of {sorted(LABEL_DATASETS)} or 'generic'"

@@ -95,7 +95,11 @@ LOSSY_EXTENSIONS = (".jpg", ".jpeg", ".webp")
 
 
 def label_edges(label: np.ndarray) -> np.ndarray:
-    """Boolean (H, W): True where any 4-neighbour (inside the image) has a different label."""
+    """Boolean (H, W): True where any 4-neighbour (inside the image) has a different label.
+
+    Args:
+        label: (H, W) label or instance ids.
+    """
     e = np.zeros(label.shape, dtype=bool)
     dy = label[1:, :] != label[:-1, :]
     dx = label[:, 1:] != label[:, :-1]
@@ -108,7 +112,14 @@ def label_edges(label: np.ndarray) -> np.ndarray:
 
 def instance_edges(instance: np.ndarray) -> np.ndarray:
     """Boolean (H, W) boundary map of an instance map: True where any 4-neighbour inside the
-    image has a different id (SPADE's instance-edge channel)."""
+    image has a different id (SPADE's instance-edge channel).
+
+    Args:
+        instance: (H, W) instance ids.
+
+    Raises:
+        ValueError: a map that is not 2-D.
+    """
     instance = np.asarray(instance)
     if instance.ndim != 2:
         raise ValueError(f"instance map must be 2-D (H, W), got shape {instance.shape}")
@@ -120,6 +131,12 @@ def decode_ade20k_full_seg(rgb: np.ndarray) -> np.ndarray:
 
     The full format stores class = R // 10 * 256 + G (an index into the release's objects list,
     0 = unlabeled) and the instance in B. These are not the 150 SceneParsing classes.
+
+    Args:
+        rgb: (H, W, 3) uint8 (more channels are ignored).
+
+    Raises:
+        ValueError: an array that is not (H, W, 3).
     """
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] < 3:
@@ -132,9 +149,23 @@ def read_label_map(
     path: str | Path, exif: bool = False, open_file: Callable[[Path], BinaryIO] = read_from_disk
 ) -> np.ndarray:
     """The raw integer values of a single-channel label / instance file (PNG modes L, P, I;16,
-    I, 1; an RGB file is accepted only when its three channels are equal). With `exif`, turned
-    upright by its EXIF orientation as `load_image` turns images (the inference commands, where
-    the label map is the input); without, as stored, as the datasets read their photos."""
+    I, 1; an RGB file is accepted only when its three channels are equal).
+
+    Args:
+        path: the file; lossy formats (JPEG, WebP) are refused.
+        exif: turn it upright by its EXIF orientation as `load_image` turns images (the
+            inference commands, where the label map is the input); False: as stored, as the
+            datasets read their photos.
+        open_file: path -> its bytes as a file object, closed here (shards open a record).
+
+    Returns:
+        (H, W) of the file's integer dtype (a 1-bit file as uint8).
+
+    Raises:
+        DataError: a lossy file, or a colour image.
+        CorruptImageError: a file that cannot be decoded.
+        FileNotFoundError: no file at path.
+    """
     path = Path(path)
     if path.suffix.lower() in LOSSY_EXTENSIONS:
         raise DataError(
@@ -219,7 +250,25 @@ def pair_files(
     instance_suffix: str = "",
 ) -> list[LabelRecord]:
     """Match photos, label maps and instance maps (any sub-folder depth) by file stem, after
-    removing the given name suffixes; a file without its partner is an error naming it."""
+    removing the given name suffixes.
+
+    Args:
+        image_dir: the photos.
+        label_dir: the label maps.
+        instance_dir: the instance maps; None: no instance maps.
+        image_suffix: removed from photo stems before matching ("_leftImg8bit").
+        label_suffix: removed from label stems; files without it are ignored.
+        instance_suffix: removed from instance stems; files without it are ignored.
+
+    Returns:
+        One record per photo, sorted by the matched name.
+
+    Raises:
+        ValueError: a photo without its label or instance map, or a label map without its photo
+            (the message names the first five).
+        DataError: two files of one folder with the same name.
+        FileNotFoundError: a folder missing or without matching files.
+    """
     image_dir, label_dir = Path(image_dir), Path(label_dir)
     images = _keyed(list_images(image_dir), image_suffix, image_dir)
     labels = _keyed(list_images(label_dir), label_suffix, label_dir)
@@ -278,7 +327,23 @@ def _crop_map(arr: np.ndarray, plan: CropPlan) -> np.ndarray:
 
 
 class PairedLabelDataset(FileDataset):
-    """Photo + label map (+ instance map) samples from a list of :class:`LabelRecord`."""
+    """Photo + label map (+ instance map) samples from a list of :class:`LabelRecord`:
+    {"image": (3, H, W) in [-1, 1], "label": (H, W) int64 class ids, "index": int, and
+    "instance_edges": (1, H, W), 1 on instance boundaries and -1 elsewhere, when asked}.
+
+    Args:
+        records: the files, one record per sample.
+        spec: the label set: maps raw file values to class ids 0..num_classes-1.
+        resolution: the output size: an int (square) or (H, W), powers of two.
+        train: random crop and optional flip; False: centre crop, deterministic.
+        hflip: random horizontal flips, only when `train`.
+        instance_edges: add "instance_edges" (every record needs an instance map).
+        small_images: a photo smaller than the resolution: "error" or "upscale".
+
+    Raises:
+        DataError: an unknown small_images, no records, or records without instance maps when
+            `instance_edges`.
+    """
 
     def __init__(
         self,
@@ -348,9 +413,14 @@ class PairedLabelDataset(FileDataset):
         return sample
 
     def scan(self, findings: Findings, indices: Sequence[int] | None = None) -> None:
-        """Check every record at setup (or those at `indices`): photo, label and instance map
-        sizes from the headers, and the label values, read once and cached (see
-        :mod:`i2i.data.scan`), against the label set."""
+        """Check the records at setup: photo, label and instance map sizes from the headers,
+        and the label values, read once and cached (see :mod:`i2i.data.scan`), against the
+        label set.
+
+        Args:
+            findings: where problems are collected, to be raised together.
+            indices: only the records at these indices; None: every record.
+        """
         recs = self.records if indices is None else [self.records[k] for k in indices]
         where = str(recs[0].image.parent) if recs else "the label dataset"
         photos = scan_headers(
@@ -427,7 +497,19 @@ class PairedLabelDataset(FileDataset):
 
 class LabelFolderDataset(PairedLabelDataset):
     """A folder of photos and a folder of label maps (and optionally instance maps), matched by
-    file stem after removing the given suffixes."""
+    file stem after removing the given suffixes (see `pair_files`).
+
+    Args:
+        image_dir: the photos (jpg/png/...), any sub-folder depth.
+        label_dir: single-channel PNG label maps, same stems as the photos.
+        spec: the label set, e.g. `generic_spec(num_classes)` or `cityscapes_spec()`.
+        resolution: the output size: an int (square) or (H, W).
+        instance_dir: instance-id maps, same stems; None: none.
+        image_suffix: removed from photo stems before matching ("_leftImg8bit").
+        label_suffix: removed from label stems ("_gtFine_labelIds").
+        instance_suffix: removed from instance stems ("_gtFine_instanceIds").
+        **kwargs: train, hflip, instance_edges, small_images: see `PairedLabelDataset`.
+    """
 
     def __init__(
         self,
@@ -450,8 +532,18 @@ class LabelFolderDataset(PairedLabelDataset):
 def split_records(
     row: LabelDatasetRow, root: str | Path, split: str, instance_edges: bool
 ) -> list[LabelRecord]:
-    """The (photo, label, instance) records of one split of a LABEL_DATASETS row; instance maps
-    only when asked."""
+    """The (photo, label, instance) records of one split of a LABEL_DATASETS row.
+
+    Args:
+        row: the dataset's row.
+        root: its folder.
+        split: "train" or "val".
+        instance_edges: pair instance maps too; False leaves them out.
+
+    Raises:
+        DataError: instance maps asked of a dataset that has none.
+        FileNotFoundError: the split's folders are missing.
+    """
     if instance_edges and not row.has_instances:
         raise DataError(
             f"{row.title} has no instance maps: set instance_edges=false (as SPADE does for ADE20K)"
@@ -461,7 +553,14 @@ def split_records(
 
 
 class NamedLabelDataset(PairedLabelDataset):
-    """One split of a row of LABEL_DATASETS; each subclass binds its row by key."""
+    """One split of a row of LABEL_DATASETS; each subclass binds its row by key.
+
+    Args:
+        root: the dataset's folder (see the row's folder layouts).
+        split: "train" or "val".
+        resolution: the output size: an int (square) or (H, W).
+        **kwargs: train, hflip, instance_edges, small_images: see `PairedLabelDataset`.
+    """
 
     dataset = ""  # the key in LABEL_DATASETS
 
@@ -486,7 +585,14 @@ class CocoStuffDataset(NamedLabelDataset):
 
 class CityscapesDataset(NamedLabelDataset):
     """Cityscapes raw labelIds (35 classes), instance boundaries from *_gtFine_instanceIds.png;
-    root holds leftImg8bit/ and gtFine/ (or pix2pixHD's train_img/...)."""
+    root holds leftImg8bit/ and gtFine/ (or pix2pixHD's train_img/...).
+
+    Args:
+        root: the Cityscapes folder.
+        split: "train" or "val".
+        resolution: (H, W); the default keeps Cityscapes' 2:1 aspect.
+        **kwargs: train, hflip, instance_edges, small_images: see `PairedLabelDataset`.
+    """
 
     dataset = "cityscapes"
 
@@ -512,8 +618,18 @@ class ADE20KDataset(NamedLabelDataset):
 
 
 def colorize(label: torch.Tensor, palette: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """Label map(s) (N, H, W) or (H, W) of class ids -> colour images (N, 3, H, W) in [-1, 1]
-    using a (num_classes, 3) uint8 palette."""
+    """Label maps of class ids -> colour images.
+
+    Args:
+        label: (N, H, W) or (H, W) integer class ids.
+        palette: (num_classes, 3) uint8 colours.
+
+    Returns:
+        (N, 3, H, W) in [-1, 1] on the label's device ((H, W) gives N = 1).
+
+    Raises:
+        ValueError: labels that are not integer (N, H, W) or (H, W), or ids outside the palette.
+    """
     if label.ndim == 2:
         label = label.unsqueeze(0)
     if label.ndim != 3 or label.dtype.is_floating_point:
@@ -532,5 +648,9 @@ def colorize(label: torch.Tensor, palette: np.ndarray | torch.Tensor) -> torch.T
 
 
 def wandb_class_labels(spec: LabelSpec) -> dict[int, str]:
-    """{class id: name}, the `class_labels` of a W&B mask overlay."""
+    """{class id: name}, the `class_labels` of a W&B mask overlay.
+
+    Args:
+        spec: the label set.
+    """
     return dict(enumerate(spec.class_names))

@@ -113,6 +113,17 @@ def judge_hole_ratios(
     Without it: when no known set of the stated polarity fits but one of the other polarity
     fits the inverted ratios, or when the inverted ratios fit a set with a narrow per-mask range
     (NVIDIA's 1-60%) that the stated reading does not, the polarity is probably wrong.
+
+    Args:
+        ratios: hole ratios in [0, 1] of some masks, measured with `polarity`.
+        polarity: "white_is_hole" or "white_is_known".
+        mask_set: a key of KNOWN_MASK_SETS to compare with; None: every known set.
+
+    Returns:
+        The warning's text, or None when the reading looks right.
+
+    Raises:
+        DataError: an unknown polarity or mask_set.
     """
     _check_polarity(polarity)
     r = np.asarray(ratios, dtype=np.float64)
@@ -240,7 +251,18 @@ def random_known(
     variant: str = "large",
 ) -> np.ndarray:
     """:func:`random_mask` as an (H, W) bool array, True = known: 1 byte a pixel where the
-    tensor takes 4 (a 12000x9000 photo's mask is 108 MB, not 432)."""
+    tensor takes 4 (a 12000x9000 photo's mask is 108 MB, not 432).
+
+    Args:
+        size: (H, W), or one int for a square.
+        hole_range: (lo, hi) with 0 <= lo < hi <= 1: the hole ratio is strictly inside.
+        rng: the generator to draw from; None: a fresh unseeded one.
+        variant: "large" (the official masks) or "small" (MAT's lighter variant).
+
+    Raises:
+        DataError: a bad hole_range or variant, or a size too small for any ratio in the range.
+        RuntimeError: no draw reached the range (a range the generator can hardly satisfy).
+    """
     h, w = as_hw(size)
     lo, hi = _check_hole_range(hole_range)
     rect_tries, big_rect_tries, stroke_tries = _check_variant(variant)
@@ -282,13 +304,34 @@ def random_mask(
     clipped to ``W x H`` and their segment length uses the diagonal ``sqrt(H^2 + W^2)``.
     A size too small for any ratio inside the range (1x1) is a ValueError.
 
-    Returns a float32 tensor of shape ``(1, H, W)`` with values in {0, 1}.
+    Args:
+        size: the mask's (H, W); an int gives a square.
+        hole_range: the accepted hole ratios, lo < ratio < hi, where 0 <= lo < hi <= 1.
+        rng: draws the mask; None: a new unseeded generator.
+        variant: the official "large" masks, or MAT's lighter "small" ones.
+
+    Returns:
+        float32 ``(1, H, W)`` in {0, 1}, 1 = known.
+
+    Raises:
+        DataError: see `random_known`.
+        RuntimeError: see `random_known`.
     """
     return torch.from_numpy(random_known(size, hole_range, rng, variant).astype(np.float32))[None]
 
 
 class RandomMaskGenerator:
-    """Picklable callable holding the settings of :func:`random_mask` (for DataLoaders)."""
+    """Picklable callable holding the settings of :func:`random_mask` (for DataLoaders):
+    `generator(rng)` draws a (1, H, W) mask, 1 = known.
+
+    Args:
+        size: (H, W), or one int for a square.
+        hole_range: (lo, hi) with 0 <= lo < hi <= 1: the hole ratio is strictly inside.
+        variant: "large" (the official masks) or "small" (MAT's lighter variant).
+
+    Raises:
+        DataError: a bad hole_range or variant (checked here, not inside a worker).
+    """
 
     def __init__(
         self,
@@ -306,7 +349,14 @@ class RandomMaskGenerator:
         return random_mask(self.size, self.hole_range, rng, self.variant)
 
     def sample(self, seed: int) -> torch.Tensor:
-        """Deterministic mask for ``seed`` (e.g. the validation image index)."""
+        """Deterministic mask for ``seed`` (e.g. the validation image index).
+
+        Args:
+            seed: seeds a fresh generator.
+
+        Returns:
+            float32 (1, H, W) in {0, 1}, 1 = known.
+        """
         return self(np.random.default_rng(seed))
 
     def __repr__(self) -> str:
@@ -321,7 +371,19 @@ def rectangle_sides(
 ) -> tuple[tuple[int, int], tuple[int, int]]:
     """The (lo, hi) range of a rectangle's height and of its width, in pixels, at `size`: `sides`
     are given at a `sides_at` resolution and scaled with each side of the image (GLCIC: 46-92 px
-    at 160 px), rounded, at least 1 and at most the image's side."""
+    at 160 px), rounded, at least 1 and at most the image's side.
+
+    Args:
+        size: the image's (H, W), or one int for a square.
+        sides: (lo, hi) of a side in pixels at `sides_at`, 0 < lo <= hi.
+        sides_at: the resolution `sides` are given at, >= 1.
+
+    Returns:
+        ((height lo, height hi), (width lo, width hi)).
+
+    Raises:
+        DataError: sides or sides_at out of range.
+    """
     h, w = as_hw(size)
     lo, hi = (int(v) for v in sides)
     if not 0 < lo <= hi or sides_at < 1:
@@ -343,7 +405,20 @@ def rectangle_mask(
     """One rectangular hole, as GLCIC trains (1 = known, 0 = hole): height and width drawn
     independently and uniformly (integers, both ends included) from `sides` scaled from
     `sides_at` to the image (see :func:`rectangle_sides`), the rectangle placed uniformly so that
-    it lies wholly inside the image. Returns a float32 ``(1, H, W)`` tensor."""
+    it lies wholly inside the image.
+
+    Args:
+        size: (H, W), or one int for a square.
+        rng: the generator to draw from; None: a fresh unseeded one.
+        sides: (lo, hi) of a side in pixels at `sides_at`.
+        sides_at: the resolution `sides` are given at.
+
+    Returns:
+        float32 ``(1, H, W)`` in {0, 1}, 1 = known.
+
+    Raises:
+        DataError: sides or sides_at out of range.
+    """
     h, w = as_hw(size)
     (h_lo, h_hi), (w_lo, w_hi) = rectangle_sides((h, w), sides, sides_at)
     rng = np.random.default_rng() if rng is None else rng
@@ -355,7 +430,17 @@ def rectangle_mask(
 
 
 class RectangleMaskGenerator:
-    """Picklable callable holding the settings of :func:`rectangle_mask` (for DataLoaders)."""
+    """Picklable callable holding the settings of :func:`rectangle_mask` (for DataLoaders):
+    `generator(rng)` draws a (1, H, W) mask, 1 = known.
+
+    Args:
+        size: (H, W), or one int for a square.
+        sides: hole sides (lo, hi) in pixels at `sides_at` (GLCIC: 46-92).
+        sides_at: the resolution `sides` are given at; scaled to `size`.
+
+    Raises:
+        DataError: sides or sides_at out of range (checked here).
+    """
 
     def __init__(
         self,
@@ -371,7 +456,14 @@ class RectangleMaskGenerator:
         return rectangle_mask(self.size, rng, self.sides, self.sides_at)
 
     def sample(self, seed: int) -> torch.Tensor:
-        """Deterministic mask for ``seed`` (e.g. the validation image index)."""
+        """Deterministic mask for ``seed`` (e.g. the validation image index).
+
+        Args:
+            seed: seeds a fresh generator.
+
+        Returns:
+            float32 (1, H, W) in {0, 1}, 1 = known.
+        """
         return self(np.random.default_rng(seed))
 
     def __repr__(self) -> str:
@@ -382,7 +474,11 @@ class RectangleMaskGenerator:
 
 
 def mask_hole_ratio(mask: torch.Tensor | np.ndarray) -> float:
-    """Fraction of hole pixels (0 = fully known, 1 = all hole) of a 1 = known mask."""
+    """Fraction of hole pixels (0 = fully known, 1 = all hole) of a mask.
+
+    Args:
+        mask: a tensor or array of any shape, 1 = known, 0 = hole.
+    """
     return 1.0 - float(mask.float().mean() if torch.is_tensor(mask) else np.mean(mask))
 
 
@@ -392,7 +488,12 @@ def _check_polarity(polarity: str) -> None:
 
 
 def rotation_hint(mask_hw: tuple[int, int], image_hw: tuple[int, int]) -> str:
-    """A sentence when two sizes differ only by a quarter turn, else ''."""
+    """A sentence when two sizes differ only by a quarter turn, else ''.
+
+    Args:
+        mask_hw: the mask's (H, W).
+        image_hw: the image's (H, W).
+    """
     if tuple(mask_hw) != tuple(image_hw) and tuple(mask_hw) == tuple(image_hw)[::-1]:
         return (
             " The sides are swapped: the likely cause is an EXIF orientation tag on one file and "
@@ -410,7 +511,21 @@ def load_known(
     resize: bool = True,
     max_hole_ratio: float | None = None,
 ) -> np.ndarray:
-    """:func:`load_mask` as an (H, W) bool array, True = known (1 byte a pixel)."""
+    """:func:`load_mask` as an (H, W) bool array, True = known (1 byte a pixel).
+
+    Args:
+        path: the mask file.
+        size: (H, W) the mask must have; None: the file's own size.
+        polarity: "white_is_hole" or "white_is_known".
+        resize: resize a file of another size with NEAREST; False: refuse it.
+        max_hole_ratio: refuse a mask with a larger hole ratio (an inverted polarity?); None:
+            no limit.
+
+    Raises:
+        FileNotFoundError: no file at path.
+        DataError: an unknown polarity, an unreadable file, another size without `resize`, or
+            a hole over max_hole_ratio.
+    """
     _check_polarity(polarity)
     path = Path(path)
     if not path.is_file():
@@ -463,6 +578,17 @@ def load_mask(
     ``"white_is_known"`` (MAT, MI-GAN, CoModGAN demo). If ``size`` differs from the file,
     the mask is resized with NEAREST (keeps it binary) or, with ``resize=False``, rejected.
     ``max_hole_ratio`` guards against an inverted polarity.
+
+    Args:
+        path: the mask file.
+        size: (H, W) the mask must have; None: the file's own size.
+        polarity: "white_is_hole" or "white_is_known".
+        resize: resize a file of another size with NEAREST; False: refuse it.
+        max_hole_ratio: refuse a mask with a larger hole ratio; None: no limit.
+
+    Raises:
+        FileNotFoundError: no file at path.
+        DataError: see `load_known`.
     """
     known = load_known(path, size, polarity=polarity, resize=resize, max_hole_ratio=max_hole_ratio)
     return torch.from_numpy(known.astype(np.float32))[None]
@@ -480,7 +606,20 @@ def _grey(img: Image.Image) -> Image.Image:
 
 
 class MaskFolder:
-    """Mask files found recursively under ``root`` (sorted), loaded with :func:`load_mask`."""
+    """Mask files found recursively under ``root`` (sorted), loaded with :func:`load_mask`:
+    `folder[i]` is file i's mask, float32 (1, H, W), 1 = known.
+
+    Args:
+        root: the folder of mask files.
+        polarity: "white_is_hole" or "white_is_known".
+        size: (H, W) the masks are loaded at; None: each file's own size.
+        resize: resize files of another size with NEAREST; False: refuse them.
+        max_hole_ratio: refuse a mask with a larger hole ratio; None: no limit.
+
+    Raises:
+        DataError: an unknown polarity.
+        FileNotFoundError: no mask file under root.
+    """
 
     def __init__(
         self,

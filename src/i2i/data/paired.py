@@ -86,13 +86,30 @@ WARN_EDGE_INK = 0.15  # above: dense for an edge map; the condition may be the p
 
 
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    """ValueError naming the argument and its allowed values."""
+    """Check an argument against its allowed values.
+
+    Args:
+        name: the argument's name, for the message.
+        value: its value.
+        choices: the allowed values.
+
+    Raises:
+        DataError: (a ValueError) the value is not one of the choices.
+    """
     if value not in choices:
         raise DataError(f"{name} must be one of {choices}, got {value!r}")
 
 
 def edges_to_tensor(img: Image.Image, polarity: str = "black_on_white") -> torch.Tensor:
-    """An edge image (any mode) -> (1, H, W) float32 in [-1, 1], +1 on the lines."""
+    """An edge image (any mode) -> (1, H, W) float32 in [-1, 1], +1 on the lines.
+
+    Args:
+        img: the edge image, read as grey.
+        polarity: "black_on_white" (pix2pix) or "white_on_black": how the lines are drawn.
+
+    Raises:
+        DataError: an unknown polarity.
+    """
     check_choice("edge_polarity", polarity, EDGE_POLARITIES)
     grey = np.asarray(img.convert("L"), dtype=np.float32)
     # grey / 127.5 - 1 maps white to +1; black_on_white lines must become +1, hence the sign.
@@ -104,7 +121,16 @@ def condition_to_tensor(
     img: Image.Image, polarity: str = "black_on_white", channels: int = 1
 ) -> torch.Tensor:
     """The condition image -> "edges": (1, H, W) via :func:`edges_to_tensor` (+1 on the lines),
-    or with channels=3 the RGB image as it is, (3, H, W) in [-1, 1]."""
+    or with channels=3 the RGB image as it is, (3, H, W) in [-1, 1].
+
+    Args:
+        img: the condition image.
+        polarity: the lines' drawing, for channels=1 (see `edges_to_tensor`).
+        channels: 1 or 3.
+
+    Raises:
+        DataError: another channel count, or an unknown polarity.
+    """
     if channels not in EDGES_CHANNELS:
         raise DataError(f"edges_channels must be one of {EDGES_CHANNELS}, got {channels!r}")
     if channels == 3:
@@ -115,7 +141,16 @@ def condition_to_tensor(
 def split_side_by_side(
     img: Image.Image, direction: str, source: str | Path = "image"
 ) -> tuple[Image.Image, Image.Image]:
-    """(condition, photo) halves of an A|B file; AtoB: A (left) is the condition."""
+    """(condition, photo) halves of an A|B file.
+
+    Args:
+        img: the pair, exactly twice as wide as high.
+        direction: "AtoB": A (left) is the condition; "BtoA": B (right) is.
+        source: the file, named in errors.
+
+    Raises:
+        DataError: an unknown direction, or an image that is not twice as wide as high.
+    """
     check_choice("direction", direction, DIRECTIONS)
     w, h = img.size
     if w != 2 * h:
@@ -143,6 +178,19 @@ def transform_pair(
 
     `edges` may have a different size than `photo` when its aspect ratio is the same: it is
     resized straight to the photo's planned size, so the pixels still line up.
+
+    Args:
+        photo: the RGB photo.
+        edges: (C, h, w) in [-1, 1].
+        resolution: the output (H, W).
+        train: random crop and optional flip; False: centre crop.
+        hflip: flip both at random (one draw), only when `train`.
+        small_images: a photo under the resolution: "error" or "upscale".
+        source: the photo's file, named in errors.
+        resample: the photo's filter: "bicubic_antialias" or "pil_bilinear".
+
+    Returns:
+        (image (3, H, W) in [-1, 1], edges (C, H, W) in [-1, 1]).
     """
     plan = plan_crop((photo.height, photo.width), resolution, train, small_images, source)
     image = image_to_tensor(apply_crop(photo, plan, resample=resample))
@@ -155,8 +203,16 @@ def transform_pair(
 
 def edge_ink(edges: torch.Tensor, polarity: str = "white_on_black") -> float:
     """The share of 'ink' of an edge map in [-1, 1], unchanged by resizing: the mean of its
-    lines mapped to [0, 1]. A 1-channel map from the datasets is white on black (+1 = line);
-    a 3-channel condition is as in its file, drawn with `polarity`."""
+    lines mapped to [0, 1].
+
+    Args:
+        edges: (1, H, W) from the datasets, white on black (+1 = line); or (3, H, W), a
+            condition as in its file.
+        polarity: how a 3-channel condition is drawn ("black_on_white" inverts the mean).
+
+    Returns:
+        The share in [0, 1].
+    """
     grey = edges.mean(0) if edges.shape[0] == 3 else edges
     ink = grey.add(1.0).mul(0.5).mean()
     if edges.shape[0] == 3 and polarity == "black_on_white":
@@ -168,7 +224,15 @@ def check_edge_maps(dataset: Dataset, num: int = 8, hint: str = "") -> None:
     """Sanity-check the condition maps of the first `num` samples of `dataset`.
 
     Average ink > 50 % raises ValueError (inverted polarity, or a photo taken as the condition);
-    > 15 % warns (dense for an edge map: check the direction). `hint` is added to the message.
+    > 15 % warns (dense for an edge map: check the direction).
+
+    Args:
+        dataset: a dataset whose samples have "edges" (and optionally an `edge_polarity`).
+        num: how many samples to check.
+        hint: added to the message (which dataset, which folder).
+
+    Raises:
+        DataError: (a ValueError) more than half of the maps is ink.
     """
     n = min(num, len(dataset))
     if n == 0:
@@ -267,7 +331,25 @@ class _PairedDataset(FileDataset):
 
 
 class SideBySideDataset(_PairedDataset):
-    """pix2pix A|B files (W = 2H); `direction` says which half is the condition."""
+    """pix2pix A|B files (W = 2H); `direction` says which half is the condition. Samples are
+    {"image": (3, H, W) in [-1, 1], "edges": (C, H, W) in [-1, 1], "index": int}.
+
+    Args:
+        root: the folder of A|B images; listed recursively unless `files` is given.
+        resolution: the output size: an int (square) or (H, W), powers of two.
+        files: an explicit file list (e.g. one part of a split); None lists `root`.
+        direction: "AtoB": left (A) = edges, right (B) = photo; "BtoA": swapped.
+        train: random crop and optional flip; False: centre crop, deterministic.
+        hflip: random horizontal flip of both halves, only when `train`.
+        edge_polarity: "black_on_white" (pix2pix edges) or "white_on_black".
+        on_corrupt: "skip" warns and uses another file; "raise" raises CorruptImageError.
+        small_images: halves smaller than the resolution: "error" or "upscale".
+        edges_channels: 1: a grey edge map, +1 on the lines; 3: the RGB half as it is.
+        resample: the photo's resize filter: "bicubic_antialias" or "pil_bilinear".
+
+    Raises:
+        DataError: an unknown choice, or an empty file list.
+    """
 
     def __init__(
         self,
@@ -295,9 +377,23 @@ class SideBySideDataset(_PairedDataset):
         return len(self.files)
 
     def describe(self, i: int) -> str:
+        """Sample i's file, for warnings.
+
+        Args:
+            i: the sample's index.
+        """
         return str(self.files[i])
 
     def read(self, i: int) -> tuple[Image.Image, Image.Image, Path]:
+        """(condition, photo, the file) of sample i, decoded but not yet transformed.
+
+        Args:
+            i: the sample's index.
+
+        Raises:
+            CorruptImageError: the file cannot be decoded.
+            DataError: a file that is not twice as wide as high.
+        """
         path = self.files[i]
         h, w = self.resolution
         # Each half must still cover (h, w); no reduced JPEG decode where the official filter
@@ -306,7 +402,12 @@ class SideBySideDataset(_PairedDataset):
         return (*split_side_by_side(img, self.direction, path), path)
 
     def scan(self, findings: Findings, indices: Sequence[int] | None = None) -> None:
-        """Every file's header at setup: A|B shape (width = 2 x height) and half size."""
+        """Every file's header at setup: A|B shape (width = 2 x height) and half size.
+
+        Args:
+            findings: where problems are collected, to be raised together.
+            indices: unused: every file is checked.
+        """
         sizes = scan_headers(self.files, self.on_corrupt, findings, str(self.root), item="pair")
         self.files = [f for f in self.files if f in sizes]
         for path, (h, w) in sizes.items():
@@ -354,7 +455,18 @@ def match_pairs(
 ) -> list[tuple[Path, Path]]:
     """(condition, photo) pairs matched by path relative to their folder, without extension.
 
-    Every file must have a partner: ValueError names the unmatched files on both sides.
+    Args:
+        condition_dir: the condition (edge) images.
+        image_dir: the photos.
+        condition_files: the condition files; None lists `condition_dir` recursively.
+        image_files: the photos; None lists `image_dir` recursively.
+
+    Returns:
+        (condition, photo) pairs, sorted by their name.
+
+    Raises:
+        DataError: (a ValueError) files without a partner (named on both sides), or two files
+            of one name without extension.
     """
     cdir, idir = Path(condition_dir), Path(image_dir)
     cond = _keyed(condition_files if condition_files is not None else list_images(cdir), cdir)
@@ -378,7 +490,25 @@ def match_pairs(
 
 
 class TwoFolderDataset(_PairedDataset):
-    """Condition (edge) images and photos in two folders, paired by :func:`match_pairs`."""
+    """Condition (edge) images and photos in two folders, paired by :func:`match_pairs`.
+    Samples are {"image": (3, H, W) in [-1, 1], "edges": (C, H, W) in [-1, 1], "index": int}.
+
+    Args:
+        condition_dir: the edge maps.
+        image_dir: the photos (targets).
+        resolution: as for `SideBySideDataset`.
+        pairs: explicit (condition, photo) pairs; None: `match_pairs` of the two folders.
+        train: as for `SideBySideDataset`.
+        hflip: flip the edge map and the photo together at random, in training only.
+        edge_polarity: how the edge maps are drawn; "white_on_black" for white lines.
+        on_corrupt: an unreadable pair is skipped with a warning ("skip") or raised ("raise").
+        small_images: a photo under the resolution raises ("error") or is enlarged ("upscale").
+        edges_channels: 1 reads the edge file as grey (+1 on the lines); 3 keeps its RGB.
+        resample: as for `SideBySideDataset`.
+
+    Raises:
+        DataError: an unknown choice, or an empty pair list.
+    """
 
     def __init__(
         self,
@@ -405,9 +535,23 @@ class TwoFolderDataset(_PairedDataset):
         return len(self.pairs)
 
     def describe(self, i: int) -> str:
+        """Sample i's two files, for warnings.
+
+        Args:
+            i: the sample's index.
+        """
         return f"{self.pairs[i][0]} + {self.pairs[i][1]}"
 
     def read(self, i: int) -> tuple[Image.Image, Image.Image, Path]:
+        """(condition, photo, the photo's file) of sample i, decoded but not yet transformed.
+
+        Args:
+            i: the sample's index.
+
+        Raises:
+            CorruptImageError: a file cannot be decoded.
+            DataError: the two files differ in aspect ratio.
+        """
         cpath, ipath = self.pairs[i]
         draft = self.resolution if self._draft else None
         photo = load_image(ipath, draft, self.open_file)
@@ -422,7 +566,12 @@ class TwoFolderDataset(_PairedDataset):
         return condition, photo, ipath
 
     def scan(self, findings: Findings, indices: Sequence[int] | None = None) -> None:
-        """Every pair's headers at setup: photo size and matching aspect ratios."""
+        """Every pair's headers at setup: photo size and matching aspect ratios.
+
+        Args:
+            findings: where problems are collected, to be raised together.
+            indices: unused: every pair is checked.
+        """
         where = str(self.image_dir)
         photos = scan_headers([p for _, p in self.pairs], self.on_corrupt, findings, where)
         conds = scan_headers([c for c, _ in self.pairs], self.on_corrupt, findings, where)
@@ -449,8 +598,18 @@ def canny_edges(
 ) -> torch.Tensor:
     """(3, H, W) photo in [-1, 1] -> (1, H, W) edges in {-1, +1} via kornia's Canny.
 
-    Thresholds are on kornia's magnitude of [0, 1] grayscale (see the module docstring);
-    sigma <= 0 skips the Gaussian blur.
+    Args:
+        photo: (3, H, W) in [-1, 1].
+        low_threshold: the hysteresis' low threshold, on kornia's magnitude of [0, 1]
+            grayscale (see the module docstring).
+        high_threshold: its high threshold, >= low_threshold.
+        sigma: the Gaussian blur's sigma; <= 0 skips the blur.
+
+    Returns:
+        (1, H, W) in {-1, +1}, +1 on the edges.
+
+    Raises:
+        DataError: thresholds outside 0 < low <= high.
     """
     if not 0 < low_threshold <= high_threshold:
         raise DataError(
@@ -464,13 +623,24 @@ def canny_edges(
 
 
 class EdgeCache:
-    """Computed edge maps on disk, one PNG (0 / 255) per (file, settings) key."""
+    """Computed edge maps on disk, one PNG (0 / 255) per (file, settings) key.
+
+    Args:
+        cache_dir: the cache's folder (created when the first map is saved).
+    """
 
     def __init__(self, cache_dir: str | Path) -> None:
         self.dir = Path(cache_dir)
 
     @staticmethod
     def key(path: Path, settings: str) -> str:
+        """The cache key of a file's edges: a hash of its path, modification time, size, the
+        settings and kornia's version, so a changed file or setting misses the cache.
+
+        Args:
+            path: the photo.
+            settings: the edges' settings in words (thresholds, size).
+        """
         st = path.stat()
         raw = (
             f"{path.resolve()}|{st.st_mtime_ns}|{st.st_size}|{settings}|kornia {kornia.__version__}"
@@ -478,9 +648,19 @@ class EdgeCache:
         return hashlib.sha256(raw.encode()).hexdigest()[:40]
 
     def path(self, key: str) -> Path:
+        """The PNG of a key, in a sub-folder named by its first two characters.
+
+        Args:
+            key: from `key`.
+        """
         return self.dir / key[:2] / f"{key}.png"  # sub-folders: no folder of 100k files
 
     def load(self, key: str) -> torch.Tensor | None:
+        """The cached edges (1, H, W) in {-1, +1}, or None when missing or unreadable.
+
+        Args:
+            key: from `key`.
+        """
         file = self.path(key)
         if not file.exists():
             return None
@@ -492,6 +672,12 @@ class EdgeCache:
         return torch.from_numpy(np.where(arr > 127, 1.0, -1.0).astype(np.float32))[None]
 
     def save(self, key: str, edges: torch.Tensor) -> None:
+        """Write edges atomically (loader workers may write the same key at once).
+
+        Args:
+            key: from `key`.
+            edges: (1, H, W); values > 0 are stored as edge.
+        """
         file = self.path(key)
         file.parent.mkdir(parents=True, exist_ok=True)
         arr = np.where(edges[0].numpy() > 0, 255, 0).astype(np.uint8)
@@ -501,7 +687,25 @@ class EdgeCache:
 
 
 class CannyEdgesDataset(_PairedDataset):
-    """Photos from a folder with Canny edge maps computed from them (optionally cached)."""
+    """Photos from a folder with Canny edge maps computed from them (optionally cached).
+    Samples are {"image": (3, H, W) in [-1, 1], "edges": (1, H, W) in {-1, +1}, "index": int}.
+
+    Args:
+        root: the folder of photos; listed recursively unless `files` is given.
+        resolution: the output size: an int (square) or (H, W), powers of two.
+        files: an explicit file list (e.g. one part of a split); None lists `root`.
+        train: random crop and optional flip; False: centre crop, deterministic.
+        hflip: random horizontal flip of both, only when `train`.
+        low_threshold: Canny's low hysteresis threshold (see `canny_edges`).
+        high_threshold: its high threshold.
+        sigma: the Gaussian blur before Canny; 0: none.
+        cache_dir: where to keep computed edge maps; None: no cache.
+        on_corrupt: "skip" warns and uses another file; "raise" raises CorruptImageError.
+        small_images: photos smaller than the resolution: "error" or "upscale".
+
+    Raises:
+        DataError: an unknown choice, bad thresholds, or an empty file list.
+    """
 
     def __init__(
         self,
@@ -532,7 +736,12 @@ class CannyEdgesDataset(_PairedDataset):
         self.computed = 0  # Canny runs in this process (tests use it to see cache hits)
 
     def scan(self, findings: Findings, indices: Sequence[int] | None = None) -> None:
-        """Every photo's header at setup: unreadable ones and photos under the resolution."""
+        """Every photo's header at setup: unreadable ones and photos under the resolution.
+
+        Args:
+            findings: where problems are collected, to be raised together.
+            indices: unused: every photo is checked.
+        """
         sizes = scan_headers(self.files, self.on_corrupt, findings, str(self.root), item="photo")
         self.files = [f for f in self.files if f in sizes]
         for path, size in sizes.items():
@@ -542,10 +751,23 @@ class CannyEdgesDataset(_PairedDataset):
         return len(self.files)
 
     def describe(self, i: int) -> str:
+        """Sample i's file, for warnings.
+
+        Args:
+            i: the sample's index.
+        """
         return str(self.files[i])
 
     def edges_for(self, path: Path, photo: torch.Tensor) -> torch.Tensor:
-        """Canny edges of the resized `photo` (3, H, W) of file `path`, from the cache if there."""
+        """Canny edges of a resized photo, from the cache if there.
+
+        Args:
+            path: the photo's file (the cache key).
+            photo: (3, H, W) in [-1, 1], resized but not yet cropped.
+
+        Returns:
+            (1, H, W) in {-1, +1}.
+        """
         h, w = photo.shape[-2:]
         settings = f"canny low={self.low} high={self.high} sigma={self.sigma} size={h}x{w}"
         key = self.cache.key(path, settings) if self.cache is not None else ""
@@ -559,6 +781,15 @@ class CannyEdgesDataset(_PairedDataset):
         return edges
 
     def load(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(image (3, H, W), edges (1, H, W)) of sample i: the edges are computed on the resized
+        photo before the crop, then cropped and flipped with it.
+
+        Args:
+            i: the sample's index.
+
+        Raises:
+            CorruptImageError: the file cannot be decoded.
+        """
         path = self.files[i]
         img = load_image(path, self.resolution, self.open_file)
         plan = plan_crop(

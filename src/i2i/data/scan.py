@@ -54,8 +54,15 @@ def scan_enabled() -> bool:
 
 def header_size(path: str | Path, exif: bool = True) -> tuple[int, int]:
     """(H, W) of an image from its header alone, as :func:`i2i.data.datasets.load_image` will
-    see it: with `exif`, an EXIF orientation that rotates by 90 degrees swaps the sides. Raises
-    what PIL raises on an unreadable header (OSError, SyntaxError, ...)."""
+    see it.
+
+    Args:
+        path: the image file.
+        exif: an EXIF orientation that rotates by 90 degrees swaps the sides; False: as stored.
+
+    Raises:
+        OSError: (or SyntaxError, ...: what PIL raises) an unreadable header.
+    """
     with Image.open(path) as img:
         w, h = img.size
         if exif and _orientation(img) in _SWAPPING:
@@ -81,7 +88,14 @@ def parallel_map(
     fn: Callable[[T], R], items: Sequence[T], what: str = "files", threads: int | None = None
 ) -> list[R | Exception]:
     """[fn(item) or the exception it raised] in order, on a thread pool (header reads wait on
-    the disk, not the CPU); a progress line is logged every PROGRESS_EVERY_S seconds."""
+    the disk, not the CPU); a progress line is logged every PROGRESS_EVERY_S seconds.
+
+    Args:
+        fn: the function; its exceptions are returned, not raised.
+        items: what to apply it to.
+        what: the items in words, for the progress line.
+        threads: the pool's size; None: min(32, 4 x the CPU count).
+    """
 
     def safe(item: T) -> R | Exception:
         try:
@@ -142,6 +156,13 @@ def label_stats(
 
     Results are cached per parent folder in a JSON keyed by file name, size and mtime; a changed
     file is read again. A cache that cannot be written (read-only home) only costs speed.
+
+    Args:
+        paths: the label maps.
+        read: path -> the map's raw values (H, W) (e.g. `read_label_map`).
+
+    Returns:
+        One entry per path, in order: its stats, or the exception reading it raised.
     """
     paths = [Path(p) for p in paths]
     by_folder: dict[Path, list[int]] = {}
@@ -225,8 +246,15 @@ class Findings:
         self.extra: dict[str, Any] = {}  # running summaries, e.g. the resolution all fit
 
     def add(self, kind: str, title: str, fix: str, file: str | Path, detail: str = "") -> None:
-        """One problem: `title` describes the kind ("image(s) smaller than ..."), `fix` says
-        what to do, `detail` the file's value or size."""
+        """Record one problem.
+
+        Args:
+            kind: the problem's key ("small", "corrupt", ...); problems are grouped by it.
+            title: describes the kind ("image(s) smaller than ..."); the first one is kept.
+            fix: what to do; the last one is kept.
+            file: the file with the problem.
+            detail: the file's value or size; "" for none.
+        """
         self.items.setdefault(kind, []).append((str(file), detail))
         self.titles.setdefault(kind, title)
         self.fixes[kind] = fix
@@ -240,6 +268,11 @@ class Findings:
         return sum(len(v) for v in self.items.values())
 
     def message(self, where: str) -> str:
+        """The report: one line per kind with its count, the first files and the fix.
+
+        Args:
+            where: the dataset, named in the first line.
+        """
         lines = [f"{where}: {len(self)} problem(s) found while checking the files at setup:"]
         for kind, found in self.items.items():
             shown = ", ".join(f"{f} ({d})" if d else f for f, d in found[:SHOW])

@@ -50,7 +50,15 @@ from i2i.errors import DataError, DownloadError
 
 
 def load_datamodule(config: str | Path) -> StreamDataModule:
-    """The datamodule of a training config, instantiated as `i2i fit` would."""
+    """The datamodule of a training config, instantiated as `i2i fit` would.
+
+    Args:
+        config: the training YAML.
+
+    Raises:
+        FileNotFoundError: no file at config.
+        DataError: no data: section, or a datamodule that already reads shards.
+    """
     path = Path(config)
     if not path.is_file():
         raise FileNotFoundError(f"config {path} does not exist; give the YAML you train with")
@@ -126,13 +134,19 @@ def _record(item: tuple[int, list[str | None]]) -> dict[str, Any]:
 
 
 def check_compression(compression: str | None) -> str | None:
-    """The LitData codec of `--compression` (zstd, or zstd:LEVEL with LEVEL 1-22), or a
-    ValueError naming the value and what is accepted.
+    """The LitData codec of `--compression` (zstd, or zstd:LEVEL with LEVEL 1-22).
 
     Always whole-chunk (LitData's compression_level="chunk": each chunk file is one zstd
     frame, inflated once into the reader's cache): LitData's default in-file framing ("batch")
     and per-sample frames ("sample") did not read back with the LitData this was written
-    against ("missing LDFZ01 magic", "missing content size in frame header"; docs/shards.md)."""
+    against ("missing LDFZ01 magic", "missing content size in frame header"; docs/shards.md).
+
+    Args:
+        compression: the value given; None: no compression (None is returned).
+
+    Raises:
+        DataError: (a ValueError) a codec LitData cannot write here, naming what is accepted.
+    """
     if compression is None:
         return None
     from litdata.streaming.compression import _COMPRESSORS
@@ -154,7 +168,23 @@ def optimize_shards(
     chunk_bytes: str = "64MB",
     compression: str | None = None,
 ) -> dict[str, Any]:
-    """Write the shards of `config`'s datamodule to `out` (see the module doc); the manifest."""
+    """Write the shards of a config's datamodule (see the module doc).
+
+    Args:
+        config: the training YAML whose datamodule is sharded (after its setup).
+        out: a new or empty folder.
+        num_workers: LitData's writer processes (at least 1).
+        chunk_bytes: the chunk size, e.g. "64MB".
+        compression: "zstd" or "zstd:LEVEL"; None: none.
+
+    Returns:
+        The manifest written to `out` (written last: it marks the shards complete).
+
+    Raises:
+        FileExistsError: `out` is not empty.
+        FileNotFoundError: no config.
+        DataError: see `load_datamodule` and `check_compression`, or a dataset without files.
+    """
     import litdata
 
     out = Path(out)
@@ -217,7 +247,14 @@ def optimize_shards(
 
 def main(argv: list[str]) -> int:
     """`i2i data optimize --config CONFIG --out DIR [--num-workers N] [--chunk-bytes 64MB]
-    [--compression zstd]`: the exit status."""
+    [--compression zstd]`.
+
+    Args:
+        argv: the command's arguments, after `i2i data`.
+
+    Returns:
+        The exit status: 0, or 1 after a one-line error.
+    """
     parser = argparse.ArgumentParser(prog="i2i data", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     opt = sub.add_parser("optimize", help="write a config's dataset into LitData shards")

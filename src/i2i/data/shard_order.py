@@ -36,7 +36,16 @@ def epoch_order(
     """The shard indices process `rank` of `world_size` reads in `epoch`: the chunks shuffled by
     (seed, epoch), each chunk's samples by (seed, epoch, chunk), and the rank's contiguous
     share of that sequence (n // world_size samples; the last n mod world_size are left out
-    of this epoch)."""
+    of this epoch).
+
+    Args:
+        chunk_sizes: samples per chunk, in the shards' order.
+        seed: the run's seed.
+        epoch: the epoch.
+        rank: the process's rank.
+        world_size: the number of processes.
+        domain: unpaired data: 0 (A) or 1 (B), each with orders of its own; None: paired.
+    """
     sizes = np.asarray(chunk_sizes, dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     key = (seed, SHARD_STREAM) if domain is None else (seed, SHARD_STREAM + 1 + domain)
@@ -52,7 +61,18 @@ class ShardStream(TrainStream):
     """The training stream over shards: `TrainStream`'s batching, worker split and
     position-seeded crops and masks, with the order of :func:`epoch_order` for the run's first
     shape (`layout`: processes, loader batch), which a resumed run of any shape keeps, so that it
-    reads the same samples at the same positions (:mod:`i2i.data.elastic`)."""
+    reads the same samples at the same positions (:mod:`i2i.data.elastic`).
+
+    Args:
+        *args: `TrainStream`'s arguments.
+        chunk_sizes: samples per chunk of the training shards.
+        layout: the first run's (processes, loader batch); None: this stream's
+            (world_size, batch_size).
+        **kwargs: `TrainStream`'s arguments.
+
+    Raises:
+        DataError: fewer samples than processes.
+    """
 
     def __init__(
         self,
@@ -72,6 +92,11 @@ class ShardStream(TrainStream):
             )
 
     def dataset_index(self, position: int) -> int:
+        """The shard index of a stream position, in the layout's order.
+
+        Args:
+            position: the position in the global stream.
+        """
         rank, q = layout_sample(position, *self.layout)
         epoch, k = divmod(q, self.per_rank)
         if epoch != self._perm_epoch:  # the whole epoch: any process may read any share
@@ -81,9 +106,14 @@ class ShardStream(TrainStream):
 
 
 def layout_sample(position: int, world_size: int, batch_size: int) -> tuple[int, int]:
-    """(rank, q): the process of the layout that global stream position `position`
-    ((step * world_size + rank) * batch_size + j) belongs to, and which of its own samples it
-    is (its q-th)."""
+    """(rank, q): the process of the layout that a global stream position belongs to, and
+    which of its own samples it is (its q-th).
+
+    Args:
+        position: (step * world_size + rank) * batch_size + j.
+        world_size: the layout's processes.
+        batch_size: the layout's loader batch.
+    """
     rank = position // batch_size % world_size
     return rank, position // batch_size // world_size * batch_size + position % batch_size
 
@@ -92,7 +122,17 @@ class ShardUnpairedStream(UnpairedTrainStream):
     """The unpaired training stream over shards: `UnpairedTrainStream`'s batches, crops and
     flips, with each domain's order from :func:`epoch_order` (its own key, so that equal chunk
     sizes do not pair A and B up) and each process of the layout reading its own share of each
-    domain (see :class:`ShardStream`)."""
+    domain (see :class:`ShardStream`).
+
+    Args:
+        *args: `UnpairedTrainStream`'s arguments.
+        chunk_sizes: per domain (A, B), samples per chunk of its training shards.
+        layout: the first run's (processes, loader batch); None: this stream's.
+        **kwargs: `UnpairedTrainStream`'s arguments.
+
+    Raises:
+        DataError: a domain with fewer samples than processes.
+    """
 
     def __init__(
         self,
@@ -112,6 +152,12 @@ class ShardUnpairedStream(UnpairedTrainStream):
             )
 
     def index(self, domain: int, position: int) -> int:
+        """A domain's shard index at a stream position, in the layout's order.
+
+        Args:
+            domain: 0 (A) or 1 (B).
+            position: the position in the global stream.
+        """
         rank, q = layout_sample(position, *self.layout)
         epoch, k = divmod(q, self.per_rank[domain])
         if self._perms[domain][0] != epoch:

@@ -55,7 +55,14 @@ def _encode(value: Any, where: str) -> Any:
 
 
 def encode(datasets: dict[str, Dataset]) -> str:
-    """datasets.json for {split: template dataset}."""
+    """datasets.json for the template datasets: each one's class and attributes as data.
+
+    Args:
+        datasets: {split: template dataset}.
+
+    Raises:
+        TypeError: an attribute of a kind datasets.json cannot describe.
+    """
     out = {}
     for split, dataset in datasets.items():
         state = {k: _encode(v, f"{split}.{k}") for k, v in vars(dataset).items()}
@@ -90,8 +97,17 @@ def _decode(value: Any, where: str) -> Any:
 
 
 def decode(text: str | bytes, where: str) -> dict[str, Dataset]:
-    """{split: template dataset} from datasets.json; RefusedFileError (naming the file and the
-    class) for a class outside the allow-list, ValueError for a file that is not ours."""
+    """{split: template dataset} from datasets.json, built without their constructors.
+
+    Args:
+        text: the file's content.
+        where: the file, named in errors.
+
+    Raises:
+        RefusedFileError: a class outside the allow-list (naming the file and the class), or an
+            entry this i2i cannot read.
+        DataError: (a ValueError) a file that is not ours, or of a newer format.
+    """
     data = json.loads(text)
     if not isinstance(data, dict) or not isinstance(data.get("datasets"), dict):
         raise DataError(f"{where} is not a datasets.json of i2i data optimize")

@@ -66,7 +66,11 @@ MASK_SETTINGS = frozenset(
 
 
 def instantiate_datamodule(section: dict[str, Any]) -> StreamDataModule:
-    """A datamodule from a config's `data:` section ({"class_path", "init_args"})."""
+    """A datamodule from a config's `data:` section, as the CLI parses it.
+
+    Args:
+        section: {"class_path", "init_args"}.
+    """
     from jsonargparse import ArgumentParser
 
     parser = ArgumentParser(exit_on_error=False)
@@ -79,7 +83,14 @@ def instantiate_datamodule(section: dict[str, Any]) -> StreamDataModule:
 
 def dataset_settings(datamodule: L.LightningDataModule) -> dict[str, Any]:
     """What decides the shards' content: the datamodule's class and its settings, less those
-    of the loader and of the masks (drawn when reading)."""
+    of the loader and of the masks (drawn when reading).
+
+    Args:
+        datamodule: a datamodule with saved hyper-parameters.
+
+    Returns:
+        {"class_path", "init_args"}, JSON-ready.
+    """
     init = json.loads(json.dumps(dict(datamodule.hparams), default=str))
     keep = {k: v for k, v in sorted(init.items()) if k not in LOADER_ONLY | MASK_SETTINGS}
     cls = type(datamodule)
@@ -87,6 +98,11 @@ def dataset_settings(datamodule: L.LightningDataModule) -> dict[str, Any]:
 
 
 def fingerprint(settings: dict[str, Any]) -> str:
+    """A short hash of the settings (16 hex digits): the manifest's key for its config.
+
+    Args:
+        settings: from `dataset_settings`.
+    """
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -99,7 +115,11 @@ def _rebuild(example: Any, names: Sequence[str | None]) -> Any:
 
 
 def local_folder(shards: str) -> Path | None:
-    """The folder of a local shard location (a path or file://), None for an object store."""
+    """The folder of a local shard location, None for an object store.
+
+    Args:
+        shards: a path, a file:// URL, or an object store's URL (s3://...).
+    """
     if "://" not in shards or shards.startswith("file://"):
         return Path(shards.removeprefix("file://"))
     return None
@@ -126,7 +146,12 @@ def allow_plain_http(storage_options: dict[str, Any] | None) -> None:
     server), given as storage_options' endpoint_url or AWS_ENDPOINT_URL. LitData 0.2.76 fetches
     chunks with obstore, which refuses plain http unless told, and passes its own client options
     (so obstore's AWS_ALLOW_HTTP is ignored): this sets them, in this process and the loader
-    workers it forks."""
+    workers it forks.
+
+    Args:
+        storage_options: LitData's client settings; their endpoint_url (or the environment's
+            AWS_ENDPOINT_URL) decides. None: the environment's only.
+    """
     endpoint = (storage_options or {}).get("endpoint_url") or os.environ.get("AWS_ENDPOINT_URL")
     if not str(endpoint or "").startswith("http://"):
         return
@@ -138,7 +163,16 @@ def allow_plain_http(storage_options: dict[str, Any] | None) -> None:
 
 
 def read_manifest(shards: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The manifest of a shard folder, or FileNotFoundError naming the folder and the fix."""
+    """The manifest of a shard folder.
+
+    Args:
+        shards: the shards' folder or URL.
+        storage_options: LitData's client settings; None: none.
+
+    Raises:
+        ShardMismatchError: (a FileNotFoundError) no readable manifest, naming the folder and
+            the fix.
+    """
     try:
         return json.loads(_read_text(shards, MANIFEST, storage_options))
     except (OSError, ValueError) as e:
@@ -151,7 +185,18 @@ def read_manifest(shards: str, storage_options: dict[str, Any] | None = None) ->
 
 def read_templates(shards: str, storage_options: dict[str, Any] | None = None) -> dict:
     """The shards' folder datasets from datasets.json (a pickle is never read: a file in a
-    shared bucket must not run code), or ShardMismatchError naming the file and the fix."""
+    shared bucket must not run code).
+
+    Args:
+        shards: the shards' folder or URL.
+        storage_options: LitData's client settings; None: none.
+
+    Returns:
+        {split: template dataset}.
+
+    Raises:
+        ShardMismatchError: a missing or unreadable datasets.json, naming the file and the fix.
+    """
     where = f"{shards.rstrip('/')}/{TEMPLATES}"
     rewrite = (
         "write the shards again with `i2i data optimize --config CONFIG --out NEW_FOLDER` "
@@ -186,8 +231,16 @@ def _exists(shards: str, name: str, storage_options: dict[str, Any] | None) -> b
 
 
 def check_manifest(manifest: dict[str, Any], want: dict[str, Any], shards: str) -> None:
-    """ShardMismatchError naming the settings that differ when the shards were written from
-    another config than the one whose `dataset_settings` are `want`."""
+    """Check that the shards were written from this config.
+
+    Args:
+        manifest: the shards' manifest.
+        want: the config's `dataset_settings`.
+        shards: the shards' folder or URL, named in the error.
+
+    Raises:
+        ShardMismatchError: the fingerprints differ; the message names the settings that do.
+    """
     if manifest.get("fingerprint") == fingerprint(want):
         return
     have = manifest.get("settings", {})
@@ -209,7 +262,16 @@ def check_manifest(manifest: dict[str, Any], want: dict[str, Any], shards: str) 
 class ShardFiles(Sequence):
     """The file entries of a folder dataset, read from its shards: entry j is rebuilt from
     record j, whose bytes are then what `open_file` opens for its paths (the dataset's
-    `open_file`). Opened lazily, once per process (loader workers each open their own)."""
+    `open_file`). Opened lazily, once per process (loader workers each open their own).
+
+    Args:
+        input_dir: the split's shard folder or URL.
+        count: its number of samples.
+        example: an entry of the folder dataset's kind (a path, a pair, a LabelRecord).
+        cache_dir: LitData's cache for this split; None: LitData's default.
+        compressed: the chunks are zstd-compressed (each read decodes a whole chunk).
+        storage_options: LitData's client settings; None: none.
+    """
 
     def __init__(
         self,
@@ -234,6 +296,14 @@ class ShardFiles(Sequence):
         return {**self.__dict__, "_dataset": None, "_pid": -1, "_held": {}}
 
     def record(self, j: int) -> dict[str, Any]:
+        """Record j of the shards: {"index", "names" (JSON), "file0", "file1", ...}.
+
+        Args:
+            j: the sample's index.
+
+        Raises:
+            ShardMismatchError: the record holds another sample (chunks out of order).
+        """
         if self._dataset is None or self._pid != os.getpid():
             from litdata import StreamingDataset
 
@@ -278,7 +348,14 @@ class ShardFiles(Sequence):
         return _rebuild(self.example, names)
 
     def open_file(self, path: Path) -> io.BytesIO:
-        """The bytes of `path`, a file of the sample last read (FileNotFoundError otherwise)."""
+        """The bytes of a file of the sample last read.
+
+        Args:
+            path: one of that sample's paths.
+
+        Raises:
+            FileNotFoundError: a path that is not one of them.
+        """
         data = self._held.get(Path(path))
         if data is None:
             raise FileNotFoundError(f"{path} is not a file of the shard sample last read")
@@ -288,7 +365,15 @@ class ShardFiles(Sequence):
 def check_serializers(input_dir: str, storage_options: dict[str, Any] | None = None) -> None:
     """Our records hold ints, strings and bytes; LitData decodes each field with the serializer
     its index.json names, and its "pickle" serializer unpickles (runs code): shards naming any
-    other serializer are refused before LitData reads a record."""
+    other serializer are refused before LitData reads a record.
+
+    Args:
+        input_dir: the split's shard folder or URL (its index.json is read).
+        storage_options: LitData's client settings; None: none.
+
+    Raises:
+        ShardMismatchError: an unreadable index.json, or a serializer outside ours.
+    """
     where = f"{input_dir}/index.json"
     try:
         config = json.loads(_read_text(input_dir, "index.json", storage_options))["config"]
@@ -315,8 +400,19 @@ def open_split(
     cache_dir: str | None = None,
     storage_options: dict[str, Any] | None = None,
 ) -> Dataset:
-    """The folder dataset of `split` (from `templates`, the shards' datasets.json) reading its
-    files from the shards."""
+    """The folder dataset of a split reading its files from the shards.
+
+    Args:
+        shards: the shards' folder or URL.
+        split: "train", "val", or for unpaired data "train_a", "val_b", ...
+        manifest: the shards' manifest (counts, compression).
+        templates: the shards' datasets.json (`read_templates`); the split's is changed in place.
+        cache_dir: LitData's cache (one sub-folder per split); None: LitData's default.
+        storage_options: LitData's client settings; None: none.
+
+    Raises:
+        ShardMismatchError: see `check_serializers`.
+    """
     dataset = templates[split]
     attr = next(a for a in ENTRY_LISTS if isinstance(getattr(dataset, a, None), list))
     example = getattr(dataset, attr)[0]
@@ -339,7 +435,17 @@ def _folder_attribute(name: str) -> property:
 class ShardDataModule(StreamDataModule):
     """A folder datamodule's data read from its shards (`i2i data optimize`): the same batches'
     keys, decoding, crops and masks (the folder datamodule's `data:` section is given whole as
-    `data`, checked against the shards' manifest), streamed from a local folder or a URL."""
+    `data`, checked against the shards' manifest), streamed from a local folder or a URL.
+
+    Args:
+        shards: the folder `i2i data optimize --out` wrote, or its URL (s3://...).
+        data: the folder datamodule's section, {class_path, init_args}: its batch size,
+            workers and seed are this datamodule's.
+        cache_dir: LitData's cache of downloaded and inflated chunks; None: LitData's default.
+        storage_options: the object store's client settings, as LitData takes them (S3:
+            {"endpoint_url": "http://minio:9000"}, ...); None: none. They are saved with the
+            run's config: keep secrets in the environment (AWS_ACCESS_KEY_ID, ...), not here.
+    """
 
     def __init__(
         self,
@@ -368,6 +474,7 @@ class ShardDataModule(StreamDataModule):
     mask_generator = _folder_attribute("mask_generator")  # inpainting: the free-form masks
 
     def prepare_data(self) -> None:
+        """Read the manifest and the templates once in the main process: one clear error."""
         # In the main process, before any process group: one clear error.
         self._manifest()
         read_templates(self.shards, self.storage_options)
@@ -380,12 +487,16 @@ class ShardDataModule(StreamDataModule):
         return self.manifest
 
     def train_masks(self):
+        """The folder datamodule's training masks."""
         return self.data.train_masks()
 
     def val_masks(self):
+        """The folder datamodule's validation masks."""
         return self.data.val_masks()
 
     def setup(self, stage: str | None = None) -> None:
+        """Open the train and val datasets on the shards (no file scan: the shards hold the
+        checked files)."""
         if self.train_dataset is not None:
             return
         manifest = self._manifest()  # no file scan: the shards hold the checked files
@@ -423,6 +534,16 @@ class ShardDataModule(StreamDataModule):
         offset: int = 0,
         layout: tuple[int, int] | None = None,
     ) -> ShardStream | ShardUnpairedStream:
+        """The training stream of one process, in the shards' chunk order.
+
+        Args:
+            rank: the process's rank.
+            world_size: the number of processes.
+            start_batch: the first batch it yields.
+            offset: the stream position the run starts at.
+            layout: the first run's (processes, loader batch), which orders the shards; None:
+                this run's.
+        """
         sizes = self._manifest()["chunk_sizes"]
         batch_size = self._batches_per_step() * self.batch_size
         where = dict(
@@ -451,6 +572,15 @@ class ShardDataModule(StreamDataModule):
         )
 
     def layout_note(self, layout: tuple[int, int], shape: Shape) -> str:
+        """What reading in the first run's order means when the shape changed (more downloads).
+
+        Args:
+            layout: the first run's (processes, loader batch).
+            shape: this run's shape.
+
+        Returns:
+            A sentence, or "" when the layout is this shape's or there is one process.
+        """
         same = tuple(layout) == (shape.world_size, shape.loader_batch)
         if same or shape.world_size == 1:  # one process reads every chunk anyway
             return ""

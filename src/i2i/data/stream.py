@@ -46,7 +46,20 @@ MaskSource = Callable[[np.random.Generator], torch.Tensor]
 
 
 class TrainStream(IterableDataset):
-    """An endless stream of collated training batches for one process (see the module doc)."""
+    """An endless stream of collated training batches for one process (see the module doc).
+
+    Args:
+        dataset: the map-style training dataset of batch-contract dicts.
+        batch_size: samples per batch and process (all the batches of one step, e.g. the G
+            half and the D half).
+        masks: rng -> a mask (1, H, W), 1 = known, drawn per sample; None: no masks.
+        keys: the sample keys kept in the batches.
+        seed: seeds the order, the augmentation and the masks.
+        rank: this process's rank.
+        world_size: the number of processes.
+        start_batch: the first batch this process yields.
+        offset: the global stream position of batch 0 (where a resumed run starts).
+    """
 
     def __init__(
         self,
@@ -75,15 +88,30 @@ class TrainStream(IterableDataset):
             step += num_workers
 
     def batch(self, step: int) -> dict[str, torch.Tensor]:
+        """This process's collated batch number `step` of the run.
+
+        Args:
+            step: the batch's number, counted from the run's start (`offset`).
+        """
         first = self.offset + (step * self.world_size + self.rank) * self.batch_size
         return default_collate([self.sample(p) for p in range(first, first + self.batch_size)])
 
     def sample(self, position: int) -> dict[str, Any]:
+        """The sample at a global stream position, with its augmentation and mask.
+
+        Args:
+            position: the position in the global stream (all processes).
+        """
         return self.make_item(self.dataset_index(position), position)
 
     def dataset_index(self, position: int) -> int:
-        """The dataset index of stream position `position` (the streaming shards order it by
-        chunks instead: `i2i.data.shard_order.ShardStream`)."""
+        """The dataset index of a stream position: a permutation per epoch, seeded by (seed,
+        epoch) (the streaming shards order it by chunks instead:
+        `i2i.data.shard_order.ShardStream`).
+
+        Args:
+            position: the position in the global stream.
+        """
         epoch, k = divmod(position, len(self.dataset))
         if epoch != self._perm_epoch:
             self._perm = numpy_rng(self.seed, epoch).permutation(len(self.dataset))
@@ -91,8 +119,16 @@ class TrainStream(IterableDataset):
         return int(self._perm[k])
 
     def make_item(self, index: int, position: int) -> dict[str, Any]:
-        """Sample `index` of the dataset with the crop, flip and mask of stream position
-        `position`: decoded and transformed by the dataset's own code."""
+        """A dataset sample with the crop, flip and mask of a stream position: decoded and
+        transformed by the dataset's own code.
+
+        Args:
+            index: the dataset index.
+            position: the stream position, which seeds the augmentation and the mask.
+
+        Returns:
+            The sample's `keys`, plus "mask" (1, H, W) with 1 = known when there are masks.
+        """
         # Crops and flips draw from torch's RNG: seed it per sample, and leave the caller's alone.
         with seeded_torch_cpu(self.seed, position):
             item = self.dataset[index]
@@ -104,7 +140,15 @@ class TrainStream(IterableDataset):
 
 class FixedMaskDataset(Dataset):
     """Validation samples with a mask FIXED per sample (seeded by its index), so that numbers
-    compare across epochs and runs."""
+    compare across epochs and runs.
+
+    Args:
+        dataset: the validation dataset of batch-contract dicts.
+        masks: a generator (sample k's mask seeded by seed and its "index"), a mask folder
+            (file k mod its length), or None: no masks.
+        keys: the sample keys kept.
+        seed: seeds the generated masks.
+    """
 
     def __init__(
         self,
@@ -131,7 +175,11 @@ class FixedMaskDataset(Dataset):
 def ignore_stop_signals(worker_id: int) -> None:
     """Loader workers leave Ctrl-C and SIGTERM to the main process: a terminal, `timeout` or
     SLURM signals the whole process group, and a worker that died of it would turn the graceful
-    stop (finish the iteration, save last.ckpt) into a crash. The main process ends them."""
+    stop (finish the iteration, save last.ckpt) into a crash. The main process ends them.
+
+    Args:
+        worker_id: the loader's worker number (DataLoader's worker_init_fn argument; unused).
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
@@ -140,7 +188,14 @@ class StreamDataModule(L.LightningDataModule):
     """The shared machinery of every i2i datamodule: the deterministic training stream, the fixed
     validation set and the loaders. A subclass says which keys its task needs and builds its
     train and validation datasets (map-style, returning dicts of the batch contract); tasks with
-    masks also give the mask sources."""
+    masks also give the mask sources.
+
+    Args:
+        batch_size: samples per batch, per process and use (a step takes `batches_per_step`).
+        val_batch_size: samples per validation batch.
+        num_workers: loader worker processes (0: in the main process).
+        seed: seeds the training stream and the validation masks.
+    """
 
     keys: tuple[str, ...] = (B.IMAGE, B.INDEX)
     #: Batches of `batch_size` per training step, set from the task (see the module doc).
@@ -163,14 +218,18 @@ class StreamDataModule(L.LightningDataModule):
         raise NotImplementedError
 
     def train_masks(self) -> MaskSource | None:
+        """The training mask source, rng -> (1, H, W) with 1 = known; None: no masks."""
         return None
 
     def val_masks(self) -> RandomMaskGenerator | MaskFolder | None:
+        """The validation masks, fixed per sample; None: no masks."""
         return None
 
     # ---- the machinery ----------------------------------------------------------------------
 
     def setup(self, stage: str | None = None) -> None:
+        """Build the datasets once, check their files (unless I2I_SKIP_SCAN), fix the
+        validation masks."""
         if self.train_dataset is not None:
             return
         train, val = self.build_datasets()
@@ -202,6 +261,7 @@ class StreamDataModule(L.LightningDataModule):
         return state.to_dict() if state is not None else {}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Lightning restores this from a checkpoint: the stream record a resumed run starts at."""
         path = getattr(self.trainer, "ckpt_path", None) if self.trainer is not None else None
         self._resumed = StreamState.from_dict(state_dict, str(path or "the checkpoint"))
 
@@ -243,7 +303,15 @@ class StreamDataModule(L.LightningDataModule):
         return " ".join(filter(None, [*notes, self.layout_note(layout, new)]))
 
     def layout_note(self, layout: tuple[int, int], shape: Shape) -> str:
-        """What a shape other than the first run's means for reading (the shards: locality)."""
+        """What a shape other than the first run's means for reading (the shards: locality).
+
+        Args:
+            layout: the first run's (processes, loader batch).
+            shape: this run's shape.
+
+        Returns:
+            A sentence, or "" (here: nothing changes).
+        """
         return ""
 
     def _say(self, message: str) -> None:
@@ -251,6 +319,7 @@ class StreamDataModule(L.LightningDataModule):
             print(f"i2i: {message}", flush=True)
 
     def train_dataloader(self) -> DataLoader:
+        """The loader of this process's training stream, from where the run stands."""
         trainer = self.trainer
         rank = trainer.global_rank if trainer else 0
         world_size = trainer.world_size if trainer else 1
@@ -267,9 +336,16 @@ class StreamDataModule(L.LightningDataModule):
         offset: int = 0,
         layout: tuple[int, int] | None = None,
     ) -> TrainStream:
-        """The training stream of process `rank` of `world_size`, from batch `start_batch` of
-        a run that starts at stream position `offset` (`layout`: the first run's shape, which
-        orders the streaming shards; unused here)."""
+        """The training stream of one process.
+
+        Args:
+            rank: the process's rank.
+            world_size: the number of processes.
+            start_batch: the first batch it yields.
+            offset: the stream position the run starts at.
+            layout: the first run's (processes, loader batch), which orders the streaming
+                shards; unused here.
+        """
         return TrainStream(
             self.train_dataset,
             self._batches_per_step() * self.batch_size,
@@ -283,12 +359,15 @@ class StreamDataModule(L.LightningDataModule):
         )
 
     def val_dataloader(self) -> DataLoader:
+        """The loader of the fixed validation set, in order."""
         return self._loader(self.val_dataset, batch_size=self.val_batch_size)
 
     def test_dataloader(self) -> DataLoader:
+        """The validation loader."""
         return self.val_dataloader()
 
     def predict_dataloader(self) -> DataLoader:
+        """The validation loader."""
         return self.val_dataloader()
 
     def _loader(self, dataset: Dataset, batch_size: int | None) -> DataLoader:
@@ -304,7 +383,11 @@ class StreamDataModule(L.LightningDataModule):
         )
 
     def sample_batch(self, n: int) -> dict[str, torch.Tensor]:
-        """The first n validation samples, collated: the fixed batch of the sample grids."""
+        """The first n validation samples, collated: the fixed batch of the sample grids.
+
+        Args:
+            n: how many (fewer when the validation set is smaller).
+        """
         if self.val_dataset is None:
             self.setup("validate")
         return default_collate([self.val_dataset[i] for i in range(min(n, len(self.val_dataset)))])
@@ -312,7 +395,16 @@ class StreamDataModule(L.LightningDataModule):
 
 def check_files(datasets: tuple[Dataset, ...], where: str) -> None:
     """Run the setup check (`scan`) of each dataset that has one and raise ONE error listing
-    every problem (see :mod:`i2i.data.scan`); a Subset checks only its samples."""
+    every problem (see :mod:`i2i.data.scan`); a Subset checks only its samples.
+
+    Args:
+        datasets: the datasets to check.
+        where: the datamodule, named in the error.
+
+    Raises:
+        CorruptImageError: only unreadable files were found.
+        ValueError: any other problem.
+    """
     findings = Findings()
     for ds in datasets:
         indices = None

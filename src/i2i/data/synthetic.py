@@ -111,7 +111,16 @@ def _hsv(h: float, s: float, v: float) -> np.ndarray:
 def render_scene(
     rng: np.random.Generator, size: tuple[int, int], num_classes: int = NUM_CLASSES
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Render one scene: (image float32 (H, W, 3) in [0, 1], label int64 (H, W))."""
+    """Render one scene: a sky-to-ground background and 2 to 5 shaded shapes.
+
+    Args:
+        rng: the generator the scene is drawn from (its seed decides the scene).
+        size: (H, W).
+        num_classes: background + the first num_classes - 1 shape classes are drawn.
+
+    Returns:
+        (image float32 (H, W, 3) in [0, 1], label int64 (H, W) class ids, 0 = background).
+    """
     h, w = size
     ss = _SUPERSAMPLE
     yy = (np.arange(h, dtype=np.float32) + 0.5)[:, None]
@@ -151,7 +160,19 @@ def render_scene(
 
 
 class ShapesDataset(Dataset):
-    """Procedural scenes: {"image", "edges", "label", "index"}, deterministic in (seed, index)."""
+    """Procedural scenes, deterministic in (seed, index): {"image": (3, H, W) in [-1, 1],
+    "edges": (1, H, W) in {-1, +1} (+1 on the label boundaries), "label": (H, W) int64,
+    "index": int}.
+
+    Args:
+        size: the output size: an int or (H, W), each side >= 8.
+        length: the number of distinct samples (the epoch length), >= 1.
+        seed: >= 0; different seeds give disjoint-looking datasets (e.g. train vs val).
+        num_classes: 2..NUM_CLASSES: background + the first shape classes.
+
+    Raises:
+        ValueError: a size, length, seed or num_classes out of range.
+    """
 
     def __init__(
         self,
@@ -194,7 +215,22 @@ class ShapesDataset(Dataset):
 class ShapesDataModule(StreamDataModule):
     """The embedded procedural scenes for the translation tasks: `condition="edges"` gives
     {"image", "edges"} for edges -> photo, `"labels"` gives {"image", "label"} for labels ->
-    photo (6 classes, with `class_names` and `palette`). No download."""
+    photo (6 classes, with `class_names` and `palette`). No download.
+
+    Args:
+        condition: "edges" or "labels".
+        resolution: (H, W) or H = W, powers of two.
+        batch_size: samples per batch, per process and use (CoModGAN: G and D each; see
+            `batches_per_step`).
+        val_batch_size: samples per validation batch.
+        num_workers: loader worker processes.
+        length: training scenes.
+        val_length: validation scenes.
+        seed: seeds the training scenes and stream; validation uses seed + 1.
+
+    Raises:
+        ValueError: another condition.
+    """
 
     def __init__(
         self,
@@ -217,6 +253,7 @@ class ShapesDataModule(StreamDataModule):
         self.num_classes = NUM_CLASSES
 
     def build_datasets(self) -> tuple[Dataset, Dataset]:
+        """(train, val) scenes, seeded seed and seed + 1."""
         hp = self.hparams
         train = ShapesDataset(self.resolution, length=hp.length, seed=hp.seed)
         val = ShapesDataset(self.resolution, length=hp.val_length, seed=hp.seed + 1)
@@ -235,7 +272,18 @@ def write_heldout(
 ) -> tuple[Path, Path]:
     """Scenes no demo run has seen, as files: `out/images/scene_NNN.png` and
     `out/masks/scene_NNN.png` (white = hole), for `i2i inpaint` after `make train`; also the
-    label maps (`out/labels`, class ids) and edge maps (`out/edges`) for `i2i translate`."""
+    label maps (`out/labels`, class ids) and edge maps (`out/edges`) for `i2i translate`.
+
+    Args:
+        out: the folder (created).
+        count: how many scenes.
+        resolution: their size (the demo model's).
+        hole_range: the masks' hole ratio range, as configs/demo.yaml.
+        seed: seeds the scenes and masks; the default is one training and validation never use.
+
+    Returns:
+        (the images' folder, the masks' folder).
+    """
     from i2i.data.masks import RandomMaskGenerator  # masks are not part of the scenes
 
     out = Path(out)
@@ -257,6 +305,14 @@ def write_heldout(
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`python -m i2i.data.synthetic --out DIR`: write held-out scenes (`write_heldout`).
+
+    Args:
+        argv: the command's arguments (None: `sys.argv[1:]`).
+
+    Returns:
+        The exit status, 0.
+    """
     import argparse
 
     parser = argparse.ArgumentParser(

@@ -143,7 +143,31 @@ class _EdgesDataModule(StreamDataModule):
 
 class PairedDataModule(_EdgesDataModule):
     """Your own edges -> photo pairs: pix2pix side-by-side files, or two folders of files
-    matched by name. Splits: train/ and val/ sub-folders when present, else a seeded split."""
+    matched by name. Splits: train/ and val/ sub-folders when present, else a seeded split.
+
+    Args:
+        data_dir: the dataset folder (see layout).
+        layout: "side_by_side": A|B files; "two_folders": the folders a_subdir and b_subdir.
+        direction: "AtoB": A (the left half, or a_subdir) is the edges and B the photo; "BtoA":
+            swapped.
+        resolution: (H, W) or H = W; powers of two.
+        batch_size: samples per batch, per process and use (CoModGAN: G and D each; see
+            `batches_per_step`).
+        val_batch_size: samples per validation batch.
+        num_workers: loader worker processes.
+        val_fraction: the share held out when there are no train/ and val/ folders.
+        max_val_images: at most this many validation pairs; None: all.
+        a_subdir: two_folders: the folder of the A side (edges when AtoB).
+        b_subdir: two_folders: the folder of the B side (photos when AtoB).
+        edge_polarity: "black_on_white" (pix2pix edges) or "white_on_black".
+        check_edges: stop when the validation edge maps look inverted, warn when they look
+            like photos.
+        edges_channels: 1: the grey edge map, +1 on the lines; 3: the RGB condition as it is.
+        seed: seeds the split, the shuffling and the augmentation.
+
+    Raises:
+        DataError: an unknown layout, direction, edge_polarity, edges_channels or option.
+    """
 
     def __init__(
         self,
@@ -175,6 +199,7 @@ class PairedDataModule(_EdgesDataModule):
         self.resolution = self._check_common(resolution, on_corrupt, small_images)
 
     def build_datasets(self) -> tuple[Dataset, Dataset]:
+        """(train, val) pair datasets of the layout, the edge maps checked on val."""
         hp = self.hparams
         root = Path(hp.data_dir)
         if not root.is_dir():
@@ -256,6 +281,7 @@ class _Pix2PixDataModule(_EdgesDataModule):
         return ensure_pix2pix(name, root.parent, download=hp.download, url=hp.url)
 
     def prepare_data(self) -> None:
+        """Download the archive if needed (once per node, before setup)."""
         # Lightning calls this once per node before setup(): the download happens here, once.
         self.dataset_folder()
 
@@ -274,14 +300,48 @@ class _Pix2PixDataModule(_EdgesDataModule):
 
 class Edges2ShoesDataModule(_Pix2PixDataModule):
     """pix2pix edges2shoes (49,825 train / 200 val pairs, ~2.0 GB) at 256, edges -> photo;
-    `root` defaults to data/edges2shoes."""
+    `root` defaults to data/edges2shoes.
+
+    Args:
+        root: the folder holding train/ and val/; None: data/edges2shoes. To download, its
+            name must be edges2shoes.
+        download: fetch the archive when root lacks train/ and val/.
+        url: a mirror of the archive; None: the official pix2pix URL.
+        resolution: (H, W) or H = W, powers of two; the data is 256.
+        batch_size: samples per batch, per process and use (CoModGAN: G and D each; see
+            `batches_per_step`).
+        val_batch_size: samples per validation batch.
+        num_workers: loader worker processes.
+        direction: "AtoB": the left half (edges) is the condition; "BtoA": the right.
+        max_val_images: at most this many validation pairs; None: all 200.
+        check_edges: stop when the validation edge maps look inverted, warn when they look
+            like photos.
+        edges_channels: 1: the grey edge map, +1 on the lines; 3: the RGB half as it is.
+        seed: seeds the shuffling and the augmentation.
+    """
 
     dataset_name = "edges2shoes"
 
 
 class Edges2HandbagsDataModule(_Pix2PixDataModule):
     """pix2pix edges2handbags (138,567 train / 200 val pairs, ~8.0 GB) at 256, edges -> photo;
-    `root` defaults to data/edges2handbags."""
+    `root` defaults to data/edges2handbags.
+
+    Args:
+        root: where train/ and val/ are (or go: a folder named edges2handbags); None:
+            data/edges2handbags.
+        download: whether to fetch the archive when they are missing.
+        url: where to fetch it from instead of pix2pix's server; None: there.
+        resolution: as for `Edges2ShoesDataModule`.
+        batch_size: as for `Edges2ShoesDataModule`.
+        val_batch_size: the validation loader's batch size.
+        num_workers: how many processes each loader reads with.
+        direction: which half is the condition ("AtoB": the left, the edges).
+        max_val_images: keep only the first this many validation pairs; None: all 200.
+        check_edges: whether to check the validation edge maps (see `check_edge_maps`).
+        edges_channels: the condition's channels, 1 (grey, +1 on the lines) or 3 (RGB).
+        seed: what shuffling and augmentation are seeded with.
+    """
 
     dataset_name = "edges2handbags"
 
@@ -339,7 +399,23 @@ class _Pix2PixLabelsDataModule(_Pix2PixDataModule):
 
 class FacadesDataModule(_Pix2PixLabelsDataModule):
     """pix2pix facades (CMP Facades: 400 train / 100 val pairs, ~30 MB; the archive's test/ split
-    of 106 is not read) at 256, label map -> photo; `root` defaults to data/facades."""
+    of 106 is not read) at 256, label map -> photo; `root` defaults to data/facades. The label
+    map is the condition, RGB as in the file ("edges" with 3 channels).
+
+    Args:
+        root: the folder holding train/ and val/; None: data/facades. To download, its name
+            must be facades.
+        download: fetch the archive when root lacks train/ and val/.
+        url: a mirror of the archive; None: the official pix2pix URL.
+        resolution: (H, W) or H = W, powers of two; the data is 256.
+        batch_size: samples per batch and process (pix2pix: 1).
+        val_batch_size: samples per validation batch.
+        num_workers: loader worker processes.
+        direction: "BtoA": the right half (the label map) is the condition; "AtoB": the left.
+        max_val_images: at most this many validation pairs; None: all 100.
+        check_labels: stop when the condition is less flat than the photo (swapped halves?).
+        seed: seeds the shuffling and the augmentation.
+    """
 
     dataset_name = "facades"
 
@@ -347,7 +423,22 @@ class FacadesDataModule(_Pix2PixLabelsDataModule):
 class CityscapesPix2PixDataModule(_Pix2PixLabelsDataModule):
     """pix2pix cityscapes (2,975 train / 500 val pairs at 256x256, ~100 MB), colour label map ->
     photo; `root` defaults to data/cityscapes. (`CityscapesDataModule` reads the official
-    Cityscapes release with label ids instead.)"""
+    Cityscapes release with label ids instead.)
+
+    Args:
+        root: the archive's train/ and val/ folders; None: data/cityscapes (a folder of
+            another name cannot be downloaded into).
+        download: as for `FacadesDataModule`.
+        url: as for `FacadesDataModule`.
+        resolution: as for `FacadesDataModule`.
+        batch_size: as for `FacadesDataModule`.
+        val_batch_size: as for `FacadesDataModule`.
+        num_workers: as for `FacadesDataModule`.
+        direction: "BtoA" takes the right half, the colour label map, as the condition.
+        max_val_images: validation reads only the first this many pairs; None: all 500.
+        check_labels: as for `FacadesDataModule`.
+        seed: as for `FacadesDataModule`.
+    """
 
     dataset_name = "cityscapes"
 
@@ -363,7 +454,16 @@ def _flat_share(x: torch.Tensor, tol: float = 0.1) -> float:
 def check_label_images(dataset: Dataset, num: int = 8, hint: str = "") -> None:
     """Stop when the condition ("edges") of the first `num` samples is on average less flat than
     the photo: label maps are flat regions, so the halves are probably swapped (`direction`).
-    On pix2pix facades the label half is ~60 % flat and the photo ~30 %."""
+    On pix2pix facades the label half is ~60 % flat and the photo ~30 %.
+
+    Args:
+        dataset: a dataset of {"image", "edges"} samples, the label map as "edges".
+        num: how many samples to check.
+        hint: added to the message (which folder, which direction).
+
+    Raises:
+        DataError: the condition is less flat than the photo.
+    """
     n = min(num, len(dataset))
     if n == 0:
         return
@@ -382,7 +482,26 @@ def check_label_images(dataset: Dataset, num: int = 8, hint: str = "") -> None:
 
 class EdgesFromPhotosDataModule(_EdgesDataModule):
     """Any folder of photos; the edge maps are computed with Canny (kornia) and can be cached.
-    Splits: train/ and val/ sub-folders when present, else a seeded split."""
+    Splits: train/ and val/ sub-folders when present, else a seeded split.
+
+    Args:
+        data_dir: the folder of photos (recursive; jpg/png/webp/bmp).
+        cache_dir: keep computed edge maps here (Canny is slow on a CPU); None: no cache.
+        low_threshold: Canny's low hysteresis threshold on kornia's gradient magnitude of
+            [0, 1] grayscale (see `i2i.data.paired`).
+        high_threshold: its high threshold, >= low_threshold.
+        sigma: the Gaussian blur before Canny; 0: none.
+        resolution: (H, W) or H = W; powers of two.
+        batch_size: as for `PairedDataModule`.
+        val_batch_size: the validation loader's batch size.
+        num_workers: the loaders' worker processes.
+        val_fraction: the share held out when there are no train/ and val/ folders.
+        max_val_images: at most this many validation images; None: all.
+        seed: seeds the split, the shuffling and the augmentation.
+
+    Raises:
+        DataError: thresholds outside 0 < low <= high, or an unknown option.
+    """
 
     def __init__(
         self,
@@ -412,6 +531,7 @@ class EdgesFromPhotosDataModule(_EdgesDataModule):
             )
 
     def build_datasets(self) -> tuple[Dataset, Dataset]:
+        """(train, val) photo datasets with their Canny edges."""
         hp = self.hparams
         train_files, val_files = split_image_folder(
             Path(hp.data_dir), hp.val_fraction, hp.seed, hp.max_val_images

@@ -59,7 +59,24 @@ CROPS = ("random", "center")
 
 
 class DomainFolder(FileDataset):
-    """The images of one domain as (3, H, W) tensors in [-1, 1], resized as the official code."""
+    """The images of one domain as (3, H, W) tensors in [-1, 1], resized as the official code:
+    training resizes to a `load_size` square, then crops and flips; evaluation resizes to the
+    resolution.
+
+    Args:
+        files: the domain's image files.
+        resolution: the output (crop) size (H, W).
+        load_size: training resizes to this square first (at least the resolution's sides);
+            None: to the resolution, no crop.
+        train: random crop and flip; False: resize to the resolution only.
+        crop: the training crop: "random" or "center".
+        hflip: random horizontal flips, only when `train`.
+        on_corrupt: "skip" warns and uses another file; "raise" raises CorruptImageError.
+        where: the domain's folder, named in messages.
+
+    Raises:
+        DataError: no files.
+    """
 
     def __init__(
         self,
@@ -83,6 +100,14 @@ class DomainFolder(FileDataset):
         return len(self.files)
 
     def load(self, i: int) -> torch.Tensor:
+        """File i, resized (bicubic, antialiased), cropped and flipped: (3, H, W) in [-1, 1].
+
+        Args:
+            i: the file's index.
+
+        Raises:
+            CorruptImageError: the file cannot be decoded.
+        """
         x = image_to_tensor(load_image(self.files[i], open_file=self.open_file))
         th, tw = self.resolution
         if not self.train or self.load_size is None:
@@ -112,7 +137,12 @@ class DomainFolder(FileDataset):
         return image
 
     def scan(self, findings: Findings, indices: Sequence[int] | None = None) -> None:
-        """Headers checked at setup: unreadable files are dropped (skip) or reported (raise)."""
+        """Headers checked at setup: unreadable files are dropped (skip) or reported (raise).
+
+        Args:
+            findings: where problems are collected, to be raised together.
+            indices: unused: every file is checked.
+        """
         sizes = scan_headers(self.files, self.on_corrupt, findings, self.where)
         self.files = [f for f in self.files if f in sizes]
 
@@ -125,7 +155,15 @@ def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 class ShapesDomain(Dataset):
-    """One domain of the embedded shapes scenes: "photo" or "edges" (as 3-channel images)."""
+    """One domain of the embedded shapes scenes: "photo" or "edges" (as 3-channel images);
+    `domain[i]` is (3, H, W) in [-1, 1] (edges: +1 on the lines, -1 elsewhere).
+
+    Args:
+        domain: "photo" or "edges"; any other value is read as "edges".
+        resolution: (H, W).
+        length: the number of scenes.
+        seed: seeds the scenes.
+    """
 
     def __init__(self, domain: str, resolution: tuple[int, int], length: int, seed: int):
         from i2i.data.synthetic import ShapesDataset  # the demo's data only: imported here
@@ -144,7 +182,19 @@ class ShapesDomain(Dataset):
 
 class UnpairedTrainStream(TrainStream):
     """An endless stream of collated unpaired batches for one process (see the module doc): the
-    training stream's batching and worker split, with two domains drawn independently."""
+    training stream's batching and worker split, with two domains drawn independently.
+    Samples are {"image_a", "image_b": (3, H, W) in [-1, 1], "index": the stream position}.
+
+    Args:
+        domain_a: the A images.
+        domain_b: the B images.
+        batch_size: samples per batch and process.
+        seed: seeds each domain's order and the augmentation.
+        rank: this process's rank.
+        world_size: the number of processes.
+        start_batch: the first batch this process yields.
+        offset: the global stream position of batch 0 (see `TrainStream`).
+    """
 
     def __init__(
         self,
@@ -163,7 +213,13 @@ class UnpairedTrainStream(TrainStream):
         self._perms: list[tuple[int, np.ndarray]] = [(-1, np.arange(0)), (-1, np.arange(0))]
 
     def index(self, domain: int, position: int) -> int:
-        """The image of `domain` (0: A, 1: B) at stream position `position`."""
+        """A domain's dataset index at a stream position: a permutation per epoch of that
+        domain, seeded by (seed, domain, epoch).
+
+        Args:
+            domain: 0 (A) or 1 (B).
+            position: the position in the global stream.
+        """
         n = len(self.domains[domain])
         epoch, k = divmod(position, n)
         if self._perms[domain][0] != epoch:
@@ -172,6 +228,11 @@ class UnpairedTrainStream(TrainStream):
         return int(self._perms[domain][1][k])
 
     def sample(self, position: int) -> dict[str, Any]:
+        """The A and B images at a stream position, their augmentation seeded by it.
+
+        Args:
+            position: the position in the global stream.
+        """
         a, b = self.index(0, position), self.index(1, position)
         with seeded_torch_cpu(self.seed, position):
             image_a = self.domains[0][a]
@@ -180,13 +241,20 @@ class UnpairedTrainStream(TrainStream):
 
 
 class UnpairedEvalDataset(Dataset):
-    """Sample i: A[i mod n_A] and B[i mod n_B], for i < max(n_A, n_B)."""
+    """Sample i: {"image_a": A[i mod n_A], "image_b": B[i mod n_B], "index": i}, for
+    i < max(n_A, n_B).
+
+    Args:
+        domain_a: the A images.
+        domain_b: the B images.
+    """
 
     def __init__(self, domain_a: Dataset, domain_b: Dataset):
         self.domain_a, self.domain_b = domain_a, domain_b
 
     @property
     def sizes(self) -> tuple[int, int]:
+        """(n_A, n_B)."""
         return len(self.domain_a), len(self.domain_b)
 
     def __len__(self) -> int:
@@ -197,6 +265,12 @@ class UnpairedEvalDataset(Dataset):
         return {B.IMAGE_A: self.domain_a[i % n_a], B.IMAGE_B: self.domain_b[i % n_b], B.INDEX: i}
 
     def scan(self, findings: Findings, indices: Sequence[int] | None = None) -> None:
+        """Check both domains' files at setup (those that can be checked).
+
+        Args:
+            findings: where problems are collected, to be raised together.
+            indices: unused: every file of both domains is checked.
+        """
         for domain in (self.domain_a, self.domain_b):
             if hasattr(domain, "scan"):
                 domain.scan(findings)
@@ -204,7 +278,31 @@ class UnpairedEvalDataset(Dataset):
 
 class UnpairedDataModule(StreamDataModule):
     """Two domains, A and B, for CycleGAN: a folder in the CycleGAN layout (root/trainA, trainB,
-    testA, testB), an official archive (`dataset`), or the embedded shapes (root: null)."""
+    testA, testB), an official archive (`dataset`), or the embedded shapes (root: null).
+    Batches: "image_a" and "image_b" (N, 3, H, W) in [-1, 1], and "index".
+
+    Args:
+        root: the folder holding trainA/ trainB/ testA/ testB/; None: the embedded shapes
+            (photos and their edges), or data/<dataset> with `dataset`.
+        dataset: an official archive (horse2zebra, ...: `CYCLEGAN_DATASETS`) to download into
+            root's parent when root lacks the folders; root must then end in that name. None:
+            none.
+        download: with `dataset`: fetch the archive when the folders are absent.
+        url: a mirror of the archive; None: the official CycleGAN URL.
+        resolution: the crop (training) and evaluation size.
+        load_size: training resizes to this square, then crops (the official recipe); None:
+            resize to the resolution, no crop.
+        crop: the training crop: "random" (official) or "center".
+        batch_size: samples per batch and process (the paper: 1).
+        val_batch_size: samples per evaluation batch.
+        num_workers: loader worker processes.
+        max_val_images: at most this many evaluation images per domain; None: all.
+        synthetic_length: embedded data: training scenes per domain.
+        seed: seeds the stream, the permutations and the augmentation.
+
+    Raises:
+        DataError: an unknown crop, dataset or option, or a load_size under the resolution.
+    """
 
     keys = (B.IMAGE_A, B.IMAGE_B, B.INDEX)
 
@@ -272,11 +370,18 @@ class UnpairedDataModule(StreamDataModule):
         return ensure_cyclegan(hp.dataset, root.parent, download=hp.download, url=hp.url)
 
     def prepare_data(self) -> None:
+        """Download the archive when `dataset` names one and root lacks it."""
         # Lightning calls this once per node before setup(): the download happens here, once.
         if self.hparams.root is not None:
             self.folder()
 
     def domains(self, train: bool) -> tuple[Dataset, Dataset]:
+        """The A and B datasets of one split: the folder's trainA/trainB or testA/testB (capped
+        by max_val_images for evaluation), or the embedded shapes (photo and edges).
+
+        Args:
+            train: the training split; False: the evaluation split.
+        """
         hp = self.hparams
         if hp.root is None:
             if train:
@@ -311,6 +416,7 @@ class UnpairedDataModule(StreamDataModule):
         return out[0], out[1]
 
     def build_datasets(self) -> tuple[Dataset, Dataset]:
+        """(train, val) as `UnpairedEvalDataset`s of the two domains."""
         return UnpairedEvalDataset(*self.domains(train=True)), UnpairedEvalDataset(
             *self.domains(train=False)
         )
@@ -323,6 +429,15 @@ class UnpairedDataModule(StreamDataModule):
         offset: int = 0,
         layout: tuple[int, int] | None = None,
     ) -> UnpairedTrainStream:
+        """The unpaired training stream of one process.
+
+        Args:
+            rank: the process's rank.
+            world_size: the number of processes.
+            start_batch: the first batch it yields.
+            offset: the stream position the run starts at.
+            layout: unused here (the streaming shards' order).
+        """
         train = self.train_dataset
         return UnpairedTrainStream(
             train.domain_a,

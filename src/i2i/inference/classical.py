@@ -18,12 +18,28 @@ PREFIX = "classical:"
 
 
 def is_classical(spec: object) -> bool:
+    """Whether a model argument names a classical fill (`classical:NAME`) rather than a file.
+
+    Args:
+        spec: what the user gave as the model: a path or a string.
+    """
     return str(spec).startswith(PREFIX)
 
 
 def load_classical(spec: str) -> tuple[nn.Module, dict]:
-    """(the task, its card) of `classical:NAME` (NAME in `i2i.classical.FILLS`), for
-    `i2i.inference.model.load_model` to serve like any model."""
+    """The task and its card for `classical:NAME`, for `i2i.inference.model.load_model` to
+    serve like any model.
+
+    Args:
+        spec: `classical:NAME`, NAME a key of `i2i.classical.FILLS`.
+
+    Returns:
+        (a `ClassicalInpaintingTask`, its model card; the card's resolution, 1, is a
+            placeholder: the fill runs at each image's own size).
+
+    Raises:
+        ModelFileError: NAME is not a known fill.
+    """
     from i2i.tasks.classical import ClassicalInpaintingTask
 
     method = str(spec)[len(PREFIX) :]

@@ -55,8 +55,14 @@ def _without_server_paths(error: Exception, path: str) -> str:
 
 def checked_editor(**kwargs: Any):
     """A gr.ImageEditor whose upload that is not an image gets our one-line message, not
-    Gradio's internal error (which shows the server's temporary path). Its preprocess is wrapped
-    on the instance: a subclass of a Gradio component writes a .pyi file beside this module."""
+    Gradio's internal error (which shows the server's temporary path).
+
+    Its preprocess is wrapped on the instance: a subclass of a Gradio component writes a .pyi
+    file beside this module.
+
+    Args:
+        **kwargs: passed to `gr.ImageEditor` unchanged.
+    """
     import gradio as gr
     from PIL import Image
 
@@ -75,8 +81,20 @@ def checked_editor(**kwargs: Any):
 
 
 def painted_known(editor: dict | None) -> tuple[np.ndarray, np.ndarray]:
-    """(image (H, W, 3) uint8, known (H, W) bool) from an image editor's value: the hole is
-    wherever a layer has been painted (alpha > 0)."""
+    """The image and its known pixels from an image editor's value.
+
+    The hole is wherever a layer has been painted (alpha > 0).
+
+    Args:
+        editor: the editor's value, a dict with `background` (the image) and `layers`; None or
+            no background when nothing was uploaded.
+
+    Returns:
+        (image (H, W, 3) uint8, known (H, W) bool: True = known, False = hole).
+
+    Raises:
+        gr.Error: no image was uploaded, or a painted layer has another size than the image.
+    """
     import gradio as gr
 
     if not editor or editor.get("background") is None:
@@ -103,7 +121,19 @@ def polarity_choices() -> list[str]:
 
 
 def uploaded_known(path: str, polarity: str, image: np.ndarray) -> np.ndarray:
-    """The known pixels of an uploaded mask file, read as the commands read masks."""
+    """The known pixels of an uploaded mask file, read as the commands read masks.
+
+    Args:
+        path: the uploaded mask file on the server.
+        polarity: how to read it, one of `polarity_choices()`.
+        image: the image it masks, (H, W, 3): the mask must have its size.
+
+    Returns:
+        (H, W) bool, True = known.
+
+    Raises:
+        gr.Error: an unknown polarity, or a file that is not an image of the image's size.
+    """
     import gradio as gr
 
     from i2i.data.masks import load_mask
@@ -119,6 +149,14 @@ def uploaded_known(path: str, polarity: str, image: np.ndarray) -> np.ndarray:
 
 
 def make_inpaint(model: Any):
+    """The inpainting button's callback for a loaded model: a function (editor, mask_file,
+    polarity, seed, truncation, num_samples, fit) -> (gallery of (completion, caption), the
+    input with its hole tinted), which raises `gr.Error` when there is no hole or no known pixel.
+
+    Args:
+        model: an inpainting model from `load_model`.
+    """
+
     def inpaint(
         editor: dict | None,
         mask_file: str | None,
@@ -157,6 +195,15 @@ def make_inpaint(model: Any):
 
 
 def make_translate(model: Any):
+    """The translation button's callback for a loaded edges or labels model: a function
+    (editor, label_file, polarity, from_photo, seed, truncation, num_samples) -> (gallery of
+    (output, caption), the condition as RGB), which raises `gr.Error` for an empty canvas or a
+    missing or unreadable label map.
+
+    Args:
+        model: an edges -> photo or labels -> photo model from `load_model`.
+    """
+
     def translate(
         editor: dict | None,
         label_file: str | None,
@@ -206,6 +253,7 @@ def make_translate(model: Any):
 
 
 def theme():
+    """The app's Gradio theme: the default one with the system's fonts (no web fonts)."""
     import gradio as gr
 
     # System fonts: the default theme would fetch web fonts, and the machine may be offline.
@@ -216,7 +264,13 @@ def theme():
 
 
 def build_app(model: Any, name: str, max_file_mb: float = MAX_FILE_MB):
-    """The Blocks app for a loaded model (`load_model`)."""
+    """The `gr.Blocks` app for a loaded model, not yet launched.
+
+    Args:
+        model: a model from `i2i.inference.model.load_model` (its `kind` picks the inputs).
+        name: the model's name, shown in the title.
+        max_file_mb: the largest upload, in MB, said in the page.
+    """
     import gradio as gr
 
     h, w = model.resolution
@@ -301,6 +355,15 @@ def build_app(model: Any, name: str, max_file_mb: float = MAX_FILE_MB):
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`i2i demo`: load a model once and serve the app on this machine until Ctrl-C.
+
+    Args:
+        argv: the command's arguments (None: `sys.argv[1:]`).
+
+    Returns:
+        The exit status: 0, or 1 after a one-line error (a model that cannot be loaded, no
+            CUDA device for --device cuda, a --max-file-size that is not positive).
+    """
     parser = argparse.ArgumentParser(
         prog="i2i demo", description="A web demo of a model (Gradio), on this machine only."
     )

@@ -63,7 +63,19 @@ BATCH_DIM = "batch"
 
 class SamplingGraph(nn.Module):
     """The computation an exported file holds: inputs (a dict, see the module docstring) ->
-    the task's output. Built on a copy of the sampling network, so the model is left as it is."""
+    the task's output. Built on a copy of the sampling network, so the model is left as it is.
+
+    Args:
+        task: an i2i task whose sampling network is a `CoModGenerator`.
+        kind: the task's kind: "inpainting", "edges" or "labels".
+        noise_mode: "const" bakes each layer's fixed noise into the graph, "none" leaves noise
+            out, "random" draws fresh noise inside the graph.
+        dropout: whether the graph applies dropout on the global code through the input
+            `dropout_keep`; None: as the network does at inference (`dropout_at_inference`).
+
+    Raises:
+        ValueError: the sampling network is not a `CoModGenerator`, or an unknown noise_mode.
+    """
 
     def __init__(
         self,
@@ -100,6 +112,8 @@ class SamplingGraph(nn.Module):
 
     @property
     def input_names(self) -> list[str]:
+        """The graph's inputs in order: `image`, `mask` (inpainting) or `cond`; then `z` and
+        `truncation_psi` with a mapping network; then `dropout_keep` with dropout."""
         names = [B.IMAGE, B.MASK] if self.kind == "inpainting" else ["cond"]
         if self.has_latent:
             names += ["z", "truncation_psi"]
@@ -108,7 +122,16 @@ class SamplingGraph(nn.Module):
         return names
 
     def example_inputs(self, n: int = 2, seed: int = 0) -> dict[str, torch.Tensor]:
-        """Random inputs of batch size n (a seeded generator, the global RNG untouched)."""
+        """Random inputs of batch size n (a seeded generator, the global RNG untouched).
+
+        Args:
+            n: the batch size.
+            seed: the seed of the generator that draws them.
+
+        Returns:
+            One tensor per name of `input_names`: the image uniform in [-1, 1], the mask and
+                `dropout_keep` in {0, 1}, `cond` and `z` standard normal, `truncation_psi` 1.
+        """
         g = torch.Generator().manual_seed(seed)
         h, w = self.G.img_resolution
         shapes = {
@@ -131,6 +154,16 @@ class SamplingGraph(nn.Module):
         return out
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The task's output for one batch of inputs.
+
+        Args:
+            inputs: the tensors named by `input_names`: `image` (N, 3, H, W) in [-1, 1] and
+                `mask` (N, 1, H, W) with 1 = known, or `cond` (N, C, H, W); `z` (N, z_dim);
+                `truncation_psi` a scalar (1 = none); `dropout_keep` (N, global_dim) in {0, 1}.
+
+        Returns:
+            (N, 3, H, W) in [-1, 1]; for inpainting composited, the known pixels exact.
+        """
         G = self.G
         batch = {k: inputs[k] for k in (B.IMAGE, B.MASK) if k in inputs}
         cond = self._condition(batch) if self.kind == "inpainting" else inputs["cond"]
@@ -147,6 +180,15 @@ class SamplingGraph(nn.Module):
         return self._compose(raw, batch) if self.kind == "inpainting" else raw
 
     def metadata(self, card: dict) -> dict:
+        """The i2i metadata stored in the exported file.
+
+        Args:
+            card: the model's card (`i2i.inference.model_format`), stored under "card".
+
+        Returns:
+            A JSON-ready dict: format and version, kind, resolution [H, W], inputs, z_dim,
+                cond_channels, global_dim, noise mode, dropout and its probability, the card.
+        """
         h, w = self.G.img_resolution
         return {
             "format": EXPORT_FORMAT,
@@ -165,12 +207,22 @@ class SamplingGraph(nn.Module):
 
 
 def dynamic_shapes(graph: SamplingGraph) -> tuple[dict]:
+    """torch.export's dynamic shapes for the graph: dimension 0 of every input but
+    `truncation_psi` is the batch, from 1 to 65536.
+
+    Args:
+        graph: the graph whose `input_names` are described.
+    """
     batch = torch.export.Dim(BATCH_DIM, min=1, max=1 << 16)
     return ({k: (None if k == "truncation_psi" else {0: batch}) for k in graph.input_names},)
 
 
 def export_program(graph: SamplingGraph) -> torch.export.ExportedProgram:
-    """torch.export of the graph, traced at batch 2 (batch 1 would specialise the batch size)."""
+    """torch.export of the graph, traced at batch 2 (batch 1 would specialise the batch size).
+
+    Args:
+        graph: the graph to export.
+    """
     with torch.no_grad():
         return torch.export.export(
             graph, (graph.example_inputs(2),), dynamic_shapes=dynamic_shapes(graph)
@@ -178,19 +230,42 @@ def export_program(graph: SamplingGraph) -> torch.export.ExportedProgram:
 
 
 def write_torch_export(graph: SamplingGraph, path: Path, card: dict) -> None:
+    """Save the graph as a torch.export `.pt2` with its metadata in the extra file `i2i.json`.
+
+    Args:
+        graph: the graph to export.
+        path: the `.pt2` file to write.
+        card: the model's card, stored in the metadata.
+    """
     program = export_program(graph)
     extra = {EXTRA_FILE: json.dumps(graph.metadata(card))}
     torch.export.save(program, str(path), extra_files=extra)
 
 
 def read_torch_export(path: str | Path) -> tuple[torch.export.ExportedProgram, dict]:
-    """(the program, its i2i metadata) of a `.pt2` written by `i2i export`."""
+    """The program and its i2i metadata of a `.pt2` written by `i2i export`.
+
+    Args:
+        path: the `.pt2` file.
+
+    Returns:
+        (the `ExportedProgram`, the metadata dict; {} when the file has none).
+    """
     extra = {EXTRA_FILE: ""}
     program = torch.export.load(str(path), extra_files=extra)
     return program, json.loads(extra[EXTRA_FILE]) if extra[EXTRA_FILE] else {}
 
 
 def write_onnx(graph: SamplingGraph, path: Path, card: dict, opset: int) -> None:
+    """Save the graph as ONNX, its batch dimension named "batch", its metadata in
+    `metadata_props["i2i"]`.
+
+    Args:
+        graph: the graph to export.
+        path: the `.onnx` file to write.
+        card: the model's card, stored in the metadata.
+        opset: the ONNX opset version.
+    """
     import onnx  # heavy, and only this format needs it
 
     program = export_program(graph)
@@ -221,7 +296,23 @@ def export(
     dropout: bool | None = None,
     opset: int = 18,
 ) -> SamplingGraph:
-    """Write the model's sampling graph to `out`; returns the graph (the eager reference)."""
+    """Write the model's sampling graph to `out`.
+
+    Args:
+        model (InferenceModel): from `i2i.inference.model.load_model`.
+        out: the file to write; its folder is created.
+        fmt: "onnx" or "torch-export".
+        noise_mode: "const", "none" or "random" (see `SamplingGraph`).
+        dropout: dropout on the global code through the input `dropout_keep`; None: as the
+            network does at inference.
+        opset: the ONNX opset version (ONNX only).
+
+    Returns:
+        The graph that was exported: the eager reference to compare the file with.
+
+    Raises:
+        ValueError: an unknown format or noise mode, or a model that is not a CoModGAN.
+    """
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     task = model.task.cpu()
@@ -253,6 +344,16 @@ def _max_difference(graph: SamplingGraph, out: Path, fmt: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`i2i export`: write the file, then compare it with PyTorch at batch 1 (unless the noise
+    is random).
+
+    Args:
+        argv: the command's arguments (None: `sys.argv[1:]`).
+
+    Returns:
+        The exit status: 0, or 1 after a one-line error (an existing --out without
+            --overwrite, a model that cannot be loaded or exported).
+    """
     parser = argparse.ArgumentParser(
         prog="i2i export",
         description="Export a model's sampling network (with the task's condition and composite) "

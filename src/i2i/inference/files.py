@@ -43,7 +43,14 @@ PROG = "i2i"
 
 
 def output_paths(out: Path, name: str, num_samples: int, panel: bool) -> list[Path]:
-    """The files written for input `name` (relative, without extension)."""
+    """The files written for one input.
+
+    Args:
+        out: the output folder.
+        name: the input's name: its path relative to its folder, without extension.
+        num_samples: outputs per input; above 1 each file ends in `_k`, k the sample.
+        panel: whether a side-by-side `_panel.png` is written too (listed last).
+    """
     if num_samples == 1:
         paths = [out / f"{name}.png"]
     else:
@@ -52,15 +59,33 @@ def output_paths(out: Path, name: str, num_samples: int, panel: bool) -> list[Pa
 
 
 def save_png(path: Path, image: np.ndarray) -> None:
-    """Write atomically: a file with the output's name is always complete (Ctrl-C, a full disk)."""
+    """Write a PNG atomically: a file with the output's name is always complete (Ctrl-C, a full
+    disk). Its folder is created.
+
+    Args:
+        path: the file to write.
+        image: (H, W, 3) uint8.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     # The temporary is hidden and has no image suffix: never listed as an input.
     atomic_write(path, lambda tmp: Image.fromarray(image).save(tmp, format="PNG"))
 
 
 def collect(path: Path, what: str) -> list[tuple[Path, str]]:
-    """(file, name) of the input file, or of every image under a folder (sorted): the name is
-    the path relative to the folder without extension."""
+    """The inputs under a path: the file itself, or every image under a folder (recursive,
+    sorted).
+
+    Args:
+        path: an image file or a folder.
+        what: what the path is ("image", "input"), for the error message.
+
+    Returns:
+        (file, name) pairs; the name is the path relative to the folder without extension (a
+            file's own stem).
+
+    Raises:
+        FileNotFoundError: the path does not exist.
+    """
     if path.is_file():
         return [(path, path.stem)]
     if not path.exists():
@@ -70,7 +95,19 @@ def collect(path: Path, what: str) -> list[tuple[Path, str]]:
 
 def match_masks(mask: Path, inputs: list[tuple[Path, str]]) -> list[Path]:
     """The mask file of each input: one file for all, or the mask with the input's path
-    relative to its folder (extension aside) under a folder; never a mask of another path."""
+    relative to its folder (extension aside) under a folder; never a mask of another path.
+
+    Args:
+        mask: a mask file or a folder of masks.
+        inputs: the (file, name) pairs of `collect`.
+
+    Returns:
+        One mask file per input, in the inputs' order.
+
+    Raises:
+        FileNotFoundError: the mask path does not exist, or an input has no mask.
+        ValueError: two masks of one name (`a.png` and `a.jpg`).
+    """
     if mask.is_file():
         return [mask] * len(inputs)
     if not mask.is_dir():
@@ -113,8 +150,18 @@ def match_masks(mask: Path, inputs: list[tuple[Path, str]]) -> list[Path]:
 def check_outputs(
     out: Path, inputs: list[tuple[Path, str]], sources: list[Path], planned: list[list[Path]]
 ) -> None:
-    """ValueError when an output would replace an input, or two inputs the same output.
-    `sources`: the paths given for the inputs (files or folders) and the mask files."""
+    """Refuse a run that would lose an input or write one output twice.
+
+    Args:
+        out: the output folder.
+        inputs: the (file, name) pairs of `collect`.
+        sources: the paths given for the inputs (files or folders) and the mask files.
+        planned: the outputs of each input (`output_paths`), in the inputs' order.
+
+    Raises:
+        ValueError: --out is a file or inside an input folder, an output would replace an input,
+            or two inputs would write the same output.
+    """
     here = out.resolve()
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file: give a folder (it is created if missing)")
@@ -148,6 +195,12 @@ def check_outputs(
 
 
 def common_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments both commands take (model, --out, --seed, --num-samples, --truncation,
+    --panel, --overwrite/--skip-existing, --batch-size, --device, the trust flag).
+
+    Args:
+        parser: the command's parser, changed in place.
+    """
     parser.add_argument(
         "model",
         help="a .ckpt, a .safetensors model (its .json beside it), or .onnx; "
@@ -190,7 +243,21 @@ def run_files(
     process: Callable[[Any, list], list[list[np.ndarray]]],  # -> per input, its output images
 ) -> int:
     """The loop both commands share: refuse to replace inputs or existing outputs, load the
-    model, then per batch: read (skipping and naming corrupt inputs), run, write."""
+    model, then per batch: read (skipping and naming corrupt inputs), run, write.
+
+    Args:
+        args: the parsed arguments of `common_arguments` (and the command's own).
+        inputs: the (file, name) pairs of `collect`.
+        sources: the inputs' paths as given, and the mask files: never written.
+        kinds: the model kinds the command takes ("inpainting"; "edges", "labels").
+        load: (input index, model) -> what `process` takes; raises OSError or ValueError for
+            an input to skip.
+        process: (model, [(input index, loaded)]) -> per input, its output images (H, W, 3)
+            uint8, in the order of `output_paths`.
+
+    Returns:
+        The exit status: 0; 1 after an error or when an input failed; 130 on Ctrl-C.
+    """
     if args.num_samples < 1 or args.batch_size < 1:
         return _fail("--num-samples and --batch-size must be at least 1")
     if str(args.model).startswith("classical:") and args.num_samples > 1:
@@ -270,6 +337,14 @@ def run_files(
 
 
 def inpaint_main(argv: Sequence[str] | None = None) -> int:
+    """`i2i inpaint`: fill the holes of image files with a model.
+
+    Args:
+        argv: the command's arguments (None: `sys.argv[1:]`).
+
+    Returns:
+        The exit status (see `run_files`).
+    """
     parser = argparse.ArgumentParser(
         prog=f"{PROG} inpaint",
         description="Fill the holes of images with a model.",
@@ -371,6 +446,14 @@ def inpaint_main(argv: Sequence[str] | None = None) -> int:
 
 
 def translate_main(argv: Sequence[str] | None = None) -> int:
+    """`i2i translate`: turn edge maps, label maps or photos (their edges) into photos.
+
+    Args:
+        argv: the command's arguments (None: `sys.argv[1:]`).
+
+    Returns:
+        The exit status (see `run_files`).
+    """
     parser = argparse.ArgumentParser(
         prog=f"{PROG} translate",
         description="Turn edge maps or label maps (or photos, via their Canny edges) into photos.",

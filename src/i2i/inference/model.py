@@ -54,6 +54,15 @@ class NoDiscriminator(nn.Module):
     memory and a second network's arguments in every model card."""
 
     def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """Refuses: a task built for inference cannot be trained.
+
+        Args:
+            *args: ignored.
+            **kwargs: ignored.
+
+        Raises:
+            RuntimeError: always.
+        """
         raise RuntimeError(
             "this task was built for inference (i2i.inference.model.load_model): it has no "
             "discriminator; train from the Lightning checkpoint and its config instead"
@@ -66,7 +75,16 @@ class NoDiscriminator(nn.Module):
 def instantiate(value: Any, where: str | Path = "the model") -> Any:
     """{class_path, init_args} dicts (LightningCLI's form) -> objects, recursively; a class
     path is checked before anything is imported or called (`i2i.safe_load.check_class_path`):
-    a card is data, never code."""
+    a card is data, never code.
+
+    Args:
+        value: a config value: a {class_path, init_args} dict, a dict, a list or a plain value
+            (returned as it is).
+        where: the file the value came from, named in errors.
+
+    Raises:
+        RefusedFileError: a class path outside what `i2i.safe_load` allows.
+    """
     if isinstance(value, dict) and "class_path" in value:
         cls = check_class_path(value["class_path"], where)
         args = {k: instantiate(v, where) for k, v in (value.get("init_args") or {}).items()}
@@ -93,7 +111,16 @@ def _constructor_parameters(cls: type) -> list[str]:
 
 def build_task(class_path: str, init_args: dict, where: str | Path = "the model") -> nn.Module:
     """The task for inference: its arguments without the training-only ones, a placeholder
-    for the discriminator (see `NoDiscriminator`). `where` names the file in errors."""
+    for the discriminator (see `NoDiscriminator`).
+
+    Args:
+        class_path: the task's class path (`i2i.tasks.CoModGANInpainting`, ...).
+        init_args: the task's constructor arguments, as a config records them.
+        where: the file they came from, named in errors.
+
+    Raises:
+        RefusedFileError: a class path in them outside what `i2i.safe_load` allows.
+    """
     task = {"class_path": class_path, "init_args": inference_init_args(init_args)}
     check_class_names(task, where)  # the whole tree, before any of it is imported
     for name in _constructor_parameters(check_class_path(class_path, where)):
@@ -103,6 +130,14 @@ def build_task(class_path: str, init_args: dict, where: str | Path = "the model"
 
 
 def task_kind(task: nn.Module) -> str:
+    """The kind of problem a task solves: "inpainting", "edges" or "labels".
+
+    Args:
+        task: an i2i task.
+
+    Raises:
+        ModelFileError: a task of none of these kinds (the file commands do not serve it).
+    """
     from i2i.tasks import EdgesToPhoto, Inpainting, LabelsToPhoto
 
     kinds = ((Inpainting, "inpainting"), (EdgesToPhoto, "edges"), (LabelsToPhoto, "labels"))
@@ -139,7 +174,13 @@ def _load_state(network: nn.Module, state: dict, where: Path, fix: str) -> None:
 
 class InferenceModel:
     """A task ready to sample: `model(batch, z)` or `model.sample(batch, seed=...)` on batches
-    of the batch contract (`i2i.data.batch`) at `resolution`; outputs in [-1, 1]."""
+    of the batch contract (`i2i.data.batch`) at `resolution`; outputs in [-1, 1].
+
+    Args:
+        task: the task, moved to `device`, put in eval mode and frozen.
+        card: its model card (`i2i.inference.model_format.new_card`): kind, resolution, ...
+        device: where it runs.
+    """
 
     def __init__(self, task: nn.Module, card: dict, device: str | torch.device = "cpu"):
         self.device = torch.device(device)
@@ -195,7 +236,19 @@ class InferenceModel:
         """The task's own seeded sampling (`ImageTask.sample`, what `i2i predict` returns) with
         `eval_seed = seed`: z of the sample with dataset index i is drawn from
         derive_seed(seed, i, variant), the rest of the randomness (noise, dropout) from
-        derive_seed(seed, first index of the batch, variant). Needs batch["index"]."""
+        derive_seed(seed, first index of the batch, variant).
+
+        Args:
+            batch: a batch of the batch contract with "index" (N,), the samples' dataset
+                indices.
+            seed: the evaluation seed.
+            variant: which of several samples of one input (0, 1, ...).
+            truncation_psi: truncation toward the average w (1 = none); None: the task's own
+                `truncation_psi_eval`.
+
+        Returns:
+            (N, 3, H, W) in [-1, 1].
+        """
         hp = self.task.hparams
         overrides: dict[str, Any] = {"eval_seed": int(seed)}
         if truncation_psi is not None and "truncation_psi_eval" in hp:
@@ -208,7 +261,14 @@ class InferenceModel:
             hp.update(saved)
 
     def placeholder_image(self, n: int) -> torch.Tensor:
-        """The batch's "image" where there is no photo (translation): tasks read its dtype."""
+        """The batch's "image" where there is no photo (translation): tasks read its dtype.
+
+        Args:
+            n: the batch size.
+
+        Returns:
+            Zeros (n, 3, H, W) at the model's resolution, on the CPU.
+        """
         return torch.zeros(n, 3, *self.resolution)
 
 
@@ -228,9 +288,23 @@ def _run_config(ckpt: Path) -> tuple[dict | None, Path | None]:
 
 
 def load_task(path: str | Path, trust_checkpoint: bool = False) -> tuple[nn.Module, dict]:
-    """(the inference task with its sampling network's trained weights, its card) from a
-    Lightning checkpoint of an i2i run, loaded weights-only (`i2i.safe_load`) unless
-    `trust_checkpoint`."""
+    """The inference task with its sampling network's trained weights, from a Lightning
+    checkpoint of an i2i run, loaded weights-only (`i2i.safe_load`) unless `trust_checkpoint`.
+
+    Args:
+        path: the `.ckpt` file.
+        trust_checkpoint: unpickle the checkpoint in full (`--trust-checkpoint`).
+
+    Returns:
+        (the task, its model card); the card is also the task's `i2i_card`, what `save_model`
+            writes.
+
+    Raises:
+        FileNotFoundError: no file at path.
+        ModelFileError: a damaged file, no recorded model config or resolution, or weights
+            that do not fit the config.
+        RefusedFileError: a checkpoint that does not load weights-only, without trust.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}: give the path of a .ckpt file")
@@ -287,8 +361,20 @@ def load_task(path: str | Path, trust_checkpoint: bool = False) -> tuple[nn.Modu
 def save_model(
     task: nn.Module | InferenceModel, path: str | Path, metrics: dict | None = None
 ) -> Path:
-    """Write the model file pair of a trained task (from `load_task`) or an InferenceModel
-    (from `load_model`); returns the card's path."""
+    """Write the model file pair (`.safetensors` and `.json`) of a trained task or model.
+
+    Args:
+        task: a task from `load_task` or an `InferenceModel` from `load_model`: it carries its
+            card.
+        path: the pair's name (with or without a suffix).
+        metrics: scores to add to the card's metrics (None: none).
+
+    Returns:
+        The card's path.
+
+    Raises:
+        ValueError: the task carries no card.
+    """
     card = task.card if isinstance(task, InferenceModel) else getattr(task, "i2i_card", None)
     task = task.task if isinstance(task, InferenceModel) else task
     if card is None:
@@ -345,9 +431,21 @@ def load_model(
     path: str | Path, device: str | torch.device = "cpu", trust_checkpoint: bool = False
 ) -> InferenceModel:
     """A model from a `.ckpt`, a `.safetensors` / `.json` pair (either name, or the name
-    without suffix), an exported `.onnx` file, or `classical:NAME` (a fill with no file). A
-    `.ckpt` is loaded weights-only unless `trust_checkpoint` (`--trust-checkpoint`: unpickled in
-    full, with a warning)."""
+    without suffix), an exported `.onnx` file, or `classical:NAME` (a fill with no file).
+
+    Args:
+        path: the model file, or `classical:NAME`.
+        device: where it runs (a classical fill always runs on the CPU).
+        trust_checkpoint: unpickle a `.ckpt` in full (`--trust-checkpoint`, with a warning);
+            otherwise it is loaded weights-only.
+
+    Returns:
+        An `InferenceModel`; for an `.onnx` file an `OnnxModel` with the same interface.
+
+    Raises:
+        FileNotFoundError: no model at path.
+        ModelFileError: an unknown file type, or a file that is damaged or does not fit its card.
+    """
     if is_classical(path):
         return InferenceModel(*load_classical(str(path)), "cpu")  # a fill runs on the CPU
     path = Path(path)

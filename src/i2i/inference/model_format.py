@@ -37,8 +37,20 @@ METADATA_KEY, EXTRA_FILE = "i2i", "i2i.json"  # where an exported file keeps its
 def check_format(
     meta: object, path: Path, name: str, version: int, not_ours: str, error: type = ModelFileError
 ) -> None:
-    """A model file's metadata names our format at a version this i2i reads; `not_ours` says
-    what the file is not and how to write one."""
+    """Check that a model file's metadata names our format at a version this i2i reads.
+
+    Args:
+        meta: the file's metadata (a dict when it is ours).
+        path: the file, named in errors.
+        name: the format's name (`FORMAT` or `EXPORT_FORMAT`).
+        version: the newest format version this i2i reads.
+        not_ours: the end of the message for a file of another format: what it is not and how
+            to write one.
+        error: the exception type to raise.
+
+    Raises:
+        ModelFileError: (or `error`) another format, or a newer version.
+    """
     if not isinstance(meta, dict) or meta.get("format") != name:
         raise error(f"{path} {not_ours}")
     if int(meta.get("format_version", 0)) > version:
@@ -49,18 +61,33 @@ def check_format(
 
 
 def base_name(path: str | Path) -> Path:
-    """`x`, `x.json` and `x.safetensors` all name the model `x`."""
+    """The model's name without suffix: `x`, `x.json` and `x.safetensors` all name the model `x`.
+
+    Args:
+        path: a model file or its name.
+    """
     path = Path(path)
     return path.with_suffix("") if path.suffix in (WEIGHTS_SUFFIX, CARD_SUFFIX) else path
 
 
 def beside(base: Path, suffix: str) -> Path:
+    """The file of a model name with a suffix appended (`model.v2` -> `model.v2.json`).
+
+    Args:
+        base: the model's name (`base_name`).
+        suffix: `WEIGHTS_SUFFIX` or `CARD_SUFFIX`.
+    """
     return base.parent / (base.name + suffix)  # not with_suffix: "model.v2" keeps its ".v2"
 
 
 def inference_init_args(init_args: dict) -> dict:
     """A task's constructor arguments without what only training uses (optimizers, the
-    discriminator, a perceptual loss network), as plain JSON data."""
+    discriminator, a perceptual loss network), as plain JSON data.
+
+    Args:
+        init_args: the task's constructor arguments; those whose names start with one of
+            `TRAINING_ONLY` are left out.
+    """
     kept = {k: v for k, v in init_args.items() if not k.startswith(TRAINING_ONLY)}
     return json.loads(json.dumps(kept))
 
@@ -74,7 +101,18 @@ def new_card(
     metrics: dict,  # e.g. {"val/p_ids": 0.1}
     source: str,  # where the weights come from: a checkpoint, a published file
 ) -> dict[str, Any]:
-    """A model card, without its weights' entry (a model file pair adds it)."""
+    """A model card, without its weights' entry (a model file pair adds it).
+
+    Args:
+        task_class_path: the task's class path, e.g. "i2i.tasks.InpaintingTask".
+        task_init_args: its constructor arguments, networks as {class_path, init_args}; the
+            training-only ones are left out.
+        resolution: (H, W) the model runs at, or one int for a square.
+        kind: "inpainting", "edges" or "labels".
+        kimg: thousands of training images seen; None: unknown.
+        metrics: scores by metric key, e.g. {"val/p_ids": 0.1}.
+        source: where the weights come from: a checkpoint, a published file.
+    """
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -100,9 +138,28 @@ def write_model(
     metrics: dict | None = None,  # e.g. {"val/p_ids": 0.1}
     source: str = "",  # where the weights come from: a checkpoint, a published file
 ) -> Path:
-    """Write `<path>.safetensors` (the weights) and `<path>.json` (the card) beside it; `path`
-    may carry either suffix or none. Returns the card's path. Both files are replaced
-    atomically, the weights first, so a card always describes complete weights."""
+    """Write `<path>.safetensors` (the weights) and `<path>.json` (the card) beside it.
+
+    Both files are replaced atomically, the weights first, so a card always describes complete
+    weights.
+
+    Args:
+        path: the model's name; it may carry either suffix or none.
+        task_class_path: the task's class path, e.g. "i2i.tasks.InpaintingTask".
+        task_init_args: its constructor arguments, networks as {class_path, init_args}.
+        network_state: the sampling network's state dict (G_ema): name -> tensor.
+        resolution: (H, W) the model runs at, or one int for a square.
+        kind: "inpainting", "edges" or "labels".
+        kimg: thousands of training images seen; None: unknown.
+        metrics: scores by metric key, e.g. {"val/p_ids": 0.1}; None: none.
+        source: where the weights come from: a checkpoint, a published file.
+
+    Returns:
+        The card's path.
+
+    Raises:
+        ValueError: an unknown kind.
+    """
     from safetensors.torch import save_file  # a heavy import only where files are written
 
     if kind not in KINDS:
@@ -129,7 +186,16 @@ def write_model(
 
 
 def read_card(path: str | Path) -> dict:
-    """The card of a model file pair, checked for its format (not yet the weights)."""
+    """The card of a model file pair, checked for its format (not yet the weights).
+
+    Args:
+        path: the pair's name, or either of its files.
+
+    Raises:
+        FileNotFoundError: no card beside the name.
+        ModelFileError: a card that cannot be read, of another format or a newer version, or
+            one that lacks task, resolution, kind or weights.
+    """
     card_path = beside(base_name(path), CARD_SUFFIX)
     if not card_path.is_file():
         raise FileNotFoundError(

@@ -30,7 +30,17 @@ from i2i.seeding import derive_seed
 
 class OnnxModel:
     """An exported sampling graph behind `InferenceModel`'s interface: `model(batch, z,
-    truncation_psi)` on batches of the batch contract at `resolution`; outputs in [-1, 1]."""
+    truncation_psi)` on batches of the batch contract at `resolution`; outputs in [-1, 1].
+
+    Args:
+        path: an `.onnx` file written by `i2i export --format onnx`.
+        device: where outputs are returned; "cuda" also runs the graph on onnxruntime's CUDA
+            provider.
+
+    Raises:
+        ValueError: no CUDA provider for a CUDA device, a file onnxruntime cannot load, or one
+            without i2i's metadata.
+    """
 
     def __init__(self, path: str | Path, device: str | torch.device = "cpu"):
         import onnxruntime as ort  # heavy: only when an ONNX model is used
@@ -83,7 +93,14 @@ class OnnxModel:
         return f"OnnxModel({self.path}, {self.kind}, {h}x{w}, noise={self.noise_mode})"
 
     def placeholder_image(self, n: int) -> torch.Tensor:
-        """The batch's "image" where there is no photo (translation): tasks read its dtype."""
+        """The batch's "image" where there is no photo (translation): tasks read its dtype.
+
+        Args:
+            n: the batch size.
+
+        Returns:
+            Zeros (n, 3, H, W) at the model's resolution, on the CPU.
+        """
         return torch.zeros(n, 3, *self.resolution)
 
     @torch.no_grad()
@@ -128,7 +145,19 @@ class OnnxModel:
         """`InferenceModel.sample`'s seeding (`ImageTask.sample`): z of the sample with dataset
         index i from derive_seed(seed, i, variant), the dropout mask from derive_seed(seed, first
         index, variant). The noise is the file's own (`noise_mode`), where the PyTorch task's
-        sampling draws seeded random noise: a trained model's fine texture differs."""
+        sampling draws seeded random noise: a trained model's fine texture differs.
+
+        Args:
+            batch: a batch of the batch contract with "index" (N,), the samples' dataset
+                indices.
+            seed: the evaluation seed.
+            variant: which of several samples of one input (0, 1, ...).
+            truncation_psi: truncation toward the average w (1 = none); None: the card's
+                `truncation_psi_eval` (1 when it has none).
+
+        Returns:
+            (N, 3, H, W) in [-1, 1], on the model's device.
+        """
         z = None
         if self.has_latent:
             seeds = [derive_seed(seed, int(i), variant) for i in batch[B.INDEX]]
@@ -157,7 +186,16 @@ def _task_condition(card: dict, path: Path):
 
 
 def load_onnx(path: str | Path, device: str | torch.device = "cpu") -> OnnxModel:
-    """An `.onnx` file written by `i2i export` as an inference model."""
+    """An `.onnx` file written by `i2i export` as an inference model.
+
+    Args:
+        path: the `.onnx` file.
+        device: where outputs are returned (see `OnnxModel`).
+
+    Raises:
+        FileNotFoundError: no file at path.
+        ValueError: a file that is not an i2i export (see `OnnxModel`).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(

@@ -61,6 +61,7 @@ class Window:
 
     @property
     def slices(self) -> tuple[slice, slice]:
+        """(rows, columns) of the window, to index an (H, W, ...) array with."""
         return slice(self.top, self.top + self.height), slice(self.left, self.left + self.width)
 
 
@@ -68,7 +69,11 @@ class Window:
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) uint8 -> (3, H, W) float32 in [-1, 1], exactly as the datasets read files."""
+    """(H, W, 3) uint8 -> (3, H, W) float32 in [-1, 1], exactly as the datasets read files.
+
+    Args:
+        image: (H, W, 3) uint8.
+    """
     return image_to_tensor(Image.fromarray(np.ascontiguousarray(image)))
 
 
@@ -91,7 +96,19 @@ def _resize(x: torch.Tensor, size: tuple[int, int], mode: InterpolationMode) -> 
 
 
 def plan_window(known: np.ndarray, resolution: tuple[int, int], fit: str = "crop") -> Window:
-    """The window the model sees for a mask (H, W) bool, True = known (see the module doc)."""
+    """The window the model sees for a mask (see the module doc).
+
+    Args:
+        known: (H, W) bool, True = known.
+        resolution: (H, W) the model runs at.
+        fit: "crop" (a window around the holes) or "resize" (the whole image).
+
+    Returns:
+        The window; the whole image for "resize" or a mask without a hole.
+
+    Raises:
+        ValueError: an unknown fit.
+    """
     if fit not in FITS:
         raise ValueError(f"fit must be one of {FITS}, got {fit!r}")
     h, w = known.shape
@@ -123,10 +140,20 @@ def _any_under(hole: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def inpainting_input(
     image: np.ndarray, known: np.ndarray, window: Window, resolution: tuple[int, int]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(image (3, R), mask (1, R)) of the window at the model's resolution. Resized, a model
-    pixel is a hole when any image pixel under it is, and the hole is first filled with the
-    mean known colour so that whatever the file holds there does not bleed into the context.
-    A large window is resized one channel at a time: a 12000x9000 window in float is 1.3 GB."""
+    """The model's inputs for the window, at the model's resolution. Resized, a model pixel is a
+    hole when any image pixel under it is, and the hole is first filled with the mean known
+    colour so that whatever the file holds there does not bleed into the context. A large window
+    is resized one channel at a time: a 12000x9000 window in float is 1.3 GB.
+
+    Args:
+        image: (H, W, 3) uint8.
+        known: (H, W) bool, True = known.
+        window: the part of the image the model sees (`plan_window`).
+        resolution: (h, w) the model runs at.
+
+    Returns:
+        (image (3, h, w) in [-1, 1], mask (1, h, w) with 1 = known, 0 = hole).
+    """
     rows, cols = window.slices
     crop, hole = image[rows, cols], ~known[rows, cols]
     if (window.height, window.width) == tuple(resolution):
@@ -144,8 +171,18 @@ def inpainting_input(
 
 
 def paste(image: np.ndarray, known: np.ndarray, window: Window, output: torch.Tensor) -> np.ndarray:
-    """The image with the window's hole pixels taken from `output` (3, R) resized to the
-    window; every known pixel stays the input's byte. One channel at a time, as the input."""
+    """The image with the window's hole pixels taken from the model's output resized to the
+    window; every known pixel stays the input's byte. One channel at a time, as the input.
+
+    Args:
+        image: (H, W, 3) uint8; not changed.
+        known: (H, W) bool, True = known.
+        window: the part of the image the model saw.
+        output: (3, h, w) in [-1, 1] at the model's resolution (values outside are clamped).
+
+    Returns:
+        A new (H, W, 3) uint8 image.
+    """
     result = image.copy()
     rows, cols = window.slices
     hole = ~known[rows, cols]
@@ -172,8 +209,25 @@ def inpaint_batch(
     truncation_psi: float = 1.0,
     fit: str = "crop",
 ) -> list[list[np.ndarray]]:
-    """`inpaint_image` on several (image, known, index) items in ONE batch of the model (a
-    GPU's way); per item, `num_samples` completions."""
+    """`inpaint_image` on several items in ONE batch of the model (a GPU's way).
+
+    A classical fill (a task with `any_size`) fills each whole image at its own size instead.
+
+    Args:
+        model: an inpainting model from `load_model`.
+        items: (image (H, W, 3) uint8, known (H, W) bool with True = known, dataset index)
+            triples; the index seeds the item's latents.
+        seed: the evaluation seed (see the module doc).
+        num_samples: completions per item.
+        truncation_psi: truncation toward the average w (1 = none).
+        fit: "crop" or "resize" (see the module doc).
+
+    Returns:
+        Per item, `num_samples` completions (H, W, 3) uint8 at its size, known pixels unchanged.
+
+    Raises:
+        ValueError: an image that is not (H, W, 3) uint8, a mask of another size, an unknown fit.
+    """
     if getattr(model.task, "any_size", False):  # a classical fill: the whole image, its size
         return [
             _fill_whole(model, image, np.asarray(known, bool), num_samples)
@@ -226,8 +280,24 @@ def inpaint_image(
     fit: str = "crop",
     index: int = 0,
 ) -> list[np.ndarray]:
-    """`num_samples` completions of an (H, W, 3) uint8 image whose mask (H, W) is True where
-    known, each (H, W, 3) uint8 at the input's size with every known pixel unchanged."""
+    """Completions of one image, each at the input's size with every known pixel unchanged.
+
+    Args:
+        model: an inpainting model from `load_model`.
+        image: (H, W, 3) uint8.
+        known: (H, W) bool, True = known, False = hole.
+        seed: the evaluation seed (see the module doc).
+        num_samples: how many completions.
+        truncation_psi: truncation toward the average w (1 = none).
+        fit: "crop" or "resize" (see the module doc).
+        index: the image's dataset index, which seeds its latents.
+
+    Returns:
+        `num_samples` images (H, W, 3) uint8.
+
+    Raises:
+        ValueError: see `inpaint_batch`.
+    """
     return inpaint_batch(
         model,
         [(image, known, index)],
@@ -248,7 +318,23 @@ def translation_input(
     edge_polarity: str = "black_on_white",
     edges_from_photo: bool = False,
 ) -> tuple[str, torch.Tensor]:
-    """(batch key, condition tensor at the model's resolution) of one input."""
+    """The batch entry of one translation input, at the model's resolution.
+
+    Args:
+        model: an edges or labels model from `load_model`.
+        condition: a label map (H, W) of integer class ids; an edge map (H, W) or (H, W, 3)
+            uint8; or, with `edges_from_photo`, a photo (H, W, 3) uint8.
+        edge_polarity: "black_on_white" or "white_on_black": the lines of a 1-channel edge map.
+        edges_from_photo: the condition is a photo whose Canny edges the model takes.
+
+    Returns:
+        (batch key, tensor): ("label", (h, w) int64 class ids, resized NEAREST) or
+            ("edges", (C, h, w) in [-1, 1]), C the model's condition channels.
+
+    Raises:
+        ValueError: a condition of the wrong dtype or shape, a model that is neither edges nor
+            labels, or a labels model that also takes instance edges.
+    """
     condition = np.asarray(condition)
     size = model.resolution
     if model.kind == "labels":
@@ -294,7 +380,24 @@ def translate_batch(
     edge_polarity: str = "black_on_white",
     edges_from_photo: bool = False,
 ) -> list[list[np.ndarray]]:
-    """`translate_image` on several (condition, index) items in one batch of the model."""
+    """`translate_image` on several items in one batch of the model.
+
+    Args:
+        model: an edges or labels model from `load_model`.
+        items: (condition, dataset index) pairs (see `translation_input`); the index seeds the
+            item's latents.
+        seed: the evaluation seed (see the module doc).
+        num_samples: outputs per item.
+        truncation_psi: truncation toward the average w (1 = none).
+        edge_polarity: the lines of a 1-channel edge map.
+        edges_from_photo: the conditions are photos whose Canny edges the model takes.
+
+    Returns:
+        Per item, `num_samples` photos (H, W, 3) uint8 at the condition's size.
+
+    Raises:
+        ValueError: see `translation_input`.
+    """
     keys, conds = set(), []
     for condition, _ in items:
         key, cond = translation_input(
@@ -328,9 +431,26 @@ def translate_image(
     edges_from_photo: bool = False,
     index: int = 0,
 ) -> list[np.ndarray]:
-    """`num_samples` photos (H, W, 3) uint8 at the input's size for an edge map ((H, W) or
-    (H, W, 3) uint8, `edge_polarity` for a 1-channel model), a label map ((H, W) integer class
-    ids) or, with `edges_from_photo`, a photo whose Canny edges are the condition."""
+    """Photos at the input's size for an edge map, a label map or, with `edges_from_photo`, a
+    photo whose Canny edges are the condition.
+
+    Args:
+        model: an edges or labels model from `load_model`.
+        condition: an edge map (H, W) or (H, W, 3) uint8, a label map (H, W) of integer class
+            ids, or a photo (H, W, 3) uint8.
+        seed: the evaluation seed (see the module doc).
+        num_samples: how many photos.
+        truncation_psi: truncation toward the average w (1 = none).
+        edge_polarity: "black_on_white" or "white_on_black": the lines of a 1-channel edge map.
+        edges_from_photo: the condition is a photo.
+        index: the input's dataset index, which seeds its latents.
+
+    Returns:
+        `num_samples` images (H, W, 3) uint8.
+
+    Raises:
+        ValueError: see `translation_input`.
+    """
     return translate_batch(
         model,
         [(condition, index)],
@@ -346,7 +466,15 @@ def translate_image(
 
 
 def overlay(image: np.ndarray, known: np.ndarray) -> np.ndarray:
-    """The image with its hole tinted, as the sample grids show masks."""
+    """The image with its hole tinted, as the sample grids show masks.
+
+    Args:
+        image: (H, W, 3) uint8; not changed.
+        known: (H, W) bool, True = known.
+
+    Returns:
+        A new (H, W, 3) uint8 image.
+    """
     tint = np.array(HOLE_TINT) * 255
     out = image.copy()
     out[~known] = np.round(tint).astype(np.uint8)
@@ -354,8 +482,14 @@ def overlay(image: np.ndarray, known: np.ndarray) -> np.ndarray:
 
 
 def panel_image(images: Sequence[np.ndarray]) -> np.ndarray:
-    """Images (H, W, 3) uint8 side by side (torchvision's grid, quantised as its save_image
-    does); images of another size than the first are resized to it."""
+    """Images side by side (torchvision's grid, quantised as its save_image does).
+
+    Args:
+        images: (H, W, 3) uint8 each; those of another size than the first are resized to it.
+
+    Returns:
+        (H + 4, n (W + 2) + 2, 3) uint8, white between the tiles.
+    """
     h, w = images[0].shape[:2]
     tiles = []
     for image in images:
@@ -366,7 +500,16 @@ def panel_image(images: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def condition_rgb(model: InferenceModel, condition: np.ndarray) -> np.ndarray:
-    """A translation input as an (H, W, 3) uint8 picture: label maps in the task's colours."""
+    """A translation input as a picture: label maps in the task's colours.
+
+    Args:
+        model: the model it is for (a labels model gives the palette).
+        condition: a label map (H, W) of class ids, or an edge map or photo (H, W) or
+            (H, W, 3) uint8.
+
+    Returns:
+        (H, W, 3) uint8.
+    """
     condition = np.asarray(condition)
     if model.kind == "labels" and condition.ndim == 2:
         palette = getattr(model.task, "palette", None)

@@ -45,9 +45,21 @@ def _with_column(panel: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
 def contact_sheet(
     folder: Path, min_width: int = 768, classical: Path | None = None
 ) -> torch.Tensor:
-    """The panels `*_panel.png` under `folder` (sorted by path) in one column, each with the
-    image of the same name in `classical` as one more column, scaled by a whole factor up to
-    `min_width` pixels wide; (3, H, W) in [0, 1]."""
+    """The panels `*_panel.png` under a folder (sorted by path) in one column, enlarged.
+
+    Args:
+        folder: where the panels are (recursive).
+        min_width: the sheet is scaled up by the smallest whole factor that makes it at least
+            this many pixels wide (nearest neighbour; never scaled down).
+        classical: a folder of another method's outputs: the image of each panel's name is
+            added as one more column; None: none.
+
+    Returns:
+        (3, H, W) in [0, 1].
+
+    Raises:
+        FileNotFoundError: no panel under the folder, or a classical output missing.
+    """
     paths = sorted(Path(folder).rglob("*_panel.png"))
     if not paths:
         raise FileNotFoundError(
@@ -76,8 +88,16 @@ def _as_tensor(path: Path) -> torch.Tensor:
 
 
 def heldout_scores(heldout: Path, outputs: dict[str, list[Path]]) -> dict[str, float]:
-    """Hole L1 and edge F1 in the hole of `outputs` (scene name -> its output files, averaged)
-    against `heldout`/images/NAME.png with `heldout`/masks/NAME.png (white = hole)."""
+    """Hole L1 and edge F1 in the hole of outputs against the held-out scenes.
+
+    Args:
+        heldout: a folder with images/NAME.png and masks/NAME.png (white = hole).
+        outputs: scene name -> its output files; every file is scored, then all are averaged.
+
+    Returns:
+        {"hole_l1": mean L1 in the hole (images in [-1, 1]), "edge_f1": mean edge F1 in the
+            hole, "outputs": how many files were scored}.
+    """
     from i2i.losses import masked_l1
     from i2i.metrics.structure import edge_f1_in_region
 
@@ -94,7 +114,18 @@ def heldout_scores(heldout: Path, outputs: dict[str, list[Path]]) -> dict[str, f
 
 
 def print_scores(folder: Path, heldout: Path, classical: Path | None, classical_name: str) -> None:
-    """The model's scores (its samples `NAME_K.png`) and the classical fill's, same scenes."""
+    """Print the model's scores (its samples `NAME_K.png`) and the classical fill's, on the
+    same scenes.
+
+    Args:
+        folder: the model's outputs.
+        heldout: the scenes' folder (see `heldout_scores`).
+        classical: a folder of the classical fill's outputs `NAME.png`; None: not scored.
+        classical_name: the classical fill's name in the printed table.
+
+    Raises:
+        FileNotFoundError: a scene without model outputs.
+    """
     names = sorted(p.stem for p in (Path(heldout) / "images").glob("*.png"))
     model = {n: sorted(Path(folder).glob(f"{n}_[0-9]*.png")) for n in names}
     missing = [n for n, files in model.items() if not files]
@@ -113,6 +144,15 @@ def print_scores(folder: Path, heldout: Path, classical: Path | None, classical_
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`python -m i2i.inference.sheet`: write the contact sheet, and print the scores with
+    --heldout.
+
+    Args:
+        argv: the command's arguments (None: `sys.argv[1:]`).
+
+    Returns:
+        The exit status: 0, or 1 after a one-line error.
+    """
     parser = argparse.ArgumentParser(
         prog="python -m i2i.inference.sheet",
         description=__doc__,

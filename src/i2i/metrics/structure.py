@@ -136,7 +136,11 @@ class _HoleMean(Metric):
 
 
 class HoleSSIM(_HoleMean):
-    """Mean SSIM over the hole pixels (see `ssim_in_region`); update(fake, real, mask)."""
+    """Mean SSIM over the hole pixels (see `ssim_in_region`); update(fake, real, mask).
+
+    Args:
+        **kwargs (Any): torchmetrics' `Metric` options (e.g. `sync_on_compute`).
+    """
 
     def score(self, fake, real, hole) -> torch.Tensor:
         """`ssim_in_region` of the pair over the hole.
