@@ -69,6 +69,7 @@ def test_the_pages_document_every_configured_kind_of_class():
 
 @pytest.mark.parametrize("path", documented_classes())
 def test_each_table_lists_what_the_cli_accepts(path):
+    assert hook.table(path).startswith(f"`{path}`")  # renders, as the build will
     listed = [option.name for option in hook.options_of(hook.resolve(path))]
     assert len(listed) == len(set(listed))
     accepted = accepted_by_the_cli(path)
@@ -117,3 +118,51 @@ def test_the_marker_becomes_a_table_and_a_pipe_stays_in_its_cell():
 def test_an_unknown_class_fails_the_build():
     with pytest.raises(KeyError):
         hook.on_page_markdown("<!-- options i2i.tasks.NoSuchTask -->")
+
+
+GROUPED = """
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Geometry:
+    resize: str = "cover"  # how images meet the resolution
+    hflip: bool = True
+
+
+class Loader:
+    def __init__(
+        self,
+        root: str,  # the folder
+        images: Geometry = Geometry(),  # how images are read
+    ):
+        pass
+
+
+class OtherLoader:
+    def __init__(self, images: Geometry | None = None):  # the same group
+        pass
+"""
+
+
+@pytest.fixture
+def grouped_package(tmp_path, monkeypatch):
+    """A package `i2i` of two classes that take one group of options (a dataclass)."""
+    (tmp_path / "i2i").mkdir()
+    (tmp_path / "i2i" / "__init__.py").write_text("")
+    (tmp_path / "i2i" / "loaders.py").write_text(GROUPED)
+    monkeypatch.setattr(hook, "SOURCE", tmp_path)
+    hook.package.cache_clear()
+    hook.parsed.cache_clear()
+    yield
+    hook.package.cache_clear()
+    hook.parsed.cache_clear()
+
+
+def test_a_group_of_options_gets_its_own_table_once_per_page(grouped_package):
+    page = "<!-- options i2i.loaders.Loader -->\n\n<!-- options i2i.loaders.OtherLoader -->\n"
+    text = hook.on_page_markdown(page)
+    assert text.count("The options of `images`, written under `images:`") == 1
+    assert text.count("`i2i.loaders.Geometry`") == 1
+    assert "| `resize` | <code>str</code> | <code>&#x27;cover&#x27;</code> | how images" in text
+    assert "| `root` | <code>str</code> | required | the folder |" in text

@@ -18,7 +18,7 @@ import inspect
 import io
 import re
 import tokenize
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import griffe
@@ -37,6 +37,7 @@ class Option:
     default: str  # "" when the option is required
     meaning: str
     owner: str  # the class that declares it (its name)
+    scope: griffe.Class = field(repr=False)  # that class: names in its annotation resolve there
 
 
 @functools.cache
@@ -163,7 +164,7 @@ def declared_options(cls: griffe.Class) -> tuple[list[Option], bool]:
             default = ast.unparse(field.value) if field.value is not None else ""
             meaning = meaning or docs.get(name, "")
             annotation = ast.unparse(field.annotation)
-            options.append(Option(name, annotation, default, meaning, cls.name))
+            options.append(Option(name, annotation, default, meaning, cls.name, cls))
         return options, False
     docs = {**docs, **docstring_args(ast.get_docstring(init))}
     arguments = init.args
@@ -189,6 +190,7 @@ def declared_options(cls: griffe.Class) -> tuple[list[Option], bool]:
                 ast.unparse(default) if default is not None else "",
                 meaning or docs.get(arg.arg, ""),
                 cls.name,
+                cls,
             )
         )
     return options, arguments.kwarg is not None or arguments.vararg is not None
@@ -242,20 +244,49 @@ def code(text: str) -> str:
     return f"<code>{html.escape(text).replace('|', '&#124;')}</code>" if text else ""
 
 
-def table(path: str) -> str:
-    """The Markdown table of the options of the class `path` names."""
+def option_group(option: Option) -> griffe.Class | None:
+    """The dataclass of i2i an option is typed with (a group of options, written under the
+    option's name in YAML), or None."""
+    names = [part.strip() for part in option.annotation.split("|") if part.strip() != "None"]
+    if len(names) != 1 or not re.fullmatch(r"[\w.]+", names[0]):
+        return None
+    try:
+        target = option.scope.resolve(names[0])
+    except griffe.NameResolutionError:
+        return None
+    if not target.startswith("i2i."):
+        return None
+    group = resolve(target)  # a class, or an alias of a type (an attribute)
+    return group if isinstance(group, griffe.Class) and is_dataclass(group) else None
+
+
+def table(path: str, shown: set[str] | None = None) -> str:
+    """The Markdown table of the options of the class `path` names, then the table of each
+    group of options (a dataclass) it takes, once per page (`shown`: the groups already shown)."""
+    shown = set() if shown is None else shown
     cls = resolve(path)
     rows = ["| option | type | default | meaning |", "|---|---|---|---|"]
+    groups = []
     for option in options_of(cls):
-        shown = option.owner != cls.name and not option.owner.startswith("_")
-        owner = f" *({option.owner})*" if shown else ""
+        declared = option.owner != cls.name and not option.owner.startswith("_")
+        owner = f" *({option.owner})*" if declared else ""
         default = code(option.default) if option.default else "required"
         rows.append(
             f"| `{option.name}` | {code(option.annotation)} | {default} | "
             f"{cell(html.escape(option.meaning, quote=False))}{owner} |"
         )
-    return f"`{path}`\n\n" + "\n".join(rows) + "\n"
+        group = option_group(option)
+        if group is not None and group.path not in shown:
+            shown.add(group.path)
+            groups.append((option.name, group))
+    text = f"`{path}`\n\n" + "\n".join(rows) + "\n"
+    for name, group in groups:
+        text += f"\nThe options of `{name}`, written under `{name}:`:\n\n" + table(
+            group.path, shown
+        )
+    return text
 
 
 def on_page_markdown(markdown: str, **_) -> str:
-    return MARKER.sub(lambda m: table(m.group(1)), markdown)
+    shown: set[str] = set()
+    return MARKER.sub(lambda m: table(m.group(1), shown), markdown)
