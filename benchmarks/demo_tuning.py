@@ -26,7 +26,7 @@ from PIL import Image, ImageDraw
 from benchmarks.common import print_table
 
 REPO = Path(__file__).resolve().parents[1]
-REFERENCE = "biharmonic"  # the best classical fill on the demo scenes (docs/demo.md)
+REFERENCE = "biharmonic"  # the best classical fill on the demo scenes (docs/benchmarks.md)
 PREFILLED = "i2i.networks.prefill.PrefilledCoModGenerator"
 G = "--model.init_args.generator"
 

@@ -7,8 +7,8 @@ per 4 KiB page when first written. A 256x256 feature map of 128 channels is 32 M
 and 256 MiB at batch 8, so a CoModGAN step at 256 pays millions of page faults, and on some
 machines (a VM among them) about half its time goes to the kernel. Keeping freed memory removes
 that time, and the training iteration at 256 runs markedly faster; how much depends on the
-machine. PyTorch keeps no CPU cache of its own. Measured in docs/benchmarks.md: "AMD EPYC (Zen
-4, AVX-512)" and "Intel Xeon, second session of 2026-12-02" under Backbone at 256, and Training.
+machine. PyTorch keeps no CPU cache of its own. Measured in docs/benchmarks.md, "Freed memory
+kept for reuse".
 
 `keep_freed_memory` tells malloc to serve large blocks from its heap and to keep what is freed
 (`mallopt`: no mmap, trim only above 2 GiB), as a GPU caching allocator does. The price is

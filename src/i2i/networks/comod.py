@@ -281,7 +281,7 @@ class Decoder(nn.Module):
 
         e4 = skips[2]
         # Follow the encoder's memory format: the FIR filters' depthwise convs are much faster
-        # in channels_last on CPU (docs/benchmarks.md, Backbone at 256).
+        # in channels_last on CPU (docs/benchmarks.md, FIR filters).
         x = e4 + self.fc(g).reshape(e4.shape).contiguous(memory_format=memory_format(e4))
         x = self.conv4(x, style_input(self.conv4), noise_mode)
         img = self.to_rgb4(x, style_input(self.to_rgb4), noise_mode)

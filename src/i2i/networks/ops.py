@@ -65,9 +65,10 @@ def weight_grad_wants_contiguous(x: torch.Tensor, weight: torch.Tensor) -> bool:
     much faster, the copies paid for. oneDNN also computes the bias gradient in its
     weight-gradient pass, so `conv2d` sums it apart. The copies only pay off on large feature
     maps (hence the 32x32 bound) and never for 1x1 convs, where copying costs more than it
-    saves. On AVX-512 CPUs the library's weight gradient was not slow, so the rule stays
-    AVX2-only; GPUs and autocast keep the library's conv too. The measurements are in
-    docs/benchmarks.md (`python -m benchmarks.backbone --weight-grad-only`).
+    saves. On the AVX-512 CPU measured the library's weight gradient was not slow, so the rule
+    stays AVX2-only; GPUs and autocast keep the library's conv too. Measured with
+    `python -m benchmarks.backbone --weight-grad-only`: docs/benchmarks.md, "Conv weight
+    gradients on AVX2".
 
     Args:
         x: the conv's input (N, Cin, H, W).
@@ -210,13 +211,13 @@ def upfirdn2d(
     conv_padding = (0, 0)
     if left == right >= 0 and top == bottom >= 0:
         # The conv pads by itself: faster on CPU than a padded copy first, same values
-        # (docs/benchmarks.md, Backbone at 256, Intel Xeon, first session of 2026-12-02).
+        # (docs/benchmarks.md, FIR filters).
         conv_padding = (top, left)
     else:
         x = F.pad(x, list(padding))
     # One depthwise conv with the 2-D (outer product) kernel: more multiply-adds than the two
     # 1-D passes of a separable filter, but one pass over memory, and on CPU in channels_last
-    # the fastest form (docs/benchmarks.md, "Where G's time goes at batch > 1").
+    # the fastest form (docs/benchmarks.md, FIR filters).
     f2d = (torch.outer(f, f) * gain).to(device=x.device, dtype=x.dtype)
     return F.conv2d(x, f2d.expand(c, 1, *f2d.shape), stride=down, padding=conv_padding, groups=c)
 
