@@ -46,9 +46,9 @@ test: ## Run the fast test suite (slow and GPU tests excluded), TEST_WORKERS=2 p
 test-full: ## Run every test, slow ones included (GPU tests skip without a GPU)
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m ""
 
-lint: ## Ruff lint and format check of the sources, tests and benchmarks (`ruff format` fixes the format)
-	.venv/bin/ruff check src tests benchmarks
-	.venv/bin/ruff format --check src tests benchmarks
+lint: ## Ruff lint and format check of the sources, tests, benchmarks and the docs hooks (`ruff format` fixes the format)
+	.venv/bin/ruff check src tests benchmarks docs/hooks
+	.venv/bin/ruff format --check src tests benchmarks docs/hooks
 
 bench: ## Speed benchmarks: backbone vs the FLOPs floor, masks/s, training throughput, P-IDS vs sklearn, GPU rows, shards vs folder loading, ONNX / torch.export vs eager, i2i vs the CoModGAN port
 	$(PY) -m benchmarks.backbone
