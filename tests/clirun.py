@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,3 +62,35 @@ def iteration(checkpoint: Path) -> int:
 
 def output(result) -> str:
     return result.stdout + result.stderr
+
+
+# A command's behaviour is tested in this process by default; the same test as a subprocess of
+# the console script runs under `make test-full` (each process pays seconds of imports).
+MODES = ["in_process", pytest.param("subprocess", marks=pytest.mark.slow)]
+
+
+def run_i2i(mode: str, *args: str, **extra_env: str) -> tuple[int, str]:
+    """(exit status, stdout + stderr) of `i2i ARGS`, in this process or as a subprocess. In this
+    process it runs `i2i.commands.run` (what the console script runs), with `extra_env` set for
+    the call; an argument error's SystemExit gives its status."""
+    if mode == "subprocess":
+        result = i2i(*args, **extra_env)
+        return result.returncode, output(result)
+    from i2i.commands import run as run_command
+
+    out, err = io.StringIO(), io.StringIO()
+    saved = {k: os.environ.get(k) for k in extra_env}
+    os.environ.update(extra_env)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = run_command(list(args))
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return code, out.getvalue() + err.getvalue()

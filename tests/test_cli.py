@@ -1,5 +1,6 @@
 """The `i2i` command as the user runs it: exit status, where files go, short errors, and the
-paper configs on a machine without GPU or data (all as subprocesses)."""
+paper configs on a machine without GPU or data (as subprocesses; the error messages in this
+process too, and as subprocesses under `make test-full`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import torch
 import yaml
 
 from i2i.config_files import load_config
-from tests.clirun import REPO, TINY, env, fit_args, i2i, iteration, output, run
+from tests.clirun import MODES, REPO, TINY, env, fit_args, i2i, iteration, output, run, run_i2i
 
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
 
@@ -76,27 +77,28 @@ def test_shipped_configs_do_not_hard_code_the_log_folder():
         assert "save_dir" not in (logger.get("init_args") or {}), config.name
 
 
-def _assert_short_typo_error(result, typo: str) -> None:
-    text = output(result)
-    assert result.returncode == 2, text[-2000:]
+def _assert_short_typo_error(code: int, text: str, typo: str) -> None:
+    assert code == 2, text[-2000:]
     lines = text.strip().splitlines()
     assert len(lines) < 15, text
     assert typo in lines[0] and "did you mean: model.init_args.r1_gamma" in text
     assert "r1_interval" in text  # the other keys of the group are listed
 
 
-def test_a_typo_in_a_flag_names_the_close_key():
-    result = i2i("fit", "--config", str(TINY), "--model.init_args.r1_gama=1")
-    _assert_short_typo_error(result, "model.init_args.r1_gama")
+@pytest.mark.parametrize("mode", MODES)
+def test_a_typo_in_a_flag_names_the_close_key(mode):
+    code, text = run_i2i(mode, "fit", "--config", str(TINY), "--model.init_args.r1_gama=1")
+    _assert_short_typo_error(code, text, "model.init_args.r1_gama")
 
 
-def test_a_typo_in_a_config_file_names_the_close_key(tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_a_typo_in_a_config_file_names_the_close_key(tmp_path, mode):
     config = yaml.safe_load(TINY.read_text())
     config["model"]["init_args"]["r1_gama"] = 1
     path = tmp_path / "typo.yaml"
     path.write_text(yaml.safe_dump(config))
-    result = i2i("fit", "--config", str(path), module=True)
-    _assert_short_typo_error(result, "model.init_args.r1_gama")
+    code, text = run_i2i(mode, "fit", "--config", str(path))
+    _assert_short_typo_error(code, text, "model.init_args.r1_gama")
 
 
 def make_train(task: str, args: str, timeout: float = 240):
@@ -218,16 +220,22 @@ def _images(folder, n: int, value: int | None = None, size: int = 48) -> None:
 
 
 def _one_error_line(result) -> str:
-    text = output(result)
-    assert result.returncode == 1, text[-3000:]
+    return _one_error_line_of(result.returncode, output(result))
+
+
+def _one_error_line_of(code: int, text: str) -> str:
+    assert code == 1, text[-3000:]
     assert "Traceback" not in text and text.count("i2i: error") == 1, text[-3000:]
     lines = text.strip().splitlines()
     assert lines[-1].startswith("i2i: error: "), text[-3000:]
     return lines[-1]
 
 
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("images", [1, 2], ids=["one-image", "two-images"])
-def test_a_data_error_at_setup_is_one_line_and_the_traceback_is_for_debugging(tmp_path, images):
+def test_a_data_error_at_setup_is_one_line_and_the_traceback_is_for_debugging(
+    tmp_path, images, mode
+):
     photos, masks = tmp_path / "photos", tmp_path / "masks"
     _images(photos, images)
     _images(masks, 2, value=255)  # all known: nothing to learn
@@ -236,15 +244,14 @@ def test_a_data_error_at_setup_is_one_line_and_the_traceback_is_for_debugging(tm
         f"--data.init_args.mask_dir={masks}",
         "--data.init_args.mask_polarity=white_is_known",
     ]
-    result = i2i(*fit_args(tmp_path / "run", *data))
-    line = _one_error_line(result)
+    line = _one_error_line_of(*run_i2i(mode, *fit_args(tmp_path / "run", *data)))
     if images == 1:
         assert f"{photos} has 1 image(s) and no separate validation set" in line
     else:
         assert f"masks in {masks} hide almost nothing" in line
-    result = i2i(*fit_args(tmp_path / "run", *data), I2I_DEBUG="1")
-    assert result.returncode == 1 and "Traceback" in result.stderr
-    assert result.stderr.strip().splitlines()[-1] == line
+    code, text = run_i2i(mode, *fit_args(tmp_path / "run", *data), I2I_DEBUG="1")
+    assert code == 1 and "Traceback" in text
+    assert text.strip().splitlines()[-1] == line
 
 
 def test_a_data_error_on_two_processes_is_printed_once(tmp_path):

@@ -3,15 +3,13 @@ the session, and tiny untrained model files of each kind written with `write_mod
 
 from __future__ import annotations
 
-import contextlib
-import io
 from pathlib import Path
 
 import pytest
 import torch
 
 from i2i.inference.model import build_task, write_model
-from tests.clirun import fit_args, i2i, output
+from tests.clirun import fit_args
 from tests.conftest import TINY_G
 
 RES = 32
@@ -77,17 +75,3 @@ def fitted_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # The commands' tests run the console script in a subprocess where marked slow, and its
 # dispatch (`i2i.commands.run`, what the script calls) in-process otherwise: a subprocess pays
 # ~8 s of imports on the 2-core machines.
-MODES = ["in_process", pytest.param("subprocess", marks=pytest.mark.slow)]
-
-
-def run_i2i(mode: str, *args: str) -> tuple[int, str]:
-    """(exit status, stdout + stderr) of `i2i ARGS`."""
-    if mode == "subprocess":
-        result = i2i(*args)
-        return result.returncode, output(result)
-    from i2i.commands import run
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = run(list(args))
-    return code, out.getvalue() + err.getvalue()

@@ -15,8 +15,7 @@ from i2i.data.masks import load_mask, random_mask
 from i2i.inference.model import load_model
 from i2i.inference.run import inpaint_image, translate_image
 from i2i.seeding import numpy_rng
-from tests.clirun import i2i, output
-from tests.inference.conftest import MODES, run_i2i
+from tests.clirun import MODES, i2i, output, run_i2i
 
 
 def png(path: Path, array: np.ndarray) -> Path:

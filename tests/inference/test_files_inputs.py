@@ -15,8 +15,7 @@ import pytest
 from PIL import Image
 
 from i2i.data.datasets import load_image
-from tests.clirun import REPO, command, env
-from tests.inference.conftest import MODES, run_i2i
+from tests.clirun import MODES, REPO, command, env, run_i2i
 from tests.inference.test_files import hole_mask, png, read
 
 ORIENTATION = 0x0112  # the EXIF tag; 6: the pixels are stored turned 90 degrees

@@ -18,8 +18,7 @@ from i2i.errors import RunError
 from i2i.images import to_uint8
 from i2i.inference.model import load_model
 from i2i.inference.run import inpaint_batch
-from tests.clirun import TINY, i2i, output
-from tests.inference.conftest import run_i2i
+from tests.clirun import TINY, i2i, output, run_i2i
 
 
 def demo_files(root: Path, n_val: int = 6) -> tuple[Path, Path]:
