@@ -7,6 +7,7 @@ import io
 import os
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 import pytest
@@ -72,7 +73,8 @@ MODES = ["in_process", pytest.param("subprocess", marks=pytest.mark.slow)]
 def run_i2i(mode: str, *args: str, **extra_env: str) -> tuple[int, str]:
     """(exit status, stdout + stderr) of `i2i ARGS`, in this process or as a subprocess. In this
     process it runs `i2i.commands.run` (what the console script runs), with `extra_env` set for
-    the call; an argument error's SystemExit gives its status."""
+    the call; an argument error's SystemExit gives its status, an uncaught exception its
+    traceback and status 1, as in a process."""
     if mode == "subprocess":
         result = i2i(*args, **extra_env)
         return result.returncode, output(result)
@@ -87,6 +89,9 @@ def run_i2i(mode: str, *args: str, **extra_env: str) -> tuple[int, str]:
                 code = run_command(list(args))
             except SystemExit as e:
                 code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+            except Exception as e:  # what Python does with it: the traceback, status 1
+                traceback.print_exception(e)
+                code = 1
     finally:
         for k, v in saved.items():
             if v is None:

@@ -1,5 +1,7 @@
-"""Run safety, as the user meets it: `i2i fit` subprocesses that are signalled, crash, resume,
-meet a used, unwritable or full folder, or a damaged or foreign checkpoint."""
+"""Run safety, as the user meets it: `i2i fit` runs that are signalled, crash, resume, meet a
+used, unwritable or full folder, or a damaged or foreign checkpoint. Signals, locks and loader
+workers need processes; the other cases run in this process, and as subprocesses under
+`make test-full`."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import pytest
 import torch
 
 from i2i.callbacks.resume import remove_stale_temporaries
-from tests.clirun import REPO, command, env, fit_args, i2i, iteration, output
+from tests.clirun import MODES, REPO, command, env, fit_args, i2i, iteration, output, run_i2i
 
 
 @pytest.fixture(scope="module")
@@ -81,42 +83,46 @@ def test_a_signal_stops_with_one_last_checkpoint_and_its_exit_status(tmp_path, s
         assert iteration(root / "checkpoints" / "last.ckpt") == stopped + 1
 
 
-def test_a_folder_holding_another_run_is_refused_unless_resumed_or_overwritten(finished, tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_a_folder_holding_another_run_is_refused_unless_resumed_or_overwritten(
+    finished, tmp_path, mode
+):
     root = copy_run(finished, tmp_path)
     before = snapshot(root)
-    result = i2i(*fit_args(root, "--model.init_args.max_iterations=2"))
-    assert result.returncode == 1
-    block = error_block(output(result))
+    code, text = run_i2i(mode, *fit_args(root, "--model.init_args.max_iterations=2"))
+    assert code == 1
+    block = error_block(text)
     assert "already holds a run" in block[0] and "--ckpt_path last" in block[0]
     assert "--overwrite" in block[0] and len(block) <= 3
     assert snapshot(root) == before
     started = time.time()
-    result = i2i(*fit_args(root, "--model.init_args.max_iterations=2", "--overwrite"))
-    assert result.returncode == 0, output(result)[-3000:]
+    code, text = run_i2i(mode, *fit_args(root, "--model.init_args.max_iterations=2", "--overwrite"))
+    assert code == 0, text[-3000:]
     ckpts = list((root / "checkpoints").glob("*.ckpt"))
     assert ckpts and all(p.stat().st_mtime >= started for p in ckpts)  # no old checkpoint left
     assert iteration(root / "checkpoints" / "last.ckpt") == 2
     assert "overwrite: false" in (root / "lightning_logs" / "version_1" / "config.yaml").read_text()
 
 
-def test_resuming_a_finished_run_does_nothing(finished, tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_resuming_a_finished_run_does_nothing(finished, tmp_path, mode):
     # The CSV logs follow trainer.default_root_dir, not the save_dir tiny.yaml hard-codes.
     assert (finished / "lightning_logs" / "version_0" / "metrics.csv").is_file()
     root = copy_run(finished, tmp_path)
     before = snapshot(root)
-    result = i2i(*fit_args(root, "--ckpt_path=last"))
-    assert result.returncode == 0, output(result)[-3000:]
-    assert "nothing to do" in result.stdout and "iteration 4" in result.stdout
+    code, text = run_i2i(mode, *fit_args(root, "--ckpt_path=last"))
+    assert code == 0, text[-3000:]
+    assert "nothing to do" in text and "iteration 4" in text
     assert snapshot(root) == before
 
 
-def test_a_damaged_checkpoint_is_named_with_the_ones_that_load(finished, tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_a_damaged_checkpoint_is_named_with_the_ones_that_load(finished, tmp_path, mode):
     root = copy_run(finished, tmp_path)
     last = root / "checkpoints" / "last.ckpt"
     last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # a killed copy
-    result = i2i(*fit_args(root, f"--ckpt_path={last}"))
-    assert result.returncode == 1
-    text = output(result)
+    code, text = run_i2i(mode, *fit_args(root, f"--ckpt_path={last}"))
+    assert code == 1
     assert "Traceback" not in text and "PytorchStreamReader" not in text.split("(")[0]
     block = error_block(text)
     assert len(block) <= 4, block
@@ -124,13 +130,13 @@ def test_a_damaged_checkpoint_is_named_with_the_ones_that_load(finished, tmp_pat
     assert "best-" in "\n".join(block[1:])  # the best checkpoint beside it loads
 
 
-def test_a_checkpoint_of_another_size_names_the_difference(finished, tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_a_checkpoint_of_another_size_names_the_difference(finished, tmp_path, mode):
     root = copy_run(finished, tmp_path)
     last = root / "checkpoints" / "last.ckpt"
     other = "--model.init_args.generator.init_args.cond_channels=2"
-    result = i2i(*fit_args(root, other, f"--ckpt_path={last}"))
-    assert result.returncode == 1
-    text = output(result)
+    code, text = run_i2i(mode, *fit_args(root, other, f"--ckpt_path={last}"))
+    assert code == 1
     assert "Traceback" not in text and "size mismatch" not in text
     assert "generator.init_args.cond_channels: checkpoint 4, config 2" in text
     # A checkpoint without the record: the first mismatching tensors are named.
@@ -138,9 +144,8 @@ def test_a_checkpoint_of_another_size_names_the_difference(finished, tmp_path):
     checkpoint = torch.load(last, weights_only=False)
     del checkpoint["i2i"]
     torch.save(checkpoint, old)
-    result = i2i(*fit_args(root, other, f"--ckpt_path={old}"))
-    assert result.returncode == 1
-    text = output(result)
+    code, text = run_i2i(mode, *fit_args(root, other, f"--ckpt_path={old}"))
+    assert code == 1
     assert "Traceback" not in text and "size mismatch" not in text
     assert "generator." in error_block(text)[1] and "checkpoint [" in error_block(text)[1]
 
@@ -163,14 +168,14 @@ def test_stale_temporaries_are_found_by_either_name_and_live_ones_kept(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["last.ckpt", live.name])
 
 
-def test_a_crash_saves_last_and_the_run_resumes(tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_a_crash_saves_last_and_the_run_resumes(tmp_path, mode):
     root = tmp_path / "run"
     last = root / "checkpoints" / "last.ckpt"
     args = fit_args(root, "--model.init_args.max_iterations=6")
     crash = ["--trainer.callbacks+=tests.helpers.RaiseAt", "--trainer.callbacks.iteration=4"]
-    result = i2i(*args, *crash)
-    assert result.returncode == 1
-    text = output(result)
+    code, text = run_i2i(mode, *args, *crash)
+    assert code == 1
     assert "test failure at the start of iteration 4" in text
     # Iterations 1-3 are complete and nothing of iteration 4 ran: last.ckpt holds iteration 3
     # (the last validation, at iteration 2, had written 2).
@@ -182,42 +187,43 @@ def test_a_crash_saves_last_and_the_run_resumes(tmp_path):
     for path in stale:
         path.write_bytes(b"partial")
     os.utime(stale[1], (1, 1))  # pid 1 is alive, but the file is older than the start
-    result = i2i(*args, "--ckpt_path=last", module=True)
-    assert result.returncode == 0, output(result)[-3000:]
-    assert "removed 2 stale temporary file(s)" in result.stdout
+    code, text = run_i2i(mode, *args, "--ckpt_path=last")
+    assert code == 0, text[-3000:]
+    assert "removed 2 stale temporary file(s)" in text
     assert not any(p.exists() for p in stale)
     assert iteration(last) == 6
 
 
-def test_a_crash_in_the_middle_of_an_iteration_leaves_last_as_it_was(tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_a_crash_in_the_middle_of_an_iteration_leaves_last_as_it_was(tmp_path, mode):
     root = tmp_path / "run"
     last = root / "checkpoints" / "last.ckpt"
     crash = ["--trainer.callbacks+=tests.helpers.RaiseAt", "--trainer.callbacks.iteration=4"]
     crash.append("--trainer.callbacks.where=optimizer")  # after iteration 4's G forward
-    result = i2i(*fit_args(root, "--model.init_args.max_iterations=6", *crash))
-    assert result.returncode == 1
-    text = output(result)
+    code, text = run_i2i(mode, *fit_args(root, "--model.init_args.max_iterations=6", *crash))
+    assert code == 1
     assert "test failure at the optimizer of iteration 4" in text
     assert f"middle of iteration 4; {last} was left as it was" in text
     assert iteration(last) == 2  # the last validation wrote it; memory holds half of iteration 4
 
 
-def test_an_unwritable_folder_fails_at_start(tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_an_unwritable_folder_fails_at_start(tmp_path, mode):
     blocker = tmp_path / "blocker"
     blocker.write_text("a file where the run folder should go")
-    result = i2i(*fit_args(blocker / "run"))
-    assert result.returncode == 1
-    block = error_block(output(result))
-    assert "Traceback" not in output(result) and len(block) == 1
+    code, text = run_i2i(mode, *fit_args(blocker / "run"))
+    assert code == 1
+    block = error_block(text)
+    assert "Traceback" not in text and len(block) == 1
     assert f"cannot write checkpoints in {blocker}/run/checkpoints" in block[0]
     assert "free" in block[0]
 
 
-def test_a_full_disk_is_one_line_naming_the_file_and_the_free_space(tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_a_full_disk_is_one_line_naming_the_file_and_the_free_space(tmp_path, mode):
     root = tmp_path / "run"
-    result = i2i(*fit_args(root, "--trainer.callbacks+=tests.helpers.FullDisk"))
-    assert result.returncode == 1
-    text = output(result)
+    code, text = run_i2i(mode, *fit_args(root, "--trainer.callbacks+=tests.helpers.FullDisk"))
+    assert code == 1
     assert "Traceback" not in text and "unexpected pos" not in text
     block = error_block(text)
     assert len(block) == 1 and f"could not write the checkpoint {root}/checkpoints/" in block[0]
@@ -266,15 +272,16 @@ def test_a_full_disk_with_a_loader_worker_exits_instead_of_hanging(tmp_path):
     assert len(block) == 1 and "the disk is full" in block[0]
 
 
+@pytest.mark.parametrize("mode", MODES)
 def test_resuming_last_without_a_last_checkpoint_names_those_there_and_changes_nothing(
-    finished, tmp_path
+    finished, tmp_path, mode
 ):
     root = copy_run(finished, tmp_path)
     (root / "checkpoints" / "last.ckpt").unlink()
     before = snapshot(root)
-    result = i2i(*fit_args(root, "--ckpt_path", "last"))
-    assert result.returncode == 1, output(result)[-3000:]
-    block = error_block(output(result))
+    code, text = run_i2i(mode, *fit_args(root, "--ckpt_path", "last"))
+    assert code == 1, text[-3000:]
+    block = error_block(text)
     assert len(block) == 1 and "no " in block[0] and "last.ckpt" in block[0]
     best = next((root / "checkpoints").glob("best-*.ckpt"))
     assert f"{best.name} (iteration" in block[0] and f"--ckpt_path={best}" in block[0]
@@ -286,15 +293,16 @@ def test_checkpoints_are_named_by_the_iteration_users_count(finished):
     assert best.name == f"best-{iteration(best)}.ckpt"  # not Lightning's optimizer steps
 
 
-def test_a_run_ended_by_max_kimg_says_so_when_resumed(tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_a_run_ended_by_max_kimg_says_so_when_resumed(tmp_path, mode):
     root = tmp_path / "run"
     # 2 images per iteration: 0.004 kimg ends it at iteration 2.
     length = ["--model.init_args.max_iterations=2000", "--model.init_args.max_kimg=0.004"]
-    result = i2i(*fit_args(root, *length))
-    assert result.returncode == 0, output(result)[-3000:]
-    result = i2i(*fit_args(root, *length, "--ckpt_path=last"))
-    assert result.returncode == 0, output(result)[-3000:]
-    line = next(line for line in result.stdout.splitlines() if "nothing to do" in line)
+    code, text = run_i2i(mode, *fit_args(root, *length))
+    assert code == 0, text[-3000:]
+    code, text = run_i2i(mode, *fit_args(root, *length, "--ckpt_path=last"))
+    assert code == 0, text[-3000:]
+    line = next(line for line in text.splitlines() if "nothing to do" in line)
     assert "at iteration 2," in line and "(max_kimg=0.004, at 4 images seen)" in line
     assert "max_iterations" not in line and "raise --model.init_args.max_kimg." in line
 
@@ -343,16 +351,18 @@ def test_a_ddp_strategy_a_gan_cannot_use_is_one_line_and_claims_no_folder(tmp_pa
     assert result.returncode == 0, output(result)[-3000:]
 
 
-def test_a_run_that_failed_before_saving_says_so_and_claims_no_folder(tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_a_run_that_failed_before_saving_says_so_and_claims_no_folder(tmp_path, mode):
     # Without a logger, config.yaml lands in the run folder itself.
     root = tmp_path / "run"
     crash = ["--trainer.callbacks+=tests.helpers.RaiseAt", "--trainer.callbacks.iteration=1"]
     crash.append("--trainer.callbacks.where=optimizer")
-    result = i2i(*fit_args(root, "--trainer.logger=false", *crash))
-    assert result.returncode == 1
-    text = output(result)
+    code, text = run_i2i(mode, *fit_args(root, "--trainer.logger=false", *crash))
+    assert code == 1
     assert "middle of iteration 1; no last.ckpt was saved" in text and "left as it was" not in text
     assert (root / "config.yaml").is_file() and not list(root.rglob("*.ckpt"))
-    result = i2i(*fit_args(root, "--trainer.logger=false", "--model.init_args.max_iterations=1"))
-    assert result.returncode == 0, output(result)[-3000:]
+    code, text = run_i2i(
+        mode, *fit_args(root, "--trainer.logger=false", "--model.init_args.max_iterations=1")
+    )
+    assert code == 0, text[-3000:]
     assert iteration(root / "checkpoints" / "last.ckpt") == 1
