@@ -30,7 +30,7 @@ from i2i.data.stream import ignore_stop_signals
 from i2i.data.translation import PairedDataModule
 from i2i.errors import ShardMismatchError
 from i2i.seeding import seeded_torch_cpu
-from tests.clirun import REPO, TINY, fit_args, i2i, iteration, output
+from tests.clirun import MODES, REPO, TINY, fit_args, i2i, iteration, output, run_i2i
 
 INPAINT = dict(resolution=32, batch_size=2, val_batch_size=2, num_workers=0, val_fraction=0.25)
 
@@ -241,14 +241,15 @@ def test_shards_of_another_config_are_refused_with_the_settings_that_differ(buil
     shard_module(images, shards, batch_size=3, hole_range=(0.2, 0.4))  # loader and masks: free
 
 
-def test_missing_shards_and_unshardable_configs_fail_in_one_line(built, tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_missing_shards_and_unshardable_configs_fail_in_one_line(built, tmp_path, mode):
     images, _, _ = built
     missing = tmp_path / "nowhere"
     config = shards_config(tmp_path, images, missing)
-    result = i2i(*fit_args(tmp_path / "run", config=config))
-    assert result.returncode == 1, output(result)
-    assert f"no shards in {missing}" in result.stderr and "i2i data optimize" in result.stderr
-    assert "Traceback" not in result.stderr
+    code, text = run_i2i(mode, *fit_args(tmp_path / "run", config=config))
+    assert code == 1, text
+    assert f"no shards in {missing}" in text and "i2i data optimize" in text
+    assert "Traceback" not in text
     demo = tmp_path / "demo.yaml"
     demo.write_text(
         yaml.safe_dump(
@@ -330,7 +331,8 @@ def shards_config(tmp_path: Path, images: Path, shards: Path) -> Path:
     return config
 
 
-def test_fit_from_shards_and_resume(built, tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_fit_from_shards_and_resume(built, tmp_path, mode):
     """A real `i2i fit` from shards, stopped at 2 iterations and resumed to 3."""
     images, _, shards = built
     config, run = shards_config(tmp_path, images, shards), tmp_path / "run"
@@ -341,12 +343,15 @@ def test_fit_from_shards_and_resume(built, tmp_path):
             "--ckpt_path=last",
         ),
     ):
-        result = i2i(*fit_args(run, *args, config=config), OMP_NUM_THREADS="1")
-        assert result.returncode == 0, output(result)
+        code, text = run_i2i(mode, *fit_args(run, *args, config=config), OMP_NUM_THREADS="1")
+        assert code == 0, text
     assert iteration(run / "checkpoints" / "last.ckpt") == 3
 
 
-def test_fit_from_shards_resumed_with_another_batch_size_reads_each_sample_once(built, tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_fit_from_shards_resumed_with_another_batch_size_reads_each_sample_once(
+    built, tmp_path, mode
+):
     """`i2i fit` from shards, 2 iterations of batch 2, resumed with batch 1 to 6: the samples
     are the unbroken stream's first 16, in order (old code: 4-11 again after 0-7)."""
     images, _, shards = built
@@ -365,12 +370,12 @@ def test_fit_from_shards_resumed_with_another_batch_size_reads_each_sample_once(
             "--trainer.callbacks+=tests.helpers.SampleLog",
             f"--trainer.callbacks.out_dir={log}",
         )
-        result = i2i(*args, *log_args, OMP_NUM_THREADS="1")
-        assert result.returncode == 0, output(result)
+        code, text = run_i2i(mode, *args, *log_args, OMP_NUM_THREADS="1")
+        assert code == 0, text
     seen = [i for log in logs for i in json.loads((log / "samples0.json").read_text())["indices"]]
     stream = shard_module(images, shards).train_stream()
     assert seen == [int(i) for s in range(4) for i in stream.batch(s)[B.INDEX]]
-    assert "sample 8 of the stream: batch per process 2 -> 1" in output(result)
+    assert "sample 8 of the stream: batch per process 2 -> 1" in text
 
 
 def test_fit_from_shards_resumed_on_two_processes_reads_each_sample_once(built, tmp_path):
@@ -775,7 +780,8 @@ def test_unpaired_shards_resumed_on_another_shape_read_what_the_first_shape_woul
     assert_same_reads(resumed, unbroken)
 
 
-def test_optimize_says_in_one_line_how_to_place_data_it_cannot_download(tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_optimize_says_in_one_line_how_to_place_data_it_cannot_download(tmp_path, mode):
     """A config whose dataset is downloaded on first use, with no way to download it."""
     section = {
         "class_path": "i2i.data.unpaired.UnpairedDataModule",
@@ -788,13 +794,16 @@ def test_optimize_says_in_one_line_how_to_place_data_it_cannot_download(tmp_path
     }
     config = tmp_path / "h2z.yaml"
     config.write_text(yaml.safe_dump({"data": section}))
-    result = i2i("data", "optimize", "--config", str(config), "--out", str(tmp_path / "out"))
-    assert result.returncode == 1, output(result)
-    assert "i2i: error: Could not download http://127.0.0.1:9/horse2zebra.zip" in result.stderr
-    assert "Traceback" not in result.stderr
+    code, text = run_i2i(
+        mode, "data", "optimize", "--config", str(config), "--out", str(tmp_path / "out")
+    )
+    assert code == 1, text
+    assert "i2i: error: Could not download http://127.0.0.1:9/horse2zebra.zip" in text
+    assert "Traceback" not in text
 
 
-def test_fit_cyclegan_from_unpaired_shards_and_resume(unpaired, tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_fit_cyclegan_from_unpaired_shards_and_resume(unpaired, tmp_path, mode):
     """A real `i2i fit` of CycleGAN from unpaired shards, stopped at 2 iterations and resumed."""
     section, shards = unpaired
     config = load_config(REPO / "configs" / "cyclegan_demo.yaml")
@@ -811,7 +820,8 @@ def test_fit_cyclegan_from_unpaired_shards_and_resume(unpaired, tmp_path):
         ("--model.init_args.max_iterations=2",),
         ("--model.init_args.max_iterations=3", "--ckpt_path=last"),
     ):
-        result = i2i(
+        code, text = run_i2i(
+            mode,
             *fit_args(
                 run,
                 *tiny,
@@ -823,5 +833,5 @@ def test_fit_cyclegan_from_unpaired_shards_and_resume(unpaired, tmp_path):
             ),
             OMP_NUM_THREADS="1",
         )
-        assert result.returncode == 0, output(result)
+        assert code == 0, text
     assert iteration(run / "checkpoints" / "last.ckpt") == 3
