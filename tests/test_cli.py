@@ -269,7 +269,7 @@ def test_a_corrupt_image_in_a_loader_worker_is_one_line(tmp_path):
     _images(photos, 6)
     bad = photos / "0.png"
     bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])  # its header still reads
-    args = ["--data.init_args.on_corrupt=raise", "--data.init_args.num_workers=1"]
+    args = ["--data.init_args.images.on_corrupt=raise", "--data.init_args.num_workers=1"]
     result = i2i(*fit_args(tmp_path / "run", f"--data.init_args.data_dir={photos}", *args))
     line = _one_error_line(result)
     assert line.startswith(f"i2i: error: Cannot decode image {bad} (OSError: image file is")

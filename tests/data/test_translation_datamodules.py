@@ -353,7 +353,7 @@ def test_real_edges2shoes_three_channel_condition() -> None:
         num_workers=0,
         val_fraction=0.5,
         edges_channels=3,
-        resample="pil_bilinear",
+        images={"resample": "pil_bilinear"},
     )
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # sparse black lines on white: the check stays quiet

@@ -34,6 +34,12 @@ from torch.utils.data import Dataset
 from torchvision.transforms import InterpolationMode
 
 from i2i.data import batch
+from i2i.data.image_options import (
+    FOLDER_SMALL_IMAGES,
+    RESAMPLES,
+    RESIZES,
+    ImageOptions,
+)
 from i2i.data.scan import Findings, header_size, parallel_map
 from i2i.errors import DataError, UserError
 from i2i.resolution import parse_resolution
@@ -41,12 +47,6 @@ from i2i.resolution import parse_resolution
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
-ON_CORRUPT = ("skip", "raise")
-SMALL_IMAGES = ("error", "upscale")
-FOLDER_SMALL_IMAGES = (*SMALL_IMAGES, "pad")  # ImageFolderDataset can also pad with black
-RESIZES = ("cover", "none")  # cover-resize then crop | crop (or pad) without resizing
-TRAIN_CROPS = ("random", "center")
-RESAMPLES = ("bicubic_antialias", "pil_bilinear")
 VAL_DIR_NAMES = ("val", "valid", "validation", "test")
 
 
@@ -362,20 +362,9 @@ class ImageFolderDataset(FileDataset):
         resolution: int | Sequence[int],  # output size: int or (H, W), powers of two
         files: list[Path] | None = None,  # explicit file list (e.g. one half of split_files)
         train: bool = True,  # random crop + optional flip; False: centre crop, deterministic
-        hflip: bool = True,  # random horizontal flip, only when train
-        on_corrupt: str = "skip",  # "skip": warn and use another file; "raise": CorruptImageError
-        small_images: str = "error",  # images under the resolution: "error" | "upscale" | "pad"
-        train_crop: str = "random",  # where training crops: "random" | "center" (val: centre)
-        resize: str = "cover",  # "cover": resize to cover, then crop; "none": crop (or pad) only
-        resample: str = "bicubic_antialias",  # resize filter: or "pil_bilinear" (official tool)
+        images: ImageOptions = ImageOptions(),  # resize, crop, filter, flips, bad files
         resolution_multiple: int | None = None,  # sides: None = powers of two; else multiples
     ) -> None:
-        check_choice("on_corrupt", on_corrupt, ON_CORRUPT)
-        check_choice("small_images", small_images, FOLDER_SMALL_IMAGES)
-        check_choice("train_crop", train_crop, TRAIN_CROPS)
-        check_choice("resize", resize, RESIZES)
-        check_choice("resample", resample, RESAMPLES)
-        self.train_crop, self.resize, self.resample = train_crop, resize, resample
         self.root = Path(root)
         self.resolution_multiple = resolution_multiple
         self.resolution = check_resolution(resolution, resolution_multiple)
@@ -383,9 +372,17 @@ class ImageFolderDataset(FileDataset):
         if not self.files:
             raise DataError(f"ImageFolderDataset over {self.root}: the file list is empty")
         self.train = train
-        self.hflip = hflip
-        self.on_corrupt = on_corrupt
-        self.small_images = small_images
+        # Plain attributes: a shard folder's datasets.json stores them, and reads them back.
+        self.train_crop, self.resize, self.resample = (
+            images.train_crop,
+            images.resize,
+            images.resample,
+        )
+        self.hflip, self.on_corrupt, self.small_images = (
+            images.hflip,
+            images.on_corrupt,
+            images.small_images,
+        )
         self._bad: set[int] = set()  # per worker process; avoids re-decoding known-bad files
 
     def __len__(self) -> int:
