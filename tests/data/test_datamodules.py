@@ -65,7 +65,7 @@ def test_small_images_found_at_setup_listing_files_sizes_and_fix(tmp_path: Path)
     msg = str(info.value)
     assert "12 image(s) smaller than the resolution 64x64" in msg
     assert "s00.png (20x30)" in msg and "... and 2 more" in msg  # first 10 named, then a count
-    assert "small_images: upscale" in msg and "fit 16" in msg
+    assert "images: {small_images: upscale}" in msg and "fit 16" in msg
     assert not isinstance(info.value, CorruptImageError)
     upscale = ImageOptions(small_images="upscale")
     ok = InpaintingDataModule(str(root), resolution=64, val_fraction=0.3, images=upscale)
@@ -103,7 +103,7 @@ def test_unreadable_header_skipped_at_setup_or_raised(tmp_path: Path) -> None:
     strict = InpaintingDataModule(str(root), resolution=64, val_fraction=0.2, images=raise_)
     with pytest.raises(CorruptImageError, match=re.escape(str(bad))) as info:
         strict.setup("fit")
-    assert "on_corrupt: skip" in str(info.value)
+    assert "images: {on_corrupt: skip}" in str(info.value)
 
 
 def test_scan_can_be_turned_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -140,7 +140,7 @@ def test_corrupt_file_raises_naming_it(tmp_path: Path) -> None:
     ds = ImageFolderDataset(tmp_path, 64, images=ImageOptions(on_corrupt="raise"))
     with pytest.raises(CorruptImageError, match=re.escape(str(bad))) as info:
         ds[0]
-    assert "on_corrupt='skip'" in str(info.value)
+    assert "images.on_corrupt='skip'" in str(info.value)
     assert isinstance(info.value, ValueError)
 
 
@@ -167,7 +167,7 @@ def test_small_image_errors_or_upscales(tmp_path: Path) -> None:
         ds[0]
     msg = str(info.value)
     assert "32x48" in msg and "64x64" in msg
-    assert "lower resolution" in msg and "small_images='upscale'" in msg
+    assert "lower resolution" in msg and "images.small_images='upscale'" in msg
     assert not isinstance(info.value, CorruptImageError)
     up = ImageFolderDataset(tmp_path, 64, images=ImageOptions(small_images="upscale"), train=False)
     _check_image(up[0][batch.IMAGE])

@@ -304,7 +304,7 @@ def test_side_by_side_problems_found_at_setup(tmp_path: Path) -> None:
     assert "1 file(s) that are not side-by-side pairs" in msg and "odd.png (100x64 WxH)" in msg
     assert "layout='two_folders'" in msg
     assert "1 pair(s) smaller than the resolution 32x32" in msg and "tiny_AB.png (16x16)" in msg
-    assert "small_images: upscale" in msg
+    assert "images: {small_images: upscale}" in msg
 
 
 def test_two_folder_aspect_mismatch_found_at_setup(tmp_path: Path) -> None:

@@ -1,14 +1,10 @@
 """Image I/O and the folder-of-images dataset.
 
-Geometry: by default (resize="cover") the shorter side is resized to cover the target (H, W),
-then a crop of exactly (H, W) is taken, at the centre for validation or at random for training
-(train_crop="center" keeps the centre in training too). resize="none" crops without resizing,
-as the official Places2 preprocessing does (TF's ``resize_with_crop_or_pad``). The resampling
-filter is "bicubic_antialias" (PIL's bicubic, which antialiases) or "pil_bilinear" (PIL's
-bilinear, what the official dataset tool used). An image smaller than the resolution is an
-error, is upscaled to cover it (small_images="upscale"), or, for :class:`ImageFolderDataset`,
-padded with black (-1 in [-1, 1]; TF pads uint8 images with 0) around its centre
-(small_images="pad").
+Geometry follows the image options (:mod:`i2i.data.image_options`, where each is described):
+cover-resize or not, a crop at the centre (validation, or `train_crop="center"`) or at random,
+PIL's bicubic or the official tool's bilinear filter, and an image under the resolution refused,
+upscaled or, for :class:`ImageFolderDataset`, padded with black (-1 in [-1, 1]; TF pads uint8
+images with 0) around its centre, as TF's ``resize_with_crop_or_pad``.
 The crop is planned separately from the pixels (:func:`plan_crop` / :func:`apply_crop`) so that
 paired data (a photo and its label map) can share one geometry with different interpolations.
 
@@ -39,6 +35,7 @@ from i2i.data.image_options import (
     RESAMPLES,
     RESIZES,
     ImageOptions,
+    check_option,
 )
 from i2i.data.scan import Findings, header_size, parallel_map
 from i2i.errors import DataError, UserError
@@ -229,7 +226,7 @@ def load_image(
     except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, EOFError... on bad data
         raise CorruptImageError(
             f"Cannot decode image {path} ({type(e).__name__}: {e}). Delete or replace this file, "
-            "or set on_corrupt='skip' to skip unreadable files with a warning."
+            "or set images.on_corrupt='skip' to skip unreadable files with a warning."
         ) from e
 
 
@@ -287,15 +284,14 @@ def plan_crop(
     """
     th, tw = check_resolution(resolution, multiple_of)
     h, w = size
-    if small_images not in FOLDER_SMALL_IMAGES:
-        raise DataError(f"small_images must be one of {FOLDER_SMALL_IMAGES}, got {small_images!r}")
-    check_choice("resize", resize, RESIZES)
+    check_option("small_images", small_images, FOLDER_SMALL_IMAGES)
+    check_option("resize", resize, RESIZES)
     small = h < th or w < tw
     if small and small_images == "error":
         raise DataError(
             f"Image {source} is {h}x{w} (HxW), smaller than the resolution {th}x{tw}. Use a lower "
             f"resolution (this image fits {_floor_pow2(min(h, w))}) or set "
-            "small_images='upscale' to enlarge small images (they will look blurry)."
+            "images.small_images='upscale' to enlarge small images (they will look blurry)."
         )
     if (resize == "none" and not small) or (small and small_images == "pad"):
         top = _offset(h, th, random_crop)
@@ -333,7 +329,7 @@ def apply_crop(
     """Apply a CropPlan; use InterpolationMode.NEAREST for label maps. resample="pil_bilinear"
     resizes a PIL image with PIL's bilinear filter instead of `interpolation` (the official
     dataset tool's choice). A crop reaching outside a PIL image fills it with black."""
-    check_choice("resample", resample, RESAMPLES)
+    check_option("resample", resample, RESAMPLES)
     size = TF.get_size(img)  # [H, W] for PIL images and tensors alike
     if tuple(size) != plan.resized:
         if resample == "pil_bilinear" and isinstance(img, Image.Image):
@@ -456,7 +452,8 @@ def scan_headers(
             findings.add(
                 "corrupt",
                 f"{item}(s) whose header cannot be read",
-                "Fix: delete or replace these files, or set on_corrupt: skip to leave them out.",
+                "Fix: delete or replace these files, or set images: {on_corrupt: skip} to leave "
+                "them out.",
                 path,
                 f"{type(size).__name__}: {size}",
             )
@@ -489,8 +486,8 @@ def note_small(
     findings.add(
         "small",
         f"{item}(s) smaller than the resolution {th}x{tw} (HxW)",
-        f"Fix: set small_images: upscale (they are enlarged and look blurry), a lower resolution "
-        f"(all of them fit {fit}), or remove these files.",
+        f"Fix: set images: {{small_images: upscale}} (they are enlarged and look blurry), a "
+        f"lower resolution (all of them fit {fit}), or remove these files.",
         path,
         f"{h}x{w}",
     )

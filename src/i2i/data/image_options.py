@@ -32,13 +32,23 @@ FOLDER_SMALL_IMAGES = (*SMALL_IMAGES, "pad")  # a plain image folder can also pa
 ON_CORRUPT = ("skip", "raise")
 FLIPS = (True, False)
 
+# Every option and the values it takes (a datamodule may accept fewer: its IMAGE_CHOICES).
+CHOICES: dict[str, tuple[Any, ...]] = {
+    "resize": RESIZES,
+    "resample": RESAMPLES,
+    "train_crop": TRAIN_CROPS,
+    "small_images": FOLDER_SMALL_IMAGES,
+    "on_corrupt": ON_CORRUPT,
+    "hflip": FLIPS,
+}
+
 
 @dataclass(frozen=True)
 class ImageOptions:
     """How images are resized, cropped and flipped, and what happens to bad files."""
 
     resize: str = "cover"  # "cover": resize to cover the resolution, then crop; "none": crop only
-    resample: str = "bicubic_antialias"  # resize filter, or "pil_bilinear" (the official tool's)
+    resample: str = "bicubic_antialias"  # PIL's bicubic (it antialiases) | "pil_bilinear"
     train_crop: str = "random"  # where training crops: "random" | "center" (validation: centre)
     small_images: str = "error"  # images under the resolution: "error" | "upscale" | "pad"
     on_corrupt: str = "skip"  # an unreadable file: "skip" with a warning naming it | "raise"
@@ -57,35 +67,15 @@ class ImageOptions:
     ) -> None:
         """DataError when `owner` cannot honour an option: a value outside `choices[name]`, or
         a change to an option `owner` does not read (those must keep `default`'s value)."""
-        for name in names():
-            value = getattr(self, name)
-            if name in choices:
-                check_option(name, value, choices[name], f" for {owner}")
-            elif value != getattr(default, name):
-                fixed = getattr(default, name)
+        for field in fields(self):
+            value, fixed = getattr(self, field.name), getattr(default, field.name)
+            if field.name in choices:
+                check_option(field.name, value, choices[field.name], f" for {owner}")
+            elif value != fixed:
                 raise DataError(
-                    f"images.{name}={value!r}: {owner} does not read this option; accepted "
-                    f"values: ({fixed!r},)"
+                    f"images.{field.name}={value!r}: {owner} does not read this option; "
+                    f"accepted values: ({fixed!r},)"
                 )
-
-    def settings(self, choices: dict[str, tuple[Any, ...]]) -> dict[str, Any]:
-        """The options a datamodule reads (the keys of its `choices`), as plain values."""
-        return {k: v for k, v in asdict(self).items() if k in choices}
-
-
-CHOICES: dict[str, tuple[Any, ...]] = {
-    "resize": RESIZES,
-    "resample": RESAMPLES,
-    "train_crop": TRAIN_CROPS,
-    "small_images": FOLDER_SMALL_IMAGES,
-    "on_corrupt": ON_CORRUPT,
-    "hflip": FLIPS,
-}
-
-
-def names() -> list[str]:
-    """The options' names, in declaration order."""
-    return [f.name for f in fields(ImageOptions)]
 
 
 def check_option(name: str, value: Any, accepted: tuple[Any, ...], where: str = "") -> None:

@@ -12,12 +12,12 @@
 ``edges_channels`` picks the condition: 1 (default) = the grey edge map, +1 on the lines; 3 = the
 RGB condition image as it is in the file, in [-1, 1] (the official CoModGAN choice). The
 generator's and discriminator's ``cond_channels`` must equal it (``.cond_channels`` here).
-``resample`` picks the photo's resize filter ("bicubic_antialias" or the official tool's
+``images.resample`` picks the photo's resize filter ("bicubic_antialias" or the official tool's
 "pil_bilinear"); the pix2pix archives are 256 px, so at 256 nothing is resized.
 
 The training stream, validation set and loaders come from :class:`StreamDataModule`; the pair
 geometry (one crop and one flip for both halves) from :mod:`i2i.data.paired`. Constructor
-arguments are plain types, so a LightningCLI YAML can set every one of them.
+arguments are plain types and the `images` group, so a LightningCLI YAML can set every one.
 """
 
 from __future__ import annotations
