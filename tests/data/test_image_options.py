@@ -17,7 +17,7 @@ from i2i.data.label_datamodules import (
     CocoStuffDataModule,
     LabelFolderDataModule,
 )
-from i2i.data.shards import dataset_settings
+from i2i.data.shards import dataset_settings, fingerprint
 from i2i.data.translation import (
     CityscapesPix2PixDataModule,
     Edges2HandbagsDataModule,
@@ -105,6 +105,28 @@ def test_hparams_hold_the_plain_options_and_spread_out_as_the_old_arguments():
     coco = flat_settings(CocoStuffDataModule("coco"))
     assert (coco["hflip"], coco["small_images"]) == (True, "upscale")
     assert not {"images", "on_corrupt", "resize", "resample", "train_crop"} & set(coco)
+
+
+def test_shards_written_before_the_options_were_grouped_still_match():
+    # The fingerprints that `i2i data optimize` wrote into manifests with separate arguments.
+    places = InpaintingDataModule(
+        "data/places2",
+        resolution=64,
+        images=ImageOptions(
+            hflip=False,
+            train_crop="center",
+            resize="none",
+            small_images="pad",
+            resample="pil_bilinear",
+        ),
+    )
+    assert fingerprint(dataset_settings(places)) == "db3f08bf097c3106"
+    unpaired = UnpairedDataModule(
+        "data/h2z", resolution=64, load_size=72, images={"train_crop": "center"}
+    )
+    assert fingerprint(dataset_settings(unpaired)) == "0e922cca9adde6d1"
+    coco = CocoStuffDataModule("coco", images={"small_images": "error"})
+    assert fingerprint(dataset_settings(coco)) == "f19347175f5e9e0e"
 
 
 def test_validation_datasets_never_flip(tmp_path):
