@@ -101,6 +101,47 @@ def test_a_typo_in_a_config_file_names_the_close_key(tmp_path, mode):
     _assert_short_typo_error(code, text, "model.init_args.r1_gama")
 
 
+def _printed_data(*args: str) -> dict:
+    result = i2i("fit", *args, "--print_config")
+    assert result.returncode == 0, output(result)[-3000:]
+    return yaml.safe_load(result.stdout)["data"]["init_args"]
+
+
+def test_image_options_are_a_nested_group_in_yaml_and_on_the_command_line(tmp_path):
+    overlay = tmp_path / "pad.yaml"
+    overlay.write_text("data:\n  init_args:\n    images: {small_images: pad}\n")
+    from_yaml = _printed_data("--config", "demo", "--config", str(overlay))
+    from_flag = _printed_data("--config", "demo", "--data.init_args.images.small_images", "pad")
+    for data in (from_yaml, from_flag):
+        assert data["images"]["small_images"] == "pad"
+        assert data["images"]["resize"] == "cover" and data["images"]["hflip"] is True
+        assert "small_images" not in data
+    # A datamodule whose default differs keeps it: COCO-Stuff upscales small photos.
+    assert _printed_data("--config", "cocostuff")["images"]["small_images"] == "upscale"
+
+
+@pytest.mark.parametrize("where", ["flag", "yaml"])
+def test_a_moved_key_fails_in_one_line_naming_its_new_spelling(tmp_path, where):
+    if where == "flag":
+        result = i2i("fit", "--config", "demo", "--data.init_args.small_images", "pad")
+    else:
+        old = tmp_path / "old.yaml"
+        old.write_text("data:\n  init_args:\n    small_images: pad\n")
+        result = i2i("fit", "--config", "demo", "--config", str(old))
+    assert result.returncode == 2, output(result)[-2000:]
+    assert output(result).strip().splitlines() == [
+        "i2i: error: data.init_args.small_images moved: write data.init_args.images.small_images"
+    ]
+
+
+def test_unpaired_crop_moved_to_train_crop():
+    result = i2i("fit", "--config", "cyclegan_demo", "--data.init_args.crop=center")
+    assert result.returncode == 2, output(result)[-2000:]
+    assert output(result).strip() == (
+        "i2i: error: data.init_args.crop moved: write data.init_args.images.train_crop"
+    )
+
+
 def make_train(task: str, args: str, timeout: float = 240):
     # Offline for sure: a proxy that refuses connections (urllib honours it).
     proxy = "http://127.0.0.1:9"
@@ -276,7 +317,7 @@ def test_a_corrupt_image_in_a_loader_worker_is_one_line(tmp_path):
     _images(photos, 6)
     bad = photos / "0.png"
     bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])  # its header still reads
-    args = ["--data.init_args.on_corrupt=raise", "--data.init_args.num_workers=1"]
+    args = ["--data.init_args.images.on_corrupt=raise", "--data.init_args.num_workers=1"]
     result = i2i(*fit_args(tmp_path / "run", f"--data.init_args.data_dir={photos}", *args))
     line = _one_error_line(result)
     assert line.startswith(f"i2i: error: Cannot decode image {bad} (OSError: image file is")

@@ -16,6 +16,10 @@ from jsonargparse import get_loader
 from lightning.pytorch.cli import LightningArgumentParser
 
 from i2i.config_files import BASE_KEY, with_bases
+from i2i.data.image_options import MOVED
+
+# Keys that moved (old -> new): an old key fails with one line that names its new spelling.
+MOVED_KEYS = {f"data.init_args.{old}": f"data.init_args.images.{new}" for old, new in MOVED.items()}
 
 # ---- short errors for unknown keys -----------------------------------------------------------
 
@@ -84,6 +88,9 @@ def describe_unknown_key(message: str, parser: Any) -> str | None:
     if found is None:
         return None
     key, class_path = found
+    moved = MOVED_KEYS.get(key)
+    if moved and (class_path is None or moved.split(".")[2] in _init_parameters(class_path)):
+        return f"i2i: error: {key} moved: write {moved}"
     group, _, name = key.rpartition(".")
     if class_path:
         accepted = _init_parameters(class_path)

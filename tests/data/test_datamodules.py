@@ -16,6 +16,7 @@ from PIL import Image
 
 from i2i.config_files import load_config
 from i2i.data import batch
+from i2i.data.image_options import ImageOptions
 from i2i.data.inpainting import InpaintingDataModule
 from i2i.errors import CorruptImageError
 
@@ -64,9 +65,10 @@ def test_small_images_found_at_setup_listing_files_sizes_and_fix(tmp_path: Path)
     msg = str(info.value)
     assert "12 image(s) smaller than the resolution 64x64" in msg
     assert "s00.png (20x30)" in msg and "... and 2 more" in msg  # first 10 named, then a count
-    assert "small_images: upscale" in msg and "fit 16" in msg
+    assert "images: {small_images: upscale}" in msg and "fit 16" in msg
     assert not isinstance(info.value, CorruptImageError)
-    ok = InpaintingDataModule(str(root), resolution=64, val_fraction=0.3, small_images="upscale")
+    upscale = ImageOptions(small_images="upscale")
+    ok = InpaintingDataModule(str(root), resolution=64, val_fraction=0.3, images=upscale)
     ok.setup("fit")
     assert len(ok.train_dataset) + len(ok.val_dataset) == 15
 
@@ -97,10 +99,11 @@ def test_unreadable_header_skipped_at_setup_or_raised(tmp_path: Path) -> None:
         dm.setup("fit")
     files = dm.train_dataset.files + dm.val_dataset.dataset.files
     assert bad not in files and len(files) == 4
-    strict = InpaintingDataModule(str(root), resolution=64, val_fraction=0.2, on_corrupt="raise")
+    raise_ = ImageOptions(on_corrupt="raise")
+    strict = InpaintingDataModule(str(root), resolution=64, val_fraction=0.2, images=raise_)
     with pytest.raises(CorruptImageError, match=re.escape(str(bad))) as info:
         strict.setup("fit")
-    assert "on_corrupt: skip" in str(info.value)
+    assert "images: {on_corrupt: skip}" in str(info.value)
 
 
 def test_scan_can_be_turned_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -215,11 +218,13 @@ def test_preprocessing_options_reach_both_datasets(tmp_path: Path) -> None:
         str(root),
         resolution=64,
         val_fraction=0.5,
-        train_crop="center",
-        resize="none",
-        resample="pil_bilinear",
-        small_images="pad",
-        hflip=False,
+        images=ImageOptions(
+            train_crop="center",
+            resize="none",
+            resample="pil_bilinear",
+            small_images="pad",
+            hflip=False,
+        ),
         **LOADER,
     )
     dm.setup("fit")
@@ -235,7 +240,7 @@ def test_preprocessing_options_reach_both_datasets(tmp_path: Path) -> None:
     ref = torch.from_numpy(ref.copy()).permute(2, 0, 1).float() / 127.5 - 1
     assert torch.equal(dm.train_dataset[0][batch.IMAGE], ref)
     with pytest.raises(ValueError, match="train_crop"):
-        InpaintingDataModule(str(root), train_crop="centre")
+        InpaintingDataModule(str(root), images={"train_crop": "centre"})
 
 
 # ----------------------------------------------------------------------------- configs
@@ -253,7 +258,7 @@ def test_config_data_sections_instantiate(name: str) -> None:
 
 
 def test_paper_configs_use_the_official_preprocessing() -> None:
-    places = _data_section("places512.yaml")["init_args"]
+    places = _data_section("places512.yaml")["init_args"]["images"]
     assert (places["train_crop"], places["resize"], places["resample"]) == (
         "center",
         "none",
@@ -261,13 +266,13 @@ def test_paper_configs_use_the_official_preprocessing() -> None:
     )
     assert places["small_images"] == "pad" and places["hflip"] is False
     for name in ("ffhq512.yaml", "celebahq256.yaml"):
-        args = _data_section(name)["init_args"]
+        args = _data_section(name)["init_args"]["images"]
         assert args["resample"] == "pil_bilinear" and args["hflip"] is True
     for name in ("edges2shoes.yaml", "edges2handbags.yaml"):
         args = _data_section(name)["init_args"]
-        assert args["edges_channels"] == 3 and args["resample"] == "pil_bilinear"
+        assert args["edges_channels"] == 3 and args["images"]["resample"] == "pil_bilinear"
     demo = _data_section("demo.yaml")["init_args"]
-    assert not {"train_crop", "resize", "resample"} & set(demo)
+    assert not {"train_crop", "resize", "resample"} & set(demo.get("images", {}))
 
 
 def test_glcic_preprocessing_160_centre_crops_and_rectangles(tmp_path: Path) -> None:
@@ -278,9 +283,14 @@ def test_glcic_preprocessing_160_centre_crops_and_rectangles(tmp_path: Path) -> 
     with pytest.raises(ValueError, match="power of two"):
         InpaintingDataModule(str(tmp_path), resolution=160, **LOADER)
     celeba = _data_section("glcic_celeba.yaml")["init_args"]
-    options = {k: celeba[k] for k in ("resolution_multiple", "resize", "train_crop", "hflip")}
+    images = {k: celeba["images"][k] for k in ("resize", "train_crop", "hflip")}
     dm = InpaintingDataModule(
-        str(tmp_path), resolution=160, mask_shape="rectangle", **options, **LOADER
+        str(tmp_path),
+        resolution=160,
+        resolution_multiple=celeba["resolution_multiple"],
+        images=images,
+        mask_shape="rectangle",
+        **LOADER,
     )
     dm.setup("fit")
     source = np.asarray(Image.open(tmp_path / "train" / "0.png"), dtype=np.float32)

@@ -26,6 +26,7 @@ from i2i.data.datasets import (
     load_image,
     split_files,
 )
+from i2i.data.image_options import ImageOptions
 from i2i.errors import CorruptImageError
 
 FACES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "faces"
@@ -120,7 +121,7 @@ def test_corrupt_file_skipped_with_warning(tmp_path: Path, caplog: pytest.LogCap
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(np.random.default_rng(0).bytes(2000))
     _save(_noise(64, 64), tmp_path / "good.png")
-    ds = ImageFolderDataset(tmp_path, 64, on_corrupt="skip")
+    ds = ImageFolderDataset(tmp_path, 64, images=ImageOptions(on_corrupt="skip"))
     assert ds.files[0] == bad
     with caplog.at_level(logging.WARNING), pytest.warns(UserWarning, match="bad.jpg"):
         sample = ds[0]
@@ -136,10 +137,10 @@ def test_corrupt_file_raises_naming_it(tmp_path: Path) -> None:
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(np.random.default_rng(0).bytes(2000))
     _save(_noise(64, 64), tmp_path / "good.png")
-    ds = ImageFolderDataset(tmp_path, 64, on_corrupt="raise")
+    ds = ImageFolderDataset(tmp_path, 64, images=ImageOptions(on_corrupt="raise"))
     with pytest.raises(CorruptImageError, match=re.escape(str(bad))) as info:
         ds[0]
-    assert "on_corrupt='skip'" in str(info.value)
+    assert "images.on_corrupt='skip'" in str(info.value)
     assert isinstance(info.value, ValueError)
 
 
@@ -154,7 +155,7 @@ def test_truncated_png_is_corrupt(tmp_path: Path) -> None:
 def test_all_corrupt_gives_up(tmp_path: Path) -> None:
     for name in ("a.jpg", "b.png"):
         (tmp_path / name).write_bytes(b"not an image at all")
-    ds = ImageFolderDataset(tmp_path, 64, on_corrupt="skip")
+    ds = ImageFolderDataset(tmp_path, 64, images=ImageOptions(on_corrupt="skip"))
     with pytest.warns(UserWarning), pytest.raises(CorruptImageError, match="All 2 images"):
         ds[1]
 
@@ -166,9 +167,9 @@ def test_small_image_errors_or_upscales(tmp_path: Path) -> None:
         ds[0]
     msg = str(info.value)
     assert "32x48" in msg and "64x64" in msg
-    assert "lower resolution" in msg and "small_images='upscale'" in msg
+    assert "lower resolution" in msg and "images.small_images='upscale'" in msg
     assert not isinstance(info.value, CorruptImageError)
-    up = ImageFolderDataset(tmp_path, 64, small_images="upscale", train=False)
+    up = ImageFolderDataset(tmp_path, 64, images=ImageOptions(small_images="upscale"), train=False)
     _check_image(up[0][batch.IMAGE])
     assert path.exists()
 
@@ -179,7 +180,7 @@ def test_small_image_errors_or_upscales(tmp_path: Path) -> None:
 def test_invalid_options_rejected(tmp_path: Path, kwargs: dict, word: str) -> None:
     _save(_noise(64, 64), tmp_path / "a.png")
     with pytest.raises(ValueError, match=word):
-        ImageFolderDataset(tmp_path, 64, **kwargs)
+        ImageFolderDataset(tmp_path, 64, images=ImageOptions(**kwargs))
 
 
 # ----------------------------------------------------------------------------- geometry
@@ -246,7 +247,7 @@ def test_train_flip_only_when_enabled(tmp_path: Path) -> None:
     flips = [ImageFolderDataset(tmp_path, 64, train=True)[0][batch.IMAGE] for _ in range(20)]
     assert any(torch.equal(x, ref) for x in flips)
     assert any(torch.equal(x, ref.flip(-1)) for x in flips)
-    no_flip = ImageFolderDataset(tmp_path, 64, train=True, hflip=False)
+    no_flip = ImageFolderDataset(tmp_path, 64, train=True, images=ImageOptions(hflip=False))
     assert all(torch.equal(no_flip[0][batch.IMAGE], ref) for _ in range(10))
 
 
@@ -313,7 +314,7 @@ def test_validate_sample_names_source() -> None:
 def test_real_faces_folder_loads() -> None:
     if not FACES.is_dir():
         pytest.skip(f"real sample data not found at {FACES}")
-    ds = ImageFolderDataset(FACES, 64, train=False, on_corrupt="raise")
+    ds = ImageFolderDataset(FACES, 64, train=False, images=ImageOptions(on_corrupt="raise"))
     assert len(ds) >= 10
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -391,13 +392,17 @@ def _tensor(arr: np.ndarray) -> torch.Tensor:
 def test_center_crop_without_resize_matches_slicing(tmp_path: Path) -> None:
     img = _noise(100, 80)
     _save(img, tmp_path / "a.png")
-    ds = ImageFolderDataset(tmp_path, 64, train=True, train_crop="center", resize="none")
+    ds = ImageFolderDataset(
+        tmp_path, 64, train=True, images=ImageOptions(train_crop="center", resize="none")
+    )
     ref = _tensor(np.asarray(img)[18:82, 8:72])  # (100-64)//2, (80-64)//2: no resize at all
     for seed in range(3):  # the centre crop does not move in training
         torch.manual_seed(seed)
         x = ds[0][batch.IMAGE]
         assert torch.equal(x, ref) or torch.equal(x, ref.flip(-1))
-    rand = ImageFolderDataset(tmp_path, 64, train=True, hflip=False, resize="none")
+    rand = ImageFolderDataset(
+        tmp_path, 64, train=True, images=ImageOptions(hflip=False, resize="none")
+    )
     crops = set()
     for seed in range(8):
         torch.manual_seed(seed)
@@ -409,7 +414,10 @@ def test_crop_or_pad_pads_black_like_tf(tmp_path: Path) -> None:
     img = _noise(40, 100)  # shorter than 64: padded; wider: centre-cropped
     _save(img, tmp_path / "a.png")
     ds = ImageFolderDataset(
-        tmp_path, 64, train=False, resize="none", small_images="pad", train_crop="center"
+        tmp_path,
+        64,
+        train=False,
+        images=ImageOptions(resize="none", small_images="pad", train_crop="center"),
     )
     x = ds[0][batch.IMAGE]
     # Naive reference: tf.image.resize_with_crop_or_pad on uint8 pads with 0 -> -1 in [-1, 1].
@@ -418,7 +426,7 @@ def test_crop_or_pad_pads_black_like_tf(tmp_path: Path) -> None:
     assert torch.equal(x, _tensor(canvas))
     assert x[:, :12].eq(-1).all() and x[:, 52:].eq(-1).all()
     with pytest.raises(ValueError, match="smaller than the resolution"):
-        ImageFolderDataset(tmp_path, 64, train=False, resize="none")[0]
+        ImageFolderDataset(tmp_path, 64, train=False, images=ImageOptions(resize="none"))[0]
 
 
 @pytest.mark.parametrize("resize", ["cover", "none"])
@@ -426,9 +434,10 @@ def test_pil_bilinear_matches_pil(tmp_path: Path, resize: str) -> None:
     img = _noise(100, 80)
     _save(img, tmp_path / "a.png")
     small = "upscale" if resize == "none" else "error"
-    kwargs = dict(train=False, resize=resize, small_images=small)
-    pil = ImageFolderDataset(tmp_path, 32, resample="pil_bilinear", **kwargs)[0][batch.IMAGE]
-    bic = ImageFolderDataset(tmp_path, 32, **kwargs)[0][batch.IMAGE]
+    options = ImageOptions(resize=resize, small_images=small)
+    pil_options = ImageOptions(resize=resize, small_images=small, resample="pil_bilinear")
+    pil = ImageFolderDataset(tmp_path, 32, train=False, images=pil_options)[0][batch.IMAGE]
+    bic = ImageFolderDataset(tmp_path, 32, train=False, images=options)[0][batch.IMAGE]
     if resize == "cover":  # cover 32: 100x80 -> 40x32 (HxW), centre crop rows 4..36
         ref = np.asarray(img.resize((32, 40), Image.Resampling.BILINEAR))[4:36]
         assert torch.equal(pil, _tensor(ref))
@@ -447,4 +456,4 @@ def test_preprocessing_options_validated(tmp_path: Path) -> None:
         ({"resample": "lanczos"}, "resample"),
     ):
         with pytest.raises(ValueError, match=word):
-            ImageFolderDataset(tmp_path, 64, **kwargs)
+            ImageFolderDataset(tmp_path, 64, images=ImageOptions(**kwargs))

@@ -12,6 +12,7 @@ from PIL import Image
 
 from i2i.data import batch
 from i2i.data.batch import validate_sample
+from i2i.data.image_options import ImageOptions
 from i2i.data.labels import (
     CITYSCAPES_SUFFIXES,
     ADE20KDataset,
@@ -201,7 +202,11 @@ def test_label_resize_is_nearest_and_integer(tmp_path: Path) -> None:
         _save(label[:h, :w], tmp_path / "label" / f"{name}.png")
         _save(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), tmp_path / "img" / f"{name}.png")
     ds = LabelFolderDataset(
-        tmp_path / "img", tmp_path / "label", generic_spec(12), 64, small_images="upscale"
+        tmp_path / "img",
+        tmp_path / "label",
+        generic_spec(12),
+        64,
+        images=ImageOptions(small_images="upscale"),
     )
     for i in range(len(ds)):
         sample = ds[i]
@@ -335,7 +340,12 @@ def test_coco_stuff_real_unlabeled_255_is_class_182() -> None:
     np.testing.assert_array_equal(ids[raw != 255], raw[raw != 255])
 
     ds = CocoStuffDataset(
-        root, "val", 256, train=False, instance_edges=True, small_images="upscale"
+        root,
+        "val",
+        256,
+        train=False,
+        instance_edges=True,
+        images=ImageOptions(small_images="upscale"),
     )
     k = [r.label for r in ds.records].index(with_255[0])
     s = ds[k]

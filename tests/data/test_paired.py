@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw
 
 from i2i.data import batch
 from i2i.data.batch import validate_sample
+from i2i.data.image_options import ImageOptions
 from i2i.data.paired import (
     CannyEdgesDataset,
     SideBySideDataset,
@@ -98,7 +99,8 @@ def test_side_by_side_keeps_pair_aligned(tmp_path: Path, resolution, tol: int) -
     path = save(
         side_by_side(outline_edges(64, 64, BOX), square_photo(64, 64, BOX)), tmp_path / "p.png"
     )
-    ds = SideBySideDataset(tmp_path, resolution, [path], train=True, hflip=True)
+    flip = ImageOptions(hflip=True)
+    ds = SideBySideDataset(tmp_path, resolution, [path], train=True, images=flip)
     flips, offsets = set(), set()
     for seed in range(24):
         torch.manual_seed(seed)
@@ -174,8 +176,9 @@ def test_two_folders_align_different_sizes(tmp_path: Path) -> None:
     box = (12, 36, 40, 64)
     save(square_photo(48, 96, box), tmp_path / "B" / "x.png")
     save(outline_edges(24, 48, tuple(v // 2 for v in box), width=1), tmp_path / "A" / "x.png")
-    ds = TwoFolderDataset(tmp_path / "A", tmp_path / "B", 32, train=True, hflip=True)
-    plain = TwoFolderDataset(tmp_path / "A", tmp_path / "B", 32, train=True, hflip=False)
+    flip, no_flip = ImageOptions(hflip=True), ImageOptions(hflip=False)
+    ds = TwoFolderDataset(tmp_path / "A", tmp_path / "B", 32, train=True, images=flip)
+    plain = TwoFolderDataset(tmp_path / "A", tmp_path / "B", 32, train=True, images=no_flip)
     flips, offsets = set(), set()
     for seed in range(16):
         torch.manual_seed(seed)
@@ -210,7 +213,7 @@ def test_canny_edges_land_on_the_boundary() -> None:
 
 def test_canny_dataset_aligned_under_crop_and_flip(tmp_path: Path) -> None:
     save(square_photo(64, 128, (16, 20, 48, 52)), tmp_path / "p.png")
-    ds = CannyEdgesDataset(tmp_path, 64, train=True, hflip=True)
+    ds = CannyEdgesDataset(tmp_path, 64, train=True, images=ImageOptions(hflip=True))
     flips = set()
     for seed in range(12):
         torch.manual_seed(seed)
@@ -302,7 +305,8 @@ def test_side_by_side_pil_bilinear_matches_pil(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     photo = Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
     path = save(side_by_side(outline_edges(64, 64, BOX), photo), tmp_path / "ab.png")
-    got = SideBySideDataset(tmp_path, 32, [path], train=False, resample="pil_bilinear")[0]
+    pil = ImageOptions(resample="pil_bilinear")
+    got = SideBySideDataset(tmp_path, 32, [path], train=False, images=pil)[0]
     ref = np.asarray(photo.resize((32, 32), Image.Resampling.BILINEAR))
     ref_t = torch.from_numpy(ref.copy()).permute(2, 0, 1).float() / 127.5 - 1
     assert torch.equal(got[batch.IMAGE], ref_t)

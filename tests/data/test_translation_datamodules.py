@@ -304,7 +304,7 @@ def test_side_by_side_problems_found_at_setup(tmp_path: Path) -> None:
     assert "1 file(s) that are not side-by-side pairs" in msg and "odd.png (100x64 WxH)" in msg
     assert "layout='two_folders'" in msg
     assert "1 pair(s) smaller than the resolution 32x32" in msg and "tiny_AB.png (16x16)" in msg
-    assert "small_images: upscale" in msg
+    assert "images: {small_images: upscale}" in msg
 
 
 def test_two_folder_aspect_mismatch_found_at_setup(tmp_path: Path) -> None:
@@ -353,7 +353,7 @@ def test_real_edges2shoes_three_channel_condition() -> None:
         num_workers=0,
         val_fraction=0.5,
         edges_channels=3,
-        resample="pil_bilinear",
+        images={"resample": "pil_bilinear"},
     )
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # sparse black lines on white: the check stays quiet

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import asdict
 
 import pytest
 import torch
 
+from i2i.data.image_options import ImageOptions
 from i2i.errors import ModelFileError
 from i2i.inference.model import (
     InferenceModel,
@@ -19,6 +21,7 @@ from i2i.inference.model import (
     write_model,
 )
 from i2i.io import sha256_of
+from i2i.safe_load import load_checkpoint
 from tests.inference.conftest import RES, TASKS
 
 
@@ -94,6 +97,21 @@ def test_load_task_from_run_config_when_the_checkpoint_lacks_the_record(fitted_r
     assert card["kind"] == "inpainting"
     for k, v in task.generator_ema.state_dict().items():
         assert torch.equal(v, ckpt["state_dict"][f"generator_ema.{k}"])
+
+
+def test_a_checkpoint_with_the_old_separate_image_options_still_loads(fitted_run, tmp_path):
+    path = fitted_run / "checkpoints" / "last.ckpt"
+    ckpt = load_checkpoint(path)  # weights-only: the options are kept as plain values
+    hp = ckpt["datamodule_hyper_parameters"]
+    assert hp["images"] == asdict(ImageOptions())
+    # Written before `images` existed: the options were separate datamodule arguments.
+    old = {k: v for k, v in hp.items() if k != "images"} | asdict(ImageOptions())
+    ckpt["datamodule_hyper_parameters"] = type(hp)(old)
+    torch.save(ckpt, tmp_path / "old.ckpt")
+    model = load_model(tmp_path / "old.ckpt")
+    assert (model.kind, model.resolution) == ("inpainting", (32, 32))
+    b = batch()
+    assert torch.equal(model.sample(b, seed=3), load_model(path).sample(b, seed=3))
 
 
 def test_tampered_weights_fail_with_the_digest(model_files, tmp_path):

@@ -22,7 +22,7 @@ def test_inpainting_trains_on_real_photos(category, tmp_path):
             TINY,
             f"--data.init_args.data_dir={folder}",
             "--data.init_args.val_fraction=0.1",
-            "--data.init_args.small_images=upscale",
+            "--data.init_args.images.small_images=upscale",
             "--model.init_args.max_iterations=2",
             f"--trainer.default_root_dir={root}",
             f"--trainer.logger.init_args.save_dir={root}",
@@ -37,7 +37,7 @@ def test_real_photos_give_fixed_validation_masks():
     dm = InpaintingDataModule(
         str(shared_data("faces")),
         resolution=64,
-        small_images="upscale",
+        images={"small_images": "upscale"},
         num_workers=0,
         val_fraction=0.2,
     )

@@ -1,14 +1,10 @@
 """Image I/O and the folder-of-images dataset.
 
-Geometry: by default (resize="cover") the shorter side is resized to cover the target (H, W),
-then a crop of exactly (H, W) is taken, at the centre for validation or at random for training
-(train_crop="center" keeps the centre in training too). resize="none" crops without resizing,
-as the official Places2 preprocessing does (TF's ``resize_with_crop_or_pad``). The resampling
-filter is "bicubic_antialias" (PIL's bicubic, which antialiases) or "pil_bilinear" (PIL's
-bilinear, what the official dataset tool used). An image smaller than the resolution is an
-error, is upscaled to cover it (small_images="upscale"), or, for :class:`ImageFolderDataset`,
-padded with black (-1 in [-1, 1]; TF pads uint8 images with 0) around its centre
-(small_images="pad").
+Geometry follows the image options (:mod:`i2i.data.image_options`, where each is described):
+cover-resize or not, a crop at the centre (validation, or `train_crop="center"`) or at random,
+PIL's bicubic or the official tool's bilinear filter, and an image under the resolution refused,
+upscaled or, for :class:`ImageFolderDataset`, padded with black (-1 in [-1, 1]; TF pads uint8
+images with 0) around its centre, as TF's ``resize_with_crop_or_pad``.
 The crop is planned separately from the pixels (:func:`plan_crop` / :func:`apply_crop`) so that
 paired data (a photo and its label map) can share one geometry with different interpolations.
 
@@ -34,6 +30,13 @@ from torch.utils.data import Dataset
 from torchvision.transforms import InterpolationMode
 
 from i2i.data import batch
+from i2i.data.image_options import (
+    FOLDER_SMALL_IMAGES,
+    RESAMPLES,
+    RESIZES,
+    ImageOptions,
+    check_option,
+)
 from i2i.data.scan import Findings, header_size, parallel_map
 from i2i.errors import CorruptImageError, DataError
 from i2i.resolution import parse_resolution
@@ -41,12 +44,6 @@ from i2i.resolution import parse_resolution
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
-ON_CORRUPT = ("skip", "raise")
-SMALL_IMAGES = ("error", "upscale")
-FOLDER_SMALL_IMAGES = (*SMALL_IMAGES, "pad")  # ImageFolderDataset can also pad with black
-RESIZES = ("cover", "none")  # cover-resize then crop | crop (or pad) without resizing
-TRAIN_CROPS = ("random", "center")
-RESAMPLES = ("bicubic_antialias", "pil_bilinear")
 VAL_DIR_NAMES = ("val", "valid", "validation", "test")
 
 
@@ -291,7 +288,7 @@ def load_image(
     except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, EOFError... on bad data
         raise CorruptImageError(
             f"Cannot decode image {path} ({type(e).__name__}: {e}). Delete or replace this file, "
-            "or set on_corrupt='skip' to skip unreadable files with a warning."
+            "or set images.on_corrupt='skip' to skip unreadable files with a warning."
         ) from e
 
 
@@ -369,15 +366,14 @@ def plan_crop(
     """
     th, tw = check_resolution(resolution, multiple_of)
     h, w = size
-    if small_images not in FOLDER_SMALL_IMAGES:
-        raise DataError(f"small_images must be one of {FOLDER_SMALL_IMAGES}, got {small_images!r}")
-    check_choice("resize", resize, RESIZES)
+    check_option("small_images", small_images, FOLDER_SMALL_IMAGES)
+    check_option("resize", resize, RESIZES)
     small = h < th or w < tw
     if small and small_images == "error":
         raise DataError(
             f"Image {source} is {h}x{w} (HxW), smaller than the resolution {th}x{tw}. Use a lower "
             f"resolution (this image fits {_floor_pow2(min(h, w))}) or set "
-            "small_images='upscale' to enlarge small images (they will look blurry)."
+            "images.small_images='upscale' to enlarge small images (they will look blurry)."
         )
     if (resize == "none" and not small) or (small and small_images == "pad"):
         top = _offset(h, th, random_crop)
@@ -427,7 +423,7 @@ def apply_crop(
     Raises:
         DataError: an unknown resample.
     """
-    check_choice("resample", resample, RESAMPLES)
+    check_option("resample", resample, RESAMPLES)
     size = TF.get_size(img)  # [H, W] for PIL images and tensors alike
     if tuple(size) != plan.resized:
         if resample == "pil_bilinear" and isinstance(img, Image.Image):
@@ -476,20 +472,9 @@ class ImageFolderDataset(FileDataset):
         resolution: int | Sequence[int],  # output size: int or (H, W), powers of two
         files: list[Path] | None = None,  # explicit file list (e.g. one half of split_files)
         train: bool = True,  # random crop + optional flip; False: centre crop, deterministic
-        hflip: bool = True,  # random horizontal flip, only when train
-        on_corrupt: str = "skip",  # "skip": warn and use another file; "raise": CorruptImageError
-        small_images: str = "error",  # images under the resolution: "error" | "upscale" | "pad"
-        train_crop: str = "random",  # where training crops: "random" | "center" (val: centre)
-        resize: str = "cover",  # "cover": resize to cover, then crop; "none": crop (or pad) only
-        resample: str = "bicubic_antialias",  # resize filter: or "pil_bilinear" (official tool)
+        images: ImageOptions = ImageOptions(),  # resize, crop, filter, flips, bad files
         resolution_multiple: int | None = None,  # sides: None = powers of two; else multiples
     ) -> None:
-        check_choice("on_corrupt", on_corrupt, ON_CORRUPT)
-        check_choice("small_images", small_images, FOLDER_SMALL_IMAGES)
-        check_choice("train_crop", train_crop, TRAIN_CROPS)
-        check_choice("resize", resize, RESIZES)
-        check_choice("resample", resample, RESAMPLES)
-        self.train_crop, self.resize, self.resample = train_crop, resize, resample
         self.root = Path(root)
         self.resolution_multiple = resolution_multiple
         self.resolution = check_resolution(resolution, resolution_multiple)
@@ -497,9 +482,17 @@ class ImageFolderDataset(FileDataset):
         if not self.files:
             raise DataError(f"ImageFolderDataset over {self.root}: the file list is empty")
         self.train = train
-        self.hflip = hflip
-        self.on_corrupt = on_corrupt
-        self.small_images = small_images
+        # Plain attributes: a shard folder's datasets.json stores them, and reads them back.
+        self.train_crop, self.resize, self.resample = (
+            images.train_crop,
+            images.resize,
+            images.resample,
+        )
+        self.hflip, self.on_corrupt, self.small_images = (
+            images.hflip,
+            images.on_corrupt,
+            images.small_images,
+        )
         self._bad: set[int] = set()  # per worker process; avoids re-decoding known-bad files
 
     def __len__(self) -> int:
@@ -604,7 +597,8 @@ def scan_headers(
             findings.add(
                 "corrupt",
                 f"{item}(s) whose header cannot be read",
-                "Fix: delete or replace these files, or set on_corrupt: skip to leave them out.",
+                "Fix: delete or replace these files, or set images: {on_corrupt: skip} to leave "
+                "them out.",
                 path,
                 f"{type(size).__name__}: {size}",
             )
@@ -647,8 +641,8 @@ def note_small(
     findings.add(
         "small",
         f"{item}(s) smaller than the resolution {th}x{tw} (HxW)",
-        f"Fix: set small_images: upscale (they are enlarged and look blurry), a lower resolution "
-        f"(all of them fit {fit}), or remove these files.",
+        f"Fix: set images: {{small_images: upscale}} (they are enlarged and look blurry), a "
+        f"lower resolution (all of them fit {fit}), or remove these files.",
         path,
         f"{h}x{w}",
     )

@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -22,16 +21,12 @@ from i2i.data.attributes import (
     read_attributes,
 )
 from i2i.data.datasets import (
-    FOLDER_SMALL_IMAGES,
-    ON_CORRUPT,
-    RESAMPLES,
-    RESIZES,
-    TRAIN_CROPS,
     ImageFolderDataset,
     check_choice,
     check_resolution,
     split_image_folder,
 )
+from i2i.data.image_options import CHOICES, ImageOptions, take_images
 from i2i.data.masks import (
     KNOWN_MASK_SETS,
     POLARITIES,
@@ -118,6 +113,8 @@ class InpaintingDataModule(StreamDataModule):
             without data_dir.
     """
 
+    IMAGE_CHOICES = CHOICES  # a folder of images honours every image option
+
     def __init__(
         self,
         data_dir: str | None = None,  # None: the embedded shapes data, no download
@@ -127,7 +124,7 @@ class InpaintingDataModule(StreamDataModule):
         num_workers: int = 2,
         val_fraction: float = 0.05,  # used when data_dir has no train/ and val/ sub-folders
         max_val_images: int | None = 2000,  # cap on validation images (None = all)
-        hflip: bool = True,
+        images: ImageOptions = ImageOptions(),  # resize, crop, filter, flips, bad or small files
         hole_range: tuple[float, float] = (0.0, 1.0),
         mask_variant: str = "large",  # the official masks; "small": MAT's lighter variant
         mask_shape: str = "free_form",  # or "rectangle": GLCIC's one rectangular hole
@@ -138,11 +135,6 @@ class InpaintingDataModule(StreamDataModule):
         mask_polarity: str | None = None,  # required with mask files: white_is_known|white_is_hole
         check_mask_polarity: bool = True,  # stop if mask files average > 75% hole (inverted?)
         mask_set: str | None = None,  # a known set to check the masks against, e.g. comodgan
-        on_corrupt: str = "skip",  # a corrupt image: "skip" with a warning naming it, or "raise"
-        small_images: str = "error",  # an image under the resolution: "error"|"upscale"|"pad"
-        train_crop: str = "random",  # training crop: "random" | "center" (validation: centre)
-        resize: str = "cover",  # "cover": resize to cover, then crop; "none": crop or pad only
-        resample: str = "bicubic_antialias",  # or "pil_bilinear", the official dataset tool's
         synthetic_length: int = 4096,  # images in the embedded training set
         resolution_multiple: int | None = None,  # sides: None = powers of two; GLCIC: 4 (160 px)
         # Per-image attributes in the batch ("attributes", {0, 1}; i2i.data.attributes): true =
@@ -159,14 +151,7 @@ class InpaintingDataModule(StreamDataModule):
                 "mask_dir/val_mask_dir need mask_polarity: 'white_is_hole' (NVIDIA irregular "
                 "masks, DeepFill) or 'white_is_known' (CoModGAN, MAT)"
             )
-        for name, value, choices in (
-            ("on_corrupt", on_corrupt, ON_CORRUPT),
-            ("small_images", small_images, FOLDER_SMALL_IMAGES),
-            ("train_crop", train_crop, TRAIN_CROPS),
-            ("resize", resize, RESIZES),
-            ("resample", resample, RESAMPLES),
-        ):
-            check_choice(name, value, choices)  # a bad config fails here, not at setup
+        self.images = take_images(self, images)  # a bad config fails here, not at setup
         if mask_polarity is not None and mask_polarity not in POLARITIES:
             raise DataError(f"mask_polarity must be one of {POLARITIES}, got {mask_polarity!r}")
         if mask_set is not None and mask_set not in KNOWN_MASK_SETS:
@@ -291,13 +276,8 @@ class InpaintingDataModule(StreamDataModule):
             hp.val_fraction,
             hp.max_val_images,
             hp.seed,
-            hflip=hp.hflip,
-            on_corrupt=hp.on_corrupt,
-            small_images=hp.small_images,
-            train_crop=hp.train_crop,
-            resize=hp.resize,
-            resample=hp.resample,
-            resolution_multiple=hp.resolution_multiple,
+            self.images,
+            hp.resolution_multiple,
         )
         table = self.attribute_table()
         if table is None:
@@ -311,7 +291,8 @@ def image_folder_split(
     val_fraction: float,
     max_val_images: int | None,
     seed: int,
-    **dataset_kwargs: Any,
+    images: ImageOptions,
+    resolution_multiple: int | None = None,
 ) -> tuple[ImageFolderDataset, ImageFolderDataset]:
     """Train and val ImageFolderDatasets: `train/` + `val/` sub-folders when present, otherwise a
     seeded split of every image under `data_dir`.
@@ -330,12 +311,10 @@ def image_folder_split(
     """
     root = Path(data_dir)
     train_files, val_files = split_image_folder(root, val_fraction, seed, max_val_images)
-    hflip = dataset_kwargs.pop("hflip", True)
-    train = ImageFolderDataset(
-        root, resolution, files=train_files, train=True, hflip=hflip, **dataset_kwargs
-    )
-    # Validation always centre-crops (train_crop only concerns training).
+    common = dict(resolution=resolution, resolution_multiple=resolution_multiple)
+    train = ImageFolderDataset(root, files=train_files, train=True, images=images, **common)
+    # Validation always centre-crops (train_crop only concerns training) and never flips.
     val = ImageFolderDataset(
-        root, resolution, files=val_files, train=False, hflip=False, **dataset_kwargs
+        root, files=val_files, train=False, images=images.for_validation(), **common
     )
     return train, val

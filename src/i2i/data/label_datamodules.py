@@ -18,6 +18,7 @@ from torch.utils.data import Dataset, Subset
 
 from i2i.data import batch as B
 from i2i.data.datasets import check_resolution, split_files
+from i2i.data.image_options import FLIPS, SMALL_IMAGES, ImageOptions, take_images
 from i2i.data.label_specs import LABEL_DATASETS, LabelDatasetRow
 from i2i.data.labels import (
     LabelRecord,
@@ -46,6 +47,10 @@ class LabelDataModule(StreamDataModule):
         num_workers: loader worker processes.
         seed: seeds the training stream.
     """
+
+    # Photos and their maps are cover-resized and cropped at random in training; a photo that
+    # cannot be decoded stops the run (a label map without its photo cannot be skipped).
+    IMAGE_CHOICES = {"hflip": FLIPS, "small_images": SMALL_IMAGES}
 
     def __init__(
         self,
@@ -82,15 +87,14 @@ class LabelDataModule(StreamDataModule):
     def _datasets(
         self, train: list[LabelRecord], val: list[LabelRecord]
     ) -> tuple[Dataset, Dataset]:
-        hp = self.hparams
+        hp, images = self.hparams, self.images
         common = dict(
-            spec=self._spec,
-            resolution=self.resolution,
-            instance_edges=self.instance_edges,
-            small_images=hp.small_images,
+            spec=self._spec, resolution=self.resolution, instance_edges=self.instance_edges
         )
-        train_ds = PairedLabelDataset(train, train=True, hflip=hp.hflip, **common)
-        val_ds: Dataset = PairedLabelDataset(val, train=False, hflip=False, **common)
+        train_ds = PairedLabelDataset(train, train=True, images=images, **common)
+        val_ds: Dataset = PairedLabelDataset(
+            val, train=False, images=images.for_validation(), **common
+        )
         if hp.max_val_images is not None and len(val) > hp.max_val_images:
             # A prefix subset: sample k of the subset is sample k of the dataset ("index" agrees).
             val_ds = Subset(val_ds, range(hp.max_val_images))
@@ -147,9 +151,8 @@ class CocoStuffDataModule(NamedLabelDataModule):
         val_batch_size: int = 8,  # validation batch size
         num_workers: int = 2,  # loader worker processes
         instance_edges: bool = True,  # add the instance-boundary channel (SPADE's default)
-        hflip: bool = True,  # random horizontal flips in training
         max_val_images: int | None = 2000,  # cap on validation images (None = all 5000)
-        small_images: str = "upscale",  # photos under the resolution: "upscale" | "error"
+        images: ImageOptions = ImageOptions(small_images="upscale"),  # flips, small photos
         seed: int = 0,  # seeds the training stream
     ):
         super().__init__(
@@ -162,6 +165,7 @@ class CocoStuffDataModule(NamedLabelDataModule):
             seed,
         )
         self.save_hyperparameters()
+        self.images = take_images(self, images)
 
 
 class CityscapesDataModule(NamedLabelDataModule):
@@ -192,9 +196,8 @@ class CityscapesDataModule(NamedLabelDataModule):
         val_batch_size: int = 8,  # validation batch size
         num_workers: int = 2,  # loader worker processes
         instance_edges: bool = True,  # add the instance-boundary channel (SPADE's default)
-        hflip: bool = True,  # random horizontal flips in training
         max_val_images: int | None = 2000,  # cap on validation images (None = all 500)
-        small_images: str = "error",  # photos under the resolution: "error" | "upscale"
+        images: ImageOptions = ImageOptions(),  # flips, small photos
         seed: int = 0,  # seeds the training stream
     ):
         super().__init__(
@@ -207,6 +210,7 @@ class CityscapesDataModule(NamedLabelDataModule):
             seed,
         )
         self.save_hyperparameters()
+        self.images = take_images(self, images)
 
 
 class ADE20KDataModule(NamedLabelDataModule):
@@ -233,15 +237,15 @@ class ADE20KDataModule(NamedLabelDataModule):
         batch_size: int = 4,  # per process, per use (CoModGAN: G and D each; see batches_per_step)
         val_batch_size: int = 8,  # validation batch size
         num_workers: int = 2,  # loader worker processes
-        hflip: bool = True,  # random horizontal flips in training
         max_val_images: int | None = 2000,  # cap on validation images (None = all)
-        small_images: str = "upscale",  # photos under the resolution: "upscale" | "error"
+        images: ImageOptions = ImageOptions(small_images="upscale"),  # flips, small photos
         seed: int = 0,  # seeds the training stream
     ):
         super().__init__(
             self.row.spec(), False, resolution, batch_size, val_batch_size, num_workers, seed
         )
         self.save_hyperparameters()
+        self.images = take_images(self, images)
 
 
 class LabelFolderDataModule(LabelDataModule):
@@ -300,8 +304,7 @@ class LabelFolderDataModule(LabelDataModule):
         val_fraction: float = 0.05,  # used when no val_image_dir is given
         max_val_images: int | None = 2000,  # cap on validation images (None = all)
         instance_edges: bool = False,  # add the instance-boundary channel (needs instance_dir)
-        hflip: bool = True,  # random horizontal flips in training
-        small_images: str = "error",  # photos under the resolution: "error" | "upscale"
+        images: ImageOptions = ImageOptions(),  # flips, small photos
         batch_size: int = 4,  # per process, per use (CoModGAN: G and D each; see batches_per_step)
         val_batch_size: int = 8,  # validation batch size
         num_workers: int = 2,  # loader worker processes
@@ -312,6 +315,7 @@ class LabelFolderDataModule(LabelDataModule):
             spec, instance_edges, resolution, batch_size, val_batch_size, num_workers, seed
         )
         self.save_hyperparameters()
+        self.images = take_images(self, images)
         if (val_image_dir is None) != (val_label_dir is None):
             raise DataError("give both val_image_dir and val_label_dir, or neither")
         if instance_edges and (

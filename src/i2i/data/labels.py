@@ -27,7 +27,6 @@ from PIL import Image, ImageOps
 
 from i2i.data import batch
 from i2i.data.datasets import (
-    SMALL_IMAGES,
     CropPlan,
     FileDataset,
     apply_crop,
@@ -39,6 +38,7 @@ from i2i.data.datasets import (
     read_from_disk,
     scan_headers,
 )
+from i2i.data.image_options import SMALL_IMAGES, ImageOptions, check_option
 from i2i.data.label_specs import (
     CITYSCAPES_SUFFIXES,
     LABEL_DATASETS,
@@ -351,12 +351,10 @@ class PairedLabelDataset(FileDataset):
         spec: LabelSpec,  # label set: maps raw file values to class ids 0..num_classes-1
         resolution: int | Sequence[int],  # output size: int or (H, W), powers of two
         train: bool = True,  # random crop + optional flip; False: centre crop, deterministic
-        hflip: bool = True,  # random horizontal flip, only when train
         instance_edges: bool = False,  # add "instance_edges" (needs instance maps)
-        small_images: str = "error",  # a photo smaller than the resolution: "error" | "upscale"
+        images: ImageOptions = ImageOptions(),  # reads hflip and small_images (error|upscale)
     ) -> None:
-        if small_images not in SMALL_IMAGES:
-            raise DataError(f"small_images must be one of {SMALL_IMAGES}, got {small_images!r}")
+        check_option("small_images", images.small_images, SMALL_IMAGES)
         self.records = list(records)
         if not self.records:
             raise DataError(f"{type(self).__name__}: no samples (the file list is empty)")
@@ -368,8 +366,8 @@ class PairedLabelDataset(FileDataset):
                     f"{lacking[0]}; give the instance folder or set instance_edges=false"
                 )
         self.spec, self.resolution = spec, check_resolution(resolution)
-        self.train, self.hflip, self.instance_edges = train, hflip, instance_edges
-        self.small_images = small_images
+        self.train, self.hflip, self.instance_edges = train, images.hflip, instance_edges
+        self.small_images = images.small_images
 
     def __len__(self) -> int:
         return len(self.records)
@@ -521,7 +519,7 @@ class LabelFolderDataset(PairedLabelDataset):
         image_suffix: str = "",  # removed from photo stems before matching ("_leftImg8bit")
         label_suffix: str = "",  # removed from label stems ("_gtFine_labelIds")
         instance_suffix: str = "",  # removed from instance stems ("_gtFine_instanceIds")
-        **kwargs: Any,  # train, hflip, instance_edges, small_images: see PairedLabelDataset
+        **kwargs: Any,  # train, instance_edges, images: see PairedLabelDataset
     ) -> None:
         records = pair_files(
             image_dir, label_dir, instance_dir, image_suffix, label_suffix, instance_suffix
@@ -569,7 +567,7 @@ class NamedLabelDataset(PairedLabelDataset):
         root: str | Path,  # the dataset's root folder (see the row's folder layouts)
         split: str = "train",  # "train" or "val"
         resolution: int | Sequence[int] = 256,
-        **kwargs: Any,  # train, hflip, instance_edges, small_images: see PairedLabelDataset
+        **kwargs: Any,  # train, instance_edges, images: see PairedLabelDataset
     ) -> None:
         row = LABEL_DATASETS[self.dataset]
         records = split_records(row, root, split, bool(kwargs.get("instance_edges")))

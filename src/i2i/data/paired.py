@@ -55,9 +55,6 @@ from torchvision.transforms import InterpolationMode
 from i2i.data import batch
 from i2i.data.batch import EDGES_CHANNELS
 from i2i.data.datasets import (
-    ON_CORRUPT,
-    RESAMPLES,
-    SMALL_IMAGES,
     CropPlan,
     FileDataset,
     apply_crop,
@@ -70,6 +67,7 @@ from i2i.data.datasets import (
     plan_crop,
     scan_headers,
 )
+from i2i.data.image_options import RESAMPLES, SMALL_IMAGES, ImageOptions, check_option
 from i2i.data.scan import Findings
 from i2i.errors import DataError
 from i2i.io import atomic_write
@@ -262,33 +260,34 @@ def check_edge_maps(dataset: Dataset, num: int = 8, hint: str = "") -> None:
 
 
 class _PairedDataset(FileDataset):
-    """Shared resolution, flip and corrupt-file handling; subclasses implement `load`."""
+    RESAMPLES = RESAMPLES  # the photo's resize filters this dataset implements
+
+    """Shared resolution, flip and corrupt-file handling; subclasses implement `load`.
+    `images`: hflip, on_corrupt, small_images ("error" | "upscale") and the photo's resample
+    filter are read; pairs are always cover-resized and crop at random in training."""
 
     def __init__(
         self,
         resolution: int | Sequence[int],
         train: bool,
-        hflip: bool,
-        on_corrupt: str,
-        small_images: str,
+        images: ImageOptions,
         edge_polarity: str = "black_on_white",
         edges_channels: int = 1,
-        resample: str = "bicubic_antialias",
     ) -> None:
-        check_choice("on_corrupt", on_corrupt, ON_CORRUPT)
-        check_choice("small_images", small_images, SMALL_IMAGES)
+        check_option("small_images", images.small_images, SMALL_IMAGES)
+        check_option("resample", images.resample, self.RESAMPLES)
         check_choice("edge_polarity", edge_polarity, EDGE_POLARITIES)
-        check_choice("resample", resample, RESAMPLES)
         if edges_channels not in EDGES_CHANNELS:
             raise DataError(
                 f"edges_channels must be one of {EDGES_CHANNELS}, got {edges_channels!r}"
             )
         self.resolution = check_resolution(resolution)
-        self.train, self.hflip = train, hflip
-        self.on_corrupt, self.small_images = on_corrupt, small_images
+        # Plain attributes: a shard folder's datasets.json stores them, and reads them back.
+        self.train, self.hflip = train, images.hflip
+        self.on_corrupt, self.small_images = images.on_corrupt, images.small_images
         self.edge_polarity, self.edges_channels = edge_polarity, edges_channels
-        self.resample = resample
-        self._draft = resample == "bicubic_antialias"  # reduced JPEG decode only with our filter
+        self.resample = images.resample
+        self._draft = self.resample == "bicubic_antialias"  # reduced JPEG decode: our filter only
         self._bad: set[int] = set()  # per worker process
 
     def __len__(self) -> int:
@@ -358,15 +357,11 @@ class SideBySideDataset(_PairedDataset):
         files: list[Path] | None = None,  # explicit file list (e.g. one part of a split)
         direction: str = "AtoB",  # AtoB: left (A) = edges, right (B) = photo; BtoA: swapped
         train: bool = True,  # random crop + optional flip; False: centre crop, deterministic
-        hflip: bool = True,  # random horizontal flip of both halves, only when train
         edge_polarity: str = "black_on_white",  # pix2pix edges: black lines on white
-        on_corrupt: str = "skip",  # "skip": warn and use another file; "raise"
-        small_images: str = "error",  # "error" or "upscale" halves smaller than the resolution
         edges_channels: int = 1,  # 1: grey edge map, +1 on lines; 3: the RGB half as it is
-        resample: str = "bicubic_antialias",  # photo resize filter, or "pil_bilinear"
+        images: ImageOptions = ImageOptions(),  # flips, bad files, small images, photo filter
     ) -> None:
-        settings = (on_corrupt, small_images, edge_polarity, edges_channels, resample)
-        super().__init__(resolution, train, hflip, *settings)
+        super().__init__(resolution, train, images, edge_polarity, edges_channels)
         check_choice("direction", direction, DIRECTIONS)
         self.root, self.direction = Path(root), direction
         self.files = [Path(f) for f in files] if files is not None else list_images(self.root)
@@ -517,15 +512,11 @@ class TwoFolderDataset(_PairedDataset):
         resolution: int | Sequence[int],  # output size: int or (H, W), powers of two
         pairs: list[tuple[Path, Path]] | None = None,  # explicit (condition, photo) pairs
         train: bool = True,  # random crop + optional flip; False: centre crop, deterministic
-        hflip: bool = True,  # random horizontal flip of both, only when train
         edge_polarity: str = "black_on_white",  # "white_on_black" for maps with white lines
-        on_corrupt: str = "skip",  # "skip": warn and use another pair; "raise"
-        small_images: str = "error",  # "error" or "upscale" photos smaller than the resolution
         edges_channels: int = 1,  # 1: grey edge map, +1 on lines; 3: the RGB file as it is
-        resample: str = "bicubic_antialias",  # photo resize filter, or "pil_bilinear"
+        images: ImageOptions = ImageOptions(),  # flips, bad pairs, small images, photo filter
     ) -> None:
-        settings = (on_corrupt, small_images, edge_polarity, edges_channels, resample)
-        super().__init__(resolution, train, hflip, *settings)
+        super().__init__(resolution, train, images, edge_polarity, edges_channels)
         self.condition_dir, self.image_dir = Path(condition_dir), Path(image_dir)
         self.pairs = pairs if pairs is not None else match_pairs(condition_dir, image_dir)
         if not self.pairs:
@@ -707,21 +698,21 @@ class CannyEdgesDataset(_PairedDataset):
         DataError: an unknown choice, bad thresholds, or an empty file list.
     """
 
+    RESAMPLES = ("bicubic_antialias",)  # the edges are computed on the bicubic resize
+
     def __init__(
         self,
         root: str | Path,  # folder of photos; listed recursively unless `files` is given
         resolution: int | Sequence[int],  # output size: int or (H, W), powers of two
         files: list[Path] | None = None,  # explicit file list (e.g. one part of a split)
         train: bool = True,  # random crop + optional flip; False: centre crop, deterministic
-        hflip: bool = True,  # random horizontal flip of both, only when train
         low_threshold: float = 0.1,  # Canny hysteresis thresholds (see the module docstring)
         high_threshold: float = 0.2,
         sigma: float = 1.0,  # Gaussian blur before Canny; 0 = none
         cache_dir: str | Path | None = None,  # where to keep computed edge maps; None = no cache
-        on_corrupt: str = "skip",  # "skip": warn and use another file; "raise"
-        small_images: str = "error",  # "error" or "upscale" photos smaller than the resolution
+        images: ImageOptions = ImageOptions(),  # flips, bad files, small images (bicubic only)
     ) -> None:
-        super().__init__(resolution, train, hflip, on_corrupt, small_images)
+        super().__init__(resolution, train, images)
         if not 0 < low_threshold <= high_threshold:
             raise DataError(
                 f"Canny thresholds need 0 < low_threshold <= high_threshold, got "

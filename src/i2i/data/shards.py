@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 
 from i2i.data import shard_templates
 from i2i.data.elastic import Shape
+from i2i.data.image_options import flat_settings
 from i2i.data.shard_order import ShardStream, ShardUnpairedStream
 from i2i.data.stream import FixedMaskDataset, StreamDataModule
 from i2i.data.unpaired import UnpairedEvalDataset
@@ -91,7 +92,8 @@ def dataset_settings(datamodule: L.LightningDataModule) -> dict[str, Any]:
     Returns:
         {"class_path", "init_args"}, JSON-ready.
     """
-    init = json.loads(json.dumps(dict(datamodule.hparams), default=str))
+    # The image options spread out as before they were grouped: shards written then still match.
+    init = json.loads(json.dumps(flat_settings(datamodule), default=str))
     keep = {k: v for k, v in sorted(init.items()) if k not in LOADER_ONLY | MASK_SETTINGS}
     cls = type(datamodule)
     return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": keep}

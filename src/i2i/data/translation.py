@@ -12,12 +12,12 @@
 ``edges_channels`` picks the condition: 1 (default) = the grey edge map, +1 on the lines; 3 = the
 RGB condition image as it is in the file, in [-1, 1] (the official CoModGAN choice). The
 generator's and discriminator's ``cond_channels`` must equal it (``.cond_channels`` here).
-``resample`` picks the photo's resize filter ("bicubic_antialias" or the official tool's
+``images.resample`` picks the photo's resize filter ("bicubic_antialias" or the official tool's
 "pil_bilinear"); the pix2pix archives are 256 px, so at 256 nothing is resized.
 
 The training stream, validation set and loaders come from :class:`StreamDataModule`; the pair
 geometry (one crop and one flip for both halves) from :mod:`i2i.data.paired`. Constructor
-arguments are plain types, so a LightningCLI YAML can set every one of them.
+arguments are plain types and the `images` group, so a LightningCLI YAML can set every one.
 """
 
 from __future__ import annotations
@@ -31,9 +31,6 @@ from torch.utils.data import Dataset
 from i2i.data import batch as B
 from i2i.data.batch import EDGES_CHANNELS
 from i2i.data.datasets import (
-    ON_CORRUPT,
-    RESAMPLES,
-    SMALL_IMAGES,
     check_resolution,
     find_split_folders,
     list_images,
@@ -41,6 +38,14 @@ from i2i.data.datasets import (
     split_image_folder,
 )
 from i2i.data.download import PIX2PIX_DATASETS, ensure_pix2pix
+from i2i.data.image_options import (
+    FLIPS,
+    ON_CORRUPT,
+    RESAMPLES,
+    SMALL_IMAGES,
+    ImageOptions,
+    take_images,
+)
 from i2i.data.paired import (
     DIRECTIONS,
     EDGE_POLARITIES,
@@ -95,12 +100,17 @@ class _EdgesDataModule(StreamDataModule):
     """Shared by the edges -> photo datamodules: the keys and argument checks."""
 
     keys = (B.IMAGE, B.EDGES, B.INDEX)
+    # Pairs are cover-resized and cropped at random in training (one plan for both halves).
+    IMAGE_CHOICES = {
+        "hflip": FLIPS,
+        "on_corrupt": ON_CORRUPT,
+        "small_images": SMALL_IMAGES,
+        "resample": RESAMPLES,
+    }
 
-    def _check_common(self, resolution, on_corrupt: str, small_images: str) -> tuple[int, int]:
-        check_choice("on_corrupt", on_corrupt, ON_CORRUPT)
-        check_choice("small_images", small_images, SMALL_IMAGES)
+    def _check_common(self, resolution, images: ImageOptions) -> tuple[int, int]:
+        self.images = take_images(self, images)
         hp = self.hparams
-        check_choice("resample", hp.get("resample", "bicubic_antialias"), RESAMPLES)
         channels = hp.get("edges_channels", 1)
         if channels not in EDGES_CHANNELS:
             raise DataError(f"edges_channels must be one of {EDGES_CHANNELS}, got {channels!r}")
@@ -115,28 +125,19 @@ class _EdgesDataModule(StreamDataModule):
         self, train_root: Path, val_root: Path, train_files, val_files, **kwargs
     ) -> tuple[SideBySideDataset, SideBySideDataset]:
         """Train (random crop, flips) and val (centre crop) datasets of A|B files."""
-        hp = self.hparams
+        hp, images = self.hparams, self.images
+        common = dict(edges_channels=hp.edges_channels, **kwargs)
         train = SideBySideDataset(
-            train_root,
-            self.resolution,
-            train_files,
-            hp.direction,
-            train=True,
-            hflip=hp.hflip,
-            edges_channels=hp.edges_channels,
-            resample=hp.resample,
-            **kwargs,
+            train_root, self.resolution, train_files, hp.direction, True, images=images, **common
         )
         val = SideBySideDataset(
             val_root,
             self.resolution,
             val_files,
             hp.direction,
-            train=False,
-            hflip=False,
-            edges_channels=hp.edges_channels,
-            resample=hp.resample,
-            **kwargs,
+            False,
+            images=images.for_validation(),
+            **common,
         )
         return train, val
 
@@ -178,17 +179,14 @@ class PairedDataModule(_EdgesDataModule):
         batch_size: int = 4,  # per process, per use (CoModGAN: G and D each; see batches_per_step)
         val_batch_size: int = 8,  # validation batch size
         num_workers: int = 2,  # loader worker processes
-        hflip: bool = True,  # random horizontal flip of both halves while training
         val_fraction: float = 0.05,  # share held out when there are no train/ and val/ folders
         max_val_images: int | None = 2000,  # cap on validation pairs (None = all)
         a_subdir: str = "A",  # two_folders: the folder of the A side (edges when AtoB)
         b_subdir: str = "B",  # two_folders: the folder of the B side (photos when AtoB)
         edge_polarity: str = "black_on_white",  # pix2pix edges; "white_on_black" otherwise
         check_edges: bool = True,  # stop if the edge maps look inverted, warn if photo-like
-        on_corrupt: str = "skip",  # a corrupt image: "skip" with a warning naming it, or "raise"
-        small_images: str = "error",  # an image smaller than the resolution: "error" | "upscale"
         edges_channels: int = 1,  # 1: grey edge map, +1 on lines; 3: the RGB condition as is
-        resample: str = "bicubic_antialias",  # photo resize filter, or "pil_bilinear"
+        images: ImageOptions = ImageOptions(),  # flips, bad or small files, photo filter
         seed: int = 0,  # split, shuffling and augmentation seed
     ) -> None:
         super().__init__(batch_size, val_batch_size, num_workers, seed)
@@ -196,7 +194,7 @@ class PairedDataModule(_EdgesDataModule):
         check_choice("layout", layout, LAYOUTS)
         check_choice("direction", direction, DIRECTIONS)
         check_choice("edge_polarity", edge_polarity, EDGE_POLARITIES)
-        self.resolution = self._check_common(resolution, on_corrupt, small_images)
+        self.resolution = self._check_common(resolution, images)
 
     def build_datasets(self) -> tuple[Dataset, Dataset]:
         """(train, val) pair datasets of the layout, the edge maps checked on val."""
@@ -204,9 +202,7 @@ class PairedDataModule(_EdgesDataModule):
         root = Path(hp.data_dir)
         if not root.is_dir():
             raise FileNotFoundError(f"PairedDataModule: data_dir {root} does not exist")
-        common = dict(
-            edge_polarity=hp.edge_polarity, on_corrupt=hp.on_corrupt, small_images=hp.small_images
-        )
+        common = dict(edge_polarity=hp.edge_polarity)
         if hp.layout == "side_by_side":
             train_files, val_files = split_image_folder(
                 root, hp.val_fraction, hp.seed, hp.max_val_images
@@ -219,12 +215,18 @@ class PairedDataModule(_EdgesDataModule):
             (tc, tp, tpairs), (vc, vp, vpairs) = _two_folder_pairs(
                 root, cond, photo, hp.val_fraction, hp.seed, hp.max_val_images
             )
-            common.update(edges_channels=hp.edges_channels, resample=hp.resample)
+            common.update(edges_channels=hp.edges_channels)
             train = TwoFolderDataset(
-                tc, tp, self.resolution, tpairs, train=True, hflip=hp.hflip, **common
+                tc, tp, self.resolution, tpairs, train=True, images=self.images, **common
             )
             val = TwoFolderDataset(
-                vc, vp, self.resolution, vpairs, train=False, hflip=False, **common
+                vc,
+                vp,
+                self.resolution,
+                vpairs,
+                train=False,
+                images=self.images.for_validation(),
+                **common,
             )
             hint = f"files of {vc}"
         if hp.check_edges:
@@ -246,14 +248,11 @@ class _Pix2PixDataModule(_EdgesDataModule):
         batch_size: int = 4,  # per process, per use (CoModGAN: G and D each; see batches_per_step)
         val_batch_size: int = 8,  # validation batch size
         num_workers: int = 2,  # loader worker processes
-        hflip: bool = True,  # random horizontal flip of both halves while training
         direction: str = "AtoB",  # AtoB: the left half (edges) is the condition
         max_val_images: int | None = None,  # cap on validation pairs (None = all 200)
         check_edges: bool = True,  # stop if the edge maps look inverted, warn if photo-like
-        on_corrupt: str = "skip",  # a corrupt image: "skip" with a warning naming it, or "raise"
-        small_images: str = "error",  # an image smaller than the resolution: "error" | "upscale"
         edges_channels: int = 1,  # 1: grey edge map, +1 on lines; 3: the RGB half as it is
-        resample: str = "bicubic_antialias",  # photo resize filter, or "pil_bilinear"
+        images: ImageOptions = ImageOptions(),  # flips, bad or small files, photo filter
         seed: int = 0,  # shuffling and augmentation seed
     ) -> None:
         super().__init__(batch_size, val_batch_size, num_workers, seed)
@@ -262,7 +261,7 @@ class _Pix2PixDataModule(_EdgesDataModule):
         self.save_hyperparameters()
         self.hparams.root = root
         check_choice("direction", direction, DIRECTIONS)
-        self.resolution = self._check_common(resolution, on_corrupt, small_images)
+        self.resolution = self._check_common(resolution, images)
 
     def dataset_folder(self) -> Path:
         """The folder holding train/ and val/, downloading the archive first if allowed."""
@@ -291,8 +290,7 @@ class _Pix2PixDataModule(_EdgesDataModule):
         val_files = list_images(folder / "val")
         if hp.max_val_images is not None:
             val_files = val_files[: hp.max_val_images]
-        common = dict(on_corrupt=hp.on_corrupt, small_images=hp.small_images)
-        train, val = self._side_by_side(folder / "train", folder / "val", None, val_files, **common)
+        train, val = self._side_by_side(folder / "train", folder / "val", None, val_files)
         if hp.check_edges:
             check_edge_maps(val, hint=f"{folder / 'val'}, direction={hp.direction!r}")
         return train, val
@@ -360,13 +358,10 @@ class _Pix2PixLabelsDataModule(_Pix2PixDataModule):
         batch_size: int = 1,  # per process (pix2pix: 1 for facades and cityscapes)
         val_batch_size: int = 8,  # validation batch size
         num_workers: int = 2,  # loader worker processes
-        hflip: bool = True,  # random horizontal flip of both halves while training (mirroring)
         direction: str = "BtoA",  # BtoA: the right half (label map) is the condition
         max_val_images: int | None = None,  # cap on validation pairs (None = all)
         check_labels: bool = True,  # stop if the condition looks more like a photo than the target
-        on_corrupt: str = "skip",  # a corrupt image: "skip" with a warning naming it, or "raise"
-        small_images: str = "error",  # an image smaller than the resolution: "error" | "upscale"
-        resample: str = "bicubic_antialias",  # photo resize filter, or "pil_bilinear"
+        images: ImageOptions = ImageOptions(),  # flips (the paper's mirroring), bad files, filter
         seed: int = 0,  # shuffling and augmentation seed
     ) -> None:
         super().__init__(
@@ -377,14 +372,11 @@ class _Pix2PixLabelsDataModule(_Pix2PixDataModule):
             batch_size,
             val_batch_size,
             num_workers,
-            hflip,
             direction,
             max_val_images,
             check_edges=False,
-            on_corrupt=on_corrupt,
-            small_images=small_images,
             edges_channels=3,
-            resample=resample,
+            images=images,
             seed=seed,
         )
 
@@ -503,6 +495,9 @@ class EdgesFromPhotosDataModule(_EdgesDataModule):
         DataError: thresholds outside 0 < low <= high, or an unknown option.
     """
 
+    # The edges are computed on the bicubic resize of the photo: no other filter.
+    IMAGE_CHOICES = {k: v for k, v in _EdgesDataModule.IMAGE_CHOICES.items() if k != "resample"}
+
     def __init__(
         self,
         data_dir: str,  # folder of photos (recursive; jpg/png/webp/bmp)
@@ -514,16 +509,14 @@ class EdgesFromPhotosDataModule(_EdgesDataModule):
         batch_size: int = 4,  # per process, per use (CoModGAN: G and D each; see batches_per_step)
         val_batch_size: int = 8,  # validation batch size
         num_workers: int = 2,  # loader worker processes
-        hflip: bool = True,  # random horizontal flip of photo and edges while training
         val_fraction: float = 0.05,  # share held out when there are no train/ and val/ folders
         max_val_images: int | None = 2000,  # cap on validation images (None = all)
-        on_corrupt: str = "skip",  # a corrupt image: "skip" with a warning naming it, or "raise"
-        small_images: str = "error",  # an image smaller than the resolution: "error" | "upscale"
+        images: ImageOptions = ImageOptions(),  # flips, bad or small files (bicubic only)
         seed: int = 0,  # split, shuffling and augmentation seed
     ) -> None:
         super().__init__(batch_size, val_batch_size, num_workers, seed)
         self.save_hyperparameters()
-        self.resolution = self._check_common(resolution, on_corrupt, small_images)
+        self.resolution = self._check_common(resolution, images)
         if not 0 < low_threshold <= high_threshold:
             raise DataError(
                 "Canny thresholds need 0 < low_threshold <= high_threshold, got "
@@ -541,13 +534,16 @@ class EdgesFromPhotosDataModule(_EdgesDataModule):
             high_threshold=hp.high_threshold,
             sigma=hp.sigma,
             cache_dir=hp.cache_dir,
-            on_corrupt=hp.on_corrupt,
-            small_images=hp.small_images,
         )
         train = CannyEdgesDataset(
-            hp.data_dir, self.resolution, train_files, train=True, hflip=hp.hflip, **common
+            hp.data_dir, self.resolution, train_files, train=True, images=self.images, **common
         )
         val = CannyEdgesDataset(
-            hp.data_dir, self.resolution, val_files, train=False, hflip=False, **common
+            hp.data_dir,
+            self.resolution,
+            val_files,
+            train=False,
+            images=self.images.for_validation(),
+            **common,
         )
         return train, val

@@ -39,9 +39,7 @@ from torchvision.transforms import InterpolationMode
 
 from i2i.data import batch as B
 from i2i.data.datasets import (
-    ON_CORRUPT,
     FileDataset,
-    check_choice,
     check_resolution,
     image_to_tensor,
     list_images,
@@ -50,12 +48,11 @@ from i2i.data.datasets import (
     scan_headers,
 )
 from i2i.data.download import CYCLEGAN_DATASETS, ensure_cyclegan
+from i2i.data.image_options import FLIPS, ON_CORRUPT, TRAIN_CROPS, ImageOptions, take_images
 from i2i.data.scan import Findings
 from i2i.data.stream import StreamDataModule, TrainStream
 from i2i.errors import DataError
 from i2i.seeding import numpy_rng, seeded_torch_cpu
-
-CROPS = ("random", "center")
 
 
 class DomainFolder(FileDataset):
@@ -84,16 +81,15 @@ class DomainFolder(FileDataset):
         resolution: tuple[int, int],  # the output (crop) size
         load_size: int | None = 286,  # train: resize to this square first (None: resolution)
         train: bool = True,  # random crop and flip; False: resize to the resolution only
-        crop: str = "random",  # training crop: "random" | "center"
-        hflip: bool = True,  # random horizontal flip, only when train
-        on_corrupt: str = "skip",  # a corrupt image: "skip" with a warning, or "raise"
+        images: ImageOptions = ImageOptions(),  # reads train_crop, hflip and on_corrupt
         where: str = "the domain folder",
     ):
         if not files:
             raise DataError(f"{where} holds no images")
         self.files, self.resolution, self.where = [Path(f) for f in files], resolution, where
-        self.load_size, self.train, self.crop, self.hflip = load_size, train, crop, hflip
-        self.on_corrupt = on_corrupt
+        # Plain attributes: a shard folder's datasets.json stores them, and reads them back.
+        self.load_size, self.train, self.crop = load_size, train, images.train_crop
+        self.hflip, self.on_corrupt = images.hflip, images.on_corrupt
         self._bad: set[int] = set()
 
     def __len__(self) -> int:
@@ -305,6 +301,9 @@ class UnpairedDataModule(StreamDataModule):
     """
 
     keys = (B.IMAGE_A, B.IMAGE_B, B.INDEX)
+    # Geometry is the official recipe's (a load_size square, then the crop): no cover-resize.
+    IMAGE_CHOICES = {"train_crop": TRAIN_CROPS, "hflip": FLIPS, "on_corrupt": ON_CORRUPT}
+    IMAGE_OLD_NAMES = {"train_crop": "crop"}  # its argument's name before `images`
 
     def __init__(
         self,
@@ -315,21 +314,18 @@ class UnpairedDataModule(StreamDataModule):
         url: str | None = None,  # a mirror of the archive; None: the official CycleGAN URL
         resolution: int | tuple[int, int] = 256,  # the crop (training) and evaluation size
         load_size: int | None = 286,  # training: resize to this square, then crop (official)
-        crop: str = "random",  # training crop: "random" (official) | "center"
-        hflip: bool = True,  # random horizontal flip in training (official)
+        images: ImageOptions = ImageOptions(),  # training crop and flips (official), bad files
         batch_size: int = 1,  # per process (the paper: 1)
         val_batch_size: int = 8,
         num_workers: int = 2,
         max_val_images: int | None = None,  # cap per domain on evaluation images (None: all)
-        on_corrupt: str = "skip",  # a corrupt image: "skip" with a warning naming it, or "raise"
         synthetic_length: int = 1024,  # embedded data: training scenes per domain
         seed: int = 0,  # stream, permutation and augmentation seed
     ):
         super().__init__(batch_size, val_batch_size, num_workers, seed)
         self.save_hyperparameters()
         self.resolution = check_resolution(resolution)
-        check_choice("crop", crop, CROPS)
-        check_choice("on_corrupt", on_corrupt, ON_CORRUPT)
+        self.images = take_images(self, images)
         if load_size is not None and load_size < max(self.resolution):
             raise DataError(
                 f"load_size {load_size} is smaller than the resolution {self.resolution}: "
@@ -407,9 +403,7 @@ class UnpairedDataModule(StreamDataModule):
                     self.resolution,
                     hp.load_size,
                     train=train,
-                    crop=hp.crop,
-                    hflip=hp.hflip,
-                    on_corrupt=hp.on_corrupt,
+                    images=self.images,
                     where=str(where),
                 )
             )

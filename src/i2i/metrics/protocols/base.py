@@ -24,6 +24,7 @@ import lightning as L
 import torch
 from torch import nn
 
+from i2i.data.image_options import flat_settings
 from i2i.metrics.ids import InceptionDiscriminativeScore
 from i2i.metrics.image import build_lpips
 
@@ -223,6 +224,6 @@ def data_protocol(dm: L.LightningDataModule) -> dict:
         A dict of those settings plus "class".
     """
     plain = str | int | float | bool | list | tuple | None
-    data = {k: v for k, v in dict(dm.hparams).items() if isinstance(v, plain)}
+    data = {k: v for k, v in flat_settings(dm).items() if isinstance(v, plain)}
     data["class"] = type(dm).__name__
     return data
