@@ -101,43 +101,50 @@ def test_a_typo_in_a_config_file_names_the_close_key(tmp_path, mode):
     _assert_short_typo_error(code, text, "model.init_args.r1_gama")
 
 
-def _printed_data(*args: str) -> dict:
-    result = i2i("fit", *args, "--print_config")
-    assert result.returncode == 0, output(result)[-3000:]
-    return yaml.safe_load(result.stdout)["data"]["init_args"]
+def _printed_data(mode: str, *args: str) -> dict:
+    code, text = run_i2i(mode, "fit", *args, "--print_config")
+    assert code == 0, text[-3000:]
+    return yaml.safe_load(text)["data"]["init_args"]
 
 
-def test_image_options_are_a_nested_group_in_yaml_and_on_the_command_line(tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_image_options_are_a_nested_group_in_yaml_and_on_the_command_line(tmp_path, mode):
     overlay = tmp_path / "pad.yaml"
     overlay.write_text("data:\n  init_args:\n    images: {small_images: pad}\n")
-    from_yaml = _printed_data("--config", "demo", "--config", str(overlay))
-    from_flag = _printed_data("--config", "demo", "--data.init_args.images.small_images", "pad")
+    from_yaml = _printed_data(mode, "--config", "demo", "--config", str(overlay))
+    from_flag = _printed_data(
+        mode, "--config", "demo", "--data.init_args.images.small_images", "pad"
+    )
     for data in (from_yaml, from_flag):
         assert data["images"]["small_images"] == "pad"
         assert data["images"]["resize"] == "cover" and data["images"]["hflip"] is True
         assert "small_images" not in data
     # A datamodule whose default differs keeps it: COCO-Stuff upscales small photos.
-    assert _printed_data("--config", "cocostuff")["images"]["small_images"] == "upscale"
+    assert _printed_data(mode, "--config", "cocostuff")["images"]["small_images"] == "upscale"
 
 
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("where", ["flag", "yaml"])
-def test_a_moved_key_fails_in_one_line_naming_its_new_spelling(tmp_path, where):
+def test_a_moved_key_fails_in_one_line_naming_its_new_spelling(tmp_path, where, mode):
     if where == "flag":
-        result = i2i("fit", "--config", "demo", "--data.init_args.small_images", "pad")
+        code, text = run_i2i(
+            mode, "fit", "--config", "demo", "--data.init_args.small_images", "pad"
+        )
     else:
         old = tmp_path / "old.yaml"
         old.write_text("data:\n  init_args:\n    small_images: pad\n")
-        result = i2i("fit", "--config", "demo", "--config", str(old))
-    assert result.returncode == 2, output(result)[-2000:]
-    assert output(result).strip().splitlines() == [
+        code, text = run_i2i(mode, "fit", "--config", "demo", "--config", str(old))
+    assert code == 2, text[-2000:]
+    assert text.strip().splitlines() == [
         "i2i: error: data.init_args.small_images moved: write data.init_args.images.small_images"
     ]
 
 
-def test_unpaired_crop_moved_to_train_crop():
-    result = i2i("fit", "--config", "cyclegan_demo", "--data.init_args.crop=center")
-    assert result.returncode == 2, output(result)[-2000:]
-    assert output(result).strip() == (
+@pytest.mark.parametrize("mode", MODES)
+def test_unpaired_crop_moved_to_train_crop(mode):
+    code, text = run_i2i(mode, "fit", "--config", "cyclegan_demo", "--data.init_args.crop=center")
+    assert code == 2, text[-2000:]
+    assert text.strip() == (
         "i2i: error: data.init_args.crop moved: write data.init_args.images.train_crop"
     )
 
