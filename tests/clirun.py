@@ -84,7 +84,11 @@ def run_i2i(mode: str, *args: str, **extra_env: str) -> tuple[int, str]:
     saved = {k: os.environ.get(k) for k in extra_env}
     os.environ.update(extra_env)
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with (
+            contextlib.chdir(REPO),
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+        ):
             try:
                 code = run_command(list(args))
             except SystemExit as e:

@@ -13,7 +13,7 @@ import yaml
 from PIL import Image
 
 from i2i.classical import FILLS, harmonic_fill, nearest_neighbour
-from tests.clirun import i2i, output
+from tests.clirun import MODES, run_i2i
 
 
 def _scene(h: int, w: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,7 +81,8 @@ def _write_scene(folder, h=45, w=70):
     return image, hole
 
 
-def test_i2i_inpaint_fills_with_a_classical_method_at_the_image_size(tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_i2i_inpaint_fills_with_a_classical_method_at_the_image_size(tmp_path, mode):
     image, hole = _write_scene(tmp_path / "in")
     args = [
         "--image",
@@ -93,29 +94,38 @@ def test_i2i_inpaint_fills_with_a_classical_method_at_the_image_size(tmp_path):
     ]
     for method in ("telea", "harmonic"):
         out_dir = tmp_path / f"out_{method}"
-        result = i2i("inpaint", f"classical:{method}", *args, "--out", str(out_dir))
-        assert result.returncode == 0, output(result)[-2000:]
+        code, text = run_i2i(mode, "inpaint", f"classical:{method}", *args, "--out", str(out_dir))
+        assert code == 0, text[-2000:]
         out = np.asarray(Image.open(out_dir / "a.png"))
         assert out.shape == image.shape  # its own size, no window resized to a model's
         assert np.array_equal(out[~hole], image[~hole])
         assert not np.array_equal(out[hole], image[hole])
     # Deterministic: several samples would be copies, so it says so instead.
-    result = i2i(
-        "inpaint", "classical:telea", *args, "--num-samples", "2", "--out", str(tmp_path / "two")
+    code, text = run_i2i(
+        mode,
+        "inpaint",
+        "classical:telea",
+        *args,
+        "--num-samples",
+        "2",
+        "--out",
+        str(tmp_path / "two"),
     )
-    assert result.returncode == 1 and "deterministic" in result.stderr
-    assert "--num-samples 1" in result.stderr and not (tmp_path / "two").exists()
-    result = i2i("inpaint", "classical:telia", *args, "--out", str(tmp_path / "typo"))
-    assert result.returncode == 1 and "classical:telea" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert code == 1 and "deterministic" in text
+    assert "--num-samples 1" in text and not (tmp_path / "two").exists()
+    code, text = run_i2i(mode, "inpaint", "classical:telia", *args, "--out", str(tmp_path / "typo"))
+    assert code == 1 and "classical:telea" in text
+    assert "Traceback" not in text
 
 
 FEATURES = ["--metrics.feature=tests.helpers.TinyFeatures", "--metrics.feature.num_features=8"]
 
 
-def test_i2i_test_scores_a_classical_fill_like_a_model(tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_i2i_test_scores_a_classical_fill_like_a_model(tmp_path, mode):
     root = tmp_path / "run"
-    result = i2i(
+    code, text = run_i2i(
+        mode,
         "test",
         "--config",
         "configs/classical.yaml",
@@ -126,7 +136,7 @@ def test_i2i_test_scores_a_classical_fill_like_a_model(tmp_path):
         "--data.init_args.num_workers=0",
         *FEATURES,
     )
-    assert result.returncode == 0, output(result)[-3000:]
+    assert code == 0, text[-3000:]
     report = json.loads((root / "test_results.json").read_text())
     assert report["results"]["n"] == 4
     for key in ("l1_hole", "psnr_hole", "ssim_hole", "edge_f1_hole", "fid", "p_ids"):
@@ -138,9 +148,11 @@ def test_i2i_test_scores_a_classical_fill_like_a_model(tmp_path):
     assert config["model"]["init_args"]["classical_reference"] is None
 
 
-def test_i2i_test_scores_nearest_neighbour_retrieval(tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_i2i_test_scores_nearest_neighbour_retrieval(tmp_path, mode):
     root = tmp_path / "run"
-    result = i2i(
+    code, text = run_i2i(
+        mode,
         "test",
         "--config",
         "configs/nearest_edges.yaml",
@@ -151,7 +163,7 @@ def test_i2i_test_scores_nearest_neighbour_retrieval(tmp_path):
         "--data.init_args.num_workers=0",
         *FEATURES,
     )
-    assert result.returncode == 0, output(result)[-3000:]
+    assert code == 0, text[-3000:]
     report = json.loads((root / "test_results.json").read_text())
     assert report["results"]["n"] == 4 and np.isfinite(report["results"]["fid"])
     assert report["protocol"]["task"] == "NearestNeighbourEdgesTask"
