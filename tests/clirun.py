@@ -72,9 +72,9 @@ MODES = ["in_process", pytest.param("subprocess", marks=pytest.mark.slow)]
 
 def run_i2i(mode: str, *args: str, **extra_env: str) -> tuple[int, str]:
     """(exit status, stdout + stderr) of `i2i ARGS`, in this process or as a subprocess. In this
-    process it runs `i2i.commands.run` (what the console script runs), with `extra_env` set for
-    the call; an argument error's SystemExit gives its status, an uncaught exception its
-    traceback and status 1, as in a process."""
+    process it runs `i2i.commands.run` (what the console script runs) from the repository root,
+    with `extra_env` set for the call; an argument error's SystemExit gives its status, an
+    uncaught exception its traceback and status 1, as in a process."""
     if mode == "subprocess":
         result = i2i(*args, **extra_env)
         return result.returncode, output(result)
