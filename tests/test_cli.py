@@ -41,34 +41,36 @@ def test_console_script_exits_0_and_every_file_lands_in_the_run_folder(tmp_path)
     assert list((root / "wandb").glob("offline-run-*/*.wandb"))
 
 
-def test_a_run_stopped_by_max_time_says_where_and_resumes_past_it(tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_a_run_stopped_by_max_time_says_where_and_resumes_past_it(tmp_path, mode):
     """`trainer.max_time` (the demo's bound) ends the run before its length with a validation,
     a checkpoint and a line naming the iteration and the command that trains on."""
     root = tmp_path / "run"
     args = ["--model.init_args.max_iterations=100000", "--trainer.max_time=00:00:00:03"]
-    result = i2i(*fit_args(root, *args))
-    assert result.returncode == 0, output(result)[-3000:]
+    code, text = run_i2i(mode, *fit_args(root, *args))
+    assert code == 0, text[-3000:]
     match = re.search(
         r"trainer.max_time \(00:00:03\) stopped it at iteration (\d+) of 100000; "
         r"to train on: (i2i fit .*--ckpt_path=last --trainer.max_time=null)",
-        result.stdout,
+        text,
     )
-    assert match, output(result)[-3000:]
+    assert match, text[-3000:]
     stopped = int(match.group(1))
     assert 0 < stopped < 100000 and "--overwrite" not in match.group(2)
     assert iteration(root / "checkpoints" / "last.ckpt") == stopped
-    assert "val/l1_hole=" in result.stdout  # validated at the stop
-    resumed = i2i(
+    assert "val/l1_hole=" in text  # validated at the stop
+    code, resumed = run_i2i(
+        mode,
         *fit_args(
             root,
             f"--model.init_args.max_iterations={stopped + 2}",
             "--ckpt_path=last",
             "--trainer.max_time=null",
-        )
+        ),
     )
-    assert resumed.returncode == 0, output(resumed)[-3000:]
+    assert code == 0, resumed[-3000:]
     assert iteration(root / "checkpoints" / "last.ckpt") == stopped + 2
-    assert "time limit" not in resumed.stdout
+    assert "time limit" not in resumed
 
 
 def test_shipped_configs_do_not_hard_code_the_log_folder():
@@ -194,13 +196,15 @@ def test_make_train_edges2shoes_without_data_or_gpu_names_the_url_and_folder(tmp
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the no-GPU message needs a machine without")
-def test_a_gpu_config_on_a_cpu_machine_says_what_to_change(tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_a_gpu_config_on_a_cpu_machine_says_what_to_change(tmp_path, mode):
     folder = tmp_path / "edges2shoes"
     for split in ("train", "val"):
         (folder / split).mkdir(parents=True)  # the data is there: only the GPU is missing
-    result = i2i("fit", "--config", "configs/edges2shoes.yaml", f"--data.init_args.root={folder}")
-    assert result.returncode == 1
-    text = output(result)
+    code, text = run_i2i(
+        mode, "fit", "--config", "configs/edges2shoes.yaml", f"--data.init_args.root={folder}"
+    )
+    assert code == 1
     assert "Traceback" not in text and "No supported gpu backend" not in text
     last = text.strip().splitlines()[-1]
     assert "configs/edges2shoes.yaml asks for accelerator gpu x 8 devices" in last
@@ -222,14 +226,15 @@ def test_the_default_progress_bar_counts_iterations_even_with_rich_installed(tmp
 @pytest.mark.parametrize(
     "name", ["compare", "dip", "inpaint", "translate", "export", "demo", "convert", "data"]
 )
-def test_every_file_command_prints_its_help_and_exits_0(name):
+@pytest.mark.parametrize("mode", MODES)
+def test_every_file_command_prints_its_help_and_exits_0(name, mode):
     from i2i.commands import FILE_COMMANDS
 
     assert name in FILE_COMMANDS
     args = [name, "optimize", "--help"] if name == "data" else [name, "--help"]
-    result = i2i(*args, timeout=120)
-    assert result.returncode == 0, output(result)[-2000:]
-    assert "usage:" in result.stdout and "Traceback" not in output(result)
+    code, text = run_i2i(mode, *args)
+    assert code == 0, text[-2000:]
+    assert "usage:" in text and "Traceback" not in text
 
 
 LOADED_BY_A_FILE_COMMAND = """
