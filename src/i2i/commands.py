@@ -11,22 +11,31 @@ from collections.abc import Sequence
 from i2i.allocator import keep_freed_memory
 from i2i.errors import find_user_error, report
 
-# `i2i NAME ...` commands that are not Lightning's: NAME -> "module:function(argv) -> exit code".
+# `i2i NAME ...` commands that are not Lightning's: NAME -> ("module:function(argv) -> exit
+# code", what it does, for `i2i --help`).
 FILE_COMMANDS = {
-    "compare": "i2i.compare:main",  # every system side by side on the demo data
-    "dip": "i2i.dip:main",  # deep image prior: one optimisation per image, no dataset
-    "inpaint": "i2i.inference.files:inpaint_main",  # a model on image files and masks
-    "translate": "i2i.inference.files:translate_main",  # a model on edge or label maps
-    "export": "i2i.inference.export:main",  # ONNX / torch.export of the generator
-    "demo": "i2i.inference.demo:main",  # the Gradio web demo
-    "convert": "i2i.weights.comodgan:main",  # published CoModGAN weights -> safetensors + card
-    "data": "i2i.data.shard_optimize:main",  # `i2i data optimize`: LitData streaming shards
+    "inpaint": ("i2i.inference.files:inpaint_main", "a model fills the holes of image files"),
+    "translate": ("i2i.inference.files:translate_main", "a model on edge or label maps"),
+    "demo": ("i2i.inference.demo:main", "the web demo (Gradio)"),
+    "export": ("i2i.inference.export:main", "ONNX / torch.export of a generator"),
+    "convert": ("i2i.weights.comodgan:main", "published CoModGAN weights -> an i2i model"),
+    "compare": ("i2i.compare:main", "every system side by side on the demo data"),
+    "dip": ("i2i.dip:main", "deep image prior: one optimisation per image, no dataset"),
+    "data": ("i2i.data.shard_optimize:main", "`i2i data optimize`: streaming shards (LitData)"),
 }
+HELP_FLAGS = ("-h", "--help")
+
+
+def file_commands_help() -> str:
+    """The file commands, a line each, as `i2i --help` lists them after Lightning's."""
+    width = max(map(len, FILE_COMMANDS))
+    lines = [f"  {name:<{width}}  {what}" for name, (_, what) in FILE_COMMANDS.items()]
+    return "\n".join(["", "file commands (i2i NAME --help for each):", *lines])
 
 
 def run_file_command(argv: Sequence[str]) -> int:
     """Run a file command; an error meant for the user is its one `i2i: error:` message."""
-    module_name, function = FILE_COMMANDS[argv[0]].split(":")
+    module_name, function = FILE_COMMANDS[argv[0]][0].split(":")
     try:
         return getattr(importlib.import_module(module_name), function)(list(argv[1:]))
     except Exception as e:
@@ -43,8 +52,13 @@ def run(args: Sequence[str] | None = None) -> int:
         return run_file_command(argv)
     from i2i.cli import main as lightning_main  # Lightning: seconds of imports, so only here
 
-    # None: Lightning reads sys.argv itself (given args, it warns that they are for notebooks).
-    return lightning_main(None if args is None else argv)
+    try:
+        # None: Lightning reads sys.argv itself (given args, it warns that they are for notebooks).
+        return lightning_main(None if args is None else argv)
+    except SystemExit:
+        if argv[:1] and argv[0] in HELP_FLAGS:  # Lightning's help names only its own commands
+            print(file_commands_help())
+        raise
 
 
 def main(args: Sequence[str] | None = None) -> int:
