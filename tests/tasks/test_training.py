@@ -109,10 +109,16 @@ def _assert_same_training_state(a, b):
         torch.testing.assert_close(p, q, rtol=0, atol=1e-6, msg=f"D.{n} differs")
 
 
-def test_resume_continues_exactly(tmp_path):
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory: pytest.TempPathFactory) -> ImageTask:
+    """The tiny run's 6 iterations in one go: what every stopped-and-resumed run must equal."""
+    root = tmp_path_factory.mktemp("straight")
+    return run_cli("--model.init_args.max_iterations=6", tmp_path=root).model
+
+
+def test_resume_continues_exactly(straight, tmp_path):
     # 2N iterations in one go == N iterations, a checkpoint, then N more (N = 3: the lazy R1
     # phase with interval 2 is odd at the cut, so a wrong phase after resuming would show).
-    straight = run_cli("--model.init_args.max_iterations=6", tmp_path=tmp_path / "a").model
     run_cli("--model.init_args.max_iterations=3", tmp_path=tmp_path / "b")
     # last.ckpt is the end of the run (iteration 3), not the last validation (2) nor the best.
     last = tmp_path / "b" / "run" / "checkpoints" / "last.ckpt"
@@ -124,8 +130,7 @@ def test_resume_continues_exactly(tmp_path):
     _assert_same_training_state(straight, resumed)
 
 
-def test_sigterm_leaves_a_checkpoint_that_resumes_exactly(tmp_path):
-    straight = run_cli("--model.init_args.max_iterations=6", tmp_path=tmp_path / "a").model
+def test_sigterm_leaves_a_checkpoint_that_resumes_exactly(straight, tmp_path):
     cli = run_cli(
         "--model.init_args.max_iterations=6",
         "--trainer.callbacks+=tests.helpers.SignalAt",
