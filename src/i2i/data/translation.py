@@ -31,6 +31,7 @@ from torch.utils.data import Dataset
 from i2i.data import batch as B
 from i2i.data.batch import EDGES_CHANNELS
 from i2i.data.datasets import (
+    check_choice,
     check_resolution,
     find_split_folders,
     list_images,
@@ -38,6 +39,7 @@ from i2i.data.datasets import (
     split_image_folder,
 )
 from i2i.data.download import PIX2PIX_DATASETS, ensure_pix2pix
+from i2i.data.edge_maps import EDGE_POLARITIES, check_edge_maps
 from i2i.data.image_options import (
     FLIPS,
     ON_CORRUPT,
@@ -46,16 +48,8 @@ from i2i.data.image_options import (
     ImageOptions,
     take_images,
 )
-from i2i.data.paired import (
-    DIRECTIONS,
-    EDGE_POLARITIES,
-    CannyEdgesDataset,
-    SideBySideDataset,
-    TwoFolderDataset,
-    check_choice,
-    check_edge_maps,
-    match_pairs,
-)
+from i2i.data.paired import CannyEdgesDataset, SideBySideDataset, TwoFolderDataset
+from i2i.data.pairing import DIRECTIONS, match_pairs
 from i2i.data.stream import StreamDataModule
 from i2i.errors import DataError
 
