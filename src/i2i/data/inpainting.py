@@ -20,12 +20,9 @@ from i2i.data.attributes import (
     find_attributes_file,
     read_attributes,
 )
-from i2i.data.datasets import (
-    ImageFolderDataset,
-    check_choice,
-    check_resolution,
-    split_image_folder,
-)
+from i2i.data.crop import check_resolution
+from i2i.data.datasets import ImageFolderDataset, check_choice
+from i2i.data.folders import split_image_folder
 from i2i.data.image_options import CHOICES, ImageOptions, take_images
 from i2i.data.masks import (
     KNOWN_MASK_SETS,

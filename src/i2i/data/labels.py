@@ -26,18 +26,9 @@ import torch
 from PIL import Image, ImageOps
 
 from i2i.data import batch
-from i2i.data.datasets import (
-    CropPlan,
-    FileDataset,
-    apply_crop,
-    check_resolution,
-    image_to_tensor,
-    list_images,
-    note_small,
-    plan_crop,
-    read_from_disk,
-    scan_headers,
-)
+from i2i.data.crop import CropPlan, apply_crop, check_resolution, plan_crop
+from i2i.data.datasets import FileDataset, image_to_tensor, note_small, read_from_disk, scan_headers
+from i2i.data.folders import list_images
 from i2i.data.image_options import SMALL_IMAGES, ImageOptions, check_option
 from i2i.data.label_specs import (
     CITYSCAPES_SUFFIXES,

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 
-from i2i.data.datasets import walk_files
+from i2i.data.folders import walk_files
 from i2i.errors import DataError
 from i2i.resolution import as_hw
 

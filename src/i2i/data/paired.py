@@ -46,18 +46,14 @@ from PIL import Image
 
 from i2i.data import batch
 from i2i.data.batch import EDGES_CHANNELS
+from i2i.data.crop import CropPlan, apply_crop, check_resolution, plan_crop
 from i2i.data.datasets import (
-    CropPlan,
     FileDataset,
-    apply_crop,
     check_choice,
-    check_resolution,
     image_to_tensor,
-    list_images,
     load_image,
     load_skipping_corrupt,
     note_small,
-    plan_crop,
     scan_headers,
 )
 from i2i.data.edge_maps import (
@@ -66,6 +62,7 @@ from i2i.data.edge_maps import (
     canny_edges,
     condition_to_tensor,
 )
+from i2i.data.folders import list_images
 from i2i.data.image_options import RESAMPLES, SMALL_IMAGES, ImageOptions, check_option
 from i2i.data.pairing import (
     DIRECTIONS,

@@ -12,13 +12,9 @@ import torch
 from PIL import Image
 from torchvision.transforms import InterpolationMode
 
-from i2i.data.datasets import (
-    apply_crop,
-    check_choice,
-    image_to_tensor,
-    list_images,
-    plan_crop,
-)
+from i2i.data.crop import apply_crop, plan_crop
+from i2i.data.datasets import check_choice, image_to_tensor
+from i2i.data.folders import list_images
 from i2i.errors import DataError
 
 DIRECTIONS = ("AtoB", "BtoA")

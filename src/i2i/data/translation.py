@@ -30,16 +30,11 @@ from torch.utils.data import Dataset
 
 from i2i.data import batch as B
 from i2i.data.batch import EDGES_CHANNELS
-from i2i.data.datasets import (
-    check_choice,
-    check_resolution,
-    find_split_folders,
-    list_images,
-    split_files,
-    split_image_folder,
-)
+from i2i.data.crop import check_resolution
+from i2i.data.datasets import check_choice
 from i2i.data.download import PIX2PIX_DATASETS, ensure_pix2pix
 from i2i.data.edge_maps import EDGE_POLARITIES, check_edge_maps
+from i2i.data.folders import find_split_folders, list_images, split_files, split_image_folder
 from i2i.data.image_options import (
     FLIPS,
     ON_CORRUPT,

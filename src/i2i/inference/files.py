@@ -30,7 +30,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from i2i.data.datasets import list_images, load_image, walk_files
+from i2i.data.datasets import load_image
+from i2i.data.folders import list_images, walk_files
 from i2i.data.inpainting import MAX_MEAN_HOLE
 from i2i.data.labels import read_label_map
 from i2i.data.masks import MASK_EXTENSIONS, POLARITIES, load_known, random_known, rotation_hint
