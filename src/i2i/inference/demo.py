@@ -218,7 +218,7 @@ def make_translate(model: Any):
         from i2i.inference.run import condition_rgb, translate_image
 
         if model.kind == "labels":
-            from i2i.data.labels import read_label_map
+            from i2i.data.label_maps import read_label_map
 
             if not label_file:
                 raise gr.Error("Upload a label map: a single-channel PNG of class ids.")
