@@ -1,5 +1,6 @@
 """How the paired datasets pair and transform their files: an A|B side-by-side file split into
-(condition, photo) halves, two folders matched by name without extension, and one crop plan and
+(condition, photo) halves, two folders matched by name without extension (in any of the split
+layouts that :class:`i2i.data.translation.PairedDataModule` reads), and one crop plan and
 one flip applied to both halves so that condition and target stay pixel-aligned.
 """
 
@@ -14,7 +15,7 @@ from torchvision.transforms import InterpolationMode
 
 from i2i.data.crop import apply_crop, plan_crop
 from i2i.data.datasets import check_choice, image_to_tensor
-from i2i.data.folders import list_images
+from i2i.data.folders import find_split_folders, list_images, split_files
 from i2i.errors import DataError
 
 DIRECTIONS = ("AtoB", "BtoA")
@@ -146,3 +147,37 @@ def match_pairs(
             "missing partners or remove these files."
         )
     return [(cond[k], imgs[k]) for k in sorted(cond)]
+
+
+def _two_folder_pairs(
+    root: Path, cond: str, photo: str, val_fraction: float, seed: int, max_val: int | None
+) -> tuple[tuple[Path, Path, list], tuple[Path, Path, list]]:
+    """((cond_dir, photo_dir, pairs) for train, the same for val) from one of three layouts."""
+    cdir, pdir = root / cond, root / photo
+    csplit, psplit = find_split_folders(cdir), find_split_folders(pdir)
+    if csplit and psplit:  # root/A/train, root/A/val, root/B/train, root/B/val (pix2pix)
+        parts = [(c, p, match_pairs(c, p)) for c, p in zip(csplit, psplit, strict=True)]
+    elif (split := find_split_folders(root)) and all(
+        (s / d).is_dir() for s in split for d in (cond, photo)
+    ):  # root/train/A, root/train/B, root/val/A, root/val/B
+        parts = [(s / cond, s / photo, match_pairs(s / cond, s / photo)) for s in split]
+    elif cdir.is_dir() and pdir.is_dir():  # root/A, root/B: split the pairs by seed
+        pairs = dict(match_pairs(cdir, pdir))
+        train, val = split_files(
+            list(pairs),
+            val_fraction,
+            seed,
+            cdir,
+            "pair",
+            f"{cdir}/{{train,val}}/ and {pdir}/{{train,val}}/ folders",
+        )
+        parts = [(cdir, pdir, [(c, pairs[c]) for c in part]) for part in (train, val)]
+    else:
+        raise FileNotFoundError(
+            f"layout='two_folders' found no condition folder {cond!r} and photo folder {photo!r} "
+            f"under {root}. Accepted layouts: {root}/{cond}/ + {root}/{photo}/ (split by "
+            f"val_fraction), {root}/{cond}/{{train,val}}/ + {root}/{photo}/{{train,val}}/, or "
+            f"{root}/{{train,val}}/{cond}/ + .../{photo}/. Set a_subdir / b_subdir to your names."
+        )
+    (tc, tp, tpairs), (vc, vp, vpairs) = parts
+    return (tc, tp, tpairs), (vc, vp, vpairs[:max_val] if max_val is not None else vpairs)
