@@ -24,7 +24,7 @@ from benchmarks.common import (
     seconds,
     seconds_and_ceiling,
 )
-from i2i.data.masks import random_mask
+from i2i.data.mask_drawing import random_mask
 from i2i.networks import CoModDiscriminator, CoModGenerator
 from i2i.networks.layers import ModulatedConv2d
 from i2i.networks.ops import _ConvWeightGradContiguous, weight_grad_wants_contiguous

@@ -29,7 +29,7 @@ from lightning.pytorch.callbacks import Callback
 
 from benchmarks.common import FlopCount, print_table
 from benchmarks.training import run_fit, summarize
-from i2i.cli import configure_wandb_environment
+from i2i.lightning_command import configure_wandb_environment
 
 # Dense (no sparsity) bf16 tensor-core peaks in TFLOP/s from the vendors' data sheets, matched by
 # substring of torch.cuda.get_device_name() (first match wins: specific names first). V100 has no

@@ -24,7 +24,8 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from benchmarks.common import print_table
-from i2i.cli import I2ICLI, configure_wandb_environment
+from i2i.cli import I2ICLI
+from i2i.lightning_command import configure_wandb_environment
 from i2i.tasks import ImageTask
 
 PHASES = ("g_step", "d_step", "r1")

@@ -214,7 +214,7 @@ def test_a_gpu_config_on_a_cpu_machine_says_what_to_change(tmp_path, mode):
 def test_the_default_progress_bar_counts_iterations_even_with_rich_installed(tmp_path):
     # gradio pulls in rich, and Lightning then defaults to its Rich bar, which counts batches.
     from i2i.callbacks import IterationProgressBar
-    from i2i.cli import run_cli
+    from i2i.lightning_command import run_cli
 
     args = ["--model.init_args.max_iterations=1", "--trainer.enable_progress_bar=true"]
     cli = run_cli(fit_args(tmp_path, *args, "--trainer.logger=false"))
@@ -255,7 +255,8 @@ try:
     main(["inpaint", "--help"])
 except SystemExit:
     pass
-print([name for name in ("i2i.cli", "lightning.pytorch.cli") if name in sys.modules])
+loaded = ("i2i.cli", "i2i.lightning_command", "lightning.pytorch.cli")
+print([name for name in loaded if name in sys.modules])
 """
 
 

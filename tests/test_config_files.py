@@ -35,7 +35,7 @@ def _write(path: Path, config: dict) -> Path:
 
 def _print_config(*args: str) -> dict:
     """`i2i fit ARGS --print_config`, in this process, as parsed YAML."""
-    from i2i.cli import main
+    from i2i.lightning_command import main
 
     out = io.StringIO()
     with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as exit_info:
@@ -94,7 +94,7 @@ def test_a_missing_base_and_bases_that_name_each_other_are_named(tmp_path):
 
 
 def test_the_command_names_a_missing_base_in_one_line(tmp_path, capsys):
-    from i2i.cli import main
+    from i2i.lightning_command import main
 
     missing = _write(tmp_path / "missing.yaml", {"base": ["nowhere.yaml"], "seed_everything": 0})
     assert main(["fit", "--config", str(missing), "--print_config"]) == 1

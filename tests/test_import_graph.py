@@ -148,6 +148,7 @@ def test_the_package_has_no_import_cycle_beyond_the_allowed_ones():
     [
         "i2i.commands",
         "i2i.cli",
+        "i2i.lightning_command",
         "i2i.io",
         "i2i.errors",
         "i2i.inference.model",

@@ -2,7 +2,7 @@
 
 import pytest
 
-from i2i.data.datasets import check_resolution
+from i2i.data.crop import check_resolution
 from i2i.networks import CoModGenerator
 from i2i.resolution import as_hw, parse_resolution
 

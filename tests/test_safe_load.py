@@ -274,7 +274,7 @@ def _hostile_record(item: tuple[int, str]) -> dict:
 
 
 def test_atomic_writers_give_the_mode_a_plain_open_gives(tmp_path):
-    from i2i.data.paired import EdgeCache
+    from i2i.data.edge_maps import EdgeCache
     from i2i.io import atomic_write
 
     old = os.umask(0o027)

@@ -21,6 +21,8 @@ another run (a lock held until the process ends), a folder that holds another ru
 a folder that cannot be written, and stale temporaries of a killed save. Such problems end in a
 few lines that say what to do (`I2I_DEBUG=1` adds the traceback); the exit status is 0 on
 success, 1 on an error, 2 on a bad option, 130 / 143 after Ctrl-C / SIGTERM.
+
+This module holds the LightningCLI subclass; :mod:`i2i.lightning_command` runs it.
 """
 
 from __future__ import annotations
@@ -74,25 +76,16 @@ from i2i.checkpoint_checks import (
 )
 from i2i.config_files import resolve_config_arguments
 from i2i.config_keys import I2IArgumentParser
-from i2i.errors import RunError, UserError, find_user_error, report
+from i2i.errors import RunError, UserError, find_user_error
 from i2i.safe_load import (
     TRUST_FLAG,
     trust_checkpoints,
 )
-from i2i.tasks import ImageTask
 
 STARTED = time.time()
 # Errors whose message says everything: printed as one `i2i: error:` line, exit status 1.
 USER_ERRORS = (UserError, FileNotFoundError)
 WRITE_ERRNOS = (errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EROFS, errno.EDQUOT)
-
-
-def configure_wandb_environment() -> None:
-    """Never let W&B prompt or wait on the network: offline unless the user configured it."""
-    if not os.environ.get("WANDB_API_KEY") and not os.environ.get("WANDB_MODE"):
-        os.environ["WANDB_MODE"] = "offline"
-    os.environ.setdefault("WANDB_SILENT", "true")
-    os.environ.setdefault("WANDB_CONSOLE", "off")
 
 
 def _checkpoint_dir(default_root_dir: str | None) -> str:
@@ -523,22 +516,6 @@ class I2ICLI(LightningCLI):
         print("\n".join(lines), flush=True)
 
 
-def run_cli(args: list[str] | None = None, **kwargs) -> I2ICLI:
-    """The `i2i` command in-process (tests, notebooks): returns the CLI object, with `.model`,
-    `.trainer` and `.exit_code`; errors raise."""
-    configure_wandb_environment()
-    # Noise a user cannot act on: torch's LeafSpec notice, Lightning noting that G_ema is in eval
-    # mode (on purpose; Lightning keeps submodule modes), and jsonargparse deprecations raised
-    # inside Lightning's CLI.
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
-    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
-    os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
-    kwargs.setdefault("subclass_mode_model", True)
-    kwargs.setdefault("subclass_mode_data", True)
-    kwargs.setdefault("save_config_kwargs", {"overwrite": True})
-    return I2ICLI(ImageTask, L.LightningDataModule, args=args, **kwargs)
-
-
 def error_message(error: BaseException) -> str | None:
     """The one message for an error the user can act on, or None for a bug (a traceback)."""
     if find_user_error(error) is not None:
@@ -555,50 +532,3 @@ def error_message(error: BaseException) -> str | None:
             "networks' parameters unused): use --trainer.strategy=ddp_find_unused_parameters_true"
         )
     return None
-
-
-def _stop_loader_workers() -> None:
-    """DataLoader workers ignore SIGTERM (a stop is the main process's to make), so the exit
-    handler of multiprocessing, which terminates and then joins them, would wait forever for
-    the persistent workers that an error left running: end them first."""
-    import multiprocessing
-
-    for child in multiprocessing.active_children():
-        if child.daemon:
-            child.kill()
-            child.join(timeout=10)
-
-
-def _launched_rank() -> bool:
-    """A process that Lightning started for another device: the user's command is its parent."""
-    return int(os.environ.get("LOCAL_RANK") or 0) > 0
-
-
-def _rank_zero_reports(wait: float = 10.0) -> bool:
-    """On a launched rank: whether the user's process (rank 0) ended within `wait` seconds, as
-    it does after reporting the same error; otherwise this rank's error is its own."""
-    parent, deadline = os.getppid(), time.time() + wait
-    while time.time() < deadline:
-        if os.getppid() != parent:
-            return True
-        time.sleep(0.2)
-    return False
-
-
-def main(args: list[str] | None = None) -> int:
-    """Lightning's subcommands (fit, validate, test, predict) as `i2i.commands.main`, the console
-    script, runs them: the exit status (0 success, 1 error, 2 bad option, 128 + signal after a
-    graceful stop). Errors that explain themselves print one message, no traceback
-    (I2I_DEBUG=1 prints it too)."""
-    try:
-        return run_cli(args).exit_code
-    except Exception as e:
-        message = error_message(e)
-        if message is None and find_user_error(e) is None:
-            raise
-        # Every rank meets the same bad data or setting: the user's process says it once.
-        if _launched_rank() and _rank_zero_reports():
-            return 1
-        return report(e, message)
-    finally:
-        _stop_loader_workers()

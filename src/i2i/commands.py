@@ -50,7 +50,8 @@ def run(args: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if args is None else args)
     if argv[:1] and argv[0] in FILE_COMMANDS:
         return run_file_command(argv)
-    from i2i.cli import main as lightning_main  # Lightning: seconds of imports, so only here
+    # Lightning: seconds of imports, so only here
+    from i2i.lightning_command import main as lightning_main
 
     try:
         # None: Lightning reads sys.argv itself (given args, it warns that they are for notebooks).

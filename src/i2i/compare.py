@@ -193,7 +193,7 @@ def run_system(
 ) -> dict:
     """Train one demo config for `kimg` thousand images or `minutes` of training batches,
     whichever comes first, and validate it."""
-    from i2i.cli import run_cli
+    from i2i.lightning_command import run_cli
 
     clock_args = [] if minutes is None else [f"--trainer.callbacks.budget_minutes={minutes}"]
 

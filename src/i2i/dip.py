@@ -209,7 +209,7 @@ def _write(path: Path, rgb: np.ndarray, mask: torch.Tensor, raw: torch.Tensor) -
 
 def _pairs(image: Path, mask: Path, out: Path) -> list[tuple[Path, Path, Path]]:
     """(image, mask, output) triples: one file, or folders matched by file stem."""
-    from i2i.data.datasets import list_images
+    from i2i.data.folders import list_images
 
     if image.is_file():
         if not mask.is_file():

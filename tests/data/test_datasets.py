@@ -16,16 +16,9 @@ from PIL import Image
 
 from i2i.data import batch
 from i2i.data.batch import validate_sample
-from i2i.data.datasets import (
-    IMAGE_EXTENSIONS,
-    FileDataset,
-    ImageFolderDataset,
-    check_resolution,
-    find_split_folders,
-    list_images,
-    load_image,
-    split_files,
-)
+from i2i.data.crop import check_resolution
+from i2i.data.datasets import FileDataset, ImageFolderDataset, load_image
+from i2i.data.folders import IMAGE_EXTENSIONS, find_split_folders, list_images, split_files
 from i2i.data.image_options import ImageOptions
 from i2i.errors import CorruptImageError
 

@@ -13,6 +13,13 @@ from PIL import Image
 from i2i.data import batch
 from i2i.data.batch import validate_sample
 from i2i.data.image_options import ImageOptions
+from i2i.data.label_maps import (
+    colorize,
+    decode_ade20k_full_seg,
+    instance_edges,
+    read_label_map,
+    wandb_class_labels,
+)
 from i2i.data.labels import (
     CITYSCAPES_SUFFIXES,
     ADE20KDataset,
@@ -22,13 +29,8 @@ from i2i.data.labels import (
     ade20k_spec,
     cityscapes_spec,
     coco_stuff_spec,
-    colorize,
-    decode_ade20k_full_seg,
     generic_spec,
     get_spec,
-    instance_edges,
-    read_label_map,
-    wandb_class_labels,
 )
 from tests.conftest import shared_data
 

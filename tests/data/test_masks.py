@@ -10,17 +10,14 @@ import pytest
 import torch
 from PIL import Image
 
+from i2i.data.mask_drawing import random_mask, rectangle_mask, rectangle_sides
+from i2i.data.mask_sets import KNOWN_MASK_SETS, judge_hole_ratios
 from i2i.data.masks import (
-    KNOWN_MASK_SETS,
     MaskFolder,
     RandomMaskGenerator,
     RectangleMaskGenerator,
-    judge_hole_ratios,
     load_mask,
     mask_hole_ratio,
-    random_mask,
-    rectangle_mask,
-    rectangle_sides,
 )
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"

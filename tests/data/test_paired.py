@@ -14,17 +14,10 @@ from PIL import Image, ImageDraw
 
 from i2i.data import batch
 from i2i.data.batch import validate_sample
+from i2i.data.edge_maps import canny_edges, check_edge_maps, edge_ink, edges_to_tensor
 from i2i.data.image_options import ImageOptions
-from i2i.data.paired import (
-    CannyEdgesDataset,
-    SideBySideDataset,
-    TwoFolderDataset,
-    canny_edges,
-    check_edge_maps,
-    edge_ink,
-    edges_to_tensor,
-    match_pairs,
-)
+from i2i.data.paired import CannyEdgesDataset, SideBySideDataset, TwoFolderDataset
+from i2i.data.pairing import match_pairs
 from tests.conftest import shared_data
 
 # Tiny tensors: on a busy 2-core machine, more threads than free cores mostly wait.

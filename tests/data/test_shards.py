@@ -17,15 +17,10 @@ from i2i.config_files import load_config
 from i2i.data import batch as B
 from i2i.data.inpainting import InpaintingDataModule
 from i2i.data.label_datamodules import LabelFolderDataModule
+from i2i.data.shard_files import MANIFEST
 from i2i.data.shard_optimize import load_datamodule, optimize_shards
 from i2i.data.shard_order import ShardStream, epoch_order, layout_sample
-from i2i.data.shards import (
-    FILES,
-    MANIFEST,
-    ShardDataModule,
-    dataset_settings,
-    instantiate_datamodule,
-)
+from i2i.data.shards import FILES, ShardDataModule, dataset_settings, instantiate_datamodule
 from i2i.data.stream import ignore_stop_signals
 from i2i.data.translation import PairedDataModule
 from i2i.errors import ShardMismatchError

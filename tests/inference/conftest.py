@@ -56,7 +56,7 @@ def fitted_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run folder of `i2i fit` on tests/configs/tiny.yaml, 2 iterations, run in-process (a
     subprocess would pay the imports again): its checkpoints/last.ckpt is a real checkpoint of
     the inpainting task, with the model config the CLI records."""
-    from i2i.cli import run_cli
+    from i2i.lightning_command import run_cli
 
     root = tmp_path_factory.mktemp("fit") / "run"
     threads = torch.get_num_threads()

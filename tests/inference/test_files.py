@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from i2i.data.masks import load_mask, random_mask
+from i2i.data.mask_drawing import random_mask
+from i2i.data.masks import load_mask
 from i2i.inference.model import load_model
 from i2i.inference.run import inpaint_image, translate_image
 from i2i.seeding import numpy_rng

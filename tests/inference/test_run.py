@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from i2i.data.paired import canny_edges
+from i2i.data.edge_maps import canny_edges
 from i2i.images import to_uint8
 from i2i.inference.model import load_model
 from i2i.inference.run import (

@@ -11,7 +11,7 @@ import torch
 import torchvision
 from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
 
-from i2i.cli import run_cli
+from i2i.lightning_command import run_cli
 from i2i.metrics.image import LPIPS_FILE
 from tests.clirun import i2i, output
 

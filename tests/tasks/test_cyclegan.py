@@ -12,9 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
-from i2i.cli import I2ICLI, run_cli
+from i2i.cli import I2ICLI
 from i2i.data import batch as B
 from i2i.data.unpaired import UnpairedDataModule
+from i2i.lightning_command import run_cli
 from i2i.metrics import frechet_distance
 from i2i.metrics.protocols import UnpairedProtocol
 from i2i.networks import PatchDiscriminator, ResnetGenerator

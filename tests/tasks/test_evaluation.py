@@ -13,9 +13,9 @@ import pytest
 import torch
 from torch.utils.data import default_collate
 
-from i2i.cli import run_cli
 from i2i.data import batch as B
 from i2i.data.masks import RandomMaskGenerator, mask_hole_ratio
+from i2i.lightning_command import run_cli
 from i2i.metrics import InceptionDiscriminativeScore, frechet_distance
 from i2i.metrics.protocols.inpainting import BUCKETS, bucket_index, bucket_name
 from i2i.metrics.structure import ssim_in_region

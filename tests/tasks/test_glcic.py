@@ -13,9 +13,9 @@ import torch
 from torch.utils.data import default_collate
 
 from i2i.blending import poisson_blend, poisson_blend_image
-from i2i.cli import run_cli
 from i2i.data import batch as B
 from i2i.data.inpainting import InpaintingDataModule
+from i2i.lightning_command import run_cli
 from i2i.networks import CompletionNetwork, ContextDiscriminator
 from i2i.networks.glcic import crop_boxes, hole_centred_boxes
 from i2i.tasks import GLCICTask

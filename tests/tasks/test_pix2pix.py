@@ -13,11 +13,11 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 from PIL import Image
 
-from i2i.cli import run_cli
 from i2i.data import batch as B
 from i2i.data.datasets import image_to_tensor
 from i2i.data.synthetic import ShapesDataModule
 from i2i.data.translation import Edges2ShoesDataModule, FacadesDataModule
+from i2i.lightning_command import run_cli
 from i2i.networks import PatchDiscriminator, UNetGenerator
 from i2i.tasks import Pix2PixLabelsTask, Pix2PixTask
 from i2i.tasks.pix2pix import EVAL_NORMS, check_pix2pix_networks

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from i2i.cli import run_cli as main  # in-process: returns the CLI object, errors raise
 from i2i.data.inpainting import InpaintingDataModule
+
+# in-process: returns the CLI object, errors raise
+from i2i.lightning_command import run_cli as main
 from tests.conftest import shared_data
 from tests.tasks.test_training import TINY
 

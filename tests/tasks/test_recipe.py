@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from i2i.cli import run_cli
 from i2i.data.inpainting import InpaintingDataModule
+from i2i.lightning_command import run_cli
 from i2i.losses import r1_penalty
 from i2i.networks import CoModDiscriminator, CoModGenerator
 from i2i.tasks import EdgesToPhotoTask, InpaintingTask, LabelsToPhotoTask

@@ -20,11 +20,12 @@ from lightning.pytorch.plugins import DoublePrecision
 from lightning.pytorch.plugins.io import AsyncCheckpointIO, TorchCheckpointIO
 
 from i2i.callbacks import AtomicCheckpointIO
-from i2i.cli import I2ICLI, main
-from i2i.cli import run_cli as run_i2i
+from i2i.cli import I2ICLI
 from i2i.config_files import load_config
 from i2i.errors import CheckpointWriteError
 from i2i.io import umask
+from i2i.lightning_command import main
+from i2i.lightning_command import run_cli as run_i2i
 from i2i.networks import CoModDiscriminator, CoModGenerator
 from i2i.tasks import CoModGANTask, ImageTask
 from tests import clirun

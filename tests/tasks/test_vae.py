@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from i2i.cli import run_cli
 from i2i.data.inpainting import InpaintingDataModule
+from i2i.lightning_command import run_cli
 from i2i.losses import PerceptualLoss, kl_to_standard_normal
 from i2i.networks.vae import ConvVAE
 from i2i.tasks.vae import VAEInpaintingTask

@@ -5,7 +5,7 @@ cover-resize or not, a crop at the centre (validation, or `train_crop="center"`)
 PIL's bicubic or the official tool's bilinear filter, and an image under the resolution refused,
 upscaled or, for :class:`ImageFolderDataset`, padded with black (-1 in [-1, 1]; TF pads uint8
 images with 0) around its centre, as TF's ``resize_with_crop_or_pad``.
-The crop is planned separately from the pixels (:func:`plan_crop` / :func:`apply_crop`) so that
+The crop is planned separately from the pixels (:mod:`i2i.data.crop`) so that
 paired data (a photo and its label map) can share one geometry with different interpolations.
 
 Randomness (crop offsets, flips) comes from the global torch RNG, which Lightning's
@@ -15,36 +15,29 @@ Randomness (crop offsets, flips) comes from the global torch RNG, which Lightnin
 from __future__ import annotations
 
 import logging
-import math
-import os
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset
-from torchvision.transforms import InterpolationMode
 
 from i2i.data import batch
+from i2i.data.crop import _floor_pow2, apply_crop, check_resolution, plan_crop
+from i2i.data.folders import (
+    list_images,
+)
 from i2i.data.image_options import (
-    FOLDER_SMALL_IMAGES,
-    RESAMPLES,
-    RESIZES,
     ImageOptions,
-    check_option,
 )
 from i2i.data.scan import Findings, header_size, parallel_map
 from i2i.errors import CorruptImageError, DataError
-from i2i.resolution import parse_resolution
 
 log = logging.getLogger(__name__)
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
-VAL_DIR_NAMES = ("val", "valid", "validation", "test")
 
 
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -61,172 +54,6 @@ def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     """
     if value not in choices:
         raise DataError(f"{name} must be one of {choices}, got {value!r}")
-
-
-# --------------------------------------------------------------------------------------------
-# Files and splits
-
-
-def walk_files(root: str | Path, extensions: Sequence[str]) -> list[Path]:
-    """Files under `root` at any depth whose extension (any case) is in `extensions`, sorted.
-
-    Hidden files and folders (names starting with '.', e.g. macOS '._x.jpg' resource forks)
-    are skipped; symlinked folders are not entered. A sub-folder that cannot be read (no
-    permission, I/O error) is skipped with a warning naming it, never silently.
-
-    Args:
-        root: the folder to walk.
-        extensions: lower-case extensions with their dot, e.g. (".png", ".jpg").
-
-    Raises:
-        OSError: `root` itself cannot be read.
-    """
-    root = Path(root)
-
-    def unreadable(err: OSError) -> None:
-        if Path(err.filename or "") == root:
-            raise err  # the folder itself: the caller's error says what to do
-        msg = (
-            f"Cannot read folder {err.filename} ({err.strerror or err}); its files are left out. "
-            "Fix its permissions (e.g. chmod -R a+rX) or move it out of the dataset folder."
-        )
-        warnings.warn(msg, stacklevel=4)
-        log.warning(msg)
-
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        for name in filenames:
-            if not name.startswith(".") and os.path.splitext(name)[1].lower() in extensions:
-                path = Path(dirpath, name)
-                if path.is_file():
-                    found.append(path)
-    return sorted(found)
-
-
-def list_images(root: str | Path) -> list[Path]:
-    """All images under `root` at any depth, sorted; extensions are matched case-insensitively.
-
-    Hidden files and folders (names starting with '.', e.g. macOS '._x.jpg' resource forks,
-    which are not images) are ignored; an unreadable sub-folder is skipped with a warning.
-
-    Args:
-        root: the folder to list.
-
-    Raises:
-        FileNotFoundError: the folder does not exist or holds no image.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(
-            f"Image folder {root} does not exist; place your images (jpg/png/webp) under {root}, "
-            "any sub-folder depth"
-        )
-    files = walk_files(root, IMAGE_EXTENSIONS)
-    if not files:
-        raise FileNotFoundError(
-            f"Image folder {root} has no images; accepted extensions (any case, any sub-folder "
-            f"depth): {', '.join(IMAGE_EXTENSIONS)}"
-        )
-    return files
-
-
-def split_files(
-    files: Sequence[Path],
-    val_fraction: float = 0.05,
-    seed: int = 0,
-    where: str | Path = "the dataset folder",
-    item: str = "image",
-    separate: str = "",
-) -> tuple[list[Path], list[Path]]:
-    """Split `files` into (train, val) by a seeded permutation; each part keeps sorted order.
-
-    The input is sorted first, so the split depends only on the set of files and the seed.
-    With val_fraction > 0 and at least 2 files, both parts are non-empty; otherwise ValueError
-    naming `where` (the folder), the count of `item`s and how to give a separate validation
-    set (`separate`; default: train/ and val/ sub-folders of `where`).
-
-    Args:
-        files: the files to split.
-        val_fraction: the share held out for validation, in [0, 1); rounded, at least one
-            file and at most all but one.
-        seed: seeds the permutation.
-        where: the folder the files come from, named in errors.
-        item: what a file is ("image", "pair"), named in errors.
-        separate: how to give a separate validation set, for the error; "" for train/ and val/
-            sub-folders of `where`.
-
-    Returns:
-        (train files, validation files), each sorted.
-
-    Raises:
-        DataError: val_fraction outside [0, 1), fewer than two files, or val_fraction 0.
-    """
-    if not 0.0 <= val_fraction < 1.0:
-        raise DataError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    files = sorted(Path(f) for f in files)
-    n = len(files)
-    if n < 2 or val_fraction == 0:
-        separate = separate or f"a val/ folder ({where}/train/ and {where}/val/)"
-        if n >= 2:
-            why = f"val_fraction={val_fraction} holds out none of them. Set val_fraction > 0"
-        else:
-            why = f"validation needs at least two (one held out, one to train on). Add {item}s"
-        raise DataError(
-            f"{where} has {n} {item}(s) and no separate validation set: {why}, or give {separate}."
-        )
-    n_val = round(n * val_fraction)
-    if val_fraction > 0 and n >= 2:
-        n_val = min(max(n_val, 1), n - 1)
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
-    val_idx = set(perm[:n_val])
-    train = [f for i, f in enumerate(files) if i not in val_idx]
-    val = [f for i, f in enumerate(files) if i in val_idx]
-    return train, val
-
-
-def split_image_folder(
-    root: str | Path, val_fraction: float, seed: int, max_val: int | None = None
-) -> tuple[list[Path], list[Path]]:
-    """The project's one train / val split of an image folder: `train/` + `val/` sub-folders
-    (see `find_split_folders`) when present, otherwise a seeded split of every image under
-    `root` (`split_files`).
-
-    Args:
-        root: the image folder.
-        val_fraction: the share held out when there are no split folders.
-        seed: seeds that split.
-        max_val: at most this many validation files (the first ones); None: all.
-
-    Returns:
-        (train files, validation files).
-    """
-    root = Path(root)
-    folders = find_split_folders(root)
-    if folders is not None:
-        train, val = list_images(folders[0]), list_images(folders[1])
-    else:
-        train, val = split_files(list_images(root), val_fraction, seed, root)
-    return train, val[:max_val] if max_val is not None else val
-
-
-def find_split_folders(root: str | Path) -> tuple[Path, Path] | None:
-    """(root/train, root/<val>) when both exist, <val> being val, valid, validation or test
-    (first match, names compared case-insensitively); otherwise None.
-
-    Args:
-        root: the dataset folder; None is returned when it is not a folder.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        return None
-    dirs = {p.name.lower(): p for p in sorted(root.iterdir()) if p.is_dir()}
-    if "train" not in dirs:
-        return None
-    for name in VAL_DIR_NAMES:
-        if name in dirs:
-            return dirs["train"], dirs[name]
-    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -310,133 +137,6 @@ def image_to_tensor(img: Image.Image) -> torch.Tensor:
     """
     x = TF.pil_to_tensor(img)
     return x.to(torch.float32).div_(127.5).sub_(1.0)
-
-
-# --------------------------------------------------------------------------------------------
-# Geometry
-
-
-# The project's one resolution parser (for networks and data alike).
-check_resolution = parse_resolution
-
-
-class CropPlan(NamedTuple):
-    """Resize the whole image to `resized` (H, W), then crop (top, left, height, width)."""
-
-    resized: tuple[int, int]
-    top: int
-    left: int
-    height: int
-    width: int
-
-
-def plan_crop(
-    size: tuple[int, int],
-    resolution: int | Sequence[int],
-    random_crop: bool,
-    small_images: str = "error",
-    source: str | Path = "image",
-    resize: str = "cover",
-    multiple_of: int | None = None,  # sides: None = powers of two; else multiples of this
-) -> CropPlan:
-    """Plan the resize and crop of an image of `size` (H, W) to `resolution`.
-
-    resize="cover" resizes the image so that it just covers the resolution; "none" keeps its
-    size. An image smaller than the resolution raises ValueError with small_images="error", is
-    cover-resized with "upscale", or with "pad" keeps its size and the plan's top/left are
-    negative along the short sides: the crop reaches outside the image, centred as in TF's
-    ``resize_with_crop_or_pad``, and a PIL crop fills the outside with black.
-    `random_crop` draws the offset from the global torch RNG; otherwise the crop is centred.
-
-    Args:
-        size: the image's (H, W).
-        resolution: the output size: an int (square) or (H, W).
-        random_crop: draw the offset at random; False: centre it.
-        small_images: "error", "upscale" or "pad" (see above).
-        source: the image, named in errors.
-        resize: "cover" or "none" (see above).
-        multiple_of: the resolution's sides must be multiples of this; None: powers of two.
-
-    Returns:
-        The plan for `apply_crop`.
-
-    Raises:
-        DataError: an image under the resolution with small_images="error", or an unknown
-            small_images or resize.
-    """
-    th, tw = check_resolution(resolution, multiple_of)
-    h, w = size
-    check_option("small_images", small_images, FOLDER_SMALL_IMAGES)
-    check_option("resize", resize, RESIZES)
-    small = h < th or w < tw
-    if small and small_images == "error":
-        raise DataError(
-            f"Image {source} is {h}x{w} (HxW), smaller than the resolution {th}x{tw}. Use a lower "
-            f"resolution (this image fits {_floor_pow2(min(h, w))}) or set "
-            "images.small_images='upscale' to enlarge small images (they will look blurry)."
-        )
-    if (resize == "none" and not small) or (small and small_images == "pad"):
-        top = _offset(h, th, random_crop)
-        left = _offset(w, tw, random_crop)
-        return CropPlan((h, w), top, left, th, tw)
-    scale = max(th / h, tw / w)
-    # ceil with a guard against float error so both sides always cover the target
-    rh, rw = max(th, math.ceil(h * scale - 1e-6)), max(tw, math.ceil(w * scale - 1e-6))
-    if random_crop:
-        top = int(torch.randint(rh - th + 1, ()).item())
-        left = int(torch.randint(rw - tw + 1, ()).item())
-    else:
-        top, left = (rh - th) // 2, (rw - tw) // 2
-    return CropPlan((rh, rw), top, left, th, tw)
-
-
-def _offset(have: int, want: int, random_crop: bool) -> int:
-    if have < want:  # pad: centred, the extra pixel of an odd difference at the end (as TF)
-        return -((want - have) // 2)
-    if random_crop:
-        return int(torch.randint(have - want + 1, ()).item())
-    return (have - want) // 2
-
-
-def _floor_pow2(v: int) -> int:
-    return 1 << (max(v, 4).bit_length() - 1)
-
-
-def apply_crop(
-    img: Image.Image | torch.Tensor,
-    plan: CropPlan,
-    interpolation: InterpolationMode = InterpolationMode.BICUBIC,
-    resample: str = "bicubic_antialias",
-) -> Image.Image | torch.Tensor:
-    """Apply a CropPlan. A crop reaching outside a PIL image fills it with black.
-
-    Args:
-        img: a PIL image, or a tensor (..., H, W).
-        plan: from `plan_crop`.
-        interpolation: the resize filter; NEAREST for label maps (no antialiasing then).
-        resample: "bicubic_antialias" follows `interpolation`; "pil_bilinear" resizes a PIL
-            image with PIL's bilinear filter instead (the official dataset tool's choice).
-
-    Returns:
-        The same type as `img`, of the plan's (height, width).
-
-    Raises:
-        DataError: an unknown resample.
-    """
-    check_option("resample", resample, RESAMPLES)
-    size = TF.get_size(img)  # [H, W] for PIL images and tensors alike
-    if tuple(size) != plan.resized:
-        if resample == "pil_bilinear" and isinstance(img, Image.Image):
-            img = img.resize((plan.resized[1], plan.resized[0]), Image.Resampling.BILINEAR)
-        else:
-            antialias = interpolation != InterpolationMode.NEAREST
-            img = TF.resize(
-                img, list(plan.resized), interpolation=interpolation, antialias=antialias
-            )
-    if isinstance(img, Image.Image):  # PIL fills outside the image with 0: black for RGB
-        t, left = plan.top, plan.left
-        return img.crop((left, t, left + plan.width, t + plan.height))
-    return TF.crop(img, plan.top, plan.left, plan.height, plan.width)
 
 
 # --------------------------------------------------------------------------------------------

@@ -20,22 +20,12 @@ from i2i.data.attributes import (
     find_attributes_file,
     read_attributes,
 )
-from i2i.data.datasets import (
-    ImageFolderDataset,
-    check_choice,
-    check_resolution,
-    split_image_folder,
-)
+from i2i.data.crop import check_resolution
+from i2i.data.datasets import ImageFolderDataset, check_choice
+from i2i.data.folders import split_image_folder
 from i2i.data.image_options import CHOICES, ImageOptions, take_images
-from i2i.data.masks import (
-    KNOWN_MASK_SETS,
-    POLARITIES,
-    MaskFolder,
-    RandomMaskGenerator,
-    RectangleMaskGenerator,
-    judge_hole_ratios,
-    mask_hole_ratio,
-)
+from i2i.data.mask_sets import KNOWN_MASK_SETS, POLARITIES, judge_hole_ratios
+from i2i.data.masks import MaskFolder, RandomMaskGenerator, RectangleMaskGenerator, mask_hole_ratio
 from i2i.data.stream import MaskSource, StreamDataModule
 from i2i.errors import DataError
 

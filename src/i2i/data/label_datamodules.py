@@ -17,7 +17,8 @@ from pathlib import Path
 from torch.utils.data import Dataset, Subset
 
 from i2i.data import batch as B
-from i2i.data.datasets import check_resolution, split_files
+from i2i.data.crop import check_resolution
+from i2i.data.folders import split_files
 from i2i.data.image_options import FLIPS, SMALL_IMAGES, ImageOptions, take_images
 from i2i.data.label_specs import LABEL_DATASETS, LabelDatasetRow
 from i2i.data.labels import (

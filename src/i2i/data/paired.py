@@ -36,223 +36,45 @@ resize and the Canny settings (and kornia's version): changing any of them recom
 
 from __future__ import annotations
 
-import hashlib
-import logging
-import math
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import kornia
-import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
 from PIL import Image
-from torch.utils.data import Dataset
-from torchvision.transforms import InterpolationMode
 
 from i2i.data import batch
 from i2i.data.batch import EDGES_CHANNELS
+from i2i.data.crop import CropPlan, apply_crop, check_resolution, plan_crop
 from i2i.data.datasets import (
-    CropPlan,
     FileDataset,
-    apply_crop,
-    check_resolution,
+    check_choice,
     image_to_tensor,
-    list_images,
     load_image,
     load_skipping_corrupt,
     note_small,
-    plan_crop,
     scan_headers,
 )
+from i2i.data.edge_maps import (
+    EDGE_POLARITIES,
+    EdgeCache,
+    canny_edges,
+    condition_to_tensor,
+)
+from i2i.data.folders import list_images
 from i2i.data.image_options import RESAMPLES, SMALL_IMAGES, ImageOptions, check_option
+from i2i.data.pairing import (
+    DIRECTIONS,
+    match_pairs,
+    split_side_by_side,
+    transform_pair,
+)
 from i2i.data.scan import Findings
 from i2i.errors import DataError
-from i2i.io import atomic_write
 
-log = logging.getLogger(__name__)
-
-DIRECTIONS = ("AtoB", "BtoA")
-EDGE_POLARITIES = ("black_on_white", "white_on_black")
 # Two files of a pair may differ in size (e.g. edges stored at half size) but not in shape.
 _ASPECT_TOLERANCE = 0.02
-# An edge map is sparse lines: pix2pix edges are 1-6 % ink, Canny at 0.1/0.2 about 5-10 %.
-MAX_EDGE_INK = 0.5  # above: almost surely inverted polarity (or a photo as the condition)
-WARN_EDGE_INK = 0.15  # above: dense for an edge map; the condition may be the photo half
-
-
-def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    """Check an argument against its allowed values.
-
-    Args:
-        name: the argument's name, for the message.
-        value: its value.
-        choices: the allowed values.
-
-    Raises:
-        DataError: (a ValueError) the value is not one of the choices.
-    """
-    if value not in choices:
-        raise DataError(f"{name} must be one of {choices}, got {value!r}")
-
-
-def edges_to_tensor(img: Image.Image, polarity: str = "black_on_white") -> torch.Tensor:
-    """An edge image (any mode) -> (1, H, W) float32 in [-1, 1], +1 on the lines.
-
-    Args:
-        img: the edge image, read as grey.
-        polarity: "black_on_white" (pix2pix) or "white_on_black": how the lines are drawn.
-
-    Raises:
-        DataError: an unknown polarity.
-    """
-    check_choice("edge_polarity", polarity, EDGE_POLARITIES)
-    grey = np.asarray(img.convert("L"), dtype=np.float32)
-    # grey / 127.5 - 1 maps white to +1; black_on_white lines must become +1, hence the sign.
-    sign = -1.0 if polarity == "black_on_white" else 1.0
-    return torch.from_numpy(sign * (grey * (1.0 / 127.5) - 1.0))[None]
-
-
-def condition_to_tensor(
-    img: Image.Image, polarity: str = "black_on_white", channels: int = 1
-) -> torch.Tensor:
-    """The condition image -> "edges": (1, H, W) via :func:`edges_to_tensor` (+1 on the lines),
-    or with channels=3 the RGB image as it is, (3, H, W) in [-1, 1].
-
-    Args:
-        img: the condition image.
-        polarity: the lines' drawing, for channels=1 (see `edges_to_tensor`).
-        channels: 1 or 3.
-
-    Raises:
-        DataError: another channel count, or an unknown polarity.
-    """
-    if channels not in EDGES_CHANNELS:
-        raise DataError(f"edges_channels must be one of {EDGES_CHANNELS}, got {channels!r}")
-    if channels == 3:
-        return image_to_tensor(img.convert("RGB"))
-    return edges_to_tensor(img, polarity)
-
-
-def split_side_by_side(
-    img: Image.Image, direction: str, source: str | Path = "image"
-) -> tuple[Image.Image, Image.Image]:
-    """(condition, photo) halves of an A|B file.
-
-    Args:
-        img: the pair, exactly twice as wide as high.
-        direction: "AtoB": A (left) is the condition; "BtoA": B (right) is.
-        source: the file, named in errors.
-
-    Raises:
-        DataError: an unknown direction, or an image that is not twice as wide as high.
-    """
-    check_choice("direction", direction, DIRECTIONS)
-    w, h = img.size
-    if w != 2 * h:
-        raise DataError(
-            f"{source} is {w}x{h} (WxH) but a side-by-side pair must be exactly twice as wide as "
-            f"high (two square halves, e.g. 512x256). Use layout='two_folders' for separate "
-            "condition and photo files, or remove this file."
-        )
-    left, right = img.crop((0, 0, h, h)), img.crop((h, 0, w, h))
-    return (left, right) if direction == "AtoB" else (right, left)
-
-
-def transform_pair(
-    photo: Image.Image,
-    edges: torch.Tensor,
-    resolution: tuple[int, int],
-    train: bool,
-    hflip: bool,
-    small_images: str = "error",
-    source: str | Path = "image",
-    resample: str = "bicubic_antialias",
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Crop/resize `photo` (`resample`: bicubic or PIL bilinear) and `edges` (C, h, w)
-    (bilinear, antialiased) with ONE plan and one flip.
-
-    `edges` may have a different size than `photo` when its aspect ratio is the same: it is
-    resized straight to the photo's planned size, so the pixels still line up.
-
-    Args:
-        photo: the RGB photo.
-        edges: (C, h, w) in [-1, 1].
-        resolution: the output (H, W).
-        train: random crop and optional flip; False: centre crop.
-        hflip: flip both at random (one draw), only when `train`.
-        small_images: a photo under the resolution: "error" or "upscale".
-        source: the photo's file, named in errors.
-        resample: the photo's filter: "bicubic_antialias" or "pil_bilinear".
-
-    Returns:
-        (image (3, H, W) in [-1, 1], edges (C, H, W) in [-1, 1]).
-    """
-    plan = plan_crop((photo.height, photo.width), resolution, train, small_images, source)
-    image = image_to_tensor(apply_crop(photo, plan, resample=resample))
-    e = apply_crop(edges, plan, InterpolationMode.BILINEAR).clamp_(-1.0, 1.0)
-    # Draw once, apply to both: independent draws would mirror only one half of the pair.
-    if train and hflip and torch.rand(()).item() < 0.5:
-        image, e = image.flip(-1), e.flip(-1)
-    return image, e
-
-
-def edge_ink(edges: torch.Tensor, polarity: str = "white_on_black") -> float:
-    """The share of 'ink' of an edge map in [-1, 1], unchanged by resizing: the mean of its
-    lines mapped to [0, 1].
-
-    Args:
-        edges: (1, H, W) from the datasets, white on black (+1 = line); or (3, H, W), a
-            condition as in its file.
-        polarity: how a 3-channel condition is drawn ("black_on_white" inverts the mean).
-
-    Returns:
-        The share in [0, 1].
-    """
-    grey = edges.mean(0) if edges.shape[0] == 3 else edges
-    ink = grey.add(1.0).mul(0.5).mean()
-    if edges.shape[0] == 3 and polarity == "black_on_white":
-        ink = 1.0 - ink
-    return float(ink)
-
-
-def check_edge_maps(dataset: Dataset, num: int = 8, hint: str = "") -> None:
-    """Sanity-check the condition maps of the first `num` samples of `dataset`.
-
-    Average ink > 50 % raises ValueError (inverted polarity, or a photo taken as the condition);
-    > 15 % warns (dense for an edge map: check the direction).
-
-    Args:
-        dataset: a dataset whose samples have "edges" (and optionally an `edge_polarity`).
-        num: how many samples to check.
-        hint: added to the message (which dataset, which folder).
-
-    Raises:
-        DataError: (a ValueError) more than half of the maps is ink.
-    """
-    n = min(num, len(dataset))
-    if n == 0:
-        return
-    drawn = getattr(dataset, "edge_polarity", "black_on_white")
-    ink = float(np.mean([edge_ink(dataset[i][batch.EDGES], drawn) for i in range(n)]))
-    where = f" ({hint})" if hint else ""
-    if ink > MAX_EDGE_INK:
-        raise DataError(
-            f"The edge maps of the first {n} samples{where} are {ink:.0%} edge on average, but "
-            "edge maps are sparse lines: the polarity is probably inverted. If your edges are "
-            "white lines on black set edge_polarity='white_on_black' (black lines on white, as "
-            "in pix2pix, is 'black_on_white'); also check direction (AtoB = left/A is the edges)."
-        )
-    if ink > WARN_EDGE_INK:
-        msg = (
-            f"The edge maps of the first {n} samples{where} are {ink:.0%} edge on average, dense "
-            "for an edge map (pix2pix edges: 1-6 %): the condition may be the photo half. Check "
-            "direction (AtoB = left/A is the edges, as in edges2shoes)."
-        )
-        warnings.warn(msg, stacklevel=2)
-        log.warning(msg)
 
 
 # --------------------------------------------------------------------------------------------
@@ -419,71 +241,6 @@ class SideBySideDataset(_PairedDataset):
                 note_small(findings, path, (h, h), self.resolution, self.small_images, "pair")
 
 
-def _pair_key(path: Path, root: Path) -> str:
-    # Relative path without extension: "shoes/12.png" pairs with "shoes/12.jpg" only.
-    return path.relative_to(root).with_suffix("").as_posix()
-
-
-def _keyed(files: Sequence[Path], root: Path) -> dict[str, Path]:
-    out: dict[str, Path] = {}
-    for f in files:
-        key = _pair_key(Path(f), root)
-        if key in out:
-            raise DataError(
-                f"{out[key]} and {f} have the same name without extension, so the pairing is "
-                "ambiguous; rename or remove one of them."
-            )
-        out[key] = Path(f)
-    return out
-
-
-def _name_some(paths: list[Path], limit: int = 10) -> str:
-    more = f" and {len(paths) - limit} more" if len(paths) > limit else ""
-    return ", ".join(str(p) for p in paths[:limit]) + more
-
-
-def match_pairs(
-    condition_dir: str | Path,
-    image_dir: str | Path,
-    condition_files: Sequence[Path] | None = None,
-    image_files: Sequence[Path] | None = None,
-) -> list[tuple[Path, Path]]:
-    """(condition, photo) pairs matched by path relative to their folder, without extension.
-
-    Args:
-        condition_dir: the condition (edge) images.
-        image_dir: the photos.
-        condition_files: the condition files; None lists `condition_dir` recursively.
-        image_files: the photos; None lists `image_dir` recursively.
-
-    Returns:
-        (condition, photo) pairs, sorted by their name.
-
-    Raises:
-        DataError: (a ValueError) files without a partner (named on both sides), or two files
-            of one name without extension.
-    """
-    cdir, idir = Path(condition_dir), Path(image_dir)
-    cond = _keyed(condition_files if condition_files is not None else list_images(cdir), cdir)
-    imgs = _keyed(image_files if image_files is not None else list_images(idir), idir)
-    lonely_c = [cond[k] for k in sorted(cond.keys() - imgs.keys())]
-    lonely_i = [imgs[k] for k in sorted(imgs.keys() - cond.keys())]
-    if lonely_c or lonely_i:
-        parts = []
-        if lonely_c:
-            parts.append(
-                f"{len(lonely_c)} condition file(s) without a photo: {_name_some(lonely_c)}"
-            )
-        if lonely_i:
-            parts.append(f"{len(lonely_i)} photo(s) without a condition: {_name_some(lonely_i)}")
-        raise DataError(
-            f"Unpaired files between {cdir} (conditions) and {idir} (photos); files are matched "
-            f"by name without extension, relative to their folder. {'; '.join(parts)}. Add the "
-            "missing partners or remove these files."
-        )
-    return [(cond[k], imgs[k]) for k in sorted(cond)]
-
-
 class TwoFolderDataset(_PairedDataset):
     """Condition (edge) images and photos in two folders, paired by :func:`match_pairs`.
     Samples are {"image": (3, H, W) in [-1, 1], "edges": (C, H, W) in [-1, 1], "index": int}.
@@ -582,99 +339,6 @@ class TwoFolderDataset(_PairedDataset):
 
 # --------------------------------------------------------------------------------------------
 # Canny edges from photos
-
-
-def canny_edges(
-    photo: torch.Tensor, low_threshold: float = 0.1, high_threshold: float = 0.2, sigma: float = 1.0
-) -> torch.Tensor:
-    """(3, H, W) photo in [-1, 1] -> (1, H, W) edges in {-1, +1} via kornia's Canny.
-
-    Args:
-        photo: (3, H, W) in [-1, 1].
-        low_threshold: the hysteresis' low threshold, on kornia's magnitude of [0, 1]
-            grayscale (see the module docstring).
-        high_threshold: its high threshold, >= low_threshold.
-        sigma: the Gaussian blur's sigma; <= 0 skips the blur.
-
-    Returns:
-        (1, H, W) in {-1, +1}, +1 on the edges.
-
-    Raises:
-        DataError: thresholds outside 0 < low <= high.
-    """
-    if not 0 < low_threshold <= high_threshold:
-        raise DataError(
-            f"Canny thresholds need 0 < low <= high, got low={low_threshold}, high={high_threshold}"
-        )
-    kernel = 2 * math.ceil(2 * sigma) + 1 if sigma > 0 else 1
-    s = sigma if sigma > 0 else 1.0  # ignored by kornia when the kernel is 1
-    x = photo.add(1.0).mul_(0.5).clamp_(0.0, 1.0)[None]
-    _, edges = kornia.filters.canny(x, low_threshold, high_threshold, kernel, (s, s))
-    return edges[0].mul_(2.0).sub_(1.0)
-
-
-class EdgeCache:
-    """Computed edge maps on disk, one PNG (0 / 255) per (file, settings) key.
-
-    Args:
-        cache_dir: the cache's folder (created when the first map is saved).
-    """
-
-    def __init__(self, cache_dir: str | Path) -> None:
-        self.dir = Path(cache_dir)
-
-    @staticmethod
-    def key(path: Path, settings: str) -> str:
-        """The cache key of a file's edges: a hash of its path, modification time, size, the
-        settings and kornia's version, so a changed file or setting misses the cache.
-
-        Args:
-            path: the photo.
-            settings: the edges' settings in words (thresholds, size).
-        """
-        st = path.stat()
-        raw = (
-            f"{path.resolve()}|{st.st_mtime_ns}|{st.st_size}|{settings}|kornia {kornia.__version__}"
-        )
-        return hashlib.sha256(raw.encode()).hexdigest()[:40]
-
-    def path(self, key: str) -> Path:
-        """The PNG of a key, in a sub-folder named by its first two characters.
-
-        Args:
-            key: from `key`.
-        """
-        return self.dir / key[:2] / f"{key}.png"  # sub-folders: no folder of 100k files
-
-    def load(self, key: str) -> torch.Tensor | None:
-        """The cached edges (1, H, W) in {-1, +1}, or None when missing or unreadable.
-
-        Args:
-            key: from `key`.
-        """
-        file = self.path(key)
-        if not file.exists():
-            return None
-        try:
-            with Image.open(file) as img:
-                arr = np.asarray(img.convert("L"))
-        except OSError:
-            return None  # unreadable (e.g. disk trouble): recompute and rewrite
-        return torch.from_numpy(np.where(arr > 127, 1.0, -1.0).astype(np.float32))[None]
-
-    def save(self, key: str, edges: torch.Tensor) -> None:
-        """Write edges atomically (loader workers may write the same key at once).
-
-        Args:
-            key: from `key`.
-            edges: (1, H, W); values > 0 are stored as edge.
-        """
-        file = self.path(key)
-        file.parent.mkdir(parents=True, exist_ok=True)
-        arr = np.where(edges[0].numpy() > 0, 255, 0).astype(np.uint8)
-        # Loader workers may compute the same file concurrently: a reader must never see a
-        # half-written PNG.
-        atomic_write(file, lambda tmp: Image.fromarray(arr).save(tmp, format="PNG"))
 
 
 class CannyEdgesDataset(_PairedDataset):

@@ -31,14 +31,12 @@ from torch.utils.data import Dataset, Subset
 
 from i2i.config_files import load_config
 from i2i.data import shard_templates
+from i2i.data.shard_files import ENTRY_LISTS, MANIFEST, TEMPLATES
 from i2i.data.shards import (
     DOMAINS,
-    ENTRY_LISTS,
     FILES,
     FORMAT,
-    MANIFEST,
     SPLITS,
-    TEMPLATES,
     ShardDataModule,
     dataset_settings,
     fingerprint,

@@ -26,9 +26,9 @@ from PIL import Image, ImageDraw
 from torch.utils.data import Dataset
 
 from i2i.data import batch
-from i2i.data.datasets import check_resolution
+from i2i.data.crop import check_resolution
+from i2i.data.label_maps import label_edges
 from i2i.data.label_specs import LabelSpec
-from i2i.data.labels import label_edges
 from i2i.data.stream import StreamDataModule
 from i2i.images import to_uint8
 from i2i.resolution import as_hw

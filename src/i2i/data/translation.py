@@ -24,20 +24,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-import torch
 from torch.utils.data import Dataset
 
 from i2i.data import batch as B
 from i2i.data.batch import EDGES_CHANNELS
-from i2i.data.datasets import (
-    check_resolution,
-    find_split_folders,
-    list_images,
-    split_files,
-    split_image_folder,
-)
+from i2i.data.crop import check_resolution
+from i2i.data.datasets import check_choice
 from i2i.data.download import PIX2PIX_DATASETS, ensure_pix2pix
+from i2i.data.edge_maps import EDGE_POLARITIES, check_edge_maps, check_label_images
+from i2i.data.folders import list_images, split_image_folder
 from i2i.data.image_options import (
     FLIPS,
     ON_CORRUPT,
@@ -46,54 +41,12 @@ from i2i.data.image_options import (
     ImageOptions,
     take_images,
 )
-from i2i.data.paired import (
-    DIRECTIONS,
-    EDGE_POLARITIES,
-    CannyEdgesDataset,
-    SideBySideDataset,
-    TwoFolderDataset,
-    check_choice,
-    check_edge_maps,
-    match_pairs,
-)
+from i2i.data.paired import CannyEdgesDataset, SideBySideDataset, TwoFolderDataset
+from i2i.data.pairing import DIRECTIONS, _two_folder_pairs
 from i2i.data.stream import StreamDataModule
 from i2i.errors import DataError
 
 LAYOUTS = ("side_by_side", "two_folders")
-
-
-def _two_folder_pairs(
-    root: Path, cond: str, photo: str, val_fraction: float, seed: int, max_val: int | None
-) -> tuple[tuple[Path, Path, list], tuple[Path, Path, list]]:
-    """((cond_dir, photo_dir, pairs) for train, the same for val) from one of three layouts."""
-    cdir, pdir = root / cond, root / photo
-    csplit, psplit = find_split_folders(cdir), find_split_folders(pdir)
-    if csplit and psplit:  # root/A/train, root/A/val, root/B/train, root/B/val (pix2pix)
-        parts = [(c, p, match_pairs(c, p)) for c, p in zip(csplit, psplit, strict=True)]
-    elif (split := find_split_folders(root)) and all(
-        (s / d).is_dir() for s in split for d in (cond, photo)
-    ):  # root/train/A, root/train/B, root/val/A, root/val/B
-        parts = [(s / cond, s / photo, match_pairs(s / cond, s / photo)) for s in split]
-    elif cdir.is_dir() and pdir.is_dir():  # root/A, root/B: split the pairs by seed
-        pairs = dict(match_pairs(cdir, pdir))
-        train, val = split_files(
-            list(pairs),
-            val_fraction,
-            seed,
-            cdir,
-            "pair",
-            f"{cdir}/{{train,val}}/ and {pdir}/{{train,val}}/ folders",
-        )
-        parts = [(cdir, pdir, [(c, pairs[c]) for c in part]) for part in (train, val)]
-    else:
-        raise FileNotFoundError(
-            f"layout='two_folders' found no condition folder {cond!r} and photo folder {photo!r} "
-            f"under {root}. Accepted layouts: {root}/{cond}/ + {root}/{photo}/ (split by "
-            f"val_fraction), {root}/{cond}/{{train,val}}/ + {root}/{photo}/{{train,val}}/, or "
-            f"{root}/{{train,val}}/{cond}/ + .../{photo}/. Set a_subdir / b_subdir to your names."
-        )
-    (tc, tp, tpairs), (vc, vp, vpairs) = parts
-    return (tc, tp, tpairs), (vc, vp, vpairs[:max_val] if max_val is not None else vpairs)
 
 
 class _EdgesDataModule(StreamDataModule):
@@ -433,43 +386,6 @@ class CityscapesPix2PixDataModule(_Pix2PixLabelsDataModule):
     """
 
     dataset_name = "cityscapes"
-
-
-def _flat_share(x: torch.Tensor, tol: float = 0.1) -> float:
-    """The share of pixels of a (C, H, W) image in [-1, 1] whose summed absolute difference to
-    the right and lower neighbours is below `tol`: near 1 for flat label maps, lower for photos."""
-    dx = (x[:, :-1, 1:] - x[:, :-1, :-1]).abs().sum(0)
-    dy = (x[:, 1:, :-1] - x[:, :-1, :-1]).abs().sum(0)
-    return float(((dx + dy) < tol).float().mean())
-
-
-def check_label_images(dataset: Dataset, num: int = 8, hint: str = "") -> None:
-    """Stop when the condition ("edges") of the first `num` samples is on average less flat than
-    the photo: label maps are flat regions, so the halves are probably swapped (`direction`).
-    On pix2pix facades the label half is ~60 % flat and the photo ~30 %.
-
-    Args:
-        dataset: a dataset of {"image", "edges"} samples, the label map as "edges".
-        num: how many samples to check.
-        hint: added to the message (which folder, which direction).
-
-    Raises:
-        DataError: the condition is less flat than the photo.
-    """
-    n = min(num, len(dataset))
-    if n == 0:
-        return
-    samples = [dataset[i] for i in range(n)]
-    cond = float(np.mean([_flat_share(s[B.EDGES]) for s in samples]))
-    photo = float(np.mean([_flat_share(s[B.IMAGE]) for s in samples]))
-    if cond < photo:
-        where = f" ({hint})" if hint else ""
-        raise DataError(
-            f"The condition of the first {n} samples{where} is flat in {cond:.0%} of its pixels "
-            f"and the photo in {photo:.0%}: label maps are flat regions, so the condition is "
-            "probably the photo half. pix2pix's facades and cityscapes archives are BtoA (photo "
-            "left, label map right); set direction, or check_labels: false for unusual data."
-        )
 
 
 class EdgesFromPhotosDataModule(_EdgesDataModule):

@@ -38,16 +38,16 @@ from torch.utils.data import Dataset
 from torchvision.transforms import InterpolationMode
 
 from i2i.data import batch as B
+from i2i.data.crop import check_resolution
 from i2i.data.datasets import (
     FileDataset,
-    check_resolution,
     image_to_tensor,
-    list_images,
     load_image,
     load_skipping_corrupt,
     scan_headers,
 )
 from i2i.data.download import CYCLEGAN_DATASETS, ensure_cyclegan
+from i2i.data.folders import list_images
 from i2i.data.image_options import FLIPS, ON_CORRUPT, TRAIN_CROPS, ImageOptions, take_images
 from i2i.data.scan import Findings
 from i2i.data.stream import StreamDataModule, TrainStream

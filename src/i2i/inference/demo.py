@@ -115,7 +115,7 @@ def painted_known(editor: dict | None) -> tuple[np.ndarray, np.ndarray]:
 
 def polarity_choices() -> list[str]:
     """The mask polarities the commands read (`i2i.data.masks`), the default first."""
-    from i2i.data.masks import POLARITIES  # the data modules: only once a mask is read
+    from i2i.data.mask_sets import POLARITIES  # the data modules: only once a mask is read
 
     return sorted(POLARITIES, key=lambda polarity: polarity != DEFAULT_POLARITY)
 
@@ -218,7 +218,7 @@ def make_translate(model: Any):
         from i2i.inference.run import condition_rgb, translate_image
 
         if model.kind == "labels":
-            from i2i.data.labels import read_label_map
+            from i2i.data.label_maps import read_label_map
 
             if not label_file:
                 raise gr.Error("Upload a label map: a single-channel PNG of class ids.")

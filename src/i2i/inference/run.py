@@ -40,7 +40,7 @@ from torchvision.utils import make_grid
 
 from i2i.data import batch as B
 from i2i.data.datasets import image_to_tensor
-from i2i.data.paired import canny_edges, condition_to_tensor
+from i2i.data.edge_maps import canny_edges, condition_to_tensor
 from i2i.images import to_uint8
 from i2i.inference.model import InferenceModel
 from i2i.tasks.translation import default_palette

@@ -1,0 +1,120 @@
+"""Mask polarity and the published inpainting mask sets: :data:`POLARITIES` names how a mask file
+is painted (white_is_known or white_is_hole), :data:`KNOWN_MASK_SETS` lists published sets with
+their polarity and hole ratios, and :func:`judge_hole_ratios` compares the ratios measured on a
+mask folder with them to flag a polarity that looks inverted.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from i2i.errors import DataError
+
+POLARITIES = ("white_is_known", "white_is_hole")
+
+
+class KnownMaskSet(NamedTuple):
+    """A published mask set: file polarity and hole ratios (hole / area, 0..1)."""
+
+    polarity: str
+    per_mask: tuple[float, float]  # range of one mask's hole ratio
+    mean: tuple[float, float]  # plausible mean over a sample of the set
+    about: str
+
+
+KNOWN_MASK_SETS: dict[str, KnownMaskSet] = {
+    "nvidia_irregular": KnownMaskSet(
+        "white_is_hole",
+        (0.01, 0.60),
+        (0.05, 0.45),
+        "NVIDIA irregular masks (PConv, Liu et al. 2018): 6 bins of 1-10% ... 50-60% hole",
+    ),
+    "comodgan": KnownMaskSet(
+        "white_is_known",
+        (0.0, 1.0),
+        (0.40, 0.75),
+        "CoModGAN free-form masks: 0-100% hole, mean 64% at 512 and 72% at 256",
+    ),
+    "mat": KnownMaskSet(
+        "white_is_known",
+        (0.0, 1.0),
+        (0.30, 0.75),
+        "MAT masks (CoModGAN's generator; its small variant averages 40% at 512)",
+    ),
+}
+_PER_MASK_SLACK = 0.02  # resizing a mask to the resolution moves its ratio a little
+_PER_MASK_SHARE = 0.9  # a set fits when this share of the sampled masks is in its range
+
+
+def _fits(s: KnownMaskSet, ratios: np.ndarray) -> bool:
+    lo, hi = s.per_mask[0] - _PER_MASK_SLACK, s.per_mask[1] + _PER_MASK_SLACK
+    inside = float(np.mean((ratios >= lo) & (ratios <= hi)))
+    return s.mean[0] <= float(ratios.mean()) <= s.mean[1] and inside >= _PER_MASK_SHARE
+
+
+def _describe_set(name: str, s: KnownMaskSet) -> str:
+    return (
+        f"{name} ({s.about}; {s.polarity}, {s.per_mask[0]:.0%}-{s.per_mask[1]:.0%} hole per "
+        f"mask, mean {s.mean[0]:.0%}-{s.mean[1]:.0%})"
+    )
+
+
+def judge_hole_ratios(
+    ratios: np.ndarray | list[float], polarity: str, mask_set: str | None = None
+) -> str | None:
+    """A warning (or None) when hole ratios measured with `polarity` look inverted.
+
+    With `mask_set` (a key of KNOWN_MASK_SETS) the ratios are compared with that set only.
+    Without it: when no known set of the stated polarity fits but one of the other polarity
+    fits the inverted ratios, or when the inverted ratios fit a set with a narrow per-mask range
+    (NVIDIA's 1-60%) that the stated reading does not, the polarity is probably wrong.
+
+    Args:
+        ratios: hole ratios in [0, 1] of some masks, measured with `polarity`.
+        polarity: "white_is_hole" or "white_is_known".
+        mask_set: a key of KNOWN_MASK_SETS to compare with; None: every known set.
+
+    Returns:
+        The warning's text, or None when the reading looks right.
+
+    Raises:
+        DataError: an unknown polarity or mask_set.
+    """
+    _check_polarity(polarity)
+    r = np.asarray(ratios, dtype=np.float64)
+    other = POLARITIES[1 - POLARITIES.index(polarity)]
+    said = (
+        f"measured {r.mean():.1%} hole on average ({r.min():.0%}-{r.max():.0%} per mask) with "
+        f"mask_polarity={polarity!r}; with {other!r} they would be {1 - r.mean():.1%} "
+        f"({1 - r.max():.0%}-{1 - r.min():.0%})"
+    )
+    if mask_set is not None:
+        if mask_set not in KNOWN_MASK_SETS:
+            raise DataError(f"unknown mask_set {mask_set!r}; known: {sorted(KNOWN_MASK_SETS)}")
+        s = KNOWN_MASK_SETS[mask_set]
+        if s.polarity == polarity and _fits(s, r):
+            return None
+        return (
+            f"Masks {said}, but mask_set={mask_set!r} is {_describe_set(mask_set, s)}. Check "
+            f"mask_polarity (the set's is {s.polarity!r}) and that these are its masks."
+        )
+    stated = [n for n, s in KNOWN_MASK_SETS.items() if s.polarity == polarity and _fits(s, r)]
+    inverted = [n for n, s in KNOWN_MASK_SETS.items() if s.polarity == other and _fits(s, 1 - r)]
+    narrow = [n for n in inverted if KNOWN_MASK_SETS[n].per_mask != (0.0, 1.0)]
+    narrow_stated = [n for n in stated if KNOWN_MASK_SETS[n].per_mask != (0.0, 1.0)]
+    if inverted and (not stated or (narrow and not narrow_stated)):
+        looks = "; ".join(_describe_set(n, KNOWN_MASK_SETS[n]) for n in inverted)
+        return (
+            f"Masks {said}. Read with {other!r} they match {looks}, so mask_polarity is probably "
+            f"inverted: set mask_polarity={other!r} (in i2i, 1 = known). If the polarity is "
+            "right (hole ratios alone cannot always tell), name the set with mask_set (e.g. "
+            "comodgan) or set check_mask_polarity: false to silence this warning."
+        )
+    return None
+
+
+def _check_polarity(polarity: str) -> None:
+    if polarity not in POLARITIES:
+        raise DataError(f"unknown mask polarity {polarity!r}; valid values: {list(POLARITIES)}")
