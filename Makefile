@@ -60,7 +60,7 @@ bench: ## Speed benchmarks: backbone vs the FLOPs floor, masks/s, training throu
 	$(PY) -m benchmarks.port --if-present
 
 docs: ## Build the documentation site into site/ (MkDocs Material; --strict: a broken link or reference fails)
-	NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict
 
 compare: ## Every system and the classical baselines on the embedded demo data, one seed, one budget, one table (ARGS='--kimg 4' or '--minutes 5')
 	$(PY) -m i2i compare $(ARGS)

@@ -152,13 +152,8 @@ class ImageFolderDataset(FileDataset):
             `resolution_multiple`.
         files: an explicit file list (e.g. one half of `split_files`); None lists `root`.
         train: random crop and optional flip; False: centre crop, deterministic.
-        hflip: random horizontal flips, only when `train`.
-        on_corrupt: "skip" warns and returns the next decodable image; "raise" raises
-            CorruptImageError.
-        small_images: images under the resolution: "error", "upscale" or "pad" (black).
-        train_crop: where training crops: "random" or "center" (validation: the centre).
-        resize: "cover" resizes to cover, then crops; "none" crops (or pads) only.
-        resample: the resize filter: "bicubic_antialias" or "pil_bilinear" (the official tool).
+        images: resize, crop, filter, flips (in training only) and what small or unreadable
+            files do (`ImageOptions`; a dataset refuses an option it cannot honour).
         resolution_multiple: the sides must be multiples of this; None: powers of two.
 
     Raises:

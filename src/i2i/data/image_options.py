@@ -66,7 +66,13 @@ class ImageOptions:
         self, owner: str, default: ImageOptions, choices: dict[str, tuple[Any, ...]]
     ) -> None:
         """DataError when `owner` cannot honour an option: a value outside `choices[name]`, or
-        a change to an option `owner` does not read (those must keep `default`'s value)."""
+        a change to an option `owner` does not read (those must keep `default`'s value).
+
+        Args:
+            owner: the datamodule's class name, for the message.
+            default: the owner's default options.
+            choices: {option: the values the owner accepts} for the options it reads.
+        """
         for field in fields(self):
             value, fixed = getattr(self, field.name), getattr(default, field.name)
             if field.name in choices:
@@ -79,13 +85,24 @@ class ImageOptions:
 
 
 def check_option(name: str, value: Any, accepted: tuple[Any, ...], where: str = "") -> None:
-    """DataError naming the option, its value and the accepted values."""
+    """DataError naming the option, its value and the accepted values.
+
+    Args:
+        name: the option (a field of ImageOptions).
+        value: its value.
+        accepted: the values allowed; `hflip` must also be a bool.
+        where: appended to the message (e.g. " for CocoStuffDataModule").
+    """
     if value not in accepted or (name == "hflip" and not isinstance(value, bool)):
         raise DataError(f"images.{name} must be one of {accepted}{where}, got {value!r}")
 
 
 def image_options(value: ImageOptions | dict[str, Any]) -> ImageOptions:
-    """An ImageOptions from itself or from its plain form (hyper-parameters, a Python call)."""
+    """An ImageOptions from itself or from its plain form (hyper-parameters, a Python call).
+
+    Args:
+        value: an ImageOptions, or a dict of its fields.
+    """
     return value if isinstance(value, ImageOptions) else ImageOptions(**value)
 
 
@@ -97,7 +114,15 @@ MOVED = {name: name for name in CHOICES} | {"crop": "train_crop"}
 def take_images(datamodule: Any, images: ImageOptions | dict[str, Any]) -> ImageOptions:
     """`images` checked against what the datamodule's class reads (its ``IMAGE_CHOICES``;
     other options must keep the value of the class's default) and kept in its hparams in plain
-    form: checkpoints load weights-only, and a shard manifest compares plain values."""
+    form: checkpoints load weights-only, and a shard manifest compares plain values.
+
+    Args:
+        datamodule: the datamodule being built (its class has IMAGE_CHOICES).
+        images: the options it was given.
+
+    Returns:
+        The options as an ImageOptions.
+    """
     options = image_options(images)
     cls = type(datamodule)
     default = image_options(inspect.signature(cls.__init__).parameters["images"].default)
@@ -109,7 +134,14 @@ def take_images(datamodule: Any, images: ImageOptions | dict[str, Any]) -> Image
 def flat_settings(datamodule: Any) -> dict[str, Any]:
     """The datamodule's hparams with `images` spread out as the separate arguments they were
     before (the options its class reads, under their old names), so that shard manifests and
-    evaluation results written before read the same."""
+    evaluation results written before read the same.
+
+    Args:
+        datamodule: a datamodule that took its options with `take_images`.
+
+    Returns:
+        Its hyper-parameters, `images` spread out.
+    """
     cls = type(datamodule)
     renamed = getattr(cls, "IMAGE_OLD_NAMES", {})  # option -> its old argument, where it differs
     out: dict[str, Any] = {}

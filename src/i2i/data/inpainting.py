@@ -293,8 +293,9 @@ def image_folder_split(
         val_fraction: the share held out when there are no split folders.
         max_val_images: at most this many validation images; None: all.
         seed: seeds the split.
-        **dataset_kwargs: passed to both `ImageFolderDataset`s; `hflip` (default True) applies
-            to training only, and validation always centre-crops.
+        images: the image options of both `ImageFolderDataset`s; validation never flips and
+            always centre-crops.
+        resolution_multiple: the sides must be multiples of this; None: powers of two.
 
     Returns:
         (train dataset, validation dataset).

@@ -200,9 +200,9 @@ class PairedLabelDataset(FileDataset):
         spec: the label set: maps raw file values to class ids 0..num_classes-1.
         resolution: the output size: an int (square) or (H, W), powers of two.
         train: random crop and optional flip; False: centre crop, deterministic.
-        hflip: random horizontal flips, only when `train`.
+        images: resize, crop, filter, flips (in training only) and what small or unreadable
+            files do (`ImageOptions`; a dataset refuses an option it cannot honour).
         instance_edges: add "instance_edges" (every record needs an instance map).
-        small_images: a photo smaller than the resolution: "error" or "upscale".
 
     Raises:
         DataError: an unknown small_images, no records, or records without instance maps when

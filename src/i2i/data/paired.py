@@ -161,12 +161,10 @@ class SideBySideDataset(_PairedDataset):
         files: an explicit file list (e.g. one part of a split); None lists `root`.
         direction: "AtoB": left (A) = edges, right (B) = photo; "BtoA": swapped.
         train: random crop and optional flip; False: centre crop, deterministic.
-        hflip: random horizontal flip of both halves, only when `train`.
+        images: resize, crop, filter, flips (in training only) and what small or unreadable
+            files do (`ImageOptions`; a dataset refuses an option it cannot honour).
         edge_polarity: "black_on_white" (pix2pix edges) or "white_on_black".
-        on_corrupt: "skip" warns and uses another file; "raise" raises CorruptImageError.
-        small_images: halves smaller than the resolution: "error" or "upscale".
         edges_channels: 1: a grey edge map, +1 on the lines; 3: the RGB half as it is.
-        resample: the photo's resize filter: "bicubic_antialias" or "pil_bilinear".
 
     Raises:
         DataError: an unknown choice, or an empty file list.
@@ -251,12 +249,10 @@ class TwoFolderDataset(_PairedDataset):
         resolution: as for `SideBySideDataset`.
         pairs: explicit (condition, photo) pairs; None: `match_pairs` of the two folders.
         train: as for `SideBySideDataset`.
-        hflip: flip the edge map and the photo together at random, in training only.
+        images: resize, crop, filter, flips (in training only) and what small or unreadable
+            files do (`ImageOptions`; a dataset refuses an option it cannot honour).
         edge_polarity: how the edge maps are drawn; "white_on_black" for white lines.
-        on_corrupt: an unreadable pair is skipped with a warning ("skip") or raised ("raise").
-        small_images: a photo under the resolution raises ("error") or is enlarged ("upscale").
         edges_channels: 1 reads the edge file as grey (+1 on the lines); 3 keeps its RGB.
-        resample: as for `SideBySideDataset`.
 
     Raises:
         DataError: an unknown choice, or an empty pair list.
@@ -350,13 +346,12 @@ class CannyEdgesDataset(_PairedDataset):
         resolution: the output size: an int (square) or (H, W), powers of two.
         files: an explicit file list (e.g. one part of a split); None lists `root`.
         train: random crop and optional flip; False: centre crop, deterministic.
-        hflip: random horizontal flip of both, only when `train`.
+        images: resize, crop, filter, flips (in training only) and what small or unreadable
+            files do (`ImageOptions`; a dataset refuses an option it cannot honour).
         low_threshold: Canny's low hysteresis threshold (see `canny_edges`).
         high_threshold: its high threshold.
         sigma: the Gaussian blur before Canny; 0: none.
         cache_dir: where to keep computed edge maps; None: no cache.
-        on_corrupt: "skip" warns and uses another file; "raise" raises CorruptImageError.
-        small_images: photos smaller than the resolution: "error" or "upscale".
 
     Raises:
         DataError: an unknown choice, bad thresholds, or an empty file list.

@@ -66,9 +66,8 @@ class DomainFolder(FileDataset):
         load_size: training resizes to this square first (at least the resolution's sides);
             None: to the resolution, no crop.
         train: random crop and flip; False: resize to the resolution only.
-        crop: the training crop: "random" or "center".
-        hflip: random horizontal flips, only when `train`.
-        on_corrupt: "skip" warns and uses another file; "raise" raises CorruptImageError.
+        images: resize, crop, filter, flips (in training only) and what small or unreadable
+            files do (`ImageOptions`; a dataset refuses an option it cannot honour).
         where: the domain's folder, named in messages.
 
     Raises:
@@ -288,7 +287,8 @@ class UnpairedDataModule(StreamDataModule):
         resolution: the crop (training) and evaluation size.
         load_size: training resizes to this square, then crops (the official recipe); None:
             resize to the resolution, no crop.
-        crop: the training crop: "random" (official) or "center".
+        images: resize, crop, filter, flips (in training only) and what small or unreadable
+            files do (`ImageOptions`; a dataset refuses an option it cannot honour).
         batch_size: samples per batch and process (the paper: 1).
         val_batch_size: samples per evaluation batch.
         num_workers: loader worker processes.
