@@ -33,7 +33,6 @@ metrics score the outputs as saved: clamped to [-1, 1].
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import math
 import tempfile
@@ -252,10 +251,13 @@ def _trains(name: str) -> bool:
 
 
 def _datamodule(data_config: Path, **overrides):
+    """The config's datamodule, built as the CLI builds it (nested groups such as `images`
+    parsed and checked), with `overrides` on its init_args."""
+    from i2i.data.shards import instantiate_datamodule
+
     data = load_config(data_config)["data"]
-    module, name = data["class_path"].rsplit(".", 1)
     init_args = {**(data.get("init_args") or {}), **overrides}
-    return getattr(importlib.import_module(module), name)(**init_args)
+    return instantiate_datamodule({"class_path": data["class_path"], "init_args": init_args})
 
 
 def run_untrained(name: str, val_batches: int, data_config: Path | None = None) -> dict:
