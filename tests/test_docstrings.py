@@ -37,6 +37,9 @@ HOOKS = frozenset(
         "on_load_checkpoint",
         "update",
         "compute",
+        # EvaluationProtocol's own hooks, their arguments documented once in the base class.
+        "start",
+        "describe",
     }
 )
 

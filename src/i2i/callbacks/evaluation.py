@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import warnings
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -95,18 +96,7 @@ class GANMetrics(Callback):
     def options(self) -> EvaluationOptions:
         """What to measure, as set now (`i2i test --real` sets `real` after construction)."""
         return EvaluationOptions(
-            buckets=self.buckets,
-            official_num_pairs=self.official_num_pairs,
-            perceptual_distance=self.perceptual_distance,
-            diversity=self.diversity,
-            diversity_pairs=self.diversity_pairs,
-            fid_reference=self.fid_reference,
-            fid_train_samples=self.fid_train_samples,
-            fid_stats_dir=self.fid_stats_dir,
-            cache_fid_stats=self.cache_fid_stats,
-            segmenter=self.segmenter,
-            semantic_classes=self.semantic_classes,
-            real=self.real,
+            **{f.name: getattr(self, f.name) for f in fields(EvaluationOptions)}
         )
 
     def _start(self, trainer: L.Trainer, task: L.LightningModule, stage: str) -> None:

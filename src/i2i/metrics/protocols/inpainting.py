@@ -103,13 +103,7 @@ class InpaintingProtocol(PairedProtocol):
     name = "inpainting"
 
     def start(self, trainer: L.Trainer, task: L.LightningModule, stage: str) -> None:
-        """Fresh metrics; at test, the bucket mode is chosen and a metric made per bucket.
-
-        Args:
-            trainer: the running trainer.
-            task: the task being evaluated.
-            stage: `"val"` or `"test"`.
-        """
+        """Fresh metrics; at test, the bucket mode is chosen and a metric made per bucket."""
         self.mode, self.note = "none", None
         if stage == "test":
             self.choose_bucket_mode(trainer.datamodule)

@@ -36,13 +36,7 @@ class PairedProtocol(EvaluationProtocol):
     across processes with the pairs still aligned."""
 
     def start(self, trainer: L.Trainer, task: L.LightningModule, stage: str) -> None:
-        """Fresh metrics: one P-IDS / U-IDS / FID metric, "all".
-
-        Args:
-            trainer: the running trainer.
-            task: the task being evaluated.
-            stage: `"val"` or `"test"`.
-        """
+        """Fresh metrics: one P-IDS / U-IDS / FID metric, "all"."""
         super().start(trainer, task, stage)
         self.ids: dict[str, InceptionDiscriminativeScore] = {"all": self.networks.ids(self.device)}
 
@@ -117,13 +111,7 @@ class PairedTranslationProtocol(PairedProtocol):
     name = "translation"
 
     def start(self, trainer: L.Trainer, task: L.LightningModule, stage: str) -> None:
-        """Fresh metrics; at test also diversity, semantic consistency and LPIPS where asked.
-
-        Args:
-            trainer: the running trainer.
-            task: the task being evaluated.
-            stage: `"val"` or `"test"`.
-        """
+        """Fresh metrics; at test also diversity, semantic consistency and LPIPS where asked."""
         super().start(trainer, task, stage)
         self.reference: dict[str, Any] = {}
         if stage == "val":

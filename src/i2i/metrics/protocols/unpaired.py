@@ -22,13 +22,7 @@ class UnpairedProtocol(EvaluationProtocol):
     name = "unpaired"
 
     def start(self, trainer: L.Trainer, task: L.LightningModule, stage: str) -> None:
-        """Fresh running sums; the scorer's feature network makes the features.
-
-        Args:
-            trainer: the running trainer.
-            task: the task being evaluated.
-            stage: `"val"` or `"test"`.
-        """
+        """Fresh running sums; the scorer's feature network makes the features."""
         super().start(trainer, task, stage)
         # Its feature network and preprocessing (uint8 for Inception) make the features.
         self.scorer = self.networks.ids(self.device)
