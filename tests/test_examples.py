@@ -314,3 +314,15 @@ def test_substitutions_keep_the_readers_arguments():
     assert substitute(["make", "test"]) == ["make", "-n", "test"]
     assert substitute(["make", "help"]) == ["make", "help"]
     assert commands("a x \\\n  y  # why\nb && c 'd e'\n") == [["a", "x", "y"], ["b"], ["c", "d e"]]
+
+
+def test_the_readme_is_a_front_page_not_a_notebook():
+    """Issue 28: under 200 lines, no dates and no CPU names (they live in docs/benchmarks.md),
+    and the three commands come before everything else but the introduction."""
+    text = (REPO / "README.md").read_text()
+    assert len(text.splitlines()) < 200
+    assert re.findall(r"\b20\d\d-\d\d-\d\d\b", text) == []
+    assert re.findall(r"EPYC|Xeon|Sapphire|Zen \d|AVX", text) == []
+    commands = ["make install && make train", "make try", "make test"]
+    first_block = re.search(r"```bash\n(.*?)```", text, flags=re.S).group(1)
+    assert [c for c in commands if c in first_block] == commands

@@ -158,3 +158,25 @@ def test_the_package_has_no_import_cycle_beyond_the_allowed_ones():
 )
 def test_the_entry_point_and_the_model_file_modules_are_on_no_cycle(module):
     assert all(module not in cycle for cycle in cycles(import_graph()))
+
+
+def test_every_user_error_type_is_defined_in_i2i_errors():
+    """Issue 27: `i2i.errors` holds the user-facing error types, so a reader finds them in one
+    place; a class deriving from one of them anywhere else is named here."""
+    names = {"UserError"}
+    errors = ast.parse((SRC / PACKAGE / "errors.py").read_text())
+    for node in errors.body:
+        if isinstance(node, ast.ClassDef):
+            names.add(node.name)
+    elsewhere = []
+    for path in sorted((SRC / PACKAGE).rglob("*.py")):
+        if path.name == "errors.py" and path.parent == SRC / PACKAGE:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                bases = {
+                    b.id if isinstance(b, ast.Name) else getattr(b, "attr", "") for b in node.bases
+                }
+                if bases & names:
+                    elsewhere.append(f"{path.relative_to(SRC)}:{node.lineno}:{node.name}")
+    assert elsewhere == [], elsewhere
