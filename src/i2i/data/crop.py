@@ -1,7 +1,8 @@
-"""Crop geometry, planned apart from the pixels: :func:`plan_crop` decides the cover-resize and the
-crop window from an image's size alone, and :func:`apply_crop` applies that plan to a PIL image
-or a tensor with any interpolation, so that paired data (a photo and its label or edge map)
-share one geometry with different filters.
+"""Joint geometry, planned apart from the pixels: :func:`plan_crop` decides the cover-resize and
+the crop window from an image's size alone, and :func:`apply_crop` applies that plan and one flip
+decision to a photo and its maps with torchvision's v2 functional calls, which pick each item's
+kernel by its type (a `tv_tensors.Mask` is never interpolated), so that paired data (a photo and
+its label, instance or edge map) share one geometry with different filters.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
 from PIL import Image
+from torchvision import tv_tensors
 from torchvision.transforms import InterpolationMode
 
 from i2i.data.image_options import (
@@ -54,8 +57,9 @@ def plan_crop(
     size. An image smaller than the resolution raises ValueError with small_images="error", is
     cover-resized with "upscale", or with "pad" keeps its size and the plan's top/left are
     negative along the short sides: the crop reaches outside the image, centred as in TF's
-    ``resize_with_crop_or_pad``, and a PIL crop fills the outside with black.
-    `random_crop` draws the offset from the global torch RNG; otherwise the crop is centred.
+    ``resize_with_crop_or_pad``, and `apply_crop` fills the outside with black.
+    `random_crop` draws the offsets from torch's CPU generator (which the training stream seeds
+    per sample); otherwise the crop is centred.
 
     Args:
         size: the image's (H, W).
@@ -85,18 +89,23 @@ def plan_crop(
             "images.small_images='upscale' to enlarge small images (they will look blurry)."
         )
     if (resize == "none" and not small) or (small and small_images == "pad"):
-        top = _offset(h, th, random_crop)
-        left = _offset(w, tw, random_crop)
-        return CropPlan((h, w), top, left, th, tw)
+        return crop_window((h, w), (th, tw), random_crop)
     scale = max(th / h, tw / w)
     # ceil with a guard against float error so both sides always cover the target
     rh, rw = max(th, math.ceil(h * scale - 1e-6)), max(tw, math.ceil(w * scale - 1e-6))
-    if random_crop:
-        top = int(torch.randint(rh - th + 1, ()).item())
-        left = int(torch.randint(rw - tw + 1, ()).item())
-    else:
-        top, left = (rh - th) // 2, (rw - tw) // 2
-    return CropPlan((rh, rw), top, left, th, tw)
+    return crop_window((rh, rw), (th, tw), random_crop)
+
+
+def crop_window(resized: tuple[int, int], size: tuple[int, int], random_crop: bool) -> CropPlan:
+    """Resize to `resized` (H, W), then crop `size` (H, W): see `plan_crop` for the offsets.
+
+    Args:
+        resized: the size after the resize.
+        size: the crop's size.
+        random_crop: draw the offsets (top, then left); False: centre them.
+    """
+    (rh, rw), (th, tw) = resized, size
+    return CropPlan(resized, _offset(rh, th, random_crop), _offset(rw, tw, random_crop), th, tw)
 
 
 def _offset(have: int, want: int, random_crop: bool) -> int:
@@ -112,37 +121,64 @@ def _floor_pow2(v: int) -> int:
 
 
 def apply_crop(
-    img: Image.Image | torch.Tensor,
     plan: CropPlan,
-    interpolation: InterpolationMode = InterpolationMode.BICUBIC,
+    flip: bool,
+    *items: Image.Image | tv_tensors.Image | tv_tensors.Mask,
     resample: str = "bicubic_antialias",
-) -> Image.Image | torch.Tensor:
-    """Apply a CropPlan. A crop reaching outside a PIL image fills it with black.
+    interpolation: InterpolationMode = InterpolationMode.BICUBIC,
+) -> list[torch.Tensor]:
+    """Resize every item to the plan's size, crop the plan's window (0, black, outside the
+    image) and mirror them all when `flip`, with v2's functional calls, so they stay aligned.
 
     Args:
-        img: a PIL image, or a tensor (..., H, W).
         plan: from `plan_crop`.
-        interpolation: the resize filter; NEAREST for label maps (no antialiasing then).
-        resample: "bicubic_antialias" follows `interpolation`; "pil_bilinear" resizes a PIL
-            image with PIL's bilinear filter instead (the official dataset tool's choice).
+        flip: mirror left-right (decided once by the caller, for all items).
+        *items: RGB PIL photos, float `tv_tensors.Image`s (C, H, W), integer
+            `tv_tensors.Mask`s (H, W) of label or instance ids.
+        resample: a PIL photo's filter: "bicubic_antialias" (PIL's bicubic) or "pil_bilinear"
+            (the official dataset tool's choice).
+        interpolation: a tensor image's filter (antialiased).
 
     Returns:
-        The same type as `img`, of the plan's (height, width).
+        Plain tensors of the plan's (height, width), in the items' order: a photo as float32
+        (3, H, W) in [-1, 1], an image as float, a mask as int64.
 
     Raises:
         DataError: an unknown resample.
     """
     check_option("resample", resample, RESAMPLES)
-    size = TF.get_size(img)  # [H, W] for PIL images and tensors alike
-    if tuple(size) != plan.resized:
-        if resample == "pil_bilinear" and isinstance(img, Image.Image):
-            img = img.resize((plan.resized[1], plan.resized[0]), Image.Resampling.BILINEAR)
-        else:
-            antialias = interpolation != InterpolationMode.NEAREST
-            img = TF.resize(
-                img, list(plan.resized), interpolation=interpolation, antialias=antialias
-            )
-    if isinstance(img, Image.Image):  # PIL fills outside the image with 0: black for RGB
-        t, left = plan.top, plan.left
-        return img.crop((left, t, left + plan.width, t + plan.height))
-    return TF.crop(img, plan.top, plan.left, plan.height, plan.width)
+    out = []
+    for x in items:
+        photo = isinstance(x, Image.Image)
+        if photo:  # PIL's own filters on uint8, as the official dataset tools resize: a tensor
+            # resize of a tv_tensors.Image differs from PIL's by a level or two on some pixels.
+            bilinear = resample == "pil_bilinear"
+            mode = InterpolationMode.BILINEAR if bilinear else InterpolationMode.BICUBIC
+            x = TF.to_image(TF.resize(x, list(plan.resized), interpolation=mode))
+        elif isinstance(x, tv_tensors.Mask):
+            x = tv_tensors.Mask(_resize_ids(x.numpy(), plan.resized))
+        elif tuple(x.shape[-2:]) != plan.resized:
+            x = TF.resize(x, list(plan.resized), interpolation=interpolation, antialias=True)
+        x = TF.crop(x, plan.top, plan.left, plan.height, plan.width)
+        x = (TF.horizontal_flip(x) if flip else x).as_subclass(torch.Tensor)
+        out.append(to_unit_range(x) if photo else x.contiguous())
+    return out
+
+
+def _resize_ids(ids: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    # PIL's NEAREST samples pixel centres, aligned with the photo's filter; v2's resize of a
+    # Mask (torch "nearest") picks top-left samples, and "nearest_exact" rounds differently
+    # from PIL at some pixels. PIL mode "I" (int32) holds every id (Cityscapes: up to 33999).
+    if ids.shape != size:
+        img = Image.fromarray(ids.astype(np.int32))
+        ids = np.asarray(TF.resize(img, list(size), interpolation=InterpolationMode.NEAREST))
+    return torch.from_numpy(ids.astype(np.int64))
+
+
+def to_unit_range(x: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels -> a new float32 tensor in [-1, 1].
+
+    Args:
+        x: uint8 (..., H, W).
+    """
+    return x.to(torch.float32).div_(127.5).sub_(1.0)

@@ -5,11 +5,12 @@ cover-resize or not, a crop at the centre (validation, or `train_crop="center"`)
 PIL's bicubic or the official tool's bilinear filter, and an image under the resolution refused,
 upscaled or, for :class:`ImageFolderDataset`, padded with black (-1 in [-1, 1]; TF pads uint8
 images with 0) around its centre, as TF's ``resize_with_crop_or_pad``.
-The crop is planned separately from the pixels (:mod:`i2i.data.crop`) so that
-paired data (a photo and its label map) can share one geometry with different interpolations.
+The crop is planned separately from the pixels and applied with torchvision's v2 functional calls
+(:mod:`i2i.data.crop`), so that paired data (a photo and its label map) can share one geometry
+with different interpolations.
 
-Randomness (crop offsets, flips) comes from the global torch RNG, which Lightning's
-``seed_everything`` and its per-worker seeding make reproducible.
+Randomness (crop offsets, flips) comes from torch's CPU generator, which the training stream
+seeds per sample (:mod:`i2i.data.stream`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
 from i2i.data import batch
-from i2i.data.crop import _floor_pow2, apply_crop, check_resolution, plan_crop
+from i2i.data.crop import _floor_pow2, apply_crop, check_resolution, plan_crop, to_unit_range
 from i2i.data.folders import (
     list_images,
 )
@@ -135,8 +136,7 @@ def image_to_tensor(img: Image.Image) -> torch.Tensor:
     Args:
         img: an RGB PIL image (uint8 channels).
     """
-    x = TF.pil_to_tensor(img)
-    return x.to(torch.float32).div_(127.5).sub_(1.0)
+    return to_unit_range(TF.pil_to_tensor(img))
 
 
 # --------------------------------------------------------------------------------------------
@@ -220,11 +220,8 @@ class ImageFolderDataset(FileDataset):
             self.resize,
             self.resolution_multiple,
         )
-        img = apply_crop(img, plan, resample=self.resample)
-        x = image_to_tensor(img)
-        if self.train and self.hflip and torch.rand(()).item() < 0.5:
-            x = x.flip(-1)
-        return x
+        flip = self.train and self.hflip and torch.rand(()).item() < 0.5
+        return apply_crop(plan, flip, img, resample=self.resample)[0]
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         j, image = load_skipping_corrupt(

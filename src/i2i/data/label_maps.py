@@ -1,7 +1,7 @@
 """Label and instance maps as arrays: reading a map file into raw ids (refusing lossy formats,
-decoding ADE20K's full-format RGB maps), the boundaries of instances, a map resized with NEAREST
-and cropped with a photo's crop plan, and the colours and class names that show a map in a grid
-or a W&B overlay.
+decoding ADE20K's full-format RGB maps), the boundaries of instances, and the colours and class
+names that show a map in a grid or a W&B overlay (:func:`i2i.data.crop.apply_crop` resizes and
+crops a map with its photo).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from i2i.data.crop import CropPlan
 from i2i.data.datasets import read_from_disk
 from i2i.data.label_specs import (
     LabelSpec,
@@ -130,19 +129,6 @@ def read_label_map(
     if arr.dtype == bool:
         arr = arr.astype(np.uint8)
     return arr
-
-
-def _crop_map(arr: np.ndarray, plan: CropPlan) -> np.ndarray:
-    """Resize (NEAREST only: no new ids appear) and crop an integer map with a CropPlan."""
-    if arr.shape != plan.resized:
-        # PIL mode "I" (int32) holds every label and instance id (Cityscapes: up to 33999), and
-        # PIL's NEAREST samples pixel centres, matching the bicubic resize of the photo (torch's
-        # "nearest" picks top-left samples, a shift of up to half a source pixel).
-        img = Image.fromarray(arr.astype(np.int32))
-        img = img.resize((plan.resized[1], plan.resized[0]), Image.Resampling.NEAREST)
-        arr = np.asarray(img)
-    crop = arr[plan.top : plan.top + plan.height, plan.left : plan.left + plan.width]
-    return crop.astype(np.int64)
 
 
 def colorize(label: torch.Tensor, palette: np.ndarray | torch.Tensor) -> torch.Tensor:

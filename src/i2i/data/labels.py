@@ -13,7 +13,8 @@ annotated on the stored pixels and carry no EXIF, so rotating only the photo wou
 
 Label sets (class names, colours, raw-value mapping) and the published datasets' table
 (LABEL_DATASETS: label set, folder layouts, file suffixes) live in :mod:`i2i.data.label_specs`;
-reading, cropping and colouring the maps themselves in :mod:`i2i.data.label_maps`.
+reading and colouring the maps themselves in :mod:`i2i.data.label_maps`, their geometry in
+:mod:`i2i.data.crop`.
 """
 
 from __future__ import annotations
@@ -22,16 +23,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
+import numpy as np
 import torch
 from PIL import Image
+from torchvision import tv_tensors
 
 from i2i.data import batch
 from i2i.data.crop import apply_crop, check_resolution, plan_crop
-from i2i.data.datasets import FileDataset, image_to_tensor, note_small, scan_headers
+from i2i.data.datasets import FileDataset, note_small, scan_headers
 from i2i.data.folders import list_images
 from i2i.data.image_options import SMALL_IMAGES, ImageOptions, check_option
 from i2i.data.label_maps import (
-    _crop_map,
     instance_edges,
     read_label_map,
 )
@@ -263,15 +265,12 @@ class PairedLabelDataset(FileDataset):
         # One crop plan and one flip draw for all maps, so they stay pixel-aligned.
         plan = plan_crop(raw.shape, self.resolution, self.train, self.small_images, rec.image)
         flip = self.train and self.hflip and torch.rand(()).item() < 0.5
-        image = image_to_tensor(apply_crop(photo, plan))
-        label_t = torch.from_numpy(_crop_map(label, plan))
-        if flip:
-            image, label_t = image.flip(-1), label_t.flip(-1)
-        sample = {batch.IMAGE: image, batch.LABEL: label_t.contiguous(), batch.INDEX: i}
-        if inst is not None:
-            inst_c = _crop_map(inst, plan)
-            edges = torch.from_numpy(instance_edges(inst_c)).unsqueeze(0).float() * 2 - 1
-            sample[batch.INSTANCE_EDGES] = edges.flip(-1).contiguous() if flip else edges
+        maps = [tv_tensors.Mask(m.astype(np.int64)) for m in (label, inst) if m is not None]
+        image, label_t, *inst_t = apply_crop(plan, flip, photo, *maps)
+        sample = {batch.IMAGE: image, batch.LABEL: label_t, batch.INDEX: i}
+        if inst_t:  # boundaries are mirror-symmetric: those of the flipped map are flipped
+            edges = torch.from_numpy(instance_edges(inst_t[0].numpy())).unsqueeze(0)
+            sample[batch.INSTANCE_EDGES] = edges.float() * 2 - 1
         return sample
 
     def scan(self, findings: Findings, indices: Sequence[int] | None = None) -> None:

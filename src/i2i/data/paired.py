@@ -17,8 +17,8 @@ condition image as it is in the file, RGB (3, H, W) in [-1, 1], NOT inverted: th
 CoModGAN condition (for pix2pix files: black lines, -1, on white paper, +1); edge_polarity then
 only tells the sanity check which way the file is drawn.
 
-Geometry: the crop is planned once on the photo (:func:`plan_crop`) and applied to both halves,
-and one flip draw is applied to both, so condition and target stay pixel-aligned. Randomness
+Geometry: the crop is planned once on the photo (:func:`plan_crop`) and applied to both halves
+with one flip draw (:func:`apply_crop`), so condition and target stay pixel-aligned. Randomness
 comes from the global torch RNG, which the training stream seeds per sample. Edge maps are
 resized with BILINEAR + antialias and kept as float: a downscaled 1-px line becomes a fainter
 but unbroken stroke, whereas NEAREST would drop or break it (aliasing); the generator takes a
@@ -41,8 +41,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torchvision.transforms.v2.functional as TF
 from PIL import Image
+from torchvision import tv_tensors
 
 from i2i.data import batch
 from i2i.data.batch import EDGES_CHANNELS
@@ -50,7 +50,6 @@ from i2i.data.crop import CropPlan, apply_crop, check_resolution, plan_crop
 from i2i.data.datasets import (
     FileDataset,
     check_choice,
-    image_to_tensor,
     load_image,
     load_skipping_corrupt,
     note_small,
@@ -445,11 +444,8 @@ class CannyEdgesDataset(_PairedDataset):
         plan = plan_crop(
             (img.height, img.width), self.resolution, self.train, self.small_images, path
         )
-        rh, rw = plan.resized
-        full = image_to_tensor(apply_crop(img, CropPlan(plan.resized, 0, 0, rh, rw)))
+        full = apply_crop(CropPlan(plan.resized, 0, 0, *plan.resized), False, img)[0]
         edges = self.edges_for(path, full)
-        image = TF.crop(full, plan.top, plan.left, plan.height, plan.width)
-        edges = TF.crop(edges, plan.top, plan.left, plan.height, plan.width)
-        if self.train and self.hflip and torch.rand(()).item() < 0.5:  # one draw for both
-            image, edges = image.flip(-1), edges.flip(-1)
+        flip = self.train and self.hflip and torch.rand(()).item() < 0.5  # one draw for both
+        image, edges = apply_crop(plan, flip, tv_tensors.Image(full), tv_tensors.Image(edges))
         return image, edges

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import torch
 from PIL import Image
+from torchvision import tv_tensors
 from torchvision.transforms import InterpolationMode
 
 from i2i.data.crop import apply_crop, plan_crop
-from i2i.data.datasets import check_choice, image_to_tensor
+from i2i.data.datasets import check_choice
 from i2i.data.folders import find_split_folders, list_images, split_files
 from i2i.errors import DataError
 
@@ -76,12 +77,12 @@ def transform_pair(
         (image (3, H, W) in [-1, 1], edges (C, H, W) in [-1, 1]).
     """
     plan = plan_crop((photo.height, photo.width), resolution, train, small_images, source)
-    image = image_to_tensor(apply_crop(photo, plan, resample=resample))
-    e = apply_crop(edges, plan, InterpolationMode.BILINEAR).clamp_(-1.0, 1.0)
     # Draw once, apply to both: independent draws would mirror only one half of the pair.
-    if train and hflip and torch.rand(()).item() < 0.5:
-        image, e = image.flip(-1), e.flip(-1)
-    return image, e
+    flip = train and hflip and torch.rand(()).item() < 0.5
+    edges = tv_tensors.Image(edges)
+    bilinear = InterpolationMode.BILINEAR
+    image, e = apply_crop(plan, flip, photo, edges, resample=resample, interpolation=bilinear)
+    return image, e.clamp_(-1.0, 1.0)
 
 
 def _pair_key(path: Path, root: Path) -> str:

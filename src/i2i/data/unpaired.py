@@ -33,12 +33,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torchvision.transforms.v2.functional as TF
 from torch.utils.data import Dataset
-from torchvision.transforms import InterpolationMode
+from torchvision import tv_tensors
 
 from i2i.data import batch as B
-from i2i.data.crop import check_resolution
+from i2i.data.crop import CropPlan, apply_crop, check_resolution, crop_window
 from i2i.data.datasets import (
     FileDataset,
     image_to_tensor,
@@ -103,21 +102,14 @@ class DomainFolder(FileDataset):
         Raises:
             CorruptImageError: the file cannot be decoded.
         """
-        x = image_to_tensor(load_image(self.files[i], open_file=self.open_file))
+        x = tv_tensors.Image(image_to_tensor(load_image(self.files[i], open_file=self.open_file)))
         th, tw = self.resolution
-        if not self.train or self.load_size is None:
-            return _resize(x, (th, tw))
-        x = _resize(x, (max(self.load_size, th), max(self.load_size, tw)))
-        h, w = x.shape[-2:]
-        if self.crop == "random":
-            top = int(torch.randint(h - th + 1, ()).item())
-            left = int(torch.randint(w - tw + 1, ()).item())
-        else:
-            top, left = (h - th) // 2, (w - tw) // 2
-        x = x[:, top : top + th, left : left + tw]
-        if self.hflip and torch.rand(()).item() < 0.5:
-            x = x.flip(-1)
-        return x.contiguous()
+        plan, flip = CropPlan((th, tw), 0, 0, th, tw), False
+        if self.train and self.load_size is not None:
+            resized = (max(self.load_size, th), max(self.load_size, tw))
+            plan = crop_window(resized, (th, tw), self.crop == "random")
+            flip = self.hflip and torch.rand(()).item() < 0.5
+        return apply_crop(plan, flip, x)[0].clamp_(-1, 1)  # bicubic overshoots
 
     def __getitem__(self, i: int) -> torch.Tensor:
         _, image = load_skipping_corrupt(
@@ -140,13 +132,6 @@ class DomainFolder(FileDataset):
         """
         sizes = scan_headers(self.files, self.on_corrupt, findings, self.where)
         self.files = [f for f in self.files if f in sizes]
-
-
-def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    x = TF.resize(x, list(size), interpolation=InterpolationMode.BICUBIC, antialias=True)
-    return x.clamp(-1, 1)  # bicubic overshoots
 
 
 class ShapesDomain(Dataset):
