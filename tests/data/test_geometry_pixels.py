@@ -102,32 +102,38 @@ def _digest(ds, positions: int = POSITIONS, seed: int = 5) -> str:
     return h.hexdigest()[:16]
 
 
-def _labels(root: Path, spec, res, instances: bool = False, **images) -> Callable:
-    def build(train: bool) -> LabelFolderDataset:
-        suffixes = CITYSCAPES_SUFFIXES if instances else ("", "", "")
-        return LabelFolderDataset(
-            root / ("city" if instances else "coco") / "img",
-            root / ("city" if instances else "coco") / "label",
-            spec,
-            res,
-            instance_dir=root / "city/inst" if instances else None,
-            image_suffix=suffixes[0],
-            label_suffix=suffixes[1],
-            instance_suffix=suffixes[2],
-            instance_edges=instances,
-            train=train,
-            images=ImageOptions(**images),
-        )
-
-    return build
+def _label_folder(
+    folder: Path, spec, res, instances: bool = False, train: bool = True, **images
+) -> LabelFolderDataset:
+    """`folder`/img, /label (and /inst, Cityscapes' suffixes, with `instances`)."""
+    suffixes = CITYSCAPES_SUFFIXES if instances else ("", "", "")
+    return LabelFolderDataset(
+        folder / "img",
+        folder / "label",
+        spec,
+        res,
+        instance_dir=folder / "inst" if instances else None,
+        image_suffix=suffixes[0],
+        label_suffix=suffixes[1],
+        instance_suffix=suffixes[2],
+        instance_edges=instances,
+        train=train,
+        images=ImageOptions(**images),
+    )
 
 
 CASES: dict[str, Callable[[Path], Callable[[bool], object]]] = {
-    "labels_coco": lambda r: _labels(r, coco_stuff_spec(), 64, small_images="upscale"),
-    "labels_coco_noflip": lambda r: _labels(
-        r, coco_stuff_spec(), 32, small_images="upscale", hflip=False
+    "labels_coco": lambda r: (
+        lambda t: _label_folder(r / "coco", coco_stuff_spec(), 64, train=t, small_images="upscale")
     ),
-    "labels_cityscapes": lambda r: _labels(r, cityscapes_spec(), (32, 64), instances=True),
+    "labels_coco_noflip": lambda r: (
+        lambda t: _label_folder(
+            r / "coco", coco_stuff_spec(), 32, train=t, small_images="upscale", hflip=False
+        )
+    ),
+    "labels_cityscapes": lambda r: (
+        lambda t: _label_folder(r / "city", cityscapes_spec(), (32, 64), instances=True, train=t)
+    ),
     "side_by_side": lambda r: (
         lambda t: SideBySideDataset(
             r / "sbs", 64, train=t, images=ImageOptions(small_images="upscale")
@@ -216,42 +222,41 @@ def test_geometry_pixels_unchanged(root: Path, case: str) -> None:
     assert got == DIGESTS[case], f"{case}: {got}"
 
 
-def _real_cases() -> dict[str, Callable[[], object]]:
-    def coco() -> LabelFolderDataset:
-        spade = shared_data("coco_stuff", "spade")
-        return LabelFolderDataset(
-            spade / "train_img",
-            spade / "train_label",
-            coco_stuff_spec(),
-            128,
-            images=ImageOptions(small_images="upscale"),
-        )
+# The shared samples keep their sources' folder names: a label case links them as img/, label/
+# (and inst/) for `_label_folder`.
+REAL_CASES: dict[str, Callable[[Path], object]] = {
+    "coco": lambda tmp: _label_folder(
+        _linked(tmp, shared_data("coco_stuff", "spade"), "train_img", "train_label"),
+        coco_stuff_spec(),
+        128,
+        small_images="upscale",
+    ),
+    "cityscapes": lambda tmp: _label_folder(
+        _linked(
+            tmp,
+            shared_data("cityscapes", "pix2pixHD_train"),
+            "img_1024x512",
+            "label_1024x512",
+            "inst_1024x512",
+        ),
+        cityscapes_spec(),
+        (128, 256),
+        instances=True,
+    ),
+    "edges2shoes": lambda tmp: SideBySideDataset(shared_data("edges2shoes", "hzycool_val"), 128),
+    "places": lambda tmp: ImageFolderDataset(
+        shared_data("places", "deepfillv2_places2", "raw"),
+        256,
+        images=ImageOptions(small_images="pad"),
+    ),
+}
 
-    def cityscapes() -> LabelFolderDataset:
-        train = shared_data("cityscapes", "pix2pixHD_train")
-        return LabelFolderDataset(
-            train / "img_1024x512",
-            train / "label_1024x512",
-            cityscapes_spec(),
-            (128, 256),
-            instance_dir=train / "inst_1024x512",
-            instance_edges=True,
-            image_suffix=CITYSCAPES_SUFFIXES[0],
-            label_suffix=CITYSCAPES_SUFFIXES[1],
-            instance_suffix=CITYSCAPES_SUFFIXES[2],
-        )
 
-    def shoes() -> SideBySideDataset:
-        return SideBySideDataset(shared_data("edges2shoes", "hzycool_val"), 128)
-
-    def places() -> ImageFolderDataset:
-        return ImageFolderDataset(
-            shared_data("places", "deepfillv2_places2", "raw"),
-            256,
-            images=ImageOptions(small_images="pad"),
-        )
-
-    return {"coco": coco, "cityscapes": cityscapes, "edges2shoes": shoes, "places": places}
+def _linked(tmp: Path, root: Path, *folders: str) -> Path:
+    """`tmp` with img, label (and inst) linked to root's `folders`."""
+    for name, folder in zip(("img", "label", "inst"), folders, strict=False):
+        (tmp / name).symlink_to(root / folder)
+    return tmp
 
 
 REAL_DIGESTS: dict[str, str] = {
@@ -262,8 +267,8 @@ REAL_DIGESTS: dict[str, str] = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(_real_cases()))
-def test_geometry_pixels_unchanged_on_real_samples(case: str) -> None:
-    ds = _real_cases()[case]()
+@pytest.mark.parametrize("case", sorted(REAL_CASES))
+def test_geometry_pixels_unchanged_on_real_samples(tmp_path: Path, case: str) -> None:
+    ds = REAL_CASES[case](tmp_path)
     got = _digest(ds, positions=4)
     assert got == REAL_DIGESTS[case], f"{case}: {got}"
