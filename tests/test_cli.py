@@ -151,6 +151,46 @@ def test_unpaired_crop_moved_to_train_crop(mode):
     )
 
 
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    "old, value, new",
+    [
+        ("hole_range", "[0.1, 0.4]", "data.init_args.masks.init_args.hole_range"),
+        ("mask_shape", "rectangle", "data.init_args.masks.class_path (free_form: "),
+        ("mask_dir", "/data/masks", "data.init_args.masks.init_args.folder (masks: {class_path"),
+        ("val_mask_dir", "/data/masks", "data.init_args.val_masks.init_args.folder"),
+        ("mask_polarity", "white_is_hole", "data.init_args.masks.init_args.polarity"),
+    ],
+)
+def test_a_moved_mask_key_names_the_mask_source_it_went_to(old, value, new, mode):
+    code, text = run_i2i(mode, "fit", "--config", "demo", f"--data.init_args.{old}", value)
+    assert code == 2, text[-2000:]
+    lines = text.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"i2i: error: data.init_args.{old} moved: ")
+    assert f"write {new}" in lines[0]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_mask_sources_are_chosen_by_class_path(tmp_path, mode):
+    data = _printed_data(mode, "--config", "demo")
+    assert data["masks"]["class_path"] == "i2i.data.masks.RandomMaskGenerator"
+    assert data["masks"]["init_args"]["hole_range"] == [0.1, 0.5] and data["val_masks"] is None
+    glcic = _printed_data(mode, "--config", "glcic_demo")["masks"]
+    assert glcic["class_path"] == "i2i.data.masks.RectangleMaskGenerator"
+    assert "hole_range" not in glcic["init_args"]  # a new class never inherits the old's args
+    files = _printed_data(
+        mode,
+        "--config",
+        "demo",
+        "--data.init_args.val_masks=MaskFiles",
+        f"--data.init_args.val_masks.folder={tmp_path}",
+        "--data.init_args.val_masks.polarity=white_is_hole",
+    )["val_masks"]
+    assert files["class_path"] == "i2i.data.masks.MaskFiles"
+    assert files["init_args"]["folder"] == str(tmp_path)
+    assert files["init_args"]["polarity"] == "white_is_hole"
+
+
 def make_train(task: str, args: str, timeout: float = 240):
     # Offline for sure: a proxy that refuses connections (urllib honours it).
     proxy = "http://127.0.0.1:9"
@@ -306,8 +346,9 @@ def test_a_data_error_at_setup_is_one_line_and_the_traceback_is_for_debugging(
     _images(masks, 2, value=255)  # all known: nothing to learn
     data = [
         f"--data.init_args.data_dir={photos}",
-        f"--data.init_args.mask_dir={masks}",
-        "--data.init_args.mask_polarity=white_is_known",
+        "--data.init_args.masks=MaskFiles",
+        f"--data.init_args.masks.folder={masks}",
+        "--data.init_args.masks.polarity=white_is_known",
     ]
     line = _one_error_line_of(*run_i2i(mode, *fit_args(tmp_path / "run", *data)))
     if images == 1:
@@ -326,8 +367,9 @@ def test_a_data_error_on_two_processes_is_printed_once(tmp_path):
     args = fit_args(
         tmp_path / "run",
         f"--data.init_args.data_dir={photos}",
-        f"--data.init_args.mask_dir={masks}",
-        "--data.init_args.mask_polarity=white_is_known",
+        "--data.init_args.masks=MaskFiles",
+        f"--data.init_args.masks.folder={masks}",
+        "--data.init_args.masks.polarity=white_is_known",
         "--trainer.accelerator=cpu",
         "--trainer.devices=2",
         "--trainer.strategy=ddp_find_unused_parameters_true",

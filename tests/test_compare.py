@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from i2i.compare import run_dip
+from i2i.data.masks import RandomMaskGenerator
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -106,7 +107,9 @@ def test_dip_row_completes_the_validation_images_as_deep_image_prior_does(one_to
 
     row = run_dip(REPO / "configs" / "demo.yaml", images=3, iterations=4, channels=8)
     assert row["val_images"] == 3
-    data = InpaintingDataModule(resolution=64, hole_range=(0.1, 0.5), num_workers=0)
+    data = InpaintingDataModule(
+        resolution=64, masks=RandomMaskGenerator(hole_range=(0.1, 0.5)), num_workers=0
+    )
     data.setup("validate")  # demo.yaml's data: the same seeds, images and masks
     task = DeepImagePriorTask(iterations=4, network={"channels": 8})
     l1, db = [], []

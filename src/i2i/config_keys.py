@@ -17,9 +17,12 @@ from lightning.pytorch.cli import LightningArgumentParser
 
 from i2i.config_files import BASE_KEY, with_bases
 from i2i.data.image_options import MOVED
+from i2i.data.masks import MOVED_MASK_KEYS
 
 # Keys that moved (old -> new): an old key fails with one line that names its new spelling.
-MOVED_KEYS = {f"data.init_args.{old}": f"data.init_args.images.{new}" for old, new in MOVED.items()}
+MOVED_KEYS = {
+    f"data.init_args.{old}": f"data.init_args.images.{new}" for old, new in MOVED.items()
+} | {f"data.init_args.{old}": f"data.init_args.{new}" for old, new in MOVED_MASK_KEYS.items()}
 
 # ---- short errors for unknown keys -----------------------------------------------------------
 

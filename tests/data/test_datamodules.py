@@ -18,6 +18,7 @@ from i2i.config_files import load_config
 from i2i.data import batch
 from i2i.data.image_options import ImageOptions
 from i2i.data.inpainting import InpaintingDataModule
+from i2i.data.masks import MaskFiles, RectangleMaskGenerator
 from i2i.errors import CorruptImageError
 
 # Tiny tensors: on a busy 2-core machine, more threads than free cores mostly wait.
@@ -139,10 +140,8 @@ def _dm(tmp_path: Path, masks: Path, polarity: str, **kwargs) -> InpaintingDataM
         str(root),
         resolution=32,
         val_fraction=0.5,
-        mask_dir=str(masks),
-        mask_polarity=polarity,
+        masks=MaskFiles(str(masks), polarity, **kwargs),
         **LOADER,
-        **kwargs,
     )
 
 
@@ -175,7 +174,7 @@ def test_alpha_cutout_masks_are_read_from_alpha(tmp_path: Path) -> None:
 def test_every_mask_folder_logs_its_hole_ratio(tmp_path: Path, caplog) -> None:
     masks = _masks(tmp_path / "nv", [0.05, 0.2, 0.35, 0.5], white_is_known=False)
     dm = _dm(tmp_path, masks, "white_is_hole")
-    with caplog.at_level(logging.INFO, logger="i2i.data.inpainting"), warnings.catch_warnings():
+    with caplog.at_level(logging.INFO, logger="i2i.data"), warnings.catch_warnings():
         warnings.simplefilter("error")  # plausible NVIDIA-like masks: no warning
         dm.setup("fit")
     lines = [r.getMessage() for r in caplog.records if str(masks) in r.getMessage()]
@@ -205,8 +204,10 @@ def test_mask_options_validated(tmp_path: Path) -> None:
     masks = _masks(tmp_path / "m", [0.3], white_is_known=False)
     with pytest.raises(ValueError, match="nvidia_irregular"):
         _dm(tmp_path, masks, "white_is_hole", mask_set="nvidia")
-    with pytest.raises(ValueError, match="mask_polarity"):
+    with pytest.raises(ValueError, match="polarity 'black_is_hole'"):
         _dm(tmp_path, masks, "black_is_hole")
+    with pytest.raises(ValueError, match="need a polarity: 'white_is_hole'"):
+        MaskFiles(str(masks))
 
 
 # ----------------------------------------------------------------------------- preprocessing
@@ -289,7 +290,7 @@ def test_glcic_preprocessing_160_centre_crops_and_rectangles(tmp_path: Path) -> 
         resolution=160,
         resolution_multiple=celeba["resolution_multiple"],
         images=images,
-        mask_shape="rectangle",
+        masks=RectangleMaskGenerator(),
         **LOADER,
     )
     dm.setup("fit")
@@ -303,5 +304,5 @@ def test_glcic_preprocessing_160_centre_crops_and_rectangles(tmp_path: Path) -> 
     ys, xs = torch.nonzero(mask[0] == 0, as_tuple=True)
     h, w = int(ys.max() - ys.min()) + 1, int(xs.max() - xs.min()) + 1
     assert len(ys) == h * w and 46 <= h <= 92 and 46 <= w <= 92
-    with pytest.raises(ValueError, match="mask_shape"):
+    with pytest.raises(TypeError, match="mask_shape"):  # moved into `masks`
         InpaintingDataModule(mask_shape="circle", **LOADER)

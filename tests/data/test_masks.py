@@ -13,11 +13,13 @@ from PIL import Image
 from i2i.data.mask_drawing import random_mask, rectangle_mask, rectangle_sides
 from i2i.data.mask_sets import KNOWN_MASK_SETS, judge_hole_ratios
 from i2i.data.masks import (
+    MaskFiles,
     MaskFolder,
     RandomMaskGenerator,
     RectangleMaskGenerator,
     load_mask,
     mask_hole_ratio,
+    mask_source,
 )
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -89,7 +91,7 @@ def test_reproducible_with_seed():
 
 
 def test_generator_sample_is_stable_and_picklable():
-    gen = RandomMaskGenerator(96, hole_range=(0.1, 0.9), variant="small")
+    gen = RandomMaskGenerator(hole_range=(0.1, 0.9), variant="small").at(96)
     clone = pickle.loads(pickle.dumps(gen))
     assert torch.equal(gen.sample(5), gen.sample(5))
     assert torch.equal(gen.sample(5), clone.sample(5))
@@ -99,7 +101,7 @@ def test_generator_sample_is_stable_and_picklable():
 
 def test_generator_validates_eagerly():
     with pytest.raises(ValueError, match="variant"):
-        RandomMaskGenerator(64, variant="nope")
+        RandomMaskGenerator(variant="nope")
 
 
 # --- load_mask -----------------------------------------------------------------------------
@@ -300,7 +302,7 @@ def test_rectangle_sides_scale_with_each_side(size, expected) -> None:
 
 @pytest.mark.parametrize("size", [160, 64, (64, 128)])
 def test_rectangle_masks_sizes_in_range_inside_the_image(size) -> None:
-    generator = RectangleMaskGenerator(size)
+    generator = RectangleMaskGenerator().at(size)
     (h_lo, h_hi), (w_lo, w_hi) = rectangle_sides(size)
     heights, widths, tops, lefts = [], [], [], []
     for seed in range(300):
@@ -319,11 +321,71 @@ def test_rectangle_masks_sizes_in_range_inside_the_image(size) -> None:
 
 
 def test_rectangle_masks_are_deterministic_by_seed_and_picklable() -> None:
-    generator = RectangleMaskGenerator(64)
+    generator = RectangleMaskGenerator().at(64)
     assert torch.equal(generator.sample(7), generator.sample(7))
     assert not all(torch.equal(generator.sample(7), generator.sample(s)) for s in range(8, 12))
     a = rectangle_mask(64, np.random.default_rng([0, 1, 5]))
     b = pickle.loads(pickle.dumps(generator))(np.random.default_rng([0, 1, 5]))
     assert torch.equal(a, b)
     with pytest.raises(ValueError, match="sides"):
-        RectangleMaskGenerator(64, sides=(92, 46))
+        RectangleMaskGenerator(sides=(92, 46))
+
+
+# --- mask sources (what a datamodule takes by class_path) --------------------------------------
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        RandomMaskGenerator(hole_range=(0.2, 0.6), variant="small"),
+        RectangleMaskGenerator(sides=(8, 16), sides_at=32),
+    ],
+)
+def test_a_mask_source_is_written_without_a_size_and_bound_to_one(source) -> None:
+    with pytest.raises(ValueError, match="no size"):
+        source(np.random.default_rng(0))
+    bound = source.at((32, 48))
+    assert bound is not source and source.size is None and bound.size == (32, 48)
+    assert type(bound) is type(source) and bound.settings() == source.settings()
+    assert bound.fixed(3, 7, seed=2).shape == (1, 32, 48)
+    assert torch.equal(bound.fixed(3, 7, seed=2), bound.sample(2 * 1_000_003 + 7))
+    # The plain form (kept in hparams) makes the same source back.
+    plain = source.plain()
+    assert plain["class_path"] == f"i2i.data.masks.{type(source).__name__}"
+    again = mask_source(plain).at((32, 48))
+    assert torch.equal(again.sample(5), bound.sample(5))
+    short = mask_source({"class_path": type(source).__name__, "init_args": plain["init_args"]})
+    assert short.settings() == source.settings()
+
+
+def test_a_class_path_that_is_no_mask_source_is_refused() -> None:
+    with pytest.raises(ValueError, match="'os.system' names no mask source"):
+        mask_source({"class_path": "os.system", "init_args": {}})
+    with pytest.raises(ValueError, match="'Nope' names no mask source"):
+        mask_source({"class_path": "Nope"})
+
+
+def test_mask_files_draw_uniformly_and_fix_validation_by_position(tmp_path) -> None:
+    for i, width in enumerate((4, 8, 12)):  # white = hole: the left 4, 8, 12 columns of 32
+        known = np.full((32, 32), 0, np.uint8)
+        known[:, :width] = 255
+        Image.fromarray(known).save(tmp_path / f"m{i}.png")
+    files = MaskFiles(str(tmp_path), "white_is_hole")
+    with pytest.raises(ValueError, match="no size"):
+        len(files)
+    bound = files.at(16)  # resized with NEAREST
+    holes = [1 - bound.fixed(p, 99, seed=0).mean().item() for p in range(4)]
+    assert holes == [0.125, 0.25, 0.375, 0.125]  # file p mod 3, whatever the index and seed
+    drawn = {1 - bound(np.random.default_rng(s)).mean().item() for s in range(30)}
+    assert drawn == {0.125, 0.25, 0.375}
+    assert bound.plain() == {
+        "class_path": "i2i.data.masks.MaskFiles",
+        "init_args": {
+            "folder": str(tmp_path),
+            "polarity": "white_is_hole",
+            "check_polarity": True,
+            "mask_set": None,
+        },
+    }
+    with pytest.raises(FileNotFoundError, match="no mask files"):
+        MaskFiles(str(tmp_path / "none"), "white_is_hole").at(16)

@@ -136,7 +136,7 @@ def test_batches_equal_the_folder_loaders_sample_for_sample(built):
     assert dm.resolution == folder.resolution  # what tasks ask of a datamodule is the folder's
     assert dm.mask_generator is dm.data.mask_generator and getattr(dm, "spec", None) is None
     # Only what callers ask of a datamodule is the folder's: nothing else is forwarded.
-    assert hasattr(dm.data, "rectangle_masks") and not hasattr(dm, "rectangle_masks")
+    assert hasattr(dm.data, "given_val_masks") and not hasattr(dm, "given_val_masks")
 
 
 def test_resume_reads_the_same_batches_with_any_number_of_workers(built):
@@ -233,7 +233,9 @@ def test_shards_of_another_config_are_refused_with_the_settings_that_differ(buil
     msg = str(e.value)
     assert str(shards) in msg and "resolution: shards 32, config 64" in msg
     assert "i2i data optimize --config" in msg
-    shard_module(images, shards, batch_size=3, hole_range=(0.2, 0.4))  # loader and masks: free
+    free_form = {"class_path": "i2i.data.masks.RandomMaskGenerator", "init_args": {}}
+    free_form["init_args"]["hole_range"] = [0.2, 0.4]
+    shard_module(images, shards, batch_size=3, masks=free_form)  # loader and masks: free
 
 
 @pytest.mark.parametrize("mode", MODES)

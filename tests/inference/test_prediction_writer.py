@@ -29,7 +29,7 @@ def demo_files(root: Path, n_val: int = 6) -> tuple[Path, Path]:
             path = root / "images" / part / f"shape{i}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(to_uint8(ds[i]["image"])).save(path)
-    masks = RandomMaskGenerator(32, (0.2, 0.5))
+    masks = RandomMaskGenerator((0.2, 0.5)).at(32)
     (root / "masks").mkdir()
     for i in range(n_val):
         known = (masks.sample(i)[0].numpy() * 255).astype(np.uint8)
@@ -49,8 +49,9 @@ def test_predict_writes_the_bytes_of_the_command(fitted_run, tmp_path, one_torch
         f"--trainer.default_root_dir={root}",
         "--trainer.logger=false",
         f"--data.init_args.data_dir={images}",
-        f"--data.init_args.val_mask_dir={masks}",
-        "--data.init_args.mask_polarity=white_is_known",
+        "--data.init_args.val_masks=MaskFiles",
+        f"--data.init_args.val_masks.folder={masks}",
+        "--data.init_args.val_masks.polarity=white_is_known",
         "--data.init_args.val_batch_size=4",
         "--model.init_args.eval_seed=5",
     )
@@ -86,8 +87,9 @@ def test_predict_writes_the_bytes_of_the_command(fitted_run, tmp_path, one_torch
         f"--trainer.default_root_dir={root}",
         "--trainer.logger=false",
         f"--data.init_args.data_dir={images}",
-        f"--data.init_args.val_mask_dir={masks}",
-        "--data.init_args.mask_polarity=white_is_known",
+        "--data.init_args.val_masks=MaskFiles",
+        f"--data.init_args.val_masks.folder={masks}",
+        "--data.init_args.val_masks.polarity=white_is_known",
     )
     assert code == 1 and "shape0.png already exists" in text, text
 

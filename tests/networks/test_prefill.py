@@ -26,7 +26,7 @@ TINY = dict(
 
 def scenes(n: int = 6, size: int | tuple[int, int] = 32) -> tuple[torch.Tensor, torch.Tensor]:
     data = ShapesDataset(size, length=n, seed=3)
-    masks = RandomMaskGenerator(size, hole_range=(0.2, 0.5))
+    masks = RandomMaskGenerator(hole_range=(0.2, 0.5)).at(size)
     images = torch.stack([data[i]["image"] for i in range(n)])
     known = torch.stack([masks(numpy_rng(5, i)) for i in range(n)]).float()
     return images, known

@@ -59,7 +59,7 @@ def test_i2i_test_scores_each_bucket_as_a_separate_run(tmp_path):
         f"--trainer.logger.init_args.save_dir={root}",
         "--data.init_args.max_val_images=24",
         "--data.init_args.val_batch_size=8",
-        "--data.init_args.hole_range=[0.0, 1.0]",
+        "--data.init_args.masks.init_args.hole_range=[0.0, 1.0]",
         *FEATURES,
     ]
     # An untrained G_ema (no checkpoint): the protocol, not the model, is under test here.
@@ -89,7 +89,7 @@ def test_i2i_test_scores_each_bucket_as_a_separate_run(tmp_path):
         assert low < entry["hole_ratio"] < high
         if k not in (0, 4):  # a naive rerun of the first and last buckets is enough
             continue
-        generator = RandomMaskGenerator(32, (low, high), dm.mask_generator.variant)
+        generator = RandomMaskGenerator((low, high), dm.mask_generator.variant).at(32)
         batches = []
         for start in range(0, 24, 8):
             items = [dict(images[i]) for i in range(start, start + 8)]
@@ -130,8 +130,9 @@ def test_mask_files_allow_only_binned_buckets(tmp_path):
             f"--trainer.default_root_dir={root}",
             "--trainer.logger=false",
             "--data.init_args.max_val_images=8",
-            f"--data.init_args.val_mask_dir={masks}",
-            "--data.init_args.mask_polarity=white_is_hole",
+            "--data.init_args.val_masks=MaskFiles",
+            f"--data.init_args.val_masks.folder={masks}",
+            "--data.init_args.val_masks.polarity=white_is_hole",
             *FEATURES,
         ]
     )
@@ -312,7 +313,7 @@ def test_i2i_test_on_the_demo_config(tmp_path):
             "--trainer.logger=false",
             "--trainer.limit_test_batches=3",
             "--data.init_args.num_workers=0",
-            "--data.init_args.hole_range=[0.0, 1.0]",
+            "--data.init_args.masks.init_args.hole_range=[0.0, 1.0]",
             *FEATURES,
         ]
     )

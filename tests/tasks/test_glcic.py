@@ -15,6 +15,7 @@ from torch.utils.data import default_collate
 from i2i.blending import poisson_blend, poisson_blend_image
 from i2i.data import batch as B
 from i2i.data.inpainting import InpaintingDataModule
+from i2i.data.masks import RectangleMaskGenerator
 from i2i.lightning_command import run_cli
 from i2i.networks import CompletionNetwork, ContextDiscriminator
 from i2i.networks.glcic import crop_boxes, hole_centred_boxes
@@ -44,7 +45,7 @@ def tiny_data(**kwargs) -> InpaintingDataModule:
             "num_workers": 0,
             "synthetic_length": 16,
             "max_val_images": 4,
-            "mask_shape": "rectangle",
+            "masks": RectangleMaskGenerator(),
             **kwargs,
         }
     )

@@ -238,7 +238,8 @@ def test_config_networks_match_their_data(config):
     if raw["model"]["class_path"].endswith(".ClassicalInpaintingTask"):
         from i2i.classical import FILLS  # no network: a fill of any size, no training length
 
-        assert model.get("method", "harmonic") in FILLS and "hole_range" in data
+        assert model.get("method", "harmonic") in FILLS
+        assert "hole_range" in data["masks"]["init_args"]
         return
     if raw["model"]["class_path"].endswith(".NearestNeighbourEdgesTask"):
         assert data.get("condition", "edges") == "edges"  # retrieval by edge map
@@ -298,7 +299,7 @@ def check_glcic_networks(model: dict, data: dict) -> None:
     assert pair(D["img_resolution"]) == sides
     local = pair(D.get("local_size", 80))
     assert local[0] <= sides[0] and local[1] <= sides[1]
-    assert data.get("mask_shape") == "rectangle"
+    assert data["masks"]["class_path"] == "i2i.data.masks.RectangleMaskGenerator"
     t_cd = model["completion_iterations"] + model["discriminator_iterations"]
     assert t_cd < model["max_iterations"]  # every run has a length, and reaches the joint phase
 

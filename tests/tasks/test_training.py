@@ -261,8 +261,12 @@ def test_bad_data_errors_name_the_problem(tmp_path):
         run_cli(f"--data.init_args.data_dir={empty}", tmp_path=tmp_path)
     with pytest.raises(ValueError, match="power of two"):
         run_cli("--data.init_args.resolution=48", tmp_path=tmp_path)
-    with pytest.raises(ValueError, match="mask_polarity"):
-        run_cli(f"--data.init_args.mask_dir={empty}", tmp_path=tmp_path)
+    with pytest.raises(ValueError, match="need a polarity"):
+        run_cli(
+            "--data.init_args.masks=MaskFiles",
+            f"--data.init_args.masks.folder={empty}",
+            tmp_path=tmp_path,
+        )
 
 
 def test_wandb_is_offline_and_never_prompts(tmp_path, monkeypatch):
@@ -336,17 +340,20 @@ def test_mask_files_train_and_inverted_polarity_is_caught(tmp_path):
         "--model.init_args.max_iterations=1",
         f"--trainer.default_root_dir={root}",
         f"--trainer.logger.init_args.save_dir={root}",
-        f"--data.init_args.mask_dir={masks}",
-        f"--data.init_args.val_mask_dir={masks}",
+        "--data.init_args.masks=MaskFiles",
+        f"--data.init_args.masks.folder={masks}",
+        "--data.init_args.val_masks=MaskFiles",
+        f"--data.init_args.val_masks.folder={masks}",
     ]
-    cli = run_i2i(
-        ["fit", "--config", TINY, "--data.init_args.mask_polarity=white_is_hole", *common]
-    )
+    polarity = ["--data.init_args.masks.polarity=white_is_hole"]
+    polarity += ["--data.init_args.val_masks.polarity=white_is_hole"]
+    cli = run_i2i(["fit", "--config", TINY, *common, *polarity])
     hole = 1 - cli.datamodule.val_dataset[0]["mask"].mean().item()
     assert hole == pytest.approx(0.2, abs=0.04)
     with pytest.raises(ValueError, match="white_is_hole.*inverted|inverted.*white_is_hole"):
         run_i2i(
-            ["fit", "--config", TINY, "--data.init_args.mask_polarity=white_is_known", *common]
+            ["fit", "--config", TINY, *common, "--data.init_args.masks.polarity=white_is_known"]
+            + ["--data.init_args.val_masks.polarity=white_is_known"]
             + ["--overwrite"]  # the same folder as the run above
         )
 

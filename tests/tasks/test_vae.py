@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from i2i.data.inpainting import InpaintingDataModule
+from i2i.data.masks import RandomMaskGenerator
 from i2i.lightning_command import run_cli
 from i2i.losses import PerceptualLoss, kl_to_standard_normal
 from i2i.networks.vae import ConvVAE
@@ -71,7 +72,7 @@ def tiny_data() -> InpaintingDataModule:
         num_workers=0,
         synthetic_length=64,
         max_val_images=8,
-        hole_range=(0.1, 0.5),
+        masks=RandomMaskGenerator(hole_range=(0.1, 0.5)),
     )
     dm.setup("fit")
     return dm

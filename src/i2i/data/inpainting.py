@@ -5,12 +5,9 @@ setup. Training batches come from the deterministic stream (`i2i.data.stream`).
 
 from __future__ import annotations
 
-import logging
-import warnings
 from pathlib import Path
 
-import numpy as np
-import torch
+from jsonargparse import lazy_instance
 from torch.utils.data import Dataset
 
 from i2i.data import batch as B
@@ -21,46 +18,23 @@ from i2i.data.attributes import (
     read_attributes,
 )
 from i2i.data.crop import check_resolution
-from i2i.data.datasets import ImageFolderDataset, check_choice
+from i2i.data.datasets import ImageFolderDataset
 from i2i.data.folders import split_image_folder
 from i2i.data.image_options import CHOICES, ImageOptions, take_images
-from i2i.data.mask_sets import KNOWN_MASK_SETS, POLARITIES, judge_hole_ratios
-from i2i.data.masks import MaskFolder, RandomMaskGenerator, RectangleMaskGenerator, mask_hole_ratio
-from i2i.data.stream import MaskSource, StreamDataModule
+from i2i.data.masks import MaskFiles, MaskSource, RandomMaskGenerator, mask_source
+from i2i.data.stream import StreamDataModule
 from i2i.errors import DataError
 
-log = logging.getLogger(__name__)
-
-# Mask sets hide a minority of the image on average (NVIDIA irregular: 1-60%; CoModGAN's large
-# masks: 64% at 512, 72% at 256). A folder whose masks are mostly hole was probably read inverted.
-MAX_MEAN_HOLE = 0.75
-# Masks that hide (almost) nothing teach nothing: all-known files, a hole drawn only in an alpha
-# channel that was dropped, or a polarity that turns the hole into the known part.
-MIN_MEAN_HOLE = 0.005
-MASK_PROBE = 64  # mask files measured at setup, spread evenly over the folder
-MASK_SHAPES = ("free_form", "rectangle")
-
-
-class FolderMasks:
-    """Draws training masks from a MaskFolder with the stream's rng: `masks(rng)` is a
-    uniformly drawn file's mask (1, H, W), 1 = known.
-
-    Args:
-        folder: the mask files.
-    """
-
-    def __init__(self, folder: MaskFolder):
-        self.folder = folder
-
-    def __call__(self, rng: np.random.Generator) -> torch.Tensor:
-        return self.folder[int(rng.integers(len(self.folder)))]
+# The default training masks. Lazy (jsonargparse's): the parser then knows the default's class,
+# so `--data.init_args.masks.init_args.hole_range` works on a config that names no masks.
+OFFICIAL_MASKS = lazy_instance(RandomMaskGenerator)
 
 
 class InpaintingDataModule(StreamDataModule):
     """Any folder of images (recursive; jpg/png/webp/bmp; grayscale and RGBA converted), or the
     embedded procedural shapes when `data_dir` is None. Masks: the official free-form generator,
-    GLCIC's one rectangle per image (`mask_shape: rectangle`), or mask files with an explicit
-    polarity. Batches: "image" (N, 3, H, W) in [-1, 1], "mask" (N, 1, H, W) with 1 = known,
+    GLCIC's one rectangle per image, or mask files with an explicit polarity (`masks`).
+    Batches: "image" (N, 3, H, W) in [-1, 1], "mask" (N, 1, H, W) with 1 = known,
     "index", and "attributes" (N, A) in {0, 1} when asked for.
 
     Args:
@@ -72,22 +46,13 @@ class InpaintingDataModule(StreamDataModule):
         num_workers: loader worker processes.
         val_fraction: the share held out when data_dir has no train/ and val/ sub-folders.
         max_val_images: at most this many validation images; None: all.
-        hole_range: the free-form masks' hole ratios (lo, hi), 0 <= lo < hi <= 1.
-        mask_variant: "large" (the official masks) or "small" (MAT's lighter variant).
-        mask_shape: "free_form" (the official generator) or "rectangle" (GLCIC's one
-            rectangular hole).
-        rectangle_sides: the rectangle's sides (lo, hi) in pixels at `rectangle_sides_at`.
-        rectangle_sides_at: the resolution rectangle_sides are given at; they are scaled with
-            the image (GLCIC: 46-92 px at 160).
-        mask_dir: training masks from these files instead of the generator; None: generated.
-        val_mask_dir: validation masks from these files (sample i gets file i mod n); None:
-            generated, fixed per sample.
-        mask_polarity: required with mask files: "white_is_known" or "white_is_hole".
-        check_mask_polarity: stop when the mask files average more than `MAX_MEAN_HOLE` hole
-            (an inverted polarity?), and warn when their hole ratios fit a known set only
-            inverted; False: neither.
-        mask_set: a known set to check the mask files against (a key of `KNOWN_MASK_SETS`,
-            e.g. "comodgan"); None: every known set.
+        masks: the training masks (a `MaskSource`, chosen in YAML by class_path): the official
+            free-form generator `RandomMaskGenerator` (its hole_range and variant), GLCIC's
+            `RectangleMaskGenerator` (its sides at sides_at, scaled with the image) or
+            `MaskFiles` (a folder of mask files with their polarity, checked at setup).
+        val_masks: the validation masks, fixed per sample (generated ones seeded by the sample,
+            files: sample i gets file i mod n); None: drawn as `masks` are, or the default
+            free-form masks when `masks` are files.
         synthetic_length: images in the embedded training set.
         resolution_multiple: the sides must be multiples of this; None: powers of two (GLCIC:
             4, for 160 px).
@@ -98,9 +63,8 @@ class InpaintingDataModule(StreamDataModule):
         seed: seeds the split, the training stream and the validation masks.
 
     Raises:
-        DataError: mask files without mask_polarity; an unknown polarity, mask_set,
-            mask_shape, mask_variant or option; a bad hole_range or rectangle; or attributes
-            without data_dir.
+        DataError: an unknown option, or attributes without data_dir (the mask sources check
+            their own settings when made, their files at setup).
     """
 
     IMAGE_CHOICES = CHOICES  # a folder of images honours every image option
@@ -115,16 +79,8 @@ class InpaintingDataModule(StreamDataModule):
         val_fraction: float = 0.05,  # used when data_dir has no train/ and val/ sub-folders
         max_val_images: int | None = 2000,  # cap on validation images (None = all)
         images: ImageOptions = ImageOptions(),  # resize, crop, filter, flips, bad or small files
-        hole_range: tuple[float, float] = (0.0, 1.0),
-        mask_variant: str = "large",  # the official masks; "small": MAT's lighter variant
-        mask_shape: str = "free_form",  # or "rectangle": GLCIC's one rectangular hole
-        rectangle_sides: tuple[int, int] = (46, 92),  # its sides in px at rectangle_sides_at...
-        rectangle_sides_at: int = 160,  # ... scaled with the image (GLCIC: 46-92 px at 160)
-        mask_dir: str | None = None,  # training masks from files instead of the generator
-        val_mask_dir: str | None = None,  # validation masks from files (index i -> file i mod n)
-        mask_polarity: str | None = None,  # required with mask files: white_is_known|white_is_hole
-        check_mask_polarity: bool = True,  # stop if mask files average > 75% hole (inverted?)
-        mask_set: str | None = None,  # a known set to check the masks against, e.g. comodgan
+        masks: MaskSource = OFFICIAL_MASKS,  # the official free-form masks; or a class_path
+        val_masks: MaskSource | None = None,  # None: drawn as `masks` (free-form if files)
         synthetic_length: int = 4096,  # images in the embedded training set
         resolution_multiple: int | None = None,  # sides: None = powers of two; GLCIC: 4 (160 px)
         # Per-image attributes in the batch ("attributes", {0, 1}; i2i.data.attributes): true =
@@ -134,26 +90,16 @@ class InpaintingDataModule(StreamDataModule):
         seed: int = 0,
     ):
         super().__init__(batch_size, val_batch_size, num_workers, seed)
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["masks", "val_masks"])  # kept plain, below
         self.resolution = check_resolution(resolution, resolution_multiple)
-        if (mask_dir or val_mask_dir) and mask_polarity is None:
-            raise DataError(
-                "mask_dir/val_mask_dir need mask_polarity: 'white_is_hole' (NVIDIA irregular "
-                "masks, DeepFill) or 'white_is_known' (CoModGAN, MAT)"
-            )
         self.images = take_images(self, images)  # a bad config fails here, not at setup
-        if mask_polarity is not None and mask_polarity not in POLARITIES:
-            raise DataError(f"mask_polarity must be one of {POLARITIES}, got {mask_polarity!r}")
-        if mask_set is not None and mask_set not in KNOWN_MASK_SETS:
-            raise DataError(f"unknown mask_set {mask_set!r}; known: {sorted(KNOWN_MASK_SETS)}")
-        # The free-form generator is kept with rectangles too: the evaluation protocol's
-        # per-bucket runs draw free-form masks with each bucket's hole_range.
-        self.mask_generator = RandomMaskGenerator(self.resolution, tuple(hole_range), mask_variant)
-        check_choice("mask_shape", mask_shape, MASK_SHAPES)
-        self.rectangle_masks = RectangleMaskGenerator(
-            self.resolution, tuple(rectangle_sides), rectangle_sides_at
-        )
-        self._mask_folders: dict[str, MaskFolder] = {}  # checked once per folder
+        masks = mask_source(masks)
+        val_masks = None if val_masks is None else mask_source(val_masks)
+        self.masks, self.given_val_masks = masks, val_masks
+        # Plain in hparams: checkpoints load weights-only, shard manifests compare plain values.
+        self.hparams["masks"] = masks.plain()
+        self.hparams["val_masks"] = None if val_masks is None else val_masks.plain()
+        self._bound: dict[str, MaskSource] = {}  # the sources at the resolution, made once
         if attributes is not False and data_dir is None:
             raise DataError(
                 "attributes need image files with an attribute file (data_dir and CelebA's "
@@ -181,74 +127,36 @@ class InpaintingDataModule(StreamDataModule):
         return table.names if table is not None else []
 
     def setup(self, stage: str | None = None) -> None:
-        """Check the images and validation masks (the base class), and the training mask files."""
+        """Check the images and validation masks (the base class), and the training masks."""
         super().setup(stage)  # checks the images and the validation masks
-        if self.hparams.mask_dir:
-            self.train_masks()  # and the training masks now, not at the first batch
+        self.train_masks()  # mask files are checked now, not at the first batch
 
-    def _mask_folder(self, root: str) -> MaskFolder:
-        """Mask files, resized with NEAREST to the resolution, with sanity checks of their hole
-        ratio measured on up to MASK_PROBE files: logged always, an error when (almost) nothing
-        or most of the image is hole, a warning when the polarity looks inverted."""
-        hp = self.hparams
-        if root in self._mask_folders:
-            return self._mask_folders[root]
-        folder = MaskFolder(root, polarity=hp.mask_polarity, size=self.resolution)
-        n = len(folder)
-        picks = np.unique(np.linspace(0, n - 1, min(MASK_PROBE, n)).round().astype(int))
-        ratios = np.array([mask_hole_ratio(folder[int(i)]) for i in picks])
-        mean_hole = float(ratios.mean())
-        polarity = hp.mask_polarity
-        other = POLARITIES[1 - POLARITIES.index(polarity)]
-        log.info(
-            "mask folder %s: mean hole ratio %.1f%% over %d of %d masks with mask_polarity=%r "
-            "(with %r it would be %.1f%%)",
-            root,
-            100 * mean_hole,
-            len(picks),
-            n,
-            polarity,
-            other,
-            100 * (1 - mean_hole),
-        )
-        if mean_hole < MIN_MEAN_HOLE:
-            raise DataError(
-                f"masks in {root} hide almost nothing: {mean_hole:.2%} hole on average over "
-                f"{len(picks)} of {n} files with mask_polarity={polarity!r} (at least "
-                f"{MIN_MEAN_HOLE:.1%} needed). Likely causes: the masks are all-known (blank) "
-                "files; the hole is drawn only in an alpha channel over a varying colour (save "
-                "the mask as a grey image); or the polarity is inverted and the hole is read as "
-                f"known (mask_polarity={other!r} would give {1 - mean_hole:.1%} hole)."
-            )
-        if hp.check_mask_polarity and mean_hole > MAX_MEAN_HOLE:
-            raise DataError(
-                f"masks in {root} are {mean_hole:.0%} hole on average with mask_polarity="
-                f"{polarity!r}: the polarity is probably inverted. Set "
-                f"mask_polarity={other!r} (in i2i, 1 = known), or "
-                "check_mask_polarity=false if your masks really hide most of the image."
-            )
-        if hp.check_mask_polarity and (doubt := judge_hole_ratios(ratios, polarity, hp.mask_set)):
-            msg = f"{root}: {doubt}"
-            warnings.warn(msg, stacklevel=2)
-            log.warning(msg)
-        self._mask_folders[root] = folder
-        return folder
+    def _bind(self, use: str, source: MaskSource) -> MaskSource:
+        if use not in self._bound:
+            self._bound[use] = source.at(self.resolution)
+        return self._bound[use]
 
     @property
-    def drawn_masks(self) -> RandomMaskGenerator | RectangleMaskGenerator:
-        """The generator of training and validation masks when no mask files are given."""
-        rectangles = self.hparams.mask_shape == "rectangle"
-        return self.rectangle_masks if rectangles else self.mask_generator
+    def mask_generator(self) -> RandomMaskGenerator:
+        """The free-form masks at the resolution (the evaluation protocol draws its per-bucket
+        masks with them): the training or validation source when it is one, else the default
+        generator."""
+        for source in (self.masks, self.given_val_masks):
+            if isinstance(source, RandomMaskGenerator):
+                return self._bind("free_form", source)
+        return self._bind("free_form", RandomMaskGenerator())
 
     def train_masks(self) -> MaskSource:
-        """Training masks: drawn from `mask_dir`'s files when given, else `drawn_masks`."""
-        hp = self.hparams
-        return FolderMasks(self._mask_folder(hp.mask_dir)) if hp.mask_dir else self.drawn_masks
+        """The training masks at the resolution (`masks`)."""
+        return self._bind("train", self.masks)
 
-    def val_masks(self) -> RandomMaskGenerator | RectangleMaskGenerator | MaskFolder:
-        """Validation masks by index: `val_mask_dir`'s files when given, else `drawn_masks`."""
-        hp = self.hparams
-        return self._mask_folder(hp.val_mask_dir) if hp.val_mask_dir else self.drawn_masks
+    def val_masks(self) -> MaskSource:
+        """The validation masks at the resolution: `val_masks`, else drawn as `masks` are (the
+        default free-form masks when `masks` are files)."""
+        source = self.given_val_masks
+        if source is None:
+            source = RandomMaskGenerator() if isinstance(self.masks, MaskFiles) else self.masks
+        return self._bind("val", source)
 
     def build_datasets(self) -> tuple[Dataset, Dataset]:
         """(train, val) image datasets: the folder's split, or the embedded shapes without

@@ -18,11 +18,26 @@ as to any grey mask (white_is_known: transparent = hole; white_is_hole: opaque =
 
 The masks are drawn by :mod:`i2i.data.mask_drawing`; the polarities and the published mask
 sets, with the check of a folder's hole ratios against them, are in :mod:`i2i.data.mask_sets`.
+
+An inpainting datamodule takes its masks as a :class:`MaskSource`, chosen in YAML by class_path
+(the free-form generator, GLCIC's rectangles, or mask files of a stated polarity):
+
+    data:
+      init_args:
+        masks:
+          class_path: i2i.data.masks.RectangleMaskGenerator
+          init_args: {sides: [46, 92], sides_at: 160}
+
+The datamodule gives the size: a source is written without it and bound with :meth:`MaskSource.at`.
 """
 
 from __future__ import annotations
 
+import copy
+import importlib
+import inspect
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,15 +52,21 @@ from i2i.data.mask_drawing import (
     rectangle_sides,
 )
 from i2i.data.mask_sets import (
+    KNOWN_MASK_SETS,
     POLARITIES,
     _check_polarity,
+    check_mask_folder,
+    probe_indices,
 )
 from i2i.errors import DataError
 from i2i.resolution import as_hw
 
 __all__ = [
     "MASK_EXTENSIONS",
+    "mask_source",
+    "MaskFiles",
     "MaskFolder",
+    "MaskSource",
     "RandomMaskGenerator",
     "RectangleMaskGenerator",
     "load_known",
@@ -55,13 +76,127 @@ __all__ = [
 
 MASK_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
+# The inpainting datamodule's mask arguments before the sources (old name -> where it went): the
+# command line names the new spelling for an old key (`i2i.config_keys`).
+_FILES = "(masks: {class_path: MaskFiles, init_args: {folder, polarity}})"
+MOVED_MASK_KEYS = {
+    "hole_range": "masks.init_args.hole_range (masks' class_path: RandomMaskGenerator)",
+    "mask_variant": "masks.init_args.variant (masks' class_path: RandomMaskGenerator)",
+    "mask_shape": "masks.class_path (free_form: RandomMaskGenerator, rectangle: "
+    "RectangleMaskGenerator)",
+    "rectangle_sides": "masks.init_args.sides (masks' class_path: RectangleMaskGenerator)",
+    "rectangle_sides_at": "masks.init_args.sides_at (masks' class_path: RectangleMaskGenerator)",
+    "mask_dir": f"masks.init_args.folder {_FILES}",
+    "val_mask_dir": f"val_masks.init_args.folder {_FILES.replace('masks:', 'val_masks:')}",
+    "mask_polarity": f"masks.init_args.polarity {_FILES}",
+    "check_mask_polarity": f"masks.init_args.check_polarity {_FILES}",
+    "mask_set": f"masks.init_args.mask_set {_FILES}",
+}
 
-class RandomMaskGenerator:
-    """Picklable callable holding the settings of :func:`random_mask` (for DataLoaders):
+
+class MaskSource:
+    """Where a datamodule's masks come from: `source(rng)` draws a training mask and
+    `source.fixed(position, index, seed)` gives validation sample `index`'s mask, always the same;
+    both float32 (1, H, W), 1 = known. Written without a size (in YAML), bound to the
+    datamodule's resolution with :meth:`at`.
+    """
+
+    size: tuple[int, int] | None = None
+
+    def at(self, size: int | tuple[int, int]) -> MaskSource:
+        """This source's settings at `size` (a new object; this one is left as it is).
+
+        Args:
+            size: (H, W), or one int for a square.
+        """
+        bound = copy.copy(self)
+        bound.size = as_hw(size)
+        bound.check_size()
+        return bound
+
+    def check_size(self) -> None:
+        """Called by :meth:`at` once `size` is set: a source checks what depends on it."""
+
+    def settings(self) -> dict[str, Any]:
+        """The constructor arguments that made this source."""
+        names = inspect.signature(type(self).__init__).parameters
+        return {n: getattr(self, n) for n in names if n != "self"}
+
+    def plain(self) -> dict[str, Any]:
+        """{"class_path", "init_args"}: this source in the plain form of a config (kept in
+        hyper-parameters, so that checkpoints load weights-only)."""
+        cls = type(self)
+        init = {k: list(v) if isinstance(v, tuple) else v for k, v in self.settings().items()}
+        return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": init}
+
+    def _sized(self) -> tuple[int, int]:
+        if self.size is None:
+            raise DataError(
+                f"{type(self).__name__} has no size: bind it with .at((H, W)) (a datamodule "
+                "binds its masks to its resolution)"
+            )
+        return self.size
+
+    def __call__(self, rng: np.random.Generator | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def fixed(self, position: int, index: int, seed: int) -> torch.Tensor:
+        """The validation mask of a sample, the same in every epoch and run: drawn sources seed
+        it with (seed, index).
+
+        Args:
+            position: the sample's position in the validation set.
+            index: the sample's "index".
+            seed: the datamodule's seed.
+        """
+        return self.sample(seed * 1_000_003 + index)
+
+    def sample(self, seed: int) -> torch.Tensor:
+        """Deterministic mask for ``seed`` (e.g. the validation image index).
+
+        Args:
+            seed: seeds a fresh generator.
+
+        Returns:
+            float32 (1, H, W) in {0, 1}, 1 = known.
+        """
+        return self(np.random.default_rng(seed))
+
+
+def mask_source(value: MaskSource | dict[str, Any]) -> MaskSource:
+    """A mask source from itself or from its plain form ({"class_path", "init_args"}, as in a
+    config section or hyper-parameters; a bare class name means one of this module's).
+
+    Args:
+        value: a MaskSource, or its plain form.
+
+    Raises:
+        DataError: a class_path that names no MaskSource.
+    """
+    lazy = getattr(value, "lazy_get_init_data", None)
+    if lazy is not None:  # jsonargparse's lazy_instance (a signature's default): its real class
+        value = lazy().as_dict()
+    if isinstance(value, MaskSource):
+        return value
+    class_path = str(value.get("class_path", ""))
+    module_name, _, name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name or __name__), name)
+    except (ImportError, AttributeError, ValueError):
+        cls = None
+    if not (isinstance(cls, type) and issubclass(cls, MaskSource)):
+        raise DataError(
+            f"masks: class_path {class_path!r} names no mask source; use one of "
+            "RandomMaskGenerator, RectangleMaskGenerator, MaskFiles (i2i.data.masks)"
+        )
+    return cls(**(value.get("init_args") or {}))
+
+
+class RandomMaskGenerator(MaskSource):
+    """The official free-form masks (:func:`random_mask`; picklable, for DataLoaders):
     `generator(rng)` draws a (1, H, W) mask, 1 = known.
 
     Args:
-        size: (H, W), or one int for a square.
         hole_range: (lo, hi) with 0 <= lo < hi <= 1: the hole ratio is strictly inside.
         variant: "large" (the official masks) or "small" (MAT's lighter variant).
 
@@ -71,29 +206,16 @@ class RandomMaskGenerator:
 
     def __init__(
         self,
-        size: int | tuple[int, int],
         hole_range: tuple[float, float] = (0.0, 1.0),
-        variant: str = "large",
+        variant: str = "large",  # the official masks; "small": MAT's lighter variant
     ) -> None:
         # Validate eagerly so a bad config fails at construction, not inside a worker.
-        self.size = as_hw(size)
         self.hole_range = _check_hole_range(hole_range)
         _check_variant(variant)
         self.variant = variant
 
     def __call__(self, rng: np.random.Generator | None = None) -> torch.Tensor:
-        return random_mask(self.size, self.hole_range, rng, self.variant)
-
-    def sample(self, seed: int) -> torch.Tensor:
-        """Deterministic mask for ``seed`` (e.g. the validation image index).
-
-        Args:
-            seed: seeds a fresh generator.
-
-        Returns:
-            float32 (1, H, W) in {0, 1}, 1 = known.
-        """
-        return self(np.random.default_rng(seed))
+        return random_mask(self._sized(), self.hole_range, rng, self.variant)
 
     def __repr__(self) -> str:
         return (
@@ -102,42 +224,32 @@ class RandomMaskGenerator:
         )
 
 
-class RectangleMaskGenerator:
-    """Picklable callable holding the settings of :func:`rectangle_mask` (for DataLoaders):
+class RectangleMaskGenerator(MaskSource):
+    """GLCIC's one rectangular hole (:func:`rectangle_mask`; picklable, for DataLoaders):
     `generator(rng)` draws a (1, H, W) mask, 1 = known.
 
     Args:
-        size: (H, W), or one int for a square.
         sides: hole sides (lo, hi) in pixels at `sides_at` (GLCIC: 46-92).
-        sides_at: the resolution `sides` are given at; scaled to `size`.
+        sides_at: the resolution `sides` are given at; scaled to the size.
 
     Raises:
-        DataError: sides or sides_at out of range (checked here).
+        DataError: sides or sides_at out of range (checked here, and at the size by `at`).
     """
 
     def __init__(
         self,
-        size: int | tuple[int, int],
         sides: tuple[int, int] = (46, 92),  # hole sides in pixels at `sides_at` (GLCIC)
-        sides_at: int = 160,  # the resolution `sides` are given at; scaled to `size`
+        sides_at: int = 160,  # the resolution `sides` are given at; scaled with the image
     ) -> None:
-        self.size = as_hw(size)
         self.sides, self.sides_at = (int(sides[0]), int(sides[1])), int(sides_at)
-        rectangle_sides(self.size, self.sides, self.sides_at)  # fail at construction
+        rectangle_sides((self.sides_at, self.sides_at), self.sides, self.sides_at)  # fail now
+
+    def check_size(self) -> None:
+        """The sides at the bound size (they must fit the image)."""
+        rectangle_sides(self._sized(), self.sides, self.sides_at)
 
     def __call__(self, rng: np.random.Generator | None = None) -> torch.Tensor:
-        return rectangle_mask(self.size, rng, self.sides, self.sides_at)
-
-    def sample(self, seed: int) -> torch.Tensor:
-        """Deterministic mask for ``seed`` (e.g. the validation image index).
-
-        Args:
-            seed: seeds a fresh generator.
-
-        Returns:
-            float32 (1, H, W) in {0, 1}, 1 = known.
-        """
-        return self(np.random.default_rng(seed))
+        return rectangle_mask(self._sized(), rng, self.sides, self.sides_at)
 
     def __repr__(self) -> str:
         return (
@@ -322,3 +434,85 @@ class MaskFolder:
             resize=self.resize,
             max_hole_ratio=self.max_hole_ratio,
         )
+
+
+class MaskFiles(MaskSource):
+    """Masks from files of a stated polarity, resized with NEAREST to the datamodule's
+    resolution: training draws a file uniformly with the stream's rng, validation sample k gets
+    file k mod n. Bound to a size (:meth:`at`), the folder is listed and its hole ratios are
+    measured on a sample of files (:func:`i2i.data.mask_sets.check_mask_folder`): logged always,
+    an error when (almost) nothing or most of the image is hole, a warning when the polarity looks
+    inverted.
+
+    Args:
+        folder: the folder of mask files (searched recursively).
+        polarity: "white_is_known" (CoModGAN, MAT) or "white_is_hole" (NVIDIA irregular masks,
+            DeepFill): how the files are painted; required (None fails with the choices).
+        check_polarity: the hole-ratio checks above; False: neither the error for mostly-hole
+            masks nor the warning.
+        mask_set: a known set to check the files against (a key of `KNOWN_MASK_SETS`, e.g.
+            "comodgan"); None: every known set.
+
+    Raises:
+        DataError: an unknown polarity or mask_set; at binding, masks that fail the checks.
+        FileNotFoundError: at binding, no mask file in the folder.
+    """
+
+    def __init__(
+        self,
+        folder: str,
+        polarity: str | None = None,  # required: how the files are painted (white_is_known|hole)
+        check_polarity: bool = True,  # stop if the files average > 75% hole (inverted?)
+        mask_set: str | None = None,  # a known set to check the files against, e.g. comodgan
+    ) -> None:
+        if polarity is None:
+            raise DataError(
+                f"mask files ({folder}) need a polarity: 'white_is_hole' (NVIDIA irregular "
+                "masks, DeepFill) or 'white_is_known' (CoModGAN, MAT)"
+            )
+        _check_polarity(polarity)
+        if mask_set is not None and mask_set not in KNOWN_MASK_SETS:
+            raise DataError(f"unknown mask_set {mask_set!r}; known: {sorted(KNOWN_MASK_SETS)}")
+        self.folder, self.polarity = str(folder), polarity
+        self.check_polarity, self.mask_set = check_polarity, mask_set
+        self.files: MaskFolder | None = None
+
+    def check_size(self) -> None:
+        """List the files at the bound size and check their hole ratios."""
+        files = self.files = MaskFolder(self.folder, polarity=self.polarity, size=self.size)
+        ratios = [mask_hole_ratio(files[int(i)]) for i in probe_indices(len(files))]
+        check_mask_folder(
+            files.root,
+            self.polarity,
+            np.array(ratios),
+            len(files),
+            self.check_polarity,
+            self.mask_set,
+        )
+
+    def __len__(self) -> int:
+        return len(self._folder())
+
+    def __bool__(self) -> bool:  # a source is given even before it knows its files
+        return True
+
+    def _folder(self) -> MaskFolder:
+        self._sized()
+        assert self.files is not None  # set with the size
+        return self.files
+
+    def __call__(self, rng: np.random.Generator | None = None) -> torch.Tensor:
+        files = self._folder()
+        rng = rng if rng is not None else np.random.default_rng()
+        return files[int(rng.integers(len(files)))]
+
+    def fixed(self, position: int, index: int, seed: int) -> torch.Tensor:
+        """File `position` mod the number of files (the same in every run).
+
+        Args:
+            position: the sample's position in the validation set.
+            index: the sample's "index" (unused: files follow the positions).
+            seed: unused (files are not drawn).
+        """
+        files = self._folder()
+        return files[position % len(files)]

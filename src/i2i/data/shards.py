@@ -37,20 +37,8 @@ FORMAT = 1
 # Settings that change how batches are loaded, not which files or how they decode: they may
 # differ between the config that wrote the shards and the one that reads them.
 LOADER_ONLY = frozenset({"batch_size", "val_batch_size", "num_workers"})
-MASK_SETTINGS = frozenset(
-    {
-        "hole_range",
-        "mask_variant",
-        "mask_shape",
-        "rectangle_sides",
-        "rectangle_sides_at",
-        "mask_dir",
-        "val_mask_dir",
-        "mask_polarity",
-        "check_mask_polarity",
-        "mask_set",
-    }
-)
+# The masks are drawn when reading: they are no part of the shards either.
+MASK_SETTINGS = frozenset({"masks", "val_masks"})
 
 
 # --------------------------------------------------------------------------------------------

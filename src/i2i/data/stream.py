@@ -20,7 +20,6 @@ task.
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable
 from typing import Any
 
 import lightning as L
@@ -37,12 +36,10 @@ from torch.utils.data import (
 
 from i2i.data import batch as B
 from i2i.data.elastic import Shape, StreamState, describe_change
-from i2i.data.masks import MaskFolder, RandomMaskGenerator
+from i2i.data.masks import MaskSource
 from i2i.data.scan import Findings, scan_enabled
 from i2i.errors import CorruptImageError
 from i2i.seeding import numpy_rng, seeded_torch_cpu
-
-MaskSource = Callable[[np.random.Generator], torch.Tensor]
 
 
 class TrainStream(IterableDataset):
@@ -144,8 +141,8 @@ class FixedMaskDataset(Dataset):
 
     Args:
         dataset: the validation dataset of batch-contract dicts.
-        masks: a generator (sample k's mask seeded by seed and its "index"), a mask folder
-            (file k mod its length), or None: no masks.
+        masks: the source of the masks, bound to the resolution (`MaskSource.fixed`: generated
+            ones seeded by seed and the sample's "index", files by its position), or None.
         keys: the sample keys kept.
         seed: seeds the generated masks.
     """
@@ -153,7 +150,7 @@ class FixedMaskDataset(Dataset):
     def __init__(
         self,
         dataset: Dataset,
-        masks: RandomMaskGenerator | MaskFolder | None,
+        masks: MaskSource | None,
         keys: tuple[str, ...],
         seed: int = 0,
     ):
@@ -165,10 +162,8 @@ class FixedMaskDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         item = self.dataset[i]
         item = {key: item[key] for key in self.keys if key in item}
-        if isinstance(self.masks, MaskFolder):
-            item[B.MASK] = self.masks[i % len(self.masks)]
-        elif self.masks is not None:
-            item[B.MASK] = self.masks.sample(self.seed * 1_000_003 + int(item[B.INDEX]))
+        if self.masks is not None:
+            item[B.MASK] = self.masks.fixed(i, int(item[B.INDEX]), self.seed)
         return item
 
 
@@ -221,7 +216,7 @@ class StreamDataModule(L.LightningDataModule):
         """The training mask source, rng -> (1, H, W) with 1 = known; None: no masks."""
         return None
 
-    def val_masks(self) -> RandomMaskGenerator | MaskFolder | None:
+    def val_masks(self) -> MaskSource | None:
         """The validation masks, fixed per sample; None: no masks."""
         return None
 

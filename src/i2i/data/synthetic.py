@@ -291,7 +291,7 @@ def write_heldout(
     for folder in folders.values():
         folder.mkdir(parents=True, exist_ok=True)
     scenes = ShapesDataset(resolution, length=count, seed=seed)
-    masks = RandomMaskGenerator(resolution, tuple(hole_range))
+    masks = RandomMaskGenerator(tuple(hole_range)).at(resolution)
     for i in range(count):
         item, name = scenes[i], f"scene_{i:03d}.png"
 

@@ -32,10 +32,9 @@ from tqdm import tqdm
 
 from i2i.data.datasets import load_image
 from i2i.data.folders import list_images, walk_files
-from i2i.data.inpainting import MAX_MEAN_HOLE
 from i2i.data.label_maps import read_label_map
 from i2i.data.mask_drawing import random_known
-from i2i.data.mask_sets import POLARITIES
+from i2i.data.mask_sets import MAX_MEAN_HOLE, POLARITIES
 from i2i.data.masks import MASK_EXTENSIONS, load_known, rotation_hint
 from i2i.errors import CorruptImageError
 from i2i.io import atomic_write

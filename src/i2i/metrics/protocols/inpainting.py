@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchmetrics import MeanMetric
 
 from i2i.data import batch as B
-from i2i.data.masks import MaskFolder, RandomMaskGenerator
+from i2i.data.masks import MaskFiles, RandomMaskGenerator
 from i2i.losses import masked_l1
 from i2i.metrics.image import psnr
 from i2i.metrics.protocols.paired import PairedProtocol
@@ -130,10 +130,10 @@ class InpaintingProtocol(PairedProtocol):
             return
         val = getattr(dm, "val_dataset", None)
         masks = getattr(val, "masks", None)
-        if isinstance(masks, MaskFolder):
+        if isinstance(masks, MaskFiles):
             self.mode = "binned"
             self.note = (
-                "validation masks from mask files (val_mask_dir): only binning makes sense, a "
+                "validation masks from mask files (MaskFiles): only binning makes sense, a "
                 "file has one hole ratio, so the buckets bin the pairs of the one run; separate "
                 "per-bucket runs need the free-form generator"
             )
@@ -218,7 +218,7 @@ class InpaintingProtocol(PairedProtocol):
         generator: RandomMaskGenerator = dm.mask_generator
         for k, (low, high) in enumerate(BUCKETS):
             name = bucket_name(low, high)
-            masks = RandomMaskGenerator(generator.size, (low, high), generator.variant)
+            masks = RandomMaskGenerator((low, high), generator.variant).at(generator.size)
             images = dm.val_dataset.dataset
             data = BucketMaskDataset(images, self.indices, masks, dm.keys, dm.seed, k)
             loader = DataLoader(
@@ -270,8 +270,9 @@ class InpaintingProtocol(PairedProtocol):
         dm = self.trainer.datamodule
         masks = getattr(getattr(dm, "val_dataset", None), "masks", None)
         protocol["masks"] = (
-            f"mask files {masks.root} ({masks.polarity}), image index i -> file i mod {len(masks)}"
-            if isinstance(masks, MaskFolder)
+            f"mask files {masks.files.root} ({masks.polarity}), image index i -> file i mod "
+            f"{len(masks)}"
+            if isinstance(masks, MaskFiles)
             else "fixed per validation image: RandomMask seeded by "
             f"(seed * 1000003 + index), seed={getattr(dm, 'seed', None)}"
         )
