@@ -345,7 +345,7 @@ def verdict(per_method: dict[str, dict[str, float]]) -> str:
 
 def sheet(work: Path, outputs: Path, names: list[str], path: Path, tile: int = 160) -> None:
     """Rows: masked input, each classical fill, DIP, real; a column per image."""
-    from i2i.inference.run import overlay
+    from i2i.inference.panels import overlay
 
     rows = ["input", *CLASSICAL, "dip", "real"]
     label_w, pad = 96, 2

@@ -72,10 +72,10 @@ from i2i.checkpoint_checks import (
     check_loadable,
     describe_checkpoint,
     limits_reached,
-    process_count,
 )
 from i2i.config_files import resolve_config_arguments
 from i2i.config_keys import I2IArgumentParser
+from i2i.device_checks import accelerator_problem_of, strategy_problem_of
 from i2i.errors import RunError, UserError, find_user_error
 from i2i.safe_load import (
     TRUST_FLAG,
@@ -223,62 +223,13 @@ class I2ICLI(LightningCLI):
         files = self._sub_config().get("config") or []
         return ", ".join(str(getattr(f, "relative", f)) for f in files) or "the configuration"
 
-    def accelerator_problem(self) -> str | None:
-        trainer = self._sub_config().trainer
-        accelerator, devices = str(trainer.accelerator), trainer.devices
-        if accelerator not in ("gpu", "cuda"):
-            return None
-        available = torch.cuda.device_count()
-        wanted = devices if isinstance(devices, int) and devices > 0 else None
-        if available and (wanted is None or wanted <= available):
-            return None
-        if available:
-            return (
-                f"{self.config_files()} asks for {wanted} GPUs; this machine has {available}: "
-                f"add --trainer.devices={available} (the global batch shrinks accordingly)"
-            )
-        return (
-            f"{self.config_files()} asks for accelerator {accelerator} x {devices} devices; this "
-            "machine has no GPU: add --trainer.accelerator=cpu --trainer.devices=1 "
-            "--trainer.strategy=auto (very slow at this size: fine for a smoke test with "
-            "--model.init_args.max_iterations=2), or run it on a GPU machine"
-        )
-
-    def strategy_problem(self) -> str | None:
-        """DDP without find_unused_parameters fails a GAN at its first step, on every rank: a
-        training phase leaves the other networks' parameters unused. Say so before launching."""
-        if self.subcommand != "fit" or getattr(self.model, "automatic_optimization", True):
-            return None
-        trainer = self._sub_config().trainer
-        processes = process_count(trainer.devices, str(trainer.accelerator))
-        processes *= int(trainer.num_nodes or 1)
-        strategy = trainer.strategy
-        if processes < 2:
-            return None
-        if isinstance(strategy, str):
-            name = strategy
-            if name != "auto" and not (name.startswith("ddp") and "find_unused" not in name):
-                return None
-            if name.endswith("find_unused_parameters_false"):
-                name = name[: -len("_find_unused_parameters_false")]
-            fix = f"{'ddp' if name == 'auto' else name}_find_unused_parameters_true"
-            shown = "auto (which picks ddp)" if name == "auto" else strategy
-        else:
-            class_path = str(getattr(strategy, "class_path", ""))
-            init_args = getattr(strategy, "init_args", None) or {}
-            if not class_path.endswith("DDPStrategy") or init_args.get("find_unused_parameters"):
-                return None
-            fix, shown = "ddp_find_unused_parameters_true", class_path.rpartition(".")[2]
-        return (
-            f"--trainer.strategy={shown} cannot train {type(self.model).__name__} on {processes} "
-            "processes (each GAN phase leaves the other networks' parameters unused, which it "
-            f"refuses): use --trainer.strategy={fix}"
-        )
-
     def preflight(self) -> None:
         """Data first (a missing dataset is downloaded or named here, once, in this process),
         then the accelerator: both before Lightning builds a process group or launches ranks."""
-        accelerator_problem = self.accelerator_problem() or self.strategy_problem()
+        trainer = self._sub_config().trainer
+        accelerator_problem = accelerator_problem_of(trainer, self.config_files()) or (
+            strategy_problem_of(trainer, self.model) if self.subcommand == "fit" else None
+        )
         prepare = getattr(self.datamodule, "prepare_data", None)
         if callable(prepare) and self.subcommand in ("fit", "validate", "test", "predict"):
             try:

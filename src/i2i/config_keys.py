@@ -17,7 +17,22 @@ from lightning.pytorch.cli import LightningArgumentParser
 
 from i2i.config_files import BASE_KEY, with_bases
 from i2i.data.image_options import MOVED
-from i2i.data.masks import MOVED_MASK_KEYS
+
+# The inpainting datamodule's mask arguments before the mask sources (old name -> where it went).
+_FILES = "(masks: {class_path: MaskFiles, init_args: {folder, polarity}})"
+MOVED_MASK_KEYS = {
+    "hole_range": "masks.init_args.hole_range (masks' class_path: RandomMaskGenerator)",
+    "mask_variant": "masks.init_args.variant (masks' class_path: RandomMaskGenerator)",
+    "mask_shape": "masks.class_path (free_form: RandomMaskGenerator, rectangle: "
+    "RectangleMaskGenerator)",
+    "rectangle_sides": "masks.init_args.sides (masks' class_path: RectangleMaskGenerator)",
+    "rectangle_sides_at": "masks.init_args.sides_at (masks' class_path: RectangleMaskGenerator)",
+    "mask_dir": f"masks.init_args.folder {_FILES}",
+    "val_mask_dir": f"val_masks.init_args.folder {_FILES.replace('masks:', 'val_masks:')}",
+    "mask_polarity": f"masks.init_args.polarity {_FILES}",
+    "check_mask_polarity": f"masks.init_args.check_polarity {_FILES}",
+    "mask_set": f"masks.init_args.mask_set {_FILES}",
+}
 
 # Keys that moved (old -> new): an old key fails with one line that names its new spelling.
 MOVED_KEYS = {

@@ -10,13 +10,13 @@ import torch
 from i2i.data.edge_maps import canny_edges
 from i2i.images import to_uint8
 from i2i.inference.model import load_model
+from i2i.inference.panels import panel_image
 from i2i.inference.run import (
     CONTEXT,
     Window,
     inpaint_batch,
     inpaint_image,
     inpainting_input,
-    panel_image,
     paste,
     plan_window,
     to_tensor,

@@ -68,7 +68,7 @@ class PredictionWriter(BasePredictionWriter):
         return files[index].relative_to(root).with_suffix("").as_posix()
 
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        from i2i.inference.files import output_paths
+        from i2i.inference.outputs import output_paths
 
         loaders = trainer.predict_dataloaders
         loader = loaders[0] if isinstance(loaders, list | tuple) else loaders
@@ -98,8 +98,8 @@ class PredictionWriter(BasePredictionWriter):
         dataloader_idx: int = 0,
     ) -> None:
         from i2i.images import to_uint8
-        from i2i.inference.files import output_paths, save_png
-        from i2i.inference.run import panel_image
+        from i2i.inference.outputs import output_paths, save_png
+        from i2i.inference.panels import panel_image
 
         fakes = [prediction[B.OUTPUT]]
         fakes += [pl_module.sample(batch, variant=k) for k in range(1, self.num_samples)]
@@ -116,7 +116,7 @@ class PredictionWriter(BasePredictionWriter):
     @staticmethod
     def _inputs(batch: dict, j: int) -> list[np.ndarray]:
         from i2i.images import to_uint8
-        from i2i.inference.run import overlay
+        from i2i.inference.panels import overlay
 
         if B.MASK in batch:
             image = to_uint8(batch[B.IMAGE][j])

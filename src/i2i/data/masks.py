@@ -76,23 +76,6 @@ __all__ = [
 
 MASK_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
-# The inpainting datamodule's mask arguments before the sources (old name -> where it went): the
-# command line names the new spelling for an old key (`i2i.config_keys`).
-_FILES = "(masks: {class_path: MaskFiles, init_args: {folder, polarity}})"
-MOVED_MASK_KEYS = {
-    "hole_range": "masks.init_args.hole_range (masks' class_path: RandomMaskGenerator)",
-    "mask_variant": "masks.init_args.variant (masks' class_path: RandomMaskGenerator)",
-    "mask_shape": "masks.class_path (free_form: RandomMaskGenerator, rectangle: "
-    "RectangleMaskGenerator)",
-    "rectangle_sides": "masks.init_args.sides (masks' class_path: RectangleMaskGenerator)",
-    "rectangle_sides_at": "masks.init_args.sides_at (masks' class_path: RectangleMaskGenerator)",
-    "mask_dir": f"masks.init_args.folder {_FILES}",
-    "val_mask_dir": f"val_masks.init_args.folder {_FILES.replace('masks:', 'val_masks:')}",
-    "mask_polarity": f"masks.init_args.polarity {_FILES}",
-    "check_mask_polarity": f"masks.init_args.check_polarity {_FILES}",
-    "mask_set": f"masks.init_args.mask_set {_FILES}",
-}
-
 
 class MaskSource:
     """Where a datamodule's masks come from: `source(rng)` draws a training mask and
@@ -111,11 +94,11 @@ class MaskSource:
         """
         bound = copy.copy(self)
         bound.size = as_hw(size)
-        bound.check_size()
+        bound.check_size()  # what depends on the size: rectangle sides, mask files
         return bound
 
     def check_size(self) -> None:
-        """Called by :meth:`at` once `size` is set: a source checks what depends on it."""
+        """Called by :meth:`at` once `size` is set (nothing to check by default)."""
 
     def settings(self) -> dict[str, Any]:
         """The constructor arguments that made this source."""

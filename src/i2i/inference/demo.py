@@ -168,7 +168,8 @@ def make_inpaint(model: Any):
     ):
         import gradio as gr
 
-        from i2i.inference.run import inpaint_image, overlay
+        from i2i.inference.panels import overlay
+        from i2i.inference.run import inpaint_image
 
         image, known = painted_known(editor)
         if mask_file:
@@ -215,7 +216,8 @@ def make_translate(model: Any):
     ):
         import gradio as gr
 
-        from i2i.inference.run import condition_rgb, translate_image
+        from i2i.inference.panels import condition_rgb
+        from i2i.inference.run import translate_image
 
         if model.kind == "labels":
             from i2i.data.label_maps import read_label_map

@@ -36,18 +36,15 @@ import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 from PIL import Image
 from torchvision.transforms import InterpolationMode
-from torchvision.utils import make_grid
 
 from i2i.data import batch as B
 from i2i.data.datasets import image_to_tensor
 from i2i.data.edge_maps import canny_edges, condition_to_tensor
 from i2i.images import to_uint8
 from i2i.inference.model import InferenceModel
-from i2i.tasks.translation import default_palette
 
 FITS = ("crop", "resize")
 CONTEXT = 2.0  # the window's side is at least this many times the holes' bounding box
-HOLE_TINT = (0.2, 0.6, 1.0)  # the hole's colour in panels, as the sample grids show it
 
 
 @dataclass(frozen=True)
@@ -86,7 +83,15 @@ def _check_image(image: np.ndarray, what: str = "image") -> np.ndarray:
     return image
 
 
-def _resize(x: torch.Tensor, size: tuple[int, int], mode: InterpolationMode) -> torch.Tensor:
+def resize_tensor(x: torch.Tensor, size: tuple[int, int], mode: InterpolationMode) -> torch.Tensor:
+    """`x` (..., H, W) resized to `size` with `mode`, antialiased; unchanged when it has that
+    size.
+
+    Args:
+        x: a float tensor.
+        size: (H, W).
+        mode: torchvision's interpolation.
+    """
     if tuple(x.shape[-2:]) == tuple(size):
         return x
     return TF.resize(x, list(size), interpolation=mode, antialias=True)
@@ -164,7 +169,7 @@ def inpainting_input(
         sums = int(crop[..., c].sum(dtype=np.int64)) - int(crop[..., c][hole].sum(dtype=np.int64))
         x = torch.from_numpy(crop[..., c].astype(np.float32)).div_(127.5).sub_(1.0)  # to_tensor
         x.masked_fill_(hole_t, sums / n_known / 127.5 - 1.0)
-        channels.append(_resize(x[None], resolution, InterpolationMode.BICUBIC).clamp(-1, 1))
+        channels.append(resize_tensor(x[None], resolution, InterpolationMode.BICUBIC).clamp(-1, 1))
         del x  # before the next channel's copy
     small_hole = torch.from_numpy(_any_under(hole, tuple(resolution)))[None].float()
     return torch.cat(channels), 1 - small_hole
@@ -354,7 +359,7 @@ def translation_input(
         raise ValueError(f"translation needs an edges or labels model, this one is {model.kind}")
     channels = model.cond_channels or 1
     if edges_from_photo:
-        photo = _resize(
+        photo = resize_tensor(
             to_tensor(_check_image(condition, "photo")), size, InterpolationMode.BICUBIC
         )
         edges = canny_edges(photo.clamp(-1, 1))  # +1 on the lines, as the Canny datasets
@@ -367,7 +372,7 @@ def translation_input(
         )
     img = Image.fromarray(np.ascontiguousarray(condition))
     edges = condition_to_tensor(img, edge_polarity, channels)
-    return B.EDGES, _resize(edges, size, InterpolationMode.BILINEAR).clamp(-1, 1)
+    return B.EDGES, resize_tensor(edges, size, InterpolationMode.BILINEAR).clamp(-1, 1)
 
 
 def translate_batch(
@@ -415,7 +420,7 @@ def translate_batch(
         out = model.sample(batch, seed=seed, variant=k, truncation_psi=truncation_psi).cpu()
         for j, (condition, _) in enumerate(items):
             h, w = np.asarray(condition).shape[:2]
-            y = _resize(out[j].float(), (h, w), InterpolationMode.BICUBIC).clamp(-1, 1)
+            y = resize_tensor(out[j].float(), (h, w), InterpolationMode.BICUBIC).clamp(-1, 1)
             results[j].append(to_uint8(y))
     return results
 
@@ -460,63 +465,3 @@ def translate_image(
         edge_polarity=edge_polarity,
         edges_from_photo=edges_from_photo,
     )[0]
-
-
-# ---- panels --------------------------------------------------------------------------------
-
-
-def overlay(image: np.ndarray, known: np.ndarray) -> np.ndarray:
-    """The image with its hole tinted, as the sample grids show masks.
-
-    Args:
-        image: (H, W, 3) uint8; not changed.
-        known: (H, W) bool, True = known.
-
-    Returns:
-        A new (H, W, 3) uint8 image.
-    """
-    tint = np.array(HOLE_TINT) * 255
-    out = image.copy()
-    out[~known] = np.round(tint).astype(np.uint8)
-    return out
-
-
-def panel_image(images: Sequence[np.ndarray]) -> np.ndarray:
-    """Images side by side (torchvision's grid, quantised as its save_image does).
-
-    Args:
-        images: (H, W, 3) uint8 each; those of another size than the first are resized to it.
-
-    Returns:
-        (H + 4, n (W + 2) + 2, 3) uint8, white between the tiles.
-    """
-    h, w = images[0].shape[:2]
-    tiles = []
-    for image in images:
-        x = torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 255  # a writable copy
-        tiles.append(_resize(x, (h, w), InterpolationMode.BICUBIC).clamp(0, 1))
-    grid = make_grid(tiles, nrow=len(tiles), padding=2, pad_value=1.0)
-    return grid.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
-
-
-def condition_rgb(model: InferenceModel, condition: np.ndarray) -> np.ndarray:
-    """A translation input as a picture: label maps in the task's colours.
-
-    Args:
-        model: the model it is for (a labels model gives the palette).
-        condition: a label map (H, W) of class ids, or an edge map or photo (H, W) or
-            (H, W, 3) uint8.
-
-    Returns:
-        (H, W, 3) uint8.
-    """
-    condition = np.asarray(condition)
-    if model.kind == "labels" and condition.ndim == 2:
-        palette = getattr(model.task, "palette", None)
-        if palette is None:
-            palette = default_palette(model.num_classes or int(condition.max()) + 1)
-        colours = palette.float().add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8)
-        return colours.numpy()[condition.clip(0, len(colours) - 1)]
-    if condition.ndim == 2:
-        return np.repeat(condition[..., None], 3, axis=2).astype(np.uint8)
-    return condition.astype(np.uint8)
