@@ -17,7 +17,7 @@ import yaml
 
 from i2i.errors import RefusedFileError
 from i2i.safe_load import check_class_path, load_checkpoint
-from tests.clirun import fit_args, i2i, output
+from tests.clirun import MODES, fit_args, i2i, output, run_i2i
 from tests.inference.conftest import fitted_run, tiny_model_file  # noqa: F401 (a fixture)
 
 
@@ -53,10 +53,12 @@ def hostile(fitted_run: Path, tmp_path: Path) -> tuple[Path, Path]:  # noqa: F81
     return path, marker
 
 
-def refused_in_one_line(result, path: Path) -> None:
-    assert result.returncode == 1, output(result)
-    assert "Traceback" not in output(result)
-    [line] = [line for line in result.stderr.splitlines() if "refers to" in line]
+def refused_in_one_line(ran: tuple[int, str], path: Path) -> None:
+    """`ran` is run_i2i's (exit status, output) of a command given the hostile file."""
+    code, text = ran
+    assert code == 1, text
+    assert "Traceback" not in text
+    [line] = [line for line in text.splitlines() if "refers to" in line]
     assert str(path) in line and "system" in line and "--trust-checkpoint" in line
 
 
@@ -81,50 +83,61 @@ def test_an_object_of_an_unlisted_class_is_refused_by_name(fitted_run, tmp_path)
     assert load_checkpoint(path, trust=True)["hyper_parameters"]["args"].a == 1
 
 
-def test_inpaint_refuses_a_checkpoint_that_runs_code_and_loads_it_when_trusted(
-    hostile, photo, tmp_path
-):
+@pytest.mark.parametrize("mode", MODES)
+def test_inpaint_refuses_a_checkpoint_that_runs_code(hostile, photo, tmp_path, mode):
     path, marker = hostile
     args = ["inpaint", str(path), "--image", str(photo), "--mask", "random"]
-    result = i2i(*args, "--out", str(tmp_path / "out"))
-    refused_in_one_line(result, path)
+    refused_in_one_line(run_i2i(mode, *args, "--out", str(tmp_path / "out")), path)
     assert not marker.exists() and not (tmp_path / "out").exists()
 
+
+def test_inpaint_loads_a_checkpoint_that_runs_code_when_trusted(hostile, photo, tmp_path):
+    # A process of its own: trusting is the console script's decision for its whole run.
+    path, marker = hostile
+    args = ["inpaint", str(path), "--image", str(photo), "--mask", "random"]
     result = i2i(*args, "--out", str(tmp_path / "out"), "--trust-checkpoint")
     assert result.returncode == 0, output(result)
     assert "warning: --trust-checkpoint" in result.stderr
     assert marker.exists() and any((tmp_path / "out").iterdir())
 
 
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("command", ["export", "demo"])
-def test_export_and_demo_refuse_a_checkpoint_that_runs_code(command, hostile, tmp_path):
+def test_export_and_demo_refuse_a_checkpoint_that_runs_code(command, hostile, tmp_path, mode):
     path, marker = hostile
     if command == "export":
         out = tmp_path / "m.onnx"
         args = ["export", "--ckpt", str(path), "--format", "onnx", "--out", str(out)]
     else:
         args = ["demo", "--model", str(path), "--port", "1"]  # refused before any server starts
-    refused_in_one_line(i2i(*args), path)
+    refused_in_one_line(run_i2i(mode, *args), path)
     assert not marker.exists()
 
 
-def test_fit_refuses_to_resume_from_a_checkpoint_that_runs_code(hostile, tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_fit_refuses_to_resume_from_a_checkpoint_that_runs_code(hostile, tmp_path, mode):
     path, marker = hostile
     args = fit_args(tmp_path / "run", f"--ckpt_path={path}", "--model.init_args.max_iterations=2")
-    refused_in_one_line(i2i(*args), path)
+    refused_in_one_line(run_i2i(mode, *args), path)
     assert not marker.exists()
 
+
+def test_fit_resumes_from_a_checkpoint_that_runs_code_when_trusted(hostile, tmp_path):
+    path, marker = hostile
+    args = fit_args(tmp_path / "run", f"--ckpt_path={path}", "--model.init_args.max_iterations=2")
     result = i2i(*args, "--trust-checkpoint")  # finished already: loads, nothing to train
     assert result.returncode == 0, output(result)
     assert "warning: --trust-checkpoint" in result.stderr and marker.exists()
 
 
-def test_a_damaged_checkpoint_names_the_ones_beside_it_that_load(fitted_run, photo, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("mode", MODES)
+def test_a_damaged_checkpoint_names_the_ones_beside_it_that_load(fitted_run, photo, tmp_path, mode):  # noqa: F811
     folder = tmp_path / "checkpoints"
     shutil.copytree(fitted_run / "checkpoints", folder)
     last = folder / "last.ckpt"
     last.write_bytes(last.read_bytes()[:50_000])
-    result = i2i(
+    code, text = run_i2i(
+        mode,
         "inpaint",
         str(last),
         "--image",
@@ -134,17 +147,18 @@ def test_a_damaged_checkpoint_names_the_ones_beside_it_that_load(fitted_run, pho
         "--out",
         str(tmp_path / "out"),
     )
-    assert result.returncode == 1, output(result)
-    assert f"{last} is damaged" in result.stderr
+    assert code == 1, text
+    assert f"{last} is damaged" in text
     loadable = [p for p in folder.glob("*.ckpt") if p != last]
-    assert loadable and all(f"{p} (iteration 2)" in result.stderr for p in loadable)
-    assert "e.g. checkpoints/last.ckpt" not in result.stderr
+    assert loadable and all(f"{p} (iteration 2)" in text for p in loadable)
+    assert "e.g. checkpoints/last.ckpt" not in text
 
 
 # ---- model cards ---------------------------------------------------------------------------
 
 
-def test_a_card_naming_another_package_is_refused_before_anything_runs(photo, tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_a_card_naming_another_package_is_refused_before_anything_runs(photo, tmp_path, mode):
     card_path = tiny_model_file(tmp_path, "inpainting")
     marker = tmp_path / "ran"
     card = json.loads(card_path.read_text())
@@ -152,7 +166,8 @@ def test_a_card_naming_another_package_is_refused_before_anything_runs(photo, tm
     card["task"]["init_args"]["eval_seed"] = command  # old i2i: os.system(...) -> 0, exit 0
     card_path.write_text(json.dumps(card))
     weights = card_path.with_suffix(".safetensors")
-    result = i2i(
+    code, text = run_i2i(
+        mode,
         "inpaint",
         str(weights),
         "--image",
@@ -162,9 +177,9 @@ def test_a_card_naming_another_package_is_refused_before_anything_runs(photo, tm
         "--out",
         str(tmp_path / "out"),
     )
-    assert result.returncode == 1, output(result)
+    assert code == 1, text
     assert not marker.exists()
-    assert f"{card_path} names the class 'os.system'" in result.stderr
+    assert f"{card_path} names the class 'os.system'" in text
 
 
 def test_only_network_and_task_classes_of_i2i_may_be_named():
@@ -195,27 +210,27 @@ def shards(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     return root / "shards", section
 
 
-def _shard_fit(tmp_path: Path, folder: Path, section: dict):
+def _shard_fit(mode: str, tmp_path: Path, folder: Path, section: dict) -> tuple[int, str]:
     section = json.loads(json.dumps(section))
     section["init_args"]["shards"] = str(folder)
     config = tmp_path / "shards.yaml"
     config.write_text(yaml.safe_dump({"data": section}))
-    return i2i(
-        *fit_args(tmp_path / "run", "--config", str(config), "--model.init_args.max_iterations=2")
-    )
+    args = fit_args(tmp_path / "run", "--config", str(config), "--model.init_args.max_iterations=2")
+    return run_i2i(mode, *args)
 
 
-def test_fit_refuses_a_shard_folder_with_a_pickle(shards, tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_fit_refuses_a_shard_folder_with_a_pickle(shards, tmp_path, mode):
     folder = tmp_path / "bucket"
     shutil.copytree(shards[0], folder)
     marker = tmp_path / "ran"
     (folder / "datasets.json").unlink()  # as written by an older i2i, or by a stranger
     (folder / "datasets.pkl").write_bytes(__import__("pickle").dumps(RunsACommand(marker)))
-    result = _shard_fit(tmp_path, folder, shards[1])
-    assert result.returncode == 1, output(result)
+    code, text = _shard_fit(mode, tmp_path, folder, shards[1])
+    assert code == 1, text
     assert not marker.exists()
-    assert "Traceback" not in output(result)
-    assert "datasets.pkl is a pickle, which i2i no longer reads" in result.stderr
+    assert "Traceback" not in text
+    assert "datasets.pkl is a pickle, which i2i no longer reads" in text
 
 
 def test_datasets_json_may_name_only_the_folder_datasets(shards, tmp_path):
