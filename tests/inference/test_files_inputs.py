@@ -274,30 +274,19 @@ def test_a_large_photo_with_a_random_mask_takes_bytes_not_floats_per_pixel(model
     assert per_pixel < 40, f"{per_pixel:.0f} bytes a pixel ({large_mb:.0f} MB)"
 
 
-def test_the_contact_sheet_never_replaces_a_panel(tmp_path):
+def test_the_contact_sheet_never_replaces_a_panel(tmp_path, capsys):
+    # In this process (`make try` runs the module as a process, tests/test_try.py).
+    from i2i.inference.sheet import main as sheet
+
     panels = tmp_path / "inpainted"
     for name in ("a", "b"):
         png(panels / f"{name}_panel.png", np.full((8, 20, 3), 40, np.uint8))
     before = snapshot(panels)
-    run = [sys.executable, "-m", "i2i.inference.sheet", str(panels), "--out"]
-    result = subprocess.run(
-        [*run, str(panels / "a_panel.png")],
-        cwd=REPO,
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 1 and "is one of the panels" in result.stdout, result.stdout
+    code = sheet([str(panels), "--out", str(panels / "a_panel.png")])
+    printed = capsys.readouterr().out
+    assert code == 1 and "is one of the panels" in printed, printed
     assert snapshot(panels) == before
-    result = subprocess.run(
-        [*run, str(panels / "sheet.png")],
-        cwd=REPO,
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    code = sheet([str(panels), "--out", str(panels / "sheet.png")])
+    assert code == 0, capsys.readouterr()
     assert Image.open(panels / "sheet.png").width >= 768
     assert sorted(p.name for p in panels.iterdir()) == ["a_panel.png", "b_panel.png", "sheet.png"]
