@@ -23,8 +23,8 @@ from tests.clirun import MODES, REPO, command, env, fit_args, i2i, iteration, ou
 def finished(tmp_path_factory) -> Path:
     """A finished 4-iteration tiny run (tiny.yaml hard-codes its logger's save_dir elsewhere)."""
     root = tmp_path_factory.mktemp("finished") / "run"
-    result = i2i(*fit_args(root))
-    assert result.returncode == 0, output(result)[-3000:]
+    code, text = run_i2i("in_process", *fit_args(root))
+    assert code == 0, text[-3000:]
     return root
 
 
@@ -338,17 +338,18 @@ def test_two_runs_into_one_folder_the_second_is_refused_and_a_killed_run_leaves_
     assert third.returncode == 0, output(third)[-3000:]
 
 
-def test_a_ddp_strategy_a_gan_cannot_use_is_one_line_and_claims_no_folder(tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_a_ddp_strategy_a_gan_cannot_use_is_one_line_and_claims_no_folder(tmp_path, mode):
+    # Refused before any rank is launched, so the test process can run it too.
     root = tmp_path / "run"
     two = ["--trainer.accelerator=cpu", "--trainer.devices=2"]
-    result = i2i(*fit_args(root, *two, "--trainer.strategy=ddp"))
-    assert result.returncode == 1, output(result)[-3000:]
-    text = output(result)
+    code, text = run_i2i(mode, *fit_args(root, *two, "--trainer.strategy=ddp"))
+    assert code == 1, text[-3000:]
     assert "Traceback" not in text and text.count("i2i: error") == 1
     block = error_block(text)
     assert len(block) == 1 and "--trainer.strategy=ddp_find_unused_parameters_true" in block[0]
-    result = i2i(*fit_args(root, "--model.init_args.max_iterations=1"))  # no --overwrite
-    assert result.returncode == 0, output(result)[-3000:]
+    code, text = run_i2i(mode, *fit_args(root, "--model.init_args.max_iterations=1"))
+    assert code == 0, text[-3000:]  # no --overwrite needed: the refused run claimed nothing
 
 
 @pytest.mark.parametrize("mode", MODES)
