@@ -14,23 +14,25 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.clirun import fit_args, i2i, iteration, output
+from tests.clirun import fit_args, iteration, run_i2i
 
 DDP = ("--trainer.accelerator=cpu", "--trainer.strategy=ddp_find_unused_parameters_true")
 SAMPLES = 16  # the unbroken run: 4 iterations x 2 batches (G, D) x batch 2, one process
 
 
 def fit(root: Path, log: Path, *args: str, processes: int = 1) -> str:
-    result = i2i(
+    """What `i2i fit` printed: one process runs in this one, DDP as the processes it launches."""
+    argv = [
         *fit_args(root, *args),
         f"--trainer.devices={processes}",
         *DDP,
         "--trainer.callbacks+=tests.helpers.SampleLog",
         f"--trainer.callbacks.out_dir={log}",
-        OMP_NUM_THREADS="1",
-    )
-    assert result.returncode == 0, output(result)[-3000:]
-    return output(result)
+    ]
+    mode = "in_process" if processes == 1 else "subprocess"
+    code, text = run_i2i(mode, *argv, OMP_NUM_THREADS="1")
+    assert code == 0, text[-3000:]
+    return text
 
 
 def taken(log: Path) -> list[int]:
@@ -131,7 +133,8 @@ def test_a_damaged_record_is_refused_with_the_file_named(half, tmp_path):
     ckpt = torch.load(last, weights_only=False)
     ckpt["InpaintingDataModule"]["samples_consumed"] = -8
     torch.save(ckpt, last)
-    result = i2i(*fit_args(run, "--ckpt_path=last", "--model.init_args.max_iterations=4"))
-    assert result.returncode != 0
-    assert "its training-stream record has samples_consumed=-8" in output(result)
-    assert "last.ckpt" in output(result)
+    args = fit_args(run, "--ckpt_path=last", "--model.init_args.max_iterations=4")
+    code, text = run_i2i("in_process", *args)
+    assert code != 0
+    assert "its training-stream record has samples_consumed=-8" in text
+    assert "last.ckpt" in text
