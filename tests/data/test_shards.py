@@ -391,18 +391,18 @@ def test_fit_from_shards_resumed_on_two_processes_reads_each_sample_once(built, 
             "--trainer.strategy=ddp_find_unused_parameters_true",
         ),
     ]
-    for log, args in zip(logs, runs, strict=True):
+    for mode, log, args in zip(["in_process", "subprocess"], logs, runs, strict=True):
         log_args = (
             "--trainer.callbacks+=tests.helpers.SampleLog",
             f"--trainer.callbacks.out_dir={log}",
         )
-        result = i2i(*fit_args(run, *args, *log_args, config=config), OMP_NUM_THREADS="1")
-        assert result.returncode == 0, output(result)
+        argv = fit_args(run, *args, *log_args, config=config)
+        code, text = run_i2i(mode, *argv, OMP_NUM_THREADS="1")  # DDP: processes of their own
+        assert code == 0, text
     files = [logs[0] / "samples0.json", logs[1] / "samples0.json", logs[1] / "samples1.json"]
     seen = [i for f in files for i in json.loads(f.read_text())["indices"]]
     stream = shard_module(images, shards).train_stream()
     assert seen == [int(i) for s in range(4) for i in stream.batch(s)[B.INDEX]]
-    text = output(result)
     assert "sample 8 of the stream: processes 1 -> 2 (global batch 2 -> 4)" in text
     assert "the processes no longer each read their own chunks" in text
 
