@@ -390,10 +390,12 @@ def test_a_corrupt_image_in_a_loader_worker_is_one_line(tmp_path):
     assert "DataLoader worker" not in output(result)
 
 
-def test_a_file_command_prints_a_user_error_alone(tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_a_file_command_prints_a_user_error_alone(tmp_path, mode):
     # `i2i compare` trains in-process; a config whose data cannot be downloaded (offline).
     proxy = "http://127.0.0.1:9"
-    result = i2i(
+    code, text = run_i2i(
+        mode,
         "compare",
         "--configs",
         "edges2shoes",
@@ -406,8 +408,7 @@ def test_a_file_command_prints_a_user_error_alone(tmp_path):
         HTTP_PROXY=proxy,
         HTTPS_PROXY=proxy,
     )
-    text = output(result)
-    assert result.returncode == 1, text[-3000:]
+    assert code == 1, text[-3000:]
     assert "Traceback" not in text
     assert text.strip().splitlines()[-1].startswith("i2i: error: Could not download http")
 
