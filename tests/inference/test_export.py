@@ -16,7 +16,7 @@ from i2i.inference.export import SamplingGraph, export, main, read_torch_export
 from i2i.inference.model import load_model, save_model
 from i2i.inference.onnx_backend import OnnxModel
 from i2i.seeding import derive_seed
-from tests.clirun import i2i, output
+from tests.clirun import MODES, i2i, output, run_i2i
 
 TOL = 1e-4
 SLOW_MACHINE = 1200  # s: a subprocess's limit on a 2-core machine shared with other jobs
@@ -178,29 +178,22 @@ def test_sampling_graph_leaves_the_model_alone(model_files):
         SamplingGraph(task, "inpainting", noise_mode="fresh")
 
 
-def test_bad_format_exits_2_and_names_the_choices(tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_bad_format_exits_2_and_names_the_choices(tmp_path, mode):
     out = str(tmp_path / "m")
-    args = ("export", "--ckpt", "x.ckpt", "--format", "tflite", "--out", out)
-    result = i2i(*args, timeout=SLOW_MACHINE)
-    assert result.returncode == 2
-    assert "invalid choice: 'tflite'" in result.stderr and "onnx" in result.stderr
+    code, text = run_i2i(mode, "export", "--ckpt", "x.ckpt", "--format", "tflite", "--out", out)
+    assert code == 2
+    assert "invalid choice: 'tflite'" in text and "onnx" in text
 
 
-def test_missing_checkpoint_exits_1_and_names_it(tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_missing_checkpoint_exits_1_and_names_it(tmp_path, mode):
     missing = tmp_path / "nope.ckpt"
     out = tmp_path / "m.onnx"
-    result = i2i(
-        "export",
-        "--ckpt",
-        str(missing),
-        "--format",
-        "onnx",
-        "--out",
-        str(out),
-        timeout=SLOW_MACHINE,
-    )
-    assert result.returncode == 1
-    assert f"no checkpoint at {missing}" in result.stderr
+    args = ("export", "--ckpt", str(missing), "--format", "onnx", "--out", str(out))
+    code, text = run_i2i(mode, *args)
+    assert code == 1
+    assert f"no checkpoint at {missing}" in text
     assert not out.exists()
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from i2i.classical import harmonic_fill
-from tests.clirun import fit_args, i2i, output
+from tests.clirun import MODES, fit_args, run_i2i
 
 
 def _logged(root) -> dict[str, list[float]]:
@@ -26,15 +26,16 @@ def _logged(root) -> dict[str, list[float]]:
 def loud_run(tmp_path_factory):
     """`i2i fit` of the tiny config for 2 iterations with a generator whose outputs reach ~16."""
     root = tmp_path_factory.mktemp("loud")
-    result = i2i(
+    code, text = run_i2i(
+        "in_process",
         *fit_args(
             root,
             "--model.init_args.generator.class_path=tests.helpers.LoudCoModGenerator",
             "--model.init_args.max_iterations=2",
             "--samples.every_n_iterations=0",
-        )
+        ),
     )
-    assert result.returncode == 0, output(result)[-3000:]
+    assert code == 0, text[-3000:]
     return _logged(root)
 
 
@@ -86,9 +87,11 @@ def test_the_reference_is_computed_once_per_image_and_matches_a_direct_fill(monk
         Task(classical_reference="harmonik")
 
 
-def test_the_reference_fill_is_a_model_argument(tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_the_reference_fill_is_a_model_argument(tmp_path, mode):
     root = tmp_path / "run"
-    result = i2i(
+    code, text = run_i2i(
+        mode,
         *fit_args(
             root,
             "--model.init_args.classical_reference=telea",
@@ -96,7 +99,7 @@ def test_the_reference_fill_is_a_model_argument(tmp_path):
             "--model.init_args.max_iterations=2",
             "--samples.every_n_iterations=0",
             "--checkpoint.monitor=val/l1_hole_telea",
-        )
+        ),
     )
-    assert result.returncode == 0, output(result)[-3000:]
-    assert "val/l1_hole_telea=" in result.stdout  # the end-of-run report names it
+    assert code == 0, text[-3000:]
+    assert "val/l1_hole_telea=" in text  # the end-of-run report names it
