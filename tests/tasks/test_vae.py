@@ -14,6 +14,7 @@ from i2i.lightning_command import run_cli
 from i2i.losses import PerceptualLoss, kl_to_standard_normal
 from i2i.networks.vae import ConvVAE
 from i2i.tasks.vae import VAEInpaintingTask
+from tests.clirun import MODES, run_i2i
 
 # Tiny tensors: on a busy 2-core machine, more threads than free cores mostly wait.
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -195,25 +196,20 @@ def test_fit_through_the_cli_and_exact_resume(tmp_path):
     assert list((tmp_path / "a" / "run" / "samples").glob("iter*.png"))
 
 
-def test_a_missing_vgg_file_stops_before_training(tmp_path):
-    import subprocess
-    import sys
-
+@pytest.mark.parametrize("mode", MODES)
+def test_a_missing_vgg_file_stops_before_training(tmp_path, mode):
     missing = tmp_path / "vgg16-397923af.pth"
-    cmd = [
-        sys.executable,
-        "-m",
-        "i2i",
+    code, text = run_i2i(
+        mode,
         "fit",
         "--config",
-        VAE_DEMO,
+        str(VAE_DEMO),
         f"--trainer.default_root_dir={tmp_path / 'run'}",
         "--trainer.logger=false",
         "--data.init_args.num_workers=0",
         "--model.init_args.perceptual=i2i.losses.PerceptualLoss",
         f"--model.init_args.perceptual.weights={missing}",
-    ]
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 1, result.stderr[-2000:]
-    assert str(missing) in result.stderr and "i2i-weights" in result.stderr
+    )
+    assert code == 1, text[-2000:]
+    assert str(missing) in text and "i2i-weights" in text
     assert not list((tmp_path / "run").glob("checkpoints/*.ckpt"))  # nothing trained
