@@ -16,6 +16,7 @@ from PIL import Image
 
 from i2i.dip import deep_image_prior
 from i2i.networks import HourglassNetwork
+from tests.clirun import MODES, run_i2i
 from tests.conftest import shared_data
 
 # Tiny tensors: on a busy 2-core machine, more threads than free cores mostly wait.
@@ -102,7 +103,7 @@ def test_dip_on_a_real_photo_beats_a_mean_fill():
     assert error < fill_error, (photo.name, float(error), float(fill_error))
 
 
-# ---- `i2i dip` on files, as a subprocess ------------------------------------------------------
+# ---- `i2i dip` on files (in this process; as a subprocess under make test-full) ---------
 
 
 def _files(tmp_path: Path, h: int = 37, w: int = 29) -> tuple[Path, Path, np.ndarray]:
@@ -114,12 +115,13 @@ def _files(tmp_path: Path, h: int = 37, w: int = 29) -> tuple[Path, Path, np.nda
     return tmp_path / "photo.png", tmp_path / "photo_mask.png", image
 
 
-def _i2i(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "i2i", "dip", *args]
-    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+def _dip(mode: str, *args: str) -> tuple[int, str]:
+    """(exit status, output) of `i2i dip ARGS`, in this process or as a subprocess."""
+    return run_i2i(mode, "dip", *args)
 
 
-def test_i2i_dip_writes_the_full_size_completion_with_known_pixels_unchanged(tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_i2i_dip_writes_the_full_size_completion_with_known_pixels_unchanged(tmp_path, mode):
     image, mask, pixels = _files(tmp_path)
     out = tmp_path / "out" / "result.png"
     common = [
@@ -138,8 +140,8 @@ def test_i2i_dip_writes_the_full_size_completion_with_known_pixels_unchanged(tmp
         "--snapshot-every",
         "10",
     ]
-    result = _i2i(*common)
-    assert result.returncode == 0, result.stderr[-2000:]
+    code, text = _dip(mode, *common)
+    assert code == 0, text[-2000:]
     written = np.asarray(Image.open(out))
     assert written.shape == pixels.shape
     hole = np.asarray(Image.open(mask)) > 127
@@ -147,12 +149,13 @@ def test_i2i_dip_writes_the_full_size_completion_with_known_pixels_unchanged(tmp
     assert not np.array_equal(written[hole], pixels[hole])
     snapshots = sorted(p.name for p in out.parent.glob("result_iter*.png"))
     assert snapshots == ["result_iter000010.png", "result_iter000020.png", "result_iter000030.png"]
-    again = _i2i(*common)  # nothing is overwritten without --overwrite
-    assert again.returncode == 1 and "--overwrite" in again.stderr
-    assert _i2i(*common, "--overwrite").returncode == 0
+    code, text = _dip(mode, *common)  # nothing is overwritten without --overwrite
+    assert code == 1 and "--overwrite" in text
+    assert _dip(mode, *common, "--overwrite")[0] == 0
 
 
-def test_i2i_dip_folders_matched_by_name_and_a_wrong_polarity(tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_i2i_dip_folders_matched_by_name_and_a_wrong_polarity(tmp_path, mode):
     images, masks = tmp_path / "images", tmp_path / "masks"
     images.mkdir()
     masks.mkdir()
@@ -171,12 +174,12 @@ def test_i2i_dip_folders_matched_by_name_and_a_wrong_polarity(tmp_path):
         "--channels",
         "8",
     ]
-    assert _i2i(*args, "--mask-polarity", "white_is_hole").returncode == 0
+    assert _dip(mode, *args, "--mask-polarity", "white_is_hole")[0] == 0
     assert (out / "photo.png").is_file()
     full = np.zeros((37, 29), np.uint8)  # all black: with white_is_known, all hole
     Image.fromarray(full + 255).save(masks / "photo.png")  # all white: no hole when white = known
-    bad = _i2i(*args, "--mask-polarity", "white_is_known", "--overwrite")
-    assert bad.returncode == 1 and "no hole" in bad.stderr and "polarity" in bad.stderr
+    code, text = _dip(mode, *args, "--mask-polarity", "white_is_known", "--overwrite")
+    assert code == 1 and "no hole" in text and "polarity" in text
 
 
 def test_ctrl_c_writes_the_current_result_and_exits_130(tmp_path):
