@@ -27,7 +27,7 @@ from i2i.networks.ops import fir_filter, upsample2d
 from i2i.weights import comodgan as C
 from i2i.weights import comodgan_map as M
 from i2i.weights import tf_pickle
-from tests.clirun import i2i, output
+from tests.clirun import MODES, run_i2i
 from tests.conftest import TINY_D, TINY_G, shared_data
 
 RES = 32
@@ -396,12 +396,14 @@ def test_architecture_inference_and_kinds():
         C.task_args("inpainting", edges)
 
 
-def test_convert_command_writes_a_model_that_loads_and_matches(tmp_path, one_torch_thread):
+@pytest.mark.parametrize("mode", MODES)
+def test_convert_command_writes_a_model_that_loads_and_matches(tmp_path, one_torch_thread, mode):
     g, d, gs = tiny_models()
     path = official_pickle(tmp_path / "co-mod-gan-tiny-025000.pkl", g, d, gs)
-    result = i2i("convert", str(path), "--out", str(tmp_path / "model"), "--resolution", "32")
-    assert result.returncode == 0, output(result)
-    assert "inpainting" in result.stdout
+    args = ("convert", str(path), "--out", str(tmp_path / "model"), "--resolution", "32")
+    code, text = run_i2i(mode, *args)
+    assert code == 0, text
+    assert "inpainting" in text
     # The model is readable as every other output (0666 less the umask), not 0600: shared on a
     # cluster, the group can read it.
     plain = tmp_path / "plain"
