@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,17 +13,15 @@ import torch
 
 from i2i.compare import run_dip
 from i2i.data.masks import RandomMaskGenerator
+from tests.clirun import MODES, run_i2i
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_compare_trains_each_system_and_prints_one_table(tmp_path):
-    env = {**os.environ, "WANDB_MODE": "disabled"}
+@pytest.mark.parametrize("mode", MODES)
+def test_compare_trains_each_system_and_prints_one_table(tmp_path, mode):
     out = tmp_path / "cmp"
     cmd = [
-        sys.executable,
-        "-m",
-        "i2i",
         "compare",
         "--configs",
         "demo",
@@ -46,9 +43,9 @@ def test_compare_trains_each_system_and_prints_one_table(tmp_path):
         "--dip-channels",
         "8",
     ]
-    env["TORCH_HOME"] = str(tmp_path / "no_weights")  # as on these offline machines
-    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:]
+    # TORCH_HOME without weights, as on these offline machines.
+    code, text = run_i2i(mode, *cmd, TORCH_HOME=str(tmp_path / "no_weights"))
+    assert code == 0, text[-3000:]
     rows = json.loads((out / "compare.json").read_text())
     assert [r["config"] for r in rows] == [
         "demo",
@@ -86,7 +83,7 @@ def test_compare_trains_each_system_and_prints_one_table(tmp_path):
     assert all(math.isfinite(v) for v in dip["metrics"].values())
     assert dip["seconds_per_image"] > 0 and dip["parameters_sampling"] > 0
     table = (out / "compare.md").read_text()
-    assert table in result.stdout and "| demo | InpaintingTask | inpainting |" in table
+    assert table in text and "| demo | InpaintingTask | inpainting |" in table
     assert "| dip | DeepImagePriorTask | inpainting |" in table and "0 (3 it/image)" in table
     assert "| classical:telea | ClassicalInpaintingTask | inpainting |" in table
     # LPIPS and FID: columns that say their weights are absent, and which files to place.

@@ -25,6 +25,7 @@ from i2i.metrics.semantic import (
     class_set,
     scores_from_confusion,
 )
+from tests import clirun
 
 C = 5
 N, H, W = 6, 12, 10
@@ -228,13 +229,14 @@ class NearestColour(nn.Module):
         return -((images[:, None] - self.palette) ** 2).sum(2)
 
 
-def test_i2i_test_reports_fid_miou_and_the_real_ceiling(tmp_path):
+@pytest.mark.parametrize("mode", clirun.MODES)
+def test_i2i_test_reports_fid_miou_and_the_real_ceiling(tmp_path, mode):
     from i2i.data.synthetic import ShapesDataset
-    from tests import clirun
 
     root = tmp_path / "run"
     tiny = {"channel_base": 256, "channel_max": 32, "img_resolution": 32}
-    done = clirun.i2i(
+    code, text = clirun.run_i2i(
+        mode,
         "test",
         "--config=configs/demo_labels.yaml",
         f"--trainer.default_root_dir={root}",
@@ -255,7 +257,7 @@ def test_i2i_test_reports_fid_miou_and_the_real_ceiling(tmp_path):
         "--metrics.segmenter=tests.metrics.test_semantic.NearestColour",
         "--real",
     )
-    assert done.returncode == 0, clirun.output(done)[-4000:]
+    assert code == 0, text[-4000:]
     report = json.loads((root / "test_results.json").read_text())
     results, semantic = report["results"], report["protocol"]["semantic"]
     assert {"fid", "miou", "pixel_accuracy", "real_miou", "real_pixel_accuracy"} <= set(results)
