@@ -1,11 +1,17 @@
 """Backbone benchmark: G and D speed at 256 against the FLOPs floor, and mask generation rate.
 
     python benchmarks/backbone.py [--resolution 256] [--batches 1 8] [--quick]
+    python -m benchmarks.backbone --g-forward-only --batches 1 --reps 7
 
 The floor of a measurement is its FLOPs (torch.utils.flop_counter) divided by the ceiling: the
 rate of one large 3x3 convolution, measured just before and just after each row (averaged), as
 the machine's speed drifts during a run. "x floor" is time / floor; 1.0 means
 the network runs as fast as the best single convolution on this machine.
+
+The layout table times G forward on one condition passed channels_last (as the tasks' batches
+are) and as a plain NCHW tensor (as a user's script passes it), the two calls alternating so that
+both meet the same load: the networks convert their inputs themselves
+(`i2i.networks.ops.to_fast_layout`), so the ratio should be about 1.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from benchmarks.common import (
     print_table,
     seconds,
     seconds_and_ceiling,
+    seconds_interleaved,
 )
 from i2i.data.mask_drawing import random_mask
 from i2i.networks import CoModDiscriminator, CoModGenerator
@@ -73,6 +80,41 @@ def weight_grad_rows(ceiling: float, reps: int) -> list[dict]:
     return rows
 
 
+def print_layout_table(G: torch.nn.Module, resolution: int, batches: list[int], reps: int) -> None:
+    """The layout table on CPU: one row per batch size (see the module docstring)."""
+    rows = [layout_row(G, torch.randn(b, 4, resolution, resolution), reps) for b in batches]
+    print_table(rows, f"G @{resolution} forward, no gradients: the condition's layout, cpu")
+
+
+def layout_row(G: torch.nn.Module, cond: torch.Tensor, reps: int, device: str = "cpu") -> dict:
+    """G forward without gradients on `cond` laid out channels_last and NCHW, alternating, with
+    the modulated conv's automatic path; x floor as in the main table."""
+    inputs = {
+        "channels_last": cond.contiguous(memory_format=torch.channels_last),
+        "NCHW": cond.contiguous(),
+    }
+    fns = {}
+    for name, x in inputs.items():
+
+        def forward(x=x):
+            with torch.no_grad():
+                return G(x)
+
+        fns[name] = forward
+    set_impl(G, "shared")  # the FLOP count of the main table
+    flops = count_flops(fns["channels_last"])
+    set_impl(G, "auto")
+    before = ceiling_gflops(device, reps=3)
+    t = seconds_interleaved(fns, reps=reps)
+    floor = flops / 1e9 / ((before + ceiling_gflops(device, reps=3)) / 2)
+    row = {"batch": cond.shape[0], "GFLOP": f"{flops / 1e9:.0f}"}
+    for name in inputs:
+        row[f"{name} s"] = f"{t[name]:.2f}"
+        row[f"{name} x floor"] = f"{t[name] / floor:.2f}"
+    row["NCHW / channels_last"] = f"{t['NCHW'] / t['channels_last']:.2f}"
+    return row
+
+
 def gpu_rows(device: torch.device, batch: int = 8, reps: int = 10) -> list[dict]:
     """512 at batch 8 under bf16 autocast: images/s of G forward, G and D forward+backward."""
     torch.manual_seed(0)
@@ -113,8 +155,20 @@ def main() -> None:
     parser.add_argument(
         "--weight-grad-only", action="store_true", help="only the weight-gradient table"
     )
+    parser.add_argument(
+        "--g-forward-only",
+        action="store_true",
+        help="only the layout table: G forward on channels_last and NCHW inputs",
+    )
+    parser.add_argument(
+        "--reps",
+        type=int,
+        help="repetitions per row (median); default 3 at batch 1 and 2 above, 5 for the layout",
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
+    if args.g_forward_only and args.device != "cpu":
+        parser.error("--g-forward-only measures the CPU: pass --device cpu")
     torch.set_num_threads(args.threads)
     batches = [1] if args.quick else args.batches
     device = torch.device(args.device)
@@ -129,6 +183,9 @@ def main() -> None:
 
     torch.manual_seed(0)
     G = CoModGenerator(r, cond_channels=4).to(device)
+    if args.g_forward_only:
+        print_layout_table(G, r, batches, args.reps or 5)
+        return
     if device.type == "cpu":
         print_table(
             weight_grad_rows(ceiling, reps=1 if args.quick else 3),
@@ -141,7 +198,7 @@ def main() -> None:
     D = CoModDiscriminator(r, cond_channels=1).to(device)
     rows = []
     for batch in batches:
-        reps = 1 if args.quick else (3 if batch == 1 else 2)
+        reps = args.reps or (1 if args.quick else (3 if batch == 1 else 2))
         cond = torch.randn(batch, 4, r, r, device=device).to(memory_format=torch.channels_last)
         image = torch.randn(batch, 3, r, r, device=device).to(memory_format=torch.channels_last)
 
@@ -187,6 +244,8 @@ def main() -> None:
                 )
         set_impl(G, "auto")
     print_table(rows, f"CoModGAN @{r}, fp32, channels_last, {device}")
+    if device.type == "cpu":
+        print_layout_table(G, r, batches, args.reps or (1 if args.quick else 5))
     if device.type == "cuda":
         print_table(gpu_rows(device), "CoModGAN @512, batch 8, bf16 autocast, channels_last")
 

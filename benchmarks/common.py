@@ -28,6 +28,24 @@ def seconds(fn: Callable[[], object], reps: int = 3, warmup: int = 1) -> float:
     return statistics.median(times)
 
 
+def seconds_interleaved(
+    fns: dict[str, Callable[[], object]], reps: int = 3, warmup: int = 1
+) -> dict[str, float]:
+    """Median wall time of each function, called in turn within every repetition: on a shared
+    machine the load changes between rows measured one after the other, much less within one
+    round, so the ratio of two medians compares the functions rather than the moments."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(reps):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 class FlopCount(TorchDispatchMode):
     """Sums the FLOPs of every op run inside it (a multiply-add counts 2) with the formulas of
     torch.utils.flop_counter. Unlike its FlopCounterMode it tracks no modules, whose hooks break

@@ -5,6 +5,8 @@ import torch
 
 from i2i.networks import CoModDiscriminator, CoModGenerator
 from i2i.networks.layers import ModulatedConv2d
+from i2i.networks.ops import memory_format, to_fast_layout
+from i2i.networks.prefill import PrefilledCoModGenerator
 from tests.conftest import TINY_D, TINY_G
 
 SIZES = [32, (32, 64), (64, 32)]
@@ -215,3 +217,74 @@ def test_bf16_autocast_runs_on_cpu():
         img = G(cond)
         logits = D(img, cond[:, :1])
     assert img.dtype == torch.bfloat16 and torch.isfinite(logits.float()).all()
+
+
+# ---- memory layout: the networks convert their own inputs -----------------------------------
+
+CL = torch.channels_last
+
+
+def record_layouts(convs):
+    """Forward pre-hooks that record the memory format each conv's input arrives in."""
+    seen = []
+    for conv in convs:
+        conv.register_forward_pre_hook(lambda module, args: seen.append(memory_format(args[0])))
+    return seen
+
+
+@pytest.mark.parametrize("network", ["comod", "prefilled"])
+def test_generator_runs_an_nchw_condition_in_channels_last(network):
+    if network == "comod":
+        G = tiny_g(dropout_at_inference=False).eval()
+    else:
+        G = PrefilledCoModGenerator(32, cond_channels=4, dropout_at_inference=False, **TINY_G)
+        G.eval()
+    # An inner conv of the encoder and one of the decoder (which follows the encoder's layout).
+    seen = record_layouts([G.encoder.blocks["4"]["conv"], G.decoder.blocks["4"]["conv"]])
+    g = torch.Generator().manual_seed(0)
+    cond = torch.randn(2, 4, 32, 32, generator=g)
+    z = torch.randn(2, G.z_dim, generator=g)
+    assert memory_format(cond) == torch.contiguous_format
+    plain = G(cond, z, noise_mode="const")
+    assert seen == [CL, CL]
+    converted = G(cond.contiguous(memory_format=CL), z, noise_mode="const")
+    if network == "comod":  # past the conversion both calls compute the same thing
+        assert torch.equal(plain, converted)
+    else:  # the prefill runs in the caller's layout, before the encoder converts
+        torch.testing.assert_close(plain, converted, rtol=1e-6, atol=1e-6)
+
+
+def test_discriminator_runs_nchw_and_concatenated_inputs_in_channels_last():
+    D = tiny_d().eval()
+    seen = record_layouts([D.blocks[0].conv0])
+    g = torch.Generator().manual_seed(0)
+    image, cond = torch.randn(2, 3, 32, 32, generator=g), torch.randn(2, 1, 32, 32, generator=g)
+    plain = D(image, cond)
+    # The tasks' batches: a channels_last image beside a 1-channel mask, which torch.cat would
+    # lay out NCHW.
+    converted = D(image.contiguous(memory_format=CL), cond.contiguous(memory_format=CL))
+    assert seen == [CL, CL]
+    assert torch.equal(plain, converted)
+
+
+def test_generator_runs_a_one_channel_condition_in_channels_last():
+    # An edge map is contiguous in both layouts; the conv reading it must still answer in CL.
+    G = CoModGenerator(32, cond_channels=1, dropout_at_inference=False, **TINY_G).eval()
+    seen = record_layouts([G.encoder.blocks["4"]["conv"]])
+    edges = torch.randn(2, 1, 32, 32)
+    plain = G(edges, torch.zeros(2, G.z_dim), noise_mode="const")
+    assert seen == [CL]
+    converted = G(edges.contiguous(memory_format=CL), torch.zeros(2, G.z_dim), noise_mode="const")
+    assert torch.equal(plain, converted)
+
+
+def test_to_fast_layout_converts_on_cpu_only_and_never_copies_twice():
+    x = torch.randn(2, 4, 8, 8)
+    y = to_fast_layout(x)
+    assert memory_format(y) == CL and torch.equal(x, y)
+    assert to_fast_layout(y) is y  # a tensor already in the layout: no copy
+    one_channel = to_fast_layout(torch.randn(2, 1, 8, 8))
+    assert one_channel.stride() == (64, 1, 8, 1)  # channels_last strides, which convs follow
+    assert to_fast_layout(one_channel) is one_channel
+    elsewhere = torch.empty(2, 4, 8, 8, device="meta")
+    assert to_fast_layout(elsewhere) is elsewhere  # other devices keep the caller's layout

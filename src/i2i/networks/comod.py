@@ -26,7 +26,7 @@ from i2i.networks.layers import (
     MinibatchStdLayer,
     NoiseMode,
 )
-from i2i.networks.ops import ModConvImpl, assert_shape
+from i2i.networks.ops import ModConvImpl, assert_shape, to_fast_layout
 
 Modulation = Literal["co", "style", "cond"]
 
@@ -272,7 +272,8 @@ class CoModGenerator(nn.Module):
         """Generate images for a batch of conditions.
 
         Args:
-            cond: (N, cond_channels, H, W), built by the task (values around [-1, 1]).
+            cond: (N, cond_channels, H, W), built by the task (values around [-1, 1]), in any
+                memory layout: the encoder converts it (`i2i.networks.ops.to_fast_layout`).
             z: (N, z_dim); drawn N(0, 1) when None. Ignored under `modulation='cond'`.
             truncation_psi: 1 = no truncation (official evaluation); training uses 0.5.
             truncation_cutoff: truncate only layers below this index; None truncates all.
@@ -385,7 +386,8 @@ class CoModDiscriminator(nn.Module):
         """Score images.
 
         Args:
-            image: (N, img_channels, H, W) at `img_resolution`, in [-1, 1].
+            image: (N, img_channels, H, W) at `img_resolution`, in [-1, 1], in any memory layout
+                (converted with `cond` by `i2i.networks.ops.to_fast_layout`).
             cond: (N, cond_channels, H, W); may be None only when `cond_channels` is 0.
 
         Returns:
@@ -400,6 +402,7 @@ class CoModDiscriminator(nn.Module):
                 raise ValueError(f"this discriminator expects a {self.cond_channels}-channel cond")
             assert_shape(cond, [image.shape[0], self.cond_channels, *self.img_resolution], "cond")
             image = torch.cat([cond.to(image.dtype), image], dim=1)
-        x = self.blocks(self.from_rgb(image))
+        # After the concatenation, which lays out a 1-channel cond and a channels_last image NCHW.
+        x = self.blocks(self.from_rgb(to_fast_layout(image)))
         x = self.conv(self.mbstd(x))
         return self.out(self.fc(x.flatten(1))).squeeze(1)

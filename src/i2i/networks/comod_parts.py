@@ -19,7 +19,7 @@ from i2i.networks.layers import (
     NoiseMode,
     normalize_2nd_moment,
 )
-from i2i.networks.ops import ModConvImpl, fir_filter, memory_format, upsample2d
+from i2i.networks.ops import ModConvImpl, fir_filter, memory_format, to_fast_layout, upsample2d
 from i2i.resolution import parse_resolution
 
 
@@ -147,13 +147,15 @@ class Encoder(nn.Module):
         """Encode a condition.
 
         Args:
-            cond: (N, cond_channels, H, W) at the ladder's full resolution.
+            cond: (N, cond_channels, H, W) at the ladder's full resolution, in any memory
+                layout (converted by `i2i.networks.ops.to_fast_layout`).
 
         Returns:
             The global code g (N, global_dim) and the skip features {level: (N, channels(level),
             *size(level))} for every level from the top down to 2 (4x4).
         """
-        x = self.from_rgb(cond)
+        # Every later layer, the decoder's too, follows the layout of this first one's input.
+        x = self.from_rgb(to_fast_layout(cond))
         skips: dict[int, torch.Tensor] = {}
         for level in self.ladder.levels_down:
             block = self.blocks[str(level)]

@@ -53,6 +53,34 @@ def memory_format(x: torch.Tensor) -> torch.memory_format:
     return torch.channels_last if channels_last else torch.contiguous_format
 
 
+def to_fast_layout(x: torch.Tensor) -> torch.Tensor:
+    """`x` in the memory layout that the networks built on these ops run fastest in.
+
+    The ops follow their input's layout, so the network's first layer decides it for all the
+    others. On CPU the fast layout is channels_last: the FIR filters run as one depthwise conv,
+    much faster in it (docs/benchmarks.md). CoModGAN's networks call this on their 4-D
+    inputs, so that a plain NCHW tensor (a user's script, `i2i export`) and a condition
+    concatenated from a 1-channel mask (which `torch.cat` lays out NCHW) run at the same speed
+    as a channels_last batch. On other devices the caller's layout is kept: no GPU measurement
+    says which one is faster there, and `benchmarks.gpu` compares both through the tasks'
+    `channels_last`.
+
+    `Tensor.to`, not `Tensor.contiguous`: a 1-channel tensor (an edge map) counts as contiguous
+    in both layouts, so `contiguous` returns it unchanged and the conv that reads it answers
+    NCHW; `to` gives it channels_last strides, which the conv follows.
+
+    Args:
+        x: a 4-D tensor (N, C, H, W).
+
+    Returns:
+        On CPU `x` with channels_last strides (`x` itself, no copy, when it has them already),
+        else `x`.
+    """
+    if x.device.type != "cpu":
+        return x
+    return x.to(memory_format=torch.channels_last)
+
+
 # --------------------------------------------------------------------------------------------------
 # Convolution with a faster weight gradient on AVX2 CPUs
 

@@ -56,8 +56,10 @@ class ImageTask(L.LightningModule):
     Args:
         max_iterations: stop after this many iterations; None for no limit.
         max_kimg: stop after this many thousand images (all processes); None for no limit.
-        channels_last: feed 4-D batch tensors in channels_last memory layout (CPUs run the FIR
-            filters much faster in it; good for GPUs too).
+        channels_last: lay out the batch's 4-D tensors in channels_last (what the losses, the
+            composites and the classic networks read). CoModGAN's networks convert their own
+            inputs on CPU whatever this says (`i2i.networks.ops.to_fast_layout`); on GPUs they
+            run in the layout they are given.
         allow_tf32: GPUs: TF32 matmuls and convolutions (fast, about a 10-bit mantissa).
         eval_seed: seeds z and noise in validation and test, so numbers compare across runs.
     """
@@ -78,7 +80,7 @@ class ImageTask(L.LightningModule):
         self,
         max_iterations: int | None = None,  # stop after this many iterations (None = no limit)
         max_kimg: float | None = None,  # stop after this many thousand images (None = no limit)
-        channels_last: bool = True,  # CPUs run the FIR filters much faster in it; good for GPUs too
+        channels_last: bool = True,  # the batch's layout (CoModGAN's networks convert on CPU)
         allow_tf32: bool = False,  # GPUs: TF32 matmuls and convolutions (fast, ~10-bit mantissa)
         eval_seed: int = 0,  # seeds z and noise in validation, so numbers compare across runs
     ):
