@@ -127,3 +127,19 @@ def test_public_names_have_docstrings_with_args(package: str) -> None:
     assert files, f"no modules under {SRC / package}"
     offenders = [line for path in files for line in _offenders(path)]
     assert not offenders, f"{len(offenders)} public names lack docs:\n" + "\n".join(offenders)
+
+
+def test_no_docstring_uses_a_sphinx_role() -> None:
+    """mkdocstrings renders Google style: a Sphinx role (:func:`x`) shows up as its raw text."""
+    import re
+
+    role = re.compile(r":(?:py:)?(?:func|class|meth|mod|data|attr|obj|exc):`")
+    found = []
+    for path in sorted(SRC.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+                doc = ast.get_docstring(node, clean=False) or ""
+                if role.search(doc):
+                    found.append(f"{path.relative_to(SRC)}:{getattr(node, 'name', '<module>')}")
+    assert not found, "Sphinx roles in docstrings (write `name` instead): " + ", ".join(found)

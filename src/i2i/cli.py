@@ -22,7 +22,7 @@ a folder that cannot be written, and stale temporaries of a killed save. Such pr
 few lines that say what to do (`I2I_DEBUG=1` adds the traceback); the exit status is 0 on
 success, 1 on an error, 2 on a bad option, 130 / 143 after Ctrl-C / SIGTERM.
 
-This module holds the LightningCLI subclass; :mod:`i2i.lightning_command` runs it.
+This module holds the LightningCLI subclass; `i2i.lightning_command` runs it.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Running the Lightning subcommands (fit, validate, test, predict) as the `i2i` command: in this
-process with :func:`run_cli` (tests, notebooks, benchmarks), and as :func:`main`, which
+process with `run_cli` (tests, notebooks, benchmarks), and as `main`, which
 `i2i.commands` calls, turning errors the user can act on into one message and an exit status and
 ending the loader workers and launched ranks that an error leaves behind. W&B is set to stay
 offline and silent unless the user configured it.

@@ -1,5 +1,5 @@
-"""Joint geometry, planned apart from the pixels: :func:`plan_crop` decides the cover-resize and
-the crop window from an image's size alone, and :func:`apply_crop` applies that plan and one flip
+"""Joint geometry, planned apart from the pixels: `plan_crop` decides the cover-resize and
+the crop window from an image's size alone, and `apply_crop` applies that plan and one flip
 decision to a photo and its maps with torchvision's v2 functional calls, which pick each item's
 kernel by its type (a `tv_tensors.Mask` is never interpolated), so that paired data (a photo and
 its label, instance or edge map) share one geometry with different filters.

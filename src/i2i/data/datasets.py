@@ -1,16 +1,16 @@
 """Image I/O and the folder-of-images dataset.
 
-Geometry follows the image options (:mod:`i2i.data.image_options`, where each is described):
+Geometry follows the image options (`i2i.data.image_options`, where each is described):
 cover-resize or not, a crop at the centre (validation, or `train_crop="center"`) or at random,
 PIL's bicubic or the official tool's bilinear filter, and an image under the resolution refused,
-upscaled or, for :class:`ImageFolderDataset`, padded with black (-1 in [-1, 1]; TF pads uint8
+upscaled or, for `ImageFolderDataset`, padded with black (-1 in [-1, 1]; TF pads uint8
 images with 0) around its centre, as TF's ``resize_with_crop_or_pad``.
 The crop is planned separately from the pixels and applied with torchvision's v2 functional calls
-(:mod:`i2i.data.crop`), so that paired data (a photo and its label map) can share one geometry
+(`i2i.data.crop`), so that paired data (a photo and its label map) can share one geometry
 with different interpolations.
 
 Randomness (crop offsets, flips) comes from torch's CPU generator, which the training stream
-seeds per sample (:mod:`i2i.data.stream`).
+seeds per sample (`i2i.data.stream`).
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def read_from_disk(path: Path) -> BinaryIO:
 
 class FileDataset(Dataset):
     """A dataset whose samples are files: `open_file` opens one by path. Streaming shards set
-    it on their datasets to open a record's bytes instead (:mod:`i2i.data.shards`), so every
+    it on their datasets to open a record's bytes instead (`i2i.data.shards`), so every
     dataset decodes shard records with its own code."""
 
     open_file: Callable[[Path], BinaryIO] = staticmethod(read_from_disk)

@@ -1,6 +1,6 @@
 """Resumable dataset downloads and safe archive extraction (standard library only).
 
-:func:`download_and_extract` fetches an HTTP(S) or file:// URL into ``root/<archive>.part``,
+`download_and_extract` fetches an HTTP(S) or file:// URL into ``root/<archive>.part``,
 continuing a partial file with an HTTP Range request, checks the size (and the SHA-256 when one is
 known), renames the finished file atomically to ``root/<archive>`` and extracts it (.tar.gz, .tgz,
 .tar or .zip) into ``root``. Extraction goes to a hidden staging folder first, rejects any member
@@ -8,18 +8,18 @@ that would land outside it (absolute paths, ``..``, links pointing out, device f
 then moves the top-level entries into ``root``: an interrupted extraction never leaves a
 half-filled dataset folder that looks complete.
 
-A corrupt or mismatched archive raises :class:`ArchiveError` and is deleted, so a retry starts
-clean. A network failure raises :class:`DownloadError` whose message names the URL, the archive
+A corrupt or mismatched archive raises `ArchiveError` and is deleted, so a retry starts
+clean. A network failure raises `DownloadError` whose message names the URL, the archive
 file and where to put the archive (or the extracted folder) by hand; a partial ``.part`` file is
 kept so that the next call resumes it.
 
-:data:`PIX2PIX_DATASETS` lists the pix2pix archives: edges -> photo pairs, and facades and
+`PIX2PIX_DATASETS` lists the pix2pix archives: edges -> photo pairs, and facades and
 cityscapes (photo left, label map right: see `halves`). Their SHA-256 checksums are not known
 offline, so they are None: those downloads are checked by size (the server's Content-Length) and
 by a full decompression (gzip CRC), not by hash.
 
-:data:`CYCLEGAN_DATASETS` lists the CycleGAN unpaired archives (.zip files holding
-``<name>/trainA``, ``trainB``, ``testA``, ``testB``); :func:`ensure_cyclegan` fetches one. They
+`CYCLEGAN_DATASETS` lists the CycleGAN unpaired archives (.zip files holding
+``<name>/trainA``, ``trainB``, ``testA``, ``testB``); `ensure_cyclegan` fetches one. They
 are checked by size and by the zip's per-member CRCs during extraction.
 """
 

@@ -1,7 +1,7 @@
 """Condition maps for the paired datasets: edge and condition images to tensors in the batch's
 conventions, the ink check that catches an inverted polarity or a photo taken as the condition
 (and its sibling for label-map conditions, which are flatter than photos), and Canny edges
-computed from photos with their on-disk cache (see :mod:`i2i.data.paired` for the thresholds
+computed from photos with their on-disk cache (see `i2i.data.paired` for the thresholds
 and why the maps are computed before the crop).
 """
 
@@ -56,7 +56,7 @@ def edges_to_tensor(img: Image.Image, polarity: str = "black_on_white") -> torch
 def condition_to_tensor(
     img: Image.Image, polarity: str = "black_on_white", channels: int = 1
 ) -> torch.Tensor:
-    """The condition image -> "edges": (1, H, W) via :func:`edges_to_tensor` (+1 on the lines),
+    """The condition image -> "edges": (1, H, W) via `edges_to_tensor` (+1 on the lines),
     or with channels=3 the RGB image as it is, (3, H, W) in [-1, 1].
 
     Args:

@@ -1,7 +1,7 @@
 """Elastic resume: a resumed run continues the training stream at the sample it stopped at, with
 any number of processes and any batch size.
 
-The stream is addressed by global sample position (see :mod:`i2i.data.stream`): a run that
+The stream is addressed by global sample position (see `i2i.data.stream`): a run that
 starts at position M gives process r of W, at its local step j, the positions
 M + (j*W + r)*b ... M + (j*W + r + 1)*b - 1, b being its loader batch (batches_per_step x
 batch_size). So the checkpoint records how many positions the run has consumed (all processes,
@@ -10,7 +10,7 @@ its own shape, and every sample comes once per epoch as in an unbroken run. The 
 datamodule's state in the checkpoint: Lightning saves `state_dict()` and restores it before the
 loaders are built.
 
-The streaming shards (:mod:`i2i.data.shards`) order each epoch by the first run's shape, its
+The streaming shards (`i2i.data.shards`) order each epoch by the first run's shape, its
 `layout`, which the record keeps: each process of that shape reads its own chunks; a resumed
 run of another shape reads the same positions, so the same samples, but its processes no longer
 each keep to their own chunks.

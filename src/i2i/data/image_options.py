@@ -1,6 +1,6 @@
 """What every image datamodule shares: how a file becomes a training or validation image.
 
-One frozen dataclass, :class:`ImageOptions`, that each image datamodule takes as its `images`
+One frozen dataclass, `ImageOptions`, that each image datamodule takes as its `images`
 argument and passes down to its datasets; in YAML it is a nested group:
 
     data:

@@ -2,11 +2,11 @@
 
 Each yields batches with "image", "label" (int64 class ids) and "index", plus "instance_edges"
 (instance boundaries in [-1, 1]) when `instance_edges` is on, through the deterministic
-training stream of :class:`StreamDataModule`. Each exposes the label set (`.spec`),
+training stream of `StreamDataModule`. Each exposes the label set (`.spec`),
 `.num_classes` and `.cond_channels` (num_classes, + 1 for the instance-edge channel): the
 generator and the discriminator need those numbers as their `cond_channels`.
 
-Folder layouts and conventions follow SPADE (see :mod:`i2i.data.labels`); dataset folders are
+Folder layouts and conventions follow SPADE (see `i2i.data.labels`); dataset folders are
 checked when the datamodule is built, so a wrong path fails before any training starts.
 """
 
@@ -103,7 +103,7 @@ class LabelDataModule(StreamDataModule):
 
 
 class NamedLabelDataModule(LabelDataModule):
-    """A row of :data:`i2i.data.labels.LABEL_DATASETS` under data_dir; each subclass binds its
+    """A row of `i2i.data.labels.LABEL_DATASETS` under data_dir; each subclass binds its
     row by key and declares the init arguments (and their defaults) that configs give it."""
 
     dataset = ""  # the key in LABEL_DATASETS

@@ -1,6 +1,6 @@
 """Label and instance maps as arrays: reading a map file into raw ids (refusing lossy formats,
 decoding ADE20K's full-format RGB maps), the boundaries of instances, and the colours and class
-names that show a map in a grid or a W&B overlay (:func:`i2i.data.crop.apply_crop` resizes and
+names that show a map in a grid or a W&B overlay (`i2i.data.crop.apply_crop` resizes and
 crops a map with its photo).
 """
 

@@ -2,7 +2,7 @@
 and LABEL_DATASETS, the published datasets as rows of one table (label set, folder layouts,
 file suffixes) that the named datasets and datamodules read.
 
-A :class:`LabelSpec` says how the integers stored in a dataset's label files become contiguous
+A `LabelSpec` says how the integers stored in a dataset's label files become contiguous
 class ids 0..num_classes-1 (the channels of the one-hot condition), following SPADE's conventions:
 
 | spec         | raw values in the files              | classes | mapping                       |

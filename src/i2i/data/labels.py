@@ -3,18 +3,18 @@
 A sample is {"image": (3, H, W) float in [-1, 1], "label": (H, W) int64 class ids, "index"},
 plus "instance_edges": (1, H, W) float in [-1, 1], +1 on instance boundaries, when `instance_edges`.
 
-Geometry: photo, label map and instance map share one crop plan (:func:`plan_crop`) and one flip
+Geometry: photo, label map and instance map share one crop plan (`plan_crop`) and one flip
 draw; the photo is resized bicubic, label and instance maps with NEAREST only (so no new class
 ids appear) and stay integers. Instance boundaries are computed after resizing, at the output
 resolution, so they are one pixel wide as in SPADE.
 
-Photos are read WITHOUT applying EXIF orientation (unlike :func:`load_image`): label maps are
+Photos are read WITHOUT applying EXIF orientation (unlike `load_image`): label maps are
 annotated on the stored pixels and carry no EXIF, so rotating only the photo would misalign them.
 
 Label sets (class names, colours, raw-value mapping) and the published datasets' table
-(LABEL_DATASETS: label set, folder layouts, file suffixes) live in :mod:`i2i.data.label_specs`;
-reading and colouring the maps themselves in :mod:`i2i.data.label_maps`, their geometry in
-:mod:`i2i.data.crop`.
+(LABEL_DATASETS: label set, folder layouts, file suffixes) live in `i2i.data.label_specs`;
+reading and colouring the maps themselves in `i2i.data.label_maps`, their geometry in
+`i2i.data.crop`.
 """
 
 from __future__ import annotations
@@ -193,7 +193,7 @@ def _load_photo(
 
 
 class PairedLabelDataset(FileDataset):
-    """Photo + label map (+ instance map) samples from a list of :class:`LabelRecord`:
+    """Photo + label map (+ instance map) samples from a list of `LabelRecord`:
     {"image": (3, H, W) in [-1, 1], "label": (H, W) int64 class ids, "index": int, and
     "instance_edges": (1, H, W), 1 on instance boundaries and -1 elsewhere, when asked}.
 
@@ -275,7 +275,7 @@ class PairedLabelDataset(FileDataset):
 
     def scan(self, findings: Findings, indices: Sequence[int] | None = None) -> None:
         """Check the records at setup: photo, label and instance map sizes from the headers,
-        and the label values, read once and cached (see :mod:`i2i.data.scan`), against the
+        and the label values, read once and cached (see `i2i.data.scan`), against the
         label set.
 
         Args:

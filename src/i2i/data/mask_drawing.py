@@ -1,7 +1,7 @@
 """Random inpainting masks drawn as arrays: CoModGAN's free-form masks (large and huge rectangles
 plus brush strokes, in MAT's lighter "small" variant too) and single rectangles, each drawn
 until its hole ratio falls in the asked range. A mask holds 1 on KNOWN pixels and 0 in the hole,
-as everywhere in ``i2i`` (:mod:`i2i.data.masks`, whose generators sample these per item).
+as everywhere in ``i2i`` (`i2i.data.masks`, whose generators sample these per item).
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def random_known(
     rng: np.random.Generator | None = None,
     variant: str = "large",
 ) -> np.ndarray:
-    """:func:`random_mask` as an (H, W) bool array, True = known: 1 byte a pixel where the
+    """`random_mask` as an (H, W) bool array, True = known: 1 byte a pixel where the
     tensor takes 4 (a 12000x9000 photo's mask is 108 MB, not 432).
 
     Args:
@@ -218,7 +218,7 @@ def rectangle_mask(
 ) -> torch.Tensor:
     """One rectangular hole, as GLCIC trains (1 = known, 0 = hole): height and width drawn
     independently and uniformly (integers, both ends included) from `sides` scaled from
-    `sides_at` to the image (see :func:`rectangle_sides`), the rectangle placed uniformly so that
+    `sides_at` to the image (see `rectangle_sides`), the rectangle placed uniformly so that
     it lies wholly inside the image.
 
     Args:

@@ -1,7 +1,7 @@
-"""Mask polarity and the published inpainting mask sets: :data:`POLARITIES` names how a mask file
-is painted (white_is_known or white_is_hole), :data:`KNOWN_MASK_SETS` lists published sets with
-their polarity and hole ratios, and :func:`judge_hole_ratios` compares the ratios measured on a
-mask folder with them to flag a polarity that looks inverted; :func:`check_mask_folder` applies
+"""Mask polarity and the published inpainting mask sets: `POLARITIES` names how a mask file
+is painted (white_is_known or white_is_hole), `KNOWN_MASK_SETS` lists published sets with
+their polarity and hole ratios, and `judge_hole_ratios` compares the ratios measured on a
+mask folder with them to flag a polarity that looks inverted; `check_mask_folder` applies
 these checks to the files a datamodule trains or validates with.
 """
 

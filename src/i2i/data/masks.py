@@ -6,7 +6,7 @@ The hole ratio of a mask is therefore ``1 - mask.mean()``.
 
 Mask files on disk disagree about polarity (NVIDIA irregular masks, DeepFill v2, FcF and
 AOT-GAN paint the hole white; MAT, MI-GAN and the CoModGAN demo paint the known region
-white), so :func:`load_mask` and :class:`MaskFolder` make the caller state it explicitly.
+white), so `load_mask` and `MaskFolder` make the caller state it explicitly.
 
 Mask files are turned upright by their EXIF orientation, exactly as images are
 (`i2i.data.datasets.load_image`), so a mask saved with its photo's orientation tag lines up.
@@ -16,10 +16,10 @@ painted in an editor) is read from its alpha channel: alpha is taken as the grey
 opaque (255) is "white" and transparent (0) is "black", and the stated polarity applies to it
 as to any grey mask (white_is_known: transparent = hole; white_is_hole: opaque = hole).
 
-The masks are drawn by :mod:`i2i.data.mask_drawing`; the polarities and the published mask
-sets, with the check of a folder's hole ratios against them, are in :mod:`i2i.data.mask_sets`.
+The masks are drawn by `i2i.data.mask_drawing`; the polarities and the published mask
+sets, with the check of a folder's hole ratios against them, are in `i2i.data.mask_sets`.
 
-An inpainting datamodule takes its masks as a :class:`MaskSource`, chosen in YAML by class_path
+An inpainting datamodule takes its masks as a `MaskSource`, chosen in YAML by class_path
 (the free-form generator, GLCIC's rectangles, or mask files of a stated polarity):
 
     data:
@@ -28,7 +28,7 @@ An inpainting datamodule takes its masks as a :class:`MaskSource`, chosen in YAM
           class_path: i2i.data.masks.RectangleMaskGenerator
           init_args: {sides: [46, 92], sides_at: 160}
 
-The datamodule gives the size: a source is written without it and bound with :meth:`MaskSource.at`.
+The datamodule gives the size: a source is written without it and bound with `MaskSource.at`.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ class MaskSource:
     """Where a datamodule's masks come from: `source(rng)` draws a training mask and
     `source.fixed(position, index, seed)` gives validation sample `index`'s mask, always the same;
     both float32 (1, H, W), 1 = known. Written without a size (in YAML), bound to the
-    datamodule's resolution with :meth:`at`.
+    datamodule's resolution with `at`.
     """
 
     size: tuple[int, int] | None = None
@@ -98,7 +98,7 @@ class MaskSource:
         return bound
 
     def check_size(self) -> None:
-        """Called by :meth:`at` once `size` is set (nothing to check by default)."""
+        """Called by `at` once `size` is set (nothing to check by default)."""
 
     def settings(self) -> dict[str, Any]:
         """The constructor arguments that made this source."""
@@ -176,7 +176,7 @@ def mask_source(value: MaskSource | dict[str, Any]) -> MaskSource:
 
 
 class RandomMaskGenerator(MaskSource):
-    """The official free-form masks (:func:`random_mask`; picklable, for DataLoaders):
+    """The official free-form masks (`random_mask`; picklable, for DataLoaders):
     `generator(rng)` draws a (1, H, W) mask, 1 = known.
 
     Args:
@@ -208,7 +208,7 @@ class RandomMaskGenerator(MaskSource):
 
 
 class RectangleMaskGenerator(MaskSource):
-    """GLCIC's one rectangular hole (:func:`rectangle_mask`; picklable, for DataLoaders):
+    """GLCIC's one rectangular hole (`rectangle_mask`; picklable, for DataLoaders):
     `generator(rng)` draws a (1, H, W) mask, 1 = known.
 
     Args:
@@ -274,7 +274,7 @@ def load_known(
     resize: bool = True,
     max_hole_ratio: float | None = None,
 ) -> np.ndarray:
-    """:func:`load_mask` as an (H, W) bool array, True = known (1 byte a pixel).
+    """`load_mask` as an (H, W) bool array, True = known (1 byte a pixel).
 
     Args:
         path: the mask file.
@@ -369,7 +369,7 @@ def _grey(img: Image.Image) -> Image.Image:
 
 
 class MaskFolder:
-    """Mask files found recursively under ``root`` (sorted), loaded with :func:`load_mask`:
+    """Mask files found recursively under ``root`` (sorted), loaded with `load_mask`:
     `folder[i]` is file i's mask, float32 (1, H, W), 1 = known.
 
     Args:
@@ -422,8 +422,8 @@ class MaskFolder:
 class MaskFiles(MaskSource):
     """Masks from files of a stated polarity, resized with NEAREST to the datamodule's
     resolution: training draws a file uniformly with the stream's rng, validation sample k gets
-    file k mod n. Bound to a size (:meth:`at`), the folder is listed and its hole ratios are
-    measured on a sample of files (:func:`i2i.data.mask_sets.check_mask_folder`): logged always,
+    file k mod n. Bound to a size (`at`), the folder is listed and its hole ratios are
+    measured on a sample of files (`i2i.data.mask_sets.check_mask_folder`): logged always,
     an error when (almost) nothing or most of the image is hole, a warning when the polarity looks
     inverted.
 

@@ -2,11 +2,11 @@
 
 Three sources:
 
-- :class:`SideBySideDataset`: pix2pix files, A|B side by side (width = 2 x height).
+- `SideBySideDataset`: pix2pix files, A|B side by side (width = 2 x height).
   ``direction="AtoB"`` (default) takes the LEFT half (A) as the condition (edges) and the right
   half (B) as the photo; ``"BtoA"`` swaps them. edges2shoes / edges2handbags are AtoB.
-- :class:`TwoFolderDataset`: a condition folder and a photo folder, files matched by name.
-- :class:`CannyEdgesDataset`: any photo folder; edges computed with ``kornia.filters.canny``.
+- `TwoFolderDataset`: a condition folder and a photo folder, files matched by name.
+- `CannyEdgesDataset`: any photo folder; edges computed with ``kornia.filters.canny``.
 
 Conventions (the batch contract): with ``edges_channels=1`` (the default) "edges" is
 (1, H, W) float32 in [-1, 1] with +1 on the edge lines (white on black). pix2pix edge images are
@@ -17,8 +17,8 @@ condition image as it is in the file, RGB (3, H, W) in [-1, 1], NOT inverted: th
 CoModGAN condition (for pix2pix files: black lines, -1, on white paper, +1); edge_polarity then
 only tells the sanity check which way the file is drawn.
 
-Geometry: the crop is planned once on the photo (:func:`plan_crop`) and applied to both halves
-with one flip draw (:func:`apply_crop`), so condition and target stay pixel-aligned. Randomness
+Geometry: the crop is planned once on the photo (`plan_crop`) and applied to both halves
+with one flip draw (`apply_crop`), so condition and target stay pixel-aligned. Randomness
 comes from the global torch RNG, which the training stream seeds per sample. Edge maps are
 resized with BILINEAR + antialias and kept as float: a downscaled 1-px line becomes a fainter
 but unbroken stroke, whereas NEAREST would drop or break it (aliasing); the generator takes a
@@ -239,7 +239,7 @@ class SideBySideDataset(_PairedDataset):
 
 
 class TwoFolderDataset(_PairedDataset):
-    """Condition (edge) images and photos in two folders, paired by :func:`match_pairs`.
+    """Condition (edge) images and photos in two folders, paired by `match_pairs`.
     Samples are {"image": (3, H, W) in [-1, 1], "edges": (C, H, W) in [-1, 1], "index": int}.
 
     Args:

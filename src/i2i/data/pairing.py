@@ -1,6 +1,6 @@
 """How the paired datasets pair and transform their files: an A|B side-by-side file split into
 (condition, photo) halves, two folders matched by name without extension (in any of the split
-layouts that :class:`i2i.data.translation.PairedDataModule` reads), and one crop plan and
+layouts that `i2i.data.translation.PairedDataModule` reads), and one crop plan and
 one flip applied to both halves so that condition and target stay pixel-aligned.
 """
 

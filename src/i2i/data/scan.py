@@ -10,7 +10,7 @@ The cache lives in ``$I2I_CACHE_DIR/label_stats``, else ``$XDG_CACHE_HOME/i2i/la
 else ``~/.cache/i2i/label_stats``. ``I2I_SKIP_SCAN=1`` turns the setup scan off (the same
 problems are then found when a bad sample is drawn, as before).
 
-Problems are collected in :class:`Findings` and reported together in one error: per kind, the
+Problems are collected in `Findings` and reported together in one error: per kind, the
 first files with their value or size, the count, and the fix.
 """
 
@@ -53,7 +53,7 @@ def scan_enabled() -> bool:
 
 
 def header_size(path: str | Path, exif: bool = True) -> tuple[int, int]:
-    """(H, W) of an image from its header alone, as :func:`i2i.data.datasets.load_image` will
+    """(H, W) of an image from its header alone, as `i2i.data.datasets.load_image` will
     see it.
 
     Args:

@@ -1,7 +1,7 @@
 """Reading a shard folder's files, from a local folder or an object-store URL through LitData's
 downloaders: its manifest and its datasets.json (never a pickle), the check that its records
 hold only plain fields, and a split's folder dataset rebuilt to read each sample's files from
-its records (:class:`ShardFiles`) instead of the disk. :mod:`i2i.data.shards` checks them
+its records (`ShardFiles`) instead of the disk. `i2i.data.shards` checks them
 against the config and streams them.
 """
 

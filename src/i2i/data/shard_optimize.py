@@ -11,7 +11,7 @@ and their fingerprint, the chunk sizes, the compression), `files.txt` (every sam
 shard order), `config.yaml` (a copy of the config) and `datasets.json` (the datasets' settings:
 the decoding and transforms of the folder datasets themselves, without their file lists, as
 JSON data: `i2i.data.shard_templates`; a shard folder is never unpickled, so shards from a
-shared bucket cannot run code). :class:`i2i.data.shards.ShardDataModule` reads them.
+shared bucket cannot run code). `i2i.data.shards.ShardDataModule` reads them.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The order in which training reads streaming shards: :class:`ShardStream` is the project's
+"""The order in which training reads streaming shards: `ShardStream` is the project's
 deterministic stream with an order that suits streaming: per epoch the chunks are
 shuffled by (seed, epoch), samples inside each chunk by (seed, epoch, chunk), and process r of
 W (all nodes' GPUs) takes the r-th contiguous W-th of that sequence, so each process reads about
@@ -7,7 +7,7 @@ stream position as in `TrainStream`, so batch s holds the same samples, crops an
 the number of loader workers, and a resumed run continues the exact sequence. (LitData's own
 shuffle depends on the number of loader workers and the batch size, and resumes from its
 loader's state; the position-seeded order keeps the project's one resume mechanism.) Unpaired
-(CycleGAN) shards stream each domain so, with orders of their own (:class:`ShardUnpairedStream`).
+(CycleGAN) shards stream each domain so, with orders of their own (`ShardUnpairedStream`).
 """
 
 from __future__ import annotations
@@ -59,9 +59,9 @@ def epoch_order(
 
 class ShardStream(TrainStream):
     """The training stream over shards: `TrainStream`'s batching, worker split and
-    position-seeded crops and masks, with the order of :func:`epoch_order` for the run's first
+    position-seeded crops and masks, with the order of `epoch_order` for the run's first
     shape (`layout`: processes, loader batch), which a resumed run of any shape keeps, so that it
-    reads the same samples at the same positions (:mod:`i2i.data.elastic`).
+    reads the same samples at the same positions (`i2i.data.elastic`).
 
     Args:
         *args: `TrainStream`'s arguments.
@@ -120,9 +120,9 @@ def layout_sample(position: int, world_size: int, batch_size: int) -> tuple[int,
 
 class ShardUnpairedStream(UnpairedTrainStream):
     """The unpaired training stream over shards: `UnpairedTrainStream`'s batches, crops and
-    flips, with each domain's order from :func:`epoch_order` (its own key, so that equal chunk
+    flips, with each domain's order from `epoch_order` (its own key, so that equal chunk
     sizes do not pair A and B up) and each process of the layout reading its own share of each
-    domain (see :class:`ShardStream`).
+    domain (see `ShardStream`).
 
     Args:
         *args: `UnpairedTrainStream`'s arguments.

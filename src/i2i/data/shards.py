@@ -1,11 +1,11 @@
 """Streaming shards (LitData) for millions of images: ShardDataModule reads them.
 
-:class:`ShardDataModule` reads the shards that `i2i data optimize` wrote
-(:mod:`i2i.data.shard_optimize`: the chunks, manifest.json, datasets.json) from a local folder
+`ShardDataModule` reads the shards that `i2i data optimize` wrote
+(`i2i.data.shard_optimize`: the chunks, manifest.json, datasets.json) from a local folder
 or an object-store URL (s3://, gs://..., through LitData's downloaders and cache) and decodes
 each record with the folder dataset's own code (the dataset's `open_file` opens a record's bytes
 in place of the files), so batches hold the same keys, preprocessing, crops and masks; its
-training streams read in the order of :mod:`i2i.data.shard_order`.
+training streams read in the order of `i2i.data.shard_order`.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ e = p // n (a permutation seeded by (seed, e)), with its random augmentation and
 position. The checkpoint records how many positions the run consumed, and a resumed run starts
 the stream there, so it continues the exact sequence (Lightning alone restarts an interrupted
 epoch from its first batch), also with another number of processes or batch size
-(:mod:`i2i.data.elastic`).
+(`i2i.data.elastic`).
 
 Each training batch holds `batches_per_step` x `batch_size` samples per process: the task says
 how many batches one training step consumes (CoModGAN: 2, the G step takes the first half and
@@ -390,7 +390,7 @@ class StreamDataModule(L.LightningDataModule):
 
 def check_files(datasets: tuple[Dataset, ...], where: str) -> None:
     """Run the setup check (`scan`) of each dataset that has one and raise ONE error listing
-    every problem (see :mod:`i2i.data.scan`); a Subset checks only its samples.
+    every problem (see `i2i.data.scan`); a Subset checks only its samples.
 
     Args:
         datasets: the datasets to check.

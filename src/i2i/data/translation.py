@@ -1,11 +1,11 @@
 """Datamodules for edges -> photo: batches of {"image", "edges", "index"} (the batch contract).
 
-- :class:`PairedDataModule`: your own pairs, either pix2pix side-by-side files or two folders.
-- :class:`Edges2ShoesDataModule`, :class:`Edges2HandbagsDataModule`: the pix2pix archives
+- `PairedDataModule`: your own pairs, either pix2pix side-by-side files or two folders.
+- `Edges2ShoesDataModule`, `Edges2HandbagsDataModule`: the pix2pix archives
   (``root/train/*.jpg``, ``root/val/*.jpg``; 256x512 JPEGs, edges LEFT, photo RIGHT: AtoB),
   downloaded on first use when ``download=True`` (2 GB and 8 GB).
-- :class:`EdgesFromPhotosDataModule`: any photo folder, edges computed with Canny.
-- :class:`FacadesDataModule`, :class:`CityscapesPix2PixDataModule`: pix2pix's labels -> photo
+- `EdgesFromPhotosDataModule`: any photo folder, edges computed with Canny.
+- `FacadesDataModule`, `CityscapesPix2PixDataModule`: pix2pix's labels -> photo
   archives (photo LEFT, colour label map RIGHT: BtoA). The label map is an image condition, 3
   channels as it is in the file (``edges_channels`` is 3), as pix2pix feeds it.
 
@@ -15,8 +15,8 @@ generator's and discriminator's ``cond_channels`` must equal it (``.cond_channel
 ``images.resample`` picks the photo's resize filter ("bicubic_antialias" or the official tool's
 "pil_bilinear"); the pix2pix archives are 256 px, so at 256 nothing is resized.
 
-The training stream, validation set and loaders come from :class:`StreamDataModule`; the pair
-geometry (one crop and one flip for both halves) from :mod:`i2i.data.paired`. Constructor
+The training stream, validation set and loaders come from `StreamDataModule`; the pair
+geometry (one crop and one flip for both halves) from `i2i.data.paired`. Constructor
 arguments are plain types and the `images` group, so a LightningCLI YAML can set every one.
 """
 

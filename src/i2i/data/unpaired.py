@@ -5,7 +5,7 @@ deterministic stream holds image permA_e[p mod n_A] of domain A (e = p // n_A, a
 seeded by (seed, 0, e)) and image permB_f[p mod n_B] of domain B (f = p // n_B, seeded by
 (seed, 1, f)): each domain runs through its own epochs, so A and B are drawn independently and
 never pair up in a fixed way, and a resumed run continues the exact sequence, with any number of
-processes and batch size (see :mod:`i2i.data.stream`). Crops and flips are seeded per position.
+processes and batch size (see `i2i.data.stream`). Crops and flips are seeded per position.
 
 Geometry as the official code (`--preprocess resize_and_crop`): training images are resized to
 `load_size` x `load_size` (aspect ratio ignored, bicubic), then a random `resolution` crop is
@@ -13,7 +13,7 @@ taken and flipped with probability 1/2; evaluation images are resized to `resolu
 official test options set load_size = crop_size), no crop, no flip.
 
 Layouts:
-- :class:`UnpairedDataModule` reads the CycleGAN datasets' layout, ``root/trainA``,
+- `UnpairedDataModule` reads the CycleGAN datasets' layout, ``root/trainA``,
   ``root/trainB``, ``root/testA``, ``root/testB`` (any image files, any sub-folder depth), and
   downloads an official archive (horse2zebra, ...) when `dataset` names one.
 - ``root: null`` uses the embedded shapes scenes: domain A the photos, domain B edge maps as

@@ -1,11 +1,11 @@
 """Evaluation metrics: P-IDS / U-IDS (CoModGAN) and FID on the FID network's Inception features.
 
-- :class:`InceptionDiscriminativeScore`: the torchmetrics metric (DDP-aware).
-- :func:`fit_linear_svc`: scikit-learn's ``LinearSVC(dual=False)`` reproduced in torch.
-- :func:`inception_feature_extractor`: the 2048-d pool3 features, loaded offline.
-- :func:`reference_statistics`: FID statistics of a dataset, split across processes, cached on disk.
-- :class:`SemanticConsistency`: mIoU / pixel accuracy of a segmenter on outputs (labels -> photo).
-- :mod:`i2i.metrics.protocols`: what each task evaluates (inpainting, paired translation, unpaired).
+- `InceptionDiscriminativeScore`: the torchmetrics metric (DDP-aware).
+- `fit_linear_svc`: scikit-learn's ``LinearSVC(dual=False)`` reproduced in torch.
+- `inception_feature_extractor`: the 2048-d pool3 features, loaded offline.
+- `reference_statistics`: FID statistics of a dataset, split across processes, cached on disk.
+- `SemanticConsistency`: mIoU / pixel accuracy of a segmenter on outputs (labels -> photo).
+- `i2i.metrics.protocols`: what each task evaluates (inpainting, paired translation, unpaired).
 """
 
 from i2i.metrics.features import (

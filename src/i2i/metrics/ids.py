@@ -1,7 +1,7 @@
 """P-IDS / U-IDS, the paired and unpaired Inception discriminative scores of CoModGAN, and FID.
 
 A linear SVM (scikit-learn's ``LinearSVC(dual=False)`` with defaults, reproduced in torch by
-:func:`i2i.metrics.svm.fit_linear_svc`) is fitted on the 2N Inception features of N real images
+`i2i.metrics.svm.fit_linear_svc`) is fitted on the 2N Inception features of N real images
 (label 1) and of their N completions (label 0): no train/test split, no standardisation. With f its
 decision function,
 
@@ -121,7 +121,7 @@ class InceptionDiscriminativeScore(Metric):
         compute_fid: also return ``"fid"``, the Frechet distance of the same features.
         C: the SVM's regularisation (1.0 in the paper).
         weights_path: where the Inception weights are (see
-            :func:`i2i.metrics.features.find_inception_weights`).
+            `i2i.metrics.features.find_inception_weights`).
         check_hash: whether to check their SHA-256.
         kwargs: torchmetrics ``Metric`` options (``sync_on_compute``, ``process_group``, ...).
 

@@ -1,4 +1,4 @@
-"""The parts of CoModGAN's generator (:class:`i2i.networks.comod.CoModGenerator`): the resolution
+"""The parts of CoModGAN's generator (`i2i.networks.comod.CoModGenerator`): the resolution
 ladder that gives each level its size and channel count (shared with the discriminator), the
 mapping network from z to w, the encoder of the condition into skip features and the global
 code, and the decoder that co-modulates its synthesis layers with both.

@@ -141,7 +141,7 @@ class ImageTask(L.LightningModule):
     def shape_change_note(self, old_batch: int, new_batch: int) -> str:
         """What a resumed run with another global batch means for training.
 
-        Printed at resume (see :mod:`i2i.data.elastic`).
+        Printed at resume (see `i2i.data.elastic`).
 
         Args:
             old_batch: the global batch (images per use and iteration, all processes) of the

@@ -10,7 +10,7 @@ iteration, two phases on the same batch {"image_a", "image_b"}, as the paper's t
   lambda_identity x lambda (|G_AB(b) - b|_1 + |G_BA(a) - a|_1);
 - "d_step", one Adam step over both discriminators (`discriminators`): for each domain,
   0.5 x ((D(real) - 1)^2 + D(fake)^2), the fake drawn from a history of 50 generated images
-  (:class:`ImagePool`, Shrivastava et al. 2017) fed with this iteration's outputs of the G step
+  (`ImagePool`, Shrivastava et al. 2017) fed with this iteration's outputs of the G step
   (computed before G's update, detached).
 Adam lr 2e-4, betas (0.5, 0.999); the lr is constant, then decays linearly to 0 (the adversarial
 layer's `lr_constant_iterations` / `lr_decay_iterations`: the paper's 100 + 100 epochs expressed
