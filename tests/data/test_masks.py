@@ -372,7 +372,7 @@ def test_mask_files_draw_uniformly_and_fix_validation_by_position(tmp_path) -> N
         Image.fromarray(known).save(tmp_path / f"m{i}.png")
     files = MaskFiles(str(tmp_path), "white_is_hole")
     with pytest.raises(ValueError, match="no size"):
-        len(files)
+        files.fixed(0, 0, seed=0)
     bound = files.at(16)  # resized with NEAREST
     holes = [1 - bound.fixed(p, 99, seed=0).mean().item() for p in range(4)]
     assert holes == [0.125, 0.25, 0.375, 0.125]  # file p mod 3, whatever the index and seed

@@ -473,12 +473,6 @@ class MaskFiles(MaskSource):
             self.mask_set,
         )
 
-    def __len__(self) -> int:
-        return len(self._folder())
-
-    def __bool__(self) -> bool:  # a source is given even before it knows its files
-        return True
-
     def _folder(self) -> MaskFolder:
         self._sized()
         assert self.files is not None  # set with the size

@@ -271,7 +271,7 @@ class InpaintingProtocol(PairedProtocol):
         masks = getattr(getattr(dm, "val_dataset", None), "masks", None)
         protocol["masks"] = (
             f"mask files {masks.files.root} ({masks.polarity}), image index i -> file i mod "
-            f"{len(masks)}"
+            f"{len(masks.files)}"
             if isinstance(masks, MaskFiles)
             else "fixed per validation image: RandomMask seeded by "
             f"(seed * 1000003 + index), seed={getattr(dm, 'seed', None)}"
