@@ -427,3 +427,30 @@ def test_a_user_error_on_another_rank_alone_is_printed_once_and_ends_the_run(tmp
     assert result.returncode != 0, text[-3000:]
     assert "Traceback" not in text and text.count("i2i: error") == 1, text[-3000:]
     assert "i2i: error: test: a bad file read by rank 1 only" in text
+
+
+def test_rank_zero_waits_for_a_launched_rank_that_is_exiting_before_judging_the_error():
+    # Rank 1's user error closes its connections in its exit handlers; rank 0's collective
+    # breaks a moment before rank 1 has exited. Rank 0 must then end quietly, not print a
+    # traceback of the broken collective beside rank 1's message.
+    from types import SimpleNamespace
+
+    from i2i.cli import I2ICLI
+
+    exiting = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(1); raise SystemExit(1)"]
+    )
+    cli = SimpleNamespace(
+        trainer=SimpleNamespace(strategy=SimpleNamespace(launcher=SimpleNamespace(procs=[exiting])))
+    )
+    broken = RuntimeError("[gloo/transport/tcp/pair.cc:561] Connection closed by peer")
+    with pytest.raises(SystemExit) as stop:
+        I2ICLI._end_launched_ranks(cli, broken)
+    assert stop.value.code == 1 and exiting.returncode == 1
+    # A rank still at work when rank 0 meets the user's own error is ended at once.
+    waiting = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    cli.trainer.strategy.launcher.procs = [waiting]
+    from i2i.errors import RunError
+
+    I2ICLI._end_launched_ranks(cli, RunError("a bad file"))
+    assert waiting.wait(timeout=10) == -9

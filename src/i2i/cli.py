@@ -27,12 +27,14 @@ This module holds the LightningCLI subclass; `i2i.lightning_command` runs it.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import shlex
 import shutil
 import signal
+import subprocess
 import sys
 import time
 import warnings
@@ -85,6 +87,8 @@ from i2i.safe_load import (
 STARTED = time.time()
 # Errors whose message says everything: printed as one `i2i: error:` line, exit status 1.
 USER_ERRORS = (UserError, FileNotFoundError)
+# Seconds a launched rank gets to finish exiting before rank 0 judges whether it failed first.
+LAUNCHED_RANK_EXIT_WAIT = 5.0
 WRITE_ERRNOS = (errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EROFS, errno.EDQUOT)
 
 
@@ -296,6 +300,13 @@ class I2ICLI(LightningCLI):
         collective until its timeout). When one of them failed first, its error is the cause
         and it has said so: this process ends without a second message."""
         procs = getattr(self.trainer.strategy.launcher, "procs", None) or []
+        if find_user_error(error) is None and error_message(error) is None:
+            # A broken collective: the rank that failed first closes its connections in its
+            # exit handlers, a moment before it has exited. Give it that moment.
+            deadline = time.monotonic() + LAUNCHED_RANK_EXIT_WAIT
+            for proc in procs:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=max(0.0, deadline - time.monotonic()))
         failed = [p for p in procs if p.poll() not in (None, 0)]
         for proc in procs:
             if proc.poll() is None:
