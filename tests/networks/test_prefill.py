@@ -96,7 +96,8 @@ def test_an_exported_prefilled_model_computes_what_pytorch_computes(tmp_path):
 
     generator = {
         "class_path": "i2i.networks.prefill.PrefilledCoModGenerator",
-        "init_args": {**TINY, "global_dropout": 0.0},
+        # Two Jacobi steps a level: the graph is the same, 8x shorter to export.
+        "init_args": {**TINY, "global_dropout": 0.0, "prefill_smoothing": 2},
     }
     torch.manual_seed(0)
     task = build_task("i2i.tasks.InpaintingTask", {"generator": generator})
@@ -125,5 +126,5 @@ def test_an_exported_prefilled_model_computes_what_pytorch_computes(tmp_path):
         graph.G.residual_gain.fill_(gain0)
     np.testing.assert_allclose(got, expected.numpy(), atol=1e-4, rtol=0)
     assert (expected - fill_only).abs().max() > 1e-2  # the residual is in the graph
-    fill = harmonic_prefill(inputs["image"] * inputs["mask"], inputs["mask"])
+    fill = harmonic_prefill(inputs["image"] * inputs["mask"], inputs["mask"], smoothing=2)
     assert torch.allclose(fill_only, fill, atol=1e-5)
