@@ -2,7 +2,7 @@
 batch size reads every sample of the stream once, as an unbroken run does (i2i.data.elastic).
 
 Each run logs the dataset index of every training sample it took (tests.helpers.SampleLog);
-the tiny data has 64 training images, so the 16 samples of these runs are all in the first
+the tiny data has 64 training images, so the 24 samples of these runs are all in the first
 epoch and each index names one stream position."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch
 from tests.clirun import fit_args, iteration, run_i2i
 
 DDP = ("--trainer.accelerator=cpu", "--trainer.strategy=ddp_find_unused_parameters_true")
-SAMPLES = 16  # the unbroken run: 4 iterations x 2 batches (G, D) x batch 2, one process
+SAMPLES = 24  # the unbroken run: 6 iterations x 2 batches (G, D) x batch 2, one process
 
 
 def fit(root: Path, log: Path, *args: str, processes: int = 1) -> str:
@@ -44,7 +44,7 @@ def taken(log: Path) -> list[int]:
 @pytest.fixture(scope="module")
 def unbroken(tmp_path_factory: pytest.TempPathFactory) -> list[int]:
     root = tmp_path_factory.mktemp("unbroken")
-    fit(root / "run", root / "log", "--model.init_args.max_iterations=4")
+    fit(root / "run", root / "log", "--model.init_args.max_iterations=6")
     samples = taken(root / "log")
     assert len(samples) == len(set(samples)) == SAMPLES
     return samples
@@ -71,12 +71,12 @@ def assert_same_samples(seen: list[int], unbroken: list[int]) -> None:
     assert sorted(seen) == sorted(unbroken), "the samples differ from an unbroken run's"
 
 
-@pytest.mark.parametrize("batch,iterations", [(1, 6), (4, 3)])
+@pytest.mark.parametrize("batch,iterations", [(1, 10), (4, 4)])
 def test_a_run_resumed_with_another_batch_size_reads_each_sample_once(
     unbroken, half, tmp_path, batch, iterations
 ):
-    """Batch 2 -> 1 (old code: the second part re-read samples 4-11) and 2 -> 4 (old code:
-    skipped 8-15, read 16-23); the change is said at resume with its consequences."""
+    """Batch 2 -> 1 (old code: the second part re-read samples 4-19) and 2 -> 4 (old code:
+    skipped 8-15, read 16-31); the change is said at resume with its consequences."""
     text, seen = resume(
         half,
         tmp_path,
@@ -92,24 +92,22 @@ def test_a_run_resumed_with_another_batch_size_reads_each_sample_once(
     assert iteration(tmp_path / "run" / "checkpoints" / "last.ckpt") == iterations
 
 
-def test_a_run_resumed_on_two_processes_reads_each_sample_once(unbroken, half, tmp_path):
-    """1 -> 2 gloo processes (old code: both ranks started at sample 16, skipping 8-15)."""
+def test_a_run_resumed_on_two_processes_and_then_on_one_reads_each_sample_once(
+    unbroken, half, tmp_path
+):
+    """1 -> 2 gloo processes (old code: both ranks started at sample 16, skipping 8-15), then
+    2 -> 1 (old code: the one process re-read samples 12-15 and never reached 20-23). One DDP
+    run serves both changes of shape: a DDP launch costs seconds of imports per process."""
     text, seen = resume(half, tmp_path, "--model.init_args.max_iterations=3", processes=2)
-    assert_same_samples(seen, unbroken)
     assert "resuming at iteration 2, sample 8 of the stream: processes 1 -> 2 (global " in text
     assert text.count("i2i: resuming at") == 1  # rank 0 says it, once
-    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
-    record = ckpt["InpaintingDataModule"]
-    assert record["samples_consumed"] == SAMPLES and record["world_size"] == 2
-
-
-def test_a_two_process_run_resumed_on_one_reads_each_sample_once(unbroken, tmp_path):
-    """2 -> 1 (old code: the one process re-read samples 4-7 and never reached 12-15)."""
-    run = tmp_path / "run"
-    fit(run, tmp_path / "first", "--model.init_args.max_iterations=1", processes=2)
-    text = fit(run, tmp_path / "second", "--ckpt_path=last", "--model.init_args.max_iterations=3")
-    assert_same_samples(taken(tmp_path / "first") + taken(tmp_path / "second"), unbroken)
-    assert "resuming at iteration 1, sample 8 of the stream: processes 2 -> 1 (global " in text
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    record = torch.load(last, weights_only=False)["InpaintingDataModule"]
+    assert record["samples_consumed"] == 16 and record["world_size"] == 2
+    args = ("--ckpt_path=last", "--model.init_args.max_iterations=5")
+    text = fit(tmp_path / "run", tmp_path / "on_one", *args)
+    assert "resuming at iteration 3, sample 16 of the stream: processes 2 -> 1 (global " in text
+    assert_same_samples(seen + taken(tmp_path / "on_one"), unbroken)
 
 
 def test_a_checkpoint_without_the_record_resumes_as_before_and_says_so(unbroken, half, tmp_path):
@@ -121,7 +119,7 @@ def test_a_checkpoint_without_the_record_resumes_as_before_and_says_so(unbroken,
     ckpt = torch.load(last, weights_only=False)
     del ckpt["InpaintingDataModule"]
     torch.save(ckpt, last)
-    text = fit(run, tmp_path / "log", "--ckpt_path=last", "--model.init_args.max_iterations=4")
+    text = fit(run, tmp_path / "log", "--ckpt_path=last", "--model.init_args.max_iterations=6")
     assert_same_samples(half[1] + taken(tmp_path / "log"), unbroken)
     assert "the checkpoint does not record how many samples the run consumed" in text
 
