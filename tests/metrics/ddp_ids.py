@@ -1,4 +1,5 @@
-"""Two-process DDP run of InceptionDiscriminativeScore (gloo, CPU), run by test_ids.py.
+"""Two-process DDP run of InceptionDiscriminativeScore (gloo, CPU), run by test_ids.py
+(`run_two_ranks`, forked from the test process) or as a script:
 
     python tests/metrics/ddp_ids.py OUT_DIR
 
@@ -93,9 +94,16 @@ def _worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
+def run_two_ranks(out_dir: str, start_method: str = "spawn") -> None:
+    """Both ranks, as processes of `start_method`: "fork" from a process that has imported torch
+    and i2i starts them without paying the imports again."""
+    mp.start_processes(
+        _worker, args=(2, _free_port(), out_dir), nprocs=2, join=True, start_method=start_method
+    )
+
+
 def main() -> None:
-    out_dir = sys.argv[1]
-    mp.spawn(_worker, args=(2, _free_port(), out_dir), nprocs=2, join=True)
+    run_two_ranks(sys.argv[1])
 
 
 if __name__ == "__main__":

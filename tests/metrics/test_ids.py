@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import urllib.error
 from pathlib import Path
 
@@ -17,9 +14,7 @@ from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorIncepti
 from i2i.io import sha256_of
 from i2i.metrics import InceptionDiscriminativeScore, discriminative_scores, frechet_distance
 from i2i.metrics import features as feats
-from tests.metrics.ddp_ids import N_PAIRS, PooledProjection, make_pairs
-
-DDP_SCRIPT = Path(__file__).with_name("ddp_ids.py")
+from tests.metrics.ddp_ids import N_PAIRS, PooledProjection, make_pairs, run_two_ranks
 
 
 def _scores(metric: InceptionDiscriminativeScore, real, fake, batch: int = 100) -> dict:
@@ -229,19 +224,8 @@ def test_download_offline_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 
 def test_ddp_two_processes_match_one(tmp_path: Path) -> None:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in {"MASTER_PORT", "MASTER_ADDR", "LOCAL_RANK", "RANK", "WORLD_SIZE"}
-    }
-    proc = subprocess.run(
-        [sys.executable, str(DDP_SCRIPT), str(tmp_path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    # Two gloo processes forked from this one: they start without importing torch again.
+    run_two_ranks(str(tmp_path), start_method="fork")
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
 
     real, fake = make_pairs()

@@ -9,13 +9,13 @@ import json
 import math
 import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch import nn
 
@@ -365,63 +365,37 @@ def test_the_semantic_protocol_scores_outputs_and_photos_against_the_labels():
 
 # ---- DDP: 2 gloo processes against 1 --------------------------------------------------------
 
-# One rank: the metric module loaded by its path (not through `i2i.metrics`, whose Inception
-# imports would triple the cost of starting two processes), updated with the rank's share.
-WORKER = """
-import importlib.util, json, os, sys
-import torch
-import torch.distributed as dist
 
-rank, data, out, path = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-spec = importlib.util.spec_from_file_location("semantic_alone", path)
-semantic = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = semantic
-spec.loader.exec_module(semantic)
-torch.set_num_threads(1)
-dist.init_process_group("gloo", rank=rank, world_size=2)
-try:
-    pred, target, num_classes, split = torch.load(data)
-    share = slice(0, split) if rank == 0 else slice(split, None)  # uneven shares
-    metric = semantic.SemanticConsistency(num_classes)
-    metric.update(pred[share], target[share])
-    scores = metric.compute()
-    result = {
-        "miou": float(scores["miou"]),
-        "pixel_accuracy": float(scores["pixel_accuracy"]),
-        "local_pixels": int(metric.confmat.sum()),  # compute() restores the local state
-    }
-    with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
-        json.dump(result, f)
-finally:
-    dist.destroy_process_group()
-"""
+def _rank(rank: int, data: str, out: str, port: int) -> None:
+    """One rank, forked from the test process: updated with its share, scored, written."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        pred, target, num_classes, split = torch.load(data)
+        share = slice(0, split) if rank == 0 else slice(split, None)  # uneven shares
+        metric = SemanticConsistency(num_classes)
+        metric.update(pred[share], target[share])
+        scores = metric.compute()
+        result = {
+            "miou": float(scores["miou"]),
+            "pixel_accuracy": float(scores["pixel_accuracy"]),
+            "local_pixels": int(metric.confmat.sum()),  # compute() restores the local state
+        }
+        Path(out, f"rank{rank}.json").write_text(json.dumps(result))
+    finally:
+        dist.destroy_process_group()
 
 
 def test_two_processes_score_what_one_does(tmp_path):
-    import i2i.metrics.semantic as semantic
-
     pred, target = random_maps(4)
     torch.save((pred, target, C, 2), tmp_path / "data.pt")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    drop = ("MASTER_PORT", "LOCAL_RANK", "RANK", "WORLD_SIZE", "MASTER_ADDR")
-    env = {k: v for k, v in os.environ.items() if k not in drop}
-    env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    args = [str(tmp_path / "data.pt"), str(tmp_path), semantic.__file__]
-    ranks = [
-        subprocess.Popen(
-            [sys.executable, "-c", WORKER, str(r), *args],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for r in range(2)
-    ]
-    for process in ranks:
-        out, _ = process.communicate(timeout=240)
-        assert process.returncode == 0, out[-3000:]
+    # Two gloo processes forked from this one: they start without importing torch again.
+    args = (str(tmp_path / "data.pt"), str(tmp_path), port)
+    mp.start_processes(_rank, args=args, nprocs=2, join=True, start_method="fork")
     results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     single = SemanticConsistency(C)
     single.update(pred, target)
