@@ -89,7 +89,10 @@ def test_perceptual_loss_loads_a_weights_file_and_weighs_layers(tmp_path):
     from torchvision.models import vgg16
 
     reference = vgg16(weights=None)
-    torch.save(reference.state_dict(), tmp_path / "vgg16-397923af.pth")
+    # The loss reads the features.* entries only: the classifier's 120M weights (500 MB to
+    # write and read) stay out of the test's file.
+    state = {k: v for k, v in reference.state_dict().items() if k.startswith("features.")}
+    torch.save(state, tmp_path / "vgg16-397923af.pth")
     loss = PerceptualLoss(
         weights=tmp_path / "vgg16-397923af.pth", layer_weights=(0, 0, 0, 1), distance="l2"
     )
@@ -101,6 +104,11 @@ def test_perceptual_loss_loads_a_weights_file_and_weighs_layers(tmp_path):
     with torch.no_grad():
         fa, fb = features(((x + 1) / 2 - mean) / std), features(((y + 1) / 2 - mean) / std)
     torch.testing.assert_close(value, (fa - fb).square().flatten(1).mean(1))
+    # A file that is not VGG-16's is named, with what it lacks.
+    del state["features.21.weight"]
+    torch.save(state, tmp_path / "other.pth")
+    with pytest.raises(ValueError, match=r"other.pth is not a VGG-16 state dict.*features.21"):
+        PerceptualLoss(weights=tmp_path / "other.pth").load_weights()
 
 
 # ---- the GAN objectives ------------------------------------------------------------------------

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from i2i.errors import ModelFileError
+
 
 def g_nonsaturating_loss(fake_logits: torch.Tensor) -> torch.Tensor:
     """softplus(-D(G(c))): the generator wants its fakes called real."""
@@ -205,9 +207,11 @@ class PerceptualLoss(nn.Module):
         if distance not in ("l1", "l2"):
             raise ValueError(f"distance must be 'l1' or 'l2', got {distance!r}")
         self.layer_weights, self.distance = tuple(float(w) for w in layer_weights), distance
-        from torchvision.models import vgg16
+        from torchvision.models.vgg import cfgs, make_layers
 
-        net = vgg16(weights=None).features[: self.LAYER_ENDS[-1]]
+        # VGG-16's convolutional part alone (as vgg16().features, keys included): building the
+        # whole network would initialise its 120M classifier weights only to drop them.
+        net = make_layers(cfgs["D"])[: self.LAYER_ENDS[-1]]
         net.requires_grad_(False).eval()
         object.__setattr__(self, "net", net)  # not a submodule: stays out of checkpoints
         # Loaded on first use (or by `load_weights()` at a task's setup), so that a config that
@@ -229,10 +233,14 @@ class PerceptualLoss(nn.Module):
                 "(`i2i-weights` does it where there is network), or pass weights=<path>."
             )
         state = torch.load(path, map_location="cpu", weights_only=True)
-        self.net.load_state_dict(
-            {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")},
-            strict=False,
-        )
+        wanted = self.net.state_dict().keys()
+        missing = [f"features.{k}" for k in wanted if f"features.{k}" not in state]
+        if missing:
+            raise ModelFileError(
+                f"{path} is not a VGG-16 state dict: it lacks {', '.join(missing[:3])}"
+                f"{' ...' if len(missing) > 3 else ''}. Place torchvision's {VGG16_FILE} there."
+            )
+        self.net.load_state_dict({k: state[f"features.{k}"] for k in wanted})
         self._loaded = True
 
     def _apply(self, fn, recurse=True):
