@@ -276,7 +276,9 @@ def test_zstd_shards_read_as_the_plain_ones_and_stay_compressed(built, tmp_path)
 
     images, config, plain = built
     shards = tmp_path / "zstd"
-    result = i2i(
+    # In the test process (`built` runs the console script): the same command, without imports.
+    code, text = run_i2i(
+        "in_process",
         "data",
         "optimize",
         "--config",
@@ -290,7 +292,7 @@ def test_zstd_shards_read_as_the_plain_ones_and_stay_compressed(built, tmp_path)
         "--compression",
         "zstd",
     )
-    assert result.returncode == 0, output(result)
+    assert code == 0, text
     assert json.loads((shards / MANIFEST).read_text())["compression"] == "zstd"
     written = {p: p.read_bytes() for p in sorted(shards.rglob("*")) if p.is_file()}
     index = json.loads((shards / "train" / "index.json").read_text())
@@ -685,7 +687,8 @@ def unpaired(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
     }
     config = root / "cyclegan.yaml"
     config.write_text(yaml.safe_dump({"data": section}))
-    result = i2i(
+    code, text = run_i2i(
+        "in_process",
         "data",
         "optimize",
         "--config",
@@ -697,8 +700,8 @@ def unpaired(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
         "--chunk-bytes",
         "12KB",
     )
-    assert result.returncode == 0, output(result)
-    assert "wrote train_a 6, train_b 6, val_a 3, val_b 5 samples" in result.stdout
+    assert code == 0, text
+    assert "wrote train_a 6, train_b 6, val_a 3, val_b 5 samples" in text
     return section, root / "shards"
 
 
