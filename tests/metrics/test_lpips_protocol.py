@@ -13,7 +13,7 @@ from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
 
 from i2i.lightning_command import run_cli
 from i2i.metrics.image import LPIPS_FILE
-from tests.clirun import i2i, output
+from tests.clirun import run_i2i
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -109,16 +109,16 @@ def test_validation_logs_lpips_with_the_ids(tmp_path, alexnet_home):
 
 def test_a_missing_alexnet_file_stops_i2i_test_naming_it(tmp_path):
     home = tmp_path / "empty_home"
-    result = i2i(
+    code, text = run_i2i(
+        "in_process",
         "test",
         *TINY_VAE,
         f"--trainer.default_root_dir={tmp_path / 'run'}",
         "--trainer.limit_test_batches=1",
         TORCH_HOME=str(home),
-        timeout=600,
     )
-    assert result.returncode == 1, output(result)[-3000:]
-    assert str(home / "hub" / "checkpoints" / LPIPS_FILE) in result.stderr
-    assert "i2i-weights" in result.stderr and "perceptual_distance: false" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert code == 1, text[-3000:]
+    assert str(home / "hub" / "checkpoints" / LPIPS_FILE) in text
+    assert "i2i-weights" in text and "perceptual_distance: false" in text
+    assert "Traceback" not in text
     assert not (tmp_path / "run" / "test_results.json").exists()
