@@ -64,6 +64,7 @@ from i2i.callbacks.evaluation import GANMetrics
 from i2i.callbacks.resume import (
     LAST,
     checkpoint_plugins,
+    last_checkpoint_path,
     locked_run_folder,
     probe_writable,
     remove_stale_temporaries,
@@ -455,10 +456,12 @@ class I2ICLI(LightningCLI):
         lines = ["", "i2i: training finished", *self._time_limit_lines()]
         ckpt = trainer.checkpoint_callback
         if ckpt is not None:
-            lines.append(
-                f"  checkpoints : {ckpt.dirpath} (last: {ckpt.last_model_path or '-'}, "
-                f"best: {ckpt.best_model_path or '-'})"
-            )
+            # Ranks forked or spawned by Lightning (ddp_fork, ddp_notebook, ddp_spawn) send back
+            # the best path only: the last one is read from the folder.
+            on_disk = last_checkpoint_path(trainer)
+            last = ckpt.last_model_path or (on_disk if on_disk.is_file() else "-")
+            best = ckpt.best_model_path or "-"
+            lines.append(f"  checkpoints : {ckpt.dirpath} (last: {last}, best: {best})")
         for cb in trainer.callbacks:
             if isinstance(cb, SampleGrid) and cb.last_path is not None:
                 lines.append(f"  sample grid : {cb.last_path}")
