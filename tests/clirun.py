@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import traceback
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -102,4 +103,7 @@ def run_i2i(mode: str, *args: str, **extra_env: str) -> tuple[int, str]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+        # urllib keeps the opener (and the proxies) of its first download for the rest of a
+        # process: drop it, so that proxies set for this command do not outlive it.
+        urllib.request.install_opener(None)
     return code, out.getvalue() + err.getvalue()
