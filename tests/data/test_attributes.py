@@ -13,7 +13,7 @@ from PIL import Image
 from i2i.data import batch as B
 from i2i.data.attributes import ATTRIBUTES_FILE, find_attributes_file, read_attributes
 from i2i.data.inpainting import InpaintingDataModule
-from tests.clirun import i2i, output
+from tests.clirun import run_i2i
 
 NAMES = ["Bald", "Smiling", "Young"]
 # One row per image: the file's values (1 / -1); every image differs from the next.
@@ -139,7 +139,7 @@ def test_a_vae_and_data_that_disagree_on_attributes_stop_before_training():
         both.check_attributes([])
 
 
-def test_a_vae_trains_on_attributes_through_the_console_script(tmp_path):
+def test_a_vae_trains_on_attributes_through_the_command(tmp_path):
     data, root = tmp_path / "celeba", tmp_path / "run"
     write_images(data / "img_align_celeba")
     write_attributes(data / ATTRIBUTES_FILE)
@@ -167,10 +167,9 @@ def test_a_vae_trains_on_attributes_through_the_console_script(tmp_path):
         f"{VAE}z_dim=16",
         f"{VAE}max_width=16",
     ]
-    result = i2i(
-        *common, "--overwrite", f"{VAE}attr_dim=3", f"{VAE}attributes_in=both", timeout=600
-    )
-    assert result.returncode == 0, output(result)[-3000:]
+    args = (*common, "--overwrite", f"{VAE}attr_dim=3", f"{VAE}attributes_in=both")
+    code, text = run_i2i("in_process", *args)
+    assert code == 0, text[-3000:]
     state = torch.load(root / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert int(state["state_dict"]["iteration"]) == 2
     from i2i.networks.vae import ConvVAE
