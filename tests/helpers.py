@@ -6,11 +6,41 @@ import errno
 import hashlib
 import json
 import os
+import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 from lightning.pytorch.callbacks import Callback
+
+
+def fork_gloo_ranks(fn: Callable[..., None], *args, world_size: int = 2) -> None:
+    """Run `fn(rank, *args)` on `world_size` ranks of a gloo process group, each a process forked
+    from this one: they start without importing torch or i2i again. An error in a rank is
+    raised here."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.start_processes(
+        _gloo_rank,
+        args=(fn, world_size, port, args),
+        nprocs=world_size,
+        join=True,
+        start_method="fork",
+    )
+
+
+def _gloo_rank(rank: int, fn: Callable[..., None], world_size: int, port: int, args) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    try:
+        fn(rank, *args)
+    finally:
+        dist.destroy_process_group()
 
 
 def state_digest(module: torch.nn.Module) -> str:

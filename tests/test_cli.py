@@ -7,15 +7,22 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
 import yaml
 
+from i2i.cli import I2ICLI
 from i2i.config_files import load_config
+from i2i.errors import RunError
 from tests.clirun import MODES, REPO, TINY, env, fit_args, i2i, iteration, output, run, run_i2i
 
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
+# Offline for sure: a proxy that refuses connections (urllib honours it).
+REFUSING_PROXY = {
+    key: "http://127.0.0.1:9" for key in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY")
+}
 
 
 def test_console_script_exits_0_and_every_file_lands_in_the_run_folder(tmp_path):
@@ -192,12 +199,10 @@ def test_mask_sources_are_chosen_by_class_path(tmp_path, mode):
 
 
 def make_train(task: str, args: str, timeout: float = 240):
-    # Offline for sure: a proxy that refuses connections (urllib honours it).
-    proxy = "http://127.0.0.1:9"
     return subprocess.run(
         ["make", "train", f"TASK={task}", f"ARGS={args}"],
         cwd=REPO,
-        env=env(http_proxy=proxy, https_proxy=proxy, HTTP_PROXY=proxy, HTTPS_PROXY=proxy),
+        env=env(**REFUSING_PROXY),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -217,20 +222,9 @@ def _i2i_lines(result) -> list[str]:
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the no-GPU message needs a machine without")
 def test_make_train_edges2shoes_without_data_or_gpu_names_the_url_and_folder(tmp_path):
     folder = tmp_path / "edges2shoes"
-    # What `make train TASK=edges2shoes` runs, in the test process; offline for sure: a proxy
-    # that refuses connections (urllib honours it).
-    proxy = "http://127.0.0.1:9"
-    code, text = run_i2i(
-        "in_process",
-        "fit",
-        "--config",
-        "configs/edges2shoes.yaml",
-        f"--data.init_args.root={folder}",
-        http_proxy=proxy,
-        https_proxy=proxy,
-        HTTP_PROXY=proxy,
-        HTTPS_PROXY=proxy,
-    )
+    # What `make train TASK=edges2shoes` runs, in the test process, offline.
+    args = ("fit", "--config", "configs/edges2shoes.yaml", f"--data.init_args.root={folder}")
+    code, text = run_i2i("in_process", *args, **REFUSING_PROXY)
     assert code == 1, text[-3000:]
     lines = text.strip().splitlines()
     assert "Traceback" not in text and "No supported gpu backend" not in text
@@ -406,7 +400,6 @@ def test_a_corrupt_image_in_a_loader_worker_is_one_line(tmp_path):
 
 def test_a_file_command_prints_a_user_error_alone(tmp_path):
     # `i2i compare` trains in-process; a config whose data cannot be downloaded (offline).
-    proxy = "http://127.0.0.1:9"
     code, text = run_i2i(
         "in_process",
         "compare",
@@ -416,10 +409,7 @@ def test_a_file_command_prints_a_user_error_alone(tmp_path):
         "0.001",
         "--out",
         str(tmp_path),
-        http_proxy=proxy,
-        https_proxy=proxy,
-        HTTP_PROXY=proxy,
-        HTTPS_PROXY=proxy,
+        **REFUSING_PROXY,
     )
     assert code == 1, text[-3000:]
     assert "Traceback" not in text
@@ -446,10 +436,6 @@ def test_rank_zero_waits_for_a_launched_rank_that_is_exiting_before_judging_the_
     # Rank 1's user error closes its connections in its exit handlers; rank 0's collective
     # breaks a moment before rank 1 has exited. Rank 0 must then end quietly, not print a
     # traceback of the broken collective beside rank 1's message.
-    from types import SimpleNamespace
-
-    from i2i.cli import I2ICLI
-
     exiting = subprocess.Popen(
         [sys.executable, "-c", "import time; time.sleep(1); raise SystemExit(1)"]
     )
@@ -463,7 +449,5 @@ def test_rank_zero_waits_for_a_launched_rank_that_is_exiting_before_judging_the_
     # A rank still at work when rank 0 meets the user's own error is ended at once.
     waiting = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     cli.trainer.strategy.launcher.procs = [waiting]
-    from i2i.errors import RunError
-
     I2ICLI._end_launched_ranks(cli, RunError("a bad file"))
     assert waiting.wait(timeout=10) == -9

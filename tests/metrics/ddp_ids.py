@@ -1,7 +1,5 @@
-"""Two-process DDP run of InceptionDiscriminativeScore (gloo, CPU), run by test_ids.py
-(`run_two_ranks`, forked from the test process) or as a script:
-
-    python tests/metrics/ddp_ids.py OUT_DIR
+"""One rank of a two-process DDP run of InceptionDiscriminativeScore (gloo, CPU), forked by
+test_ids.py (`tests.helpers.fork_gloo_ranks`).
 
 Each rank updates the metric with its contiguous share of a fixed set of pairs (uneven shares, in
 several batches), calls compute(), and writes OUT_DIR/rank<r>.json with the scores and the
@@ -11,15 +9,10 @@ features gathered across ranks. Also holds the tiny feature network and data the
 from __future__ import annotations
 
 import json
-import os
-import socket
-import sys
 import warnings
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -53,58 +46,30 @@ def make_pairs(
     return real, fake.clamp(-1, 1)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
+def score_share(rank: int, out_dir: str) -> None:
+    """Rank `rank`'s share of the pairs, scored; OUT_DIR/rank<r>.json written."""
     from i2i.metrics import InceptionDiscriminativeScore
 
-    os.environ["MASTER_ADDR"] = "127.0.0.1"
-    os.environ["MASTER_PORT"] = str(port)
-    dist.init_process_group("gloo", rank=rank, world_size=world_size)
-    try:
-        torch.set_num_threads(1)
-        real, fake = make_pairs()
-        lo, hi = (0, SPLIT) if rank == 0 else (SPLIT, N_PAIRS)
-        metric = InceptionDiscriminativeScore(PooledProjection(), compute_fid=True)
-        for start in range(lo, hi, 10):  # several batches, the last one short
-            stop = min(start + 10, hi)
-            metric.update(real[start:stop], fake[start:stop])
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            scores = metric.compute()
-            with_warnings = [str(w.message) for w in caught]
-        metric.sync()  # the gathered states, as compute() saw them
-        gathered_real = metric.real_features
-        gathered_fake = metric.fake_features
-        metric.unsync()
-        result = {
-            "rank": rank,
-            "scores": {k: float(v) for k, v in scores.items()},
-            "real": gathered_real.tolist(),
-            "fake": gathered_fake.tolist(),
-            "local_pairs": len(torch.cat(metric.real_features)),
-            "warnings": with_warnings,
-        }
-        Path(out_dir, f"rank{rank}.json").write_text(json.dumps(result))
-    finally:
-        dist.destroy_process_group()
-
-
-def run_two_ranks(out_dir: str, start_method: str = "spawn") -> None:
-    """Both ranks, as processes of `start_method`: "fork" from a process that has imported torch
-    and i2i starts them without paying the imports again."""
-    mp.start_processes(
-        _worker, args=(2, _free_port(), out_dir), nprocs=2, join=True, start_method=start_method
-    )
-
-
-def main() -> None:
-    run_two_ranks(sys.argv[1])
-
-
-if __name__ == "__main__":
-    main()
+    real, fake = make_pairs()
+    lo, hi = (0, SPLIT) if rank == 0 else (SPLIT, N_PAIRS)
+    metric = InceptionDiscriminativeScore(PooledProjection(), compute_fid=True)
+    for start in range(lo, hi, 10):  # several batches, the last one short
+        stop = min(start + 10, hi)
+        metric.update(real[start:stop], fake[start:stop])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        scores = metric.compute()
+        with_warnings = [str(w.message) for w in caught]
+    metric.sync()  # the gathered states, as compute() saw them
+    gathered_real = metric.real_features
+    gathered_fake = metric.fake_features
+    metric.unsync()
+    result = {
+        "rank": rank,
+        "scores": {k: float(v) for k, v in scores.items()},
+        "real": gathered_real.tolist(),
+        "fake": gathered_fake.tolist(),
+        "local_pairs": len(torch.cat(metric.real_features)),
+        "warnings": with_warnings,
+    }
+    Path(out_dir, f"rank{rank}.json").write_text(json.dumps(result))

@@ -14,7 +14,8 @@ from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorIncepti
 from i2i.io import sha256_of
 from i2i.metrics import InceptionDiscriminativeScore, discriminative_scores, frechet_distance
 from i2i.metrics import features as feats
-from tests.metrics.ddp_ids import N_PAIRS, PooledProjection, make_pairs, run_two_ranks
+from tests.helpers import fork_gloo_ranks
+from tests.metrics.ddp_ids import N_PAIRS, PooledProjection, make_pairs, score_share
 
 
 def _scores(metric: InceptionDiscriminativeScore, real, fake, batch: int = 100) -> dict:
@@ -224,8 +225,7 @@ def test_download_offline_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 
 def test_ddp_two_processes_match_one(tmp_path: Path) -> None:
-    # Two gloo processes forked from this one: they start without importing torch again.
-    run_two_ranks(str(tmp_path), start_method="fork")
+    fork_gloo_ranks(score_share, str(tmp_path))
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
 
     real, fake = make_pairs()

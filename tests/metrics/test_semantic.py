@@ -7,15 +7,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch import nn
 
@@ -26,6 +22,7 @@ from i2i.metrics.semantic import (
     scores_from_confusion,
 )
 from tests import clirun
+from tests.helpers import fork_gloo_ranks
 
 C = 5
 N, H, W = 6, 12, 10
@@ -366,36 +363,25 @@ def test_the_semantic_protocol_scores_outputs_and_photos_against_the_labels():
 # ---- DDP: 2 gloo processes against 1 --------------------------------------------------------
 
 
-def _rank(rank: int, data: str, out: str, port: int) -> None:
-    """One rank, forked from the test process: updated with its share, scored, written."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=2)
-    try:
-        pred, target, num_classes, split = torch.load(data)
-        share = slice(0, split) if rank == 0 else slice(split, None)  # uneven shares
-        metric = SemanticConsistency(num_classes)
-        metric.update(pred[share], target[share])
-        scores = metric.compute()
-        result = {
-            "miou": float(scores["miou"]),
-            "pixel_accuracy": float(scores["pixel_accuracy"]),
-            "local_pixels": int(metric.confmat.sum()),  # compute() restores the local state
-        }
-        Path(out, f"rank{rank}.json").write_text(json.dumps(result))
-    finally:
-        dist.destroy_process_group()
+def _score_share(rank: int, data: str, out: str) -> None:
+    """One rank of a gloo group: updated with its share, scored, written."""
+    pred, target, num_classes, split = torch.load(data)
+    share = slice(0, split) if rank == 0 else slice(split, None)  # uneven shares
+    metric = SemanticConsistency(num_classes)
+    metric.update(pred[share], target[share])
+    scores = metric.compute()
+    result = {
+        "miou": float(scores["miou"]),
+        "pixel_accuracy": float(scores["pixel_accuracy"]),
+        "local_pixels": int(metric.confmat.sum()),  # compute() restores the local state
+    }
+    Path(out, f"rank{rank}.json").write_text(json.dumps(result))
 
 
 def test_two_processes_score_what_one_does(tmp_path):
     pred, target = random_maps(4)
     torch.save((pred, target, C, 2), tmp_path / "data.pt")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    # Two gloo processes forked from this one: they start without importing torch again.
-    args = (str(tmp_path / "data.pt"), str(tmp_path), port)
-    mp.start_processes(_rank, args=args, nprocs=2, join=True, start_method="fork")
+    fork_gloo_ranks(_score_share, str(tmp_path / "data.pt"), str(tmp_path))
     results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     single = SemanticConsistency(C)
     single.update(pred, target)
