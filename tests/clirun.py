@@ -7,6 +7,7 @@ import io
 import os
 import subprocess
 import sys
+import tempfile
 import traceback
 import urllib.request
 from pathlib import Path
@@ -71,22 +72,23 @@ def output(result) -> str:
 MODES = ["in_process", pytest.param("subprocess", marks=pytest.mark.slow)]
 
 
-def run_i2i(mode: str, *args: str, **extra_env: str) -> tuple[int, str]:
+def run_i2i(mode: str, *args: str, cwd: Path = REPO, **extra_env: str) -> tuple[int, str]:
     """(exit status, stdout + stderr) of `i2i ARGS`, in this process or as a subprocess. In this
-    process it runs `i2i.commands.run` (what the console script runs) from the repository root,
-    with `extra_env` set for the call; an argument error's SystemExit gives its status, an
-    uncaught exception its traceback and status 1, as in a process."""
+    process it runs `i2i.commands.run` (what the console script runs) in `cwd` (the repository
+    root), with `extra_env` set for the call; an argument error's SystemExit gives its status,
+    an uncaught exception its traceback and status 1, as in a process."""
     if mode == "subprocess":
+        assert cwd == REPO, "subprocesses run in the repository root"
         result = i2i(*args, **extra_env)
         return result.returncode, output(result)
     from i2i.commands import run as run_command
 
-    out, err = io.StringIO(), io.StringIO()
+    out, err = _shared_text_file(), _shared_text_file()
     saved = {k: os.environ.get(k) for k in extra_env}
     os.environ.update(extra_env)
     try:
         with (
-            contextlib.chdir(REPO),
+            contextlib.chdir(cwd),
             contextlib.redirect_stdout(out),
             contextlib.redirect_stderr(err),
         ):
@@ -106,4 +108,17 @@ def run_i2i(mode: str, *args: str, **extra_env: str) -> tuple[int, str]:
         # urllib keeps the opener (and the proxies) of its first download for the rest of a
         # process: drop it, so that proxies set for this command do not outlive it.
         urllib.request.install_opener(None)
-    return code, out.getvalue() + err.getvalue()
+    return code, _read_and_close(out) + _read_and_close(err)
+
+
+def _shared_text_file() -> io.TextIOWrapper:
+    """An unbuffered temporary text file: processes forked while it stands for stdout (DDP's
+    fork strategies) write to the same file, at its end, so their output is read back too."""
+    raw = tempfile.TemporaryFile(buffering=0)
+    return io.TextIOWrapper(raw, encoding="utf-8", errors="replace", write_through=True)
+
+
+def _read_and_close(stream: io.TextIOWrapper) -> str:
+    with stream:
+        stream.seek(0)
+        return stream.read()

@@ -1,8 +1,11 @@
 """The documentation's examples, run: every shell block and Python snippet of the pages below
 (sybil reads the Markdown), so that a renamed flag breaks a test instead of a reader.
 
-Shell blocks run their commands as subprocesses (`make ...`, `i2i ...`) in a folder laid out as a
-clone (the Makefile, `configs/`, `.venv`), never in the checkout; each exit status is checked.
+Shell blocks run their commands in a folder laid out as a clone (the Makefile, `configs/`,
+`.venv`), never in the checkout; each exit status is checked. `make ...` and servers run as
+subprocesses; `i2i ...` runs in this process as the console script runs it (`i2i.commands.run`),
+which spares each command seconds of imports: the console script itself is tested as a process
+in tests/test_cli.py.
 Where the real command would take minutes, SUBSTITUTIONS says what runs instead, and why. A block
 that cannot run here says so in the Markdown, `<!-- skip: next "the reason" -->` above it.
 Python snippets run in this process, in the same folder; a page's snippets share one namespace.
@@ -29,7 +32,7 @@ from sybil import Document, Example
 from sybil.evaluators.skip import Skipper
 from sybil.parsers.markdown import CodeBlockParser, PythonCodeBlockParser, SkipParser
 
-from tests.clirun import REPO, env, output
+from tests.clirun import REPO, env, output, run_i2i
 
 PAGES = ["README.md", "docs/getting-started.md", "docs/inference.md", "docs/demo.md"]
 OVERLAY = REPO / "tests" / "configs" / "examples.yaml"
@@ -113,17 +116,21 @@ def commands(source: str) -> list[list[str]]:
     return out
 
 
-def shell_env(clone: Clone) -> dict[str, str]:
-    """This environment's `i2i` first on the PATH; no display (make try opens none); caches,
-    Gradio's uploads and W&B inside the clone."""
-    extra = {
-        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+def clone_env(clone: Clone) -> dict[str, str]:
+    """Caches, Gradio's uploads and W&B inside the clone; W&B off."""
+    return {
         "HOME": str(clone.root / "home"),
         "I2I_CACHE_DIR": str(clone.root / "cache"),
         "GRADIO_TEMP_DIR": str(clone.root / "gradio"),
-        "OMP_NUM_THREADS": "1",
+        "WANDB_MODE": "disabled",
     }
-    variables = env(**extra)
+
+
+def shell_env(clone: Clone) -> dict[str, str]:
+    """`clone_env`, this environment's `i2i` first on the PATH, no display (make try opens
+    none)."""
+    path = f"{Path(sys.executable).parent}:/usr/bin:/bin"
+    variables = env(**clone_env(clone), PATH=path, OMP_NUM_THREADS="1")
     variables.pop("DISPLAY", None)
     return variables
 
@@ -167,13 +174,16 @@ def run_command(written: list[str], clone: Clone) -> None:
     argv = substitute(written)
     if tuple(argv) in clone.done:
         return
+    ran = shlex.join(argv) if argv != written else "as written"
     if any(argv[: len(words)] == words for words in SERVERS):
         serve(argv, clone)
+    elif argv[0] == "i2i":
+        code, text = run_i2i("in_process", *argv[1:], cwd=clone.root, **clone_env(clone))
+        assert code == 0, f"`{shlex.join(written)}` (ran: {ran}) exited {code}:\n{text[-3000:]}"
     else:
         result = subprocess.run(
             argv, cwd=clone.root, env=shell_env(clone), capture_output=True, text=True, timeout=900
         )
-        ran = shlex.join(argv) if argv != written else "as written"
         assert result.returncode == 0, (
             f"`{shlex.join(written)}` (ran: {ran}) exited {result.returncode}:\n"
             + output(result)[-3000:]

@@ -59,7 +59,12 @@ def _launched_rank() -> bool:
     return int(os.environ.get("LOCAL_RANK") or 0) > 0
 
 
-def _rank_zero_reports(wait: float = 10.0) -> bool:
+# Ranks meet the same bad data or setting within moments of each other (they start each
+# stage together): rank 0 then reports it and ends the others well within this wait.
+SAME_ERROR_WAIT = 5.0
+
+
+def _rank_zero_reports(wait: float = SAME_ERROR_WAIT) -> bool:
     """On a launched rank: whether the user's process (rank 0) ended within `wait` seconds, as
     it does after reporting the same error; otherwise this rank's error is its own."""
     parent, deadline = os.getppid(), time.time() + wait

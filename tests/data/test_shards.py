@@ -378,9 +378,10 @@ def test_fit_from_shards_resumed_with_another_batch_size_reads_each_sample_once(
 
 
 def test_fit_from_shards_resumed_on_two_processes_reads_each_sample_once(built, tmp_path):
-    """1 process for 2 iterations, resumed on 2 gloo processes for 1 more: the unbroken
-    stream's first 16 samples (old code: both ranks started at sample 16); the run says that
-    its processes now share chunks."""
+    """1 process for 2 iterations, resumed on 2 gloo ranks for 1 more: the unbroken stream's
+    first 16 samples (old code: both ranks started at sample 16); the run says that its
+    processes now share chunks. The ranks are forked from the test process (ddp_fork: no
+    imports to pay); `ddp`'s launched processes are the elastic test's."""
     images, _, shards = built
     config, run = shards_config(tmp_path, images, shards), tmp_path / "run"
     logs = [tmp_path / "first", tmp_path / "second"]
@@ -390,16 +391,16 @@ def test_fit_from_shards_resumed_on_two_processes_reads_each_sample_once(built, 
             "--model.init_args.max_iterations=3",
             "--ckpt_path=last",
             "--trainer.devices=2",
-            "--trainer.strategy=ddp_find_unused_parameters_true",
+            "--trainer.strategy=ddp_fork_find_unused_parameters_true",
         ),
     ]
-    for mode, log, args in zip(["in_process", "subprocess"], logs, runs, strict=True):
+    for log, args in zip(logs, runs, strict=True):
         log_args = (
             "--trainer.callbacks+=tests.helpers.SampleLog",
             f"--trainer.callbacks.out_dir={log}",
         )
         argv = fit_args(run, *args, *log_args, config=config)
-        code, text = run_i2i(mode, *argv, OMP_NUM_THREADS="1")  # DDP: processes of their own
+        code, text = run_i2i("in_process", *argv)
         assert code == 0, text
     files = [logs[0] / "samples0.json", logs[1] / "samples0.json", logs[1] / "samples1.json"]
     seen = [i for f in files for i in json.loads(f.read_text())["indices"]]
@@ -630,19 +631,19 @@ def test_shards_stream_from_an_s3_bucket_as_from_their_folder(built, bucket, tmp
         cache_dir=str(tmp_path / "fit_cache"),
     )
     run_config.write_text(yaml.safe_dump(section))
-    # On 2 gloo processes: each streams its own share (disjoint samples, batch x batches per
-    # step each).
+    # On 2 gloo ranks (forked from this process): each streams its own share (disjoint
+    # samples, batch x batches per step each).
     out = tmp_path / "samples"
-    result = i2i(
+    code, text = run_i2i(
+        "in_process",
         *fit_args(tmp_path / "run", "--model.init_args.max_iterations=1", config=run_config),
         "--trainer.accelerator=cpu",
         "--trainer.devices=2",
-        "--trainer.strategy=ddp_find_unused_parameters_true",
+        "--trainer.strategy=ddp_fork_find_unused_parameters_true",
         "--trainer.callbacks+=tests.helpers.SampleLog",
         f"--trainer.callbacks.out_dir={out}",
-        OMP_NUM_THREADS="1",
     )
-    assert result.returncode == 0, output(result)
+    assert code == 0, text[-3000:]
     assert iteration(tmp_path / "run" / "checkpoints" / "last.ckpt") == 1
     records = [json.loads((out / f"samples{r}.json").read_text()) for r in (0, 1)]
     assert [r["world_size"] for r in records] == [2, 2]
