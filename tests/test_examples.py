@@ -3,9 +3,10 @@
 
 Shell blocks run their commands in a folder laid out as a clone (the Makefile, `configs/`,
 `.venv`), never in the checkout; each exit status is checked. `make ...` and servers run as
-subprocesses; `i2i ...` runs in this process as the console script runs it (`i2i.commands.run`),
-which spares each command seconds of imports: the console script itself is tested as a process
-in tests/test_cli.py.
+subprocesses, except `make train`: the clone's first one is a process, the pages' others run the
+command their recipe names (`make -n`) in this process. `i2i ...` runs in this process as the
+console script runs it (`i2i.commands.run`). Both spare each command seconds of imports; the
+console script itself is tested as a process in tests/test_cli.py.
 Where the real command would take minutes, SUBSTITUTIONS says what runs instead, and why. A block
 that cannot run here says so in the Markdown, `<!-- skip: next "the reason" -->` above it.
 Python snippets run in this process, in the same folder; a page's snippets share one namespace.
@@ -170,15 +171,30 @@ def serve(argv: list[str], clone: Clone, timeout: float = 600) -> None:
             process.wait(timeout=60)
 
 
-def run_command(written: list[str], clone: Clone) -> None:
+def make_recipe(argv: list[str], clone: Clone) -> list[str]:
+    """The arguments of the `i2i` command that `make ARGV` would run (`make -n` prints it)."""
+    variables = shell_env(clone)
+    make = ["make", "-n", *argv[1:]]
+    result = subprocess.run(make, cwd=clone.root, env=variables, capture_output=True, text=True)
+    assert result.returncode == 0, output(result)
+    lines = [shlex.split(line) for line in result.stdout.splitlines() if " -m i2i " in line]
+    assert len(lines) == 1, result.stdout
+    return lines[0][lines[0].index("i2i") + 1 :]
+
+
+def run_command(written: list[str], clone: Clone, as_process: bool = False) -> None:
+    """Run a page's command in the clone. `make train` runs the `i2i fit` its recipe names in
+    this process, unless `as_process` (the clone's own `make train` is a real one)."""
     argv = substitute(written)
     if tuple(argv) in clone.done:
         return
     ran = shlex.join(argv) if argv != written else "as written"
+    in_process = argv[0] == "i2i" or (argv[:2] == ["make", "train"] and not as_process)
     if any(argv[: len(words)] == words for words in SERVERS):
         serve(argv, clone)
-    elif argv[0] == "i2i":
-        code, text = run_i2i("in_process", *argv[1:], cwd=clone.root, **clone_env(clone))
+    elif in_process:
+        args = argv[1:] if argv[0] == "i2i" else make_recipe(argv, clone)
+        code, text = run_i2i("in_process", *args, cwd=clone.root, **clone_env(clone))
         assert code == 0, f"`{shlex.join(written)}` (ran: {ran}) exited {code}:\n{text[-3000:]}"
     else:
         result = subprocess.run(
@@ -277,7 +293,7 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Clone:
     (root / ".venv").symlink_to(Path(sys.prefix))
     write_inputs(root)
     made = Clone(root)
-    run_command(["make", "train"], made)
+    run_command(["make", "train"], made, as_process=True)
     return made
 
 

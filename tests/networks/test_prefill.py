@@ -3,7 +3,6 @@ untrained generator returns that fill, and training reaches every parameter."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
@@ -84,47 +83,3 @@ def test_the_gain_learns_from_zero():
 def test_a_condition_other_than_inpainting_is_refused():
     with pytest.raises(ValueError, match="cond_channels must be 4"):
         PrefilledCoModGenerator(**{**TINY, "cond_channels": 1})
-
-
-def test_an_exported_prefilled_model_computes_what_pytorch_computes(tmp_path):
-    """The sampling graph of `i2i export` goes through the generator's encoder_input and
-    output_image, so the prefill and the residual are in the ONNX file too."""
-    import onnxruntime as ort
-
-    from i2i.inference.export import SamplingGraph, export
-    from i2i.inference.model import build_task, load_model, write_model
-
-    generator = {
-        "class_path": "i2i.networks.prefill.PrefilledCoModGenerator",
-        # Two Jacobi steps a level: the graph is the same, 8x shorter to export.
-        "init_args": {**TINY, "global_dropout": 0.0, "prefill_smoothing": 2},
-    }
-    torch.manual_seed(0)
-    task = build_task("i2i.tasks.InpaintingTask", {"generator": generator})
-    task.sampling_network.residual_gain.data.fill_(0.5)
-    card = write_model(
-        tmp_path / "prefilled",
-        task_class_path="i2i.tasks.InpaintingTask",
-        task_init_args={"generator": generator},
-        network_state=task.sampling_network.state_dict(),
-        resolution=32,
-        kind="inpainting",
-        source="tests: untrained",
-    )
-    model = load_model(card)
-    export(model, tmp_path / "prefilled.onnx", "onnx")
-    graph = SamplingGraph(model.task, "inpainting")
-    inputs = graph.example_inputs(3, seed=1)
-    onnx_file = str(tmp_path / "prefilled.onnx")
-    session = ort.InferenceSession(onnx_file, providers=["CPUExecutionProvider"])
-    (got,) = session.run(None, {k: v.numpy() for k, v in inputs.items()})
-    with torch.no_grad():
-        expected = graph(inputs)
-        gain0 = graph.G.residual_gain.item()
-        graph.G.residual_gain.fill_(0)
-        fill_only = graph(inputs)
-        graph.G.residual_gain.fill_(gain0)
-    np.testing.assert_allclose(got, expected.numpy(), atol=1e-4, rtol=0)
-    assert (expected - fill_only).abs().max() > 1e-2  # the residual is in the graph
-    fill = harmonic_prefill(inputs["image"] * inputs["mask"], inputs["mask"], smoothing=2)
-    assert torch.allclose(fill_only, fill, atol=1e-5)
