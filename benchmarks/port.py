@@ -167,7 +167,7 @@ def timed(fn: Callable[[], None]) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault(ENV, "system")  # before benchmarks.common applies it (see the top)
     from benchmarks.common import print_table
 
@@ -180,14 +180,14 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--if-present", action="store_true", help="no checkout: skip, exit 0")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
+    args = parser.parse_args(argv)
     try:
         port = import_port(args.port.resolve())
     except PortMissing as e:
         print(f"benchmarks.port: {e}", file=sys.stdout if args.if_present else sys.stderr)
         sys.exit(0 if args.if_present else 1)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
     impls = {
         "i2i": i2i_steps(args.resolution, args.batch),
         "port": port_steps(port, args.resolution, args.batch),

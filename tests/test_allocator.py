@@ -14,7 +14,7 @@ from tests.clirun import REPO, env, i2i, output
 
 pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc only")
 
-# One process, started twice as the console script starts (`i2i data --help` exits before any
+# One process, started twice as the console script starts (`i2i convert --help` exits before any
 # tensor): first with I2I_MALLOC=system, then with the default (the allocator's settings are a
 # process's for good, so `system` must come first). Each time it prints the page faults of two
 # 64 MiB activations per step, as a network's layers make and free them.
@@ -33,7 +33,7 @@ for malloc in ("system", None):
     else:
         os.environ["I2I_MALLOC"] = malloc
     try:
-        main(["data", "--help"])
+        main(["convert", "--help"])
     except SystemExit:
         pass
     for _ in range(3):  # the heap grows to the working set first (it may take a few steps more)

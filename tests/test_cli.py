@@ -386,16 +386,20 @@ def test_a_data_error_on_two_processes_is_printed_once(tmp_path):
     assert f"{photos} has 1 image(s)" in line
 
 
-def test_a_corrupt_image_in_a_loader_worker_is_one_line(tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_a_corrupt_image_in_a_loader_worker_is_one_line(tmp_path, mode):
+    # In the test process the worker is forked from it, and what it prints is read too.
     photos = tmp_path / "photos"
     _images(photos, 6)
     bad = photos / "0.png"
     bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])  # its header still reads
     args = ["--data.init_args.images.on_corrupt=raise", "--data.init_args.num_workers=1"]
-    result = i2i(*fit_args(tmp_path / "run", f"--data.init_args.data_dir={photos}", *args))
-    line = _one_error_line(result)
+    code, text = run_i2i(
+        mode, *fit_args(tmp_path / "run", f"--data.init_args.data_dir={photos}", *args)
+    )
+    line = _one_error_line_of(code, text)
     assert line.startswith(f"i2i: error: Cannot decode image {bad} (OSError: image file is")
-    assert "DataLoader worker" not in output(result)
+    assert "DataLoader worker" not in text
 
 
 def test_a_file_command_prints_a_user_error_alone(tmp_path):

@@ -18,7 +18,7 @@ from i2i.errors import RunError
 from i2i.images import to_uint8
 from i2i.inference.model import load_model
 from i2i.inference.run import inpaint_batch
-from tests.clirun import TINY, i2i, output, run_i2i
+from tests.clirun import MODES, TINY, run_i2i
 
 
 def demo_files(root: Path, n_val: int = 6) -> tuple[Path, Path]:
@@ -37,11 +37,13 @@ def demo_files(root: Path, n_val: int = 6) -> tuple[Path, Path]:
     return root / "images", root / "masks"
 
 
-def test_predict_writes_the_bytes_of_the_command(fitted_run, tmp_path, one_torch_thread):
+@pytest.mark.parametrize("mode", MODES)
+def test_predict_writes_the_bytes_of_the_command(fitted_run, tmp_path, one_torch_thread, mode):
     images, masks = demo_files(tmp_path)
     ckpt = fitted_run / "checkpoints" / "last.ckpt"
     root = tmp_path / "predict"
-    result = i2i(
+    code, text = run_i2i(
+        mode,
         "predict",
         "--config",
         str(TINY),
@@ -55,7 +57,7 @@ def test_predict_writes_the_bytes_of_the_command(fitted_run, tmp_path, one_torch
         "--data.init_args.val_batch_size=4",
         "--model.init_args.eval_seed=5",
     )
-    assert result.returncode == 0, output(result)
+    assert code == 0, text[-3000:]
     written = sorted(p.name for p in (root / "predictions").iterdir())
     assert written == [f"shape{i}.png" for i in range(6)]
 
