@@ -55,6 +55,16 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _no_process_group_left():
+    """Lightning's DDP strategy on one device, in the test process, leaves its process group
+    initialized; a later test would inherit it (metrics would take their distributed path, and
+    forked ranks could not start their own group). Ended after each test."""
+    yield
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
 @pytest.fixture
 def one_torch_thread():
     """One intra-op thread for tests of tiny networks: on a busy 2-core machine, more threads
