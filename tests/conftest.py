@@ -24,32 +24,6 @@ def pytest_configure(config: pytest.Config) -> None:
         torch.set_num_threads(1)
 
 
-# The files that take longest (processes, DDP runs, exports), started first. `make test` runs
-# pytest-xdist with --no-loadscope-reorder, which hands files to the workers in collection
-# order: a long file started last would leave one worker idle while the other finishes it.
-# Only the order changes, so a stale list costs seconds, never a test.
-LONGEST_FIRST = [
-    "test_cli.py",
-    "test_run_safety.py",
-    "test_compare.py",
-    "data/test_shards.py",
-    "test_elastic_resume.py",
-    "test_try.py",
-    "tasks/test_training.py",
-    "inference/test_export.py",
-    "test_examples.py",
-    "inference/test_files_inputs.py",
-    "test_safe_load.py",
-    "inference/test_demo.py",
-]
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    rank = {Path(__file__).parent / name: i for i, name in enumerate(LONGEST_FIRST)}
-    # A stable sort: the order inside each file, and among the other files, is kept.
-    items.sort(key=lambda item: rank.get(item.path, len(rank)))
-
-
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
