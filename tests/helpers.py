@@ -17,16 +17,21 @@ import torch.multiprocessing as mp
 from lightning.pytorch.callbacks import Callback
 
 
+def free_port() -> int:
+    """A loopback port that nothing listens on (the socket that found it is closed): for a
+    server or a process group to take, or for a connection that must be refused."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def fork_gloo_ranks(fn: Callable[..., None], *args, world_size: int = 2) -> None:
     """Run `fn(rank, *args)` on `world_size` ranks of a gloo process group, each a process forked
     from this one: they start without importing torch or i2i again. An error in a rank is
     raised here."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     mp.start_processes(
         _gloo_rank,
-        args=(fn, world_size, port, args),
+        args=(fn, world_size, free_port(), args),
         nprocs=world_size,
         join=True,
         start_method="fork",

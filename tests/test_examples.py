@@ -17,7 +17,6 @@ from __future__ import annotations
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from sybil.evaluators.skip import Skipper
 from sybil.parsers.markdown import CodeBlockParser, PythonCodeBlockParser, SkipParser
 
 from tests.clirun import REPO, env, output, run_i2i
+from tests.helpers import free_port
 
 PAGES = ["README.md", "docs/getting-started.md", "docs/inference.md", "docs/demo.md"]
 OVERLAY = REPO / "tests" / "configs" / "examples.yaml"
@@ -134,12 +134,6 @@ def shell_env(clone: Clone) -> dict[str, str]:
     variables = env(**clone_env(clone), PATH=path, OMP_NUM_THREADS="1")
     variables.pop("DISPLAY", None)
     return variables
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def serve(argv: list[str], clone: Clone, timeout: float = 600) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import http.server
 import io
-import socket
 import tarfile
 import threading
 import time
@@ -17,6 +16,7 @@ import pytest
 
 from i2i.data.download import PIX2PIX_DATASETS, download_and_extract, ensure_pix2pix
 from i2i.errors import ArchiveError, DownloadError
+from tests.helpers import free_port
 
 # Random bytes do not compress: the archive is big enough to cut in the middle and to resume.
 PAYLOAD = np.random.default_rng(0).integers(0, 256, 200_000, dtype=np.uint8).tobytes()
@@ -217,14 +217,8 @@ def test_file_url(tmp_path: Path) -> None:
         download_and_extract(missing, tmp_path / "other")
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]  # closed on exit: connecting is refused
-
-
 def test_unreachable_host_fails_fast_with_instructions(tmp_path: Path) -> None:
-    url = f"http://127.0.0.1:{_closed_port()}/pix2pix/datasets/edges2shoes.tar.gz"
+    url = f"http://127.0.0.1:{free_port()}/pix2pix/datasets/edges2shoes.tar.gz"
     start = time.monotonic()
     with pytest.raises(DownloadError) as info:
         download_and_extract(url, tmp_path, timeout=3, layout_hint="data/edges2shoes/train exists")

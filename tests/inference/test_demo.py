@@ -3,7 +3,6 @@ gradio_client as a browser's page would call it."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 import urllib.request
@@ -16,18 +15,13 @@ import pytest
 from PIL import Image
 
 from tests.clirun import REPO, command, env
+from tests.helpers import free_port
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
 H, W = 45, 61  # odd and non-square: the demo works at the upload's size
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager
