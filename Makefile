@@ -41,10 +41,10 @@ try: ## After `make train`: the trained model inpaints 8 held-out scenes with `i
 
 TEST_WORKERS ?= 2
 test: ## Run the fast test suite (slow and GPU tests excluded), TEST_WORKERS=2 processes (pytest-xdist)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test-full: ## Run every test, slow ones included (GPU tests skip without a GPU)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m ""
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m ""
 
 lint: ## Ruff lint and format check of the sources, tests, benchmarks and the docs hooks (`ruff format` fixes the format)
 	.venv/bin/ruff check src tests benchmarks docs/hooks

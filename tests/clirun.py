@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -52,6 +53,13 @@ def run(argv: list[str], timeout: float = 300, **extra_env: str):
         text=True,
         timeout=timeout,
     )
+
+
+def as_from_a_terminal() -> None:
+    """`preexec_fn` for a command that a test stops with Ctrl-C: SIGINT as a terminal leaves it.
+    A process inherits an ignored SIGINT (`make test &` from a script ignores it in the whole
+    suite), and Python then installs no KeyboardInterrupt handler: the Ctrl-C would not land."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def fit_args(root: Path, *args: str, config: Path = TINY) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,35 @@ def pytest_configure(config: pytest.Config) -> None:
         torch.set_num_threads(1)
 
 
+# The files that take longest (processes, DDP runs, exports), started first. `make test` runs
+# pytest-xdist with --no-loadscope-reorder, which hands files to the workers in collection
+# order: a long file started last would leave one worker idle while the other finishes it.
+# Only the order changes, so a stale list costs seconds, never a test.
+LONGEST_FIRST = [
+    "test_cli.py",
+    "test_run_safety.py",
+    "data/test_shards.py",
+    "test_compare.py",
+    "tasks/test_training.py",
+    "test_elastic_resume.py",
+    "test_examples.py",
+    "test_try.py",
+    "inference/test_export.py",
+    "test_losses.py",
+    "test_safe_load.py",
+    "inference/test_demo.py",
+    "tasks/test_evaluation.py",
+    "tasks/test_vae.py",
+    "inference/test_files_inputs.py",
+]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {Path(__file__).parent / name: i for i, name in enumerate(LONGEST_FIRST)}
+    # A stable sort: the order inside each file, and among the other files, is kept.
+    items.sort(key=lambda item: rank.get(item.path, len(rank)))
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
@@ -37,6 +67,17 @@ def _no_process_group_left():
     yield
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_kept():
+    """A run in the test process may leave its own Ctrl-C or SIGTERM handler (Lightning ignores
+    SIGINT for good after a KeyboardInterrupt; LitData's optimize keeps its handler): restored
+    after each test, so later tests, and the processes they start, meet the worker's own."""
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for s, handler in saved.items():
+        signal.signal(s, handler)
 
 
 @pytest.fixture

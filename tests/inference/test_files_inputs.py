@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from i2i.data.datasets import load_image
-from tests.clirun import MODES, REPO, command, env, run_i2i
+from tests.clirun import MODES, REPO, as_from_a_terminal, command, env, run_i2i
 from tests.inference.test_files import hole_mask, png, read
 
 ORIENTATION = 0x0112  # the EXIF tag; 6: the pixels are stored turned 90 degrees
@@ -129,6 +129,7 @@ def test_ctrl_c_leaves_complete_files_and_a_rerun_writes_the_rest(model_files, t
         text=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        preexec_fn=as_from_a_terminal,
     )
     deadline = time.monotonic() + 300
     while not list(out.glob("*.png")) and process.poll() is None and time.monotonic() < deadline:
