@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import os
+import shlex
 import signal
 import subprocess
 import sys
 import tempfile
 import traceback
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -91,6 +94,24 @@ def run_i2i(mode: str, *args: str, cwd: Path = REPO, **extra_env: str) -> tuple[
         return result.returncode, output(result)
     from i2i.commands import run as run_command
 
+    return in_process(lambda: run_command(list(args)), cwd, extra_env)
+
+
+def run_python_module(argv: list[str], cwd: Path = REPO, **extra_env: str) -> tuple[int, str]:
+    """(exit status, stdout + stderr) of `python -m MODULE ARGS` (argv as a recipe writes it),
+    in this process: i2i's runnable modules end in `raise SystemExit(main())`, so this calls
+    `MODULE.main(ARGS)`."""
+    python, flag, module, *args = argv
+    assert Path(python).name.startswith("python") and flag == "-m", argv
+    if module == "i2i":
+        return run_i2i("in_process", *args, cwd=cwd, **extra_env)
+    main = importlib.import_module(module).main
+    return in_process(lambda: main(args), cwd, extra_env)
+
+
+def in_process(call: Callable[[], int], cwd: Path, extra_env: dict[str, str]) -> tuple[int, str]:
+    """(exit status, stdout + stderr) of `call()` run as a process would run it: in `cwd`, with
+    `extra_env` set; SystemExit gives its status, an uncaught exception its traceback and 1."""
     out, err = _shared_text_file(), _shared_text_file()
     saved = {k: os.environ.get(k) for k in extra_env}
     os.environ.update(extra_env)
@@ -101,7 +122,7 @@ def run_i2i(mode: str, *args: str, cwd: Path = REPO, **extra_env: str) -> tuple[
             contextlib.redirect_stderr(err),
         ):
             try:
-                code = run_command(list(args))
+                code = call()
             except SystemExit as e:
                 code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
             except Exception as e:  # what Python does with it: the traceback, status 1
@@ -117,6 +138,16 @@ def run_i2i(mode: str, *args: str, cwd: Path = REPO, **extra_env: str) -> tuple[
         # process: drop it, so that proxies set for this command do not outlive it.
         urllib.request.install_opener(None)
     return code, _read_and_close(out) + _read_and_close(err)
+
+
+def make_dry_run(*args: str, cwd: Path = REPO, **extra_env: str) -> list[list[str]]:
+    """The commands that `make ARGS` would run, as `make -n` prints them: one argv per command,
+    its continuation lines joined."""
+    result = subprocess.run(
+        ["make", "-n", *args], cwd=cwd, env=env(**extra_env), capture_output=True, text=True
+    )
+    assert result.returncode == 0, output(result)
+    return [shlex.split(line) for line in result.stdout.replace("\\\n", " ").splitlines()]
 
 
 def _shared_text_file() -> io.TextIOWrapper:

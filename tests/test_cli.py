@@ -16,7 +16,7 @@ import yaml
 from i2i.cli import I2ICLI
 from i2i.config_files import load_config
 from i2i.errors import RunError
-from tests.clirun import MODES, REPO, TINY, env, fit_args, i2i, iteration, output, run, run_i2i
+from tests.clirun import MODES, REPO, TINY, env, fit_args, i2i, iteration, output, run_i2i
 
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
 # Offline for sure: a proxy that refuses connections (urllib honours it).
@@ -294,27 +294,6 @@ def test_the_top_level_help_lists_the_file_commands_too():
     listed = text.split("file commands")[1]
     for name, (_, what) in FILE_COMMANDS.items():
         assert f"  {name}" in listed and what in listed, name
-
-
-LOADED_BY_A_FILE_COMMAND = """
-import sys
-from i2i.commands import main
-try:
-    main(["inpaint", "--help"])
-except SystemExit:
-    pass
-loaded = ("i2i.cli", "i2i.lightning_command", "lightning.pytorch.cli")
-print([name for name in loaded if name in sys.modules])
-"""
-
-
-def test_a_file_command_starts_without_lightnings_cli():
-    """`i2i.commands` dispatches a file command before the Lightning CLI is imported (seconds
-    that `i2i inpaint` on one photo should not pay)."""
-    result = run([sys.executable, "-c", LOADED_BY_A_FILE_COMMAND])
-    assert result.returncode == 0, output(result)[-2000:]
-    assert "usage:" in result.stdout
-    assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
 def _images(folder, n: int, value: int | None = None, size: int = 48) -> None:

@@ -32,7 +32,7 @@ from sybil import Document, Example
 from sybil.evaluators.skip import Skipper
 from sybil.parsers.markdown import CodeBlockParser, PythonCodeBlockParser, SkipParser
 
-from tests.clirun import REPO, env, output, run_i2i
+from tests.clirun import REPO, env, make_dry_run, output, run_i2i
 from tests.helpers import free_port
 
 PAGES = ["README.md", "docs/getting-started.md", "docs/inference.md", "docs/demo.md"]
@@ -167,13 +167,10 @@ def serve(argv: list[str], clone: Clone, timeout: float = 600) -> None:
 
 def make_recipe(argv: list[str], clone: Clone) -> list[str]:
     """The arguments of the `i2i` command that `make ARGV` would run (`make -n` prints it)."""
-    variables = shell_env(clone)
-    make = ["make", "-n", *argv[1:]]
-    result = subprocess.run(make, cwd=clone.root, env=variables, capture_output=True, text=True)
-    assert result.returncode == 0, output(result)
-    lines = [shlex.split(line) for line in result.stdout.splitlines() if " -m i2i " in line]
-    assert len(lines) == 1, result.stdout
-    return lines[0][lines[0].index("i2i") + 1 :]
+    recipe = make_dry_run(*argv[1:], cwd=clone.root, **clone_env(clone))
+    lines = [line for line in recipe if line[1:3] == ["-m", "i2i"]]
+    assert len(lines) == 1, recipe
+    return lines[0][3:]
 
 
 def run_command(written: list[str], clone: Clone, as_process: bool = False) -> None:

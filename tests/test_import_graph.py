@@ -5,15 +5,22 @@ The graph is read from the source with `ast` (nothing is imported): module -> th
 imports anywhere in its body. `from i2i.x import y` counts as importing `i2i.x.y` when that is a
 module, else `i2i.x`; importing `i2i.x.y` also runs `i2i.x/__init__.py`, but a package's
 `__init__` re-exporting its modules is not a cycle of the code, so only the named module counts.
+
+Last, what a fresh interpreter loads: a file command no Lightning CLI, the real datasets no demo
+data.
 """
 
 from __future__ import annotations
 
 import ast
 import graphlib
+import json
+import sys
 from pathlib import Path
 
 import pytest
+
+from tests.clirun import run
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "i2i"
@@ -180,3 +187,42 @@ def test_every_user_error_type_is_defined_in_i2i_errors():
                 if bases & names:
                     elsewhere.append(f"{path.relative_to(SRC)}:{node.lineno}:{node.name}")
     assert elsewhere == [], elsewhere
+
+
+# What a fresh interpreter loads (one process for both checks: each pays seconds of imports).
+# The file command first: the datasets' imports below would load the Lightning CLI.
+FRESH_IMPORTS = """
+import json, sys
+from i2i.commands import main
+try:
+    main(["inpaint", "--help"])
+except SystemExit:
+    pass
+cli = ("i2i.cli", "i2i.lightning_command", "lightning.pytorch.cli")
+loaded = {"file_command": [name for name in cli if name in sys.modules]}
+import i2i.data.inpainting, i2i.data.stream, i2i.data.translation
+import i2i.data.label_datamodules
+import i2i.data.unpaired, i2i.data.labels, i2i.tasks, i2i.cli
+loaded["real_datasets"] = "i2i.data.synthetic" in sys.modules
+print(json.dumps(loaded))
+"""
+
+
+@pytest.fixture(scope="module")
+def fresh_imports() -> tuple[dict, str]:
+    result = run([sys.executable, "-c", FRESH_IMPORTS])
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1]), result.stdout
+
+
+def test_a_file_command_starts_without_lightnings_cli(fresh_imports):
+    """`i2i.commands` dispatches a file command before the Lightning CLI is imported (seconds
+    that `i2i inpaint` on one photo should not pay)."""
+    loaded, printed = fresh_imports
+    assert "usage:" in printed
+    assert loaded["file_command"] == []
+
+
+def test_real_datasets_do_not_import_the_demo_data(fresh_imports):
+    loaded, _ = fresh_imports
+    assert loaded["real_datasets"] is False, "i2i.data.synthetic imported"

@@ -3,14 +3,25 @@
 
 from __future__ import annotations
 
+import shlex
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from i2i.data.synthetic import ShapesDataset, write_heldout
-from tests.clirun import REPO, env, fit_args, output, run_i2i
+from tests.clirun import (
+    MODES,
+    REPO,
+    env,
+    fit_args,
+    make_dry_run,
+    output,
+    run_i2i,
+    run_python_module,
+)
 
 
 def test_heldout_scenes_are_unseen_and_masks_are_white_where_the_hole_is(tmp_path):
@@ -32,22 +43,15 @@ def test_heldout_scenes_are_unseen_and_masks_are_white_where_the_hole_is(tmp_pat
         assert labels.shape == (32, 32) and labels.max() < 6
 
 
-def test_make_try_inpaints_the_heldout_scenes_keeping_known_pixels(tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_make_try_inpaints_the_heldout_scenes_keeping_known_pixels(tmp_path, mode):
     run = tmp_path / "run"
     # `make train`'s part as a process is tested elsewhere: here it trains in the test process.
     code, text = run_i2i(
         "in_process", *fit_args(run, "--model.init_args.max_iterations=1", "--trainer.logger=false")
     )
     assert code == 0, text[-2000:]
-    result = subprocess.run(
-        ["make", "try", f"RUN={run}"],
-        cwd=REPO,
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, output(result)[-3000:]
+    text = make_try(run, mode)
     sheet = Image.open(run / "inpainted.png")
     assert sheet.width >= 768  # enlarged for a screen
     for name in [f"scene_{i:03d}" for i in range(8)]:
@@ -66,7 +70,6 @@ def test_make_try_inpaints_the_heldout_scenes_keeping_known_pixels(tmp_path):
     assert panel.width == 5 * (64 + 2) + 2
     assert sheet.width % (panel.width + 64 + 2 + 8) == 0  # enlarged by a whole factor
     # Both scores printed, on the same scenes: the model's averaged over its samples.
-    text = output(result)
     lines = {ln.split()[0]: ln for ln in text.splitlines() if "hole L1" in ln and "F1" in ln}
     assert "model" in lines and "classical:biharmonic" in lines, text[-2000:]
     names = [f"scene_{i:03d}" for i in range(8)]
@@ -86,3 +89,28 @@ def test_make_try_inpaints_the_heldout_scenes_keeping_known_pixels(tmp_path):
         printed = lines[label].split("hole L1")[1].split()[0]
         assert float(printed) == pytest.approx(np.mean(l1), abs=1e-3), label
         assert 0 <= float(lines[label].split("edge F1")[1].split()[0]) <= 1
+
+
+def make_try(run: Path, mode: str) -> str:
+    """What `make try RUN=run` prints. In this process: the Python commands its recipe runs (as
+    `make -n` prints them), in order, each exiting 0; as a process: `make try` itself."""
+    if mode == "subprocess":
+        result = subprocess.run(
+            ["make", "try", f"RUN={run}"], cwd=REPO, env=env(), capture_output=True, text=True
+        )
+        assert result.returncode == 0, output(result)[-3000:]
+        return output(result)
+    texts = []
+    recipe = make_dry_run("try", f"RUN={run}")
+    assert [argv[2] for argv in recipe[:-1]] == [
+        "i2i.data.synthetic",
+        "i2i",
+        "i2i",
+        "i2i.inference.sheet",
+    ]
+    assert recipe[-1][:2] == ["if", "command"]  # opens the sheet where there is a display
+    for argv in recipe[:-1]:
+        code, text = run_python_module(argv)
+        assert code == 0, f"{shlex.join(argv)} exited {code}: {text[-3000:]}"
+        texts.append(text)
+    return "".join(texts)
