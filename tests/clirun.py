@@ -143,8 +143,15 @@ def in_process(call: Callable[[], int], cwd: Path, extra_env: dict[str, str]) ->
 def make_dry_run(*args: str, cwd: Path = REPO, **extra_env: str) -> list[list[str]]:
     """The commands that `make ARGS` would run, as `make -n` prints them: one argv per command,
     its continuation lines joined."""
+    # Under `make test` the variables of the outer make would reach this one (and it would print
+    # the folders it enters): a make of its own, as from a shell.
+    variables = {k: v for k, v in env(**extra_env).items() if k not in ("MAKEFLAGS", "MAKELEVEL")}
     result = subprocess.run(
-        ["make", "-n", *args], cwd=cwd, env=env(**extra_env), capture_output=True, text=True
+        ["make", "-n", "--no-print-directory", *args],
+        cwd=cwd,
+        env=variables,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, output(result)
     return [shlex.split(line) for line in result.stdout.replace("\\\n", " ").splitlines()]
