@@ -21,14 +21,17 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from torchvision.io import ImageReadMode, decode_image
+from torchvision.transforms.v2.functional import pil_to_tensor
 from torchvision.utils import make_grid, save_image
 
 from i2i.io import atomic_write
 
 
-def _read(path: Path) -> torch.Tensor:
-    return decode_image(str(path), mode=ImageReadMode.RGB).float() / 255
+def _read(path: Path, mode: str = "RGB") -> torch.Tensor:
+    """(C, H, W) in [0, 1], decoded by PIL as i2i reads every image (torchvision's decoders are
+    deprecated)."""
+    with Image.open(path) as image:
+        return pil_to_tensor(image.convert(mode)).float() / 255
 
 
 def _with_column(panel: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
@@ -104,8 +107,8 @@ def heldout_scores(heldout: Path, outputs: dict[str, list[Path]]) -> dict[str, f
     l1, f1 = [], []
     for name, files in sorted(outputs.items()):
         real = _as_tensor(Path(heldout) / "images" / f"{name}.png")
-        hole = decode_image(str(Path(heldout) / "masks" / f"{name}.png"), ImageReadMode.GRAY)
-        known = (hole < 128).float()[None]
+        hole = _read(Path(heldout) / "masks" / f"{name}.png", mode="L")
+        known = (hole < 0.5).float()[None]
         for path in files:
             fake = _as_tensor(path)
             l1.append(float(masked_l1(fake, real, known, region="hole")))
