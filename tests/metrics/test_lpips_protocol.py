@@ -39,15 +39,21 @@ TINY_VAE = [
 ]
 
 
-@pytest.fixture
-def alexnet_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A random AlexNet under the name torchvision looks for, in a temporary torch hub cache."""
-    home = tmp_path / "torch_home"
+@pytest.fixture(scope="module")
+def random_alexnet_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random AlexNet under the name torchvision looks for, in a temporary torch hub cache
+    (written once: the file is 240 MB, and the tests only read it)."""
+    home = tmp_path_factory.mktemp("torch_home")
     (home / "hub" / "checkpoints").mkdir(parents=True)
     torch.manual_seed(3)
     torch.save(torchvision.models.alexnet().state_dict(), home / "hub" / "checkpoints" / LPIPS_FILE)
-    monkeypatch.setenv("TORCH_HOME", str(home))
     return home
+
+
+@pytest.fixture
+def alexnet_home(random_alexnet_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("TORCH_HOME", str(random_alexnet_home))
+    return random_alexnet_home
 
 
 def reference_lpips(task, datamodule, batches: int) -> float:
