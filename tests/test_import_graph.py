@@ -13,6 +13,7 @@ data.
 from __future__ import annotations
 
 import ast
+import functools
 import graphlib
 import json
 import sys
@@ -91,6 +92,12 @@ def import_graph() -> dict[str, set[str]]:
     return {name: imported_modules(name, path, modules) for name, path in modules.items()}
 
 
+@functools.cache
+def package_cycles() -> list[list[str]]:
+    """The package's cycles, read once for the tests below (each read parses every file)."""
+    return cycles(import_graph())
+
+
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     """Every cycle graphlib finds, one at a time: each found cycle's last edge is cut and the
     search repeated, so that all of them are listed, not only the first."""
@@ -143,7 +150,7 @@ def test_the_graph_sees_top_level_function_level_relative_and_by_name_imports(tm
 
 
 def test_the_package_has_no_import_cycle_beyond_the_allowed_ones():
-    found = cycles(import_graph())
+    found = package_cycles()
     unexpected = [c for c in found if set(c) not in ALLOWED_CYCLES]
     assert not unexpected, "import cycles:\n" + "\n".join(" -> ".join(c) for c in unexpected)
     gone = [c for c in ALLOWED_CYCLES if c not in [set(f) for f in found]]
@@ -164,7 +171,7 @@ def test_the_package_has_no_import_cycle_beyond_the_allowed_ones():
     ],
 )
 def test_the_entry_point_and_the_model_file_modules_are_on_no_cycle(module):
-    assert all(module not in cycle for cycle in cycles(import_graph()))
+    assert all(module not in cycle for cycle in package_cycles())
 
 
 def test_every_user_error_type_is_defined_in_i2i_errors():
