@@ -24,13 +24,18 @@ TINY = REPO / "tests" / "configs" / "tiny.yaml"
 SCRIPT = Path(sys.executable).parent / "i2i"  # the console script of this environment
 
 
+# A test's command starts as from a shell: without the DDP variables of a rank, and without the
+# variables of the `make test` around the suite (a `make` inside would take its flags and print
+# the folders it enters).
+NOT_INHERITED = (
+    *("MASTER_PORT", "LOCAL_RANK", "MASTER_ADDR", "WORLD_SIZE", "RANK", "NODE_RANK"),
+    *("MAKEFLAGS", "MAKELEVEL", "MFLAGS"),
+)
+
+
 def env(**extra: str) -> dict[str, str]:
-    """No W&B, no inherited DDP variables; `tests.helpers` importable by the subprocess."""
-    out = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("MASTER_PORT", "LOCAL_RANK", "MASTER_ADDR", "WORLD_SIZE", "RANK", "NODE_RANK")
-    }
+    """No W&B, none of `NOT_INHERITED`; `tests.helpers` importable by the subprocess."""
+    out = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
     out["PYTHONPATH"] = str(REPO) + os.pathsep + out.get("PYTHONPATH", "")
     out["WANDB_MODE"] = "disabled"
     out.update(extra)
@@ -143,15 +148,8 @@ def in_process(call: Callable[[], int], cwd: Path, extra_env: dict[str, str]) ->
 def make_dry_run(*args: str, cwd: Path = REPO, **extra_env: str) -> list[list[str]]:
     """The commands that `make ARGS` would run, as `make -n` prints them: one argv per command,
     its continuation lines joined."""
-    # Under `make test` the variables of the outer make would reach this one (and it would print
-    # the folders it enters): a make of its own, as from a shell.
-    variables = {k: v for k, v in env(**extra_env).items() if k not in ("MAKEFLAGS", "MAKELEVEL")}
     result = subprocess.run(
-        ["make", "-n", "--no-print-directory", *args],
-        cwd=cwd,
-        env=variables,
-        capture_output=True,
-        text=True,
+        ["make", "-n", *args], cwd=cwd, env=env(**extra_env), capture_output=True, text=True
     )
     assert result.returncode == 0, output(result)
     return [shlex.split(line) for line in result.stdout.replace("\\\n", " ").splitlines()]

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import shlex
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -12,16 +11,8 @@ import pytest
 from PIL import Image
 
 from i2i.data.synthetic import ShapesDataset, write_heldout
-from tests.clirun import (
-    MODES,
-    REPO,
-    env,
-    fit_args,
-    make_dry_run,
-    output,
-    run_i2i,
-    run_python_module,
-)
+from tests.clirun import MODES, fit_args, make_dry_run, output, run_i2i, run_python_module
+from tests.clirun import run as run_command
 
 
 def test_heldout_scenes_are_unseen_and_masks_are_white_where_the_hole_is(tmp_path):
@@ -95,9 +86,7 @@ def make_try(run: Path, mode: str) -> str:
     """What `make try RUN=run` prints. In this process: the Python commands its recipe runs (as
     `make -n` prints them), in order, each exiting 0; as a process: `make try` itself."""
     if mode == "subprocess":
-        result = subprocess.run(
-            ["make", "try", f"RUN={run}"], cwd=REPO, env=env(), capture_output=True, text=True
-        )
+        result = run_command(["make", "try", f"RUN={run}"], timeout=600)
         assert result.returncode == 0, output(result)[-3000:]
         return output(result)
     texts = []
