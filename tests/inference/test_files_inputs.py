@@ -157,6 +157,27 @@ def test_ctrl_c_leaves_complete_files_and_a_rerun_writes_the_rest(model_files, t
     assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in files} == kept
 
 
+SIGINT_IS_PYTHONS = (
+    "import signal; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
+)
+
+
+def test_the_ctrl_c_test_gives_its_command_a_terminals_sigint():
+    """Where this process ignores SIGINT (a `make test &` from a script), a command inherits the
+    ignore and Python turns no Ctrl-C into KeyboardInterrupt; the Ctrl-C test above starts its
+    command with SIGINT as a terminal leaves it."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        probe = [sys.executable, "-c", SIGINT_IS_PYTHONS]
+        inherited = subprocess.run(probe, capture_output=True, text=True, check=True).stdout
+        given = subprocess.run(
+            probe, capture_output=True, text=True, check=True, preexec_fn=as_from_a_terminal
+        ).stdout
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert (inherited.strip(), given.strip()) == ("False", "True")
+
+
 def exif_orientation(value: int) -> Image.Exif:
     exif = Image.Exif()
     exif[ORIENTATION] = value
