@@ -46,9 +46,54 @@ def command(*args: str, module: bool = False) -> list[str]:
     return [sys.executable, "-m", "i2i", *args] if module else [str(SCRIPT), *args]
 
 
-def i2i(*args: str, module: bool = False, timeout: float = 300, **extra_env: str):
-    """Run `i2i ARGS` from the repository root; the CompletedProcess (text, both streams)."""
-    return run(command(*args, module=module), timeout, **extra_env)
+def i2i(*args: str, module: bool = False, timeout: float = 300, how: str = "fresh", **extra_env):
+    """Run `i2i ARGS` from the repository root as a process, `how` `start` says; the
+    CompletedProcess (text, both streams)."""
+    if how == "fresh":
+        return run(command(*args, module=module), timeout, **extra_env)
+    process = start(how, *args, module=module, merge_stderr=False, **extra_env)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+# A command that a test needs as a process (signals, locks, exit handlers, several ranks) is one,
+# in both ways: "warm" forks it from an interpreter that has done the imports (tests.warm), in the
+# fast suite; "fresh" starts a new interpreter, as a user's shell does, under `make test-full`.
+PROCESSES = ["warm", pytest.param("fresh", marks=pytest.mark.slow)]
+
+
+def start(
+    how: str,
+    *args: str,
+    module: bool = False,
+    merge_stderr: bool = True,
+    new_session: bool = False,
+    **extra_env: str,
+):
+    """Start `i2i ARGS` as a process from the repository root, with a terminal's SIGINT: a
+    `subprocess.Popen` ("fresh") or a `tests.warm.WarmProcess` ("warm"). Its output is text;
+    `communicate()` gives (stdout, stderr), stderr None when `merge_stderr`."""
+    argv = command(*args, module=module)
+    if how == "warm":
+        from tests import warm
+
+        argv = ["-m", *argv[2:]] if module else argv
+        return warm.spawn(argv, REPO, env(**extra_env), merge_stderr, new_session)
+    assert how == "fresh", how
+    return subprocess.Popen(
+        argv,
+        cwd=REPO,
+        env=env(**extra_env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
+        text=True,
+        start_new_session=new_session,
+        preexec_fn=as_from_a_terminal,
+    )
 
 
 def run(argv: list[str], timeout: float = 300, **extra_env: str):

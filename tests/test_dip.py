@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,7 +14,7 @@ from PIL import Image
 
 from i2i.dip import deep_image_prior
 from i2i.networks import HourglassNetwork
-from tests.clirun import MODES, run_i2i
+from tests.clirun import MODES, PROCESSES, run_i2i, start
 from tests.conftest import shared_data
 
 # Tiny tensors: on a busy 2-core machine, more threads than free cores mostly wait.
@@ -182,13 +180,11 @@ def test_i2i_dip_folders_matched_by_name_and_a_wrong_polarity(tmp_path, mode):
     assert code == 1 and "no hole" in text and "polarity" in text
 
 
-def test_ctrl_c_writes_the_current_result_and_exits_130(tmp_path):
+@pytest.mark.parametrize("how", PROCESSES)
+def test_ctrl_c_writes_the_current_result_and_exits_130(tmp_path, how):
     image, mask, pixels = _files(tmp_path)
     out = tmp_path / "result.png"
-    cmd = [
-        sys.executable,
-        "-m",
-        "i2i",
+    args = [
         "dip",
         "--image",
         str(image),
@@ -205,9 +201,7 @@ def test_ctrl_c_writes_the_current_result_and_exits_130(tmp_path):
         "--snapshot-every",
         "5",
     ]
-    proc = subprocess.Popen(
-        cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    proc = start(how, *args, module=True, merge_stderr=False)
     deadline = time.time() + 120
     while not list(tmp_path.glob("result_iter*.png")) and time.time() < deadline:
         time.sleep(0.2)

@@ -1,7 +1,7 @@
 """Run safety, as the user meets it: `i2i fit` runs that are signalled, crash, resume, meet a
 used, unwritable or full folder, or a damaged or foreign checkpoint. Signals, locks and loader
-workers need processes; the other cases run in this process, and as subprocesses under
-`make test-full`."""
+workers need processes (forked from a warm interpreter, and fresh ones under `make test-full`); the
+other cases run in this process, and as subprocesses under `make test-full`."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from i2i.callbacks.resume import remove_stale_temporaries
-from tests.clirun import MODES, REPO, command, env, fit_args, i2i, iteration, output, run_i2i
+from tests.clirun import MODES, PROCESSES, fit_args, i2i, iteration, output, run_i2i, start
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,8 @@ def error_block(text: str) -> list[str]:
     return lines[start:]
 
 
-def test_sigterm_stops_with_one_last_checkpoint_and_a_command_that_resumes(tmp_path):
+@pytest.mark.parametrize("how", PROCESSES)
+def test_sigterm_stops_with_one_last_checkpoint_and_a_command_that_resumes(tmp_path, how):
     # SIGINT, a terminal's Ctrl-C, goes to the whole process group: the test after this one.
     signum = signal.SIGTERM
     root, beat = tmp_path / "run", tmp_path / "beat"
@@ -59,15 +60,13 @@ def test_sigterm_stops_with_one_last_checkpoint_and_a_command_that_resumes(tmp_p
         f"--trainer.callbacks.path={beat}",
         "--trainer.callbacks.delay=3",
     )
-    proc = subprocess.Popen(
-        command(*args), cwd=REPO, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+    proc = start(how, *args)
     deadline = time.time() + 240
     while not beat.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
     assert beat.exists(), "training never started"
     proc.send_signal(signum)  # during iteration 1's callbacks: before the first validation
-    out = proc.communicate(timeout=240)[0].decode()
+    out = proc.communicate(timeout=240)[0]
     assert proc.returncode == 128 + signum, out[-3000:]
     assert "training finished" not in out
     lasts = sorted(p.name for p in (root / "checkpoints").glob("last*.ckpt"))
@@ -237,7 +236,10 @@ def test_a_full_disk_is_one_line_naming_the_file_and_the_free_space(tmp_path, mo
     [signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.slow)],
     ids=["SIGINT", "SIGTERM"],
 )
-def test_a_signal_to_the_whole_process_group_stops_gracefully_with_loader_workers(tmp_path, signum):
+@pytest.mark.parametrize("how", PROCESSES)
+def test_a_signal_to_the_whole_process_group_stops_gracefully_with_loader_workers(
+    tmp_path, signum, how
+):
     # A terminal's Ctrl-C (SIGINT), `timeout` and SLURM (SIGTERM) signal every process of the
     # job, the loader's workers too: they must leave the stop to the main process (no crash,
     # one last checkpoint, exit 128 + the signal).
@@ -250,20 +252,13 @@ def test_a_signal_to_the_whole_process_group_stops_gracefully_with_loader_worker
         f"--trainer.callbacks.path={beat}",
         "--trainer.callbacks.delay=3",
     )
-    proc = subprocess.Popen(
-        command(*args),
-        cwd=REPO,
-        env=env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    proc = start(how, *args, new_session=True)
     deadline = time.time() + 240
     while not beat.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
     assert beat.exists(), "training never started"
     os.killpg(proc.pid, signum)
-    out = proc.communicate(timeout=240)[0].decode()
+    out = proc.communicate(timeout=240)[0]
     assert proc.returncode == 128 + signum, out[-3000:]
     assert "DataLoader worker" not in out and "training finished" not in out
     lasts = sorted(p.name for p in (root / "checkpoints").glob("last*.ckpt"))
@@ -273,11 +268,12 @@ def test_a_signal_to_the_whole_process_group_stops_gracefully_with_loader_worker
     assert iteration(root / "checkpoints" / "last.ckpt") == stopped >= 1
 
 
-def test_a_full_disk_with_a_loader_worker_exits_instead_of_hanging(tmp_path):
+@pytest.mark.parametrize("how", PROCESSES)
+def test_a_full_disk_with_a_loader_worker_exits_instead_of_hanging(tmp_path, how):
     # The worker ignores SIGTERM (stops are the main process's): the exit must not wait on it.
     root = tmp_path / "run"
     args = fit_args(root, "--trainer.callbacks+=tests.helpers.FullDisk")
-    result = i2i(*args, "--data.init_args.num_workers=1", timeout=120)
+    result = i2i(*args, "--data.init_args.num_workers=1", timeout=120, how=how)
     assert result.returncode == 1, output(result)[-3000:]
     block = error_block(output(result))
     assert len(block) == 1 and "the disk is full" in block[0]
@@ -318,8 +314,9 @@ def test_a_run_ended_by_max_kimg_says_so_when_resumed(tmp_path, mode):
     assert "max_iterations" not in line and "raise --model.init_args.max_kimg." in line
 
 
+@pytest.mark.parametrize("how", PROCESSES)
 def test_two_runs_into_one_folder_the_second_is_refused_and_a_killed_run_leaves_no_lock(
-    tmp_path,
+    tmp_path, how
 ):
     root, beat = tmp_path / "run", tmp_path / "beat"
     args = fit_args(
@@ -329,9 +326,7 @@ def test_two_runs_into_one_folder_the_second_is_refused_and_a_killed_run_leaves_
         f"--trainer.callbacks.path={beat}",
         "--trainer.callbacks.delay=3",
     )
-    first = subprocess.Popen(
-        command(*args), cwd=REPO, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+    first = start(how, *args)
     try:
         deadline = time.time() + 240
         while not beat.exists() and time.time() < deadline and first.poll() is None:

@@ -17,7 +17,7 @@ import yaml
 
 from i2i.errors import RefusedFileError
 from i2i.safe_load import check_class_path, load_checkpoint
-from tests.clirun import MODES, fit_args, i2i, output, run_i2i
+from tests.clirun import MODES, PROCESSES, fit_args, i2i, output, run_i2i
 from tests.inference.conftest import fitted_run, tiny_model_file  # noqa: F401 (a fixture)
 
 
@@ -91,11 +91,12 @@ def test_inpaint_refuses_a_checkpoint_that_runs_code(hostile, photo, tmp_path, m
     assert not marker.exists() and not (tmp_path / "out").exists()
 
 
-def test_inpaint_loads_a_checkpoint_that_runs_code_when_trusted(hostile, photo, tmp_path):
+@pytest.mark.parametrize("how", PROCESSES)
+def test_inpaint_loads_a_checkpoint_that_runs_code_when_trusted(hostile, photo, tmp_path, how):
     # A process of its own: trusting is the console script's decision for its whole run.
     path, marker = hostile
     args = ["inpaint", str(path), "--image", str(photo), "--mask", "random"]
-    result = i2i(*args, "--out", str(tmp_path / "out"), "--trust-checkpoint")
+    result = i2i(*args, "--out", str(tmp_path / "out"), "--trust-checkpoint", how=how)
     assert result.returncode == 0, output(result)
     assert "warning: --trust-checkpoint" in result.stderr
     assert marker.exists() and any((tmp_path / "out").iterdir())
@@ -122,10 +123,11 @@ def test_fit_refuses_to_resume_from_a_checkpoint_that_runs_code(hostile, tmp_pat
     assert not marker.exists()
 
 
-def test_fit_resumes_from_a_checkpoint_that_runs_code_when_trusted(hostile, tmp_path):
+@pytest.mark.parametrize("how", PROCESSES)
+def test_fit_resumes_from_a_checkpoint_that_runs_code_when_trusted(hostile, tmp_path, how):
     path, marker = hostile
     args = fit_args(tmp_path / "run", f"--ckpt_path={path}", "--model.init_args.max_iterations=2")
-    result = i2i(*args, "--trust-checkpoint")  # finished already: loads, nothing to train
+    result = i2i(*args, "--trust-checkpoint", how=how)  # finished already: loads, nothing to train
     assert result.returncode == 0, output(result)
     assert "warning: --trust-checkpoint" in result.stderr and marker.exists()
 

@@ -57,21 +57,32 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     write_images(root / "images", 20)
     config = root / "train.yaml"
     config.write_text(yaml.safe_dump({"data": data_section(root / "images")}))
-    result = i2i(
-        "data",
-        "optimize",
-        "--config",
-        str(config),
-        "--out",
-        str(root / "shards"),
-        "--num-workers",
-        "2",
-        "--chunk-bytes",
-        "12KB",
-    )
+    optimize(config, root / "shards", "warm")
+    return root / "images", config, root / "shards"
+
+
+def optimize(config: Path, out: Path, how: str) -> None:
+    """`i2i data optimize` as a process (`how`: tests.clirun.start), in chunks of a few images."""
+    args = ["--config", str(config), "--out", str(out), "--num-workers", "2"]
+    result = i2i("data", "optimize", *args, "--chunk-bytes", "12KB", how=how)
     assert result.returncode == 0, output(result)
     assert "wrote train 15, val 5 samples" in result.stdout
-    return root / "images", config, root / "shards"
+
+
+@pytest.mark.slow
+def test_a_fresh_interpreter_optimizes_as_the_warm_one(built, tmp_path):
+    """`built` forks its command from a warm interpreter (tests.warm): a fresh `i2i` process
+    writes the same files, byte for byte but the times of writing (the manifest's, LitData's)."""
+    images, config, shards = built
+    optimize(config, tmp_path / "shards", "fresh")
+
+    def files(root: Path) -> dict:
+        out = {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+        for name in [name for name in out if name.suffix == ".json"]:
+            out[name] = {**json.loads(out[name]), "written": None, "updated_at": None}
+        return out
+
+    assert files(tmp_path / "shards") == files(shards)
 
 
 def shard_module(images: Path, shards: Path, **changes) -> ShardDataModule:

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from i2i.data.datasets import load_image
-from tests.clirun import MODES, REPO, as_from_a_terminal, command, env, run_i2i
+from tests.clirun import MODES, PROCESSES, REPO, as_from_a_terminal, env, run_i2i, start
 from tests.inference.test_files import hole_mask, png, read
 
 ORIENTATION = 0x0112  # the EXIF tag; 6: the pixels are stored turned 90 degrees
@@ -105,7 +105,8 @@ def test_masks_are_matched_by_relative_path_only(model_files, tmp_path, mode):
     assert not out.exists()
 
 
-def test_ctrl_c_leaves_complete_files_and_a_rerun_writes_the_rest(model_files, tmp_path):
+@pytest.mark.parametrize("how", PROCESSES)
+def test_ctrl_c_leaves_complete_files_and_a_rerun_writes_the_rest(model_files, tmp_path, how):
     rng = np.random.default_rng(3)
     images, out = tmp_path / "images", tmp_path / "out"
     for i in range(12):  # ~0.5 s each on a 2-core machine: Ctrl-C lands in the middle
@@ -122,15 +123,7 @@ def test_ctrl_c_leaves_complete_files_and_a_rerun_writes_the_rest(model_files, t
         "--num-samples",
         "2",
     ]
-    process = subprocess.Popen(
-        command(*args),
-        cwd=REPO,
-        env=env(),
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        preexec_fn=as_from_a_terminal,
-    )
+    process = start(how, *args)  # with a terminal's SIGINT (tests.clirun.as_from_a_terminal)
     deadline = time.monotonic() + 300
     while not list(out.glob("*.png")) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
