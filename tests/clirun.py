@@ -70,30 +70,35 @@ def start(
     how: str,
     *args: str,
     module: bool = False,
+    cwd: Path = REPO,
+    log: Path | None = None,
     merge_stderr: bool = True,
     new_session: bool = False,
     **extra_env: str,
 ):
-    """Start `i2i ARGS` as a process from the repository root, with a terminal's SIGINT: a
-    `subprocess.Popen` ("fresh") or a `tests.warm.WarmProcess` ("warm"). Its output is text;
-    `communicate()` gives (stdout, stderr), stderr None when `merge_stderr`."""
+    """Start `i2i ARGS` as a process in `cwd`, with a terminal's SIGINT: a `subprocess.Popen`
+    ("fresh") or a `tests.warm.WarmProcess` ("warm"). Its output goes to the file `log` (both
+    streams), or else is read as text by `communicate()`: (stdout, stderr), stderr None when
+    `merge_stderr`."""
     argv = command(*args, module=module)
     if how == "warm":
         from tests import warm
 
         argv = ["-m", *argv[2:]] if module else argv
-        return warm.spawn(argv, REPO, env(**extra_env), merge_stderr, new_session)
+        return warm.spawn(argv, cwd, env(**extra_env), log, merge_stderr, new_session)
     assert how == "fresh", how
-    return subprocess.Popen(
-        argv,
-        cwd=REPO,
-        env=env(**extra_env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
-        text=True,
-        start_new_session=new_session,
-        preexec_fn=as_from_a_terminal,
-    )
+    with contextlib.ExitStack() as files:
+        stdout = files.enter_context(log.open("w")) if log else subprocess.PIPE
+        return subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env(**extra_env),
+            stdout=stdout,
+            stderr=subprocess.STDOUT if merge_stderr or log else subprocess.PIPE,
+            text=True,
+            start_new_session=new_session,
+            preexec_fn=as_from_a_terminal,
+        )
 
 
 def run(argv: list[str], timeout: float = 300, **extra_env: str):

@@ -2,9 +2,10 @@
 (sybil reads the Markdown), so that a renamed flag breaks a test instead of a reader.
 
 Shell blocks run their commands in a folder laid out as a clone (the Makefile, `configs/`,
-`.venv`), never in the checkout; each exit status is checked. `make ...` and servers run as
-subprocesses, except `make train`: the clone's first one is a process, the pages' others run the
-command their recipe names (`make -n`) in this process. `i2i ...` runs in this process as the
+`.venv`), never in the checkout; each exit status is checked. `make ...` runs as a subprocess,
+except `make train`: the clone's first one is a process, the pages' others run the command their
+recipe names (`make -n`) in this process. Servers (`i2i demo`) are processes forked from the warm
+interpreter (tests.warm). `i2i ...` runs in this process as the
 console script runs it (`i2i.commands.run`). Both spare each command seconds of imports; the
 console script itself is tested as a process in tests/test_cli.py.
 Where the real command would take minutes, SUBSTITUTIONS says what runs instead, and why. A block
@@ -32,7 +33,7 @@ from sybil import Document, Example
 from sybil.evaluators.skip import Skipper
 from sybil.parsers.markdown import CodeBlockParser, PythonCodeBlockParser, SkipParser
 
-from tests.clirun import REPO, env, make_dry_run, output, run_i2i
+from tests.clirun import REPO, env, make_dry_run, output, run_i2i, start
 from tests.helpers import free_port
 
 PAGES = ["README.md", "docs/getting-started.md", "docs/inference.md", "docs/demo.md"]
@@ -137,32 +138,28 @@ def shell_env(clone: Clone) -> dict[str, str]:
 
 
 def serve(argv: list[str], clone: Clone, timeout: float = 600) -> None:
-    """Start a server command on a free port and stop it once its page answers (200)."""
-    port = free_port()
+    """Start a server command (`i2i demo`: a process forked from the warm interpreter,
+    tests.warm) on a free port and stop it once its page answers (200)."""
+    assert argv[0] == "i2i", argv
     log = clone.root / "server.log"
-    with open(log, "w") as stream:
-        process = subprocess.Popen(
-            [*argv, "--port", str(port)],
-            cwd=clone.root,
-            env=shell_env(clone),
-            stdout=stream,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + timeout
-            while True:
-                assert process.poll() is None, f"{shlex.join(argv)} exited: {log.read_text()}"
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
-                        if r.status == 200:
-                            return
-                except OSError:
-                    pass
-                assert time.monotonic() < deadline, f"no page: {log.read_text()[-2000:]}"
-                time.sleep(0.5)
-        finally:
-            process.terminate()
-            process.wait(timeout=60)
+    variables = {**clone_env(clone), "PATH": shell_env(clone)["PATH"], "OMP_NUM_THREADS": "1"}
+    args = [*argv[1:], "--port", str(free_port())]
+    process = start("warm", *args, cwd=clone.root, log=log, **variables)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            assert process.poll() is None, f"{shlex.join(argv)} exited: {log.read_text()}"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{args[-1]}/", timeout=5) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, f"no page: {log.read_text()[-2000:]}"
+            time.sleep(0.5)
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
 
 
 def make_recipe(argv: list[str], clone: Clone) -> list[str]:

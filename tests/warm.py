@@ -23,6 +23,7 @@ import json
 import os
 import runpy
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -108,12 +109,12 @@ def _run_command(request: dict) -> None:
 
 class WarmProcess:
     """A command forked by the warm interpreter, with the part of `subprocess.Popen` the tests use
-    (pid, poll, wait, send_signal, terminate, kill, communicate, returncode). Its output is read
-    from files when it has ended."""
+    (pid, poll, wait, send_signal, terminate, kill, communicate, returncode). Its output goes to
+    files, read when it has ended."""
 
-    def __init__(self, args: list[str], pid: int, stdout: Path, stderr: Path | None):
+    def __init__(self, args: list[str], pid: int, stdout: Path, stderr: Path | None, own: bool):
         self.args, self.pid, self.returncode = args, pid, None
-        self._stdout, self._stderr = stdout, stderr
+        self._stdout, self._stderr, self._own_files = stdout, stderr, own
 
     def poll(self) -> int | None:
         if self.returncode is None:
@@ -135,17 +136,18 @@ class WarmProcess:
             os.kill(self.pid, signum)
 
     def terminate(self) -> None:
-        self.send_signal(15)
+        self.send_signal(signal.SIGTERM)
 
     def kill(self) -> None:
-        self.send_signal(9)
+        self.send_signal(signal.SIGKILL)
 
     def communicate(self, timeout: float | None = None) -> tuple[str, str | None]:
         """(stdout, stderr) as text once it has ended; stderr None when it went to stdout."""
         self.wait(timeout)
         read = lambda path: path.read_text(errors="replace")  # noqa: E731
         out = read(self._stdout), None if self._stderr is None else read(self._stderr)
-        shutil.rmtree(self._stdout.parent)
+        if self._own_files:
+            shutil.rmtree(self._stdout.parent)
         return out
 
 
@@ -153,14 +155,17 @@ def spawn(
     argv: list[str],
     cwd: Path,
     env: dict[str, str],
+    stdout: Path | None = None,
     merge_stderr: bool = True,
     new_session: bool = False,
 ) -> WarmProcess:
-    """Fork `argv` (a script path and its arguments, or `-m MODULE ARGS`) as a process, its output
-    into files of a temporary folder that `communicate` removes."""
-    folder = Path(tempfile.mkdtemp(prefix="i2i-warm-"))
-    stdout = folder / "stdout"
-    stderr = None if merge_stderr else folder / "stderr"
+    """Fork `argv` (a script path and its arguments, or `-m MODULE ARGS`) as a process. Its output
+    goes to `stdout` (stderr too), or else to files of a temporary folder that `communicate`
+    reads and removes."""
+    own = stdout is None
+    folder = Path(tempfile.mkdtemp(prefix="i2i-warm-")) if own else None
+    stdout = folder / "stdout" if own else stdout
+    stderr = folder / "stderr" if own and not merge_stderr else None
     request = {
         "op": "spawn",
         "argv": [str(a) for a in argv],
@@ -171,19 +176,19 @@ def spawn(
         "session": new_session,
     }
     pid = _interpreter().ask(request)["pid"]
-    return WarmProcess(list(argv), pid, stdout, stderr)
+    return WarmProcess(list(argv), pid, stdout, stderr, own)
 
 
 class _Interpreter:
     def __init__(self, env: dict[str, str], cwd: Path, preexec_fn) -> None:
-        self.log = Path(os.environ.get("TMPDIR", "/tmp")) / f"i2i-warm-{os.getpid()}.log"
+        self.log = tempfile.TemporaryFile("w+")  # noqa: SIM115 - the interpreter's, to its end
         self.process = subprocess.Popen(
             [sys.executable, "-c", "import tests.warm; tests.warm.serve()"],
             cwd=cwd,
             env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=self.log.open("w"),
+            stderr=self.log,
             text=True,
             preexec_fn=preexec_fn,
         )
@@ -199,7 +204,8 @@ class _Interpreter:
     def _read(self) -> str:
         line = self.process.stdout.readline()
         if not line:
-            raise RuntimeError(f"the warm interpreter ended: {self.log.read_text()[-3000:]}")
+            self.log.seek(0)
+            raise RuntimeError(f"the warm interpreter ended: {self.log.read()[-3000:]}")
         return line.strip()
 
     def close(self) -> None:

@@ -1,5 +1,6 @@
-"""`i2i demo`: the real Gradio server in a subprocess on a loopback port, driven by
-gradio_client as a browser's page would call it."""
+"""`i2i demo`: the real Gradio server, a process (forked from the warm interpreter, tests.warm) on
+a loopback port, driven by gradio_client as a browser's page would call it. The browser tests
+start it from a fresh interpreter."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.clirun import REPO, command, env
+from tests.clirun import start
 from tests.helpers import free_port
 
 gradio_client = pytest.importorskip("gradio_client")
@@ -25,17 +26,17 @@ H, W = 45, 61  # odd and non-square: the demo works at the upload's size
 
 
 @contextmanager
-def serve(model: Path, tmp: Path, timeout: float = 1200) -> Iterator[str]:
-    """`i2i demo --model MODEL` on a free loopback port until the block ends; its URL once the
-    page answers. The server is stopped (and reaped) whatever happens."""
+def serve(model: Path, tmp: Path, timeout: float = 1200, how: str = "warm") -> Iterator[str]:
+    """`i2i demo --model MODEL` on a free loopback port until the block ends, a process started
+    as `how` says (tests.clirun.start); its URL once the page answers. The server is stopped
+    (and reaped) whatever happens."""
     port = free_port()
-    log = open(tmp / "demo.log", "w")  # noqa: SIM115 - closed below, after the process
-    process = subprocess.Popen(
-        command("demo", "--model", str(model), "--port", str(port)),
-        cwd=REPO,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env(GRADIO_TEMP_DIR=str(tmp / "gradio"), OMP_NUM_THREADS="1"),
+    process = start(
+        how,
+        *("demo", "--model", str(model), "--port", str(port)),
+        log=tmp / "demo.log",
+        GRADIO_TEMP_DIR=str(tmp / "gradio"),
+        OMP_NUM_THREADS="1",
     )
     url = f"http://127.0.0.1:{port}/"
     try:
@@ -60,7 +61,6 @@ def serve(model: Path, tmp: Path, timeout: float = 1200) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        log.close()
 
 
 def read(tmp: Path) -> str:

@@ -61,7 +61,7 @@ def screenshot(url: str, out: Path, profile: Path) -> subprocess.CompletedProces
 
 def test_the_page_renders_in_chromium(model_files, tmp_path):
     shot = tmp_path / "demo.png"
-    with serve(model_files["inpainting"], tmp_path) as url:
+    with serve(model_files["inpainting"], tmp_path, how="fresh") as url:
         result = screenshot(url, shot, tmp_path / "profile")
     assert result.returncode == 0, result.stderr[-2000:]
     with Image.open(shot) as img:
@@ -149,7 +149,7 @@ def test_a_painted_hole_is_inpainted_in_the_page(model_files, tmp_path):
     image = photo(tmp_path / "photo.png")
     driver = chromium_driver()
     try:
-        with serve(model_files["inpainting"], tmp_path) as url:
+        with serve(model_files["inpainting"], tmp_path, how="fresh") as url:
             driver.get(url)
             wait = WebDriverWait(driver, 300)
             editor = wait.until(lambda d: block(d, "image (paint the hole)"))
