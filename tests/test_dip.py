@@ -212,3 +212,38 @@ def test_ctrl_c_writes_the_current_result_and_exits_130(tmp_path, how):
     written = np.asarray(Image.open(out))
     hole = np.asarray(Image.open(mask)) > 127
     assert np.array_equal(written[~hole], pixels[~hole])
+
+
+@pytest.mark.parametrize("ignored", [False, True], ids=["from_a_terminal", "ignored"])
+def test_ctrl_c_stops_dip_unless_the_process_was_started_to_ignore_it(
+    tmp_path, monkeypatch, ignored
+):
+    """A script's `i2i dip ... &` is started with SIGINT ignored: the Ctrl-C that stops the
+    script must not stop it, as it does not stop a command run from a terminal's prompt."""
+    import i2i.dip as dip
+
+    image, mask, _ = _files(tmp_path)
+    optimise = dip.deep_image_prior
+
+    def ctrl_c_at_the_start(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        return optimise(*args, **kwargs)
+
+    monkeypatch.setattr(dip, "deep_image_prior", ctrl_c_at_the_start)
+    given = signal.SIG_IGN if ignored else signal.default_int_handler
+    previous = signal.signal(signal.SIGINT, given)
+    try:
+        result = dip.complete_file(
+            image,
+            mask,
+            tmp_path / "out.png",
+            "white_is_hole",
+            progress=False,
+            iterations=3,
+            network={"channels": 8},
+        )
+        assert signal.getsignal(signal.SIGINT) is given  # as it was before
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert (result.interrupted, result.iterations) == ((False, 3) if ignored else (True, 0))
+    assert (tmp_path / "out.png").is_file()

@@ -180,7 +180,9 @@ def complete_file(
         stop["now"] = True
         signal.signal(signum, signal.default_int_handler)
 
-    previous = signal.signal(signal.SIGINT, on_signal)
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is not signal.SIG_IGN:  # started to ignore it (`i2i dip ... &` in a script)
+        signal.signal(signal.SIGINT, on_signal)
 
     def report(it: int, loss: float, current: Callable[[], torch.Tensor]) -> None:
         bar.update(1)

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import pickle
+import signal
 import stat
 import subprocess
 from pathlib import Path
@@ -144,6 +145,28 @@ def test_sigterm_leaves_a_checkpoint_that_resumes_exactly(straight, tmp_path):
         "--model.init_args.max_iterations=6", "--ckpt_path=last", tmp_path=tmp_path / "b"
     ).model
     _assert_same_training_state(straight, resumed)
+
+
+@pytest.mark.parametrize("ignored", [False, True], ids=["from_a_terminal", "ignored"])
+def test_ctrl_c_stops_at_an_iteration_unless_the_process_was_started_to_ignore_it(
+    tmp_path, ignored
+):
+    """A script's `i2i fit ... &` is started with SIGINT ignored: the Ctrl-C that stops the
+    script must not stop the run, as it does not stop a command run from a terminal's prompt."""
+    given = signal.SIG_IGN if ignored else signal.default_int_handler
+    previous = signal.signal(signal.SIGINT, given)
+    try:
+        cli = run_cli(
+            "--model.init_args.max_iterations=3",
+            "--trainer.callbacks+=tests.helpers.SignalAt",
+            "--trainer.callbacks.iteration=1",
+            f"--trainer.callbacks.signum={int(signal.SIGINT)}",
+            tmp_path=tmp_path,
+        )
+        assert signal.getsignal(signal.SIGINT) is given  # as it was before
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert int(cli.model.iteration) == (3 if ignored else 1)
 
 
 def test_atomic_checkpoint_keeps_the_old_file_on_failure(tmp_path):

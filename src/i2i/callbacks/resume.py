@@ -257,7 +257,9 @@ def remove_stale_temporaries(folder: str | Path, started: float | None = None) -
 class GracefulShutdown(Callback):
     """On SIGINT (Ctrl-C) or SIGTERM (SLURM, Kubernetes), finish the current iteration, write
     `last.ckpt` and stop, so that `i2i fit ... --ckpt_path last` continues exactly. A second
-    signal falls through to the previous handler (an immediate stop).
+    signal falls through to the previous handler (an immediate stop). A signal the process was
+    started to ignore stays ignored, as Python leaves it: a script's `i2i fit ... &` runs on
+    through the Ctrl-C that stops the script.
 
     On an exception during training it writes `last.ckpt` too when the state is consistent, that
     is when the failure came between iterations (data loading, validation, a callback) or in an
@@ -291,7 +293,8 @@ class GracefulShutdown(Callback):
         for sig in self.SIGNALS:
             try:
                 self._previous[sig] = signal.getsignal(sig)
-                signal.signal(sig, self._handler)
+                if self._previous[sig] is not signal.SIG_IGN:
+                    signal.signal(sig, self._handler)
             except ValueError:  # not the main thread: leave signals alone
                 pass
         self._training, self._dirty_at = True, None
