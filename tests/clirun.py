@@ -60,7 +60,7 @@ def i2i(*args: str, module: bool = False, timeout: float = 300, how: str = "fres
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
-# A command that a test needs as a process (signals, locks, exit handlers, several ranks) is one,
+# A command that a test needs as a process (signals, locks, loader workers, servers) is one,
 # in both ways: "warm" forks it from an interpreter that has done the imports (tests.warm), in the
 # fast suite; "fresh" starts a new interpreter, as a user's shell does, under `make test-full`.
 PROCESSES = ["warm", pytest.param("fresh", marks=pytest.mark.slow)]
