@@ -296,6 +296,23 @@ def test_the_top_level_help_lists_the_file_commands_too():
         assert f"  {name}" in listed and what in listed, name
 
 
+def test_a_command_builds_the_parser_of_its_own_subcommand_only(tmp_path):
+    """Each subcommand's parser takes a quarter of a second to build: `i2i fit ...` builds fit's
+    alone. A config of several subcommands' sections given before the subcommand still works."""
+    from i2i.lightning_command import run_cli
+
+    args = fit_args(tmp_path / "run", "--model.init_args.max_iterations=1")
+    cli = run_cli(args)
+    assert cli.exit_code == 0 and int(cli.model.iteration) == 1
+    assert list(cli.subcommands()) == ["fit"] and list(cli._subcommand_parsers) == ["fit"]
+    sections = {name: yaml.safe_load(TINY.read_text()) for name in ("fit", "validate")}
+    (tmp_path / "both.yaml").write_text(yaml.safe_dump(sections))
+    root = f"--trainer.default_root_dir={tmp_path / 'both'}"
+    cli = run_cli(["--config", str(tmp_path / "both.yaml"), "fit", root, args[-1]])
+    assert cli.exit_code == 0 and int(cli.model.iteration) == 1
+    assert list(cli._subcommand_parsers) == ["fit", "validate", "test", "predict"]
+
+
 def _images(folder, n: int, value: int | None = None, size: int = 48) -> None:
     """`n` PNGs: random RGB photos, or grey masks of one `value`."""
     import numpy as np
