@@ -80,10 +80,7 @@ from i2i.config_files import resolve_config_arguments
 from i2i.config_keys import I2IArgumentParser
 from i2i.device_checks import accelerator_problem_of, strategy_problem_of
 from i2i.errors import RunError, UserError, find_user_error
-from i2i.safe_load import (
-    TRUST_FLAG,
-    trust_checkpoints,
-)
+from i2i.safe_load import TRUST_FLAG, trust_checkpoints
 
 STARTED = time.time()
 # Errors whose message says everything: printed as one `i2i: error:` line, exit status 1.
@@ -114,18 +111,14 @@ class I2ICLI(LightningCLI):
         self.exit_code = 0
         self.skipped_reason: str | None = None  # fit had nothing to do
         command = sys.argv[1:] if kwargs.get("args") is None else kwargs["args"]
-        first = command[0] if isinstance(command, list | tuple) and command else None
-        self._only_subcommand = first if first in LightningCLI.subcommands() else None
+        self._first_argument = command[0] if isinstance(command, list | tuple) and command else None
         super().__init__(*args, **kwargs)
 
     def subcommands(self) -> dict[str, set[str]]:
-        """Lightning's subcommands, or only the one the command line starts with: each one's
-        parser takes a quarter of a second to build, and a run parses with its own alone. (A
-        command line that starts with an option, such as a config of several subcommands' sections
-        before the subcommand, gets them all.)"""
-        every = LightningCLI.subcommands()
-        only = self._only_subcommand
-        return {only: every[only]} if only else every
+        """Lightning's subcommands, only the one the command line starts with if it does (each
+        parser takes a quarter of a second to build); starting with an option gets them all."""
+        every, only = LightningCLI.subcommands(), self._first_argument
+        return {only: every[only]} if only in every else every
 
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
         if args is None:
@@ -337,8 +330,7 @@ class I2ICLI(LightningCLI):
             # Done: the saved config.yaml must not delete the next run's folder when reused.
             self._sub_config().overwrite = False
             ckpt_dir = Path(self.trainer.checkpoint_callback.dirpath)
-            removed = remove_stale_temporaries(ckpt_dir, STARTED)
-            if removed:
+            if removed := remove_stale_temporaries(ckpt_dir, STARTED):
                 print(
                     f"i2i: removed {len(removed)} stale temporary file(s) of an interrupted "
                     f"checkpoint save in {ckpt_dir}: {', '.join(p.name for p in removed)}",
@@ -372,8 +364,7 @@ class I2ICLI(LightningCLI):
         state = checkpoint.get("state_dict") or {}
         if not callable(finished) or "iteration" not in state:
             return False
-        counters = ("iteration", "images_seen")
-        saved = {k: getattr(model, k).clone() for k in counters if k in state}
+        saved = {k: getattr(model, k).clone() for k in ("iteration", "images_seen") if k in state}
         with torch.no_grad():
             for k in saved:
                 getattr(model, k).copy_(state[k])
@@ -402,8 +393,7 @@ class I2ICLI(LightningCLI):
                 print(f"i2i: note: replacing {config}, left by a run that saved no checkpoint")
             return
         found = [config.name] if config.is_file() else []
-        if checkpoints:
-            found.append(f"{len(checkpoints)} checkpoint(s) in {ckpt_dir.name}/")
+        found.append(f"{len(checkpoints)} checkpoint(s) in {ckpt_dir.name}/")
         if not self._sub_config().get("overwrite"):
             raise RunError(
                 f"{root} already holds a run ({', '.join(found)}). To continue it: "
@@ -480,10 +470,8 @@ class I2ICLI(LightningCLI):
         for logger in trainer.loggers:
             if type(logger).__name__ == "WandbLogger":
                 run_dir = Path(logger.experiment.dir).parent
-                mode = os.environ.get("WANDB_MODE", "online")
-                hint = (
-                    f" (offline: upload with `wandb sync {run_dir}`)" if mode == "offline" else ""
-                )
+                offline = os.environ.get("WANDB_MODE", "online") == "offline"
+                hint = f" (offline: upload with `wandb sync {run_dir}`)" if offline else ""
                 lines.append(f"  W&B run     : {run_dir}{hint}")
             elif getattr(logger, "log_dir", None):
                 lines.append(f"  logs        : {logger.log_dir}")
