@@ -161,9 +161,9 @@ def spawn(
 ) -> WarmProcess:
     """Fork `argv` (a script path and its arguments, or `-m MODULE ARGS`) as a process. Its output
     goes to `stdout` (stderr too), or else to files of a temporary folder that `communicate`
-    reads and removes."""
+    reads and removes (the interpreter's `close` removes what is left)."""
     own = stdout is None
-    folder = Path(tempfile.mkdtemp(prefix="i2i-warm-")) if own else None
+    folder = Path(tempfile.mkdtemp(dir=_interpreter().files.name)) if own else None
     stdout = folder / "stdout" if own else stdout
     stderr = folder / "stderr" if own and not merge_stderr else None
     request = {
@@ -182,6 +182,8 @@ def spawn(
 class _Interpreter:
     def __init__(self, env: dict[str, str], cwd: Path, preexec_fn) -> None:
         self.log = tempfile.TemporaryFile("w+")  # noqa: SIM115 - the interpreter's, to its end
+        # The commands' output files, removed with the interpreter (a killed command's too).
+        self.files = tempfile.TemporaryDirectory(prefix="i2i-warm-")
         self.process = subprocess.Popen(
             [sys.executable, "-c", "import tests.warm; tests.warm.serve()"],
             cwd=cwd,
@@ -211,6 +213,7 @@ class _Interpreter:
     def close(self) -> None:
         self.process.stdin.close()
         self.process.wait(timeout=30)
+        self.files.cleanup()
 
 
 _started: list[_Interpreter] = []
