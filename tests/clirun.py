@@ -11,9 +11,10 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import traceback
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,37 @@ def start(
         )
 
 
+@contextlib.contextmanager
+def serving(how: str, *args: str, log: Path, timeout: float = 600, **options) -> Iterator[str]:
+    """`i2i ARGS --port PORT` (a server: `i2i demo`) on a free loopback port, started as `start`
+    says (`options`: its keywords and environment), until the block ends; its URL once the page
+    answers (200). The server is stopped, and reaped, whatever happens."""
+    from tests.helpers import free_port
+
+    port = free_port()
+    process = start(how, *args, "--port", str(port), log=log, **options)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(f"the server exited ({process.returncode}): {log.read_text()}")
+            with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no page within {timeout} s: {log.read_text()[-2000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def run(argv: list[str], timeout: float = 300, **extra_env: str):
     """Run `argv` as `i2i` is run: from the repository root, in `env()`."""
     return subprocess.run(
@@ -114,7 +146,7 @@ def run(argv: list[str], timeout: float = 300, **extra_env: str):
 
 
 def as_from_a_terminal() -> None:
-    """`preexec_fn` for a command that a test stops with Ctrl-C: SIGINT as a terminal leaves it.
+    """`preexec_fn` of the commands `start` begins: SIGINT as a terminal leaves it.
     A process inherits an ignored SIGINT (`make test &` from a script ignores it in the whole
     suite), and Python then installs no KeyboardInterrupt handler: the Ctrl-C would not land."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)

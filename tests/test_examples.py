@@ -20,8 +20,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,8 +31,7 @@ from sybil import Document, Example
 from sybil.evaluators.skip import Skipper
 from sybil.parsers.markdown import CodeBlockParser, PythonCodeBlockParser, SkipParser
 
-from tests.clirun import REPO, env, make_dry_run, output, run_i2i, start
-from tests.helpers import free_port
+from tests.clirun import REPO, env, make_dry_run, output, run_i2i, serving
 
 PAGES = ["README.md", "docs/getting-started.md", "docs/inference.md", "docs/demo.md"]
 OVERLAY = REPO / "tests" / "configs" / "examples.yaml"
@@ -139,27 +136,12 @@ def shell_env(clone: Clone) -> dict[str, str]:
 
 def serve(argv: list[str], clone: Clone, timeout: float = 600) -> None:
     """Start a server command (`i2i demo`: a process forked from the warm interpreter,
-    tests.warm) on a free port and stop it once its page answers (200)."""
+    tests.warm) and stop it once its page answers (tests.clirun.serving)."""
     assert argv[0] == "i2i", argv
-    log = clone.root / "server.log"
     variables = {**clone_env(clone), "PATH": shell_env(clone)["PATH"], "OMP_NUM_THREADS": "1"}
-    args = [*argv[1:], "--port", str(free_port())]
-    process = start("warm", *args, cwd=clone.root, log=log, **variables)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            assert process.poll() is None, f"{shlex.join(argv)} exited: {log.read_text()}"
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{args[-1]}/", timeout=5) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, f"no page: {log.read_text()[-2000:]}"
-            time.sleep(0.5)
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
+    log = clone.root / "server.log"
+    with serving("warm", *argv[1:], cwd=clone.root, log=log, timeout=timeout, **variables):
+        pass
 
 
 def make_recipe(argv: list[str], clone: Clone) -> list[str]:

@@ -4,9 +4,6 @@ start it from a fresh interpreter."""
 
 from __future__ import annotations
 
-import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.clirun import start
+from tests.clirun import serving
 from tests.helpers import free_port
 
 gradio_client = pytest.importorskip("gradio_client")
@@ -27,40 +24,16 @@ H, W = 45, 61  # odd and non-square: the demo works at the upload's size
 
 @contextmanager
 def serve(model: Path, tmp: Path, timeout: float = 1200, how: str = "warm") -> Iterator[str]:
-    """`i2i demo --model MODEL` on a free loopback port until the block ends, a process started
-    as `how` says (tests.clirun.start); its URL once the page answers. The server is stopped
-    (and reaped) whatever happens."""
-    port = free_port()
-    process = start(
+    """`i2i demo --model MODEL` until the block ends (tests.clirun.serving); its URL."""
+    with serving(
         how,
-        *("demo", "--model", str(model), "--port", str(port)),
+        *("demo", "--model", str(model)),
         log=tmp / "demo.log",
+        timeout=timeout,
         GRADIO_TEMP_DIR=str(tmp / "gradio"),
         OMP_NUM_THREADS="1",
-    )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"the demo exited ({process.returncode}): {read(tmp)}")
-            try:
-                with urllib.request.urlopen(url, timeout=5) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the demo did not answer within {timeout} s: {read(tmp)}")
-            time.sleep(0.5)
+    ) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def read(tmp: Path) -> str:
