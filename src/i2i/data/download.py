@@ -21,6 +21,12 @@ by a full decompression (gzip CRC), not by hash.
 `CYCLEGAN_DATASETS` lists the CycleGAN unpaired archives (.zip files holding
 ``<name>/trainA``, ``trainB``, ``testA``, ``testB``); `ensure_cyclegan` fetches one. They
 are checked by size and by the zip's per-member CRCs during extraction.
+
+Why not torchvision's `download_url` and `extract_archive`: the download writes straight into
+the archive's final name (a killed download leaves a partial file that the next call, with no
+checksum known, takes as complete), never resumes, and retries a failed https URL over plain
+http; the extraction calls `extractall` without a filter, which on Python 3.11 writes members
+outside the target folder.
 """
 
 from __future__ import annotations
