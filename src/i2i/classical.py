@@ -43,6 +43,18 @@ def _check(image: torch.Tensor) -> None:
         raise ValueError(f"expected an image (3, H, W), got {tuple(image.shape)}")
 
 
+def _fill(image: torch.Tensor, known, solve) -> torch.Tensor:
+    """Check the inputs and answer a mask without a hole or without a known pixel; otherwise
+    `solve(image, k)` gives the (3, H, W) values that `_result` puts in the hole."""
+    _check(image)
+    k = _known(known, tuple(image.shape[-2:]))
+    if k.all():
+        return image.clone()
+    if not k.any():  # no boundary condition: nothing to diffuse from
+        return mean_fill(image, k)
+    return _result(image, k, solve(image, k))
+
+
 def mean_fill(image: torch.Tensor, known) -> torch.Tensor:
     """The hole filled with the mean known colour (grey where nothing is known)."""
     _check(image)
@@ -56,18 +68,16 @@ def harmonic_fill(image: torch.Tensor, known) -> torch.Tensor:
     """Each hole pixel the mean of its 4 neighbours, known ones fixed: the discrete Laplace
     equation over the hole pixels (image edges: only the neighbours inside), one sparse LU
     factorisation solved for the 3 channels together."""
+    return _fill(image, known, _harmonic_solution)
+
+
+def _harmonic_solution(image: torch.Tensor, k: np.ndarray) -> np.ndarray:
     from scipy import sparse
     from scipy.sparse.linalg import splu
 
-    _check(image)
     h, w = image.shape[-2:]
-    k = _known(known, (h, w))
     hole = ~k
     n = int(hole.sum())
-    if n == 0:
-        return image.clone()
-    if not k.any():  # no boundary condition: nothing to diffuse from
-        return mean_fill(image, k)
     x = image.detach().cpu().double().numpy()
     index = np.full((h, w), -1, dtype=np.int64)
     index[hole] = np.arange(n)
@@ -92,38 +102,30 @@ def harmonic_fill(image: torch.Tensor, known) -> torch.Tensor:
     solution = splu(A, permc_spec="MMD_AT_PLUS_A").solve(rhs)
     filled = x.copy()
     filled[:, ys, xs] = solution.T
-    return _result(image, k, filled)
+    return filled
 
 
 def biharmonic_fill(image: torch.Tensor, known) -> torch.Tensor:
     """scikit-image's biharmonic inpainting, per channel."""
     from skimage.restoration import inpaint_biharmonic
 
-    _check(image)
-    k = _known(known, tuple(image.shape[-2:]))
-    if k.all():
-        return image.clone()
-    if not k.any():
-        return mean_fill(image, k)
-    x = image.detach().cpu().double().numpy().transpose(1, 2, 0)
-    filled = inpaint_biharmonic(x, ~k, channel_axis=-1)
-    return _result(image, k, filled.transpose(2, 0, 1))
+    def solve(image: torch.Tensor, k: np.ndarray) -> np.ndarray:
+        x = image.detach().cpu().double().numpy().transpose(1, 2, 0)
+        return inpaint_biharmonic(x, ~k, channel_axis=-1).transpose(2, 0, 1)
+
+    return _fill(image, known, solve)
 
 
 def _opencv_fill(image: torch.Tensor, known, flag_name: str) -> torch.Tensor:
     import cv2
 
-    _check(image)
-    k = _known(known, tuple(image.shape[-2:]))
-    if k.all():
-        return image.clone()
-    if not k.any():
-        return mean_fill(image, k)
-    x = image.detach().cpu().float().clamp(-1, 1).add(1).mul(127.5).round().byte()
-    src = np.ascontiguousarray(x.permute(1, 2, 0).numpy())
-    out = cv2.inpaint(src, (~k).astype(np.uint8) * 255, CV_RADIUS, getattr(cv2, flag_name))
-    filled = out.transpose(2, 0, 1).astype(np.float64) / 127.5 - 1
-    return _result(image, k, filled)
+    def solve(image: torch.Tensor, k: np.ndarray) -> np.ndarray:
+        x = image.detach().cpu().float().clamp(-1, 1).add(1).mul(127.5).round().byte()
+        src = np.ascontiguousarray(x.permute(1, 2, 0).numpy())
+        out = cv2.inpaint(src, (~k).astype(np.uint8) * 255, CV_RADIUS, getattr(cv2, flag_name))
+        return out.transpose(2, 0, 1).astype(np.float64) / 127.5 - 1
+
+    return _fill(image, known, solve)
 
 
 def telea_fill(image: torch.Tensor, known) -> torch.Tensor:
