@@ -100,7 +100,7 @@ def logger_args(root: Path) -> list[str]:
 def fingerprint(work: Path) -> dict:
     out: dict = {}
     for name, mode in CONFIGS.items():
-        root = work / name
+        root = work / "runs" / name  # apart from the command outputs (one is "classical")
         config = ["--config", str(REPO / "configs" / f"{name}.yaml")]
         if mode == "fit":
             run(
@@ -134,7 +134,7 @@ def fingerprint(work: Path) -> dict:
     run(
         [
             "inpaint",
-            str(work / "demo" / "checkpoints" / "last.ckpt"),
+            str(work / "runs" / "demo" / "checkpoints" / "last.ckpt"),
             "--image",
             str(scenes / "images"),
             "--mask",
@@ -167,7 +167,7 @@ def fingerprint(work: Path) -> dict:
     run(
         [
             "translate",
-            str(work / "demo_edges" / "checkpoints" / "last.ckpt"),
+            str(work / "runs" / "demo_edges" / "checkpoints" / "last.ckpt"),
             "--input",
             str(scenes / "images"),
             "--edges-from-photo",
