@@ -19,6 +19,9 @@ help: ## Show this help
 install: ## Create .venv with the pinned, tested stack (uv, from uv.lock)
 	@command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet "uv==0.13.8"
 	uv sync --frozen --extra dev
+	@# uv compiles the packages it installs, not i2i's own editable sources: compiled here once,
+	@# each i2i process starts without compiling them, even where PYTHONDONTWRITEBYTECODE is set
+	$(PY) -m compileall -q src tests benchmarks
 
 train: ## Train configs/$(TASK).yaml (default: the embedded demo, no download)
 	@# configs/ holds the packaged experiments; its folders hold fragments, which are no TASK
