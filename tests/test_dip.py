@@ -231,19 +231,16 @@ def test_ctrl_c_stops_dip_unless_the_process_was_started_to_ignore_it(
 
     monkeypatch.setattr(dip, "deep_image_prior", ctrl_c_at_the_start)
     given = signal.SIG_IGN if ignored else signal.default_int_handler
-    previous = signal.signal(signal.SIGINT, given)
-    try:
-        result = dip.complete_file(
-            image,
-            mask,
-            tmp_path / "out.png",
-            "white_is_hole",
-            progress=False,
-            iterations=3,
-            network={"channels": 8},
-        )
-        assert signal.getsignal(signal.SIGINT) is given  # as it was before
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    signal.signal(signal.SIGINT, given)  # conftest restores the worker's own after the test
+    result = dip.complete_file(
+        image,
+        mask,
+        tmp_path / "out.png",
+        "white_is_hole",
+        progress=False,
+        iterations=3,
+        network={"channels": 8},
+    )
+    assert signal.getsignal(signal.SIGINT) is given  # as it was before
     assert (result.interrupted, result.iterations) == ((False, 3) if ignored else (True, 0))
     assert (tmp_path / "out.png").is_file()

@@ -154,18 +154,15 @@ def test_ctrl_c_stops_at_an_iteration_unless_the_process_was_started_to_ignore_i
     """A script's `i2i fit ... &` is started with SIGINT ignored: the Ctrl-C that stops the
     script must not stop the run, as it does not stop a command run from a terminal's prompt."""
     given = signal.SIG_IGN if ignored else signal.default_int_handler
-    previous = signal.signal(signal.SIGINT, given)
-    try:
-        cli = run_cli(
-            "--model.init_args.max_iterations=3",
-            "--trainer.callbacks+=tests.helpers.SignalAt",
-            "--trainer.callbacks.iteration=1",
-            f"--trainer.callbacks.signum={int(signal.SIGINT)}",
-            tmp_path=tmp_path,
-        )
-        assert signal.getsignal(signal.SIGINT) is given  # as it was before
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    signal.signal(signal.SIGINT, given)  # conftest restores the worker's own after the test
+    cli = run_cli(
+        "--model.init_args.max_iterations=3",
+        "--trainer.callbacks+=tests.helpers.SignalAt",
+        "--trainer.callbacks.iteration=1",
+        f"--trainer.callbacks.signum={int(signal.SIGINT)}",
+        tmp_path=tmp_path,
+    )
+    assert signal.getsignal(signal.SIGINT) is given  # as it was before
     assert int(cli.model.iteration) == (3 if ignored else 1)
 
 
